@@ -1,0 +1,1 @@
+"""predwatch analyzers: everything that reads predictions, measures them and alerts."""

@@ -1,0 +1,1 @@
+"""Alerting: findings to alerts (rules, dedup, cooldown, resolve) and delivery (Slack)."""

@@ -1,0 +1,1 @@
+"""Jobs: read a window through the Store, call the statistics, return findings."""

@@ -1,0 +1,1 @@
+"""Pure statistics on arrays, counts and frames: no I/O, no configuration."""

@@ -1,0 +1,218 @@
+"""The ``Store`` interface: what the jobs need from wherever predictions live.
+
+Jobs speak in queries (model, time window, filters) and logical column names
+(``features.amount``, ``groups.region``, ``prediction``, ``score``, ``label``, ``latency_ms``,
+``model_version``, ``entity_id``, ``outcome``, ``error_type``, ``timestamp``, ``prediction_id``;
+see ``logshipper.schema.COLUMNS``).  Aggregates are computed where the data is, so a job's work
+grows with its bins and groups, not with the number of predictions.  Every count is weighted by
+``1 / sample_rate`` of the events it counts (a missing rate is 1), so sampled logging reweights.
+
+``label`` is the ground truth joined by ``prediction_id`` from ``ml.feedback`` events, which may
+arrive days after the prediction (in a later day's file or index); the latest feedback wins.
+A prediction id seen twice counts once.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from analyzers.findings import Finding
+from analyzers.timeutil import Window
+
+Outcome = Literal["success", "failure"]
+ColumnKind = Literal["numeric", "categorical"]
+
+
+class StoreError(RuntimeError):
+    """The store cannot answer: unreachable, bad credentials, bad input.  The message names the place."""
+
+
+class ConflictError(StoreError):
+    """An optimistic-concurrency write lost: someone else changed the document first."""
+
+
+@dataclass(frozen=True)
+class Query:
+    """Which predictions: one model, a window on ``@timestamp``, and optional filters.
+
+    Filters combine with AND; a tuple means "any of".  ``outcome=None`` means both successes and
+    failures.  ``has_label=True`` keeps only predictions whose feedback has arrived.
+    """
+
+    model: str
+    window: Window
+    model_versions: tuple[str, ...] | None = None
+    entity_ids: tuple[str, ...] | None = None
+    prediction_ids: tuple[str, ...] | None = None
+    groups: Mapping[str, tuple[str, ...]] | None = None
+    outcome: Outcome | None = None
+    has_label: bool | None = None
+
+    def with_(self, **changes: Any) -> Query:
+        """A copy with some fields changed."""
+        return Query(**{**self.__dict__, **changes})
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    """A column seen in a window: its logical name, kind and how many rows carry a value."""
+
+    name: str
+    kind: ColumnKind
+    count: float
+
+
+@dataclass(frozen=True)
+class NumericSummary:
+    """Weighted count, missing count (null or absent), mean, std, min and max of a numeric column."""
+
+    count: float
+    missing: float
+    mean: float | None
+    std: float | None
+    min: float | None
+    max: float | None
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Weighted counts over bin edges: ``counts[i]`` is ``edges[i] <= x < edges[i+1]``.
+
+    Values below the first edge go to ``underflow``, at or above the last to ``overflow``
+    (so nothing is silently lost); ``missing`` counts nulls and absent values.
+    """
+
+    edges: np.ndarray
+    counts: np.ndarray
+    underflow: float = 0.0
+    overflow: float = 0.0
+    missing: float = 0.0
+
+
+@dataclass(frozen=True)
+class SkippedLine:
+    """A line the store could not use, and why; ``source`` is a file path or an index name."""
+
+    source: str
+    line: int | None
+    reason: str
+
+
+@dataclass
+class ScanReport:
+    """What a scan passed over: bad lines with file and line number, duplicate ids."""
+
+    skipped: list[SkippedLine] = field(default_factory=list)
+    duplicates: int = 0
+
+
+class Store(ABC):
+    """Where predictions are read and analyzer results and alert state are kept."""
+
+    # ---- schema discovery -------------------------------------------------------------
+    @abstractmethod
+    def columns(self, query: Query) -> list[ColumnInfo]:
+        """Features (``features.*``), groups (``groups.*``) and ``prediction``, ``score``, ``label``
+        present in the window, with their kind: numeric when every non-null value is a number
+        (booleans count as categorical), categorical otherwise."""
+
+    # ---- rows -------------------------------------------------------------------------
+    @abstractmethod
+    def rows(
+        self, query: Query, columns: Sequence[str] | None = None, chunk_size: int = 50_000
+    ) -> Iterator[pd.DataFrame]:
+        """The window's predictions as DataFrames of at most ``chunk_size`` rows, ordered by time.
+
+        Columns are logical names (all known columns when ``None``, including every
+        ``features.*`` and ``groups.*``); a missing value is null.  ``timestamp`` is a tz-aware
+        UTC datetime.  Memory stays bounded by the chunk size.
+        """
+
+    @abstractmethod
+    def sample(self, query: Query, n: int, seed: int = 0, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """A uniform random sample of at most ``n`` predictions (all of them when fewer),
+        the same for the same data and seed."""
+
+    # ---- aggregates -------------------------------------------------------------------
+    @abstractmethod
+    def count(self, query: Query) -> float:
+        """Weighted number of predictions in the window."""
+
+    @abstractmethod
+    def numeric_summary(self, query: Query, column: str) -> NumericSummary:
+        """Count, missing, mean, std, min, max of a numeric column (non-finite values are missing)."""
+
+    @abstractmethod
+    def category_counts(self, query: Query, column: str) -> dict[Any, float]:
+        """Weighted count per distinct value; nulls and absent values under the key ``None``.
+        Numbers come back as numbers, strings as strings."""
+
+    @abstractmethod
+    def histogram(self, query: Query, column: str, edges: Sequence[float]) -> Histogram:
+        """Weighted counts of a numeric column over the given bin edges (ascending)."""
+
+    @abstractmethod
+    def quantiles(self, query: Query, column: str, qs: Sequence[float]) -> list[float | None]:
+        """Quantiles (each in [0, 1]) of a numeric column, ``None`` when it has no values.
+        Exact for the local store; Elasticsearch's percentiles are approximate (TDigest)."""
+
+    @abstractmethod
+    def crosstab(self, query: Query, columns: Sequence[str]) -> pd.DataFrame:
+        """Weighted counts per combination of the columns' values: one row per combination,
+        the given columns plus ``count``.  E.g. ``["groups.region", "prediction", "label"]`` gives
+        per-group confusion counts; nulls are kept as their own value."""
+
+    @abstractmethod
+    def volume(self, query: Query, bucket: timedelta) -> pd.DataFrame:
+        """Counts per time bucket over the whole window, empty buckets included: columns
+        ``start`` (tz-aware UTC), ``count`` (all events) and ``failures`` (``outcome == failure``)."""
+
+    # ---- results and alert state ------------------------------------------------------
+    @abstractmethod
+    def write_findings(self, findings: Sequence[Finding]) -> None:
+        """Store findings; writing the same finding id again replaces it (idempotent)."""
+
+    @abstractmethod
+    def read_findings(
+        self, model: str | None = None, job: str | None = None, since: Any = None, until: Any = None
+    ) -> list[Finding]:
+        """Stored findings, oldest window first, filtered by model, job and window end time."""
+
+    @abstractmethod
+    def get_state(self, key: str) -> tuple[dict[str, Any], Any] | None:
+        """An alert-state document and its version token, or ``None`` when absent."""
+
+    @abstractmethod
+    def put_state(self, key: str, doc: dict[str, Any], version: Any = None) -> Any:
+        """Write a state document.  With ``version`` (from :meth:`get_state`) the write succeeds only
+        if nobody changed it since, else :class:`ConflictError`; ``version=None`` creates it and
+        raises :class:`ConflictError` if it already exists.  Returns the new version token."""
+
+    @abstractmethod
+    def delete_state(self, key: str, version: Any = None) -> None:
+        """Remove a state document (optionally only at that version)."""
+
+    @abstractmethod
+    def list_state(self, prefix: str = "") -> dict[str, tuple[dict[str, Any], Any]]:
+        """Every state document whose key starts with ``prefix``, with its version token."""
+
+    # ---- housekeeping -----------------------------------------------------------------
+    def scan_report(self) -> ScanReport:
+        """What the last reads passed over (bad lines, duplicates)."""
+        return ScanReport()
+
+    def close(self) -> None:
+        """Release connections and files."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
