@@ -1,0 +1,207 @@
+"""Model performance from aggregates: classification metrics from weighted confusion counts, ROC AUC and
+log loss from streamed scores, regression errors from streamed sums.  Everything is weighted and memory
+stays bounded by the number of classes and score bins, not the number of predictions.
+
+ROC AUC is computed from score histograms per class over fine bins: pairs whose scores fall in the same
+bin count as ties (one half), so the result is exact when no bin holds both a positive and a negative
+with different scores, and otherwise off by at most half the share of such pairs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from analyzers.stats.intervals import Estimate, wilson
+
+EPS = float(np.finfo(np.float64).eps)
+HIGHER_IS_BETTER = {"accuracy": True, "precision": True, "recall": True, "f1": True, "roc_auc": True, "r2": True}
+LOWER_IS_BETTER = {"log_loss": False, "mae": False, "rmse": False, "mape": False}
+
+
+def higher_is_better(metric: str) -> bool:
+    """Whether a larger value of the metric is better (errors and losses are not)."""
+    return {**HIGHER_IS_BETTER, **LOWER_IS_BETTER}.get(metric, True)
+
+
+def normalize_label(value: Any) -> Hashable:
+    """One key for the same class however it was logged: ``1``, ``1.0`` and ``True`` match; ``None``/NaN is None."""
+    if value is None:
+        return None
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if value.is_integer():
+            return int(value)
+    return value
+
+
+def is_positive(value: Any, positive_label: Any) -> bool:
+    """Whether a logged class is the positive one (compared after :func:`normalize_label`)."""
+    v, p = normalize_label(value), normalize_label(positive_label)
+    return v == p or (isinstance(v, str) != isinstance(p, str) and str(v) == str(p))
+
+
+@dataclass(frozen=True)
+class ClassificationMetrics:
+    """Accuracy (with its Wilson interval), precision, recall and F1 (binary or macro-averaged)."""
+
+    n: float
+    accuracy: Estimate
+    precision: float | None
+    recall: float | None
+    f1: float | None
+    average: str
+    classes: list[Hashable]
+
+
+def classification_metrics(
+    confusion: Mapping[tuple[Any, Any], float], positive_label: Any = 1, confidence: float = 0.95
+) -> ClassificationMetrics:
+    """Metrics from weighted counts keyed by ``(prediction, label)``.
+
+    Binary (precision/recall/F1 of ``positive_label``) when at most two classes occur and the positive
+    label is one of them; otherwise macro averages over every class seen in predictions or labels, as
+    scikit-learn's ``average="macro"``.  A ratio with a zero denominator is ``None``.
+    """
+    cells: dict[tuple[Hashable, Hashable], float] = {}
+    for (pred, label), w in confusion.items():
+        key = (normalize_label(pred), normalize_label(label))
+        if key[1] is None:
+            continue
+        cells[key] = cells.get(key, 0.0) + float(w)
+    n = sum(cells.values())
+    correct = sum(w for (p, y), w in cells.items() if p == y)
+    classes = sorted({k for pair in cells for k in pair if k is not None}, key=lambda v: (str(type(v)), v))
+    pos = next((c for c in classes if is_positive(c, positive_label)), None)
+    if len(classes) <= 2 and pos is not None:
+        p, r, f = _prf(cells, pos)
+        average = "binary"
+    else:
+        per_class = [_prf(cells, c, zero=True) for c in classes]
+        p, r, f = (float(np.mean([x[i] for x in per_class])) if per_class else None for i in range(3))
+        average = "macro"
+    return ClassificationMetrics(n, wilson(correct, n, confidence), p, r, f, average, classes)
+
+
+def _prf(
+    cells: Mapping[tuple[Hashable, Hashable], float], cls: Hashable, zero: bool = False
+) -> tuple[float | None, float | None, float | None]:
+    """Precision, recall, F1 of one class; undefined ratios are None (or 0 inside a macro average, as sklearn)."""
+    tp = sum(w for (p, y), w in cells.items() if p == cls and y == cls)
+    pred_pos = sum(w for (p, _), w in cells.items() if p == cls)
+    actual_pos = sum(w for (_, y), w in cells.items() if y == cls)
+    fill = 0.0 if zero else None
+    precision = tp / pred_pos if pred_pos > 0 else fill
+    recall = tp / actual_pos if actual_pos > 0 else fill
+    f1 = 2 * tp / (pred_pos + actual_pos) if pred_pos + actual_pos > 0 else fill
+    return precision, recall, f1
+
+
+@dataclass
+class ScoreAccumulator:
+    """Streams (score, is-positive, weight) into per-class histograms over fixed edges and log-loss sums."""
+
+    edges: np.ndarray
+    pos: np.ndarray = field(init=False)
+    neg: np.ndarray = field(init=False)
+    loss_sum: float = 0.0
+    weight_sum: float = 0.0
+    outside_unit: bool = False
+
+    def __post_init__(self) -> None:
+        self.edges = np.asarray(self.edges, dtype=float)
+        if self.edges.ndim != 1 or len(self.edges) < 2 or np.any(np.diff(self.edges) <= 0):
+            raise ValueError("score edges must be at least two strictly increasing numbers")
+        self.pos = np.zeros(len(self.edges) - 1)
+        self.neg = np.zeros(len(self.edges) - 1)
+
+    @classmethod
+    def for_range(cls, low: float, high: float, bins: int = 20_000) -> ScoreAccumulator:
+        """Fine bins over ``[low, high]`` (``[0, 1]`` for probabilities)."""
+        if not high > low:
+            high = low + 1.0
+        return cls(np.linspace(low, high, bins + 1))
+
+    def add(self, scores: np.ndarray, positive: np.ndarray, weights: np.ndarray | None = None) -> None:
+        """Add one chunk; rows with a missing score are skipped."""
+        s = np.asarray(scores, dtype=float)
+        y = np.asarray(positive, dtype=bool)
+        w = np.ones(len(s)) if weights is None else np.asarray(weights, dtype=float)
+        ok = np.isfinite(s)
+        s, y, w = s[ok], y[ok], w[ok]
+        idx = np.clip(np.searchsorted(self.edges, s, side="right") - 1, 0, len(self.pos) - 1)
+        self.pos += np.bincount(idx[y], weights=w[y], minlength=len(self.pos))
+        self.neg += np.bincount(idx[~y], weights=w[~y], minlength=len(self.neg))
+        if len(s) and (s.min() < 0 or s.max() > 1):
+            self.outside_unit = True
+        p = np.clip(s, EPS, 1 - EPS)
+        self.loss_sum += float(-(w * np.where(y, np.log(p), np.log1p(-p))).sum())
+        self.weight_sum += float(w.sum())
+
+    def roc_auc(self) -> float | None:
+        """Area under the ROC curve (ties within a bin count one half); None without both classes."""
+        total_pos, total_neg = self.pos.sum(), self.neg.sum()
+        if total_pos <= 0 or total_neg <= 0:
+            return None
+        neg_below = np.concatenate(([0.0], np.cumsum(self.neg)[:-1]))
+        return float((self.pos * (neg_below + 0.5 * self.neg)).sum() / (total_pos * total_neg))
+
+    def log_loss(self) -> float | None:
+        """Mean cross-entropy of the scores as probabilities of the positive class (None outside [0, 1])."""
+        if self.outside_unit or self.weight_sum <= 0:
+            return None
+        return self.loss_sum / self.weight_sum
+
+
+@dataclass
+class RegressionAccumulator:
+    """Streams (prediction, label, weight) into the sums MAE, RMSE, MAPE and R² need (Chan's merge for R²)."""
+
+    weight: float = 0.0
+    abs_error: float = 0.0
+    sq_error: float = 0.0
+    pct_error: float = 0.0
+    mean_y: float = 0.0
+    m2_y: float = 0.0
+
+    def add(self, predictions: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> None:
+        """Add one chunk; rows where either value is missing or not finite are skipped."""
+        p = np.asarray(predictions, dtype=float)
+        y = np.asarray(labels, dtype=float)
+        w = np.ones(len(p)) if weights is None else np.asarray(weights, dtype=float)
+        ok = np.isfinite(p) & np.isfinite(y) & np.isfinite(w)
+        p, y, w = p[ok], y[ok], w[ok]
+        cw = float(w.sum())
+        if cw <= 0:
+            return
+        err = y - p
+        self.abs_error += float((w * np.abs(err)).sum())
+        self.sq_error += float((w * err * err).sum())
+        self.pct_error += float((w * np.abs(err) / np.maximum(np.abs(y), EPS)).sum())
+        c_mean = float((w * y).sum() / cw)
+        c_m2 = float((w * (y - c_mean) ** 2).sum())
+        total = self.weight + cw
+        delta = c_mean - self.mean_y
+        self.m2_y += c_m2 + delta * delta * self.weight * cw / total
+        self.mean_y += delta * cw / total
+        self.weight = total
+
+    def metrics(self) -> dict[str, float | None]:
+        """MAE, RMSE, MAPE (a fraction, as scikit-learn) and R² (None when the labels do not vary)."""
+        if self.weight <= 0:
+            return {"mae": None, "rmse": None, "mape": None, "r2": None}
+        return {
+            "mae": self.abs_error / self.weight,
+            "rmse": math.sqrt(self.sq_error / self.weight),
+            "mape": self.pct_error / self.weight,
+            "r2": 1 - self.sq_error / self.m2_y if self.m2_y > 0 else None,
+        }
