@@ -61,6 +61,8 @@ class ClassificationMetrics:
     f1: float | None
     average: str
     classes: list[Hashable]
+    precision_counts: tuple[float, float] | None = None  # (true positives, predicted positives), binary only
+    recall_counts: tuple[float, float] | None = None  # (true positives, actual positives), binary only
 
 
 def classification_metrics(
@@ -85,11 +87,17 @@ def classification_metrics(
     if len(classes) <= 2 and pos is not None:
         p, r, f = _prf(cells, pos)
         average = "binary"
+        tp = cells.get((pos, pos), 0.0)
+        precision_counts = (tp, sum(w for (pr, _), w in cells.items() if pr == pos))
+        recall_counts = (tp, sum(w for (_, y), w in cells.items() if y == pos))
     else:
         per_class = [_prf(cells, c, zero=True) for c in classes]
         p, r, f = (float(np.mean([x[i] for x in per_class])) if per_class else None for i in range(3))
         average = "macro"
-    return ClassificationMetrics(n, wilson(correct, n, confidence), p, r, f, average, classes)
+        precision_counts = recall_counts = None
+    return ClassificationMetrics(
+        n, wilson(correct, n, confidence), p, r, f, average, classes, precision_counts, recall_counts
+    )
 
 
 def _prf(

@@ -1,0 +1,265 @@
+"""Fairness job: per group of each ``ml.groups`` attribute, rates and parity gaps with confidence intervals.
+
+Selection is ``prediction == positive_label``, or ``score >= score_threshold`` when a threshold is
+configured (rows without a score then take no part).  Counts come from the store's crosstab (or, with a
+score threshold, one streamed pass over group, score and label columns).  A verdict needs a gap that is
+both significant (its Newcombe interval excludes zero) and beyond the configured limit; groups smaller
+than ``min_group_size`` (in predictions, or in labelled predictions for label-based rates) get
+``insufficient_data`` and take no part.  Rows without a value for the attribute are counted as
+``missing`` and are not a group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analyzers.config.models import FairnessConfig
+from analyzers.findings import Finding, Signal
+from analyzers.stats.fairness import (
+    AttributeFairness,
+    ConfusionCounts,
+    Gap,
+    Spread,
+    assess_attribute,
+    confusion_by_group,
+)
+from analyzers.stats.intervals import Estimate
+from analyzers.stats.performance import is_positive
+from analyzers.store.base import Query, Store
+from analyzers.timeutil import Window
+
+JOB = "fairness"
+GROUP_PREFIX = "groups."
+_RATES = ("selection_rate", "accuracy", "tpr", "fpr", "precision")
+_GROUP_GAPS = ("tpr", "fpr", "accuracy")  # rates whose gap marks one group as served worse
+
+
+def run(store: Store, model: str, config: FairnessConfig, window: Window) -> Finding:
+    """Measure fairness over the window; never raises (failures become an ``error`` finding)."""
+    try:
+        return _run(store, model, config, window)
+    except Exception as exc:  # a job reports its failure instead of raising
+        return Finding(model, JOB, window, "error", error=f"{type(exc).__name__}: {exc}")
+
+
+def _run(store: Store, model: str, config: FairnessConfig, window: Window) -> Finding:
+    query = Query(model=model, window=window, outcome="success")
+    reference = _reference(config)
+    total = store.count(query)
+    attributes = list(config.groups) if config.groups else _group_attributes(store, query)
+    if total < max(config.min_rows, 1) or not attributes:
+        why = "no group attributes logged" if not attributes else f"{total:g} predictions < min_rows {config.min_rows}"
+        return Finding(
+            model, JOB, window, "insufficient_data", {"n": total, "attributes": [], "reason": why}, reference
+        )
+    counts = _counts(store, query, attributes, config)
+    out: list[dict[str, Any]] = []
+    signals: list[Signal] = []
+    judged = False
+    for attr in attributes:
+        groups = counts[attr]
+        missing = groups.pop(None, ConfusionCounts()).n
+        named = _match_group(config.reference_group.get(attr), groups)
+        result = assess_attribute(
+            attr, groups, min_group_size=config.min_group_size, reference_group=named, confidence=config.confidence
+        )
+        attr_signals = _attribute_signals(result, config) + _group_signals(result, config)
+        signals += attr_signals
+        judged = judged or result.demographic_parity_difference.value is not None
+        out.append(_attribute_dict(result, missing, attr_signals, config))
+    status = "alert" if signals else ("ok" if judged else "insufficient_data")
+    return Finding(model, JOB, window, status, {"n": total, "attributes": out}, reference, signals)
+
+
+def _reference(config: FairnessConfig) -> dict[str, Any]:
+    return {
+        "reference_group": dict(config.reference_group) or "best-served group per rate",
+        "positive_label": config.positive_label,
+        "score_threshold": config.score_threshold,
+        "parity_ratio": config.parity_ratio,
+        "max_difference": config.max_difference,
+        "min_group_size": config.min_group_size,
+        "confidence": config.confidence,
+        "interval": "Wilson for rates, Newcombe hybrid score for differences, Katz log for ratios",
+    }
+
+
+def _group_attributes(store: Store, query: Query) -> list[str]:
+    return sorted(c.name[len(GROUP_PREFIX) :] for c in store.columns(query) if c.name.startswith(GROUP_PREFIX))
+
+
+def _counts(
+    store: Store, query: Query, attributes: list[str], config: FairnessConfig
+) -> dict[str, dict[Hashable, ConfusionCounts]]:
+    """Weighted confusion counts per group of each attribute."""
+    if config.score_threshold is None:
+        out = {}
+        for attr in attributes:
+            table = store.crosstab(query, [GROUP_PREFIX + attr, "prediction", "label"])
+            selected = [is_positive(v, config.positive_label) for v in table["prediction"]]
+            out[attr] = confusion_by_group(
+                table[GROUP_PREFIX + attr].to_numpy(dtype=object),
+                selected,
+                _actual(table["label"], config.positive_label),
+                table["count"].to_numpy(dtype=float),
+            )
+        return out
+    totals: dict[str, dict[Hashable, ConfusionCounts]] = {a: {} for a in attributes}
+    columns = [GROUP_PREFIX + a for a in attributes] + ["score", "label", "sample_rate"]
+    for chunk in store.rows(query, columns=columns):
+        score = pd.to_numeric(chunk["score"], errors="coerce").to_numpy(dtype=float)
+        keep = np.isfinite(score)
+        chunk = chunk[keep]
+        weights = _weights(chunk)
+        actual = _actual(chunk["label"], config.positive_label)
+        selected = score[keep] >= config.score_threshold
+        for attr in attributes:
+            part = confusion_by_group(chunk[GROUP_PREFIX + attr].to_numpy(dtype=object), selected, actual, weights)
+            for group, c in part.items():
+                totals[attr][group] = totals[attr].get(group, ConfusionCounts()) + c
+    return totals
+
+
+def _weights(chunk: pd.DataFrame) -> np.ndarray:
+    """``1 / sample_rate`` per row (1 when the rate is missing), as the store weights its aggregates."""
+    if "sample_rate" not in chunk:
+        return np.ones(len(chunk))
+    rate = pd.to_numeric(chunk["sample_rate"], errors="coerce").to_numpy(dtype=float)
+    return np.where(np.isfinite(rate) & (rate > 0), 1.0 / np.where(rate > 0, rate, 1.0), 1.0)
+
+
+def _actual(labels: pd.Series, positive_label: Any) -> list[bool | None]:
+    return [None if _missing(v) else is_positive(v, positive_label) for v in labels]
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
+
+
+def _match_group(name: str | None, groups: dict[Hashable, ConfusionCounts]) -> Hashable | None:
+    """The configured reference group as it appears in the data (the config holds it as text)."""
+    if name is None:
+        return None
+    for group in groups:
+        if group == name or str(group) == str(name):
+            return group
+    return name
+
+
+def _attribute_signals(result: AttributeFairness, config: FairnessConfig) -> list[Signal]:
+    """A demographic-parity breach: significant, and beyond the ratio (four-fifths) or difference limit."""
+    diff, ratio = result.demographic_parity_difference, result.demographic_parity_ratio
+    if diff.value is None or not diff.interval.excludes_zero or diff.groups is None:
+        return []
+    hi, lo = diff.groups
+    if ratio.value is not None and ratio.value < config.parity_ratio:
+        value, threshold, what = ratio.value, config.parity_ratio, f"ratio {ratio.value:.3f} < {config.parity_ratio}"
+    elif diff.value > config.max_difference:
+        value, threshold, what = diff.value, config.max_difference, f"difference {diff.value:.3f}"
+        what += f" > {config.max_difference}"
+    else:
+        return []
+    return [
+        Signal(
+            subject=f"attribute:{result.name}",
+            message=(
+                f"demographic parity breached for {result.name}: selection rate {what} "
+                f"({result.name}={lo} vs {result.name}={hi}, {config.confidence:.0%} CI of the difference "
+                f"{diff.interval.low:.3f} to {diff.interval.high:.3f})"
+            ),
+            severity=config.severity,
+            value=value,
+            threshold=threshold,
+        )
+    ]
+
+
+def _group_signals(result: AttributeFairness, config: FairnessConfig) -> list[Signal]:
+    """A group served significantly worse than its reference on TPR, FPR or accuracy, beyond ``max_difference``."""
+    signals = []
+    for group, gaps in result.gaps.items():
+        breaches = [g for g in (gaps.get(m) for m in _GROUP_GAPS) if g is not None and _breached(g, config)]
+        if not breaches:
+            continue
+        worst = max(breaches, key=lambda g: g.worse_by or 0.0)
+        detail = "; ".join(
+            f"{g.metric} {_fmt(g.difference.value)} vs {g.reference} "
+            f"(CI {_fmt(g.difference.low)} to {_fmt(g.difference.high)})"
+            for g in breaches
+        )
+        signals.append(
+            Signal(
+                subject=f"group:{result.name}={group}",
+                message=f"{result.name}={group} is served worse: {detail}; limit {config.max_difference}",
+                severity=config.severity,
+                value=worst.worse_by,
+                threshold=config.max_difference,
+            )
+        )
+    return signals
+
+
+def _breached(gap: Gap, config: FairnessConfig) -> bool:
+    worse = gap.worse_by
+    return worse is not None and worse > config.max_difference and gap.difference.excludes_zero
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.3f}"
+
+
+def _ci(est: Estimate) -> list[float | None] | None:
+    return None if est.low is None else [est.low, est.high]
+
+
+def _spread(prefix: str, spread: Spread) -> dict[str, Any]:
+    return {
+        prefix: spread.value,
+        f"{prefix}_ci": _ci(spread.interval),
+        f"{prefix}_groups": list(spread.groups) if spread.groups else None,
+    }
+
+
+def _attribute_dict(
+    result: AttributeFairness, missing: float, signals: list[Signal], config: FairnessConfig
+) -> dict[str, Any]:
+    flagged = {s.subject for s in signals}
+    groups = []
+    for gm in result.groups:
+        c = gm.counts
+        row: dict[str, Any] = {"group": gm.group, "n": c.n, "n_labeled": c.labeled}
+        for rate in _RATES:
+            est = getattr(gm, rate)
+            row[rate] = est.value
+            row[f"{rate}_ci"] = _ci(est)
+        for metric, gap in result.gaps.get(gm.group, {}).items():
+            row[f"{metric}_difference"] = gap.difference.value
+            row[f"{metric}_difference_ci"] = _ci(gap.difference)
+            row[f"{metric}_ratio"] = gap.ratio.value
+            row[f"{metric}_reference_group"] = gap.reference
+        if not result.eligible[gm.group]:
+            row["status"] = "insufficient_data"
+        elif f"group:{result.name}={gm.group}" in flagged:
+            row["status"] = "alert"
+        else:
+            row["status"] = "ok" if result.label_eligible[gm.group] or c.labeled == 0 else "insufficient_labels"
+        groups.append(row)
+    out: dict[str, Any] = {"name": result.name, "groups": groups, "missing": missing}
+    out.update(_spread("demographic_parity_difference", result.demographic_parity_difference))
+    out.update(_spread("demographic_parity_ratio", result.demographic_parity_ratio))
+    out.update(_spread("equalized_odds_difference", result.equalized_odds_difference))
+    out.update(_spread("equal_opportunity_difference", result.equal_opportunity_difference))
+    out.update(_spread("false_positive_rate_difference", result.fpr_difference))
+    out.update(_spread("accuracy_difference", result.accuracy_difference))
+    out["reference_group"] = result.reference_group
+    out["eligible_groups"] = sum(result.eligible.values())
+    out["status"] = (
+        "alert"
+        if signals
+        else ("ok" if result.demographic_parity_difference.value is not None else "insufficient_data")
+    )
+    return out

@@ -1,0 +1,203 @@
+"""Performance job: feedback joined to predictions (the store's ``label``), metrics against a reference.
+
+The reference is ``config.reference`` (a fixed window, ``{last, ending}`` for the ``last`` long window
+that ended ``ending`` before this window's end, or ``{last}`` for the one just before this window), or
+by default the previous window of the same length.  A metric alerts when it crosses its configured
+floor (ceiling for errors and losses) or falls more than ``max_drop`` (relative) behind the reference;
+for accuracy, precision and recall, which are proportions, the drop must also be significant (the
+Newcombe interval of the difference excludes zero).  Both windows need ``min_labels`` labelled rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analyzers.config.models import PerformanceConfig, ReferenceConfig
+from analyzers.findings import Finding, Signal
+from analyzers.stats.intervals import newcombe_difference
+from analyzers.stats.performance import (
+    RegressionAccumulator,
+    ScoreAccumulator,
+    classification_metrics,
+    higher_is_better,
+    is_positive,
+)
+from analyzers.store.base import Query, Store
+from analyzers.timeutil import Window
+
+JOB = "performance"
+CLASSIFICATION_MAX_CLASSES = 20  # integer predictions with at most this many values are classes
+_SAMPLE_FOR_TASK = 2_000
+
+
+def run(store: Store, model: str, config: PerformanceConfig, window: Window) -> Finding:
+    """Measure performance over the window; never raises (failures become an ``error`` finding)."""
+    try:
+        return _run(store, model, config, window)
+    except Exception as exc:  # a job reports its failure instead of raising
+        return Finding(model, JOB, window, "error", error=f"{type(exc).__name__}: {exc}")
+
+
+def reference_window(window: Window, reference: ReferenceConfig | None) -> Window:
+    """The window the current one is compared with (see the module docstring)."""
+    if reference is None:
+        return window.shift(-window.length)
+    if reference.file is not None:
+        raise ValueError("performance needs labelled predictions: a reference file is not supported, use a window")
+    if reference.start is not None and reference.end is not None:
+        return Window(reference.start, reference.end)
+    assert reference.last is not None
+    end = window.end - reference.ending if reference.ending is not None else window.start
+    return Window(end - reference.last, end)
+
+
+def _run(store: Store, model: str, config: PerformanceConfig, window: Window) -> Finding:
+    query = Query(model=model, window=window, outcome="success")
+    total = store.count(query)
+    labeled = store.count(query.with_(has_label=True))
+    coverage = {"n": total, "n_labeled": labeled, "label_coverage": labeled / total if total > 0 else None}
+    ref_window = reference_window(window, config.reference)
+    if labeled < max(config.min_labels, 1):
+        reason = f"{labeled:g} labelled predictions < min_labels {config.min_labels}"
+        return Finding(model, JOB, window, "insufficient_data", {**coverage, "reason": reason}, {"window": ref_window})
+    task = config.task or infer_task(store, query)
+    current = measure(store, query, task, config)
+    ref_query = Query(model=model, window=ref_window, outcome="success")
+    ref_labeled = store.count(ref_query.with_(has_label=True))
+    ref = measure(store, ref_query, task, config) if ref_labeled >= max(config.min_labels, 1) else None
+    out: dict[str, Any] = {"task": task, **coverage}
+    signals: list[Signal] = []
+    for name, value in current.items():
+        if name.startswith("_"):
+            continue
+        entry, signal = _compare(name, value, ref, current, config)
+        out[name] = entry
+        if signal is not None:
+            signals.append(signal)
+    reference = {
+        "window": ref_window,
+        "n_labeled": ref_labeled,
+        "status": "ok" if ref is not None else "insufficient_data",
+        "max_drop": config.max_drop,
+        "thresholds": dict(config.thresholds),
+    }
+    return Finding(model, JOB, window, "alert" if signals else "ok", out, reference, signals)
+
+
+def infer_task(store: Store, query: Query) -> str:
+    """Classification when predictions are categorical, or integers with few distinct values; else regression."""
+    kinds = {c.name: c.kind for c in store.columns(query)}
+    if kinds.get("prediction", "categorical") == "categorical":
+        return "classification"
+    sample = store.sample(query, _SAMPLE_FOR_TASK, columns=["prediction"])
+    values = pd.to_numeric(sample["prediction"], errors="coerce").dropna().to_numpy(dtype=float)
+    if len(values) and np.all(values == np.round(values)) and len(np.unique(values)) <= CLASSIFICATION_MAX_CLASSES:
+        return "classification"
+    return "regression"
+
+
+def measure(store: Store, query: Query, task: str, config: PerformanceConfig) -> dict[str, Any]:
+    """Every metric of the task over the labelled predictions of the query (keys with ``_`` are internals)."""
+    labeled = query.with_(has_label=True)
+    if task == "regression":
+        acc = RegressionAccumulator()
+        for chunk in store.rows(labeled, columns=["prediction", "label", "sample_rate"]):
+            acc.add(_numeric(chunk["prediction"]), _numeric(chunk["label"]), _weights(chunk))
+        return dict(acc.metrics())
+    table = store.crosstab(labeled, ["prediction", "label"])
+    confusion = {(p, y): float(c) for p, y, c in zip(table["prediction"], table["label"], table["count"], strict=True)}
+    cm = classification_metrics(confusion, config.positive_label)
+    out: dict[str, Any] = {
+        "accuracy": cm.accuracy.value,
+        "precision": cm.precision,
+        "recall": cm.recall,
+        "f1": cm.f1,
+        "_average": cm.average,
+        "_counts": {
+            "accuracy": (cm.accuracy.value * cm.n if cm.accuracy.value is not None else 0.0, cm.n),
+            "precision": cm.precision_counts,
+            "recall": cm.recall_counts,
+        },
+        "_ci": {"accuracy": [cm.accuracy.low, cm.accuracy.high] if cm.accuracy.low is not None else None},
+    }
+    if cm.average == "binary":
+        out.update(_score_metrics(store, labeled, config))
+    return out
+
+
+def _score_metrics(store: Store, labeled: Query, config: PerformanceConfig) -> dict[str, float | None]:
+    """ROC AUC and log loss from one streamed pass over scores (fine bins; see the stats module)."""
+    kinds = {c.name: c.kind for c in store.columns(labeled)}
+    if kinds.get("score") != "numeric":
+        return {}
+    summary = store.numeric_summary(labeled, "score")
+    if not summary.count or summary.min is None or summary.max is None:
+        return {}
+    unit = summary.min >= 0 and summary.max <= 1
+    acc = ScoreAccumulator.for_range(0.0, 1.0) if unit else ScoreAccumulator.for_range(summary.min, summary.max)
+    for chunk in store.rows(labeled, columns=["score", "label", "sample_rate"]):
+        positive = np.array([is_positive(v, config.positive_label) for v in chunk["label"]], dtype=bool)
+        acc.add(_numeric(chunk["score"]), positive, _weights(chunk))
+    return {"roc_auc": acc.roc_auc(), "log_loss": acc.log_loss()}
+
+
+def _numeric(series: pd.Series) -> np.ndarray:
+    return pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def _weights(chunk: pd.DataFrame) -> np.ndarray:
+    """``1 / sample_rate`` per row (1 when the rate is missing), as the store weights its aggregates."""
+    if "sample_rate" not in chunk:
+        return np.ones(len(chunk))
+    rate = _numeric(chunk["sample_rate"])
+    return np.where(np.isfinite(rate) & (rate > 0), 1.0 / np.where(rate > 0, rate, 1.0), 1.0)
+
+
+def _compare(
+    name: str, value: float | None, ref: dict[str, Any] | None, current: dict[str, Any], config: PerformanceConfig
+) -> tuple[dict[str, Any], Signal | None]:
+    """One metric's entry (value, reference, threshold, change) and its signal if it breached."""
+    better_high = higher_is_better(name)
+    ref_value = ref.get(name) if ref is not None else None
+    entry: dict[str, Any] = {"value": value, "reference": ref_value, "higher_is_better": better_high}
+    if name in current.get("_ci", {}):
+        entry["ci"] = current["_ci"][name]
+    threshold = config.thresholds.get(name)
+    entry["threshold"] = threshold
+    if value is None:
+        return entry, None
+    reasons = []
+    if threshold is not None and (value < threshold if better_high else value > threshold):
+        reasons.append(f"{'below floor' if better_high else 'above ceiling'} {threshold:g}")
+    limit = None
+    if ref_value is not None:
+        entry["change"] = value - ref_value
+        drop = (ref_value - value if better_high else value - ref_value) / abs(ref_value) if ref_value else None
+        entry["relative_drop"] = drop
+        limit = ref_value * (1 - config.max_drop if better_high else 1 + config.max_drop)
+        significant = _significant(name, current, ref)
+        entry["significant"] = significant
+        if drop is not None and drop > config.max_drop and significant is not False:
+            reasons.append(f"{drop:.1%} worse than the reference {ref_value:.4g} (limit {config.max_drop:.0%})")
+    entry["breached"] = bool(reasons)
+    if not reasons:
+        return entry, None
+    return entry, Signal(
+        subject=f"metric:{name}",
+        message=f"{name} {value:.4g} is " + " and ".join(reasons),
+        severity=config.severity,
+        value=value,
+        threshold=threshold if threshold is not None else limit,
+    )
+
+
+def _significant(name: str, current: dict[str, Any], ref: dict[str, Any] | None) -> bool | None:
+    """For proportions: whether the difference from the reference is significant; None for other metrics."""
+    counts_now = current.get("_counts", {}).get(name)
+    counts_ref = (ref or {}).get("_counts", {}).get(name)
+    if not counts_now or not counts_ref:
+        return None
+    return newcombe_difference(*counts_now, *counts_ref).excludes_zero
