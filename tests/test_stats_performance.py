@@ -120,3 +120,25 @@ def test_regression_without_data_or_spread() -> None:
     acc = RegressionAccumulator()
     acc.add(np.array([1.0, 2.0, np.nan]), np.array([3.0, 3.0, 1.0]))
     assert acc.metrics()["r2"] is None and acc.metrics()["mae"] == pytest.approx(1.5)
+
+
+def test_standard_errors() -> None:
+    rng = np.random.default_rng(6)
+    y = rng.integers(0, 2, 4000)
+    s = np.clip(rng.normal(0.35 + 0.3 * y, 0.2), 0.01, 0.99)
+    acc = ScoreAccumulator.for_range(0.0, 1.0)
+    acc.add(s, y == 1)
+    loss = -np.where(y == 1, np.log(s), np.log1p(-s))
+    assert acc.log_loss_se() == pytest.approx(loss.std() / np.sqrt(len(loss)))
+    auc, n1, n0 = acc.roc_auc(), (y == 1).sum(), (y == 0).sum()
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+    expected = np.sqrt((auc * (1 - auc) + (n1 - 1) * (q1 - auc**2) + (n0 - 1) * (q2 - auc**2)) / (n1 * n0))
+    assert acc.roc_auc_se() == pytest.approx(expected)
+    reg = RegressionAccumulator()
+    truth = rng.normal(10, 2, 3000)
+    pred = truth + rng.normal(0, 1, 3000)
+    reg.add(pred, truth)
+    err = truth - pred
+    se = reg.standard_errors()
+    assert se["mae"] == pytest.approx(np.abs(err).std() / np.sqrt(3000))
+    assert se["rmse"] == pytest.approx((err**2).std() / np.sqrt(3000) / (2 * np.sqrt((err**2).mean())))

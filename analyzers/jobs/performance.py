@@ -4,12 +4,14 @@ The reference is ``config.reference`` (a fixed window, ``{last, ending}`` for th
 that ended ``ending`` before this window's end, or ``{last}`` for the one just before this window), or
 by default the previous window of the same length.  A metric alerts when it crosses its configured
 floor (ceiling for errors and losses) or falls more than ``max_drop`` (relative) behind the reference;
-for accuracy, precision and recall, which are proportions, the drop must also be significant (the
-Newcombe interval of the difference excludes zero).  Both windows need ``min_labels`` labelled rows.
+the drop must also be significant at 95%: Newcombe's interval of the difference for accuracy, precision
+and recall (proportions); a z-test on standard errors for ROC AUC (Hanley–McNeil), log loss, MAE, MAPE,
+RMSE and R² (delta method); precision or recall for F1.  Both windows need ``min_labels`` labelled rows.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -31,6 +33,8 @@ from analyzers.timeutil import Window
 JOB = "performance"
 CLASSIFICATION_MAX_CLASSES = 20  # integer predictions with at most this many values are classes
 _SAMPLE_FOR_TASK = 2_000
+SIGNIFICANCE_LEVEL = 0.95  # changes against the reference must be significant at this level to alert
+SIGNIFICANCE_Z = 1.959963984540054
 
 
 def run(store: Store, model: str, config: PerformanceConfig, window: Window) -> Finding:
@@ -106,7 +110,7 @@ def measure(store: Store, query: Query, task: str, config: PerformanceConfig) ->
         acc = RegressionAccumulator()
         for chunk in store.rows(labeled, columns=["prediction", "label", "sample_rate"]):
             acc.add(_numeric(chunk["prediction"]), _numeric(chunk["label"]), _weights(chunk))
-        return dict(acc.metrics())
+        return {**acc.metrics(), "_se": acc.standard_errors()}
     table = store.crosstab(labeled, ["prediction", "label"])
     confusion = {(p, y): float(c) for p, y, c in zip(table["prediction"], table["label"], table["count"], strict=True)}
     cm = classification_metrics(confusion, config.positive_label)
@@ -124,11 +128,13 @@ def measure(store: Store, query: Query, task: str, config: PerformanceConfig) ->
         "_ci": {"accuracy": [cm.accuracy.low, cm.accuracy.high] if cm.accuracy.low is not None else None},
     }
     if cm.average == "binary":
-        out.update(_score_metrics(store, labeled, config))
+        scored = _score_metrics(store, labeled, config)
+        out["_se"] = scored.pop("_se", {})
+        out.update(scored)
     return out
 
 
-def _score_metrics(store: Store, labeled: Query, config: PerformanceConfig) -> dict[str, float | None]:
+def _score_metrics(store: Store, labeled: Query, config: PerformanceConfig) -> dict[str, Any]:
     """ROC AUC and log loss from one streamed pass over scores (fine bins; see the stats module)."""
     kinds = {c.name: c.kind for c in store.columns(labeled)}
     if kinds.get("score") != "numeric":
@@ -141,7 +147,11 @@ def _score_metrics(store: Store, labeled: Query, config: PerformanceConfig) -> d
     for chunk in store.rows(labeled, columns=["score", "label", "sample_rate"]):
         positive = np.array([is_positive(v, config.positive_label) for v in chunk["label"]], dtype=bool)
         acc.add(_numeric(chunk["score"]), positive, _weights(chunk))
-    return {"roc_auc": acc.roc_auc(), "log_loss": acc.log_loss()}
+    return {
+        "roc_auc": acc.roc_auc(),
+        "log_loss": acc.log_loss(),
+        "_se": {"roc_auc": acc.roc_auc_se(), "log_loss": acc.log_loss_se()},
+    }
 
 
 def _numeric(series: pd.Series) -> np.ndarray:
@@ -194,10 +204,22 @@ def _compare(
     )
 
 
-def _significant(name: str, current: dict[str, Any], ref: dict[str, Any] | None) -> bool | None:
-    """For proportions: whether the difference from the reference is significant; None for other metrics."""
-    counts_now = current.get("_counts", {}).get(name)
-    counts_ref = (ref or {}).get("_counts", {}).get(name)
-    if not counts_now or not counts_ref:
+def _significant(
+    name: str, current: dict[str, Any], ref: dict[str, Any] | None, z: float = SIGNIFICANCE_Z
+) -> bool | None:
+    """Whether the change from the reference is significant: Newcombe's interval for proportions, a z-test on
+    the standard errors for the others, precision or recall for F1; None when it cannot be told."""
+    if ref is None:
         return None
-    return newcombe_difference(*counts_now, *counts_ref).excludes_zero
+    if name == "f1":
+        parts = [_significant(m, current, ref, z) for m in ("precision", "recall")]
+        return None if all(p is None for p in parts) else any(parts)
+    counts_now = current.get("_counts", {}).get(name)
+    counts_ref = ref.get("_counts", {}).get(name)
+    if counts_now and counts_ref:
+        return newcombe_difference(*counts_now, *counts_ref, confidence=SIGNIFICANCE_LEVEL).excludes_zero
+    se_now, se_ref = current.get("_se", {}).get(name), ref.get("_se", {}).get(name)
+    if se_now is None or se_ref is None or current.get(name) is None or ref.get(name) is None:
+        return None
+    spread = math.hypot(se_now, se_ref)
+    return abs(current[name] - ref[name]) > z * spread if spread > 0 else current[name] != ref[name]

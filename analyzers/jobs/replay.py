@@ -10,7 +10,8 @@ whose first parameter is annotated as a list/sequence gets records, any other ge
 that raise TypeError, KeyError, AttributeError or IndexError, records.  It returns one of: a sequence of
 predictions; a sequence of ``(prediction, score)`` pairs or of dicts with ``prediction`` (or ``label``) and
 ``score``; a DataFrame with those columns; or a tuple ``(predictions, scores)``.  Predictions match when
-equal as classes or, for numbers, within ``tolerance``; scores mismatch when they differ by more than it.
+equal as classes (``1``, ``1.0`` and ``True`` alike) or, for non-integral numbers, within ``tolerance``;
+scores mismatch when they differ by more than it.
 """
 
 from __future__ import annotations
@@ -230,8 +231,8 @@ class _Tally:
 
 def _same_prediction(logged: Any, replayed: Any, tolerance: float) -> bool:
     a, b = normalize_label(logged), normalize_label(replayed)
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return math.isclose(a, b, rel_tol=0.0, abs_tol=tolerance)
+    if isinstance(a, float) or isinstance(b, float):  # a regression output: equal within the tolerance
+        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and abs(a - b) <= tolerance
     return a == b or str(a) == str(b)
 
 

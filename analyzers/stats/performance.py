@@ -122,6 +122,7 @@ class ScoreAccumulator:
     pos: np.ndarray = field(init=False)
     neg: np.ndarray = field(init=False)
     loss_sum: float = 0.0
+    loss_sq_sum: float = 0.0
     weight_sum: float = 0.0
     outside_unit: bool = False
 
@@ -152,7 +153,9 @@ class ScoreAccumulator:
         if len(s) and (s.min() < 0 or s.max() > 1):
             self.outside_unit = True
         p = np.clip(s, EPS, 1 - EPS)
-        self.loss_sum += float(-(w * np.where(y, np.log(p), np.log1p(-p))).sum())
+        loss = -np.where(y, np.log(p), np.log1p(-p))
+        self.loss_sum += float((w * loss).sum())
+        self.loss_sq_sum += float((w * loss * loss).sum())
         self.weight_sum += float(w.sum())
 
     def roc_auc(self) -> float | None:
@@ -162,6 +165,22 @@ class ScoreAccumulator:
             return None
         neg_below = np.concatenate(([0.0], np.cumsum(self.neg)[:-1]))
         return float((self.pos * (neg_below + 0.5 * self.neg)).sum() / (total_pos * total_neg))
+
+    def roc_auc_se(self) -> float | None:
+        """Standard error of the AUC by Hanley and McNeil (1982), for comparing two windows."""
+        auc, n_pos, n_neg = self.roc_auc(), float(self.pos.sum()), float(self.neg.sum())
+        if auc is None:
+            return None
+        q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+        var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc * auc) + (n_neg - 1) * (q2 - auc * auc)) / (n_pos * n_neg)
+        return math.sqrt(max(var, 0.0))
+
+    def log_loss_se(self) -> float | None:
+        """Standard error of the mean log loss (the spread of per-row losses over the square root of n)."""
+        mean = self.log_loss()
+        if mean is None:
+            return None
+        return math.sqrt(max(self.loss_sq_sum / self.weight_sum - mean * mean, 0.0) / self.weight_sum)
 
     def log_loss(self) -> float | None:
         """Mean cross-entropy of the scores as probabilities of the positive class (None outside [0, 1])."""
@@ -178,6 +197,8 @@ class RegressionAccumulator:
     abs_error: float = 0.0
     sq_error: float = 0.0
     pct_error: float = 0.0
+    quartic_error: float = 0.0
+    pct_sq_error: float = 0.0
     mean_y: float = 0.0
     m2_y: float = 0.0
 
@@ -194,7 +215,10 @@ class RegressionAccumulator:
         err = y - p
         self.abs_error += float((w * np.abs(err)).sum())
         self.sq_error += float((w * err * err).sum())
-        self.pct_error += float((w * np.abs(err) / np.maximum(np.abs(y), EPS)).sum())
+        pct = np.abs(err) / np.maximum(np.abs(y), EPS)
+        self.pct_error += float((w * pct).sum())
+        self.quartic_error += float((w * err**4).sum())
+        self.pct_sq_error += float((w * pct * pct).sum())
         c_mean = float((w * y).sum() / cw)
         c_m2 = float((w * (y - c_mean) ** 2).sum())
         total = self.weight + cw
@@ -212,4 +236,21 @@ class RegressionAccumulator:
             "rmse": math.sqrt(self.sq_error / self.weight),
             "mape": self.pct_error / self.weight,
             "r2": 1 - self.sq_error / self.m2_y if self.m2_y > 0 else None,
+        }
+
+    def standard_errors(self) -> dict[str, float | None]:
+        """Standard errors of the metrics, for comparing two windows: of the means for MAE, MAPE and the
+        squared error, then by the delta method for RMSE (``se(MSE) / 2 RMSE``) and R² (``se(MSE) / var(y)``)."""
+        w = self.weight
+        if w <= 0:
+            return {"mae": None, "rmse": None, "mape": None, "r2": None}
+        mae, mse, mape = self.abs_error / w, self.sq_error / w, self.pct_error / w
+        se_mae = math.sqrt(max(mse - mae * mae, 0.0) / w)
+        se_mse = math.sqrt(max(self.quartic_error / w - mse * mse, 0.0) / w)
+        se_mape = math.sqrt(max(self.pct_sq_error / w - mape * mape, 0.0) / w)
+        return {
+            "mae": se_mae,
+            "rmse": se_mse / (2 * math.sqrt(mse)) if mse > 0 else None,
+            "mape": se_mape,
+            "r2": se_mse / (self.m2_y / w) if self.m2_y > 0 else None,
         }
