@@ -1,0 +1,118 @@
+"""Ops job end to end on the LocalStore: an hour with no traffic, a latency spike with errors."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analyzers.config.models import OpsConfig
+from analyzers.jobs import ops
+from analyzers.timeutil import Window, format_time, parse_time
+
+try:
+    from analyzers.store import LocalStore
+except ImportError:  # the local store is written in parallel; these tests run once it exists
+    pytest.skip("analyzers.store.LocalStore is not available yet", allow_module_level=True)
+
+T0 = parse_time("2026-11-20T00:00:00Z")
+
+
+def write_events(log_dir: Path, events: list[dict]) -> None:
+    """Append events as JSON lines to the daily file of their UTC day, as the logger writes them."""
+    for ev in events:
+        path = log_dir / "svc" / f"predictions-{ev['@timestamp'][:10]}.ndjson"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(ev) + "\n")
+
+
+def event(ts, pid: str, latency: float, failed: bool = False) -> dict:
+    ev = {
+        "@timestamp": format_time(ts),
+        "log.level": "error" if failed else "info",
+        "message": "prediction failed" if failed else "prediction",
+        "ecs.version": "8.11.0",
+        "event": {"dataset": "ml.prediction", "kind": "event", "outcome": "failure" if failed else "success"},
+        "service": {"name": "svc", "version": "1", "environment": "test"},
+        "ml": {"prediction_id": pid, "model": {"name": "m", "version": "v1"}, "latency_ms": latency},
+    }
+    if failed:
+        ev["error"] = {"type": "TimeoutError", "message": "upstream timed out"}
+    else:
+        ev["ml"]["prediction"] = {"label": 1, "score": 0.7}
+    return ev
+
+
+def traffic(log_dir: Path, start, minutes: int, skip: range = range(0), spike: range = range(0), seed: int = 0):
+    """Four events a minute; none in the ``skip`` minutes; slow and often failing in the ``spike`` minutes."""
+    rng = np.random.default_rng(seed)
+    events, latencies = [], []
+    for m in range(minutes):
+        if m in skip:
+            continue
+        for k in range(4):
+            slow = m in spike
+            latency = float(rng.normal(1500, 100) if slow else rng.gamma(4, 5))
+            failed = slow and rng.random() < 0.3
+            events.append(event(start + timedelta(minutes=m, seconds=k * 15), f"e{m}-{k}", latency, failed))
+            latencies.append(latency)
+    write_events(log_dir, events)
+    return np.array(latencies)
+
+
+def _run(tmp_path: Path, span: Window, **cfg) -> dict:
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
+        return ops.run(store, "m", OpsConfig(**cfg), span).to_dict()
+
+
+def test_an_hour_without_traffic_alerts(tmp_path: Path) -> None:
+    traffic(tmp_path / "logs", T0, 180, skip=range(60, 120))
+    out = _run(tmp_path, Window(T0, T0 + timedelta(hours=3)), window="3h")
+    assert out["status"] == "alert", out.get("error")
+    (signal,) = out["signals"]
+    assert signal["subject"] == "metric:silence" and signal["value"] == 3600
+    assert out["silence"]["start"] == format_time(T0 + timedelta(hours=1))
+    assert out["silence"]["ongoing"] is False
+    assert out["volume"]["total"] == 480 and out["volume"]["empty_buckets"] == 12
+
+
+def test_latency_spike_with_errors(tmp_path: Path) -> None:
+    latencies = traffic(tmp_path / "logs", T0, 60, spike=range(20, 40), seed=1)
+    out = _run(tmp_path, Window(T0, T0 + timedelta(hours=1)), latency_ms={"p95": 500, "p50": 100})
+    subjects = {s["subject"] for s in out["signals"]}
+    assert subjects == {"metric:latency_p95", "metric:error_rate"}, out["signals"]
+    assert out["latency_ms"]["p95"]["value"] == pytest.approx(np.quantile(latencies, 0.95), rel=0.02)
+    assert out["latency_ms"]["p50"]["value"] < 100
+    assert out["error_rate"]["value"] == pytest.approx(out["volume"]["failures"] / 240)
+    assert out["error_rate"]["value"] > 0.05
+
+
+def test_healthy_service_is_ok(tmp_path: Path) -> None:
+    traffic(tmp_path / "logs", T0, 60, seed=2)
+    out = _run(tmp_path, Window(T0, T0 + timedelta(hours=1)))
+    assert out["status"] == "ok" and out["signals"] == []
+    assert out["error_rate"]["value"] == 0.0
+    assert out["latency_ms"]["p95"]["threshold"] == 500.0
+
+
+def test_no_predictions_at_all_is_an_alert(tmp_path: Path) -> None:
+    (tmp_path / "logs").mkdir()
+    out = _run(tmp_path, Window(T0, T0 + timedelta(hours=1)))
+    assert out["status"] == "alert"
+    assert out["signals"][0]["subject"] == "metric:silence" and out["silence"]["ongoing"] is True
+
+
+def test_longest_silence_and_percentile_names() -> None:
+    from analyzers.stats.ops import longest_silence, percentile_level
+
+    assert longest_silence([1, 0, 0, 3, 0, 0, 0, 2]).buckets == 3
+    tie = longest_silence([0, 0, 5, 0, 0])
+    assert (tie.start, tie.buckets, tie.ongoing) == (3, 2, True)
+    assert longest_silence([1, 2]).start is None
+    assert percentile_level("p99.9") == pytest.approx(0.999) and percentile_level("P50") == 0.5
+    with pytest.raises(ValueError, match="percentile"):
+        percentile_level("max")

@@ -1,0 +1,167 @@
+"""Replay end to end on the LocalStore: a model that matches the log, one that does not, filters, export."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import textwrap
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from analyzers.jobs.replay import export_predictions, load_predictor, replay
+from analyzers.store.base import Query
+from analyzers.timeutil import Window, format_time, parse_time
+
+try:
+    from analyzers.store import LocalStore
+except ImportError:  # the local store is written in parallel; these tests run once it exists
+    pytest.skip("analyzers.store.LocalStore is not available yet", allow_module_level=True)
+
+T0 = parse_time("2026-11-20T00:00:00Z")
+WINDOW = Window(T0, T0 + timedelta(days=1))
+MODEL_SOURCE = """
+import math
+
+def score(amount, n_items):
+    return 1 / (1 + math.exp(-(0.01 * amount - 0.5 * n_items)))
+
+def predict(records):
+    out = []
+    for r in records:
+        s = score(r["amount"], r["n_items"])
+        out.append({"prediction": int(s >= 0.5), "score": s})
+    return out
+
+def predict_frame(frame):
+    s = 1 / (1 + (-(0.01 * frame["amount"] - 0.5 * frame["n_items"])).map(math.exp))
+    return (s >= 0.5).astype(int).tolist(), s.to_numpy()
+
+def retrained(records):
+    return [(int(r["amount"] > 150), 0.5) for r in records]
+"""
+
+
+def write_events(log_dir: Path, events: list[dict]) -> None:
+    """Append events as JSON lines to the daily file of their UTC day, as the logger writes them."""
+    for ev in events:
+        path = log_dir / "svc" / f"predictions-{ev['@timestamp'][:10]}.ndjson"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(ev) + "\n")
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """300 logged predictions of the model in MODEL_SOURCE, for 10 users; the module is importable."""
+    (tmp_path / "fraud_model.py").write_text(textwrap.dedent(MODEL_SOURCE))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    model = importlib.import_module("fraud_model")
+    rng = np.random.default_rng(0)
+    events = []
+    for i in range(300):
+        amount, n_items = float(rng.uniform(0, 300)), int(rng.integers(1, 6))
+        s = model.score(amount, n_items)
+        ml = {
+            "prediction_id": f"p{i}",
+            "model": {"name": "fraud", "version": "v1"},
+            "features": {"amount": amount, "n_items": n_items},
+            "prediction": {"label": int(s >= 0.5), "score": s},
+            "entity_id": f"user-{i % 10}",
+            "latency_ms": 3.0,
+        }
+        events.append(
+            {
+                "@timestamp": format_time(T0 + timedelta(minutes=i)),
+                "log.level": "info",
+                "message": "prediction",
+                "ecs.version": "8.11.0",
+                "event": {"dataset": "ml.prediction", "kind": "event", "outcome": "success"},
+                "service": {"name": "svc", "version": "1", "environment": "test"},
+                "ml": ml,
+            }
+        )
+    write_events(tmp_path / "logs", events)
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as s:
+        yield s
+    importlib.invalidate_caches()
+
+
+def test_matching_model_has_no_mismatch(store) -> None:
+    out = replay(store, "fraud", WINDOW, target="fraud_model:predict").to_dict()
+    assert out["status"] == "ok", out.get("error")
+    assert out["n"] == 300 and out["mismatches"] == 0 and out["mismatch_rate"] == 0.0
+    assert out["scores_compared"] == 300 and out["max_score_difference"] < 1e-9
+
+
+def test_frame_callable_returning_a_tuple(store) -> None:
+    out = replay(store, "fraud", WINDOW, target="fraud_model:predict_frame").to_dict()
+    assert out["status"] == "ok" and out["mismatches"] == 0
+
+
+def test_changed_model_reports_mismatches_with_ids(store) -> None:
+    out = replay(store, "fraud", WINDOW, target="fraud_model:retrained", tolerance=1e-3).to_dict()
+    assert out["status"] == "alert"
+    assert 0 < out["prediction_mismatches"] <= out["mismatches"] <= 300
+    assert out["score_mismatches"] > 0
+    assert out["mismatch_rate"] == pytest.approx(out["mismatches"] / 300)
+    top = out["largest_differences"]
+    assert len(top) == 10 and top[0]["score_difference"] == out["max_score_difference"]
+    assert all(a["score_difference"] >= b["score_difference"] for a, b in itertools.pairwise(top))
+    example = out["examples"][0]
+    assert example["prediction_id"].startswith("p") and example["logged"] != example["replayed"]
+    assert out["signals"][0]["subject"] == "metric:mismatch_rate"
+
+
+def test_filters_by_entity_and_ids(store) -> None:
+    out = replay(store, "fraud", entity_id="user-3", target="fraud_model:predict").to_dict()
+    assert out["n"] == 30 and out["status"] == "ok"
+    out = replay(store, "fraud", prediction_ids=["p1", "p2", "p7"], target="fraud_model:predict").to_dict()
+    assert out["n"] == 3
+
+
+def test_estimator_object(store) -> None:
+    frame = pd.concat(list(store.rows(Query("fraud", WINDOW), columns=["features.amount", "features.n_items"])))
+    x = frame.rename(columns=lambda c: c.split(".", 1)[1])
+    logged = pd.concat(list(store.rows(Query("fraud", WINDOW), columns=["prediction"])))["prediction"].astype(int)
+    est = LogisticRegression().fit(x, logged)
+    out = replay(store, "fraud", WINDOW, target=est, tolerance=1.0).to_dict()
+    assert out["status"] in ("ok", "alert")
+    assert out["prediction_mismatches"] == int((est.predict(x) != logged.to_numpy()).sum())
+    assert out["score_mismatches"] == 0
+
+
+def test_bad_target_and_no_selection_are_error_findings(store) -> None:
+    out = replay(store, "fraud", WINDOW, target="no_such_module_xyz:f").to_dict()
+    assert out["status"] == "error" and "no_such_module_xyz" in out["error"]
+    assert replay(store, "fraud", target="fraud_model:predict").status == "error"
+    assert replay(store, "other", WINDOW, target="fraud_model:predict").status == "insufficient_data"
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_export_predictions_of_a_user(store, tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"user3{suffix}"
+    n = export_predictions(store, Query("fraud", WINDOW, entity_ids=("user-3",)), path)
+    frame = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
+    assert n == 30 and len(frame) == 30
+    assert set(frame["entity_id"]) == {"user-3"}
+    assert {"prediction_id", "prediction", "score", "features.amount", "features.n_items"} <= set(frame.columns)
+    with pytest.raises(ValueError, match=r"\.csv or \.parquet"):
+        export_predictions(store, Query("fraud", WINDOW), tmp_path / "out.xlsx")
+
+
+def test_output_shapes() -> None:
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0]})
+    assert load_predictor(lambda df: df["a"] > 1)(frame)[0] == [False, True, True]
+    preds, scores = load_predictor(lambda df: pd.DataFrame({"label": [0, 1, 1], "score": [0.1, 0.6, 0.9]}))(frame)
+    assert preds == [0, 1, 1] and scores.tolist() == [0.1, 0.6, 0.9]
+    records_only = load_predictor(lambda rows: [r["a"] * 2 for r in rows], features_as="records")
+    assert records_only(frame)[0] == [2.0, 4.0, 6.0]
+    with pytest.raises(ValueError, match="3 inputs"):
+        load_predictor(lambda df: [1])(frame)
