@@ -11,11 +11,13 @@ from analyzers.store.base import (
     Store,
     StoreError,
 )
+from analyzers.store.local import LocalStore
 
 __all__ = [
     "ColumnInfo",
     "ConflictError",
     "Histogram",
+    "LocalStore",
     "NumericSummary",
     "Query",
     "ScanReport",

@@ -1,0 +1,338 @@
+"""Aggregates in DuckDB SQL over a "window table": one row per prediction, logical column names.
+
+A window table has the columns ``prediction_id``, ``timestamp`` (TIMESTAMPTZ), ``model_version``,
+``entity_id``, ``outcome``, ``error_type``, ``error_message``, ``score``, ``latency_ms``,
+``sample_rate`` (DOUBLE), ``_w`` (the weight ``1 / sample_rate``), and JSON-text columns (a value as
+JSON writes it, NULL when missing) for ``prediction``, ``label``, every ``features.<name>`` and
+``groups.<name>``.  JSON text keeps ``1``, ``"1"`` and ``true`` apart; numeric reads cast it.
+Both the local log-file store and the reference-file store produce such tables, so the SQL is
+written once, here.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
+from typing import Any
+
+import duckdb
+import numpy as np
+import orjson
+import pandas as pd
+
+from analyzers.store.base import ColumnInfo, Histogram, NumericSummary, Query, StoreError
+from logshipper.schema import FEATURE_PREFIX, GROUP_PREFIX
+
+PLAIN_COLUMNS = (
+    "prediction_id",
+    "timestamp",
+    "model_version",
+    "entity_id",
+    "outcome",
+    "error_type",
+    "error_message",
+)
+NUMERIC_COLUMNS = ("score", "latency_ms", "sample_rate")
+JSON_COLUMNS = ("prediction", "label")
+
+
+def quote(name: str) -> str:
+    """A SQL identifier for a column name (names may hold dots and quotes)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def decode(text: Any) -> Any:
+    """A JSON-text cell back to its Python value (None for NULL)."""
+    if text is None or (isinstance(text, float) and np.isnan(text)):
+        return None
+    return orjson.loads(text)
+
+
+class DuckAggregates:
+    """Store reads over window tables; subclasses say which table answers a query."""
+
+    def __init__(self) -> None:
+        self._con = duckdb.connect(config={"threads": 2})
+        self._lock = threading.RLock()
+
+    # ---- what subclasses provide --------------------------------------------------------
+    def _table(self, query: Query) -> str:
+        """Name of the window table that holds the query's window (filters not yet applied)."""
+        raise NotImplementedError
+
+    def _table_columns(self, table: str) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._con.execute(f"DESCRIBE {table}").fetchall()]
+
+    # ---- filters ------------------------------------------------------------------------
+    def _where(self, query: Query, table: str) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        cols = set(self._table_columns(table))
+
+        def any_of(column: str, values: Sequence[Any]) -> None:
+            if column not in cols:
+                clauses.append("FALSE")
+                return
+            clauses.append(f"{quote(column)} IN ({', '.join('?' for _ in values)})")
+            params.extend(values)
+
+        if query.model_versions is not None:
+            any_of("model_version", query.model_versions)
+        if query.entity_ids is not None:
+            any_of("entity_id", query.entity_ids)
+        if query.prediction_ids is not None:
+            any_of("prediction_id", query.prediction_ids)
+        for attribute, values in (query.groups or {}).items():
+            any_of(GROUP_PREFIX + attribute, [orjson.dumps(v).decode() for v in values])
+        if query.outcome is not None:
+            clauses.append("outcome = ?")
+            params.append(query.outcome)
+        if query.has_label is True:
+            clauses.append("label IS NOT NULL")
+        elif query.has_label is False:
+            clauses.append("label IS NULL")
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def _source(self, query: Query) -> tuple[str, list[Any], set[str]]:
+        """``FROM ... WHERE ...`` for the query, its parameters and the table's columns."""
+        table = self._table(query)
+        where, params = self._where(query, table)
+        return f"FROM {table}{where}", params, set(self._table_columns(table))
+
+    def _num(self, column: str, cols: set[str]) -> str:
+        if column not in cols:
+            return "CAST(NULL AS DOUBLE)"
+        if column in NUMERIC_COLUMNS:
+            return f"CASE WHEN isfinite({quote(column)}) THEN {quote(column)} END"
+        return f"TRY_CAST({quote(column)} AS DOUBLE)"
+
+    def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return self._con.execute(sql, params).fetchall()
+            except duckdb.Error as exc:
+                raise StoreError(f"query failed: {exc}") from exc
+
+    # ---- Store methods ----------------------------------------------------------------------
+    def columns(self, query: Query) -> list[ColumnInfo]:
+        source, params, cols = self._source(query)
+        wanted = [
+            c
+            for c in self._table_columns(self._table(query))
+            if c.startswith((FEATURE_PREFIX, GROUP_PREFIX)) or c in ("prediction", "score", "label")
+        ]
+        if not wanted:
+            return []
+        parts = []
+        for c in wanted:
+            parts.append(f"sum(CASE WHEN {quote(c)} IS NOT NULL THEN _w ELSE 0 END)")
+            parts.append(f"count({quote(c)})")
+            parts.append(f"count({self._num(c, cols)})")
+        row = self._fetch(f"SELECT {', '.join(parts)} {source}", params)[0]
+        out = []
+        for i, c in enumerate(wanted):
+            weighted, present, numeric = row[3 * i], row[3 * i + 1], row[3 * i + 2]
+            if not present:
+                continue
+            kind = "numeric" if (present == numeric and not c.startswith(GROUP_PREFIX)) else "categorical"
+            out.append(ColumnInfo(c, kind, float(weighted or 0.0)))
+        return out
+
+    def count(self, query: Query) -> float:
+        source, params, _ = self._source(query)
+        return float(self._fetch(f"SELECT coalesce(sum(_w), 0) {source}", params)[0][0])
+
+    def numeric_summary(self, query: Query, column: str) -> NumericSummary:
+        source, params, cols = self._source(query)
+        x = self._num(column, cols)
+        sql = (
+            f"SELECT sum(CASE WHEN v IS NOT NULL THEN _w ELSE 0 END), sum(CASE WHEN v IS NULL THEN _w ELSE 0 END),"
+            f" sum(_w * v) / nullif(sum(CASE WHEN v IS NOT NULL THEN _w END), 0),"
+            f" sum(_w * v * v) / nullif(sum(CASE WHEN v IS NOT NULL THEN _w END), 0), min(v), max(v)"
+            f" FROM (SELECT {x} AS v, _w {source})"
+        )
+        n, missing, mean, mean_sq, lo, hi = self._fetch(sql, params)[0]
+        std = None if mean is None else float(np.sqrt(max(mean_sq - mean * mean, 0.0)))
+        return NumericSummary(float(n or 0), float(missing or 0), mean, std, lo, hi)
+
+    def category_counts(self, query: Query, column: str) -> dict[Any, float]:
+        source, params, cols = self._source(query)
+        if column not in cols:
+            total = self._fetch(f"SELECT coalesce(sum(_w), 0) {source}", params)[0][0]
+            return {None: float(total)} if total else {}
+        sql = f"SELECT {quote(column)}, sum(_w) {source} GROUP BY 1"
+        json_text = column in JSON_COLUMNS or column.startswith((FEATURE_PREFIX, GROUP_PREFIX))
+        out: dict[Any, float] = {}
+        for value, weight in self._fetch(sql, params):
+            key = decode(value) if json_text else value
+            out[key] = out.get(key, 0.0) + float(weight)
+        return out
+
+    def histogram(self, query: Query, column: str, edges: Sequence[float]) -> Histogram:
+        edges_arr = np.asarray(edges, dtype=float)
+        if edges_arr.ndim != 1 or len(edges_arr) < 2 or np.any(np.diff(edges_arr) < 0):
+            raise ValueError("histogram edges must be at least two ascending numbers")
+        source, params, cols = self._source(query)
+        x = self._num(column, cols)
+        lo, hi = float(edges_arr[0]), float(edges_arr[-1])
+        outside = (
+            f"SELECT sum(CASE WHEN v IS NULL THEN _w ELSE 0 END), sum(CASE WHEN v < ? THEN _w ELSE 0 END),"
+            f" sum(CASE WHEN v >= ? THEN _w ELSE 0 END) FROM (SELECT {x} AS v, _w {source})"
+        )
+        missing, under, over = self._fetch(outside, [lo, hi, *params])[0]
+        counts = np.zeros(len(edges_arr) - 1)
+        with self._lock:
+            # The last bin of each run of equal edges takes the values, so zero-width bins stay empty.
+            starts = pd.DataFrame({"i": np.arange(len(edges_arr) - 1), "lo": edges_arr[:-1]})
+            starts = starts.drop_duplicates("lo", keep="last")
+            self._con.register("_pw_edges", starts)
+            try:
+                rows = self._con.execute(
+                    f"SELECT e.i, sum(v._w) FROM (SELECT {x} AS v, _w {source}) v"
+                    f" ASOF JOIN _pw_edges e ON v.v >= e.lo WHERE v.v >= ? AND v.v < ? GROUP BY e.i",
+                    [*params, lo, hi],
+                ).fetchall()
+            except duckdb.Error as exc:
+                raise StoreError(f"histogram failed: {exc}") from exc
+            finally:
+                self._con.unregister("_pw_edges")
+        for i, weight in rows:
+            counts[int(i)] = float(weight)
+        return Histogram(edges_arr, counts, float(under or 0), float(over or 0), float(missing or 0))
+
+    def quantiles(self, query: Query, column: str, qs: Sequence[float]) -> list[float | None]:
+        if any(not 0.0 <= q <= 1.0 for q in qs):
+            raise ValueError("quantiles must lie in [0, 1]")
+        if not qs:
+            return []
+        source, params, cols = self._source(query)
+        x = self._num(column, cols)
+        inner = f"(SELECT {x} AS v, _w {source}) WHERE v IS NOT NULL"
+        uniform = self._fetch(f"SELECT count(DISTINCT _w) <= 1 FROM {inner}", params)[0][0]
+        if uniform:
+            q_list = "[" + ", ".join(repr(float(q)) for q in qs) + "]"
+            (values,) = self._fetch(f"SELECT quantile_cont(v, {q_list}) FROM {inner}", params)[0]
+            return [None] * len(qs) if values is None else [float(v) for v in values]
+        # Weighted: the smallest value whose cumulative weight share reaches q.
+        rows = self._fetch(
+            f"SELECT v, sum(_w) OVER (ORDER BY v ROWS UNBOUNDED PRECEDING) / sum(_w) OVER () FROM {inner} ORDER BY v",
+            params,
+        )
+        if not rows:
+            return [None] * len(qs)
+        values = np.array([r[0] for r in rows])
+        shares = np.array([r[1] for r in rows])
+        idx = np.searchsorted(shares, np.asarray(qs, dtype=float) - 1e-12, side="left")
+        return [float(values[min(i, len(values) - 1)]) for i in idx]
+
+    def crosstab(self, query: Query, columns: Sequence[str]) -> pd.DataFrame:
+        if not columns:
+            raise ValueError("crosstab needs at least one column")
+        source, params, cols = self._source(query)
+        exprs = [quote(c) if c in cols else f"CAST(NULL AS VARCHAR) AS {quote(c)}" for c in columns]
+        sql = f"SELECT {', '.join(exprs)}, sum(_w) AS count {source} GROUP BY ALL"
+        rows = self._fetch(sql, params)
+        json_cols = [c in JSON_COLUMNS or c.startswith((FEATURE_PREFIX, GROUP_PREFIX)) for c in columns]
+        data = [
+            [decode(v) if js else v for v, js in zip(row[:-1], json_cols, strict=True)] + [float(row[-1])]
+            for row in rows
+        ]
+        frame = pd.DataFrame(data, columns=[*columns, "count"])
+        return frame.astype({c: object for c in columns}) if len(frame) else frame
+
+    def volume(self, query: Query, bucket: timedelta) -> pd.DataFrame:
+        seconds = bucket.total_seconds()
+        if seconds <= 0:
+            raise ValueError("volume bucket must be positive")
+        source, params, _ = self._source(query)
+        start = query.window.start
+        n_buckets = int(np.ceil(query.window.length.total_seconds() / seconds))
+        rows = self._fetch(
+            f"SELECT CAST(floor((epoch(timestamp) - ?) / ?) AS BIGINT) AS b, sum(_w),"
+            f" sum(CASE WHEN outcome = 'failure' THEN _w ELSE 0 END) {source} GROUP BY 1",
+            [start.timestamp(), seconds, *params],
+        )
+        counts = np.zeros(n_buckets)
+        failures = np.zeros(n_buckets)
+        for b, n, f in rows:
+            if 0 <= b < n_buckets:
+                counts[b] += n
+                failures[b] += f
+        starts = pd.date_range(start=start, periods=n_buckets, freq=pd.Timedelta(seconds=seconds), tz="UTC")
+        return pd.DataFrame({"start": starts, "count": counts, "failures": failures})
+
+    # ---- rows ---------------------------------------------------------------------------
+    def _select_list(self, columns: Sequence[str] | None, cols: set[str]) -> list[str]:
+        if columns is None:
+            return [c for c in self._ordered(cols)]
+        return list(columns)
+
+    @staticmethod
+    def _ordered(cols: set[str]) -> list[str]:
+        fixed = [c for c in (*PLAIN_COLUMNS, "prediction", "score", "label", "latency_ms", "sample_rate") if c in cols]
+        dynamic = sorted(c for c in cols if c.startswith((FEATURE_PREFIX, GROUP_PREFIX)))
+        return fixed + dynamic
+
+    def _decode_frame(self, frame: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
+        if "timestamp" in frame.columns and isinstance(frame["timestamp"].dtype, pd.DatetimeTZDtype):
+            frame["timestamp"] = frame["timestamp"].dt.tz_convert("UTC")
+        for c in frame.columns:
+            if c in JSON_COLUMNS or c.startswith((FEATURE_PREFIX, GROUP_PREFIX)):
+                if kinds.get(c) == "numeric":
+                    frame[c] = pd.to_numeric(frame[c], errors="coerce").astype(float)
+                else:
+                    frame[c] = frame[c].astype(object).map(decode, na_action="ignore").astype(object)
+                    frame[c] = frame[c].where(frame[c].notna(), None)
+        return frame
+
+    def _select_sql(self, columns: list[str], cols: set[str]) -> str:
+        return ", ".join(quote(c) if c in cols else f"NULL AS {quote(c)}" for c in columns)
+
+    def rows(
+        self, query: Query, columns: Sequence[str] | None = None, chunk_size: int = 50_000
+    ) -> Iterator[pd.DataFrame]:
+        source, params, cols = self._source(query)
+        names = self._select_list(columns, cols)
+        kinds = {c.name: c.kind for c in self.columns(query)}
+        sql = f"SELECT {self._select_sql(names, cols)} {source} ORDER BY timestamp, prediction_id"
+        with self._lock:
+            cursor = self._con.cursor()
+        vectors = max(1, chunk_size // 2048)
+        pending: list[pd.DataFrame] = []
+        held = 0
+        try:
+            result = cursor.execute(sql, params)
+            while True:
+                frame = result.fetch_df_chunk(vectors)
+                if not frame.empty:
+                    pending.append(frame)
+                    held += len(frame)
+                while held >= chunk_size or (frame.empty and held):
+                    merged = pd.concat(pending, ignore_index=True) if len(pending) > 1 else pending[0]
+                    yield self._decode_frame(merged.iloc[:chunk_size].reset_index(drop=True), kinds)
+                    rest = merged.iloc[chunk_size:]
+                    pending, held = ([rest], len(rest)) if len(rest) else ([], 0)
+                if frame.empty:
+                    break
+        finally:
+            cursor.close()
+
+    def sample(self, query: Query, n: int, seed: int = 0, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        source, params, cols = self._source(query)
+        names = self._select_list(columns, cols)
+        kinds = {c.name: c.kind for c in self.columns(query)}
+        sql = (
+            f"SELECT {self._select_sql(names, cols)} {source} ORDER BY hash(prediction_id || ?), prediction_id LIMIT ?"
+        )
+        with self._lock:
+            try:
+                frame = self._con.execute(sql, [*params, f"#{int(seed)}", int(n)]).df()
+            except duckdb.Error as exc:
+                raise StoreError(f"sample failed: {exc}") from exc
+        return self._decode_frame(frame, kinds)
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
