@@ -280,3 +280,48 @@ def test_many_rows_stream_with_bounded_chunks(tmp_path: Path):
     with LocalStore(tmp_path / "logs", tmp_path / "state") as s:
         sizes = [len(c) for c in s.rows(Query("fraud", DAY1), columns=["features.amount"], chunk_size=1000)]
         assert sizes == [1000] * 5
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv", ".ndjson"])
+def test_reference_file_is_a_store_over_every_window(tmp_path: Path, suffix: str):
+    import pandas as pd
+
+    from analyzers.store import open_reference_file
+
+    frame = pd.DataFrame(
+        {
+            "amount": [1.0, 2.0, 3.0, None],
+            "country": ["DE", "FR", "DE", "DE"],
+            "prediction": [1, 0, 1, 1],
+            "groups.region": ["EU", "US", "EU", "EU"],
+        }
+    )
+    path = tmp_path / f"ref{suffix}"
+    {
+        ".parquet": frame.to_parquet,
+        ".csv": lambda p: frame.to_csv(p, index=False),
+        ".ndjson": lambda p: frame.to_json(p, orient="records", lines=True),
+    }[suffix](path)
+    with open_reference_file(path, "fraud") as ref:
+        q = Query("fraud", DAY1, outcome="success")
+        kinds = {c.name: c.kind for c in ref.columns(q)}
+        assert kinds == {
+            "features.amount": "numeric",
+            "features.country": "categorical",
+            "prediction": "numeric",
+            "groups.region": "categorical",
+        }
+        assert ref.count(q) == 4
+        assert ref.category_counts(q, "features.country") == {"DE": 3.0, "FR": 1.0}
+        assert ref.numeric_summary(q, "features.amount").missing == 1
+        assert ref.quantiles(q, "features.amount", [0.5]) == [2.0]
+
+
+def test_open_store_from_config(tmp_path: Path, logs: Path):
+    from analyzers.config.models import Config
+    from analyzers.store import open_store
+
+    cfg = Config.model_validate({"store": {"local": {"path": "logs"}}})
+    with open_store(cfg, config_dir=tmp_path) as s:
+        assert isinstance(s, LocalStore) and s.count(Query("fraud", DAY1)) == 5
+        assert s.state_dir == tmp_path.resolve() / ".predwatch"

@@ -11,7 +11,9 @@ from analyzers.store.base import (
     Store,
     StoreError,
 )
+from analyzers.store.factory import open_store
 from analyzers.store.local import LocalStore
+from analyzers.store.reference import open_reference_file
 
 __all__ = [
     "ColumnInfo",
@@ -24,4 +26,6 @@ __all__ = [
     "SkippedLine",
     "Store",
     "StoreError",
+    "open_reference_file",
+    "open_store",
 ]

@@ -1,0 +1,102 @@
+"""A reference data set from a file (Parquet, CSV or NDJSON of the training data) as a read-only Store.
+
+Columns are feature names; ``prediction``, ``score``, ``label``, ``prediction_id``, ``entity_id`` and
+``model_version`` keep their meaning, and ``groups.<name>`` columns are group attributes.  Every
+row is in every window: a training set has no time.  The SQL is the local store's (``duck.py``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from analyzers.findings import Finding
+from analyzers.store.base import Query, Store, StoreError
+from analyzers.store.duck import DuckAggregates, quote
+from logshipper.schema import FEATURE_PREFIX, GROUP_PREFIX
+
+_READERS = {
+    ".parquet": "read_parquet",
+    ".pq": "read_parquet",
+    ".csv": "read_csv_auto",
+    ".tsv": "read_csv_auto",
+    ".ndjson": "read_json_auto",
+    ".jsonl": "read_json_auto",
+    ".json": "read_json_auto",
+}
+_KEPT = {"prediction_id", "entity_id", "model_version"}
+_JSON = {"prediction", "label"}
+
+
+class ReferenceFileStore(DuckAggregates, Store):
+    """Read-only Store over one table file; results and state are not kept here."""
+
+    def __init__(self, path: str | os.PathLike[str], model: str) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.model = model
+        suffixes = [s.lower() for s in self.path.suffixes]
+        reader = next((_READERS[s] for s in reversed(suffixes) if s in _READERS), None)
+        if reader is None:
+            raise StoreError(f"reference file {self.path}: unknown format (use .parquet, .csv or .ndjson)")
+        if not self.path.is_file():
+            raise StoreError(f"reference file {self.path} does not exist")
+        literal = str(self.path).replace("'", "''")
+        try:
+            described = self._con.execute(f"DESCRIBE SELECT * FROM {reader}('{literal}')").fetchall()
+        except Exception as exc:
+            raise StoreError(f"reference file {self.path} cannot be read: {exc}") from exc
+        select = [
+            "CAST(row_number() OVER () AS VARCHAR) AS _rowid",
+            "TIMESTAMPTZ '1970-01-01 00:00:00+00' AS timestamp",
+            "'success' AS outcome",
+            "1.0 AS sample_rate",
+            "1.0 AS _w",
+        ]
+        names = {name for name, *_ in described}
+        for name in sorted(names):
+            if name in _KEPT:
+                select.append(f"CAST({quote(name)} AS VARCHAR) AS {quote(name)}")
+            elif name in ("score", "latency_ms"):
+                select.append(f"TRY_CAST({quote(name)} AS DOUBLE) AS {quote(name)}")
+            elif name in ("timestamp", "outcome", "sample_rate"):
+                continue
+            else:
+                keep = name in _JSON or name.startswith((GROUP_PREFIX, FEATURE_PREFIX))
+                target = name if keep else FEATURE_PREFIX + name
+                select.append(
+                    f"CASE WHEN {quote(name)} IS NULL THEN NULL ELSE CAST(to_json({quote(name)}) AS VARCHAR) END"
+                    f" AS {quote(target)}"
+                )
+        if "prediction_id" not in names:
+            select.append("CAST(row_number() OVER () AS VARCHAR) AS prediction_id")
+        self._con.execute(f"CREATE TABLE _pw_reference AS SELECT {', '.join(select)} FROM {reader}('{literal}')")
+        self._con.execute("ALTER TABLE _pw_reference DROP COLUMN _rowid")
+
+    def _table(self, query: Query) -> str:
+        return "_pw_reference"
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> Any:
+        raise StoreError(f"reference file {self.path} is read-only: results and state live in the main store")
+
+    def write_findings(self, findings: Sequence[Finding]) -> None:
+        self._read_only()
+
+    def read_findings(self, model: str | None = None, job: str | None = None, since: Any = None, until: Any = None):
+        return []
+
+    def get_state(self, key: str) -> tuple[dict[str, Any], Any] | None:
+        return None
+
+    put_state = _read_only
+    delete_state = _read_only
+
+    def list_state(self, prefix: str = "") -> dict[str, tuple[dict[str, Any], Any]]:
+        return {}
+
+
+def open_reference_file(path: str | os.PathLike[str], model: str) -> Store:
+    """A Store over a training-data file; its rows count as inside any window."""
+    return ReferenceFileStore(path, model)
