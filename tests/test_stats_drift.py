@@ -1,0 +1,279 @@
+"""Drift statistics checked against scipy on the same numbers, and their false-alarm rate without drift."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+from scipy import stats
+from scipy.spatial import distance
+
+from analyzers.stats.binning import bin_counts, fine_edges, merge_bins, quantile_edges, quantile_levels
+from analyzers.stats.drift import (
+    ColumnDrift,
+    MissingRate,
+    categorical_drift,
+    chi_square,
+    decide,
+    is_discrete,
+    js_distance,
+    ks_from_counts,
+    ks_from_samples,
+    missing_rate_test,
+    numeric_drift,
+    psi,
+    resolve_method,
+    spread,
+    wasserstein_from_counts,
+)
+from analyzers.stats.multitest import adjust, benjamini_hochberg, bonferroni
+
+
+def _edges(ref: np.ndarray, n_bins: int, outer: bool = True) -> np.ndarray:
+    return quantile_edges(list(np.quantile(ref, quantile_levels(n_bins))), outer=outer)
+
+
+def _numeric(ref: np.ndarray, cur: np.ndarray, method: str = "wasserstein", exact: bool = False) -> ColumnDrift:
+    levels = quantile_levels(100)
+    quantiles = list(np.quantile(ref, levels))
+    fine, coarse = fine_edges(quantiles), quantile_edges(quantiles[::10], outer=False)
+    rf, cf = bin_counts(ref, fine), bin_counts(cur, fine)
+    low, high = min(ref.min(), cur.min()), max(ref.max(), cur.max())
+    return numeric_drift(
+        "x",
+        rf,
+        cf,
+        fine,
+        merge_bins(fine, rf, coarse),
+        merge_bins(fine, cf, coarse),
+        low,
+        high,
+        spread(float(ref.std()), float(cur.std()), float(ref.mean())),
+        method,
+        discrete=is_discrete(quantiles),
+        samples=(ref, cur) if exact else None,
+    )
+
+
+# ---- multiple testing ----------------------------------------------------------------------
+
+
+def test_benjamini_hochberg_matches_scipy() -> None:
+    rng = np.random.default_rng(1)
+    p = np.concatenate([rng.uniform(size=30), rng.uniform(0, 0.01, size=5), [0.0, 1.0, 0.5, 0.5]])
+    np.testing.assert_allclose(benjamini_hochberg(p), stats.false_discovery_control(p), rtol=1e-12)
+
+
+def test_nan_p_values_are_left_out_of_the_family() -> None:
+    p = np.array([0.01, np.nan, 0.04, 0.03])
+    bh = benjamini_hochberg(p)
+    assert math.isnan(bh[1])
+    np.testing.assert_allclose(bh[[0, 2, 3]], stats.false_discovery_control(p[[0, 2, 3]]))
+    np.testing.assert_allclose(bonferroni(p)[[0, 2, 3]], [0.03, 0.12, 0.09])
+
+
+def test_bonferroni_caps_at_one_and_none_is_unchanged() -> None:
+    p = [0.2, 0.5, 0.001]
+    np.testing.assert_allclose(adjust(p, "bonferroni"), [0.6, 1.0, 0.003])
+    np.testing.assert_allclose(adjust(p, "none"), p)
+    with pytest.raises(ValueError, match="unknown correction"):
+        adjust(p, "holm")  # type: ignore[arg-type]
+
+
+# ---- binning -------------------------------------------------------------------------------
+
+
+def test_tied_quantiles_get_a_bin_of_their_own() -> None:
+    values = np.concatenate([np.zeros(600), np.arange(1, 401, dtype=float)])
+    edges = _edges(values, 10)
+    counts = bin_counts(values, edges)
+    zero_bin = int(np.searchsorted(edges, 0.0, side="right"))
+    assert counts[zero_bin] == 600  # the atom at 0 alone in [0, nextafter(0))
+    assert counts[0] == 0 and counts[-1] == 0  # the reference's own range is inside the edges
+    assert counts.sum() == values.size
+
+
+def test_merging_fine_bins_equals_counting_over_coarse_edges() -> None:
+    rng = np.random.default_rng(2)
+    ref = np.round(rng.exponential(size=5000), 1)
+    cur = np.round(rng.exponential(1.2, size=3000), 1)
+    levels = quantile_levels(100)
+    q = list(np.quantile(ref, levels))
+    fine, coarse = quantile_edges(q), quantile_edges(q[::10], outer=False)
+    for x in (ref, cur):
+        np.testing.assert_allclose(merge_bins(fine, bin_counts(x, fine), coarse), bin_counts(x, coarse))
+
+
+def test_weights_and_non_finite_values_in_bins() -> None:
+    counts = bin_counts(np.array([0.5, 1.5, np.nan, np.inf, 3.0]), np.array([1.0, 2.0]), np.array([1, 2, 9, 9, 4]))
+    np.testing.assert_allclose(counts, [1, 2, 4])
+
+
+# ---- numeric -------------------------------------------------------------------------------
+
+
+def test_binned_ks_is_exact_when_every_value_has_its_edge() -> None:
+    rng = np.random.default_rng(3)
+    ref, cur = rng.integers(0, 50, 4000).astype(float), rng.integers(2, 52, 3000).astype(float)
+    edges = np.unique(np.concatenate([ref, cur]))
+    binned = ks_from_counts(bin_counts(ref, edges), bin_counts(cur, edges))
+    exact = stats.ks_2samp(ref, cur, method="asymp")
+    assert binned.statistic == pytest.approx(exact.statistic, abs=1e-12)
+    assert binned.p_value == pytest.approx(exact.pvalue, rel=1e-9)
+
+
+def test_binned_ks_is_close_to_and_never_above_exact() -> None:
+    rng = np.random.default_rng(4)
+    ref, cur = rng.normal(size=20000), rng.normal(0.1, 1.1, size=20000)
+    edges = _edges(ref, 100)
+    binned = ks_from_counts(bin_counts(ref, edges), bin_counts(cur, edges))
+    exact = stats.ks_2samp(ref, cur)
+    assert binned.statistic <= exact.statistic + 1e-12
+    assert binned.statistic == pytest.approx(exact.statistic, abs=0.01)
+    assert binned.p_value >= exact.pvalue
+    sampled = ks_from_samples(ref[:300], cur[:300])
+    assert sampled.p_value == pytest.approx(stats.ks_2samp(ref[:300], cur[:300]).pvalue)
+
+
+def test_binned_wasserstein_is_close_to_scipy() -> None:
+    rng = np.random.default_rng(5)
+    for ref, cur in [
+        (rng.normal(size=50000), rng.normal(0.3, 1.5, size=40000)),
+        (rng.lognormal(size=50000), rng.lognormal(0.05, 1.0, size=40000)),
+        (rng.exponential(size=50000), rng.exponential(2.0, size=40000)),
+    ]:
+        edges = fine_edges(list(np.quantile(ref, quantile_levels(100))))
+        low, high = min(ref.min(), cur.min()), max(ref.max(), cur.max())
+        binned = wasserstein_from_counts(bin_counts(ref, edges), bin_counts(cur, edges), edges, low, high)
+        assert binned == pytest.approx(stats.wasserstein_distance(ref, cur), rel=0.02)
+
+
+def test_normalised_wasserstein_measures_a_mean_shift_in_standard_deviations() -> None:
+    rng = np.random.default_rng(6)
+    ref = rng.normal(10, 4, size=100000)
+    result = _numeric(ref, rng.normal(10 + 0.05 * 4, 4, size=100000))
+    assert result.method == "ks" and result.effect_size_method == "wasserstein"
+    assert result.effect_size == pytest.approx(0.05, abs=0.01)
+    assert result.p_value < 1e-6
+
+
+def test_psi_and_js_match_their_formulas() -> None:
+    ref, cur = np.array([10.0, 20.0, 30.0, 0.0]), np.array([15.0, 15.0, 25.0, 5.0])
+    r, c = np.maximum(ref / ref.sum(), 1e-4), np.maximum(cur / cur.sum(), 1e-4)
+    assert psi(ref, cur) == pytest.approx(float(np.sum((c - r) * np.log(c / r))))
+    assert js_distance(ref, cur) == pytest.approx(distance.jensenshannon(ref, cur, base=2))
+    assert js_distance(ref, ref * 3) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_chi_square_pools_sparse_cells() -> None:
+    ref, cur = np.array([60.0, 50.0, 2.0, 1.0]), np.array([55.0, 45.0, 0.0, 3.0])
+    test, _ = chi_square(ref, cur)
+    # The pooled cell (3 + 3) is still sparse, so it joins the smallest remaining column.
+    expected = stats.chi2_contingency(np.array([[60, 53], [55, 48]]))
+    assert test.statistic == pytest.approx(expected.statistic)
+    assert test.p_value == pytest.approx(expected.pvalue)
+
+
+def test_chi_square_matches_scipy_and_drops_empty_bins() -> None:
+    ref, cur = np.array([100.0, 50.0, 0.0, 30.0]), np.array([80.0, 70.0, 0.0, 10.0])
+    test, v = chi_square(ref, cur)
+    expected = stats.chi2_contingency(np.array([[100, 50, 30], [80, 70, 10]]))
+    assert test.statistic == pytest.approx(expected.statistic)
+    assert test.p_value == pytest.approx(expected.pvalue)
+    assert v == pytest.approx(math.sqrt(expected.statistic / 340))
+
+
+def test_missing_rate_z_test_matches_chi_square_without_correction() -> None:
+    result = missing_rate_test(50, 1000, 90, 1200)
+    table = np.array([[50, 950], [90, 1110]])
+    expected = stats.chi2_contingency(table, correction=False)
+    assert result.statistic**2 == pytest.approx(expected.statistic)
+    assert result.p_value == pytest.approx(expected.pvalue)
+    assert result.rate_ref == 0.05 and result.rate_cur == 0.075
+    assert missing_rate_test(0, 100, 0, 100).p_value == 1.0
+
+
+def test_new_categories_are_counted_not_dropped() -> None:
+    ref = {"DE": 500.0, "FR": 300.0, "IT": 200.0, None: 10.0}
+    cur = {"DE": 450.0, "FR": 280.0, "IT": 170.0, "ES": 100.0}
+    result = categorical_drift("country", ref, cur)
+    assert result.extra["new_categories"] == [{"value": "ES", "count": 100.0, "share": 0.1}]
+    assert result.extra["new_categories_share"] == pytest.approx(0.1)
+    expected = stats.chi2_contingency(np.array([[500, 0, 300, 200], [450, 100, 280, 170]]))
+    assert result.statistic == pytest.approx(expected.statistic)
+    assert result.effect_size == pytest.approx(distance.jensenshannon([500, 0, 300, 200], [450, 100, 280, 170], base=2))
+
+
+def test_discrete_numeric_columns_are_tested_as_categories() -> None:
+    rng = np.random.default_rng(7)
+    ref, cur = (rng.uniform(size=5000) < 0.2).astype(float), (rng.uniform(size=5000) < 0.3).astype(float)
+    result = _numeric(ref, cur, method=resolve_method("numeric", True, None))
+    assert result.method == "chisquare" and result.effect_size_method == "jensenshannon"
+    expected = stats.chi2_contingency(
+        np.array([[np.sum(ref == 0), np.sum(ref == 1)], [np.sum(cur == 0), np.sum(cur == 1)]])
+    )
+    assert result.statistic == pytest.approx(expected.statistic)
+
+
+def test_method_overrides_are_validated() -> None:
+    assert resolve_method("numeric", False, None) == "wasserstein"
+    assert resolve_method("categorical", False, None) == "jensenshannon"
+    assert resolve_method("numeric", False, "PSI") == "psi"
+    assert resolve_method("categorical", False, "chi2") == "chisquare"
+    with pytest.raises(ValueError, match="does not apply to a categorical column"):
+        resolve_method("categorical", False, "wasserstein")
+
+
+# ---- verdicts ------------------------------------------------------------------------------
+
+
+def _column(name: str, p: float, effect: float, missing: MissingRate | None = None) -> ColumnDrift:
+    return ColumnDrift(name, "numeric", "ks", 0.1, p, "wasserstein", effect, 0.03, 100.0, 100.0, missing)
+
+
+def test_drift_needs_significance_and_effect_size() -> None:
+    cols = [
+        _column("significant_but_tiny", 1e-12, 0.01),
+        _column("large_but_noise", 0.4, 0.5),
+        _column("drifted", 1e-9, 0.2),
+        _column("missing_changed", 0.9, 0.0, MissingRate(0.0, 0.08, 5.9, 1e-8, 0.57)),
+    ]
+    verdict = decide(cols, alpha=0.05, correction="bh", drift_share=0.5)
+    assert [c.drifted for c in cols] == [False, False, True, True]
+    assert cols[3].missing_drifted and not cols[3].distribution_drifted
+    assert verdict.n_drifted == 2 and verdict.share_drifted == 0.5 and verdict.dataset_drift
+    assert cols[0].p_value_adjusted >= cols[0].p_value
+
+
+def test_bonferroni_is_stricter_than_bh() -> None:
+    cols = [_column(f"c{i}", p, 0.5) for i, p in enumerate([0.015, 0.02, 0.03, 0.04])]
+    assert decide(cols, correction="bh").n_drifted == 4
+    assert decide(cols, correction="bonferroni").n_drifted == 0
+
+
+# ---- no drift: false alarms stay near alpha ------------------------------------------------
+
+
+def test_false_alarm_rate_without_drift_stays_near_alpha() -> None:
+    alpha, seeds = 0.05, 200
+    rejections = {"exact": 0, "binned": 0, "categorical": 0, "drifted": 0}
+    for seed in range(seeds):
+        rng = np.random.default_rng(1000 + seed)
+        ref, cur = rng.lognormal(size=120), rng.lognormal(size=150)
+        rejections["exact"] += _numeric(ref, cur, exact=True).p_value < alpha
+        binned = _numeric(ref, cur)
+        rejections["binned"] += binned.p_value < alpha
+        levels = np.array(list("abcdefgh"))
+        probs = np.array([0.3, 0.2, 0.15, 0.1, 0.1, 0.07, 0.05, 0.03])
+        r, c = rng.choice(levels, 120, p=probs), rng.choice(levels, 150, p=probs)
+        cat = categorical_drift("c", Counter(r.tolist()), Counter(c.tolist()))
+        rejections["categorical"] += cat.p_value < alpha
+        rejections["drifted"] += decide([binned, cat], alpha=alpha).n_drifted > 0
+    rates = {k: v / seeds for k, v in rejections.items()}
+    # With 200 seeds the standard error at 0.05 is about 0.015.
+    assert 0.01 <= rates["exact"] <= 0.09, rates
+    assert rates["binned"] <= 0.09, rates  # conservative by construction
+    assert 0.01 <= rates["categorical"] <= 0.10, rates
+    assert rates["drifted"] <= 0.09, rates
