@@ -145,7 +145,8 @@ class DriftConfig(JobConfig):
     correction: Literal["bh", "bonferroni", "none"] = "bh"
     drift_share: float = 0.5  # dataset-level verdict when at least this share of columns drifted
     features: dict[str, FeatureOverride] = Field(default_factory=dict)
-    sample_size: int = 50_000
+    sample_size: int = 50_000  # windows up to this many rows are tested exactly on their values
+    missing_threshold: float = 0.05  # Cohen's h between missing rates that counts as drift
 
 
 class FairnessConfig(JobConfig):
