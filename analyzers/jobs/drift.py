@@ -1,0 +1,293 @@
+"""Drift job: every feature, the prediction, the score and the label of a window against a reference.
+
+The reference is a fixed window (``start``/``end``), the ``last`` long window that ended ``ending``
+(default 0) before this window's start, or a training-data ``file``.  Only successful predictions
+count; the label column compares labelled predictions only (feedback coverage is not drift).
+
+Numeric columns are binned on the reference's percentiles (see :mod:`analyzers.stats.binning`) and
+both windows are counted with ``store.histogram``, so memory grows with the bins, not the rows.
+When both windows hold at most ``config.sample_size`` unweighted rows, their values are read whole
+and KS and Wasserstein are computed exactly.  Categorical columns use ``store.category_counts``.
+Every p-value of the run (distribution and missing-rate tests) is corrected together; a column
+drifts when its adjusted p-value is below ``alpha`` and its effect size exceeds its threshold (see
+:mod:`analyzers.stats.drift`).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analyzers.config.models import DriftConfig, FeatureOverride, ReferenceConfig
+from analyzers.findings import Finding, Signal
+from analyzers.stats.binning import bin_counts, fine_edges, merge_bins, quantile_edges, quantile_levels
+from analyzers.stats.drift import (
+    ColumnDrift,
+    categorical_drift,
+    decide,
+    is_discrete,
+    missing_rate_test,
+    numeric_drift,
+    resolve_method,
+    spread,
+)
+from analyzers.store import open_reference_file
+from analyzers.store.base import ColumnInfo, Query, Store
+from analyzers.timeutil import Window
+from logshipper.schema import FEATURE_PREFIX
+
+JOB = "drift"
+N_BINS = 100  # fine bins: reference percentiles
+N_COARSE = 10  # PSI bins: reference deciles
+OUTPUTS = ("prediction", "score", "label")
+
+
+def run(store: Store, model: str, config: DriftConfig, window: Window) -> Finding:
+    """Compare the window with the reference; never raises (a failure is an ``error`` finding)."""
+    try:
+        return _run(store, model, config, window)
+    except Exception as exc:  # a job reports its failure instead of raising
+        return Finding(model, JOB, window, "error", error=f"{type(exc).__name__}: {exc}")
+
+
+def reference_window(window: Window, reference: ReferenceConfig) -> Window:
+    """The reference window of a fixed or relative reference (see the module docstring)."""
+    if reference.start is not None and reference.end is not None:
+        return Window(reference.start, reference.end)
+    if reference.last is None:
+        raise ValueError("the drift reference is a file, not a window")
+    end = window.start - (reference.ending or timedelta(0))
+    return Window(end - reference.last, end)
+
+
+class _Side:
+    """One side of the comparison: a store, its query, its row count and (small windows) its values."""
+
+    def __init__(self, store: Store, query: Query) -> None:
+        self.store = store
+        self.query = query
+        self.n = store.count(query)
+        self.values: pd.DataFrame | None = None
+
+    def load_values(self, columns: list[str], limit: int) -> bool:
+        """Read every row's values when the window is small and unweighted; ``True`` when done."""
+        if self.n > limit or not columns:
+            return False
+        frame = self.store.sample(self.query, limit, columns=columns)
+        if len(frame) != round(self.n):
+            return False
+        self.values = frame
+        return True
+
+
+def _run(store: Store, model: str, config: DriftConfig, window: Window) -> Finding:
+    reference = config.reference
+    ref_store = open_reference_file(reference.file, model) if reference.file is not None else store
+    try:
+        ref_window = window if reference.file is not None else reference_window(window, reference)
+        cur = _Side(store, Query(model=model, window=window, outcome="success"))
+        ref = _Side(ref_store, Query(model=model, window=ref_window, outcome="success"))
+        described: dict[str, Any] = (
+            {"file": reference.file} if reference.file is not None else {"window": ref_window.to_dict()}
+        )
+        described["n"] = ref.n
+        if min(ref.n, cur.n) < max(config.min_rows, 1):
+            reason = f"{min(ref.n, cur.n):g} rows < min_rows {config.min_rows} (reference {ref.n:g}, current {cur.n:g})"
+            metrics = {"n_cur": cur.n, "n_ref": ref.n, "reason": reason}
+            return Finding(model, JOB, window, "insufficient_data", metrics, described)
+        return _compare(model, config, window, ref, cur, described)
+    finally:
+        if ref_store is not store:
+            ref_store.close()
+
+
+def _compare(
+    model: str, config: DriftConfig, window: Window, ref: _Side, cur: _Side, described: dict[str, Any]
+) -> Finding:
+    columns = _columns(ref, cur, config)
+    numeric = [c for c, kind in columns.items() if kind == "numeric" and c != "label"]
+    exact = ref.load_values(numeric, config.sample_size) and cur.load_values(numeric, config.sample_size)
+    results: list[ColumnDrift] = []
+    for column, kind in columns.items():
+        override = _override(config, column)
+        if column == "label":
+            result = _compare_label(ref, cur, kind, override, config)
+            if result is not None:
+                results.append(result)
+            continue
+        compare = _numeric if kind == "numeric" else _categorical
+        results.append(compare(column, ref, cur, override, exact))
+    verdict = decide(results, config.alpha, config.correction, config.drift_share, config.missing_threshold)
+    signals = [_signal(r, config) for r in results if r.drifted]
+    metrics = {
+        "features": [r.to_dict() for r in results],
+        "share_drifted": verdict.share_drifted,
+        "dataset_drift": verdict.dataset_drift,
+        "n_drifted": verdict.n_drifted,
+        "n_columns": verdict.n_columns,
+        "n_cur": cur.n,
+        "alpha": config.alpha,
+        "correction": config.correction,
+        "drift_share": config.drift_share,
+    }
+    status = "alert" if signals else "ok"
+    return Finding(model, JOB, window, status, metrics, described, signals)
+
+
+def _columns(ref: _Side, cur: _Side, config: DriftConfig) -> dict[str, str]:
+    """Store column -> kind for every feature present on either side (a feature gone from one side shows
+    as a changed missing rate) and every output present on both, overrides applied."""
+    infos: dict[str, list[ColumnInfo]] = {}
+    for side in (ref, cur):
+        for info in side.store.columns(side.query):
+            if info.name.startswith(FEATURE_PREFIX) or info.name in OUTPUTS:
+                infos.setdefault(info.name, []).append(info)
+    for output in OUTPUTS:  # e.g. a training file without predictions: nothing to compare them with
+        if len(infos.get(output, [])) < 2:
+            infos.pop(output, None)
+    out: dict[str, str] = {}
+    for column in sorted(infos, key=lambda c: (c in OUTPUTS, OUTPUTS.index(c) if c in OUTPUTS else 0, c)):
+        override = _override(config, column)
+        if override is not None and override.ignore:
+            continue
+        kinds = {i.kind for i in infos[column]}
+        kind = "numeric" if kinds == {"numeric"} else "categorical"
+        out[column] = override.kind if override is not None and override.kind is not None else kind
+    return out
+
+
+def display_name(column: str) -> str:
+    """The name a column has in the finding: the feature's own name, or ``prediction``/``score``/``label``."""
+    return column[len(FEATURE_PREFIX) :] if column.startswith(FEATURE_PREFIX) else column
+
+
+def _override(config: DriftConfig, column: str) -> FeatureOverride | None:
+    return config.features.get(display_name(column)) or config.features.get(column)
+
+
+def _numeric(
+    column: str, ref: _Side, cur: _Side, override: FeatureOverride | None, exact: bool, missing: bool = True
+) -> ColumnDrift:
+    name = display_name(column)
+    levels = quantile_levels(N_BINS)
+    quantiles = ref.store.quantiles(ref.query, column, levels)
+    ref_summary = ref.store.numeric_summary(ref.query, column)
+    cur_summary = cur.store.numeric_summary(cur.query, column)
+    missing_test = (
+        missing_rate_test(
+            ref_summary.missing,
+            ref_summary.count + ref_summary.missing,
+            cur_summary.missing,
+            cur_summary.count + cur_summary.missing,
+        )
+        if missing
+        else None
+    )
+    if quantiles[0] is None or cur_summary.count <= 0:
+        return _untestable(name, "numeric", ref_summary.count, cur_summary.count, missing_test)
+    discrete = is_discrete(quantiles)
+    method = resolve_method("numeric", discrete, override.method if override else None)
+    fine = fine_edges(quantiles)
+    coarse = quantile_edges(quantiles[:: N_BINS // N_COARSE], outer=False)
+    samples = None
+    if exact and ref.values is not None and cur.values is not None:
+        samples = (_floats(ref.values[column]), _floats(cur.values[column]))
+        ref_fine, cur_fine = bin_counts(samples[0], fine), bin_counts(samples[1], fine)
+    else:
+        ref_fine, cur_fine = _histogram(ref, column, fine), _histogram(cur, column, fine)
+    low = min(ref_summary.min, cur_summary.min)
+    high = max(ref_summary.max, cur_summary.max)
+    result = numeric_drift(
+        name,
+        ref_fine,
+        cur_fine,
+        fine,
+        merge_bins(fine, ref_fine, coarse),
+        merge_bins(fine, cur_fine, coarse),
+        low,
+        high,
+        spread(ref_summary.std, cur_summary.std, ref_summary.mean),
+        method,
+        override.threshold if override else None,
+        discrete=discrete,
+        samples=samples,
+    )
+    result.missing = missing_test
+    result.extra.update(mean_ref=ref_summary.mean, mean_cur=cur_summary.mean, std_ref=ref_summary.std)
+    result.extra["std_cur"] = cur_summary.std
+    return result
+
+
+def _categorical(
+    column: str, ref: _Side, cur: _Side, override: FeatureOverride | None, exact: bool, missing: bool = True
+) -> ColumnDrift:
+    name = display_name(column)
+    ref_counts = ref.store.category_counts(ref.query, column)
+    cur_counts = cur.store.category_counts(cur.query, column)
+    missing_test = (
+        missing_rate_test(
+            ref_counts.get(None, 0.0), sum(ref_counts.values()), cur_counts.get(None, 0.0), sum(cur_counts.values())
+        )
+        if missing
+        else None
+    )
+    present_ref = sum(v for k, v in ref_counts.items() if k is not None)
+    present_cur = sum(v for k, v in cur_counts.items() if k is not None)
+    if present_ref <= 0 or present_cur <= 0:
+        return _untestable(name, "categorical", present_ref, present_cur, missing_test)
+    method = resolve_method("categorical", False, override.method if override else None)
+    result = categorical_drift(name, ref_counts, cur_counts, method, override.threshold if override else None)
+    result.missing = missing_test
+    return result
+
+
+def _compare_label(
+    ref: _Side, cur: _Side, kind: str, override: FeatureOverride | None, config: DriftConfig
+) -> ColumnDrift | None:
+    """The label over labelled predictions only, when both windows have ``min_rows`` of them."""
+    labelled_ref = _Side(ref.store, ref.query.with_(has_label=True))
+    labelled_cur = _Side(cur.store, cur.query.with_(has_label=True))
+    if min(labelled_ref.n, labelled_cur.n) < max(config.min_rows, 1):
+        return None
+    compare = _numeric if kind == "numeric" else _categorical
+    return compare("label", labelled_ref, labelled_cur, override, False, missing=False)
+
+
+def _histogram(side: _Side, column: str, edges: np.ndarray) -> np.ndarray:
+    hist = side.store.histogram(side.query, column, edges)
+    return np.concatenate([[hist.underflow], hist.counts, [hist.overflow]])
+
+
+def _floats(values: pd.Series) -> np.ndarray:
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def _untestable(name: str, kind: Any, n_ref: float, n_cur: float, missing: Any) -> ColumnDrift:
+    """A column with no values on one side: only its missing rate can be compared."""
+    return ColumnDrift(name, kind, "none", math.nan, math.nan, "none", math.nan, math.nan, n_ref, n_cur, missing)
+
+
+def _signal(result: ColumnDrift, config: DriftConfig) -> Signal:
+    parts = []
+    if result.distribution_drifted:
+        parts.append(
+            f"{result.effect_size_method} {result.effect_size:.3g} > {result.threshold:g}"
+            f" ({result.method} adjusted p={result.p_value_adjusted:.2g})"
+        )
+    if result.missing_drifted and result.missing is not None:
+        parts.append(
+            f"missing rate {result.missing.rate_ref:.2%} -> {result.missing.rate_cur:.2%}"
+            f" (adjusted p={result.missing_p_value_adjusted:.2g})"
+        )
+    missing_only = not result.distribution_drifted and result.missing is not None
+    return Signal(
+        subject=f"feature:{result.name}",
+        message=f"{result.name} drifted: " + "; ".join(parts),
+        severity=config.severity,
+        value=abs(result.missing.effect_size) if missing_only else result.effect_size,
+        threshold=config.missing_threshold if missing_only else result.threshold,
+    )
