@@ -124,6 +124,17 @@ def test_binned_ks_is_exact_when_every_value_has_its_edge() -> None:
     assert binned.p_value == pytest.approx(exact.pvalue, rel=1e-9)
 
 
+def test_binned_ks_p_value_for_large_samples_is_kolmogorovs_limit() -> None:
+    rng = np.random.default_rng(8)
+    ref, cur = rng.integers(0, 500, 60000).astype(float), rng.integers(1, 501, 50000).astype(float)
+    edges = np.unique(np.concatenate([ref, cur]))
+    binned = ks_from_counts(bin_counts(ref, edges), bin_counts(cur, edges))
+    exact = stats.ks_2samp(ref, cur, method="asymp")
+    assert binned.statistic == pytest.approx(exact.statistic, abs=1e-12)
+    assert binned.p_value == pytest.approx(exact.pvalue, rel=0.02)
+    assert binned.p_value >= exact.pvalue
+
+
 def test_binned_ks_is_close_to_and_never_above_exact() -> None:
     rng = np.random.default_rng(4)
     ref, cur = rng.normal(size=20000), rng.normal(0.1, 1.1, size=20000)
