@@ -46,7 +46,7 @@ def decode(text: Any) -> Any:
     """A JSON-text cell back to its Python value (None for NULL)."""
     if text is None or (isinstance(text, float) and np.isnan(text)):
         return None
-    return orjson.loads(text)
+    return orjson.loads(text) if isinstance(text, str) else text
 
 
 class DuckAggregates:

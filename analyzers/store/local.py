@@ -29,8 +29,8 @@ from logshipper.schema import FEATURE_PREFIX, GROUP_PREFIX
 _MAX_WINDOWS = 6
 _EMPTY_EVENTS = """CREATE TABLE IF NOT EXISTS _pw_no_events (file VARCHAR, line_no BIGINT, ts TIMESTAMPTZ,
     dataset VARCHAR, outcome VARCHAR, pid VARCHAR, model VARCHAR, version VARCHAR, entity VARCHAR,
-    prediction VARCHAR, score DOUBLE, label VARCHAR, latency DOUBLE, rate DOUBLE, features VARCHAR,
-    groups VARCHAR, error_type VARCHAR, error_message VARCHAR)"""
+    prediction VARCHAR, score DOUBLE, label VARCHAR, latency DOUBLE, rate DOUBLE,
+    error_type VARCHAR, error_message VARCHAR)"""
 
 
 def default_state_dir(log_dir: str | os.PathLike[str]) -> Path:
@@ -99,15 +99,24 @@ class LocalStore(DuckAggregates, Store):
             return self._windows[key]
         tables = {f.path: self._file_table(f) for f in feedback_files}
         self._report = ScanReport(skipped=[s for f in feedback_files for s in self._skipped.get(str(f.path), [])])
-        pred_union = " UNION ALL ".join(f"SELECT * FROM {tables[f.path]}" for f in prediction_files) or (
+        pred_union = " UNION ALL BY NAME ".join(f"SELECT * FROM {tables[f.path]}" for f in prediction_files) or (
             "SELECT * FROM _pw_no_events"
         )
-        fb_union = " UNION ALL ".join(f"SELECT * FROM {tables[f.path]}" for f in feedback_files) or (
+        fb_union = " UNION ALL BY NAME ".join(f"SELECT * FROM {tables[f.path]}" for f in feedback_files) or (
             "SELECT * FROM _pw_no_events"
         )
-        base = f"_pw_base_{next(self._names)}"
+        table = f"_pw_window_{next(self._names)}"
+        spread = sorted(
+            {
+                name
+                for source in (*(tables[f.path] for f in prediction_files), "_pw_no_events")
+                for (name, *_rest) in self._con.execute(f"DESCRIBE {source}").fetchall()
+                if name.startswith((FEATURE_PREFIX, GROUP_PREFIX))
+            }
+        )
+        extra = "".join(f", {quote(c)}" for c in spread)
         self._con.execute(
-            f"""CREATE TABLE {base} AS
+            f"""CREATE TABLE {table} AS
             WITH pred_all AS (SELECT * FROM ({pred_union}) WHERE dataset = 'ml.prediction' AND model = ?
                               AND ts >= ? AND ts < ?),
             pred AS (SELECT * FROM pred_all
@@ -117,7 +126,8 @@ class LocalStore(DuckAggregates, Store):
                    QUALIFY row_number() OVER (PARTITION BY pid ORDER BY ts DESC, file DESC, line_no DESC) = 1)
             SELECT pid AS prediction_id, ts AS "timestamp", version AS model_version, entity AS entity_id,
                    outcome, error_type, error_message, score, latency AS latency_ms, rate AS sample_rate,
-                   1.0 / rate AS _w, prediction, fb_label AS label, features, groups
+                   1.0 / rate AS _w, CAST(prediction AS VARCHAR) AS prediction,
+                   CAST(fb_label AS VARCHAR) AS label{extra}
             FROM pred LEFT JOIN fb USING (pid)""",
             [model, window.start, window.end, model],
         )
@@ -125,42 +135,13 @@ class LocalStore(DuckAggregates, Store):
             f"SELECT count(*) FROM ({pred_union}) WHERE dataset = 'ml.prediction' AND model = ? AND ts >= ? AND ts < ?",
             [model, window.start, window.end],
         ).fetchone()[0]
-        distinct = self._con.execute(f"SELECT count(*) FROM {base}").fetchone()[0]
+        distinct = self._con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
         self._report.duplicates = int(total - distinct)
-        table = f"_pw_window_{next(self._names)}"
-        self._con.execute(f"CREATE TABLE {table} AS SELECT * EXCLUDE (features, groups){self._spread(base)}")
-        self._con.execute(f"DROP TABLE {base}")
         self._windows[key] = table
         while len(self._windows) > _MAX_WINDOWS:
             _, old = self._windows.popitem(last=False)
             self._con.execute(f"DROP TABLE IF EXISTS {old}")
         return table
-
-    def _spread(self, base: str) -> str:
-        """Select-list tail and FROM that turn the features/groups objects into one column per key."""
-        parts = []
-        for source, prefix in (("features", FEATURE_PREFIX), ("groups", GROUP_PREFIX)):
-            keys = sorted(
-                k for (k,) in self._con.execute(f"SELECT DISTINCT unnest(json_keys({source})) FROM {base}").fetchall()
-            )
-            if not keys:
-                continue
-            paths = (
-                "["
-                + ", ".join("'" + ('$."' + k.replace('"', '\\"') + '"').replace("'", "''") + "'" for k in keys)
-                + "]"
-            )
-            parts.append((source, prefix, keys, paths))
-        select = ""
-        for source, prefix, keys, paths in parts:
-            extracted = f"json_extract({source}, {paths})"
-            for i, k in enumerate(keys, start=1):
-                cell = f"{extracted}[{i}]"
-                select += (
-                    f", CASE WHEN json_type({cell}) IS NULL OR json_type({cell}) = 'NULL' THEN NULL"
-                    f" ELSE CAST({cell} AS VARCHAR) END AS {quote(prefix + k)}"
-                )
-        return f"{select} FROM {base}"
 
     def scan_report(self) -> ScanReport:
         return self._report

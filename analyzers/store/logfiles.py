@@ -87,7 +87,21 @@ def _raw_lines_python(path: Path) -> pd.DataFrame:
 
 
 def load_file(con: duckdb.DuckDBPyConnection, log_file: LogFile, table: str) -> list[SkippedLine]:
-    """Parse one file into ``table`` (one row per usable event); return the lines skipped and why."""
+    """Parse one file into ``table`` (one row per usable event); return the lines skipped and why.
+
+    Clean files take DuckDB's typed JSON reader; a file it refuses (a bad line, a type conflict) is
+    read line by line so that every bad line is named and every good one kept.
+    """
+    if _load_typed(con, log_file, table):
+        return []
+    skipped = _load_checked(con, log_file, f"{table}_objects")
+    _spread(con, f"{table}_objects", table)
+    con.execute(f"DROP TABLE {table}_objects")
+    return skipped
+
+
+def _load_checked(con: duckdb.DuckDBPyConnection, log_file: LogFile, table: str) -> list[SkippedLine]:
+    """The exact path: every line validated on its own, bad ones reported with their line number."""
     try:
         con.execute(f"CREATE OR REPLACE TABLE _pw_raw AS {_raw_lines_sql(log_file.path)}")
     except duckdb.Error:
@@ -161,3 +175,160 @@ def load_file(con: duckdb.DuckDBPyConnection, log_file: LogFile, table: str) -> 
     con.execute("DROP TABLE IF EXISTS _pw_checked")
     con.execute("DROP TABLE IF EXISTS _pw_raw")
     return skipped
+
+
+def _spread(con: duckdb.DuckDBPyConnection, source: str, table: str) -> None:
+    """Turn the JSON-text ``features``/``groups`` objects of ``source`` into one column per key."""
+    select = ""
+    for column, prefix in (("features", schema.FEATURE_PREFIX), ("groups", schema.GROUP_PREFIX)):
+        keys = sorted(
+            k for (k,) in con.execute(f"SELECT DISTINCT unnest(json_keys({column})) FROM {source}").fetchall()
+        )
+        if not keys:
+            continue
+        paths = "[" + ", ".join(_sql_string('$."' + k.replace('"', '\\"') + '"') for k in keys) + "]"
+        for i, k in enumerate(keys, start=1):
+            cell = f"json_extract({column}, {paths})[{i}]"
+            select += (
+                f", CASE WHEN json_type({cell}) IS NULL OR json_type({cell}) = 'NULL' THEN NULL"
+                f" ELSE CAST({cell} AS VARCHAR) END AS {_ident(prefix + k)}"
+            )
+    con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * EXCLUDE (features, groups){select} FROM {source}")
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+_NUMBER = {
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "FLOAT",
+    "DOUBLE",
+    "DECIMAL",
+}
+
+
+def _type_name(dtype: duckdb.typing.DuckDBPyType) -> str:
+    return str(dtype.id).upper()
+
+
+def _children(dtype: duckdb.typing.DuckDBPyType) -> dict[str, duckdb.typing.DuckDBPyType]:
+    return dict(dtype.children) if _type_name(dtype) == "STRUCT" else {}
+
+
+def _load_typed(con: duckdb.DuckDBPyConnection, log_file: LogFile, table: str) -> bool:
+    """The fast path: DuckDB's typed newline-delimited JSON reader.  False when the file needs the exact path.
+
+    The reader infers types from a sample of lines; a later line whose type conflicts, or a malformed
+    line, makes it raise, and then the exact path takes the file.
+    """
+    source = (
+        f"read_json({_sql_string(str(log_file.path))}, format='newline_delimited', compression='auto',"
+        " maximum_object_size=268435456)"
+    )
+    try:
+        relation = con.sql(f"SELECT * FROM {source}")
+        top = dict(zip(relation.columns, relation.types, strict=True))
+    except duckdb.Error:
+        return False
+
+    def field(*path: str) -> tuple[str, duckdb.typing.DuckDBPyType] | None:
+        if path[0] not in top:
+            return None
+        expr, dtype = _ident(path[0]), top[path[0]]
+        for name in path[1:]:
+            children = _children(dtype)
+            if name not in children:
+                return None
+            expr, dtype = f"struct_extract({expr}, {_sql_string(name)})", children[name]
+        return expr, dtype
+
+    def text(*path: str) -> str:
+        found = field(*path)
+        return "CAST(NULL AS VARCHAR)" if found is None else f"CAST({found[0]} AS VARCHAR)"
+
+    def number(*path: str) -> str | None:
+        found = field(*path)
+        if found is None or _type_name(found[1]) == "NULL":
+            return "CAST(NULL AS DOUBLE)"
+        return f"CAST({found[0]} AS DOUBLE)" if _type_name(found[1]) in _NUMBER else None
+
+    def value(expr: str, dtype: duckdb.typing.DuckDBPyType) -> str:
+        name = _type_name(dtype)
+        if name in _NUMBER:
+            return f"CAST({expr} AS DOUBLE)"
+        if name == "NULL":
+            return "CAST(NULL AS VARCHAR)"
+        return f"CASE WHEN {expr} IS NULL THEN NULL ELSE CAST(to_json({expr}) AS VARCHAR) END"
+
+    def json_value(*path: str) -> str:
+        found = field(*path)
+        return "CAST(NULL AS VARCHAR)" if found is None else value(*found)
+
+    numbers = {
+        name: number(*path)
+        for name, path in (
+            ("score", ("ml", "prediction", "score")),
+            ("latency", ("ml", "latency_ms")),
+            ("rate", ("ml", "sample_rate")),
+        )
+    }
+    if any(expr is None for expr in numbers.values()):
+        return False
+    spread = []
+    for column, prefix in (("features", schema.FEATURE_PREFIX), ("groups", schema.GROUP_PREFIX)):
+        found = field("ml", column)
+        if found is None or _type_name(found[1]) == "NULL":
+            continue
+        if _type_name(found[1]) != "STRUCT":
+            return False
+        for key, dtype in _children(found[1]).items():
+            cell = f"struct_extract({found[0]}, {_sql_string(key)})"
+            spread.append(f"{value(cell, dtype)} AS {_ident(prefix + key)}")
+    timestamp = field("@timestamp")
+    if timestamp is None:
+        return False
+    select = [
+        f"CAST({_sql_string(str(log_file.path))} AS VARCHAR) AS file",
+        "row_number() OVER () AS line_no",
+        f"TRY_CAST({timestamp[0]} AS TIMESTAMPTZ) AS ts",
+        f"{text('event', 'dataset')} AS dataset",
+        f"coalesce({text('event', 'outcome')}, 'success') AS outcome",
+        f"{text('ml', 'prediction_id')} AS pid",
+        f"{text('ml', 'model', 'name')} AS model",
+        f"{text('ml', 'model', 'version')} AS version",
+        f"{text('ml', 'entity_id')} AS entity",
+        f"{json_value('ml', 'prediction', 'label')} AS prediction",
+        f"{numbers['score']} AS score",
+        f"{json_value('ml', 'label')} AS label",
+        f"{numbers['latency']} AS latency",
+        f"coalesce({numbers['rate']}, 1.0) AS rate",
+        f"{text('error', 'type')} AS error_type",
+        f"{text('error', 'message')} AS error_message",
+        *spread,
+    ]
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT {', '.join(select)} FROM {source}")
+        invalid = con.execute(
+            f"""SELECT count(*) FROM {table} WHERE ts IS NULL OR pid IS NULL OR pid = ''
+                OR dataset IS NULL OR dataset NOT IN ('ml.prediction', 'ml.feedback')
+                OR (dataset = 'ml.prediction' AND model IS NULL) OR rate <= 0 OR rate > 1"""
+        ).fetchone()[0]
+    except duckdb.Error:
+        invalid = 1
+    if invalid:
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+        return False
+    return True
