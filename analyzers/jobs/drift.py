@@ -4,10 +4,13 @@ The reference is a fixed window (``start``/``end``), the ``last`` long window th
 (default 0) before this window's start, or a training-data ``file``.  Only successful predictions
 count; the label column compares labelled predictions only (feedback coverage is not drift).
 
-Numeric columns are binned on the reference's percentiles (see :mod:`analyzers.stats.binning`) and
-both windows are counted with ``store.histogram``, so memory grows with the bins, not the rows.
-When both windows hold at most ``config.sample_size`` unweighted rows, their values are read whole
-and KS and Wasserstein are computed exactly.  Categorical columns use ``store.category_counts``.
+Numeric columns are binned on the reference's percentiles (see :mod:`analyzers.stats.binning`),
+estimated from one uniform sample of ``config.sample_size`` reference rows for all columns (exact
+when the reference is smaller; the bins only need to be fixed before counting, not to be exact
+percentiles), and both windows are counted exactly with ``store.histogram``, so memory grows with
+the bins and the bounded sample, not the rows.  When both windows hold at most
+``config.sample_size`` unweighted rows, their values are read whole and KS and Wasserstein are
+computed exactly.  Categorical columns use ``store.category_counts``.
 Every p-value of the run (distribution and missing-rate tests) is corrected together; a column
 drifts when its adjusted p-value is below ``alpha`` and its effect size exceeds its threshold (see
 :mod:`analyzers.stats.drift`).
@@ -65,23 +68,29 @@ def reference_window(window: Window, reference: ReferenceConfig) -> Window:
 
 
 class _Side:
-    """One side of the comparison: a store, its query, its row count and (small windows) its values."""
+    """One side of the comparison: a store, its query, its row count and a bounded sample of its values."""
 
     def __init__(self, store: Store, query: Query) -> None:
         self.store = store
         self.query = query
         self.n = store.count(query)
         self.values: pd.DataFrame | None = None
+        self.complete = False
 
-    def load_values(self, columns: list[str], limit: int) -> bool:
-        """Read every row's values when the window is small and unweighted; ``True`` when done."""
-        if self.n > limit or not columns:
-            return False
-        frame = self.store.sample(self.query, limit, columns=columns)
-        if len(frame) != round(self.n):
-            return False
-        self.values = frame
-        return True
+    def load_values(self, columns: list[str], limit: int) -> None:
+        """A uniform sample of at most ``limit`` rows; ``complete`` when it holds every (unweighted) row."""
+        if not columns or limit < 1:
+            return
+        self.values = self.store.sample(self.query, limit, columns=columns)
+        self.complete = len(self.values) == round(self.n)
+
+    def sample_quantiles(self, column: str, levels: list[float]) -> list[float | None] | None:
+        """Quantiles of the sampled values (linear interpolation, as the stores' own), ``None`` without any."""
+        if self.values is None or column not in self.values:
+            return None
+        x = _floats(self.values[column])
+        x = x[np.isfinite(x)]
+        return [float(v) for v in np.quantile(x, levels)] if x.size else None
 
 
 def _run(store: Store, model: str, config: DriftConfig, window: Window) -> Finding:
@@ -110,7 +119,10 @@ def _compare(
 ) -> Finding:
     columns = _columns(ref, cur, config)
     numeric = [c for c, kind in columns.items() if kind == "numeric" and c != "label"]
-    exact = ref.load_values(numeric, config.sample_size) and cur.load_values(numeric, config.sample_size)
+    ref.load_values(numeric, config.sample_size)
+    if cur.n <= config.sample_size:
+        cur.load_values(numeric, config.sample_size)
+    exact = ref.complete and cur.complete
     results: list[ColumnDrift] = []
     for column, kind in columns.items():
         override = _override(config, column)
@@ -174,9 +186,11 @@ def _numeric(
 ) -> ColumnDrift:
     name = display_name(column)
     levels = quantile_levels(N_BINS)
-    quantiles = ref.store.quantiles(ref.query, column, levels)
     ref_summary = ref.store.numeric_summary(ref.query, column)
     cur_summary = cur.store.numeric_summary(cur.query, column)
+    quantiles = ref.sample_quantiles(column, levels) or ref.store.quantiles(ref.query, column, levels)
+    if quantiles[0] is not None:  # the sample's extremes widened to the reference's own
+        quantiles[0], quantiles[-1] = min(quantiles[0], ref_summary.min), max(quantiles[-1], ref_summary.max)
     missing_test = (
         missing_rate_test(
             ref_summary.missing,
