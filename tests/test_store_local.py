@@ -325,3 +325,27 @@ def test_open_store_from_config(tmp_path: Path, logs: Path):
     with open_store(cfg, config_dir=tmp_path) as s:
         assert isinstance(s, LocalStore) and s.count(Query("fraud", DAY1)) == 5
         assert s.state_dir == tmp_path.resolve() / ".predwatch"
+
+
+def test_settled_files_are_parsed_once_and_reparsed_when_changed(logs: Path, tmp_path: Path):
+    import os
+
+    old = 1_700_000_000
+    for path in logs.rglob("predictions-*"):
+        os.utime(path, (old, old))
+    state = tmp_path / "state"
+    with LocalStore(logs, state) as first:
+        assert first.count(Query("fraud", DAY1)) == 5
+    cached = sorted(p.name for p in (state / "parsed").glob("*.parquet"))
+    assert len(cached) == 3
+    with LocalStore(logs, state) as second:
+        q = Query("fraud", DAY1)
+        assert second.count(q) == 5 and second.count(q.with_(has_label=True)) == 2
+        assert second.category_counts(q.with_(outcome="success"), "features.country") == {"DE": 3.0, "FR": 1.0}
+    day = logs / "fraud-api" / "predictions-2026-11-20.ndjson"
+    with open(day, "ab") as handle:
+        handle.write(orjson.dumps(prediction("late", "2026-11-20T23:00:00Z")) + b"\n")
+    os.utime(day, (old + 10, old + 10))
+    with LocalStore(logs, state) as third:
+        assert third.count(Query("fraud", DAY1)) == 6
+    assert len(list((state / "parsed").glob("*.parquet"))) == 3

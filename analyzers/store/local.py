@@ -11,22 +11,25 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import orjson
 
 from analyzers.findings import Finding
 from analyzers.store.base import Query, ScanReport, SkippedLine, Store
 from analyzers.store.duck import DuckAggregates, quote
-from analyzers.store.logfiles import LogFile, discover, load_file
+from analyzers.store.logfiles import LogFile, discover, load_file, sql_string
 from analyzers.store.sqlite_state import SqliteState
 from analyzers.timeutil import Window
 from logshipper.schema import FEATURE_PREFIX, GROUP_PREFIX
 
 _MAX_WINDOWS = 6
+_SETTLED_SECONDS = 600  # a file untouched this long is no longer being written: its parse is kept
 _EMPTY_EVENTS = """CREATE TABLE IF NOT EXISTS _pw_no_events (file VARCHAR, line_no BIGINT, ts TIMESTAMPTZ,
     dataset VARCHAR, outcome VARCHAR, pid VARCHAR, model VARCHAR, version VARCHAR, entity VARCHAR,
     prediction VARCHAR, score DOUBLE, label VARCHAR, latency DOUBLE, rate DOUBLE,
@@ -46,7 +49,7 @@ class LocalStore(DuckAggregates, Store):
         self.log_dir = Path(log_dir)
         self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir(log_dir)
         self._state = SqliteState(self.state_dir)
-        self._files: dict[str, tuple[tuple[str, int, int], str]] = {}
+        self._files: dict[str, tuple[tuple[str, int, int], str, str]] = {}
         self._windows: OrderedDict[tuple[Any, ...], str] = OrderedDict()
         self._names = itertools.count()
         self._report = ScanReport()
@@ -60,14 +63,43 @@ class LocalStore(DuckAggregates, Store):
         cached = self._files.get(signature[0])
         if cached and cached[0] == signature:
             return cached[1]
-        table = f"_pw_file_{next(self._names)}"
-        skipped = load_file(self._con, log_file, table)
         if cached:
-            self._con.execute(f"DROP TABLE IF EXISTS {cached[1]}")
-        self._files[signature[0]] = (signature, table)
+            self._con.execute(f"DROP {cached[2]} IF EXISTS {cached[1]}")
+        table = f"_pw_file_{next(self._names)}"
+        parquet = self._parsed_cache(log_file, signature)
+        if parquet.exists():
+            self._con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({sql_string(str(parquet))})")
+            self._files[signature[0]] = (signature, table, "VIEW")
+            self._skipped[signature[0]] = []
+            return table
+        skipped = load_file(self._con, log_file, table)
+        if not skipped and time.time() - signature[2] / 1e9 > _SETTLED_SECONDS:
+            self._keep_parsed(table, parquet)
+        self._files[signature[0]] = (signature, table, "TABLE")
         self._skipped[signature[0]] = skipped
         self._quarantine(log_file, skipped)
         return table
+
+    def _parsed_cache(self, log_file: LogFile, signature: tuple[str, int, int]) -> Path:
+        """Where the parsed form of one version (size, mtime) of a log file is kept as Parquet."""
+        name = f"{log_file.path.parent.name}__{log_file.path.name}__{signature[1]}_{signature[2]}.parquet"
+        return self.state_dir / "parsed" / name
+
+    def _keep_parsed(self, table: str, target: Path) -> None:
+        """Write a settled file's parsed events as Parquet, so the next scans skip the JSON parsing.
+
+        Older versions of the same file are removed; a failure here only costs speed, never data.
+        """
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            prefix = target.name.rsplit("__", 1)[0] + "__"
+            for old in target.parent.glob(prefix + "*.parquet"):
+                old.unlink(missing_ok=True)
+            partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            self._con.execute(f"COPY {table} TO {sql_string(str(partial))} (FORMAT parquet)")
+            partial.replace(target)
+        except (OSError, duckdb.Error):
+            return
 
     def _quarantine(self, log_file: LogFile, skipped: list[SkippedLine]) -> None:
         """Keep a report of a file's bad lines under the state dir (rewritten on every scan)."""

@@ -186,7 +186,7 @@ def _spread(con: duckdb.DuckDBPyConnection, source: str, table: str) -> None:
         )
         if not keys:
             continue
-        paths = "[" + ", ".join(_sql_string('$."' + k.replace('"', '\\"') + '"') for k in keys) + "]"
+        paths = "[" + ", ".join(sql_string('$."' + k.replace('"', '\\"') + '"') for k in keys) + "]"
         for i, k in enumerate(keys, start=1):
             cell = f"json_extract({column}, {paths})[{i}]"
             select += (
@@ -196,7 +196,8 @@ def _spread(con: duckdb.DuckDBPyConnection, source: str, table: str) -> None:
     con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * EXCLUDE (features, groups){select} FROM {source}")
 
 
-def _sql_string(text: str) -> str:
+def sql_string(text: str) -> str:
+    """A SQL string literal."""
     return "'" + text.replace("'", "''") + "'"
 
 
@@ -235,7 +236,7 @@ def _load_typed(con: duckdb.DuckDBPyConnection, log_file: LogFile, table: str) -
     line, makes it raise, and then the exact path takes the file.
     """
     source = (
-        f"read_json({_sql_string(str(log_file.path))}, format='newline_delimited', compression='auto',"
+        f"read_json({sql_string(str(log_file.path))}, format='newline_delimited', compression='auto',"
         " maximum_object_size=268435456)"
     )
     try:
@@ -252,7 +253,7 @@ def _load_typed(con: duckdb.DuckDBPyConnection, log_file: LogFile, table: str) -
             children = _children(dtype)
             if name not in children:
                 return None
-            expr, dtype = f"struct_extract({expr}, {_sql_string(name)})", children[name]
+            expr, dtype = f"struct_extract({expr}, {sql_string(name)})", children[name]
         return expr, dtype
 
     def text(*path: str) -> str:
@@ -295,13 +296,13 @@ def _load_typed(con: duckdb.DuckDBPyConnection, log_file: LogFile, table: str) -
         if _type_name(found[1]) != "STRUCT":
             return False
         for key, dtype in _children(found[1]).items():
-            cell = f"struct_extract({found[0]}, {_sql_string(key)})"
+            cell = f"struct_extract({found[0]}, {sql_string(key)})"
             spread.append(f"{value(cell, dtype)} AS {_ident(prefix + key)}")
     timestamp = field("@timestamp")
     if timestamp is None:
         return False
     select = [
-        f"CAST({_sql_string(str(log_file.path))} AS VARCHAR) AS file",
+        f"CAST({sql_string(str(log_file.path))} AS VARCHAR) AS file",
         "row_number() OVER () AS line_no",
         f"TRY_CAST({timestamp[0]} AS TIMESTAMPTZ) AS ts",
         f"{text('event', 'dataset')} AS dataset",
