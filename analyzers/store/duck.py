@@ -283,8 +283,10 @@ class DuckAggregates:
                 if kinds.get(c) == "numeric":
                     frame[c] = pd.to_numeric(frame[c], errors="coerce").astype(float)
                 else:
-                    frame[c] = frame[c].astype(object).map(decode, na_action="ignore").astype(object)
-                    frame[c] = frame[c].where(frame[c].notna(), None)
+                    values = frame[c].astype(object)
+                    mapping = {u: decode(u) for u in values.dropna().unique()}
+                    decoded = values.map(mapping, na_action="ignore").astype(object)
+                    frame[c] = decoded.where(decoded.notna(), None)
         return frame
 
     def _select_sql(self, columns: list[str], cols: set[str]) -> str:
