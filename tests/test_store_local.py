@@ -349,3 +349,16 @@ def test_settled_files_are_parsed_once_and_reparsed_when_changed(logs: Path, tmp
     with LocalStore(logs, state) as third:
         assert third.count(Query("fraud", DAY1)) == 6
     assert len(list((state / "parsed").glob("*.parquet"))) == 3
+
+
+def test_reference_file_without_labels_has_no_labelled_rows(tmp_path: Path):
+    import pandas as pd
+
+    from analyzers.store import open_reference_file
+
+    path = tmp_path / "ref.parquet"
+    pd.DataFrame({"amount": [1.0, 2.0]}).to_parquet(path)
+    with open_reference_file(path, "fraud") as ref:
+        q = Query("fraud", DAY1)
+        assert ref.count(q.with_(has_label=True)) == 0
+        assert ref.count(q.with_(has_label=False)) == 2

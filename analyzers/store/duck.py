@@ -89,10 +89,11 @@ class DuckAggregates:
         if query.outcome is not None:
             clauses.append("outcome = ?")
             params.append(query.outcome)
-        if query.has_label is True:
-            clauses.append("label IS NOT NULL")
-        elif query.has_label is False:
-            clauses.append("label IS NULL")
+        if query.has_label is not None:
+            if "label" in cols:
+                clauses.append("label IS NOT NULL" if query.has_label else "label IS NULL")
+            elif query.has_label:
+                clauses.append("FALSE")
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
     def _source(self, query: Query) -> tuple[str, list[Any], set[str]]:
