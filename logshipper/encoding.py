@@ -30,7 +30,7 @@ MAX_DEPTH = 16  # deeper nesting is written as str() and noted
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what orjson and Elasticsearch's long can hold
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class Notes:
     """Paths whose values were not finite (written as null) and paths that had to be changed, with why."""
 
@@ -78,8 +78,11 @@ def clean(value: Any, path: str, notes: Notes, depth: int = 0) -> Any:
 
 def clean_mapping_in_place(values: dict[str, Any], path: str, notes: Notes) -> dict[str, Any]:
     """:func:`clean` for a flat dict the caller owns (features, groups): the hot path, no copy."""
+    rekey = False
     for key, value in values.items():
         t = type(value)
+        if type(key) is not str:
+            rekey = True
         if t is float:
             if value - value != 0.0:
                 notes.non_finite.append(f"{path}.{key}")
@@ -87,16 +90,23 @@ def clean_mapping_in_place(values: dict[str, Any], path: str, notes: Notes) -> d
         elif t is str:
             if len(value) > MAX_STRING:
                 values[key] = _cut(value, f"{path}.{key}", notes)
-        elif t is int or t is bool or value is None:
-            if t is int and not _INT_MIN <= value <= _INT_MAX:
-                values[key] = clean(value, f"{path}.{key}", notes)
+        elif t is bool or value is None or (t is int and _INT_MIN <= value <= _INT_MAX):
+            continue
         else:
             values[key] = clean(value, f"{path}.{key}", notes)
-    if any(type(k) is not str for k in values):
+    if rekey:
         cleaned = {_key(k): v for k, v in values.items()}
         values.clear()
         values.update(cleaned)
     return values
+
+
+def clean_scalar(value: Any, path: str, notes: Notes) -> Any:
+    """:func:`clean` with a shortcut for the common plain values (labels, scores, latencies)."""
+    t = type(value)
+    if t is str or t is bool or value is None or (t is float and value - value == 0.0):
+        return value if t is not str or len(value) <= MAX_STRING else _cut(value, path, notes)
+    return clean(value, path, notes)
 
 
 def _key(key: Any) -> str:

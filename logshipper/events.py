@@ -108,7 +108,7 @@ def _mapping(values: Any, path: str, notes: encoding.Notes) -> Any:
 def _latency(event: dict[str, Any], ml: dict[str, Any], latency_ms: Any, notes: encoding.Notes) -> None:
     if latency_ms is None:
         return
-    value = encoding.clean(latency_ms, "ml.latency_ms", notes)
+    value = encoding.clean_scalar(latency_ms, "ml.latency_ms", notes)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         ml["latency_ms"] = value
         event["event"]["duration"] = int(value * 1_000_000)
@@ -138,9 +138,9 @@ def prediction_event(
     event = _base(service, time_ns, "info", "prediction", schema.DATASET_PREDICTION, schema.OUTCOME_SUCCESS)
     ml = _ml(model, version, prediction_id)
     _inputs(ml, features, groups, entity_id, notes)
-    out: dict[str, Any] = {"label": encoding.clean(prediction, "ml.prediction.label", notes)}
+    out: dict[str, Any] = {"label": encoding.clean_scalar(prediction, "ml.prediction.label", notes)}
     if score is not None:
-        out["score"] = encoding.clean(score, "ml.prediction.score", notes)
+        out["score"] = encoding.clean_scalar(score, "ml.prediction.score", notes)
     ml["prediction"] = out
     _latency(event, ml, latency_ms, notes)
     if sample_rate is not None and sample_rate < 1.0:
@@ -200,7 +200,7 @@ def feedback_event(
     notes = encoding.Notes(changed=list(problems or ()))
     event = _base(service, time_ns, "info", "feedback", schema.DATASET_FEEDBACK, schema.OUTCOME_SUCCESS)
     ml = _ml(model, version, prediction_id)
-    ml["label"] = encoding.clean(label, "ml.label", notes)
+    ml["label"] = encoding.clean_scalar(label, "ml.label", notes)
     event["ml"] = ml
     _extra(event, extra, notes)
     return event, notes
