@@ -42,6 +42,15 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _decode_categorical(column: pd.Series) -> pd.Series:
+    """JSON-text cells to Python values (object dtype, nulls as None), decoding each distinct value once."""
+    codes, uniques = pd.factorize(column, use_na_sentinel=True)
+    table = np.empty(len(uniques) + 1, dtype=object)
+    table[:-1] = [decode(u) for u in uniques]
+    table[-1] = None  # code -1: null
+    return pd.Series(table[codes], index=column.index, dtype=object)
+
+
 def decode(text: Any) -> Any:
     """A JSON-text cell back to its Python value (None for NULL)."""
     if text is None or (isinstance(text, float) and np.isnan(text)):
@@ -284,10 +293,7 @@ class DuckAggregates:
                 if kinds.get(c) == "numeric":
                     frame[c] = pd.to_numeric(frame[c], errors="coerce").astype(float)
                 else:
-                    values = frame[c].astype(object)
-                    mapping = {u: decode(u) for u in values.dropna().unique()}
-                    decoded = values.map(mapping, na_action="ignore").astype(object)
-                    frame[c] = decoded.where(decoded.notna(), None)
+                    frame[c] = _decode_categorical(frame[c])
         return frame
 
     def _select_sql(self, columns: list[str], cols: set[str]) -> str:
