@@ -1,0 +1,205 @@
+"""The HTML report on generated log lines: sections, verdicts, plots, escaping, notes, self-containment."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from report_events import ODD_CATEGORY, ODD_FEATURE, T0, Incidents, build
+
+from analyzers.cli import main
+from analyzers.config.models import (
+    Config,
+    DriftConfig,
+    FairnessConfig,
+    ModelConfig,
+    OpsConfig,
+    PerformanceConfig,
+    ReferenceConfig,
+)
+from analyzers.report import write_report
+from analyzers.report.data import latency_by_bucket, numeric_edges, top_categories
+from analyzers.runner import run_jobs
+from analyzers.store import LocalStore
+from analyzers.timeutil import Window
+
+DAYS = 4
+LAST = Window(T0 + timedelta(days=DAYS - 1), T0 + timedelta(days=DAYS))
+
+
+def model_config() -> ModelConfig:
+    day = timedelta(days=1)
+    return ModelConfig(
+        drift=DriftConfig(window=day, reference=ReferenceConfig(start=T0, end=T0 + day), min_rows=50),
+        fairness=FairnessConfig(window=day, min_group_size=50, min_rows=50),
+        performance=PerformanceConfig(window=day, min_labels=30),
+        ops=OpsConfig(window=day, min_rows=50),
+    )
+
+
+CONFIG = Config(models={"fraud": model_config(), "price": model_config()})
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four days of both models, incidents on the last; the scheduler's findings stored for days 2 to 4."""
+    root = tmp_path_factory.mktemp("report")
+    build(root / "logs", days=DAYS, per_day=600, last_day=Incidents(0.5, 0.1, "south", slow=True))
+    with LocalStore(root / "logs", root / "state") as store:
+        for day in range(2, DAYS + 1):
+            run_jobs(store, CONFIG, at=T0 + timedelta(days=day))
+    return root
+
+
+@pytest.fixture(scope="module")
+def fraud_html(logs: Path) -> str:
+    with LocalStore(logs / "logs", logs / "state") as store:
+        path = write_report(store, "fraud", LAST, logs / "out" / "fraud.html", config=CONFIG)
+    assert path == logs / "out" / "fraud.html"
+    return path.read_text(encoding="utf-8")
+
+
+def section(html: str, name: str) -> str:
+    match = re.search(rf'<section id="{name}">(.*?)</section>', html, flags=re.S)
+    assert match, f"no section {name}"
+    return match.group(1)
+
+
+def test_verdicts_at_the_top_name_each_job_with_its_status(fraud_html: str) -> None:
+    summary = section(fraud_html, "summary")
+    assert fraud_html.index('id="summary"') < fraud_html.index('id="drift"')
+    for job in ("Drift", "Fairness", "Performance", "Operations"):
+        assert f">{job}</a>" in summary
+    assert summary.count("s-alert-b") == 4  # drift, the worse-served group, the accuracy drop, the latency spike
+    assert "region=south is served worse" in summary
+    assert "stored result of a scheduled run" in summary
+
+
+def test_drift_section_plots_every_column_with_its_test(fraud_html: str) -> None:
+    drift = section(fraud_html, "drift")
+    assert "dataset drift</strong>" in drift
+    for column in ("amount", "country", "n_items", "prediction", "score", "label"):
+        assert f'aria-label="distribution of {column}"' in drift
+    assert drift.count('aria-label="distribution of ') == 7
+    assert 'aria-label="drift over time"' in drift
+    assert "3 drift result(s) by window end" in drift
+    assert re.search(r"<td>amount</td>.*?wasserstein", drift, flags=re.S)
+    assert "ES (" in drift  # the new category is named
+
+
+def test_fairness_performance_and_operations_are_drawn(fraud_html: str) -> None:
+    fairness = section(fraud_html, "fairness")
+    assert 'aria-label="fairness parity gaps"' in fairness
+    assert 'aria-label="fairness rates per group of region"' in fairness
+    assert re.search(r'<tr class="alert"><td>south</td>', fairness)
+    performance = section(fraud_html, "performance")
+    assert 'aria-label="performance over time"' in performance
+    assert re.search(r"<td>accuracy</td>", performance)
+    assert "3 performance result(s)" in performance
+    ops = section(fraud_html, "ops")
+    assert 'aria-label="operations"' in ops
+    assert "latency p95" in ops
+
+
+def test_user_data_is_escaped(fraud_html: str) -> None:
+    assert ODD_FEATURE not in fraud_html
+    assert ODD_CATEGORY not in fraud_html
+    assert "&lt;b&gt;odd&amp;name&lt;/b&gt;" in fraud_html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in fraud_html
+    assert fraud_html.count("<script") == 2  # only the page's own two scripts
+
+
+def test_page_is_self_contained_and_small(fraud_html: str) -> None:
+    assert not re.search(r"https?://", fraud_html)
+    assert not re.search(r"\s(src|href)=\"(?!#)", fraud_html)
+    assert "default-src 'none'" in fraud_html
+    assert '<body data-errors="0" data-plots="0" data-rendered="0">' in fraud_html
+    assert len(fraud_html.encode()) < 600_000
+    svgs = re.findall(r"<svg.*?</svg>", fraud_html, flags=re.S)
+    assert len(svgs) == 12
+    assert max(len(s) for s in svgs) < 100_000
+    ids = re.findall(r'\sid="([^"]+)"', fraud_html)
+    assert len(ids) == len(set(ids)), "element ids repeat across plots"
+
+
+def test_regressor_report_shows_regression_metrics(logs: Path) -> None:
+    with LocalStore(logs / "logs", logs / "state") as store:
+        html = write_report(store, "price", LAST, logs / "out" / "price.html", config=CONFIG).read_text()
+    performance = section(html, "performance")
+    for metric in ("mae", "rmse", "r2"):
+        assert f"<td>{metric}</td>" in performance
+    assert "Task: regression" in performance
+    fairness = section(html, "fairness")
+    assert "No group attributes" in fairness or "Not enough data" in fairness
+
+
+def test_a_model_without_data_gets_notes_not_a_failure(logs: Path) -> None:
+    config = Config(models={"ghost": ModelConfig(ops=OpsConfig(window=timedelta(days=1)))})
+    with LocalStore(logs / "logs", logs / "state") as store:
+        html = write_report(store, "ghost", LAST, logs / "out" / "ghost.html", config=config).read_text()
+    assert "The drift job is not configured" in section(html, "drift")
+    assert "The fairness job is not configured" in section(html, "fairness")
+    assert "No events were logged" in section(html, "ops")
+    assert "NOT RUN" in section(html, "summary")
+    assert "<svg" not in html
+
+
+def test_a_failing_job_is_reported_in_its_section(logs: Path) -> None:
+    broken = model_config().model_copy(
+        update={"drift": DriftConfig(window=timedelta(days=1), reference=ReferenceConfig(file="absent.parquet"))}
+    )
+    with LocalStore(logs / "logs", logs / "state") as store:
+        html = write_report(
+            store,
+            "fraud",
+            LAST.shift(timedelta(hours=1)),
+            logs / "out" / "broken.html",
+            Config(models={"fraud": broken}),
+        ).read_text()
+    assert "The drift job failed" in section(html, "drift")
+    assert "ERROR" in section(html, "summary")
+    assert 'aria-label="operations"' in section(html, "ops")
+
+
+def test_report_command_writes_one_file_per_model(logs: Path, tmp_path: Path) -> None:
+    config = tmp_path / "predwatch.yml"
+    config.write_text(
+        f"store: {{local: {{path: {logs / 'logs'}}}}}\nstate: {{path: {logs / 'state'}}}\n"
+        "models:\n  fraud: {ops: {window: 1d}}\n  price: {ops: {window: 1d}}\n"
+    )
+    out = tmp_path / "reports"
+    code = main(
+        ["report", "--config", str(config), "--window", "1d", "--at", "2026-11-24T00:00:00Z", "--out", str(out)]
+    )
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["fraud.html", "price.html"]
+    assert 'aria-label="operations"' in (out / "fraud.html").read_text()
+
+
+def test_numeric_edges_give_one_bin_per_integer_or_equal_widths() -> None:
+    assert np.allclose(numeric_edges(0, 3, discrete=True), [-0.5, 0.5, 1.5, 2.5, 3.5])
+    edges = numeric_edges(0.0, 10.0, discrete=False)
+    assert len(edges) == 31 and edges[0] == 0 and edges[-1] == 10
+    flat = numeric_edges(5.0, 5.0, discrete=False)
+    assert flat[0] < 5 < flat[-1]
+
+
+def test_top_categories_pool_the_rest() -> None:
+    ref = {"a": 50, "b": 30, "c": 20}
+    cur = {"a": 40, "d": 60}
+    labels, r, c = top_categories(ref, cur, 2)
+    assert labels == ["d", "a", "other (2)"]
+    assert r == pytest.approx([0.0, 0.5, 0.5]) and c == pytest.approx([0.6, 0.4, 0.0])
+
+
+def test_latency_percentiles_per_bucket_skip_sparse_buckets() -> None:
+    window = Window(T0, T0 + timedelta(hours=2))
+    times = [T0 + timedelta(minutes=m) for m in range(60)] + [T0 + timedelta(minutes=90)]
+    sample = pd.DataFrame({"timestamp": pd.to_datetime(times, utc=True), "latency_ms": [*range(60), 1000.0]})
+    out = latency_by_bucket(sample, window, timedelta(hours=1), 2)
+    assert out["p50"][0] == pytest.approx(29.5)
+    assert out["p50"][1] is None
