@@ -19,7 +19,7 @@ def open_store(config: Config, config_dir: str | os.PathLike[str] | None = None)
     """The configured store; relative paths are taken from the config file's directory."""
     base = Path(config_dir) if config_dir is not None else None
     if config.store.elasticsearch is not None:
-        from analyzers.store.elasticsearch import ElasticsearchStore
+        from analyzers.store.elastic import ElasticsearchStore
 
         return ElasticsearchStore.from_config(config.store.elasticsearch, config_dir=base)
     local = config.store.local
