@@ -5,8 +5,8 @@ document); every count is the sum of the weight ``1 / ml.sample_rate`` computed 
 Rows stream through a point in time with ``search_after``.
 
 Labels live on ``ml.feedback`` documents, possibly in later days' indices.  Aggregates that need
-them (a ``label`` column, a ``has_label`` filter) first read the model's feedback from the window's
-first day up to today (prediction id -> latest label) and hand it to Elasticsearch as the parameters
+them (a ``label`` column, a ``has_label`` filter) first read the model's feedback since the window's
+first day, from all its daily indices (prediction id -> latest label) and hand it to Elasticsearch as the parameters
 of a runtime field ``ml.label`` on the prediction documents: that costs one pass over the feedback
 and a request body of O(labelled predictions).  Rows look their labels up chunk by chunk instead.
 Percentiles are Elasticsearch's TDigest estimates, so quantiles are approximate.
@@ -140,16 +140,6 @@ def safe_host(url: str) -> str:
 def _iso(moment: datetime) -> str:
     """Millisecond ISO 8601 in UTC, as Elasticsearch ``date`` fields hold it."""
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def _day_names(first: datetime, last: datetime) -> list[str]:
-    """``YYYY.MM.DD`` of every UTC day from ``first`` to ``last`` inclusive."""
-    day = first.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-    out = []
-    while day <= last:
-        out.append(day.strftime("%Y.%m.%d"))
-        day += timedelta(days=1)
-    return out
 
 
 def _indices(model: str, days: list[str]) -> str:
@@ -317,8 +307,11 @@ class ElasticsearchStore(Store):
         return _indices(model, [d.strftime("%Y.%m.%d") for d in window.days()])
 
     def _feedback_indices(self, model: str, window: Window) -> str:
-        last = max(window.end - timedelta(microseconds=1), utcnow())
-        return _indices(model, _day_names(window.start, last))
+        """Every daily index of the model: feedback may land any day after the window (clocks differ too).
+
+        The ``@timestamp`` lower bound lets Elasticsearch skip the older indices' shards before searching.
+        """
+        return f"{PREDICTIONS_INDEX_PREFIX}{model}-*"
 
     def _field_caps(self, indices: str, patterns: list[str]) -> dict[str, _Field]:
         key = indices + "|" + ",".join(patterns)
@@ -776,7 +769,7 @@ class ElasticsearchStore(Store):
         if random_score is not None:
             body = {"function_score": {"query": ctx.filter, "random_score": random_score, "boost_mode": "replace"}}
         pending: list[dict[str, Any]] = []
-        for hit in self._scan(ctx.indices, body, source, sort, limit):
+        for hit in self._scan(ctx.indices, body, source, sort, limit, ctx.runtime):
             pending.append(hit)
             if len(pending) >= chunk_size:
                 yield self._frame(pending, names, kinds, query)
