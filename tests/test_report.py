@@ -76,6 +76,7 @@ def test_verdicts_at_the_top_name_each_job_with_its_status(fraud_html: str) -> N
         assert f">{job}</a>" in summary
     assert summary.count("s-alert-b") == 4  # drift, the worse-served group, the accuracy drop, the latency spike
     assert "region=south is served worse" in summary
+    assert re.search(r"\d of 7 columns drifted: amount \(wasserstein [\d.]+\)", summary)
     assert "stored result of a scheduled run" in summary
 
 
@@ -133,6 +134,9 @@ def test_regressor_report_shows_regression_metrics(logs: Path) -> None:
     for metric in ("mae", "rmse", "r2"):
         assert f"<td>{metric}</td>" in performance
     assert "Task: regression" in performance
+    summary = section(html, "summary")
+    assert re.search(r"\d+ events, error rate [\d.]+%, latency p95 [\d.]+ ms", summary)
+    assert re.search(r"mae [\d,]+ \(reference [\d,]+\)", summary)
     fairness = section(html, "fairness")
     assert "No group attributes" in fairness or "Not enough data" in fairness
 
@@ -168,7 +172,7 @@ def test_a_failing_job_is_reported_in_its_section(logs: Path) -> None:
 def test_report_command_writes_one_file_per_model(logs: Path, tmp_path: Path) -> None:
     config = tmp_path / "predwatch.yml"
     config.write_text(
-        f"store: {{local: {{path: {logs / 'logs'}}}}}\nstate: {{path: {logs / 'state'}}}\n"
+        f"store: {{local: {{path: {logs / 'logs'}}}}}\nstate: {{path: {tmp_path / 'state'}}}\n"
         "models:\n  fraud: {ops: {window: 1d}}\n  price: {ops: {window: 1d}}\n"
     )
     out = tmp_path / "reports"

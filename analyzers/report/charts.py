@@ -266,6 +266,9 @@ def fairness_gaps(attributes: Sequence[dict[str, Any]], parity_ratio: float, max
     right.axhline(parity_ratio, color=ALERT_COLOR, linestyle="--", linewidth=1, label=f"four-fifths ({parity_ratio:g})")
     right.set_ylim(0, 1.05)
     right.set_xticks(x, names)
+    if len(names) > 3:  # long or many attribute names: slanted so they do not overlap
+        for ax in (left, right):
+            ax.tick_params(axis="x", labelrotation=30)
     right.set_ylabel("lowest ÷ highest selection rate")
     right.set_title("Demographic parity ratio", loc="left")
     right.legend(loc="lower left")

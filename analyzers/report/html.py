@@ -126,7 +126,7 @@ def fmt(value: Any, digits: int = 3) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
-        if value.is_integer() and abs(value) < 1e15:
+        if (value.is_integer() or abs(value) >= 1000) and abs(value) < 1e15:
             return f"{value:,.0f}"
         return f"{value:.{digits}g}"
     return escape(str(value))
@@ -171,9 +171,33 @@ def figure(svg: str) -> str:
 
 
 def one_line(finding: Finding) -> str:
-    """What a finding says in one line (the reason when there was not enough data)."""
-    if finding.status == "insufficient_data" and finding.metrics.get("reason"):
-        return str(finding.metrics["reason"])
+    """What a finding says in one line: its signals, or its key numbers, or why there was no verdict."""
+    m = finding.metrics
+    if finding.status == "insufficient_data" and m.get("reason"):
+        return str(m["reason"])
+    if finding.job == "drift" and finding.status != "error":
+        drifted = [f for f in m.get("features") or [] if f.get("drifted")]
+        named = ", ".join(
+            f"{f.get('name')} ({f.get('effect_size_method') or f.get('method')} {fmt(f.get('effect_size'))})"
+            for f in drifted[:4]
+        )
+        more = f" and {len(drifted) - 4} more" if len(drifted) > 4 else ""
+        head = f"{len(drifted)} of {fmt(m.get('n_columns'))} columns drifted"
+        return f"{head}: {named}{more}" if drifted else head
+    if finding.status == "error" or finding.signals or finding.job == "fairness":
+        return summarize(finding)
+    if finding.job == "performance":
+        shown = [
+            f"{name} {fmt(entry.get('value'))} (reference {fmt(entry.get('reference'))})"
+            for name, entry in m.items()
+            if isinstance(entry, dict) and "value" in entry
+        ][:3]
+        return "; ".join([*shown, f"label coverage {pct(m.get('label_coverage'))}"])
+    if finding.job == "ops":
+        err = m.get("error_rate") or {}
+        p95 = (m.get("latency_ms") or {}).get("p95") or {}
+        total = (m.get("volume") or {}).get("total")
+        return f"{fmt(total)} events, error rate {pct(err.get('value'))}, latency p95 {fmt(p95.get('value'))} ms"
     return summarize(finding)
 
 
