@@ -363,7 +363,7 @@ def test_read_findings_sorted_by_window_end(fake: FakeElasticsearch, store: Elas
         ("drift", 0.5, "feature:amount")
     ]
     body = fake.requests[-1].body
-    assert body["sort"][0] == {"window.end": "asc"}
+    assert body["sort"][0] == {"window.end": {"order": "asc", "unmapped_type": "date"}}
     assert {"term": {"job": "drift"}} in body["query"]["bool"]["filter"]
     assert {"range": {"window.end": {"gte": "2026-11-20T00:00:00Z", "format": "strict_date_optional_time"}}} in body[
         "query"

@@ -851,7 +851,12 @@ class ElasticsearchStore(Store):
             bounds["lte"] = format_time(parse_time(until))
         if bounds:
             filters.append({"range": {"window.end": {**bounds, "format": "strict_date_optional_time"}}})
-        sort = [{"window.end": "asc"}, {"window.start": "asc"}, {"job": "asc"}, {"id": "asc"}]
+        sort = [
+            {"window.end": {"order": "asc", "unmapped_type": "date"}},
+            {"window.start": {"order": "asc", "unmapped_type": "date"}},
+            {"job": {"order": "asc", "unmapped_type": "keyword"}},
+            {"id": {"order": "asc", "unmapped_type": "keyword"}},
+        ]
         out: list[Finding] = []
         after: list[Any] | None = None
         while True:
@@ -962,7 +967,7 @@ class ElasticsearchStore(Store):
                 "ignore_unavailable": True,
                 "allow_no_indices": True,
                 "query": query,
-                "sort": [{"key": "asc"}],
+                "sort": [{"key": {"order": "asc", "unmapped_type": "keyword"}}],
                 "seq_no_primary_term": True,
                 "size": 1000,
                 "track_total_hits": False,
