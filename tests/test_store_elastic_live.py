@@ -1,8 +1,8 @@
 """The store contract of ``test_store_local.py`` against a live Elasticsearch, when ``ES_URL`` is set.
 
-``ES_URL`` is a cluster URL (credentials may be in it, e.g. ``https://elastic:changeme@localhost:9200``);
-``ES_CA_CERTS`` names a CA file and ``ES_VERIFY_CERTS=0`` turns certificate checks off.  The fixture
-events are indexed the way Filebeat ships them (daily index of the event's day, a prediction's
+``ES_URL`` is a cluster URL; credentials come from ``ES_USERNAME``/``ES_PASSWORD`` or ``ES_API_KEY``
+(or the URL itself); ``ES_CA_CERTS`` names a CA file and ``ES_VERIFY_CERTS=0`` turns certificate checks
+off.  The fixture events are indexed the way Filebeat ships them (daily index of the event's day, a prediction's
 ``_id`` is its id, so a second copy is refused) under a model name unique to the run, and removed after.
 """
 
@@ -72,6 +72,10 @@ def live() -> Iterator[tuple[ElasticsearchStore, str]]:
     from elasticsearch import Elasticsearch
 
     kwargs: dict = {"request_timeout": 30, "verify_certs": os.environ.get("ES_VERIFY_CERTS", "1") != "0"}
+    if os.environ.get("ES_API_KEY"):
+        kwargs["api_key"] = os.environ["ES_API_KEY"]
+    elif os.environ.get("ES_USERNAME"):
+        kwargs["basic_auth"] = (os.environ["ES_USERNAME"], os.environ.get("ES_PASSWORD", ""))
     if os.environ.get("ES_CA_CERTS"):
         kwargs["ca_certs"] = os.environ["ES_CA_CERTS"]
     client = Elasticsearch(ES_URL, **kwargs)
