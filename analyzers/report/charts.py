@@ -57,6 +57,8 @@ _STYLE = {
 }
 _ID = re.compile(r'\sid="([^"]+)"')
 _REF = re.compile(r'(url\(#|xlink:href="#|href="#)([^)"]+)')
+_GEOMETRY = re.compile(r'(\s(?:d|x|y|x1|x2|y1|y2|width|height|transform|points)=")([^"]*)"')
+_DECIMALS = re.compile(r"(\d\.\d{2})\d+")  # a hundredth of a point is finer than any screen shows
 
 
 def short(text: Any, limit: int = MAX_LABEL) -> str:
@@ -80,6 +82,7 @@ def to_svg(fig: Figure, key: str, title: str) -> str:
     prefix = re.sub(r"[^A-Za-z0-9_-]", "_", key)
     svg = _ID.sub(lambda m: f' id="{prefix}-{m.group(1)}"' if m.group(1) in referenced else "", svg)
     svg = _REF.sub(lambda m: f"{m.group(1)}{prefix}-{m.group(2)}", svg)
+    svg = _GEOMETRY.sub(lambda m: m.group(1) + _DECIMALS.sub(r"\1", m.group(2)) + '"', svg)
     svg = re.sub(r"\s*\n\s*", " ", svg)
     label = title.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
     return svg.replace("<svg ", f'<svg class="plot" role="img" aria-label="{label}" ', 1)
