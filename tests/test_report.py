@@ -6,6 +6,7 @@ import re
 from datetime import timedelta
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,8 +22,9 @@ from analyzers.config.models import (
     PerformanceConfig,
     ReferenceConfig,
 )
-from analyzers.report import write_report
+from analyzers.report import charts, write_report
 from analyzers.report.data import latency_by_bucket, numeric_edges, top_categories
+from analyzers.report.html import plot
 from analyzers.runner import run_jobs
 from analyzers.store import LocalStore
 from analyzers.timeutil import Window
@@ -182,6 +184,17 @@ def test_report_command_writes_one_file_per_model(logs: Path, tmp_path: Path) ->
     assert code == 0
     assert sorted(p.name for p in out.iterdir()) == ["fraud.html", "price.html"]
     assert 'aria-label="operations"' in (out / "fraud.html").read_text()
+
+
+def test_a_plot_that_cannot_be_drawn_becomes_a_note() -> None:
+    open_before = plt.get_fignums()
+    out = plot(
+        charts.fairness_groups,
+        {"name": "r", "groups": [{"group": "a", "selection_rate": 0.5, "selection_rate_ci": [0.4, "x"]}]},
+        "bad",
+    )
+    assert out.startswith('<p class="note">This plot could not be drawn: ')
+    assert plt.get_fignums() == open_before
 
 
 def test_numeric_edges_give_one_bin_per_integer_or_equal_widths() -> None:

@@ -100,8 +100,14 @@ def _styled(draw: Any) -> Any:
     """Run a drawing function under the report's matplotlib style."""
 
     def wrapper(*args: Any, **kwargs: Any) -> str:
-        with matplotlib.rc_context(_STYLE):
-            return draw(*args, **kwargs)
+        before = set(plt.get_fignums())
+        try:
+            with matplotlib.rc_context(_STYLE):
+                return draw(*args, **kwargs)
+        except Exception:
+            for number in set(plt.get_fignums()) - before:  # a failed drawing leaves no open figure
+                plt.close(number)
+            raise
 
     wrapper.__doc__ = draw.__doc__
     wrapper.__name__ = draw.__name__

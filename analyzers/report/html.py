@@ -166,8 +166,12 @@ def table(headers: Sequence[str], rows: Iterable[tuple[str, Sequence[str]]], num
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
-def figure(svg: str) -> str:
-    return f"<figure>{svg}</figure>"
+def plot(draw: Callable[..., str], *args: Any) -> str:
+    """A chart in a ``<figure>``, or a note saying why it could not be drawn (the rest of the page stays)."""
+    try:
+        return f"<figure>{draw(*args)}</figure>"
+    except Exception as exc:  # odd data must not cost the whole report
+        return note(f"This plot could not be drawn: {type(exc).__name__}: {exc}")
 
 
 def one_line(finding: Finding) -> str:
@@ -268,7 +272,7 @@ def _drift(data: ReportData) -> str:
     parts.append("<h3>Over time</h3>")
     history = [f for f in section.history if f.metrics.get("features")]
     if history:
-        parts.append(figure(charts.drift_history(history, "drift-history")))
+        parts.append(plot(charts.drift_history, history, "drift-history"))
         parts.append(f'<p class="muted">{len(history)} drift result(s) by window end.</p>')
     else:
         parts.append(note("No stored drift results with feature scores to draw over time."))
@@ -317,7 +321,7 @@ def _distribution_plot(dist: Distribution, feature: dict[str, Any], index: int) 
     if dist.note is not None or not dist.ref:
         reason = dist.note or "no values to draw"
         return f"<div>{note(f'{dist.name}: {reason}')}</div>"
-    return figure(charts.distribution(dist, feature, f"dist{index}"))
+    return plot(charts.distribution, dist, feature, f"dist{index}")
 
 
 def _fairness(data: ReportData) -> str:
@@ -338,12 +342,12 @@ def _fairness(data: ReportData) -> str:
             f"verdict. Intervals at {pct(reference.get('confidence', config.confidence))}: "
             f"{escape(str(reference.get('interval', 'Wilson')))}.</p>"
         )
-        parts.append(figure(charts.fairness_gaps(attributes, parity_ratio, max_difference, "fair-gaps")))
+        parts.append(plot(charts.fairness_gaps, attributes, parity_ratio, max_difference, "fair-gaps"))
         parts.append(_gap_table(attributes, parity_ratio))
     for i, attribute in enumerate(attributes):
         parts.append(f"<h3>{escape(str(attribute.get('name')))} {badge(attribute.get('status'))}</h3>")
         if attribute.get("groups"):
-            parts.append(figure(charts.fairness_groups(attribute, f"fair{i}")))
+            parts.append(plot(charts.fairness_groups, attribute, f"fair{i}"))
         parts.append(_group_table(attribute))
     return _section("fairness", "\n".join(parts))
 
@@ -412,7 +416,7 @@ def _performance(data: ReportData) -> str:
     parts.append("<h3>Over time</h3>")
     history = [f for f in section.history if f.metrics.get("label_coverage") is not None]
     if history:
-        parts.append(figure(charts.performance_history(history, "perf-history")))
+        parts.append(plot(charts.performance_history, history, "perf-history"))
         parts.append(f'<p class="muted">{len(history)} performance result(s) by window end.</p>')
     else:
         parts.append(note("No performance results with labels to draw over time."))
@@ -441,7 +445,7 @@ def _operations(data: ReportData) -> str:
             parts.append(f'<p class="note">{escape(signal.message)}</p>')
     if data.ops is not None:
         config = section.config if isinstance(section.config, OpsConfig) else OpsConfig()
-        parts.append(figure(charts.operations(data.ops, config.max_error_rate, dict(config.latency_ms), "ops")))
+        parts.append(plot(charts.operations, data.ops, config.max_error_rate, dict(config.latency_ms), "ops"))
         sampled = data.ops.latency_sampled < data.ops.latency_total
         detail = f"from a uniform sample of {data.ops.latency_sampled:,} events" if sampled else "from every event"
         parts.append(
