@@ -28,7 +28,10 @@ def summarize(finding: Finding) -> str:
     m = finding.metrics
     if finding.job == "drift":
         drifted = [f for f in m.get("features", []) if f.get("drifted")]
-        names = ", ".join(f"{f['name']} ({f.get('method')} {_fmt(f.get('effect_size'))})" for f in drifted[:5])
+        names = ", ".join(
+            f"{f['name']} ({f.get('effect_size_method') or f.get('method')} {_fmt(f.get('effect_size'))})"
+            for f in drifted[:5]
+        )
         more = f" and {len(drifted) - 5} more" if len(drifted) > 5 else ""
         share = _fmt(m.get("share_drifted"))
         return f"{len(drifted)} drifted, share {share}" + (f": {names}{more}" if drifted else "")
@@ -41,8 +44,14 @@ def summarize(finding: Finding) -> str:
         ]
         return "; ".join(parts) or "no group attributes"
     if finding.job == "ops":
-        keys = ("volume", "error_rate", "latency_p95")
-        return ", ".join(f"{k} {_fmt(m.get(k))}" for k in keys if k in m)
+        volume = m.get("volume") or {}
+        latency = m.get("latency_ms") or {}
+        parts = [f"volume {_fmt(volume.get('total'))}", f"error rate {_fmt(m.get('error_rate'))}"]
+        for name, value in latency.items():
+            number = value.get("value") if isinstance(value, dict) else value
+            if number is not None:
+                parts.append(f"latency {name} {_fmt(number)} ms")
+        return ", ".join(parts)
     numbers = [(k, v) for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     return ", ".join(f"{k} {_fmt(v)}" for k, v in numbers[:6])
 
