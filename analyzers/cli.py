@@ -7,9 +7,10 @@ Exit codes: 0 when everything ran, 1 when an alert fired and ``--fail-on-alert``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -57,8 +58,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from analyzers.store import open_store
 
     loaded = _load(args)
-    with open_store(loaded.config, loaded.directory) as store:
-        findings = run_jobs(store, loaded.config, models=args.model, jobs=args.job, at=args.at, base=loaded.directory)
+    with open_store(loaded.config, loaded.directory) as store, _job_progress(loaded.config, args) as progress:
+        findings = run_jobs(
+            store, loaded.config, models=args.model, jobs=args.job, at=args.at, base=loaded.directory, progress=progress
+        )
         if not args.dry_run:
             _deliver(store, loaded, findings, args.format)
     if args.format == "json":
@@ -70,6 +73,32 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.fail_on_alert and any(f.status == "alert" for f in findings):
         return EXIT_ALERT
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def _job_progress(config: Any, args: argparse.Namespace) -> Iterator[Callable[[str, str], None] | None]:
+    """A progress bar on stderr (one step per job) when a person is watching; nothing otherwise."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    models = [m for m in config.models if not args.model or m in args.model]
+    total = sum(1 for m in models for j in config.models[m].jobs() if not args.job or j in args.job)
+    if not console.is_terminal or total == 0:
+        yield None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("analyzing", total=total)
+        started = [False]
+
+        def step(model: str, job: str) -> None:
+            if started[0]:
+                bar.advance(task)
+            started[0] = True
+            bar.update(task, description=f"{model}: {job}")
+
+        yield step
 
 
 def _deliver(store: Any, loaded: Any, findings: list[Any], output_format: str) -> None:
