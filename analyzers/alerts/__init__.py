@@ -1,1 +1,1 @@
-"""Alerting: findings to alerts (rules, dedup, cooldown, resolve) and delivery (Slack)."""
+"""Findings become alerts (rules, dedup, cooldown, resolve), kept in an outbox and delivered to Slack."""

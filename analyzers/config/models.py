@@ -71,6 +71,8 @@ class SlackConfig(Strict):
     webhook_url: str | None = None
     base_url: str | None = None
     mention: str | None = None  # e.g. "<!here>" for critical alerts
+    report_url: str | None = None  # embedded mode: where the HTML reports are served, linked from alerts
+    max_items: int = Field(10, ge=1, le=40)  # alerts listed in one message before "and N more"
 
     @model_validator(mode="after")
     def _how(self) -> SlackConfig:
@@ -127,9 +129,12 @@ class JobConfig(Strict):
     schedule: Schedule = Field(default_factory=lambda: Schedule(every=timedelta(hours=1)))
     severity: Literal["info", "warning", "critical"] = "warning"
     cooldown: timedelta = timedelta(hours=6)
+    cooldown_backoff: float = Field(1.0, ge=1.0)  # each re-send of a still-firing alert waits this many times longer
+    max_cooldown: timedelta = timedelta(days=1)
+    timeout: timedelta = timedelta(minutes=15)  # a run that takes longer is reported as a monitoring problem
     min_rows: int = 100
 
-    _w = field_validator("window", "cooldown", mode="before")(lambda v: _duration(v))
+    _w = field_validator("window", "cooldown", "max_cooldown", "timeout", mode="before")(lambda v: _duration(v))
 
 
 class FeatureOverride(Strict):
@@ -200,8 +205,19 @@ class ModelConfig(Strict):
         return out
 
 
+class SchedulerConfig(Strict):
+    """``predwatch run``: how many missed windows a restart catches up on, and how late a run may start."""
+
+    catch_up: int = Field(24, ge=0)
+    misfire_grace: timedelta = timedelta(minutes=10)
+    outbox_every: timedelta = timedelta(minutes=1)  # how often undelivered alerts are retried
+
+    _d = field_validator("misfire_grace", "outbox_every", mode="before")(lambda v: _duration(v))
+
+
 class Config(Strict):
     store: StoreConfig = Field(default_factory=StoreConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     state: StateConfig = Field(default_factory=StateConfig)
     slack: SlackConfig | None = None
     kibana: KibanaConfig | None = None

@@ -1,0 +1,222 @@
+"""Alert rules, state and delivery: once per problem, cooldowns, resolves, outages, restarts, grouping."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from analyzers.alerts import outbox
+from analyzers.alerts.pipeline import TerminalSender, process
+from analyzers.alerts.render import build_message, kibana_discover_url
+from analyzers.alerts.state import Notification
+from analyzers.config.models import Config
+from analyzers.findings import Finding, Signal
+from analyzers.store import LocalStore
+from analyzers.timeutil import Window
+from tests.slack_server import FakeSlack
+
+TOKEN = "xoxb-test-secret-token-123"
+T0 = datetime(2026, 11, 20, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    server = FakeSlack()
+    yield server
+    server.close()
+
+
+def make_config(slack: FakeSlack | None, *, webhook: bool = False, **drift: object) -> Config:
+    data: dict = {
+        "kibana": {"url": "http://kibana.example:5601"},
+        "models": {"fraud": {"drift": {"cooldown": "6h", **drift}, "ops": {}}},
+    }
+    if slack is not None:
+        data["slack"] = (
+            {"webhook_url": slack.webhook_url}
+            if webhook
+            else {"token": TOKEN, "channel": "#ml", "base_url": slack.api_url}
+        )
+    return Config.model_validate(data)
+
+
+def store_at(tmp_path: Path) -> LocalStore:
+    (tmp_path / "logs").mkdir(exist_ok=True)
+    return LocalStore(tmp_path / "logs", tmp_path / "state")
+
+
+def drift(day: int, *features: str, status: str | None = None) -> Finding:
+    window = Window(T0 + timedelta(days=day - 1), T0 + timedelta(days=day))
+    signals = [Signal(f"feature:{f}", f"{f} drifted (wasserstein 0.2 > 0.03)", "warning", 0.2, 0.03) for f in features]
+    return Finding("fraud", "drift", window, status or ("alert" if features else "ok"), {"n_cur": 500}, signals=signals)
+
+
+def texts(slack: FakeSlack) -> list[str]:
+    return [p["body"]["text"] for p in slack.posts]
+
+
+def test_an_alert_is_sent_once_and_the_same_window_again_sends_nothing(tmp_path: Path, slack: FakeSlack) -> None:
+    config, store = make_config(slack), store_at(tmp_path)
+    report = process(store, config, [drift(1, "amount", "country")], now=T0 + timedelta(days=1))
+    assert (report.created, report.sent, report.pending) == (2, 2, 0)
+    assert len(slack.posts) == 1, "several alerts of one run are grouped into one message"
+    post = slack.posts[0]
+    assert post["path"] == "/api/chat.postMessage" and post["auth"] == f"Bearer {TOKEN}"
+    assert post["body"]["channel"] == "#ml" and "amount" in post["body"]["text"] and "country" in post["body"]["text"]
+    blocks = post["body"]["blocks"]
+    assert blocks[0]["type"] == "header" and "fraud" in blocks[0]["text"]["text"]
+    button = blocks[-1]["elements"][0]
+    assert button["url"].startswith("http://kibana.example:5601/app/discover#/?_g=")
+    process(store, config, [drift(1, "amount", "country")], now=T0 + timedelta(days=1, hours=1))
+    assert len(slack.posts) == 1
+
+
+def test_still_firing_waits_for_its_cooldown_with_backoff_then_resolves_once(tmp_path: Path, slack: FakeSlack) -> None:
+    config, store = make_config(slack, cooldown="1d", cooldown_backoff=2.0, max_cooldown="3d"), store_at(tmp_path)
+    for day in range(1, 8):
+        process(store, config, [drift(day, "amount")], now=T0 + timedelta(days=day))
+    kinds = [("still firing" in t, "resolved" in t) for t in texts(slack)]
+    # sent on day 1; again after 1 day (day 2), 2 days (day 4), then capped at 3 days (day 7)
+    assert len(slack.posts) == 4 and all(k == (i > 0, False) for i, k in enumerate(kinds))
+    process(store, config, [drift(8)], now=T0 + timedelta(days=8))
+    process(store, config, [drift(9)], now=T0 + timedelta(days=9))
+    assert len(slack.posts) == 5 and "resolved" in texts(slack)[-1]
+    process(store, config, [drift(10, "amount")], now=T0 + timedelta(days=10))
+    assert len(slack.posts) == 6 and "still firing" not in texts(slack)[-1], "firing again after resolving is new"
+
+
+def test_a_rate_limit_is_waited_out(tmp_path: Path, slack: FakeSlack) -> None:
+    slack.replies.append(
+        (429, {"Retry-After": "1", "Content-Type": "application/json"}, '{"ok": false, "error": "ratelimited"}')
+    )
+    report = process(store_at(tmp_path), make_config(slack), [drift(1, "amount")], now=T0)
+    assert report.sent == 1 and slack.attempts == 2 and len(slack.posts) == 1
+
+
+def test_an_outage_keeps_the_message_and_a_restart_delivers_it_exactly_once(
+    tmp_path: Path, slack: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    config = make_config(slack)
+    slack.down()
+    report = process(store_at(tmp_path), config, [drift(1, "amount")], now=T0)
+    assert (report.sent, report.failed, report.pending) == (0, 1, 1)
+    assert report.errors and all(TOKEN not in e for e in report.errors)
+    restarted = store_at(tmp_path)  # a new process on the same state
+    report = process(restarted, config, [drift(1, "amount")], now=T0 + timedelta(minutes=1))
+    assert report.created == 0 and report.pending == 1, "nothing new: the same window, still waiting"
+    slack.up()
+    report = process(store_at(tmp_path), config, [drift(1, "amount")], now=T0 + timedelta(minutes=2))
+    assert (report.sent, report.pending) == (1, 0) and len(slack.posts) == 1
+    process(store_at(tmp_path), config, [drift(1, "amount")], now=T0 + timedelta(minutes=3))
+    assert len(slack.posts) == 1
+    assert TOKEN not in caplog.text
+
+
+def test_slack_refusing_the_token_is_an_error_without_the_token(tmp_path: Path, slack: FakeSlack) -> None:
+    slack.replies.append((200, {"Content-Type": "application/json"}, '{"ok": false, "error": "invalid_auth"}'))
+    report = process(store_at(tmp_path), make_config(slack), [drift(1, "amount")], now=T0)
+    assert report.failed == 1 and "invalid_auth" in report.errors[0] and TOKEN not in report.errors[0]
+
+
+def test_webhook_delivery_and_truncation(tmp_path: Path, slack: FakeSlack) -> None:
+    config = make_config(slack, webhook=True)
+    features = [f"f{i:02d}" for i in range(25)]
+    process(store_at(tmp_path), config, [drift(1, *features)], now=T0)
+    (post,) = slack.posts
+    assert post["path"].startswith("/services/")
+    sections = [b for b in post["body"]["blocks"] if b["type"] == "section"]
+    assert len(sections) == 11 and sections[-1]["text"]["text"] == "_and 15 more_"
+    assert "and 15 more" in post["body"]["text"]
+    assert len(post["body"]["blocks"]) <= 50
+
+
+def test_a_failed_job_and_an_empty_window_are_monitoring_problems_that_resolve(
+    tmp_path: Path, slack: FakeSlack
+) -> None:
+    config, store = make_config(slack), store_at(tmp_path)
+    window = Window(T0, T0 + timedelta(hours=1))
+    failed = Finding("fraud", "ops", window, "error", error="ConnectionError: store down")
+    process(store, config, [failed], now=T0)
+    assert "ops failed: ConnectionError" in texts(slack)[0]
+    empty = Finding(
+        "fraud",
+        "ops",
+        Window(T0 + timedelta(hours=1), T0 + timedelta(hours=2)),
+        "insufficient_data",
+        {"volume": {"total": 0}},
+    )
+    process(store, config, [empty], now=T0 + timedelta(hours=2))
+    assert len(slack.posts) == 1, "still the same monitoring problem, inside its cooldown"
+    ok = Finding(
+        "fraud", "ops", Window(T0 + timedelta(hours=2), T0 + timedelta(hours=3)), "ok", {"volume": {"total": 50}}
+    )
+    process(store, config, [ok], now=T0 + timedelta(hours=3))
+    assert "resolved" in texts(slack)[-1] and len(slack.posts) == 2
+
+
+def test_too_few_labels_is_not_a_monitoring_problem(tmp_path: Path, slack: FakeSlack) -> None:
+    window = Window(T0, T0 + timedelta(days=1))
+    waiting = Finding("fraud", "performance", window, "insufficient_data", {"n": 900, "n_labeled": 3})
+    report = process(store_at(tmp_path), make_config(slack), [waiting], now=T0)
+    assert report.created == 0 and slack.posts == []
+
+
+def test_without_slack_alerts_print_in_the_same_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = process(store_at(tmp_path), make_config(None), [drift(1, "amount")], now=T0)
+    out = capsys.readouterr().out
+    assert report.target == "terminal" and report.sent == 1
+    assert "fraud: 1 alert (warning)" in out and "feature:amount" in out and "Open in Kibana" in out
+
+
+def test_two_processes_enqueue_one_change_once(tmp_path: Path, slack: FakeSlack) -> None:
+    first, second = store_at(tmp_path), store_at(tmp_path)
+    note = Notification(
+        "firing",
+        {
+            "key": "fraud:drift:feature:a",
+            "model": "fraud",
+            "job": "drift",
+            "subject": "feature:a",
+            "severity": "warning",
+            "message": "m",
+        },
+        drift(1).window.to_dict(),
+        "fid",
+    )
+    assert outbox.enqueue(first, note, T0) is True
+    assert outbox.enqueue(second, note, T0) is False
+    assert len(outbox.claim(first, T0)) == 1 and outbox.claim(second, T0) == [], "claimed entries are not sent twice"
+
+
+def test_messages_escape_user_data_and_mention_on_critical() -> None:
+    config = Config.model_validate({"slack": {"webhook_url": "http://x", "mention": "<!here>"}})
+    alert = {
+        "key": "k",
+        "model": "fraud",
+        "job": "fairness",
+        "subject": "group:region=<EU>",
+        "severity": "critical",
+        "message": "selection rate gap 0.3 & rising",
+    }
+    message = build_message([Notification("firing", alert, {"start": "a", "end": "b"}, "f")], config)
+    assert "&lt;EU&gt;" in message.blocks()[2]["text"]["text"] and "&amp;" in message.blocks()[2]["text"]["text"]
+    assert message.mention == "<!here>" and message.text().startswith("<!here>")
+
+
+def test_kibana_link_carries_model_and_window() -> None:
+    url = kibana_discover_url("http://k:5601/", "fraud", "2026-11-20T00:00:00Z", "2026-11-21T00:00:00Z")
+    assert url.startswith(
+        "http://k:5601/app/discover#/?_g=(time:(from:'2026-11-20T00:00:00Z',to:'2026-11-21T00:00:00Z'))"
+    )
+    assert "ml.model.name" in url and "fraud" in url and " " not in url
+
+
+def test_terminal_sender_prints_to_stderr_when_quiet(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    process(store_at(tmp_path), make_config(None), [drift(1, "amount")], now=T0, sender=TerminalSender(quiet=True))
+    captured = capsys.readouterr()
+    assert captured.out == "" and "feature:amount" in captured.err
