@@ -34,6 +34,12 @@ class Schedule(Strict):
     def _one_of(self) -> Schedule:
         if (self.every is None) == (self.cron is None):
             raise ValueError("give exactly one of 'every' or 'cron'")
+        if self.every is not None and self.every.total_seconds() <= 0:
+            raise ValueError("'every' must be longer than zero")
+        if self.cron is not None:
+            from analyzers.schedule import make_trigger
+
+            make_trigger(self)  # raises ValueError naming the bad field
         return self
 
 
