@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
 
 from analyzers.alerts import outbox
-from analyzers.alerts.pipeline import TerminalSender, process
+from analyzers.alerts.pipeline import TerminalSender, preview, process
 from analyzers.alerts.render import build_message, kibana_discover_url
+from analyzers.alerts.rules import alerts_of
+from analyzers.alerts.slack import SlackSender
 from analyzers.alerts.state import Notification
 from analyzers.config.models import Config
 from analyzers.findings import Finding, Signal
@@ -102,12 +106,14 @@ def test_an_outage_keeps_the_message_and_a_restart_delivers_it_exactly_once(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     config = make_config(slack)
+    assert config.slack is not None
+    quick = SlackSender(config.slack, retry_interval=FixedValueRetryIntervalCalculator(0.01))  # no long waits
     slack.down()
-    report = process(store_at(tmp_path), config, [drift(1, "amount")], now=T0)
+    report = process(store_at(tmp_path), config, [drift(1, "amount")], now=T0, sender=quick)
     assert (report.sent, report.failed, report.pending) == (0, 1, 1)
     assert report.errors and all(TOKEN not in e for e in report.errors)
     restarted = store_at(tmp_path)  # a new process on the same state
-    report = process(restarted, config, [drift(1, "amount")], now=T0 + timedelta(minutes=1))
+    report = process(restarted, config, [drift(1, "amount")], now=T0 + timedelta(minutes=1), sender=quick)
     assert report.created == 0 and report.pending == 1, "nothing new: the same window, still waiting"
     slack.up()
     report = process(store_at(tmp_path), config, [drift(1, "amount")], now=T0 + timedelta(minutes=2))
@@ -220,3 +226,55 @@ def test_terminal_sender_prints_to_stderr_when_quiet(capsys: pytest.CaptureFixtu
     process(store_at(tmp_path), make_config(None), [drift(1, "amount")], now=T0, sender=TerminalSender(quiet=True))
     captured = capsys.readouterr()
     assert captured.out == "" and "feature:amount" in captured.err
+
+
+def test_an_ops_job_that_cannot_judge_and_an_empty_reference_are_monitoring_problems() -> None:
+    window = Window(T0, T0 + timedelta(hours=1))
+    quiet_ops = Finding("fraud", "ops", window, "insufficient_data", {"volume": {"total": 3}})
+    no_reference = Finding("fraud", "drift", window, "insufficient_data", {"n_cur": 80, "n_ref": 0, "reason": "r"})
+    few_rows = Finding("fraud", "drift", window, "insufficient_data", {"n_cur": 8, "n_ref": 900, "reason": "8 rows"})
+    assert [a.key for a in alerts_of(quiet_ops)] == ["fraud:ops:monitoring"]
+    assert "3 predictions" in alerts_of(quiet_ops)[0].message
+    assert [a.key for a in alerts_of(no_reference)] == ["fraud:drift:monitoring"]
+    assert alerts_of(few_rows) == []
+
+
+def test_a_dry_run_prints_the_alerts_and_records_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = store_at(tmp_path)
+    assert preview(store, make_config(None), [drift(1, "amount", "country")], now=T0) == 2
+    out = capsys.readouterr().out
+    assert "fraud: 2 alerts (warning)" in out and "feature:country" in out
+    assert store.list_state("") == {}
+    assert preview(store, make_config(None), [drift(1, "amount", "country")], now=T0) == 2, "nothing was recorded"
+
+
+def test_predwatch_analyze_dry_run_prints_alerts_and_sends_nothing(
+    tmp_path: Path, slack: FakeSlack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from analyzers.cli import main
+
+    log_dir = tmp_path / "logs" / "svc"
+    log_dir.mkdir(parents=True)
+    end = T0 + timedelta(hours=1)
+    lines = [
+        {
+            "@timestamp": (T0 + timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+            "event": {"dataset": "ml.prediction", "outcome": "success"},
+            "ml": {"prediction_id": f"p{m}", "model": {"name": "fraud"}, "latency_ms": 900.0},
+        }
+        for m in range(0, 60, 2)
+    ]
+    (log_dir / "predictions-2026-11-20.ndjson").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    config = tmp_path / "predwatch.yml"
+    config.write_text(
+        "store: {local: {path: logs}}\nstate: {path: state}\n"
+        f"slack: {{token: {TOKEN}, channel: '#ml', base_url: '{slack.api_url}'}}\n"
+        "models:\n  fraud:\n    ingest_delay: 0s\n    ops: {window: 1h, min_rows: 1, latency_ms: {p95: 500}}\n"
+    )
+    at = end.strftime("%Y-%m-%dT%H:%M:%SZ")
+    main(["analyze", "--config", str(config), "--at", at, "--dry-run"])
+    out = capsys.readouterr().out
+    assert "fraud: 1 alert (warning)" in out and "metric:latency_p95" in out
+    assert slack.posts == [] and not LocalStore(tmp_path / "logs", tmp_path / "state").list_state("alert:")
+    main(["analyze", "--config", str(config), "--at", at])
+    assert len(slack.posts) == 1 and "latency p95" in slack.posts[0]["body"]["text"]

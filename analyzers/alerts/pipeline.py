@@ -1,7 +1,8 @@
 """Findings through the alert rules and state into the outbox, then delivered: Slack or the terminal.
 
 ``process`` is what ``predwatch analyze`` and the scheduler call after each run; ``flush`` alone
-retries the outbox (the scheduler does so every minute, so a Slack outage ends in one delivery).
+retries the outbox (the scheduler does so every minute, so a Slack outage ends in one delivery);
+``preview`` prints what would be sent without touching state or Slack (``--dry-run``).
 """
 
 from __future__ import annotations
@@ -72,6 +73,28 @@ def _by_model(entries: list[outbox.Entry]) -> list[list[outbox.Entry]]:
     for entry in entries:
         groups[entry.notification.model].append(entry)
     return list(groups.values())
+
+
+def preview(
+    store: Store,
+    config: Config,
+    findings: Sequence[Finding],
+    *,
+    quiet: bool = False,
+    now: datetime | None = None,
+    sender: TerminalSender | None = None,
+) -> int:
+    """A dry run: print what ``process`` would send now, recording and sending nothing; returns how many."""
+    now = now or utcnow()
+    by_model: dict[str, list[Notification]] = defaultdict(list)
+    for finding in sorted(findings, key=lambda f: f.window.end):
+        for change in changes_for(store, finding, job_config(config, finding), now):
+            if change.notification is not None:
+                by_model[change.notification.model].append(change.notification)
+    chosen = sender or TerminalSender(quiet=quiet)
+    for notes in by_model.values():
+        chosen.send(build_message(notes, config))
+    return sum(len(notes) for notes in by_model.values())
 
 
 def flush(

@@ -18,6 +18,7 @@ from analyzers.config.models import Config
 from logshipper import schema
 
 SLACK_TEXT_LIMIT = 3000  # characters in one section's text
+SLACK_FALLBACK_LIMIT = 4000  # characters of the top-level text Slack shows in notifications
 SLACK_HEADER_LIMIT = 150
 EMOJI = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "info": ":large_blue_circle:"}
 RESOLVED_EMOJI = ":white_check_mark:"
@@ -45,6 +46,10 @@ class Message:
         links = "".join(f"\n{label}: {url}" for label, url in self.links)
         prefix = f"{self.mention} " if self.mention else ""
         return f"{prefix}{self.headline} ({self.window})\n{body}{links}"
+
+    def fallback(self) -> str:
+        """The plain text sent alongside the blocks, cut to what Slack shows."""
+        return _cut(self.text(), SLACK_FALLBACK_LIMIT)
 
     def blocks(self) -> list[dict[str, Any]]:
         """Slack Block Kit: header, one section per alert, context, and link buttons."""

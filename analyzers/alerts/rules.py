@@ -1,8 +1,10 @@
 """From findings to alerts: one per thing that fired, with a stable key, plus monitoring problems.
 
 The key ``model:job:subject`` (``fraud:drift:feature:amount``) recognises the same problem run after
-run.  A job that failed, or whose window held no predictions at all, is itself an alert (subject
-``monitoring``): silence from a job must never look like good news.
+run.  Its severity is the signal's own (each job sets it from its configured ``severity``; a signal
+without a known severity takes the job's).  A job that failed or timed out, an ops job that could
+not judge its window, or any job whose window (or reference) held no predictions at all is itself an
+alert (subject ``monitoring``): silence from a job must never look like good news.
 """
 
 from __future__ import annotations
@@ -35,29 +37,40 @@ def alert_key(model: str, job: str, subject: str) -> str:
     return f"{model}:{job}:{subject}"
 
 
-def window_rows(finding: Finding) -> float | None:
-    """How many predictions the job saw in its window, when its numbers say so."""
+def _row_counts(finding: Finding) -> list[float]:
+    """The prediction counts a finding's numbers report (current window, reference, volume)."""
     m = finding.metrics
-    for value in (m.get("n_cur"), m.get("n"), (m.get("volume") or {}).get("total")):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    return None
+    volume = m.get("volume")
+    candidates = [m.get("n_cur"), m.get("n_ref"), m.get("n"), volume.get("total") if isinstance(volume, dict) else None]
+    return [float(v) for v in candidates if isinstance(v, (int, float)) and not isinstance(v, bool)]
 
 
 def is_monitoring_problem(finding: Finding) -> bool:
-    """A failed job, or one that found no predictions at all in its window."""
-    return finding.status == "error" or (finding.status == "insufficient_data" and window_rows(finding) == 0)
+    """A failed job, an ops job that could not judge, or a window (or reference) without any predictions."""
+    if finding.status == "error":
+        return True
+    if finding.status != "insufficient_data":
+        return False
+    return finding.job == "ops" or any(n == 0 for n in _row_counts(finding))
+
+
+def _monitoring_message(finding: Finding) -> str:
+    if finding.status == "error":
+        return f"{finding.job} failed: {finding.error or 'unknown error'}"
+    reason = finding.metrics.get("reason")
+    if isinstance(reason, str) and reason:
+        return f"{finding.job} could not judge its window: {reason}"
+    rows = _row_counts(finding)
+    if rows and min(rows) == 0:
+        return f"{finding.job} found no predictions in its window"
+    return f"{finding.job} could not judge its window ({max(rows, default=0):g} predictions)"
 
 
 def alerts_of(finding: Finding, default_severity: Severity = "warning") -> list[Alert]:
     """The alerts a finding raises: one per signal when it alerts, one monitoring alert when it could not judge."""
     if is_monitoring_problem(finding):
-        if finding.status == "error":
-            message = f"{finding.job} failed: {finding.error or 'unknown error'}"
-        else:
-            message = f"{finding.job} found no predictions in its window"
         key = alert_key(finding.model, finding.job, MONITORING)
-        return [Alert(key, finding.model, finding.job, MONITORING, default_severity, message)]
+        return [Alert(key, finding.model, finding.job, MONITORING, default_severity, _monitoring_message(finding))]
     if finding.status != "alert":
         return []
     alerts: dict[str, Alert] = {}
@@ -88,6 +101,7 @@ def judges_subjects(finding: Finding) -> bool:
 
 
 def as_dict(alert: Alert) -> dict[str, Any]:
+    """The alert as stored in state and outbox documents."""
     return {
         "key": alert.key,
         "model": alert.model,

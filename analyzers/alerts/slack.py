@@ -12,6 +12,8 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
+from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryIntervalCalculator
+from slack_sdk.http_retry.interval_calculator import RetryIntervalCalculator
 from slack_sdk.webhook import WebhookClient
 
 from analyzers.alerts.render import Message
@@ -25,11 +27,18 @@ class DeliveryError(RuntimeError):
 class SlackSender:
     """Posts messages to the configured channel or webhook."""
 
-    def __init__(self, config: SlackConfig, timeout: int = 15, max_retries: int = 2) -> None:
+    def __init__(
+        self,
+        config: SlackConfig,
+        timeout: int = 15,
+        max_retries: int = 2,
+        retry_interval: RetryIntervalCalculator | None = None,
+    ) -> None:
         self._secrets = [s for s in (config.token, config.webhook_url) if s]
+        interval = retry_interval or BackoffRetryIntervalCalculator(backoff_factor=0.5)
         handlers = [
             RateLimitErrorRetryHandler(max_retry_count=max_retries),
-            ConnectionErrorRetryHandler(max_retry_count=max_retries),
+            ConnectionErrorRetryHandler(max_retry_count=max_retries, interval_calculator=interval),
         ]
         self._channel = config.channel
         self._client: WebClient | None = None
@@ -50,10 +59,10 @@ class SlackSender:
         """Post one message; raises :class:`DeliveryError` when Slack does not accept it."""
         try:
             if self._client is not None:
-                self._client.chat_postMessage(channel=self._channel, text=message.text(), blocks=message.blocks())
+                self._client.chat_postMessage(channel=self._channel, text=message.fallback(), blocks=message.blocks())
                 return
             assert self._webhook is not None
-            response = self._webhook.send(text=message.text(), blocks=message.blocks())
+            response = self._webhook.send(text=message.fallback(), blocks=message.blocks())
         except SlackApiError as exc:
             error = exc.response.get("error") if exc.response is not None else None
             status = exc.response.status_code if exc.response is not None else "?"
