@@ -15,8 +15,6 @@ import signal
 import sys
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -75,8 +73,7 @@ class Scheduler:
         self.config = loaded.config
         self.store = store
         self.stopping = threading.Event()
-        self._running: dict[tuple[str, str], Future[Finding]] = {}
-        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="predwatch-job")
+        self._running: dict[tuple[str, str], threading.Thread] = {}
 
     def jobs(self) -> list[tuple[str, ModelConfig, str, JobConfig]]:
         return [(m, mc, name, job) for m, mc in self.config.models.items() for name, job in mc.jobs().items()]
@@ -88,15 +85,23 @@ class Scheduler:
         job = with_paths_resolved(getattr(model_config, name), self.loaded.directory)
         window = Window.ending(scheduled - model_config.ingest_delay, job.window)
         previous = self._running.get((model, name))
-        if previous is not None and not previous.done():
+        if previous is not None and previous.is_alive():
             log.warning("skipped: the previous run is still going", extra={"predwatch": {"model": model, "job": name}})
             return None
         started = time.monotonic()
-        future = self._pool.submit(run_job, self.store, model, name, job, window)
-        self._running[(model, name)] = future
-        try:
-            finding = future.result(timeout=job.timeout.total_seconds())
-        except FutureTimeout:
+        result: list[Finding] = []
+        # a daemon thread: a run that never ends is reported and abandoned, and cannot block the stop
+        worker = threading.Thread(
+            target=lambda: result.append(run_job(self.store, model, name, job, window)),
+            name=f"predwatch-{model}-{name}",
+            daemon=True,
+        )
+        self._running[(model, name)] = worker
+        worker.start()
+        worker.join(job.timeout.total_seconds())
+        if result:
+            finding = result[0]
+        else:
             finding = Finding(model, name, window, "error", error=f"timed out after {job.timeout.total_seconds():g} s")
         duration = time.monotonic() - started
         self._record(model, name, finding, scheduled, duration)
@@ -163,16 +168,19 @@ class Scheduler:
         last_scheduled = parse_time(current[0]["window_end"]) + model_config.ingest_delay
         return fire_times(trigger, last_scheduled, now, self.config.scheduler.catch_up)
 
-    def catch_up(self) -> int:
-        """Run every missed window, oldest first; returns how many ran."""
+    def catch_up(self, rounds: int = 3) -> int:
+        """Run every missed window, oldest first, again for fire times that passed meanwhile; how many ran."""
         ran = 0
-        now = utcnow()
-        for model, model_config, name, job in self.jobs():
-            for scheduled in self.missed(model, model_config, name, job, now):
-                if self.stopping.is_set():
-                    return ran
-                self.run_once(model, name, scheduled)
-                ran += 1
+        for _ in range(rounds):
+            now, before = utcnow(), ran
+            for model, model_config, name, job in self.jobs():
+                for scheduled in self.missed(model, model_config, name, job, now):
+                    if self.stopping.is_set():
+                        return ran
+                    self.run_once(model, name, scheduled)
+                    ran += 1
+            if ran == before:
+                break
         return ran
 
     def flush_outbox(self) -> None:
@@ -224,7 +232,9 @@ class Scheduler:
         return self._finish()
 
     def _finish(self) -> int:
-        self._pool.shutdown(wait=True)
+        abandoned = sorted(f"{m}:{n}" for (m, n), worker in self._running.items() if worker.is_alive())
+        if abandoned:
+            log.warning("stopped with timed-out runs still going", extra={"predwatch": {"jobs": abandoned}})
         log.info("stopped")
         return 0
 

@@ -7,15 +7,20 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
+
 from analyzers.config.loader import load_config
 from analyzers.config.models import Schedule
+from analyzers.findings import Finding
 from analyzers.schedule import fire_times, latest_fire_time, make_trigger
 from analyzers.scheduler import Scheduler, heartbeat_key
 from analyzers.store import LocalStore
+from analyzers.timeutil import Window
 
 UTC = timezone.utc
 
@@ -101,9 +106,9 @@ def test_a_restart_catches_up_on_missed_windows(tmp_path: Path) -> None:
         _,
     )
     assert Scheduler(loaded, store).catch_up() == 3, "three hourly windows missed"
+    assert Scheduler(loaded, store).catch_up() == 0, "nothing missed any more"
     ends = sorted(f.window.end for f in store.read_findings(model="fraud", job="ops"))
     assert ends[-3:] == [now - timedelta(hours=2), now - timedelta(hours=1), now]
-    scheduler._pool.shutdown()
     store.close()
 
 
@@ -140,3 +145,33 @@ def test_predwatch_run_runs_on_schedule_and_stops_cleanly_on_sigterm(tmp_path: P
     assert all(e["service"]["name"] == "predwatch-scheduler" and "@timestamp" in e for e in events)
     finished = next(e for e in events if e["message"] == "job finished")
     assert finished["predwatch"]["model"] == "fraud" and finished["predwatch"]["job"] == "ops"
+
+
+def test_a_run_longer_than_its_timeout_is_reported_and_the_next_one_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loaded = load_config(config_file(tmp_path))
+    ops = loaded.config.models["fraud"].ops
+    assert ops is not None
+    ops.timeout = timedelta(milliseconds=50)
+    release = threading.Event()
+
+    def stuck(_store: object, model: str, name: str, _job: object, window: Window) -> Finding:
+        release.wait(5)
+        return Finding(model, name, window, "ok")  # too late: the run was already reported
+
+    monkeypatch.setattr("analyzers.scheduler.run_job", stuck)
+    (tmp_path / "logs").mkdir()
+    store = LocalStore(tmp_path / "logs", tmp_path / "state")
+    scheduler = Scheduler(loaded, store)
+    fire = at("2026-11-20T10:00:00")
+    try:
+        finding = scheduler.run_once("fraud", "ops", fire)
+        assert finding is not None and finding.status == "error" and "timed out" in (finding.error or "")
+        doc, _ = store.get_state(heartbeat_key("fraud", "ops"))
+        assert doc["status"] == "error" and "timed out" in doc["error"] and doc["window_end"] == "2026-11-20T10:00:00Z"
+        assert store.get_state("alert:fraud:ops:monitoring")[0]["status"] == "firing"
+        assert scheduler.run_once("fraud", "ops", fire + timedelta(hours=1)) is None, "still running: skipped"
+    finally:
+        release.set()
+        store.close()
