@@ -1,0 +1,118 @@
+"""``predwatch demo``: simulate, analyse every day, alert, report, and say which incidents were caught."""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import time
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from analyzers.alerts.pipeline import TerminalSender, process, sender_for
+from analyzers.alerts.render import Message
+from analyzers.config.models import Config
+from analyzers.demo.incidents import incidents
+from analyzers.demo.scoring import score
+from analyzers.demo.settings import demo_settings, write_settings
+from analyzers.demo.table import print_outcomes
+from analyzers.demo.traffic import MODELS, simulate
+from analyzers.findings import Finding
+from analyzers.runner import run_job
+from analyzers.store import LocalStore
+from analyzers.timeutil import Window, utcnow
+
+
+class _Collect:
+    """Holds terminal alerts until the progress bar is gone, then prints them in order."""
+
+    target = "terminal"
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    def send(self, message: Message) -> None:
+        self.messages.append(message)
+
+
+def _end_of_simulation() -> datetime:
+    now = utcnow()
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _analyse(store: LocalStore, config: Config, days: Sequence[Window], advance: callable) -> list[Finding]:
+    findings: list[Finding] = []
+    for window in days:
+        for model, model_config in config.models.items():
+            for name, job in model_config.jobs().items():
+                findings.append(run_job(store, model, name, job, window))
+                advance()
+    return findings
+
+
+def run_demo(
+    days: int = 14,
+    per_day: int = 2000,
+    seed: int = 7,
+    out: str | Path = "./predwatch-demo",
+    console: Console | None = None,
+) -> int:
+    """Run the whole loop on this machine; 0 when every incident was caught and nothing else flagged."""
+    console = console or Console()
+    out = Path(out)
+    for part in ("logs", "state"):
+        shutil.rmtree(out / part, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    injected = incidents(days)
+    end = _end_of_simulation()
+    start = end - timedelta(days=days)
+    reference_end = start + timedelta(days=days // 2)
+    config = write_settings(demo_settings(start, reference_end, out), out / "predwatch.yml")
+    windows = [Window(start + timedelta(days=d), start + timedelta(days=d + 1)) for d in range(days // 2, days)]
+    jobs = sum(len(m.jobs()) for m in config.models.values())
+    sender = sender_for(config)
+    held = _Collect() if isinstance(sender, TerminalSender) else sender
+    started = time.monotonic()
+    columns = (TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as bar:
+        traffic = bar.add_task("simulating traffic", total=days * len(MODELS))
+        logged = simulate(out / "logs", days, per_day, seed, end, injected, lambda: bar.advance(traffic))
+        analysis = bar.add_task("analysing each day", total=len(windows) * jobs)
+        store = LocalStore(out / "logs", out / "state")
+        with store:
+            findings = _analyse(store, config, windows, lambda: bar.advance(analysis))
+            store.write_findings(findings)
+            alerts = bar.add_task("alerting", total=len(windows))
+            for window in windows:
+                process(store, config, [f for f in findings if f.window == window], now=window.end, sender=held)
+                bar.advance(alerts)
+            reports = _reports(store, config, Window(reference_end, end), out, bar)
+    if isinstance(held, _Collect):
+        for message in held.messages:
+            sender.send(message)
+    outcomes, false_alarms = score(findings, injected, start)
+    print_outcomes(outcomes, false_alarms, start, console)
+    console.print(
+        f"{logged:,} predictions over {days} days for {len(MODELS)} models, {len(findings)} job runs, "
+        f"{time.monotonic() - started:.1f} s; logs and state in {out}/, configuration {out / 'predwatch.yml'}"
+    )
+    for path in reports:
+        console.print(f"report: {path}")
+    return 0 if all(o.caught for o in outcomes) and not false_alarms else 1
+
+
+def _reports(store: LocalStore, config: Config, window: Window, out: Path, bar: Progress) -> list[Path]:
+    """One HTML report per model over the days with incidents (when the report part is installed)."""
+    try:
+        report = importlib.import_module("analyzers.report")
+    except ImportError:
+        return []
+    task = bar.add_task("writing reports", total=len(config.models))
+    paths = []
+    for model in config.models:
+        paths.append(report.write_report(store, model, window, out / f"report-{model}.html", config=config))
+        bar.advance(task)
+    return paths

@@ -1,0 +1,70 @@
+"""predwatch demo: every injected incident is caught and nothing else is flagged, over several seeds."""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from analyzers.config.loader import load_config
+from analyzers.demo import run_demo
+from analyzers.demo.incidents import incidents
+from analyzers.demo.scoring import score
+from analyzers.findings import Finding, Signal
+from analyzers.timeutil import Window
+
+
+@pytest.mark.parametrize("seed", [7, 11, 23])
+def test_demo_catches_every_incident_and_nothing_else(tmp_path: Path, seed: int) -> None:
+    out = io.StringIO()
+    code = run_demo(days=12, per_day=900, seed=seed, out=tmp_path, console=Console(file=out, width=200))
+    text = out.getvalue()
+    assert code == 0, text
+    assert "6/6 incidents caught, 0 false alarm(s)" in text
+    assert load_config(tmp_path / "predwatch.yml").config.models.keys() == {"fraud", "eta"}
+    for model in ("fraud", "eta"):
+        assert len(list((tmp_path / "logs" / f"{model}-api").glob("predictions-*.ndjson"))) == 12
+        report = tmp_path / f"report-{model}.html"
+        assert report.exists() and "<svg" in report.read_text(encoding="utf-8")
+
+
+def test_a_second_run_starts_from_clean_logs_and_state(tmp_path: Path) -> None:
+    console = Console(file=io.StringIO(), width=200)
+    (tmp_path / "logs" / "old-api").mkdir(parents=True)
+    (tmp_path / "logs" / "old-api" / "predictions-2020-01-01.ndjson").write_text("not json\n")
+    assert run_demo(days=12, per_day=900, seed=7, out=tmp_path, console=console) == 0
+    assert not (tmp_path / "logs" / "old-api").exists()
+
+
+def test_alerts_on_other_days_or_subjects_are_false_alarms() -> None:
+    start = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    injected = incidents(12)
+    shift = injected[0]
+
+    def alert(day: int, model: str, job: str, subject: str) -> Finding:
+        window = Window(start + timedelta(days=day), start + timedelta(days=day + 1))
+        return Finding(model, job, window, "alert", signals=[Signal(subject, f"{subject} fired", "warning", 2.0, 1.0)])
+
+    findings = [
+        alert(shift.day, "fraud", "drift", "feature:amount"),
+        alert(shift.day, "fraud", "drift", "feature:score"),  # a declared consequence
+        alert(shift.day + 1, "fraud", "drift", "feature:amount"),  # the day after: not injected
+        alert(shift.day, "eta", "drift", "feature:amount"),  # another model
+        Finding("fraud", "ops", Window(start, start + timedelta(days=1)), "error", error="boom"),
+    ]
+    outcomes, false_alarms = score(findings, injected, start)
+    assert outcomes[0].caught and outcomes[0].also == 1
+    assert not any(o.caught for o in outcomes[1:])
+    assert [(f.finding.model, f.subject) for f in false_alarms] == [
+        ("fraud", "feature:amount"),
+        ("eta", "feature:amount"),
+        ("fraud", "monitoring"),
+    ]
+
+
+def test_too_few_days_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="at least 12 days"):
+        incidents(8)
