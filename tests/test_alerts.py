@@ -16,8 +16,8 @@ from analyzers.alerts.pipeline import TerminalSender, preview, process
 from analyzers.alerts.render import build_message, kibana_discover_url
 from analyzers.alerts.rules import alerts_of
 from analyzers.alerts.slack import SlackSender
-from analyzers.alerts.state import Notification
-from analyzers.config.models import Config
+from analyzers.alerts.state import Notification, changes_for
+from analyzers.config.models import Config, JobConfig
 from analyzers.findings import Finding, Signal
 from analyzers.store import LocalStore
 from analyzers.timeutil import Window
@@ -73,6 +73,7 @@ def test_an_alert_is_sent_once_and_the_same_window_again_sends_nothing(tmp_path:
     assert post["body"]["channel"] == "#ml" and "amount" in post["body"]["text"] and "country" in post["body"]["text"]
     blocks = post["body"]["blocks"]
     assert blocks[0]["type"] == "header" and "fraud" in blocks[0]["text"]["text"]
+    assert "2026-11-20T00:00:00Z" in blocks[0]["text"]["text"], "the headline names the window"
     button = blocks[-1]["elements"][0]
     assert button["url"].startswith("http://kibana.example:5601/app/discover#/?_g=")
     process(store, config, [drift(1, "amount", "country")], now=T0 + timedelta(days=1, hours=1))
@@ -278,3 +279,27 @@ def test_predwatch_analyze_dry_run_prints_alerts_and_sends_nothing(
     assert slack.posts == [] and not LocalStore(tmp_path / "logs", tmp_path / "state").list_state("alert:")
     main(["analyze", "--config", str(config), "--at", at])
     assert len(slack.posts) == 1 and "latency p95" in slack.posts[0]["body"]["text"]
+
+
+def test_a_change_lost_to_another_process_is_not_sent_twice(
+    tmp_path: Path, slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config, finding = make_config(slack), drift(1, "amount")
+    stale = changes_for(store_at(tmp_path), finding, JobConfig(), T0)  # this process looked first ...
+    report = process(store_at(tmp_path), config, [finding], now=T0)  # ... another one sent it meanwhile
+    assert report.sent == 1
+    monkeypatch.setattr("analyzers.alerts.pipeline.changes_for", lambda *_args: stale)
+    report = process(store_at(tmp_path), config, [finding], now=T0)
+    assert (report.created, report.sent, report.pending) == (0, 0, 0) and len(slack.posts) == 1
+
+
+def test_an_unreachable_webhook_never_shows_its_url(tmp_path: Path, slack: FakeSlack) -> None:
+    config = make_config(slack, webhook=True)
+    assert config.slack is not None
+    slack.down()
+    quick = SlackSender(config.slack, retry_interval=FixedValueRetryIntervalCalculator(0.01))
+    report = process(store_at(tmp_path), config, [drift(1, "amount")], now=T0, sender=quick)
+    assert report.failed == 1 and report.errors
+    assert all("webhooksecretXYZ" not in error for error in report.errors)
+    entries = outbox.claim(store_at(tmp_path), T0 + timedelta(hours=1))
+    assert len(entries) == 1 and "webhooksecretXYZ" not in str(entries[0].doc)

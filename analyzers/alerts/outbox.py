@@ -53,6 +53,11 @@ def enqueue(store: Store, notification: Notification, now: datetime) -> bool:
     return True
 
 
+def discard(store: Store, notification: Notification) -> None:
+    """Withdraw a notification this process enqueued for a state change it then lost to another process."""
+    store.delete_state(OUTBOX_PREFIX + notification.id)
+
+
 def _owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 

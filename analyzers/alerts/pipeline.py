@@ -129,10 +129,12 @@ def process(
     created = 0
     for finding in sorted(findings, key=lambda f: f.window.end):
         for change in changes_for(store, finding, job_config(config, finding), now):
-            if change.notification is not None:
-                outbox.enqueue(store, change.notification, now)
-            if apply(store, change) and change.notification is not None:
-                created += 1
+            note = change.notification
+            queued = note is not None and outbox.enqueue(store, note, now)  # before the state: never lost
+            if apply(store, change):
+                created += 1 if note is not None else 0
+            elif queued and note is not None:
+                outbox.discard(store, note)
     report = flush(store, config, sender=sender, quiet=quiet, now=now)
     report.created = created
     return report

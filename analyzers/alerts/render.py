@@ -56,7 +56,11 @@ class Message:
         blocks: list[dict[str, Any]] = [
             {
                 "type": "header",
-                "text": {"type": "plain_text", "text": _cut(self.headline, SLACK_HEADER_LIMIT), "emoji": True},
+                "text": {
+                    "type": "plain_text",
+                    "text": _cut(f"{self.headline} · {self.window}", SLACK_HEADER_LIMIT),
+                    "emoji": True,
+                },
             },
         ]
         if self.mention:
