@@ -86,7 +86,7 @@ class Pipeline:
         self._queue = queue.SimpleQueue()
         self._thread = None
         self._start_lock = threading.Lock()
-        self.sink.reset_after_fork()
+        self.sink.reopen()
 
     # ---- the listener --------------------------------------------------------------------
     def _run(self) -> None:
@@ -121,6 +121,11 @@ class Pipeline:
         return stop
 
     def _write(self, lines: dict[str, list[bytes]]) -> None:
+        try:
+            self.sink.write(lines)
+            return
+        except Exception:  # a stale or closed file: open afresh and try once more
+            self.sink.reopen()
         try:
             self.sink.write(lines)
         except Exception as exc:  # disk full, permissions: report, never raise into anything

@@ -27,7 +27,7 @@ class Sink(Protocol):
 
     def close(self) -> None: ...
 
-    def reset_after_fork(self) -> None: ...
+    def reopen(self) -> None: ...
 
 
 class DailyFileSink:
@@ -52,10 +52,11 @@ class DailyFileSink:
     def _fd(self, day: str) -> int:
         fd = self._fds.get(day)
         if fd is None:
+            others = sorted(d for d in self._fds if d != day)
+            for old in others[: max(len(others) - (_KEEP_OPEN_DAYS - 1), 0)]:
+                os.close(self._fds.pop(old))
             fd = os.open(self.path(day), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             self._fds[day] = fd
-            for old in sorted(self._fds)[:-_KEEP_OPEN_DAYS]:
-                os.close(self._fds.pop(old))
         return fd
 
     def close(self) -> None:
@@ -63,8 +64,9 @@ class DailyFileSink:
             os.close(fd)
         self._fds.clear()
 
-    def reset_after_fork(self) -> None:
-        """A forked child shares the parent's open file descriptions (and their locks): open its own."""
+    def reopen(self) -> None:
+        """Forget open files (they are opened again on the next write): after a fork, whose child shares
+        the parent's file descriptions and locks, or after a failed write."""
         for fd in self._fds.values():
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -105,5 +107,5 @@ class StreamSink:
         with contextlib.suppress(AttributeError, ValueError):
             self.stream.flush()
 
-    def reset_after_fork(self) -> None:
-        """Streams are shared with the parent as they should be: nothing to reopen."""
+    def reopen(self) -> None:
+        """Streams are shared with a forked parent as they should be: nothing to reopen."""

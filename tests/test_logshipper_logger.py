@@ -339,3 +339,16 @@ def test_workers_forked_after_configure_write_their_own_events(tmp_path: Path) -
     who = [e["ml"]["features"]["who"] for e in lines]
     assert who.count("parent") == 1 and all(who.count(f"child{w}") == 500 for w in range(3))
     assert len({e["ml"]["prediction_id"] for e in lines}) == len(lines)
+
+
+def test_events_for_many_days_in_any_order_are_all_written(tmp_path: Path) -> None:
+    configure(service="svc", log_dir=tmp_path)
+    plog = PredictionLogger(model="m")
+    days = [5, 6, 7, 8, 1, 9, 2, 8, 3, 1]  # late feedback and backfills jump between days
+    for i, day in enumerate(days):
+        plog.prediction({"i": i}, 0, timestamp=dt.datetime(2026, 3, day, 12, tzinfo=dt.timezone.utc))
+        logshipper.flush()  # one batch per event: each may need another file
+    shutdown()
+    lines = read_lines(tmp_path)
+    assert sorted(e["ml"]["features"]["i"] for e in lines) == list(range(len(days)))
+    assert len(list((tmp_path / "svc").iterdir())) == len(set(days))
