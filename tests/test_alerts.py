@@ -221,6 +221,8 @@ def test_kibana_link_carries_model_and_window() -> None:
         "http://k:5601/app/discover#/?_g=(time:(from:'2026-11-20T00:00:00Z',to:'2026-11-21T00:00:00Z'))"
     )
     assert "ml.model.name" in url and "fraud" in url and " " not in url
+    odd = kibana_discover_url("http://k", "it's!", "a", "b")
+    assert "query:'ml.model.name:%22it!'s!!%22'" in odd, "rison escapes ' and ! inside strings"
 
 
 def test_terminal_sender_prints_to_stderr_when_quiet(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

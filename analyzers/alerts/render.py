@@ -111,11 +111,17 @@ def _span(notes: Sequence[Notification]) -> tuple[str, str]:
 
 def kibana_discover_url(base_url: str, model: str, start: str, end: str) -> str:
     """Kibana Discover on the predictions data view, filtered to the model, over the window."""
-    query = f'{schema.MODEL_NAME}:"{model}"'.replace("'", "!'")
+    kql = model.replace("\\", "\\\\").replace('"', '\\"')
+    query = _rison_string(f'{schema.MODEL_NAME}:"{kql}"')
     g = f"(time:(from:'{start}',to:'{end}'))"
     a = f"(dataSource:(dataViewId:'{KIBANA_DATA_VIEW}',type:dataView),query:(language:kuery,query:'{query}'))"
     safe = "():,'!*"
     return f"{base_url.rstrip('/')}/app/discover#/?_g={quote(g, safe=safe)}&_a={quote(a, safe=safe)}"
+
+
+def _rison_string(text: str) -> str:
+    """The body of a rison '...' string: ``!`` and ``'`` are escaped with ``!``."""
+    return text.replace("!", "!!").replace("'", "!'")
 
 
 def build_message(notes: Sequence[Notification], config: Config) -> Message:
