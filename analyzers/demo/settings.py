@@ -33,8 +33,9 @@ def _slack_from_environment() -> dict[str, Any] | None:
 def demo_settings(reference_start: datetime, reference_end: datetime, report_dir: Path) -> dict[str, Any]:
     """The configuration as YAML-ready data: a fixed reference (the first half), daily windows.
 
-    Daily checks run often, so drift tests use alpha 0.01 and performance alerts need a 10% drop:
-    at 5% per test, two weeks of daily runs over a dozen columns would cry wolf every few runs.
+    Daily checks run often, so drift tests use alpha 0.01, fairness gaps 99% intervals and performance
+    alerts a 10% drop: at 5% per test, two weeks of daily runs over a dozen columns would cry wolf
+    every few runs.
     """
     reference = {"start": format_time(reference_start), "end": format_time(reference_end)}
     daily = {"window": "1d", "schedule": {"every": "1d"}, "cooldown": "20h"}
@@ -53,7 +54,13 @@ def demo_settings(reference_start: datetime, reference_end: datetime, report_dir
             "fraud": {
                 "ingest_delay": "0s",
                 "drift": {**daily, "reference": reference, "alpha": 0.01},
-                "fairness": {**daily, "groups": ["region"], "positive_label": 1, "min_group_size": 100},
+                "fairness": {
+                    **daily,
+                    "groups": ["region"],
+                    "positive_label": 1,
+                    "min_group_size": 100,
+                    "confidence": 0.99,
+                },
                 "performance": {**daily, "reference": reference, "min_labels": 200, "max_drop": 0.1},
                 "ops": {**ops, "latency_ms": {"p95": 120}},
             },

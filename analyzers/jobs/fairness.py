@@ -3,7 +3,8 @@
 Selection is ``prediction == positive_label``, or ``score >= score_threshold`` when a threshold is
 configured (rows without a score then take no part).  Counts come from the store's crosstab (or, with a
 score threshold, one streamed pass over group, score and label columns).  A verdict needs a gap that is
-both significant (its Newcombe interval excludes zero) and beyond the configured limit; groups smaller
+both significant (its Newcombe interval, Bonferroni-widened over the pairs of groups since the compared
+groups are picked from the data, excludes zero) and beyond the configured limit; groups smaller
 than ``min_group_size`` (in predictions, or in labelled predictions for label-based rates) get
 ``insufficient_data`` and take no part.  Rows without a value for the attribute are counted as
 ``missing`` and are not a group.
@@ -65,7 +66,12 @@ def _run(store: Store, model: str, config: FairnessConfig, window: Window) -> Fi
         missing = groups.pop(None, ConfusionCounts()).n
         named = _match_group(config.reference_group.get(attr), groups)
         result = assess_attribute(
-            attr, groups, min_group_size=config.min_group_size, reference_group=named, confidence=config.confidence
+            attr,
+            groups,
+            min_group_size=config.min_group_size,
+            reference_group=named,
+            confidence=config.confidence,
+            family_wise=True,
         )
         attr_signals = _attribute_signals(result, config) + _group_signals(result, config)
         signals += attr_signals
@@ -168,7 +174,7 @@ def _attribute_signals(result: AttributeFairness, config: FairnessConfig) -> lis
             subject=f"attribute:{result.name}",
             message=(
                 f"demographic parity breached for {result.name}: selection rate {what} "
-                f"({result.name}={lo} vs {result.name}={hi}, {config.confidence:.0%} CI of the difference "
+                f"({result.name}={lo} vs {result.name}={hi}, family-wise {config.confidence:.0%} CI of the difference "
                 f"{diff.interval.low:.3f} to {diff.interval.high:.3f})"
             ),
             severity=config.severity,

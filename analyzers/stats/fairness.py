@@ -221,9 +221,15 @@ def assess_attribute(
     min_group_size: float = 0,
     reference_group: Hashable | None = None,
     confidence: float = 0.95,
+    family_wise: bool = False,
 ) -> AttributeFairness:
     """Per-group metrics, parity measures over the groups of at least ``min_group_size``, and each group's
     gap to its reference (the named group, or else the best-served eligible group for that rate).
+
+    Group rates get ``confidence`` intervals.  With ``family_wise`` the intervals of the differences and
+    ratios between groups are Bonferroni-widened over the ``k (k - 1) / 2`` pairs of eligible groups: the
+    groups compared (largest against smallest, or against the best-served) are picked after looking at
+    the data, so per-pair intervals would call chance gaps significant far more often than 1 - confidence.
 
     Selection-rate measures need ``n >= min_group_size``; label-based ones need that many labelled rows.
     A named reference group that is too small or absent leaves the parity measures ``None``.
@@ -233,10 +239,12 @@ def assess_attribute(
     label_eligible = {g: eligible[g] and c.labeled >= max(min_group_size, 1) for g, c in counts.items()}
     sel_counts = {g: c for g, c in counts.items() if eligible[g]}
     lab_counts = {g: c for g, c in counts.items() if label_eligible[g]}
-    dp_diff, dp_ratio = _spread("selection_rate", sel_counts, reference_group, confidence)
-    tpr_diff, _ = _spread("tpr", lab_counts, reference_group, confidence)
-    fpr_diff, _ = _spread("fpr", lab_counts, reference_group, confidence)
-    acc_diff, _ = _spread("accuracy", lab_counts, reference_group, confidence)
+    pairs = max(len(sel_counts) * (len(sel_counts) - 1) // 2, 1)
+    compare = 1 - (1 - confidence) / pairs if family_wise else confidence
+    dp_diff, dp_ratio = _spread("selection_rate", sel_counts, reference_group, compare)
+    tpr_diff, _ = _spread("tpr", lab_counts, reference_group, compare)
+    fpr_diff, _ = _spread("fpr", lab_counts, reference_group, compare)
+    acc_diff, _ = _spread("accuracy", lab_counts, reference_group, compare)
     eo = _worst(tpr_diff, fpr_diff)
     gaps: dict[Hashable, dict[str, Gap]] = {g: {} for g in counts}
     for metric, pool in (
@@ -257,8 +265,8 @@ def assess_attribute(
                 metric,
                 g,
                 ref,
-                newcombe_difference(gx, gn, rx, rn, confidence),
-                ratio_interval(gx, gn, rx, rn, confidence),
+                newcombe_difference(gx, gn, rx, rn, compare),
+                ratio_interval(gx, gn, rx, rn, compare),
             )
     return AttributeFairness(
         name=name,
