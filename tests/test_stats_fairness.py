@@ -138,3 +138,20 @@ def test_ratio_interval_katz() -> None:
     assert est.low == pytest.approx(0.5 * math.exp(-1.959964 * se), rel=1e-5)
     assert est.excludes_one
     assert ratio_interval(0, 100, 10, 100).low is None
+
+
+def test_family_wise_intervals_keep_chance_gaps_between_equal_groups_rare() -> None:
+    """Six groups with the same selection rate: the largest-minus-smallest gap is picked from the data,
+    so per-pair intervals call it significant far too often; Bonferroni over the pairs keeps it near 5%."""
+    from analyzers.stats.fairness import ConfusionCounts, assess_attribute
+
+    rng = np.random.default_rng(0)
+    runs, hits_pairwise, hits_family = 400, 0, 0
+    for _ in range(runs):
+        counts = {f"g{i}": ConfusionCounts(n=500.0, selected=float(rng.binomial(500, 0.1))) for i in range(6)}
+        pairwise = assess_attribute("a", counts).demographic_parity_difference
+        family = assess_attribute("a", counts, family_wise=True).demographic_parity_difference
+        hits_pairwise += pairwise.interval.excludes_zero
+        hits_family += family.interval.excludes_zero
+    assert hits_family / runs <= 0.07
+    assert hits_pairwise / runs > 2 * max(hits_family / runs, 0.02)
