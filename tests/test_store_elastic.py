@@ -25,8 +25,9 @@ import pytest
 
 from analyzers.config.models import ElasticsearchStoreConfig
 from analyzers.findings import Finding, Signal
-from analyzers.store import ConflictError, Query, StoreError, elastic
+from analyzers.store import ConflictError, Query, StoreError
 from analyzers.store.elastic import ElasticsearchStore
+from analyzers.store.elastic import limits as elastic
 from analyzers.timeutil import Window
 from elasticsearch import Elasticsearch
 
