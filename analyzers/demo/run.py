@@ -59,8 +59,13 @@ def run_demo(
     seed: int = 7,
     out: str | Path = "./predwatch-demo",
     console: Console | None = None,
+    reports: bool = True,
 ) -> int:
-    """Run the whole loop on this machine; 0 when every incident was caught and nothing else flagged."""
+    """Run the whole loop on this machine; 0 when every incident was caught and nothing else flagged.
+
+    Alerts go to Slack when the environment configures it, else to ``console`` after the progress bar;
+    ``reports=False`` skips the HTML reports (the slowest step, for quick repeated runs).
+    """
     console = console or Console()
     out = Path(out)
     for part in ("logs", "state"):
@@ -74,6 +79,8 @@ def run_demo(
     windows = [Window(start + timedelta(days=d), start + timedelta(days=d + 1)) for d in range(days // 2, days)]
     jobs = sum(len(m.jobs()) for m in config.models.values())
     sender = sender_for(config)
+    if isinstance(sender, TerminalSender):
+        sender = TerminalSender(console)
     held = _Collect() if isinstance(sender, TerminalSender) else sender
     started = time.monotonic()
     columns = (TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -89,7 +96,7 @@ def run_demo(
             for window in windows:
                 process(store, config, [f for f in findings if f.window == window], now=window.end, sender=held)
                 bar.advance(alerts)
-            reports = _reports(store, config, Window(reference_end, end), out, bar)
+            written = _reports(store, config, Window(reference_end, end), out, bar) if reports else []
     if isinstance(held, _Collect):
         for message in held.messages:
             sender.send(message)
@@ -99,7 +106,7 @@ def run_demo(
         f"{logged:,} predictions over {days} days for {len(MODELS)} models, {len(findings)} job runs, "
         f"{time.monotonic() - started:.1f} s; logs and state in {out}/, configuration {out / 'predwatch.yml'}"
     )
-    for path in reports:
+    for path in written:
         console.print(f"report: {path}")
     return 0 if all(o.caught for o in outcomes) and not false_alarms else 1
 
