@@ -73,6 +73,12 @@ def test_alerts_on_other_days_or_subjects_are_false_alarms() -> None:
     ]
 
 
-def test_too_few_days_is_a_clear_error() -> None:
+def test_too_few_days_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least 12 days"):
         incidents(8)
+    out = io.StringIO()
+    assert run_demo(days=8, out=tmp_path / "demo", console=Console(file=out, width=200)) == 2
+    assert "at least 12 days" in out.getvalue()
+    assert run_demo(per_day=0, out=tmp_path / "demo", console=Console(file=out, width=200)) == 2
+    assert "--per-day must be at least 1" in out.getvalue()
+    assert not (tmp_path / "demo").exists()

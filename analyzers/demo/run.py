@@ -67,11 +67,18 @@ def run_demo(
     ``reports=False`` skips the HTML reports (the slowest step, for quick repeated runs).
     """
     console = console or Console()
+    try:
+        injected = incidents(days)
+    except ValueError as exc:
+        console.print(f"[bold red]predwatch demo: {exc}[/]")
+        return 2
+    if per_day < 1:
+        console.print(f"[bold red]predwatch demo: --per-day must be at least 1, got {per_day}[/]")
+        return 2
     out = Path(out)
     for part in ("logs", "state"):
         shutil.rmtree(out / part, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
-    injected = incidents(days)
     end = _end_of_simulation()
     start = end - timedelta(days=days)
     reference_end = start + timedelta(days=days // 2)
