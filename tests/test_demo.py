@@ -39,6 +39,7 @@ def test_demo_catches_every_incident_and_nothing_else(
     assert "predwatch alert: fraud" in text and "predwatch alert: eta" in text  # alerts printed, no Slack set
     assert not stale.exists() and not (tmp_path / "state" / "leftover").exists()
     assert load_config(tmp_path / "predwatch.yml").config.models.keys() == {"fraud", "eta"}
+    assert "&id" not in (tmp_path / "predwatch.yml").read_text(encoding="utf-8")  # readable: no YAML anchors
     for model in ("fraud", "eta"):
         assert len(list((tmp_path / "logs" / f"{model}-api").glob("predictions-*.ndjson"))) == 12
         report = tmp_path / f"report-{model}.html"

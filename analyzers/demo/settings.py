@@ -85,9 +85,16 @@ def demo_settings(reference_start: datetime, reference_end: datetime, report_dir
     return data
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """Writes shared sub-mappings out in full: a file for people to read has no YAML anchors."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def write_settings(data: dict[str, Any], path: Path) -> Config:
     """Write the configuration file and load it back the way ``predwatch`` does."""
     from analyzers.config.loader import load_config
 
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    path.write_text(yaml.dump(data, Dumper=_PlainDumper, sort_keys=False), encoding="utf-8")
     return load_config(path).config
