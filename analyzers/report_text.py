@@ -46,7 +46,9 @@ def summarize(finding: Finding) -> str:
     if finding.job == "ops":
         volume = m.get("volume") or {}
         latency = m.get("latency_ms") or {}
-        parts = [f"volume {_fmt(volume.get('total'))}", f"error rate {_fmt(m.get('error_rate'))}"]
+        errors = m.get("error_rate")
+        rate = errors.get("value") if isinstance(errors, dict) else errors
+        parts = [f"volume {_fmt(volume.get('total'))}", f"error rate {_fmt(rate)}"]
         for name, value in latency.items():
             number = value.get("value") if isinstance(value, dict) else value
             if number is not None:
