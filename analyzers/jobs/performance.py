@@ -4,7 +4,8 @@ The reference is ``config.reference`` (a fixed window, ``{last, ending}`` for th
 that ended ``ending`` before this window's end, or ``{last}`` for the one just before this window), or
 by default the previous window of the same length.  A metric alerts when it crosses its configured
 floor (ceiling for errors and losses) or falls more than ``max_drop`` (relative) behind the reference;
-the drop must also be significant at 95%: Newcombe's interval of the difference for accuracy, precision
+the drop must also be significant at 95% family-wise (Bonferroni over the metrics compared, since each
+run tests several): Newcombe's interval of the difference for accuracy, precision
 and recall (proportions); a z-test on standard errors for ROC AUC (Hanley–McNeil), log loss, MAE, MAPE,
 RMSE and R² (delta method); precision or recall for F1.  Both windows need ``min_labels`` labelled rows.
 """
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
 from analyzers.config.models import PerformanceConfig, ReferenceConfig
 from analyzers.findings import Finding, Signal
@@ -33,8 +35,7 @@ from analyzers.timeutil import Window
 JOB = "performance"
 CLASSIFICATION_MAX_CLASSES = 20  # integer predictions with at most this many values are classes
 _SAMPLE_FOR_TASK = 2_000
-SIGNIFICANCE_LEVEL = 0.95  # changes against the reference must be significant at this level to alert
-SIGNIFICANCE_Z = 1.959963984540054
+SIGNIFICANCE_LEVEL = 0.95  # changes against the reference must be significant at this level, family-wise
 
 
 def run(store: Store, model: str, config: PerformanceConfig, window: Window) -> Finding:
@@ -74,10 +75,11 @@ def _run(store: Store, model: str, config: PerformanceConfig, window: Window) ->
     ref = measure(store, ref_query, task, config) if ref_labeled >= max(config.min_labels, 1) else None
     out: dict[str, Any] = {"task": task, **coverage}
     signals: list[Signal] = []
-    for name, value in current.items():
-        if name.startswith("_"):
-            continue
-        entry, signal = _compare(name, value, ref, current, config)
+    names = [n for n in current if not n.startswith("_")]
+    compared = sum(1 for n in names if current[n] is not None and ref is not None and ref.get(n) is not None)
+    level = 1 - (1 - SIGNIFICANCE_LEVEL) / max(compared, 1)  # Bonferroni over the metrics compared
+    for name in names:
+        entry, signal = _compare(name, current[name], ref, current, config, level)
         out[name] = entry
         if signal is not None:
             signals.append(signal)
@@ -167,7 +169,12 @@ def _weights(chunk: pd.DataFrame) -> np.ndarray:
 
 
 def _compare(
-    name: str, value: float | None, ref: dict[str, Any] | None, current: dict[str, Any], config: PerformanceConfig
+    name: str,
+    value: float | None,
+    ref: dict[str, Any] | None,
+    current: dict[str, Any],
+    config: PerformanceConfig,
+    level: float = SIGNIFICANCE_LEVEL,
 ) -> tuple[dict[str, Any], Signal | None]:
     """One metric's entry (value, reference, threshold, change) and its signal if it breached."""
     better_high = higher_is_better(name)
@@ -188,7 +195,7 @@ def _compare(
         drop = (ref_value - value if better_high else value - ref_value) / abs(ref_value) if ref_value else None
         entry["relative_drop"] = drop
         limit = ref_value * (1 - config.max_drop if better_high else 1 + config.max_drop)
-        significant = _significant(name, current, ref)
+        significant = _significant(name, current, ref, level)
         entry["significant"] = significant
         if drop is not None and drop > config.max_drop and significant is not False:
             reasons.append(f"{drop:.1%} worse than the reference {ref_value:.4g} (limit {config.max_drop:.0%})")
@@ -205,21 +212,22 @@ def _compare(
 
 
 def _significant(
-    name: str, current: dict[str, Any], ref: dict[str, Any] | None, z: float = SIGNIFICANCE_Z
+    name: str, current: dict[str, Any], ref: dict[str, Any] | None, level: float = SIGNIFICANCE_LEVEL
 ) -> bool | None:
     """Whether the change from the reference is significant: Newcombe's interval for proportions, a z-test on
     the standard errors for the others, precision or recall for F1; None when it cannot be told."""
     if ref is None:
         return None
     if name == "f1":
-        parts = [_significant(m, current, ref, z) for m in ("precision", "recall")]
+        parts = [_significant(m, current, ref, level) for m in ("precision", "recall")]
         return None if all(p is None for p in parts) else any(parts)
     counts_now = current.get("_counts", {}).get(name)
     counts_ref = ref.get("_counts", {}).get(name)
     if counts_now and counts_ref:
-        return newcombe_difference(*counts_now, *counts_ref, confidence=SIGNIFICANCE_LEVEL).excludes_zero
+        return newcombe_difference(*counts_now, *counts_ref, confidence=level).excludes_zero
     se_now, se_ref = current.get("_se", {}).get(name), ref.get("_se", {}).get(name)
     if se_now is None or se_ref is None or current.get(name) is None or ref.get(name) is None:
         return None
     spread = math.hypot(se_now, se_ref)
+    z = float(norm.ppf(1 - (1 - level) / 2))
     return abs(current[name] - ref[name]) > z * spread if spread > 0 else current[name] != ref[name]
