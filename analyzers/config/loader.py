@@ -77,6 +77,9 @@ def _plain(node: yaml.Node, file: str, problems: list[ConfigProblem], lines: dic
 
 
 def _interpolate(text: str, file: str, line: int, key: str, problems: list[ConfigProblem]) -> Any:
+    """The text with each variable substituted, kept a string: ``#ml-alerts`` or a numeric password arrive
+    intact, and the field's model turns ``"150"`` or ``"true"`` into a number or flag where it wants one."""
+
     def replace(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
         value = os.environ.get(name)
@@ -87,8 +90,7 @@ def _interpolate(text: str, file: str, line: int, key: str, problems: list[Confi
             return default
         return value
 
-    result = _VAR.sub(replace, text)
-    return yaml.safe_load(result) if _VAR.fullmatch(text) and result else result
+    return _VAR.sub(replace, text)
 
 
 def _dotted(path: tuple) -> str:
