@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import json
+import re
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -15,14 +18,30 @@ from analyzers.demo.incidents import incidents
 from analyzers.demo.scoring import score
 from analyzers.findings import Finding, Signal
 from analyzers.timeutil import Window
+from tests.slack_server import FakeSlack
+
+SLACK_VARIABLES = ("SLACK_BOT_TOKEN", "SLACK_CHANNEL", "SLACK_WEBHOOK_URL", "SLACK_BASE_URL")
 
 
-@pytest.mark.parametrize("seed", [7, 11, 23])
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    server = FakeSlack()
+    yield server
+    server.close()
+
+
+@pytest.mark.parametrize(("seed", "delivery"), [(7, "terminal"), (11, "token"), (23, "webhook")])
 def test_demo_catches_every_incident_and_nothing_else(
-    tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, seed: int, delivery: str, slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in ("SLACK_BOT_TOKEN", "SLACK_CHANNEL", "SLACK_WEBHOOK_URL", "SLACK_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)  # alerts go to the terminal, never to a real Slack
+    for name in SLACK_VARIABLES:
+        monkeypatch.delenv(name, raising=False)  # never a real Slack
+    if delivery == "token":
+        monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-demo-secret")
+        monkeypatch.setenv("SLACK_CHANNEL", "#ml-alerts")
+        monkeypatch.setenv("SLACK_BASE_URL", slack.api_url)
+    elif delivery == "webhook":
+        monkeypatch.setenv("SLACK_WEBHOOK_URL", slack.webhook_url)
     stale = tmp_path / "logs" / "old-api"
     stale.mkdir(parents=True)
     (stale / "predictions-2020-01-01.ndjson").write_text("not json\n")
@@ -36,10 +55,24 @@ def test_demo_catches_every_incident_and_nothing_else(
     text = out.getvalue()
     assert code == 0, text
     assert "6/6 incidents caught, 0 false alarm(s)" in text
-    assert "predwatch alert: fraud" in text and "predwatch alert: eta" in text  # alerts printed, no Slack set
     assert not stale.exists() and not (tmp_path / "state" / "leftover").exists()
+    settings = (tmp_path / "predwatch.yml").read_text(encoding="utf-8")
     assert load_config(tmp_path / "predwatch.yml").config.models.keys() == {"fraud", "eta"}
-    assert "&id" not in (tmp_path / "predwatch.yml").read_text(encoding="utf-8")  # readable: no YAML anchors
+    assert "&id" not in settings  # readable: no YAML anchors
+    assert "xoxb-demo-secret" not in settings + text and "webhooksecret" not in settings + text
+    if delivery == "terminal":
+        assert not slack.posts
+        assert "predwatch alert: fraud" in text and "predwatch alert: eta" in text
+        assert "notification(s) printed above" in text
+    else:
+        assert "predwatch alert:" not in text
+        posted = " ".join(json.dumps(post["body"]) for post in slack.posts)
+        assert "fraud" in posted and "eta" in posted
+        sent = re.search(r"alerts: (\d+) notification\(s\) sent to the Slack", text)
+        assert sent is not None and int(sent.group(1)) >= len(slack.posts) > 0  # one message per model and day
+        assert "not delivered" not in text
+        if delivery == "token":
+            assert {post["auth"] for post in slack.posts} == {"Bearer xoxb-demo-secret"}
     for model in ("fraud", "eta"):
         assert len(list((tmp_path / "logs" / f"{model}-api").glob("predictions-*.ndjson"))) == 12
         report = tmp_path / f"report-{model}.html"

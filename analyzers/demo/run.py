@@ -12,7 +12,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from analyzers.alerts.pipeline import TerminalSender, process, sender_for
+from analyzers.alerts.pipeline import DeliveryReport, TerminalSender, process, sender_for
 from analyzers.alerts.render import Message
 from analyzers.config.models import Config
 from analyzers.demo.incidents import incidents
@@ -100,8 +100,10 @@ def run_demo(
             findings = _analyse(store, config, windows, lambda: bar.advance(analysis))
             store.write_findings(findings)
             alerts = bar.add_task("alerting", total=len(windows))
+            deliveries = []
             for window in windows:
-                process(store, config, [f for f in findings if f.window == window], now=window.end, sender=held)
+                day = [f for f in findings if f.window == window]
+                deliveries.append(process(store, config, day, now=window.end, sender=held))
                 bar.advance(alerts)
             written = _reports(store, config, Window(reference_end, end), out, bar) if reports else []
     if isinstance(held, _Collect):
@@ -113,9 +115,21 @@ def run_demo(
         f"{logged:,} predictions over {days} days for {len(MODELS)} models, {len(findings)} job runs, "
         f"{time.monotonic() - started:.1f} s; logs and state in {out}/, configuration {out / 'predwatch.yml'}"
     )
+    _print_deliveries(deliveries, sender.target, console)
     for path in written:
         console.print(f"report: {path}")
     return 0 if all(o.caught for o in outcomes) and not false_alarms else 1
+
+
+def _print_deliveries(deliveries: Sequence[DeliveryReport], target: str, console: Console) -> None:
+    """How many alert notifications went where, and why any could not be delivered (no secrets in these)."""
+    sent = sum(d.sent for d in deliveries)
+    where = "printed above" if target == "terminal" else f"sent to the {target}"
+    console.print(f"alerts: {sent} notification(s) {where}")
+    waiting = deliveries[-1].pending if deliveries else 0
+    errors = list(dict.fromkeys(e for d in deliveries for e in d.errors))
+    if waiting or errors:
+        console.print(f"[yellow]{waiting} notification(s) not delivered yet: {'; '.join(errors[:3]) or 'waiting'}[/]")
 
 
 def _reports(store: LocalStore, config: Config, window: Window, out: Path, bar: Progress) -> list[Path]:
