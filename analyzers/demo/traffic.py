@@ -27,7 +27,7 @@ AGE_BANDS = np.array(["18-24", "25-34", "35-49", "50+"])
 COURIERS = np.array(["bike", "scooter", "car"])
 COURIER_SPEED = {"bike": 1.3, "scooter": 1.0, "car": 0.8}
 WEATHER = np.array(["clear", "rain", "wind"])
-FRAUD_THRESHOLD = 0.2
+FRAUD_THRESHOLD = 0.1  # flags about 10% of transactions for review
 
 
 @dataclass(frozen=True)
