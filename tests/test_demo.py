@@ -98,7 +98,7 @@ def test_alerts_on_other_days_or_subjects_are_false_alarms() -> None:
         Finding("fraud", "ops", Window(start, start + timedelta(days=1)), "error", error="boom"),
     ]
     outcomes, false_alarms = score(findings, injected, start)
-    assert outcomes[0].caught and outcomes[0].also == 1
+    assert outcomes[0].caught and outcomes[0].also == ["drift feature:score"]
     assert not any(o.caught for o in outcomes[1:])
     assert [(f.finding.model, f.subject) for f in false_alarms] == [
         ("fraud", "feature:amount"),

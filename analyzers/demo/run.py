@@ -23,7 +23,7 @@ from analyzers.demo.traffic import MODELS, simulate
 from analyzers.findings import Finding
 from analyzers.runner import run_job
 from analyzers.store import LocalStore
-from analyzers.timeutil import Window, utcnow
+from analyzers.timeutil import Window, format_time, utcnow
 
 
 class _Collect:
@@ -118,6 +118,12 @@ def run_demo(
     _print_deliveries(deliveries, sender.target, console)
     for path in written:
         console.print(f"report: {path}")
+    settings = out / "predwatch.yml"
+    last_day = format_time(windows[-1].end)
+    console.print(
+        f"[dim]again by hand: predwatch analyze -c {settings} --at {last_day}; "
+        f"predwatch report -c {settings} --window {days - days // 2}d --at {last_day}[/]"
+    )
     return 0 if all(o.caught for o in outcomes) and not false_alarms else 1
 
 

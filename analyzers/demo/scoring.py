@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from analyzers.alerts.rules import is_monitoring_problem
@@ -18,7 +18,7 @@ class Outcome:
     incident: Incident
     finding: Finding | None = None
     signal: Signal | None = None
-    also: int = 0  # further alerts the incident explains (its consequences)
+    also: list[str] = field(default_factory=list)  # "job subject" of further alerts it explains (consequences)
 
     @property
     def caught(self) -> bool:
@@ -65,6 +65,6 @@ def score(
                 main = (finding.job, signal.subject) == (outcome.incident.job, outcome.incident.subject)
                 if main and outcome.signal is None:
                     outcome.finding, outcome.signal = finding, signal
-                else:
-                    outcome.also += 1
+                elif f"{finding.job} {signal.subject}" not in outcome.also:
+                    outcome.also.append(f"{finding.job} {signal.subject}")
     return outcomes, false_alarms

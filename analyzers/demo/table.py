@@ -25,7 +25,7 @@ def print_outcomes(
 ) -> None:
     """Print the incidents table, the false alarms (if any), and a one-line verdict."""
     table = Table(title="predwatch demo: injected incidents", show_lines=True)
-    for column in ("incident", "model", "day", "caught by", "how strongly", "also flagged"):
+    for column in ("incident", "model", "day", "caught by", "how strongly", "also flagged (consequences)"):
         table.add_column(column, overflow="fold")
     for o in outcomes:
         day = (start + timedelta(days=o.incident.day)).date().isoformat()
@@ -34,7 +34,7 @@ def print_outcomes(
             if o.caught
             else f"[bold red]✘ missed ({o.incident.job} {o.incident.subject})[/]"
         )
-        also = f"{o.also} consequence alert(s)" if o.also else ""
+        also = "\n".join(o.also)
         table.add_row(
             f"{o.incident.name}\n[dim]{o.incident.description}[/]", o.incident.model, day, caught, _strength(o), also
         )
