@@ -64,6 +64,7 @@ class DuckAggregates:
     def __init__(self) -> None:
         self._con = duckdb.connect(config={"threads": 2})
         self._lock = threading.RLock()
+        self._columns_seen: dict[tuple[str, tuple[Any, ...]], list[ColumnInfo]] = {}  # window tables never change
 
     # ---- what subclasses provide --------------------------------------------------------
     def _table(self, query: Query) -> str:
@@ -128,6 +129,14 @@ class DuckAggregates:
     # ---- Store methods ----------------------------------------------------------------------
     def columns(self, query: Query) -> list[ColumnInfo]:
         source, params, cols = self._source(query)
+        key = (source, tuple(params))
+        if key not in self._columns_seen:
+            if len(self._columns_seen) > 256:
+                self._columns_seen.clear()
+            self._columns_seen[key] = self._columns(query, source, params, cols)
+        return list(self._columns_seen[key])
+
+    def _columns(self, query: Query, source: str, params: list[Any], cols: set[str]) -> list[ColumnInfo]:
         wanted = [
             c
             for c in self._table_columns(self._table(query))
