@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,33 +12,13 @@ import pytest
 from analyzers.config.models import DriftConfig, FeatureOverride, ReferenceConfig
 from analyzers.jobs import drift
 from analyzers.store import LocalStore
-from analyzers.timeutil import Window, format_time, parse_time
+from analyzers.timeutil import Window, parse_time
+from tests.log_events import event, write_events
 
 T0 = parse_time("2026-11-20T00:00:00Z")
 DAY1 = Window(T0, T0 + timedelta(days=1))
 DAY2 = Window(T0 + timedelta(days=1), T0 + timedelta(days=2))
 COUNTRIES = ["DE", "FR", "IT", "NL", "PL"]
-
-
-def write_events(log_dir: Path, events: list[dict]) -> None:
-    """Append events as JSON lines to the daily file of their UTC day, as the logger writes them."""
-    for ev in events:
-        path = log_dir / "svc" / f"predictions-{ev['@timestamp'][:10]}.ndjson"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(ev) + "\n")
-
-
-def event(ts, pid: str, ml: dict, dataset: str = "ml.prediction", outcome: str = "success") -> dict:
-    return {
-        "@timestamp": format_time(ts),
-        "log.level": "info",
-        "message": "prediction" if dataset == "ml.prediction" else "feedback",
-        "ecs.version": "8.11.0",
-        "event": {"dataset": dataset, "kind": "event", "outcome": outcome},
-        "service": {"name": "svc", "version": "1", "environment": "test"},
-        "ml": {"prediction_id": pid, "model": {"name": "m", "version": "v1"}, **ml},
-    }
 
 
 def day_events(

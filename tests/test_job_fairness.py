@@ -12,7 +12,8 @@ from fairlearn.metrics import demographic_parity_difference, demographic_parity_
 
 from analyzers.config.models import FairnessConfig
 from analyzers.jobs import fairness
-from analyzers.timeutil import Window, format_time, parse_time
+from analyzers.timeutil import Window, parse_time
+from tests.log_events import event, write_events
 
 try:
     from analyzers.store import LocalStore
@@ -21,27 +22,6 @@ except ImportError:  # the local store is written in parallel; these tests run o
 
 T0 = parse_time("2026-11-20T00:00:00Z")
 WINDOW = Window(T0, T0 + timedelta(days=1))
-
-
-def write_events(log_dir: Path, events: list[dict]) -> None:
-    """Append events as JSON lines to the daily file of their UTC day, as the logger writes them."""
-    for ev in events:
-        path = log_dir / "svc" / f"predictions-{ev['@timestamp'][:10]}.ndjson"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(ev) + "\n")
-
-
-def event(ts, pid: str, ml: dict, dataset: str = "ml.prediction") -> dict:
-    return {
-        "@timestamp": format_time(ts),
-        "log.level": "info",
-        "message": "prediction" if dataset == "ml.prediction" else "feedback",
-        "ecs.version": "8.11.0",
-        "event": {"dataset": dataset, "kind": "event", "outcome": "success"},
-        "service": {"name": "svc", "version": "1", "environment": "test"},
-        "ml": {"prediction_id": pid, "model": {"name": "m", "version": "v1"}, **ml},
-    }
 
 
 def generate(log_dir: Path, seed: int, worse: dict[str, float], sizes: dict[str, int], sample_rate=None):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 from analyzers.config.models import OpsConfig
 from analyzers.jobs import ops
 from analyzers.timeutil import Window, format_time, parse_time
+from tests.log_events import write_events
 
 try:
     from analyzers.store import LocalStore
@@ -19,15 +19,6 @@ except ImportError:  # the local store is written in parallel; these tests run o
     pytest.skip("analyzers.store.LocalStore is not available yet", allow_module_level=True)
 
 T0 = parse_time("2026-11-20T00:00:00Z")
-
-
-def write_events(log_dir: Path, events: list[dict]) -> None:
-    """Append events as JSON lines to the daily file of their UTC day, as the logger writes them."""
-    for ev in events:
-        path = log_dir / "svc" / f"predictions-{ev['@timestamp'][:10]}.ndjson"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(ev) + "\n")
 
 
 def event(ts, pid: str, latency: float, failed: bool = False) -> dict:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import textwrap
 from datetime import timedelta
 from pathlib import Path
@@ -16,6 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from analyzers.jobs.replay import export_predictions, load_predictor, replay
 from analyzers.store.base import Query
 from analyzers.timeutil import Window, format_time, parse_time
+from tests.log_events import write_events
 
 try:
     from analyzers.store import LocalStore
@@ -44,15 +44,6 @@ def predict_frame(frame):
 def retrained(records):
     return [(int(r["amount"] > 150), 0.5) for r in records]
 """
-
-
-def write_events(log_dir: Path, events: list[dict]) -> None:
-    """Append events as JSON lines to the daily file of their UTC day, as the logger writes them."""
-    for ev in events:
-        path = log_dir / "svc" / f"predictions-{ev['@timestamp'][:10]}.ndjson"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(ev) + "\n")
 
 
 @pytest.fixture
