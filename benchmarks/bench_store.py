@@ -73,7 +73,7 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure(kind: str, logs: str, memory_limit: str | None = None) -> dict:
+def measure(kind: str, logs: str) -> dict:
     """One measurement in this process: seconds and peak memory."""
     start = time.perf_counter()
     if kind == "pandas_read_json":
@@ -87,7 +87,7 @@ def measure(kind: str, logs: str, memory_limit: str | None = None) -> dict:
     from analyzers.timeutil import Window
 
     state = Path(logs).parent / "state-scan"  # after the first (cold) scan, every measurement is warm
-    store = LocalStore(logs, state, memory_limit=memory_limit)
+    store = LocalStore(logs, state)
     query = Query("fraud", Window(*WINDOW))
     if kind.startswith("full_scan"):
         n = sum(len(chunk) for chunk in store.rows(query))
@@ -109,10 +109,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     parser.add_argument("--logs", help=argparse.SUPPRESS)
-    parser.add_argument("--memory-limit", help="store.local.memory_limit for predwatch's measurements, e.g. 400MB")
     args = parser.parse_args()
     if args.measure:
-        print(json.dumps(measure(args.measure, args.logs, args.memory_limit)))
+        print(json.dumps(measure(args.measure, args.logs)))
         return
     logs = generate(args.rows)
     size_mib = sum(p.stat().st_size for p in logs.glob("*/*.ndjson")) / 2**20
@@ -122,8 +121,7 @@ def main() -> None:
         shutil.rmtree(state)
     for kind in ("full_scan", "full_scan_warm", "histogram", "group_counts", "sample_50k", "pandas_read_json"):
         out = subprocess.run(
-            [sys.executable, __file__, "--measure", kind, "--logs", str(logs)]
-            + (["--memory-limit", args.memory_limit] if args.memory_limit else []),
+            [sys.executable, __file__, "--measure", kind, "--logs", str(logs)],
             check=True,
             capture_output=True,
             text=True,

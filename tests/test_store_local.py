@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 
 from analyzers.findings import Finding, Signal
 from analyzers.store import ConflictError, LocalStore, Query
-from analyzers.store.base import StoreError
 from analyzers.timeutil import Window
 
 DAY1 = Window("2026-11-20T00:00:00Z", "2026-11-21T00:00:00Z")
@@ -363,13 +362,3 @@ def test_reference_file_without_labels_has_no_labelled_rows(tmp_path: Path):
         q = Query("fraud", DAY1)
         assert ref.count(q.with_(has_label=True)) == 0
         assert ref.count(q.with_(has_label=False)) == 2
-
-
-def test_a_memory_limit_gives_the_same_answers_and_a_bad_one_a_clear_error(logs: Path, tmp_path: Path) -> None:
-    plain = LocalStore(logs, tmp_path / "state-a")
-    capped = LocalStore(logs, tmp_path / "state-b", memory_limit="64MB")
-    query = Query("fraud", DAY1)
-    assert capped.count(query) == plain.count(query)
-    assert capped.category_counts(query, "features.country") == plain.category_counts(query, "features.country")
-    with pytest.raises(StoreError, match="memory_limit"):
-        LocalStore(logs, tmp_path / "state-c", memory_limit="lots")

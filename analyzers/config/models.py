@@ -45,7 +45,6 @@ class Schedule(Strict):
 
 class LocalStoreConfig(Strict):
     path: str = "./logs"
-    memory_limit: str | None = None  # e.g. "512MB": DuckDB spills window tables to the state dir beyond it
 
 
 class ElasticsearchStoreConfig(Strict):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -62,17 +61,8 @@ def decode(text: Any) -> Any:
 class DuckAggregates:
     """Store reads over window tables; subclasses say which table answers a query."""
 
-    def __init__(self, memory_limit: str | None = None, spill_dir: Path | None = None) -> None:
-        """``memory_limit`` (e.g. ``"512MB"``) caps DuckDB's memory; window tables beyond it spill to ``spill_dir``."""
-        config: dict[str, Any] = {"threads": 2}
-        if memory_limit is not None:
-            config["memory_limit"] = memory_limit
-        if spill_dir is not None:
-            config["temp_directory"] = str(spill_dir)
-        try:
-            self._con = duckdb.connect(config=config)
-        except duckdb.Error as exc:
-            raise StoreError(f"store.local.memory_limit {memory_limit!r}: {exc}") from exc
+    def __init__(self) -> None:
+        self._con = duckdb.connect(config={"threads": 2})
         self._lock = threading.RLock()
         self._columns_seen: dict[tuple[str, tuple[Any, ...]], list[ColumnInfo]] = {}  # window tables never change
 

@@ -44,16 +44,10 @@ def default_state_dir(log_dir: str | os.PathLike[str]) -> Path:
 class LocalStore(DuckAggregates, Store):
     """Reads ``<log_dir>/<service>/predictions-YYYY-MM-DD.ndjson``; keeps results under ``state_dir``."""
 
-    def __init__(
-        self,
-        log_dir: str | os.PathLike[str],
-        state_dir: str | os.PathLike[str] | None = None,
-        memory_limit: str | None = None,
-    ) -> None:
-        state = Path(state_dir) if state_dir is not None else default_state_dir(log_dir)
-        super().__init__(memory_limit, state / "spill" if memory_limit is not None else None)
+    def __init__(self, log_dir: str | os.PathLike[str], state_dir: str | os.PathLike[str] | None = None) -> None:
+        super().__init__()
         self.log_dir = Path(log_dir)
-        self.state_dir = state
+        self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir(log_dir)
         self._state = SqliteState(self.state_dir)
         self._files: dict[str, tuple[tuple[str, int, int], str, str]] = {}
         self._windows: OrderedDict[tuple[Any, ...], str] = OrderedDict()
