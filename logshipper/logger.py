@@ -192,19 +192,23 @@ class PredictionLogger:
         groups: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
         entity_id: Callable[[Mapping[str, Any]], Any] | None = None,
     ) -> Any:
-        """Decorator for ``predict(features, ...)``: logs each call's result and latency, or its failure.
+        """Decorator for ``predict(features, ...)`` (or a method ``predict(self, features, ...)``): logs each
+        call's result and latency, or its failure.
 
-        The result may be a label, a ``(label, score)`` pair, or a mapping with ``prediction`` and
-        ``score``; ``groups`` and ``entity_id`` are functions of the features that give those fields.
+        The features are the ``features=`` argument, else the first positional argument that is a
+        mapping (a dict or a pandas Series).  The result may be a label, a ``(label, score)`` pair, or a
+        mapping with ``prediction`` and ``score``; ``groups`` and ``entity_id`` are functions of the
+        features that give those fields.
         """
 
         def decorate(fn: _F) -> _F:
             @functools.wraps(fn)
-            def wrapper(features: Mapping[str, Any], *args: Any, **kwargs: Any) -> Any:
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                features = _features_of(args, kwargs)
                 g = _safely(groups, features)
                 e = _safely(entity_id, features)
                 with self.track(features, groups=g, entity_id=e) as tracked:
-                    result = fn(features, *args, **kwargs)
+                    result = fn(*args, **kwargs)
                     label, score = _split_result(result)
                     tracked.record(label, score=score)
                 return result
@@ -283,6 +287,16 @@ def _copy(values: Mapping[str, Any] | None) -> Any:
         return dict(values)
     except Exception:
         return values
+
+
+def _features_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The features of a decorated call: ``features=``, else the first positional mapping."""
+    if "features" in kwargs:
+        return kwargs["features"]
+    for arg in args:
+        if isinstance(arg, Mapping) or (hasattr(arg, "items") and hasattr(arg, "keys")):
+            return arg
+    return None
 
 
 def _safely(func: Callable[[Mapping[str, Any]], Any] | None, features: Mapping[str, Any]) -> Any:

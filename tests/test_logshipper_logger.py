@@ -352,3 +352,21 @@ def test_events_for_many_days_in_any_order_are_all_written(tmp_path: Path) -> No
     lines = read_lines(tmp_path)
     assert sorted(e["ml"]["features"]["i"] for e in lines) == list(range(len(days)))
     assert len(list((tmp_path / "svc").iterdir())) == len(set(days))
+
+
+def test_observe_finds_the_features_of_a_method_or_a_keyword(tmp_path: Path) -> None:
+    configure(service="svc", log_dir=tmp_path)
+    plog = PredictionLogger(model="m")
+
+    class Model:
+        @plog.observe
+        def predict(self, features: dict, threshold: float = 0.5) -> dict:
+            return {"prediction": int(features["x"] > threshold), "score": features["x"]}
+
+    model = Model()
+    assert model.predict({"x": 0.9}) == {"prediction": 1, "score": 0.9}
+    model.predict(features={"x": 0.1}, threshold=0.2)
+    shutdown()
+    first, second = read_lines(tmp_path)
+    assert first["ml"]["features"] == {"x": 0.9} and first["ml"]["prediction"] == {"label": 1, "score": 0.9}
+    assert second["ml"]["features"] == {"x": 0.1} and second["ml"]["prediction"]["label"] == 0
