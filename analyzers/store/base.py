@@ -29,6 +29,23 @@ from analyzers.timeutil import Window
 Outcome = Literal["success", "failure"]
 ColumnKind = Literal["numeric", "categorical"]
 
+# The fixed columns of ``rows()`` when none are named, in this order; every ``features.*`` and
+# ``groups.*`` column follows, sorted by name.
+ROW_COLUMNS = (
+    "prediction_id",
+    "timestamp",
+    "model_version",
+    "entity_id",
+    "outcome",
+    "error_type",
+    "error_message",
+    "prediction",
+    "score",
+    "label",
+    "latency_ms",
+    "sample_rate",
+)
+
 
 class StoreError(RuntimeError):
     """The store cannot answer: unreachable, bad credentials, bad input.  The message names the place."""

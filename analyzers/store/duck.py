@@ -21,18 +21,9 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from analyzers.store.base import ColumnInfo, Histogram, NumericSummary, Query, StoreError
+from analyzers.store.base import ROW_COLUMNS, ColumnInfo, Histogram, NumericSummary, Query, StoreError
 from logshipper.schema import FEATURE_PREFIX, GROUP_PREFIX
 
-PLAIN_COLUMNS = (
-    "prediction_id",
-    "timestamp",
-    "model_version",
-    "entity_id",
-    "outcome",
-    "error_type",
-    "error_message",
-)
 NUMERIC_COLUMNS = ("score", "latency_ms", "sample_rate")
 JSON_COLUMNS = ("prediction", "label")
 
@@ -290,7 +281,7 @@ class DuckAggregates:
 
     @staticmethod
     def _ordered(cols: set[str]) -> list[str]:
-        fixed = [c for c in (*PLAIN_COLUMNS, "prediction", "score", "label", "latency_ms", "sample_rate") if c in cols]
+        fixed = [c for c in ROW_COLUMNS if c in cols]
         dynamic = sorted(c for c in cols if c.startswith((FEATURE_PREFIX, GROUP_PREFIX)))
         return fixed + dynamic
 

@@ -10,28 +10,13 @@ from typing import Any
 
 import pandas as pd
 
-from analyzers.store.base import ColumnKind
+from analyzers.store.base import ROW_COLUMNS, ColumnKind
 from analyzers.store.elastic.connection import Connection
 from analyzers.store.elastic.hits import scan, source_value
 from analyzers.store.elastic.mapping import Field
 from analyzers.store.elastic.queries import Context
 from logshipper.schema import FEATURE_PREFIX, GROUP_PREFIX, PREDICTION_ID, column_path
 
-# Columns ``rows()`` returns when none are named, before every features.* and groups.* column.
-ROW_COLUMNS = (
-    "prediction_id",
-    "timestamp",
-    "model_version",
-    "entity_id",
-    "outcome",
-    "error_type",
-    "error_message",
-    "prediction",
-    "score",
-    "label",
-    "latency_ms",
-    "sample_rate",
-)
 _FLOAT_COLUMNS = frozenset({"score", "latency_ms", "sample_rate"})
 
 LabelLookup = Callable[[list[str]], dict[str, Any]]
