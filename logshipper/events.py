@@ -7,6 +7,7 @@ service pays only for handing over its arguments.  Every name comes from :mod:`l
 from __future__ import annotations
 
 import datetime as dt
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -116,6 +117,35 @@ def _latency(event: dict[str, Any], ml: dict[str, Any], latency_ms: Any, notes: 
         notes.changed.append(f"ml.latency_ms: not a number ({type(latency_ms).__name__}), dropped")
 
 
+def _request(
+    service: Service,
+    level: str,
+    message: str,
+    outcome: str,
+    *,
+    time_ns: int,
+    prediction_id: str,
+    model: str,
+    version: str | None,
+    features: Any,
+    groups: Any,
+    entity_id: Any,
+    latency_ms: Any,
+    sample_rate: float | None,
+    problems: list[str] | None,
+) -> tuple[dict[str, Any], dict[str, Any], encoding.Notes]:
+    """What a prediction and a failed prediction share: the ECS frame, ids, inputs, latency and sample rate."""
+    notes = encoding.Notes(changed=list(problems or ()))
+    event = _base(service, time_ns, level, message, schema.DATASET_PREDICTION, outcome)
+    ml = _ml(model, version, prediction_id)
+    _inputs(ml, features, groups, entity_id, notes)
+    _latency(event, ml, latency_ms, notes)
+    if sample_rate is not None and sample_rate < 1.0:
+        ml["sample_rate"] = sample_rate
+    event["ml"] = ml
+    return event, ml, notes
+
+
 def prediction_event(
     service: Service,
     *,
@@ -134,18 +164,26 @@ def prediction_event(
     problems: list[str] | None = None,
 ) -> tuple[dict[str, Any], encoding.Notes]:
     """A successful prediction (``event.dataset: ml.prediction``) and the notes its encoding made."""
-    notes = encoding.Notes(changed=list(problems or ()))
-    event = _base(service, time_ns, "info", "prediction", schema.DATASET_PREDICTION, schema.OUTCOME_SUCCESS)
-    ml = _ml(model, version, prediction_id)
-    _inputs(ml, features, groups, entity_id, notes)
+    event, ml, notes = _request(
+        service,
+        "info",
+        "prediction",
+        schema.OUTCOME_SUCCESS,
+        time_ns,
+        prediction_id,
+        model,
+        version,
+        features,
+        groups,
+        entity_id,
+        latency_ms,
+        sample_rate,
+        problems,
+    )
     out: dict[str, Any] = {"label": encoding.clean_scalar(prediction, "ml.prediction.label", notes)}
     if score is not None:
         out["score"] = encoding.clean_scalar(score, "ml.prediction.score", notes)
     ml["prediction"] = out
-    _latency(event, ml, latency_ms, notes)
-    if sample_rate is not None and sample_rate < 1.0:
-        ml["sample_rate"] = sample_rate
-    event["ml"] = ml
     _extra(event, extra, notes)
     return event, notes
 
@@ -157,9 +195,7 @@ def failure_event(
     prediction_id: str,
     model: str,
     version: str | None,
-    error_type: str,
-    error_message: str,
-    stack_trace: str | None = None,
+    error: BaseException | str,
     features: Any = None,
     groups: Any = None,
     entity_id: Any = None,
@@ -168,21 +204,65 @@ def failure_event(
     extra: dict[str, Any] | None = None,
     problems: list[str] | None = None,
 ) -> tuple[dict[str, Any], encoding.Notes]:
-    """A prediction that failed (``event.outcome: failure``) with ECS ``error.*``."""
+    """A prediction that failed (``event.outcome: failure``) with ECS ``error.*``.
+
+    The exception is formatted here, on the writer thread, not in the service's call.
+    """
+    event, _, notes = _request(
+        service,
+        "error",
+        "prediction failed",
+        schema.OUTCOME_FAILURE,
+        time_ns,
+        prediction_id,
+        model,
+        version,
+        features,
+        groups,
+        entity_id,
+        latency_ms,
+        sample_rate,
+        problems,
+    )
+    if isinstance(error, BaseException):
+        error_type, message = type(error).__name__, str(error)
+        stack = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    else:
+        error_type, message, stack = "Error", str(error), None
+    described = {"type": error_type, "message": encoding.clean(message, "error.message", notes)}
+    if stack:
+        described["stack_trace"] = encoding.clean(stack, "error.stack_trace", notes)
+    event["error"] = described
+    _extra(event, extra, notes)
+    return event, notes
+
+
+def _request(
+    service: Service,
+    level: str,
+    message: str,
+    outcome: str,
+    time_ns: int,
+    prediction_id: str,
+    model: str,
+    version: str | None,
+    features: Any,
+    groups: Any,
+    entity_id: Any,
+    latency_ms: Any,
+    sample_rate: float | None,
+    problems: list[str] | None,
+) -> tuple[dict[str, Any], dict[str, Any], encoding.Notes]:
+    """What a prediction and a failed one share: the ECS frame, ids, inputs, latency and sample rate."""
     notes = encoding.Notes(changed=list(problems or ()))
-    event = _base(service, time_ns, "error", "prediction failed", schema.DATASET_PREDICTION, schema.OUTCOME_FAILURE)
+    event = _base(service, time_ns, level, message, schema.DATASET_PREDICTION, outcome)
     ml = _ml(model, version, prediction_id)
     _inputs(ml, features, groups, entity_id, notes)
     _latency(event, ml, latency_ms, notes)
     if sample_rate is not None and sample_rate < 1.0:
         ml["sample_rate"] = sample_rate
     event["ml"] = ml
-    error = {"type": error_type, "message": encoding.clean(error_message, "error.message", notes)}
-    if stack_trace:
-        error["stack_trace"] = encoding.clean(stack_trace, "error.stack_trace", notes)
-    event["error"] = error
-    _extra(event, extra, notes)
-    return event, notes
+    return event, ml, notes
 
 
 def feedback_event(

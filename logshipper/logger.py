@@ -13,7 +13,6 @@ import functools
 import hashlib
 import logging
 import time
-import traceback
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar
 
@@ -143,14 +142,10 @@ class PredictionLogger:
         prediction_id: str | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> str:
-        """Log a prediction that failed, with ECS ``error.type``, ``error.message`` and the stack trace."""
+        """Log a prediction that failed, with ECS ``error.type``, ``error.message`` and the stack trace
+        (formatted on the writer thread, so a failing service does not pay for it)."""
         time_ns, problems = _event_time(timestamp)
         pid = prediction_id if prediction_id is not None else new_prediction_id(None if timestamp is None else time_ns)
-        if isinstance(error, BaseException):
-            error_type, message = type(error).__name__, str(error)
-            stack = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-        else:
-            error_type, message, stack = "Error", str(error), None
         self._emit(
             events.failure_event,
             {
@@ -158,9 +153,7 @@ class PredictionLogger:
                 "prediction_id": pid,
                 "model": self.model,
                 "version": self.version,
-                "error_type": error_type,
-                "error_message": message,
-                "stack_trace": stack,
+                "error": error,
                 "features": _copy(features),
                 "groups": _copy(groups),
                 "entity_id": entity_id,
