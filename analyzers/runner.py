@@ -7,14 +7,13 @@ scheduled time), so that both analyse the same windows the same way.
 from __future__ import annotations
 
 import importlib
-import traceback
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 
 from analyzers.config.models import Config, JobConfig, ModelConfig
 from analyzers.findings import Finding
-from analyzers.jobs.base import Job
+from analyzers.jobs.base import Job, error_finding
 from analyzers.store.base import Store
 from analyzers.timeutil import Window, parse_time, utcnow
 
@@ -47,8 +46,7 @@ def run_job(store: Store, model: str, name: str, job: JobConfig, window: Window)
     try:
         return job_function(name)(store, model, job, window)
     except Exception as exc:
-        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        return Finding(model, name, window, "error", error=detail)
+        return error_finding(model, name, window, exc)
 
 
 def run_jobs(

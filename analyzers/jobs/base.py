@@ -18,3 +18,8 @@ class Job(Protocol):
     """
 
     def __call__(self, store: Store, model: str, config: JobConfig, window: Window) -> Finding: ...
+
+
+def error_finding(model: str, job: str, window: Window, exc: BaseException) -> Finding:
+    """The ``error`` finding that reports a job's failure instead of raising it."""
+    return Finding(model, job, window, "error", error=f"{type(exc).__name__}: {exc}")

@@ -27,6 +27,7 @@ import pandas as pd
 
 from analyzers.config.models import DriftConfig, FeatureOverride, ReferenceConfig
 from analyzers.findings import Finding, Signal
+from analyzers.jobs.base import error_finding
 from analyzers.stats.binning import bin_counts, fine_edges, merge_bins, quantile_edges, quantile_levels
 from analyzers.stats.drift import (
     ColumnDrift,
@@ -54,7 +55,7 @@ def run(store: Store, model: str, config: DriftConfig, window: Window) -> Findin
     try:
         return _run(store, model, config, window)
     except Exception as exc:  # a job reports its failure instead of raising
-        return Finding(model, JOB, window, "error", error=f"{type(exc).__name__}: {exc}")
+        return error_finding(model, JOB, window, exc)
 
 
 def reference_window(window: Window, reference: ReferenceConfig) -> Window:

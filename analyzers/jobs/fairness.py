@@ -20,6 +20,7 @@ import pandas as pd
 
 from analyzers.config.models import FairnessConfig
 from analyzers.findings import Finding, Signal
+from analyzers.jobs.base import error_finding
 from analyzers.stats.fairness import (
     AttributeFairness,
     ConfusionCounts,
@@ -44,7 +45,7 @@ def run(store: Store, model: str, config: FairnessConfig, window: Window) -> Fin
     try:
         return _run(store, model, config, window)
     except Exception as exc:  # a job reports its failure instead of raising
-        return Finding(model, JOB, window, "error", error=f"{type(exc).__name__}: {exc}")
+        return error_finding(model, JOB, window, exc)
 
 
 def _run(store: Store, model: str, config: FairnessConfig, window: Window) -> Finding:

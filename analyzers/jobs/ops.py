@@ -11,6 +11,7 @@ from typing import Any
 
 from analyzers.config.models import OpsConfig
 from analyzers.findings import Finding, Signal
+from analyzers.jobs.base import error_finding
 from analyzers.stats.intervals import wilson
 from analyzers.stats.ops import longest_silence, percentile_level
 from analyzers.store.base import Query, Store
@@ -25,7 +26,7 @@ def run(store: Store, model: str, config: OpsConfig, window: Window) -> Finding:
     try:
         return _run(store, model, config, window)
     except Exception as exc:  # a job reports its failure instead of raising
-        return Finding(model, JOB, window, "error", error=f"{type(exc).__name__}: {exc}")
+        return error_finding(model, JOB, window, exc)
 
 
 def _run(store: Store, model: str, config: OpsConfig, window: Window) -> Finding:

@@ -21,6 +21,7 @@ from scipy.stats import norm
 
 from analyzers.config.models import PerformanceConfig, ReferenceConfig
 from analyzers.findings import Finding, Signal
+from analyzers.jobs.base import error_finding
 from analyzers.stats.intervals import newcombe_difference
 from analyzers.stats.performance import (
     RegressionAccumulator,
@@ -43,7 +44,7 @@ def run(store: Store, model: str, config: PerformanceConfig, window: Window) -> 
     try:
         return _run(store, model, config, window)
     except Exception as exc:  # a job reports its failure instead of raising
-        return Finding(model, JOB, window, "error", error=f"{type(exc).__name__}: {exc}")
+        return error_finding(model, JOB, window, exc)
 
 
 def reference_window(window: Window, reference: ReferenceConfig | None) -> Window:

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from analyzers.findings import Finding, Signal
+from analyzers.jobs.base import error_finding
 from analyzers.stats.performance import normalize_label
 from analyzers.store.base import Query, Store
 from analyzers.timeutil import Window, utcnow
@@ -80,7 +81,7 @@ def replay(
         predictor = load_predictor(target, features_as)
         return _compare(store, query, predictor, _describe(target), tolerance)
     except Exception as exc:  # replay reports its failure instead of raising
-        return Finding(model, JOB, span, "error", error=f"{type(exc).__name__}: {exc}")
+        return error_finding(model, JOB, span, exc)
 
 
 def _query(model: str, window: Window, entity_id: Any, prediction_ids: Sequence[str] | None) -> Query:
