@@ -10,6 +10,7 @@ import logging.config
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -209,15 +210,30 @@ def test_stream_mode_writes_lines_to_the_stream() -> None:
     assert json.loads(line)["ml"]["features"] == {"x": 1}
 
 
-def test_a_full_queue_drops_instead_of_blocking(tmp_path: Path) -> None:
-    pipeline = configure(service="svc", log_dir=tmp_path, max_queue=10)
+def test_a_full_queue_drops_instead_of_blocking() -> None:
+    class StalledStream(io.StringIO):
+        """A stream whose first write waits until released: the disk has stalled."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.entered, self.release = threading.Event(), threading.Event()
+
+        def write(self, text: str) -> int:
+            self.entered.set()
+            self.release.wait(30)
+            return super().write(text)
+
+    stream = StalledStream()
+    pipeline = configure(service="svc", stream=stream, max_queue=10)
     plog = PredictionLogger(model="m")
-    started = time.perf_counter()
-    for i in range(5000):
-        plog.prediction({"i": i}, 0)
-    assert time.perf_counter() - started < 30
+    plog.prediction({"i": 0}, 0)
+    assert stream.entered.wait(30), "the writer took the first event and is stuck writing it"
+    for i in range(1, 5000):
+        plog.prediction({"i": i}, 0)  # returns although nothing can be written: events beyond the queue drop
+    assert pipeline.dropped == 5000 - 1 - 10
+    stream.release.set()
     shutdown()
-    assert len(read_lines(tmp_path)) + pipeline.dropped == 5000
+    assert len(stream.getvalue().splitlines()) + pipeline.dropped == 5000
 
 
 def test_bad_arguments_are_rejected_when_the_logger_is_made(tmp_path: Path) -> None:
