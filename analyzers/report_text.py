@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,27 +15,45 @@ _STYLE = {"ok": "green", "alert": "bold red", "insufficient_data": "yellow", "er
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
+    """A number people read at a glance: ``—`` when missing, whole numbers with separators."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
     if isinstance(value, float):
+        if (value.is_integer() or abs(value) >= 1000) and abs(value) < 1e15:
+            return f"{value:,.0f}"
         return f"{value:.{digits}g}"
     return str(value)
 
 
+def _pct(value: Any) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    return f"{value:.1%}"
+
+
 def summarize(finding: Finding) -> str:
-    """A one-line account of a finding's key numbers (which features drifted, which group, ...)."""
+    """A one-line account of a finding: its signals, or its key numbers, or why there was no verdict.
+
+    The terminal table and the HTML report's verdict cards both read findings this way.
+    """
+    m = finding.metrics
     if finding.status == "error":
         return finding.error or "failed"
-    m = finding.metrics
+    if finding.status == "insufficient_data" and m.get("reason"):
+        return str(m["reason"])
     if finding.job == "drift":
-        drifted = [f for f in m.get("features", []) if f.get("drifted")]
-        names = ", ".join(
-            f"{f['name']} ({f.get('effect_size_method') or f.get('method')} {_fmt(f.get('effect_size'))})"
-            for f in drifted[:5]
+        drifted = [f for f in m.get("features") or [] if f.get("drifted")]
+        named = ", ".join(
+            f"{f.get('name')} ({f.get('effect_size_method') or f.get('method')} {_fmt(f.get('effect_size'))})"
+            for f in drifted[:4]
         )
-        more = f" and {len(drifted) - 5} more" if len(drifted) > 5 else ""
-        share = _fmt(m.get("share_drifted"))
-        return f"{len(drifted)} drifted, share {share}" + (f": {names}{more}" if drifted else "")
+        more = f" and {len(drifted) - 4} more" if len(drifted) > 4 else ""
+        head = f"{len(drifted)} of {_fmt(m.get('n_columns'))} columns drifted"
+        return f"{head}: {named}{more}" if drifted else head
     if finding.signals:
         text = "; ".join(s.message for s in finding.signals[:3])
         return text + (f"; and {len(finding.signals) - 3} more" if len(finding.signals) > 3 else "")
@@ -43,17 +62,18 @@ def summarize(finding: Finding) -> str:
             f"{a['name']}: parity ratio {_fmt(a.get('demographic_parity_ratio'))}" for a in m.get("attributes", [])
         ]
         return "; ".join(parts) or "no group attributes"
+    if finding.job == "performance":
+        shown = [
+            f"{name} {_fmt(entry.get('value'))} (reference {_fmt(entry.get('reference'))})"
+            for name, entry in m.items()
+            if isinstance(entry, dict) and "value" in entry
+        ][:3]
+        return "; ".join([*shown, f"label coverage {_pct(m.get('label_coverage'))}"])
     if finding.job == "ops":
-        volume = m.get("volume") or {}
-        latency = m.get("latency_ms") or {}
-        errors = m.get("error_rate")
-        rate = errors.get("value") if isinstance(errors, dict) else errors
-        parts = [f"volume {_fmt(volume.get('total'))}", f"error rate {_fmt(rate)}"]
-        for name, value in latency.items():
-            number = value.get("value") if isinstance(value, dict) else value
-            if number is not None:
-                parts.append(f"latency {name} {_fmt(number)} ms")
-        return ", ".join(parts)
+        total = (m.get("volume") or {}).get("total")
+        rate = (m.get("error_rate") or {}).get("value")
+        p95 = ((m.get("latency_ms") or {}).get("p95") or {}).get("value")
+        return f"{_fmt(total)} events, error rate {_pct(rate)}, latency p95 {_fmt(p95)} ms"
     numbers = [(k, v) for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     return ", ".join(f"{k} {_fmt(v)}" for k, v in numbers[:6])
 

@@ -15,7 +15,6 @@ from string import Template
 from typing import Any
 
 from analyzers.config.models import FairnessConfig, OpsConfig
-from analyzers.findings import Finding
 from analyzers.report import charts
 from analyzers.report.data import Distribution, JobSection, ReportData
 from analyzers.report_text import summarize
@@ -174,37 +173,6 @@ def plot(draw: Callable[..., str], *args: Any) -> str:
         return note(f"This plot could not be drawn: {type(exc).__name__}: {exc}")
 
 
-def one_line(finding: Finding) -> str:
-    """What a finding says in one line: its signals, or its key numbers, or why there was no verdict."""
-    m = finding.metrics
-    if finding.status == "insufficient_data" and m.get("reason"):
-        return str(m["reason"])
-    if finding.job == "drift" and finding.status != "error":
-        drifted = [f for f in m.get("features") or [] if f.get("drifted")]
-        named = ", ".join(
-            f"{f.get('name')} ({f.get('effect_size_method') or f.get('method')} {fmt(f.get('effect_size'))})"
-            for f in drifted[:4]
-        )
-        more = f" and {len(drifted) - 4} more" if len(drifted) > 4 else ""
-        head = f"{len(drifted)} of {fmt(m.get('n_columns'))} columns drifted"
-        return f"{head}: {named}{more}" if drifted else head
-    if finding.status == "error" or finding.signals or finding.job == "fairness":
-        return summarize(finding)
-    if finding.job == "performance":
-        shown = [
-            f"{name} {fmt(entry.get('value'))} (reference {fmt(entry.get('reference'))})"
-            for name, entry in m.items()
-            if isinstance(entry, dict) and "value" in entry
-        ][:3]
-        return "; ".join([*shown, f"label coverage {pct(m.get('label_coverage'))}"])
-    if finding.job == "ops":
-        err = m.get("error_rate") or {}
-        p95 = (m.get("latency_ms") or {}).get("p95") or {}
-        total = (m.get("volume") or {}).get("total")
-        return f"{fmt(total)} events, error rate {pct(err.get('value'))}, latency p95 {fmt(p95.get('value'))} ms"
-    return summarize(finding)
-
-
 def _section(job: str, body: str) -> str:
     return f'<section id="{job}"><h2>{escape(JOB_TITLES[job])}</h2>\n{body}\n</section>'
 
@@ -217,7 +185,7 @@ def _missing(section: JobSection) -> str | None:
     if finding.status == "error":
         return note(f"The {section.name} job failed: {finding.error or 'unknown error'}")
     if finding.status == "insufficient_data":
-        return note(f"Not enough data for a {section.name} verdict: {one_line(finding)}")
+        return note(f"Not enough data for a {section.name} verdict: {summarize(finding)}")
     return None
 
 
@@ -235,7 +203,7 @@ def _summary(data: ReportData) -> str:
     for name, section in data.jobs.items():
         finding = section.finding
         status = finding.status if finding is not None else None
-        text = one_line(finding) if finding is not None else (section.note or "not run")
+        text = summarize(finding) if finding is not None else (section.note or "not run")
         css = f"s-{status}-b" if status else ""
         cards.append(
             f'<div class="card {css}"><h3><a href="#{name}">{escape(JOB_TITLES[name])}</a>{badge(status)}</h3>'
