@@ -14,7 +14,7 @@ from analyzers.findings import Finding
 _STYLE = {"ok": "green", "alert": "bold red", "insufficient_data": "yellow", "error": "bold magenta"}
 
 
-def _fmt(value: Any, digits: int = 3) -> str:
+def format_number(value: Any, digits: int = 3) -> str:
     """A number people read at a glance: ``—`` when missing, whole numbers with separators."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "—"
@@ -29,7 +29,8 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def _pct(value: Any) -> str:
+def format_percent(value: Any) -> str:
+    """A share as a percentage with one decimal (``—`` when missing)."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "—"
     return f"{value:.1%}"
@@ -48,34 +49,35 @@ def summarize(finding: Finding) -> str:
     if finding.job == "drift":
         drifted = [f for f in m.get("features") or [] if f.get("drifted")]
         named = ", ".join(
-            f"{f.get('name')} ({f.get('effect_size_method') or f.get('method')} {_fmt(f.get('effect_size'))})"
+            f"{f.get('name')} ({f.get('effect_size_method') or f.get('method')} {format_number(f.get('effect_size'))})"
             for f in drifted[:4]
         )
         more = f" and {len(drifted) - 4} more" if len(drifted) > 4 else ""
-        head = f"{len(drifted)} of {_fmt(m.get('n_columns'))} columns drifted"
+        head = f"{len(drifted)} of {format_number(m.get('n_columns'))} columns drifted"
         return f"{head}: {named}{more}" if drifted else head
     if finding.signals:
         text = "; ".join(s.message for s in finding.signals[:3])
         return text + (f"; and {len(finding.signals) - 3} more" if len(finding.signals) > 3 else "")
     if finding.job == "fairness":
         parts = [
-            f"{a['name']}: parity ratio {_fmt(a.get('demographic_parity_ratio'))}" for a in m.get("attributes", [])
+            f"{a['name']}: parity ratio {format_number(a.get('demographic_parity_ratio'))}"
+            for a in m.get("attributes", [])
         ]
         return "; ".join(parts) or "no group attributes"
     if finding.job == "performance":
         shown = [
-            f"{name} {_fmt(entry.get('value'))} (reference {_fmt(entry.get('reference'))})"
+            f"{name} {format_number(entry.get('value'))} (reference {format_number(entry.get('reference'))})"
             for name, entry in m.items()
             if isinstance(entry, dict) and "value" in entry
         ][:3]
-        return "; ".join([*shown, f"label coverage {_pct(m.get('label_coverage'))}"])
+        return "; ".join([*shown, f"label coverage {format_percent(m.get('label_coverage'))}"])
     if finding.job == "ops":
         total = (m.get("volume") or {}).get("total")
         rate = (m.get("error_rate") or {}).get("value")
         p95 = ((m.get("latency_ms") or {}).get("p95") or {}).get("value")
-        return f"{_fmt(total)} events, error rate {_pct(rate)}, latency p95 {_fmt(p95)} ms"
+        return f"{format_number(total)} events, error rate {format_percent(rate)}, latency p95 {format_number(p95)} ms"
     numbers = [(k, v) for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    return ", ".join(f"{k} {_fmt(v)}" for k, v in numbers[:6])
+    return ", ".join(f"{k} {format_number(v)}" for k, v in numbers[:6])
 
 
 def print_findings(findings: Sequence[Finding], console: Console | None = None) -> None:
@@ -101,10 +103,10 @@ def print_status(heartbeats: dict[str, tuple[dict[str, Any], Any]], latest: Sequ
         for key, (doc, _version) in sorted(heartbeats.items()):
             table.add_row(
                 key.removeprefix("heartbeat:"),
-                _fmt(doc.get("ran_at")),
-                _fmt(doc.get("window_end")),
-                _fmt(doc.get("status")),
-                _fmt(doc.get("duration_s")),
+                format_number(doc.get("ran_at")),
+                format_number(doc.get("window_end")),
+                format_number(doc.get("status")),
+                format_number(doc.get("duration_s")),
             )
         console.print(table)
     else:

@@ -7,7 +7,6 @@ in ``data-plots`` and ``data-rendered="1"``, so a headless browser can prove the
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from html import escape
@@ -17,7 +16,8 @@ from typing import Any
 from analyzers.config.models import FairnessConfig, OpsConfig
 from analyzers.report import charts
 from analyzers.report.data import Distribution, JobSection, ReportData
-from analyzers.report_text import summarize
+from analyzers.report_text import format_number, summarize
+from analyzers.report_text import format_percent as pct
 from analyzers.timeutil import Window, format_duration, format_time
 
 STATUS_TEXT = {
@@ -118,23 +118,7 @@ def render(data: ReportData) -> str:
 # ---- helpers -------------------------------------------------------------------------------------
 def fmt(value: Any, digits: int = 3) -> str:
     """A number for a table cell (``—`` when missing); text is returned escaped."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        if (value.is_integer() or abs(value) >= 1000) and abs(value) < 1e15:
-            return f"{value:,.0f}"
-        return f"{value:.{digits}g}"
-    return escape(str(value))
-
-
-def pct(value: Any) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "—"
-    return f"{value:.1%}"
+    return escape(format_number(value, digits))
 
 
 def ci(interval: Any, as_pct: bool = False) -> str:
