@@ -182,21 +182,10 @@ def install_elasticsearch(
 
 
 def _es_client(es_config: ElasticsearchStoreConfig) -> Any:
-    from elasticsearch import Elasticsearch
+    """The store's client without its own retries: set-up waits for the cluster in its own loop."""
+    from analyzers.store.elastic.connection import client_from_config
 
-    kwargs: dict[str, Any] = {
-        "hosts": es_config.hosts,
-        "request_timeout": es_config.request_timeout,
-        "max_retries": 0,
-        "verify_certs": es_config.verify_certs,
-    }
-    if es_config.api_key:
-        kwargs["api_key"] = es_config.api_key
-    elif es_config.username:
-        kwargs["basic_auth"] = (es_config.username, es_config.password or "")
-    if es_config.ca_certs:
-        kwargs["ca_certs"] = es_config.ca_certs
-    return Elasticsearch(**kwargs)
+    return client_from_config(es_config.model_copy(update={"max_retries": 0}))
 
 
 def find_saved_objects() -> Path:
