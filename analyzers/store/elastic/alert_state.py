@@ -9,6 +9,7 @@ import orjson
 
 from analyzers.store.base import ConflictError, StoreError
 from analyzers.store.elastic.connection import Connection
+from analyzers.store.elastic.hits import sorted_hits
 from analyzers.timeutil import format_time, utcnow
 from elasticsearch import ConflictError as EsConflictError
 from elasticsearch import NotFoundError
@@ -113,26 +114,11 @@ def list_all(conn: Connection, prefix: str = "") -> dict[str, tuple[dict[str, An
     """Every state whose key starts with ``prefix``, with its version, in key order."""
     query: dict[str, Any] = {"prefix": {"key": prefix}} if prefix else {"match_all": {}}
     out: dict[str, tuple[dict[str, Any], Any]] = {}
-    after: list[Any] | None = None
-    while True:
-        args: dict[str, Any] = {
-            "index": STATE_INDEX,
-            "ignore_unavailable": True,
-            "allow_no_indices": True,
-            "query": query,
-            "sort": [{"key": {"order": "asc", "unmapped_type": "keyword"}}],
-            "seq_no_primary_term": True,
-            "size": 1000,
-            "track_total_hits": False,
-        }
-        if after is not None:
-            args["search_after"] = after
-        answer = conn.call(f"listing state in {STATE_INDEX}", lambda args=args: conn.es.search(**args))
-        hits = answer["hits"]["hits"]
-        for hit in hits:
-            key = hit["_source"]["key"]
-            if key.startswith(prefix):
-                out[key] = (orjson.loads(hit["_source"]["state"]), _version(hit))
-        if len(hits) < 1000:
-            return out
-        after = hits[-1]["sort"]
+    order = [{"key": {"order": "asc", "unmapped_type": "keyword"}}]
+    for hit in sorted_hits(
+        conn, f"listing state in {STATE_INDEX}", STATE_INDEX, query, order, seq_no_primary_term=True
+    ):
+        key = hit["_source"]["key"]
+        if key.startswith(prefix):
+            out[key] = (orjson.loads(hit["_source"]["state"]), _version(hit))
+    return out

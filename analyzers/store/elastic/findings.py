@@ -10,6 +10,7 @@ from elasticsearch.helpers import streaming_bulk
 from analyzers.findings import Finding
 from analyzers.store.base import StoreError
 from analyzers.store.elastic.connection import Connection, error_reason
+from analyzers.store.elastic.hits import sorted_hits
 from analyzers.timeutil import format_time, parse_time
 from logshipper.schema import MONITOR_INDEX_PREFIX, STATE_INDEX, monitor_index
 
@@ -72,23 +73,5 @@ def read(
         {"job": {"order": "asc", "unmapped_type": "keyword"}},
         {"id": {"order": "asc", "unmapped_type": "keyword"}},
     ]
-    out: list[Finding] = []
-    after: list[Any] | None = None
-    while True:
-        args: dict[str, Any] = {
-            "index": index,
-            "ignore_unavailable": True,
-            "allow_no_indices": True,
-            "query": {"bool": {"filter": filters}},
-            "sort": sort,
-            "size": 1000,
-            "track_total_hits": False,
-        }
-        if after is not None:
-            args["search_after"] = after
-        answer = conn.call(f"reading findings from {index}", lambda args=args: conn.es.search(**args))
-        hits = answer["hits"]["hits"]
-        out.extend(Finding.from_dict(h["_source"]) for h in hits)
-        if len(hits) < 1000:
-            return out
-        after = hits[-1]["sort"]
+    hits = sorted_hits(conn, f"reading findings from {index}", index, {"bool": {"filter": filters}}, sort)
+    return [Finding.from_dict(h["_source"]) for h in hits]

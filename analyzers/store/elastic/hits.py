@@ -27,6 +27,34 @@ def source_value(source: dict[str, Any], path: str) -> Any:
     return None
 
 
+def sorted_hits(
+    conn: Connection, what: str, index: str, query: dict[str, Any], sort: list[Any], **extra: Any
+) -> Iterator[dict[str, Any]]:
+    """Every hit of a query in ``sort`` order, a page at a time with ``search_after`` and no point in time:
+    for the small monitor indices (findings, alert state), where a page that sees a later write does no harm.
+    ``what`` names the read in error messages; ``extra`` adds search parameters."""
+    page = 1000
+    after: list[Any] | None = None
+    while True:
+        args: dict[str, Any] = {
+            "index": index,
+            "ignore_unavailable": True,
+            "allow_no_indices": True,
+            "query": query,
+            "sort": sort,
+            "size": page,
+            "track_total_hits": False,
+            **extra,
+        }
+        if after is not None:
+            args["search_after"] = after
+        hits = conn.call(what, lambda args=args: conn.es.search(**args))["hits"]["hits"]
+        yield from hits
+        if len(hits) < page:
+            return
+        after = hits[-1]["sort"]
+
+
 def scan(
     conn: Connection,
     indices: str,
