@@ -1,10 +1,10 @@
-"""The local store over daily log files: windows, feedback joins, weights, bad lines, state."""
+"""What only the local store does: rotated gzip days, duplicate and bad-line reports, quarantine, exact quantiles,
+the Parquet cache, concurrent processes, reference files; what every store does is in ``store_contract.py``."""
 
 from __future__ import annotations
 
 import gzip
 import multiprocessing
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -13,52 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analyzers.findings import Finding, Signal
 from analyzers.store import ConflictError, LocalStore, Query
-from analyzers.timeutil import Window
-
-DAY1 = Window("2026-11-20T00:00:00Z", "2026-11-21T00:00:00Z")
-
-
-def prediction(
-    pid: str,
-    ts: str,
-    *,
-    amount=1.0,
-    country="DE",
-    label=1,
-    score=0.5,
-    region="EU",
-    rate=None,
-    outcome="success",
-    model="fraud",
-    entity="u1",
-    latency=10.0,
-) -> dict:
-    ml = {
-        "prediction_id": pid,
-        "model": {"name": model, "version": "v1"},
-        "entity_id": entity,
-        "features": {"amount": amount, "country": country},
-        "prediction": {"label": label, "score": score},
-        "groups": {"region": region},
-        "latency_ms": latency,
-    }
-    if rate is not None:
-        ml["sample_rate"] = rate
-    event = {"dataset": "ml.prediction", "kind": "event", "outcome": outcome}
-    line = {"@timestamp": ts, "log.level": "info", "message": "prediction", "event": event, "ml": ml}
-    if outcome == "failure":
-        line["error"] = {"type": "ValueError", "message": "bad input"}
-    return line
-
-
-def feedback(pid: str, ts: str, label, model="fraud") -> dict:
-    return {
-        "@timestamp": ts,
-        "event": {"dataset": "ml.feedback", "kind": "event"},
-        "ml": {"prediction_id": pid, "model": {"name": model}, "label": label},
-    }
+from tests.store_contract import DAY1, DAY2, contract_events, prediction
 
 
 def write(path: Path, lines: list) -> Path:
@@ -73,32 +29,13 @@ def write(path: Path, lines: list) -> Path:
 
 @pytest.fixture
 def logs(tmp_path: Path) -> Path:
-    svc = tmp_path / "logs" / "fraud-api"
-    write(
-        svc / "predictions-2026-11-20.ndjson",
-        [
-            prediction("a", "2026-11-20T01:00:00Z", amount=1.0),
-            prediction("b", "2026-11-20T02:00:00.500Z", amount=2.0, country="FR", region="US", label=0),
-            prediction("c", "2026-11-20T03:00:00Z", amount=3.0, rate=0.5),
-            prediction("a", "2026-11-20T04:00:00Z", amount=99.0),  # shipped twice: counts once
-            prediction("f", "2026-11-20T05:00:00Z", outcome="failure"),
-            prediction("x", "2026-11-20T06:00:00Z", model="other"),
-            feedback("a", "2026-11-20T09:00:00Z", 0),
-        ],
-    )
-    write(
-        svc / "predictions-2026-11-21.ndjson.gz",
-        [
-            prediction("d", "2026-11-21T01:00:00Z", amount=4.0),
-            feedback("b", "2026-11-21T02:00:00Z", 0),
-        ],
-    )
-    write(
-        svc / "predictions-2026-11-23.ndjson",
-        [
-            feedback("a", "2026-11-23T02:00:00Z", 1),  # latest feedback wins
-        ],
-    )
+    """The contract events as the logger's daily files, the second day rotated and gzipped."""
+    days: dict[str, list[dict]] = {}
+    for event in contract_events("fraud", "other"):
+        days.setdefault(event["@timestamp"][:10], []).append(event)
+    for day, events in days.items():
+        name = f"predictions-{day}.ndjson" + (".gz" if day == "2026-11-21" else "")
+        write(tmp_path / "logs" / "fraud-api" / name, events)
     return tmp_path / "logs"
 
 
@@ -108,67 +45,18 @@ def store(logs: Path, tmp_path: Path):
         yield s
 
 
-def test_window_reads_its_days_dedups_and_weights(store: LocalStore):
+def test_rotated_gzip_days_are_read_and_duplicates_reported(store: LocalStore):
     q = Query("fraud", DAY1)
-    assert store.count(q) == 1 + 1 + 2 + 1  # a, b, c (rate 0.5 weighs 2), f
+    assert store.count(q) == 5
     assert store.scan_report().duplicates == 1
-    assert store.count(q.with_(outcome="success")) == 4
-    assert store.count(Query("fraud", Window("2026-11-21T00:00:00Z", "2026-11-22T00:00:00Z"))) == 1
+    assert store.count(Query("fraud", DAY2)) == 1  # its only prediction is in the .gz file
+    rows = next(store.rows(q.with_(has_label=True), columns=["prediction_id", "label"]))
+    assert dict(zip(rows["prediction_id"], rows["label"], strict=True)) == {"a": 1, "b": 0}  # b's in the .gz file
 
 
-def test_feedback_from_later_days_is_joined_latest_wins(store: LocalStore):
-    rows = next(store.rows(Query("fraud", DAY1), columns=["prediction_id", "label", "features.amount"]))
-    labels = dict(zip(rows["prediction_id"], rows["label"], strict=False))
-    assert labels["a"] == 1 and labels["b"] == 0 and np.isnan(labels["c"])  # numeric column: NaN when missing
-    assert rows.loc[rows["prediction_id"] == "a", "features.amount"].item() == 1.0  # first copy kept
-    assert store.count(Query("fraud", DAY1, has_label=True)) == 2
-
-
-def test_columns_kinds(store: LocalStore):
-    kinds = {c.name: c.kind for c in store.columns(Query("fraud", DAY1))}
-    assert kinds["features.amount"] == "numeric"
-    assert kinds["features.country"] == "categorical"
-    assert kinds["groups.region"] == "categorical"
-    assert kinds["score"] == "numeric" and "label" in kinds
-
-
-def test_aggregates(store: LocalStore):
+def test_quantiles_are_exact(store: LocalStore):
     q = Query("fraud", DAY1, outcome="success")
-    assert store.category_counts(q, "features.country") == {"DE": 3.0, "FR": 1.0}
-    hist = store.histogram(q, "features.amount", [0, 1.5, 2.5, 10])
-    assert hist.counts.tolist() == [1.0, 1.0, 2.0] and hist.missing == 0
-    hist = store.histogram(q, "features.amount", [1.5, 2.5])
-    assert (hist.underflow, hist.counts.tolist(), hist.overflow) == (1.0, [1.0], 2.0)
-    summary = store.numeric_summary(q, "features.amount")
-    assert summary.count == 4 and summary.mean == pytest.approx((1 + 2 + 3 * 2) / 4)
     assert store.quantiles(q, "features.amount", [0.0, 0.5, 1.0]) == [1.0, 2.0, 3.0]
-    tab = store.crosstab(q, ["groups.region", "prediction", "label"])
-    eu = tab[(tab["groups.region"] == "EU") & (tab["label"] == 1)]
-    assert eu["count"].sum() == 1.0
-    filtered = Query("fraud", DAY1, groups={"region": ("US",)})
-    assert store.count(filtered) == 1
-
-
-def test_volume_buckets_include_empty_ones(store: LocalStore):
-    vol = store.volume(Query("fraud", DAY1), timedelta(hours=6))
-    assert vol["count"].tolist() == [5.0, 0.0, 0.0, 0.0]
-    assert vol["failures"].tolist() == [1.0, 0.0, 0.0, 0.0]
-    assert str(vol["start"].iloc[1]) == "2026-11-20 06:00:00+00:00"
-
-
-def test_sample_is_bounded_and_reproducible(store: LocalStore):
-    q = Query("fraud", DAY1)
-    one = store.sample(q, 2, seed=3)
-    assert len(one) == 2
-    assert one["prediction_id"].tolist() == store.sample(q, 2, seed=3)["prediction_id"].tolist()
-    assert len(store.sample(q, 100)) == 4
-
-
-def test_rows_are_chunked_and_ordered(store: LocalStore):
-    chunks = list(store.rows(Query("fraud", DAY1), chunk_size=2))
-    assert [len(c) for c in chunks] == [2, 2]
-    assert [p for c in chunks for p in c["prediction_id"]] == ["a", "b", "c", "f"]
-    assert str(chunks[0]["timestamp"].dt.tz) == "UTC"
 
 
 def test_missing_directory_is_empty_not_an_error(tmp_path: Path):
@@ -215,36 +103,6 @@ def test_generated_garbage_never_hides_good_lines(tmp_path_factory, garbage):
         q = Query("fraud", DAY1)
         ids = {p for c in s.rows(q, columns=["prediction_id"]) for p in c["prediction_id"]}
         assert {"good1", "good2"} <= ids
-
-
-def test_findings_round_trip_and_idempotent(store: LocalStore):
-    f = Finding(
-        "fraud",
-        "drift",
-        DAY1,
-        "alert",
-        {"share_drifted": 0.5},
-        signals=[Signal("feature:amount", "drifted", value=0.3)],
-    )
-    store.write_findings([f])
-    store.write_findings([f])
-    back = store.read_findings(model="fraud")
-    assert len(back) == 1 and back[0].signals[0].subject == "feature:amount"
-    assert store.read_findings(model="fraud", job="ops") == []
-
-
-def test_state_optimistic_concurrency(store: LocalStore):
-    v1 = store.put_state("alert:fraud:drift:feature:amount", {"firing": True})
-    with pytest.raises(ConflictError):
-        store.put_state("alert:fraud:drift:feature:amount", {"firing": True})
-    v2 = store.put_state("alert:fraud:drift:feature:amount", {"firing": False}, version=v1)
-    with pytest.raises(ConflictError):
-        store.put_state("alert:fraud:drift:feature:amount", {"x": 1}, version=v1)
-    doc, version = store.get_state("alert:fraud:drift:feature:amount")
-    assert doc == {"firing": False} and version == v2
-    assert list(store.list_state("alert:fraud:")) == ["alert:fraud:drift:feature:amount"]
-    store.delete_state("alert:fraud:drift:feature:amount", version=v2)
-    assert store.get_state("alert:fraud:drift:feature:amount") is None
 
 
 def _claim(state_dir: str, n: int, queue) -> None:

@@ -1,0 +1,200 @@
+"""The behaviour every ``Store`` must have, written only against the public ``Store`` interface.
+
+``contract_events`` are the shared fixture events; an adapter under test holds exactly them (the
+local store as daily log files, Elasticsearch as daily indices the way Filebeat ships them).
+``StoreContract`` holds the tests; a test module subclasses it and provides the ``subject``
+fixture: the store and the model name the events were written under.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import numpy as np
+import pytest
+
+from analyzers.findings import Finding, Signal
+from analyzers.store import ConflictError, Query, Store
+from analyzers.store.base import ROW_COLUMNS
+from analyzers.timeutil import Window
+
+DAY1 = Window("2026-11-20T00:00:00Z", "2026-11-21T00:00:00Z")
+DAY2 = Window("2026-11-21T00:00:00Z", "2026-11-22T00:00:00Z")
+
+
+def prediction(
+    pid: str,
+    ts: str,
+    *,
+    amount=1.0,
+    country="DE",
+    label=1,
+    score=0.5,
+    region="EU",
+    rate=None,
+    outcome="success",
+    model="fraud",
+    entity="u1",
+    latency=10.0,
+) -> dict:
+    """A prediction event with one numeric and one categorical feature, a group and a label."""
+    ml = {
+        "prediction_id": pid,
+        "model": {"name": model, "version": "v1"},
+        "entity_id": entity,
+        "features": {"amount": amount, "country": country},
+        "prediction": {"label": label, "score": score},
+        "groups": {"region": region},
+        "latency_ms": latency,
+    }
+    if rate is not None:
+        ml["sample_rate"] = rate
+    event = {"dataset": "ml.prediction", "kind": "event", "outcome": outcome}
+    line = {"@timestamp": ts, "log.level": "info", "message": "prediction", "event": event, "ml": ml}
+    if outcome == "failure":
+        line["error"] = {"type": "ValueError", "message": "bad input"}
+    return line
+
+
+def feedback(pid: str, ts: str, label, model="fraud") -> dict:
+    """A feedback event: the ground truth of prediction ``pid``."""
+    return {
+        "@timestamp": ts,
+        "event": {"dataset": "ml.feedback", "kind": "event"},
+        "ml": {"prediction_id": pid, "model": {"name": model}, "label": label},
+    }
+
+
+def contract_events(model: str, other: str) -> list[dict]:
+    """Day 1 holds a, b, c (rate 0.5), a again, failure f and one event of ``other``; feedback of a and b
+    arrives on days 1, 2 and 4 (a's latest label is 1); day 2 holds prediction d."""
+    return [
+        prediction("a", "2026-11-20T01:00:00Z", amount=1.0, model=model),
+        prediction("b", "2026-11-20T02:00:00.500Z", amount=2.0, country="FR", region="US", label=0, model=model),
+        prediction("c", "2026-11-20T03:00:00Z", amount=3.0, rate=0.5, model=model),
+        prediction("a", "2026-11-20T04:00:00Z", amount=99.0, model=model),
+        prediction("f", "2026-11-20T05:00:00Z", outcome="failure", model=model),
+        prediction("x", "2026-11-20T06:00:00Z", model=other),
+        feedback("a", "2026-11-20T09:00:00Z", 0, model=model),
+        prediction("d", "2026-11-21T01:00:00Z", amount=4.0, model=model),
+        feedback("b", "2026-11-21T02:00:00Z", 0, model=model),
+        feedback("a", "2026-11-23T02:00:00Z", 1, model=model),
+    ]
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A store holding ``contract_events(model, ...)``."""
+
+    store: Store
+    model: str
+
+
+class StoreContract:
+    """Every adapter answers the same questions about the contract events the same way."""
+
+    def test_window_reads_only_its_days_and_weights_by_sample_rate(self, subject: Subject):
+        store, q = subject.store, Query(subject.model, DAY1)
+        assert store.count(q) == 1 + 1 + 2 + 1  # a, b, c (rate 0.5 weighs 2), f; not d, not the other model
+        assert store.count(q.with_(outcome="success")) == 4
+        assert store.count(Query(subject.model, DAY2)) == 1
+
+    def test_duplicate_prediction_ids_count_once(self, subject: Subject):
+        rows = next(subject.store.rows(Query(subject.model, DAY1), columns=["prediction_id", "features.amount"]))
+        assert sorted(rows["prediction_id"]) == ["a", "b", "c", "f"]
+        assert rows.loc[rows["prediction_id"] == "a", "features.amount"].item() == 1.0  # first copy kept
+
+    def test_feedback_from_later_days_is_joined_latest_wins(self, subject: Subject):
+        store, q = subject.store, Query(subject.model, DAY1)
+        rows = next(store.rows(q, columns=["prediction_id", "label"]))
+        labels = dict(zip(rows["prediction_id"], rows["label"], strict=False))
+        assert labels["a"] == 1 and labels["b"] == 0 and np.isnan(labels["c"])  # numeric column: NaN when missing
+        assert store.count(q.with_(has_label=True)) == 2
+        assert store.count(q.with_(has_label=False)) == 3
+
+    def test_columns_kinds(self, subject: Subject):
+        kinds = {c.name: c.kind for c in subject.store.columns(Query(subject.model, DAY1))}
+        assert kinds["features.amount"] == "numeric"
+        assert kinds["features.country"] == "categorical"
+        assert kinds["groups.region"] == "categorical"
+        assert kinds["score"] == "numeric" and "label" in kinds
+
+    def test_count_filters_on_groups(self, subject: Subject):
+        assert subject.store.count(Query(subject.model, DAY1, groups={"region": ("US",)})) == 1
+
+    def test_category_counts(self, subject: Subject):
+        q = Query(subject.model, DAY1, outcome="success")
+        assert subject.store.category_counts(q, "features.country") == {"DE": 3.0, "FR": 1.0}
+
+    def test_histogram_counts_bins_underflow_and_overflow(self, subject: Subject):
+        q = Query(subject.model, DAY1, outcome="success")
+        hist = subject.store.histogram(q, "features.amount", [0, 1.5, 2.5, 10])
+        assert hist.counts.tolist() == [1.0, 1.0, 2.0] and hist.missing == 0
+        hist = subject.store.histogram(q, "features.amount", [1.5, 2.5])
+        assert (hist.underflow, hist.counts.tolist(), hist.overflow) == (1.0, [1.0], 2.0)
+
+    def test_numeric_summary_is_weighted(self, subject: Subject):
+        summary = subject.store.numeric_summary(Query(subject.model, DAY1, outcome="success"), "features.amount")
+        assert summary.count == 4 and summary.mean == pytest.approx((1 + 2 + 3 * 2) / 4)
+
+    def test_quantiles_span_the_values(self, subject: Subject):
+        q = Query(subject.model, DAY1, outcome="success")
+        low, mid, top = subject.store.quantiles(q, "features.amount", [0.0, 0.5, 1.0])  # may be approximate
+        assert (low, top) == (1.0, 3.0) and 1.0 <= mid <= 3.0
+
+    def test_crosstab_counts_per_combination(self, subject: Subject):
+        q = Query(subject.model, DAY1, outcome="success")
+        tab = subject.store.crosstab(q, ["groups.region", "prediction", "label"])
+        eu = tab[(tab["groups.region"] == "EU") & (tab["label"] == 1)]
+        assert eu["count"].sum() == 1.0
+
+    def test_volume_buckets_include_empty_ones(self, subject: Subject):
+        vol = subject.store.volume(Query(subject.model, DAY1), timedelta(hours=6))
+        assert vol["count"].tolist() == [5.0, 0.0, 0.0, 0.0]
+        assert vol["failures"].tolist() == [1.0, 0.0, 0.0, 0.0]
+        assert str(vol["start"].iloc[1]) == "2026-11-20 06:00:00+00:00"
+
+    def test_sample_is_bounded_and_reproducible(self, subject: Subject):
+        store, q = subject.store, Query(subject.model, DAY1)
+        one = store.sample(q, 2, seed=3)
+        assert len(one) == 2
+        assert one["prediction_id"].tolist() == store.sample(q, 2, seed=3)["prediction_id"].tolist()
+        assert len(store.sample(q, 100)) == 4
+
+    def test_rows_are_chunked_ordered_with_the_documented_columns(self, subject: Subject):
+        chunks = list(subject.store.rows(Query(subject.model, DAY1), chunk_size=2))
+        assert [len(c) for c in chunks] == [2, 2]
+        assert [p for c in chunks for p in c["prediction_id"]] == ["a", "b", "c", "f"]
+        assert str(chunks[0]["timestamp"].dt.tz) == "UTC"
+        assert list(chunks[0].columns) == [*ROW_COLUMNS, "features.amount", "features.country", "groups.region"]
+
+    def test_findings_round_trip_and_idempotent(self, subject: Subject):
+        store, model = subject.store, subject.model
+        f = Finding(
+            model,
+            "drift",
+            DAY1,
+            "alert",
+            {"share_drifted": 0.5},
+            signals=[Signal("feature:amount", "drifted", value=0.3)],
+        )
+        store.write_findings([f])
+        store.write_findings([f])
+        back = store.read_findings(model=model)
+        assert len(back) == 1 and back[0].signals[0].subject == "feature:amount"
+        assert store.read_findings(model=model, job="ops") == []
+
+    def test_state_optimistic_concurrency(self, subject: Subject):
+        store, key = subject.store, f"alert:{subject.model}:drift:feature:amount"
+        v1 = store.put_state(key, {"firing": True})
+        with pytest.raises(ConflictError):
+            store.put_state(key, {"firing": True})
+        v2 = store.put_state(key, {"firing": False}, version=v1)
+        with pytest.raises(ConflictError):
+            store.put_state(key, {"x": 1}, version=v1)
+        doc, version = store.get_state(key)
+        assert doc == {"firing": False} and version == v2
+        assert list(store.list_state(f"alert:{subject.model}:")) == [key]
+        store.delete_state(key, version=v2)
+        assert store.get_state(key) is None

@@ -1,0 +1,49 @@
+"""The store contract (``store_contract.py``) run against every adapter over the same events.
+
+``local`` is a LocalStore over the logger's daily files and always runs; ``elastic-live`` indexes the
+events into the cluster at ``ES_URL`` (see ``live_es.py``) and is skipped when it is not set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from analyzers.store import LocalStore
+from tests import live_es
+from tests.log_events import write_events
+from tests.store_contract import StoreContract, Subject, contract_events
+
+
+@pytest.fixture(
+    scope="module",
+    params=[
+        "local",
+        pytest.param(
+            "elastic-live",
+            marks=[
+                pytest.mark.live_es,
+                pytest.mark.skipif(
+                    not live_es.ES_URL,
+                    reason="ES_URL not set: the live Elasticsearch contract needs a cluster URL "
+                    "(e.g. https://elastic:changeme@localhost:9200)",
+                ),
+            ],
+        ),
+    ],
+)
+def subject(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Subject]:
+    """Each adapter holding ``contract_events``, shared by the module's tests (indexing a cluster is slow)."""
+    if request.param == "local":
+        root = tmp_path_factory.mktemp("contract")
+        write_events(root / "logs", contract_events("fraud", "other"), service="fraud-api")
+        with LocalStore(root / "logs", root / "state") as store:
+            yield Subject(store, "fraud")
+    else:
+        with live_es.indexed(contract_events) as (store, model):
+            yield Subject(store, model)
+
+
+class TestStoreContract(StoreContract):
+    """The contract, once per adapter."""
