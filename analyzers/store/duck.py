@@ -20,11 +20,13 @@ import duckdb
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
 
 from analyzers.store.base import ROW_COLUMNS, ColumnInfo, Histogram, NumericSummary, Query, StoreError
 from logshipper.schema import FEATURE_PREFIX, GROUP_PREFIX
 
 NUMERIC_COLUMNS = ("score", "latency_ms", "sample_rate")
+_SLICE_ROWS = 200_000  # rows() sorts at most about this many rows at a time (or one hour, when it holds more)
 JSON_COLUMNS = ("prediction", "label")
 
 
@@ -55,7 +57,9 @@ class DuckAggregates:
     def __init__(self) -> None:
         self._con = duckdb.connect(config={"threads": 2})
         self._lock = threading.RLock()
-        self._columns_seen: dict[tuple[str, tuple[Any, ...]], list[ColumnInfo]] = {}  # window tables never change
+        # Window tables never change once built (a changed file makes a new one), so what they hold is kept.
+        self._columns_seen: dict[tuple[str, tuple[Any, ...]], list[ColumnInfo]] = {}
+        self._described: dict[str, list[str]] = {}
 
     # ---- what subclasses provide --------------------------------------------------------
     def _table(self, query: Query) -> str:
@@ -64,7 +68,9 @@ class DuckAggregates:
 
     def _table_columns(self, table: str) -> list[str]:
         with self._lock:
-            return [r[0] for r in self._con.execute(f"DESCRIBE {table}").fetchall()]
+            if table not in self._described:
+                self._described[table] = [r[0] for r in self._con.execute(f"DESCRIBE {table}").fetchall()]
+            return self._described[table]
 
     # ---- filters ------------------------------------------------------------------------
     def _where(self, query: Query, table: str) -> tuple[str, list[Any]]:
@@ -302,45 +308,73 @@ class DuckAggregates:
     def rows(
         self, query: Query, columns: Sequence[str] | None = None, chunk_size: int = 50_000
     ) -> Iterator[pd.DataFrame]:
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be at least 1")
         source, params, cols = self._source(query)
         names = self._select_list(columns, cols)
         kinds = {c.name: c.kind for c in self.columns(query)}
-        sql = f"SELECT {self._select_sql(names, cols)} {source} ORDER BY timestamp, prediction_id"
+        select = self._select_sql(names, cols)
         with self._lock:
             cursor = self._con.cursor()
-        vectors = max(1, chunk_size // 2048)
-        pending: list[pd.DataFrame] = []
+        pending: list[pa.RecordBatch] = []
         held = 0
         try:
-            result = cursor.execute(sql, params)
-            while True:
-                frame = result.fetch_df_chunk(vectors)
-                if not frame.empty:
-                    pending.append(frame)
-                    held += len(frame)
-                while held >= chunk_size or (frame.empty and held):
-                    merged = pd.concat(pending, ignore_index=True) if len(pending) > 1 else pending[0]
-                    yield self._decode_frame(merged.iloc[:chunk_size].reset_index(drop=True), kinds)
-                    rest = merged.iloc[chunk_size:]
-                    pending, held = ([rest], len(rest)) if len(rest) else ([], 0)
-                if frame.empty:
-                    break
+            # Sorting a whole window would hold it in memory: each slice of time is sorted on its own.
+            for clause, slice_params in self._time_slices(cursor, source, params, max(chunk_size, _SLICE_ROWS)):
+                sql = f"SELECT {select} FROM (SELECT * {source}) WHERE {clause} ORDER BY timestamp, prediction_id"
+                for batch in cursor.sql(sql, params=[*params, *slice_params]).to_arrow_reader(chunk_size):
+                    pending.append(batch)
+                    held += batch.num_rows
+                    while held >= chunk_size:
+                        table = pa.Table.from_batches(pending)
+                        yield self._decode_frame(table.slice(0, chunk_size).to_pandas(), kinds)
+                        rest = table.slice(chunk_size)
+                        pending, held = rest.to_batches(), rest.num_rows
+            if held:
+                yield self._decode_frame(pa.Table.from_batches(pending).to_pandas(), kinds)
+        except duckdb.Error as exc:
+            raise StoreError(f"reading rows failed: {exc}") from exc
         finally:
             cursor.close()
+
+    @staticmethod
+    def _time_slices(
+        cursor: duckdb.DuckDBPyConnection, source: str, params: list[Any], rows: int
+    ) -> Iterator[tuple[str, list[Any]]]:
+        """Consecutive ranges of whole hours holding about ``rows`` rows each (filter and parameters)."""
+        hours = cursor.execute(
+            f"SELECT date_trunc('hour', timestamp) AS h, count(*) {source} GROUP BY 1 ORDER BY 1 NULLS LAST", params
+        ).fetchall()
+        start, held = None, 0
+        for i, (hour, n) in enumerate(hours):
+            if hour is None:
+                yield "timestamp IS NULL", []
+                continue
+            start = hour if start is None else start
+            held += n
+            following = hours[i + 1][0] if i + 1 < len(hours) else None
+            if held >= rows or following is None:
+                end = hour + timedelta(hours=1)
+                yield "timestamp >= ? AND timestamp < ?", [start, end]
+                start, held = None, 0
 
     def sample(self, query: Query, n: int, seed: int = 0, columns: Sequence[str] | None = None) -> pd.DataFrame:
         source, params, cols = self._source(query)
         names = self._select_list(columns, cols)
         kinds = {c.name: c.kind for c in self.columns(query)}
+        salt = f"#{int(seed)}"
+        # The ids are picked first, on one narrow column, then only the picked rows are read in full.
         sql = (
-            f"SELECT {self._select_sql(names, cols)} {source} ORDER BY hash(prediction_id || ?), prediction_id LIMIT ?"
+            f"SELECT {self._select_sql(names, cols)} FROM (SELECT * {source}) WHERE prediction_id IN"
+            f" (SELECT prediction_id {source} ORDER BY hash(prediction_id || ?), prediction_id LIMIT ?)"
+            " ORDER BY hash(prediction_id || ?), prediction_id LIMIT ?"
         )
         with self._lock:
             try:
-                frame = self._con.execute(sql, [*params, f"#{int(seed)}", int(n)]).df()
+                table = self._con.sql(sql, params=[*params, *params, salt, int(n), salt, int(n)]).to_arrow_table()
             except duckdb.Error as exc:
                 raise StoreError(f"sample failed: {exc}") from exc
-        return self._decode_frame(frame, kinds)
+        return self._decode_frame(table.to_pandas(), kinds)
 
     def close(self) -> None:
         with self._lock:

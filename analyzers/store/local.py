@@ -14,6 +14,7 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +31,21 @@ from logshipper.schema import FEATURE_PREFIX, GROUP_PREFIX
 
 _MAX_WINDOWS = 6
 _SETTLED_SECONDS = 600  # a file untouched this long is no longer being written: its parse is kept
+# Parsed files are kept per DuckDB version: ``pid_hash`` holds DuckDB's hash of the prediction id.
+_CACHE_FORMAT = "v2-duckdb" + duckdb.__version__.replace(".", "_")
 _EMPTY_EVENTS = """CREATE TABLE IF NOT EXISTS _pw_no_events (file VARCHAR, line_no BIGINT, ts TIMESTAMPTZ,
-    dataset VARCHAR, outcome VARCHAR, pid VARCHAR, model VARCHAR, version VARCHAR, entity VARCHAR,
+    dataset VARCHAR, outcome VARCHAR, pid VARCHAR, pid_hash UBIGINT, model VARCHAR, version VARCHAR, entity VARCHAR,
     prediction VARCHAR, score DOUBLE, label VARCHAR, latency DOUBLE, rate DOUBLE,
     error_type VARCHAR, error_message VARCHAR)"""
+
+
+def _union(sources: list[str]) -> str:
+    """One relation of many files' events, columns matched by name (a feature absent from a file is null)."""
+    return " UNION ALL BY NAME ".join(f"SELECT * FROM {s}" for s in sources) or "SELECT * FROM _pw_no_events"
+
+
+def _timestamp(moment: datetime) -> str:
+    return f"TIMESTAMPTZ {sql_string(moment.astimezone(timezone.utc).isoformat())}"
 
 
 def default_state_dir(log_dir: str | os.PathLike[str]) -> Path:
@@ -49,8 +61,8 @@ class LocalStore(DuckAggregates, Store):
         self.log_dir = Path(log_dir)
         self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir(log_dir)
         self._state = SqliteState(self.state_dir)
-        self._files: dict[str, tuple[tuple[str, int, int], str, str]] = {}
-        self._windows: OrderedDict[tuple[Any, ...], str] = OrderedDict()
+        self._files: dict[str, tuple[tuple[str, int, int], str]] = {}
+        self._windows: OrderedDict[tuple[Any, ...], tuple[str, str, str]] = OrderedDict()
         self._names = itertools.count()
         self._report = ScanReport()
         self._skipped: dict[str, list[SkippedLine]] = {}
@@ -58,48 +70,59 @@ class LocalStore(DuckAggregates, Store):
             self._con.execute(_EMPTY_EVENTS)
 
     # ---- scanning -------------------------------------------------------------------------
-    def _file_table(self, log_file: LogFile) -> str:
+    def _file_source(self, log_file: LogFile) -> str:
+        """A relation (a table name or ``read_parquet(...)``) holding one file's parsed events."""
         signature = log_file.signature()
         cached = self._files.get(signature[0])
         if cached and cached[0] == signature:
             return cached[1]
-        if cached:
-            self._con.execute(f"DROP {cached[2]} IF EXISTS {cached[1]}")
-        table = f"_pw_file_{next(self._names)}"
+        if cached and not cached[1].startswith("read_parquet("):
+            self._con.execute(f"DROP TABLE IF EXISTS {cached[1]}")
         parquet = self._parsed_cache(log_file, signature)
+        skipped: list[SkippedLine] = []
         if parquet.exists():
-            self._con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({sql_string(str(parquet))})")
-            self._files[signature[0]] = (signature, table, "VIEW")
-            self._skipped[signature[0]] = []
-            return table
-        skipped = load_file(self._con, log_file, table)
-        if not skipped and time.time() - signature[2] / 1e9 > _SETTLED_SECONDS:
-            self._keep_parsed(table, parquet)
-        self._files[signature[0]] = (signature, table, "TABLE")
+            source = f"read_parquet({sql_string(str(parquet))})"
+        else:
+            table = f"_pw_file_{next(self._names)}"
+            partial = self._partial(parquet) if time.time() - signature[2] / 1e9 > _SETTLED_SECONDS else None
+            in_parquet, skipped = load_file(self._con, log_file, table, partial)
+            source = table
+            if partial is not None and in_parquet:
+                source = f"read_parquet({sql_string(str(self._publish(partial, parquet)))})"
+            self._quarantine(log_file, skipped)
+        self._files[signature[0]] = (signature, source)
         self._skipped[signature[0]] = skipped
-        self._quarantine(log_file, skipped)
-        return table
+        return source
 
     def _parsed_cache(self, log_file: LogFile, signature: tuple[str, int, int]) -> Path:
         """Where the parsed form of one version (size, mtime) of a log file is kept as Parquet."""
-        name = f"{log_file.path.parent.name}__{log_file.path.name}__{signature[1]}_{signature[2]}.parquet"
+        version = f"{signature[1]}_{signature[2]}_{_CACHE_FORMAT}"
+        name = f"{log_file.path.parent.name}__{log_file.path.name}__{version}.parquet"
         return self.state_dir / "parsed" / name
 
-    def _keep_parsed(self, table: str, target: Path) -> None:
-        """Write a settled file's parsed events as Parquet, so the next scans skip the JSON parsing.
-
-        Older versions of the same file are removed; a failure here only costs speed, never data.
-        """
+    def _partial(self, target: Path) -> Path | None:
+        """A private file to parse a settled log file into, or None when the state dir cannot take it."""
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            prefix = target.name.rsplit("__", 1)[0] + "__"
-            for old in target.parent.glob(prefix + "*.parquet"):
+        except OSError:
+            return None
+        return target.with_name(f".{target.name}.{os.getpid()}.tmp")
+
+    def _publish(self, partial: Path, target: Path) -> Path:
+        """Make a parsed file visible to every process, removing the older versions of the same log file.
+
+        Settled files are the only ones kept, so the next scans skip the JSON parsing of each day once
+        it is no longer written; a failure here only costs speed, never data.
+        """
+        prefix = target.name.rsplit("__", 1)[0] + "__"
+        for old in target.parent.glob(prefix + "*.parquet"):
+            if old != target:
                 old.unlink(missing_ok=True)
-            partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-            self._con.execute(f"COPY {table} TO {sql_string(str(partial))} (FORMAT parquet)")
+        try:
             partial.replace(target)
-        except (OSError, duckdb.Error):
-            return
+        except OSError:
+            return partial
+        return target
 
     def _quarantine(self, log_file: LogFile, skipped: list[SkippedLine]) -> None:
         """Keep a report of a file's bad lines under the state dir (rewritten on every scan)."""
@@ -120,6 +143,12 @@ class LocalStore(DuckAggregates, Store):
             return self._window_table(query.model, query.window)
 
     def _window_table(self, model: str, window: Window) -> str:
+        """A view of the window's predictions over the parsed files, built once per window and file versions.
+
+        Nothing the size of the window is materialised: only the rows to drop as repeated prediction
+        ids and the latest feedback label per prediction are kept, so memory follows the feedback,
+        not the predictions, and each aggregate reads just the columns it needs.
+        """
         files = discover(self.log_dir)
         days = {d.date() for d in window.days()}
         first_day = min(days)
@@ -128,52 +157,64 @@ class LocalStore(DuckAggregates, Store):
         key = (model, window, tuple(f.signature() for f in feedback_files))
         if key in self._windows:
             self._windows.move_to_end(key)
-            return self._windows[key]
-        tables = {f.path: self._file_table(f) for f in feedback_files}
+            return self._windows[key][0]
+        sources = {f.path: self._file_source(f) for f in feedback_files}
         self._report = ScanReport(skipped=[s for f in feedback_files for s in self._skipped.get(str(f.path), [])])
-        pred_union = " UNION ALL BY NAME ".join(f"SELECT * FROM {tables[f.path]}" for f in prediction_files) or (
-            "SELECT * FROM _pw_no_events"
+        pred_union = _union([sources[f.path] for f in prediction_files])
+        fb_union = _union([sources[f.path] for f in feedback_files])
+        n = next(self._names)
+        view, dups, feedback = f"_pw_window_{n}", f"_pw_dups_{n}", f"_pw_fb_{n}"
+        inside = (
+            f"dataset = 'ml.prediction' AND model = {sql_string(model)}"
+            f" AND ts >= {_timestamp(window.start)} AND ts < {_timestamp(window.end)}"
         )
-        fb_union = " UNION ALL BY NAME ".join(f"SELECT * FROM {tables[f.path]}" for f in feedback_files) or (
-            "SELECT * FROM _pw_no_events"
+        predictions = f"(SELECT * FROM ({pred_union}) WHERE {inside})"
+        # A prediction id seen twice counts once: the first by time, file and line stays.  Candidates
+        # come from the 64-bit hash stored at parse time, so the common case (no repeats) is one cheap pass.
+        self._con.execute(
+            f"""CREATE TABLE {dups} AS WITH p AS {predictions}
+            SELECT file, line_no FROM (
+                SELECT file, line_no,
+                       row_number() OVER (PARTITION BY pid ORDER BY ts, file, line_no) AS rn
+                FROM p WHERE pid_hash IN (SELECT pid_hash FROM p GROUP BY pid_hash HAVING count(*) > 1))
+            WHERE rn > 1"""
         )
-        table = f"_pw_window_{next(self._names)}"
+        self._con.execute(
+            f"""CREATE TABLE {feedback} AS SELECT pid, label AS fb_label FROM ({fb_union})
+            WHERE dataset = 'ml.feedback' AND (model = ? OR model IS NULL) AND label IS NOT NULL
+            QUALIFY row_number() OVER (PARTITION BY pid ORDER BY ts DESC, file DESC, line_no DESC) = 1""",
+            [model],
+        )
+        (repeated,) = self._con.execute(f"SELECT count(*) FROM {dups}").fetchone()
+        (labelled,) = self._con.execute(f"SELECT count(*) FROM {feedback}").fetchone()
+        joins = f" ANTI JOIN {dups} USING (file, line_no)" if repeated else ""
+        label = "CAST(NULL AS VARCHAR)"
+        if labelled:
+            joins += f" LEFT JOIN {feedback} USING (pid)"
+            label = "CAST(fb_label AS VARCHAR)"
         spread = sorted(
             {
                 name
-                for source in (*(tables[f.path] for f in prediction_files), "_pw_no_events")
-                for (name, *_rest) in self._con.execute(f"DESCRIBE {source}").fetchall()
+                for (name, *_rest) in self._con.execute(f"DESCRIBE SELECT * FROM ({pred_union})").fetchall()
                 if name.startswith((FEATURE_PREFIX, GROUP_PREFIX))
             }
         )
         extra = "".join(f", {quote(c)}" for c in spread)
         self._con.execute(
-            f"""CREATE TABLE {table} AS
-            WITH pred_all AS (SELECT * FROM ({pred_union}) WHERE dataset = 'ml.prediction' AND model = ?
-                              AND ts >= ? AND ts < ?),
-            pred AS (SELECT * FROM pred_all
-                     QUALIFY row_number() OVER (PARTITION BY pid ORDER BY ts, file, line_no) = 1),
-            fb AS (SELECT pid, label AS fb_label FROM ({fb_union})
-                   WHERE dataset = 'ml.feedback' AND (model = ? OR model IS NULL) AND label IS NOT NULL
-                   QUALIFY row_number() OVER (PARTITION BY pid ORDER BY ts DESC, file DESC, line_no DESC) = 1)
+            f"""CREATE VIEW {view} AS
             SELECT pid AS prediction_id, ts AS "timestamp", version AS model_version, entity AS entity_id,
                    outcome, error_type, error_message, score, latency AS latency_ms, rate AS sample_rate,
-                   1.0 / rate AS _w, CAST(prediction AS VARCHAR) AS prediction,
-                   CAST(fb_label AS VARCHAR) AS label{extra}
-            FROM pred LEFT JOIN fb USING (pid)""",
-            [model, window.start, window.end, model],
+                   1.0 / rate AS _w, CAST(prediction AS VARCHAR) AS prediction, {label} AS label{extra}
+            FROM {predictions}{joins}"""
         )
-        total = self._con.execute(
-            f"SELECT count(*) FROM ({pred_union}) WHERE dataset = 'ml.prediction' AND model = ? AND ts >= ? AND ts < ?",
-            [model, window.start, window.end],
-        ).fetchone()[0]
-        distinct = self._con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-        self._report.duplicates = int(total - distinct)
-        self._windows[key] = table
+        self._report.duplicates = int(repeated)
+        self._windows[key] = (view, dups, feedback)
         while len(self._windows) > _MAX_WINDOWS:
             _, old = self._windows.popitem(last=False)
-            self._con.execute(f"DROP TABLE IF EXISTS {old}")
-        return table
+            self._con.execute(f"DROP VIEW IF EXISTS {old[0]}")
+            for table in old[1:]:
+                self._con.execute(f"DROP TABLE IF EXISTS {table}")
+        return view
 
     def scan_report(self) -> ScanReport:
         return self._report

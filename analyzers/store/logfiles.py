@@ -86,14 +86,30 @@ def _raw_lines_python(path: Path) -> pd.DataFrame:
     return pd.DataFrame({"line_no": range(1, len(lines) + 1), "line": lines})
 
 
-def load_file(con: duckdb.DuckDBPyConnection, log_file: LogFile, table: str) -> list[SkippedLine]:
-    """Parse one file into ``table`` (one row per usable event); return the lines skipped and why.
+def load_file(
+    con: duckdb.DuckDBPyConnection, log_file: LogFile, table: str, parquet: Path | None = None
+) -> tuple[bool, list[SkippedLine]]:
+    """Parse one file (one row per usable event); return whether it went to ``parquet`` and the lines skipped.
 
     Clean files take DuckDB's typed JSON reader; a file it refuses (a bad line, a type conflict) is
-    read line by line so that every bad line is named and every good one kept.
+    read line by line so that every bad line is named and every good one kept.  With ``parquet``, a
+    file whose every line is usable is written there, streamed from the reader without being held in
+    memory; otherwise (bad lines, or the write failed) its events land in the table ``table``.
     """
-    if _load_typed(con, log_file, table):
-        return []
+    if _load_typed(con, log_file, f"PARQUET {parquet}" if parquet is not None else f"TABLE {table}"):
+        return parquet is not None, []
+    skipped = _load_exact(con, log_file, table)
+    if parquet is not None and not skipped:
+        try:
+            con.execute(f"COPY {table} TO {sql_string(str(parquet))} (FORMAT parquet)")
+        except duckdb.Error:
+            return False, skipped
+        con.execute(f"DROP TABLE {table}")
+        return True, skipped
+    return False, skipped
+
+
+def _load_exact(con: duckdb.DuckDBPyConnection, log_file: LogFile, table: str) -> list[SkippedLine]:
     skipped = _load_checked(con, log_file, f"{table}_objects")
     _spread(con, f"{table}_objects", table)
     con.execute(f"DROP TABLE {table}_objects")
@@ -162,7 +178,8 @@ def _load_checked(con: duckdb.DuckDBPyConnection, log_file: LogFile, table: str)
             CAST(? AS VARCHAR) AS file, line_no,
             CAST({text("ts")} AS TIMESTAMPTZ) AS ts,
             {text("dataset")} AS dataset, coalesce({text("outcome")}, 'success') AS outcome,
-            {text("pid")} AS pid, {text("model")} AS model, {text("version")} AS version,
+            {text("pid")} AS pid, hash({text("pid")}) AS pid_hash,
+            {text("model")} AS model, {text("version")} AS version,
             {text("entity")} AS entity, {json_text("prediction")} AS prediction,
             TRY_CAST({text("score")} AS DOUBLE) AS score, {json_text("label")} AS label,
             TRY_CAST({text("latency")} AS DOUBLE) AS latency,
@@ -229,8 +246,9 @@ def _children(dtype: duckdb.typing.DuckDBPyType) -> dict[str, duckdb.typing.Duck
     return dict(dtype.children) if _type_name(dtype) == "STRUCT" else {}
 
 
-def _load_typed(con: duckdb.DuckDBPyConnection, log_file: LogFile, table: str) -> bool:
-    """The fast path: DuckDB's typed newline-delimited JSON reader.  False when the file needs the exact path.
+def _load_typed(con: duckdb.DuckDBPyConnection, log_file: LogFile, target: str) -> bool:
+    """The fast path: DuckDB's typed newline-delimited JSON reader into ``target`` (``TABLE <name>`` or
+    ``PARQUET <path>``).  False when the file needs the exact path.
 
     The reader infers types from a sample of lines; a later line whose type conflicts, or a malformed
     line, makes it raise, and then the exact path takes the file.
@@ -308,6 +326,7 @@ def _load_typed(con: duckdb.DuckDBPyConnection, log_file: LogFile, table: str) -
         f"{text('event', 'dataset')} AS dataset",
         f"coalesce({text('event', 'outcome')}, 'success') AS outcome",
         f"{text('ml', 'prediction_id')} AS pid",
+        f"hash({text('ml', 'prediction_id')}) AS pid_hash",
         f"{text('ml', 'model', 'name')} AS model",
         f"{text('ml', 'model', 'version')} AS version",
         f"{text('ml', 'entity_id')} AS entity",
@@ -323,19 +342,32 @@ def _load_typed(con: duckdb.DuckDBPyConnection, log_file: LogFile, table: str) -
     # The reader already inferred every column's type; naming them spares a second inference pass.
     columns = ", ".join(f"{sql_string(name)}: {sql_string(str(dtype))}" for name, dtype in top.items())
     typed_source = source[:-1] + f", columns={{{columns}}})"
+    kind, name = target.split(" ", 1)
+    written = f"read_parquet({sql_string(name)})" if kind == "PARQUET" else name
+
+    def write(from_source: str) -> None:
+        body = f"SELECT {', '.join(select)} FROM {from_source}"
+        if kind == "PARQUET":
+            con.execute(f"COPY ({body}) TO {sql_string(name)} (FORMAT parquet)")
+        else:
+            con.execute(f"CREATE OR REPLACE TABLE {name} AS {body}")
+
     try:
         try:
-            con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT {', '.join(select)} FROM {typed_source}")
+            write(typed_source)
         except duckdb.Error:
-            con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT {', '.join(select)} FROM {source}")
+            write(source)
         invalid = con.execute(
-            f"""SELECT count(*) FROM {table} WHERE ts IS NULL OR pid IS NULL OR pid = ''
+            f"""SELECT count(*) FROM {written} WHERE ts IS NULL OR pid IS NULL OR pid = ''
                 OR dataset IS NULL OR dataset NOT IN ('ml.prediction', 'ml.feedback')
                 OR (dataset = 'ml.prediction' AND model IS NULL) OR rate <= 0 OR rate > 1"""
         ).fetchone()[0]
     except duckdb.Error:
         invalid = 1
     if invalid:
-        con.execute(f"DROP TABLE IF EXISTS {table}")
+        if kind == "PARQUET":
+            Path(name).unlink(missing_ok=True)
+        else:
+            con.execute(f"DROP TABLE IF EXISTS {name}")
         return False
     return True
