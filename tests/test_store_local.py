@@ -220,3 +220,51 @@ def test_reference_file_without_labels_has_no_labelled_rows(tmp_path: Path):
         q = Query("fraud", DAY1)
         assert ref.count(q.with_(has_label=True)) == 0
         assert ref.count(q.with_(has_label=False)) == 2
+
+
+def test_a_file_still_written_is_parsed_to_a_private_file_replaced_as_it_grows(logs: Path, tmp_path: Path):
+    state = tmp_path / "state"
+    live = state / "parsed" / "live"
+    with LocalStore(logs, state) as store:
+        assert store.count(Query("fraud", DAY1)) == 5
+        first = sorted(live.glob("*.parquet"))
+        assert len(first) == 3 and not list((state / "parsed").glob("*.parquet"))  # nothing settled is shared
+        day = logs / "fraud-api" / "predictions-2026-11-20.ndjson"
+        with open(day, "ab") as handle:
+            handle.write(orjson.dumps(prediction("late", "2026-11-20T23:00:00Z")) + b"\n")
+        assert store.count(Query("fraud", DAY1)) == 6
+        second = sorted(live.glob("*.parquet"))
+        assert len(second) == 3 and set(first) != set(second)  # the grown day's old parse is gone
+    assert not list(live.glob("*.parquet"))  # closing removes this process's own parses
+
+
+def test_parses_left_by_a_killed_process_are_swept(logs: Path, tmp_path: Path):
+    live = tmp_path / "state" / "parsed" / "live"
+    live.mkdir(parents=True)
+    child = multiprocessing.get_context("spawn").Process(target=int)
+    child.start()
+    child.join()
+    orphan = live / f"fraud-api__predictions-2026-11-20.ndjson__1_2_v2.{child.pid}.7.parquet"
+    orphan.write_bytes(b"")
+    partial = live / f".x.parquet.{child.pid}.tmp"
+    partial.write_bytes(b"")
+    with LocalStore(logs, tmp_path / "state") as store:
+        assert store.count(Query("fraud", DAY1)) == 5
+    assert not orphan.exists() and not partial.exists()
+
+
+def test_rows_sorted_slice_by_slice_stay_in_time_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from analyzers.store import duck
+
+    monkeypatch.setattr(duck, "_SLICE_ROWS", 1)  # every slice is as small as the chunk size allows
+    rng = np.random.default_rng(1)
+    hours = rng.integers(0, 24, 3000)
+    lines = [prediction(f"p{i}", f"2026-11-20T{h:02d}:{i % 60:02d}:00Z") for i, h in enumerate(hours)]
+    write(tmp_path / "logs" / "svc" / "predictions-2026-11-20.ndjson", lines)
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as s:
+        chunks = list(s.rows(Query("fraud", DAY1), columns=["timestamp", "prediction_id"], chunk_size=64))
+    assert [len(c) for c in chunks] == [64] * 46 + [3000 - 64 * 46]
+    stamps = [t for c in chunks for t in c["timestamp"]]
+    ids = [p for c in chunks for p in c["prediction_id"]]
+    assert len(set(ids)) == 3000
+    assert list(zip(stamps, ids, strict=True)) == sorted(zip(stamps, ids, strict=True))

@@ -48,6 +48,16 @@ def _timestamp(moment: datetime) -> str:
     return f"TIMESTAMPTZ {sql_string(moment.astimezone(timezone.utc).isoformat())}"
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def default_state_dir(log_dir: str | os.PathLike[str]) -> Path:
     """``.predwatch/`` beside the log directory, as DESIGN.md sets it."""
     return Path(log_dir).resolve().parent / ".predwatch"
@@ -68,31 +78,62 @@ class LocalStore(DuckAggregates, Store):
         self._skipped: dict[str, list[SkippedLine]] = {}
         with self._lock:
             self._con.execute(_EMPTY_EVENTS)
+        self._sweep_live()
 
     # ---- scanning -------------------------------------------------------------------------
     def _file_source(self, log_file: LogFile) -> str:
-        """A relation (a table name or ``read_parquet(...)``) holding one file's parsed events."""
+        """A relation (``read_parquet(...)``, or a table for a file with bad lines) of one file's parsed events.
+
+        A settled file is parsed once for every process into the shared cache; a file still being
+        written is parsed into this process's own Parquet file, replaced when the file grows, so that
+        neither is held in memory.
+        """
         signature = log_file.signature()
         cached = self._files.get(signature[0])
         if cached and cached[0] == signature:
             return cached[1]
-        if cached and not cached[1].startswith("read_parquet("):
-            self._con.execute(f"DROP TABLE IF EXISTS {cached[1]}")
+        if cached:
+            self._forget(cached[1])
         parquet = self._parsed_cache(log_file, signature)
         skipped: list[SkippedLine] = []
         if parquet.exists():
             source = f"read_parquet({sql_string(str(parquet))})"
         else:
+            settled = time.time() - signature[2] / 1e9 > _SETTLED_SECONDS
+            own = f"{parquet.stem}.{os.getpid()}.{next(self._names)}.parquet"
+            target = parquet if settled else self._live_dir() / own
+            partial = self._partial(target)
             table = f"_pw_file_{next(self._names)}"
-            partial = self._partial(parquet) if time.time() - signature[2] / 1e9 > _SETTLED_SECONDS else None
             in_parquet, skipped = load_file(self._con, log_file, table, partial)
             source = table
             if partial is not None and in_parquet:
-                source = f"read_parquet({sql_string(str(self._publish(partial, parquet)))})"
+                written = self._publish(partial, parquet) if settled else partial.replace(target)
+                source = f"read_parquet({sql_string(str(written))})"
             self._quarantine(log_file, skipped)
         self._files[signature[0]] = (signature, source)
         self._skipped[signature[0]] = skipped
         return source
+
+    def _live_dir(self) -> Path:
+        return self.state_dir / "parsed" / "live"
+
+    def _forget(self, source: str) -> None:
+        """Release a replaced parse: drop its table, or delete it when it is this process's own file."""
+        if not source.startswith("read_parquet("):
+            self._con.execute(f"DROP TABLE IF EXISTS {source}")
+            return
+        path = Path(source[len("read_parquet('") : -len("')")].replace("''", "'"))
+        if path.parent == self._live_dir():
+            path.unlink(missing_ok=True)
+
+    def _sweep_live(self) -> None:
+        """Delete the live parses and partial files left by processes that are gone (killed before they could)."""
+        leftovers = [(p, p.name.rsplit(".", 3)[-3]) for p in self._live_dir().glob("*.parquet")]
+        for folder in (self.state_dir / "parsed", self._live_dir()):
+            leftovers += [(p, p.name.rsplit(".", 2)[-2]) for p in folder.glob(".*.tmp")]
+        for path, owner in leftovers:
+            if owner.isdigit() and not _alive(int(owner)):
+                path.unlink(missing_ok=True)
 
     def _parsed_cache(self, log_file: LogFile, signature: tuple[str, int, int]) -> Path:
         """Where the parsed form of one version (size, mtime) of a log file is kept as Parquet."""
@@ -101,7 +142,7 @@ class LocalStore(DuckAggregates, Store):
         return self.state_dir / "parsed" / name
 
     def _partial(self, target: Path) -> Path | None:
-        """A private file to parse a settled log file into, or None when the state dir cannot take it."""
+        """A private file to parse a log file into before it is renamed, or None when the state dir cannot take it."""
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
         except OSError:
@@ -241,5 +282,9 @@ class LocalStore(DuckAggregates, Store):
         return self._state.list_state(prefix)
 
     def close(self) -> None:
+        with self._lock:
+            for _signature, source in self._files.values():
+                self._forget(source)
+            self._files.clear()
         self._state.close()
         super().close()
