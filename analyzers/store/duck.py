@@ -12,7 +12,7 @@ written once, here.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -26,6 +26,7 @@ from analyzers.store.base import ROW_COLUMNS, ColumnInfo, Histogram, NumericSumm
 from logshipper.schema import FEATURE_PREFIX, GROUP_PREFIX
 
 NUMERIC_COLUMNS = ("score", "latency_ms", "sample_rate")
+_BATCH_ROWS = 131_072  # rows per Arrow batch when a pass over the window is binned in Python
 _SLICE_ROWS = 200_000  # rows() sorts at most about this many rows at a time (or one hour, when it holds more)
 JSON_COLUMNS = ("prediction", "label")
 
@@ -42,6 +43,13 @@ def _decode_categorical(column: pd.Series) -> pd.Series:
     table[:-1] = [decode(u) for u in uniques]
     table[-1] = None  # code -1: null
     return pd.Series(table[codes], index=column.index, dtype=object)
+
+
+def _edges(edges: Sequence[float]) -> np.ndarray:
+    out = np.asarray(edges, dtype=float)
+    if out.ndim != 1 or len(out) < 2 or np.any(np.diff(out) < 0):
+        raise ValueError("histogram edges must be at least two ascending numbers")
+    return out
 
 
 def decode(text: Any) -> Any:
@@ -161,17 +169,32 @@ class DuckAggregates:
         return float(self._fetch(f"SELECT coalesce(sum(_w), 0) {source}", params)[0][0])
 
     def numeric_summary(self, query: Query, column: str) -> NumericSummary:
+        return self.numeric_summaries(query, [column])[column]
+
+    def numeric_summaries(self, query: Query, columns: Sequence[str]) -> dict[str, NumericSummary]:
+        """Every column's summary in one pass over the window."""
+        if not columns:
+            return {}
         source, params, cols = self._source(query)
-        x = self._num(column, cols)
-        sql = (
-            f"SELECT sum(CASE WHEN v IS NOT NULL THEN _w ELSE 0 END), sum(CASE WHEN v IS NULL THEN _w ELSE 0 END),"
-            f" sum(_w * v) / nullif(sum(CASE WHEN v IS NOT NULL THEN _w END), 0),"
-            f" sum(_w * v * v) / nullif(sum(CASE WHEN v IS NOT NULL THEN _w END), 0), min(v), max(v)"
-            f" FROM (SELECT {x} AS v, _w {source})"
-        )
-        n, missing, mean, mean_sq, lo, hi = self._fetch(sql, params)[0]
-        std = None if mean is None else float(np.sqrt(max(mean_sq - mean * mean, 0.0)))
-        return NumericSummary(float(n or 0), float(missing or 0), mean, std, lo, hi)
+        parts = []
+        for i in range(len(columns)):
+            v, present = f"v{i}", f"CASE WHEN v{i} IS NOT NULL THEN _w END"
+            parts += [
+                f"coalesce(sum({present}), 0)",
+                f"coalesce(sum(CASE WHEN {v} IS NULL THEN _w END), 0)",
+                f"sum(_w * {v}) / nullif(sum({present}), 0)",
+                f"sum(_w * {v} * {v}) / nullif(sum({present}), 0)",
+                f"min({v})",
+                f"max({v})",
+            ]
+        inner = ", ".join(f"{self._num(c, cols)} AS v{i}" for i, c in enumerate(columns))
+        row = self._fetch(f"SELECT {', '.join(parts)} FROM (SELECT {inner}, _w {source})", params)[0]
+        out = {}
+        for i, column in enumerate(columns):
+            n, missing, mean, mean_sq, lo, hi = row[6 * i : 6 * i + 6]
+            std = None if mean is None else float(np.sqrt(max(mean_sq - mean * mean, 0.0)))
+            out[column] = NumericSummary(float(n), float(missing), mean, std, lo, hi)
+        return out
 
     def category_counts(self, query: Query, column: str) -> dict[Any, float]:
         source, params, cols = self._source(query)
@@ -187,36 +210,41 @@ class DuckAggregates:
         return out
 
     def histogram(self, query: Query, column: str, edges: Sequence[float]) -> Histogram:
-        edges_arr = np.asarray(edges, dtype=float)
-        if edges_arr.ndim != 1 or len(edges_arr) < 2 or np.any(np.diff(edges_arr) < 0):
-            raise ValueError("histogram edges must be at least two ascending numbers")
+        return self.histograms(query, {column: edges})[column]
+
+    def histograms(self, query: Query, edges: Mapping[str, Sequence[float]]) -> dict[str, Histogram]:
+        """Every column's histogram in one streamed pass: values arrive in Arrow batches and are binned
+        with numpy, so memory holds one batch whatever the window's size."""
+        bins = {column: _edges(e) for column, e in edges.items()}
+        if not bins:
+            return {}
         source, params, cols = self._source(query)
-        x = self._num(column, cols)
-        lo, hi = float(edges_arr[0]), float(edges_arr[-1])
-        outside = (
-            f"SELECT sum(CASE WHEN v IS NULL THEN _w ELSE 0 END), sum(CASE WHEN v < ? THEN _w ELSE 0 END),"
-            f" sum(CASE WHEN v >= ? THEN _w ELSE 0 END) FROM (SELECT {x} AS v, _w {source})"
-        )
-        missing, under, over = self._fetch(outside, [lo, hi, *params])[0]
-        counts = np.zeros(len(edges_arr) - 1)
+        names = list(bins)
+        counts = {c: np.zeros(len(bins[c]) - 1) for c in names}
+        under, over, missing = dict.fromkeys(names, 0.0), dict.fromkeys(names, 0.0), dict.fromkeys(names, 0.0)
+        inner = ", ".join(f"{self._num(c, cols)} AS v{i}" for i, c in enumerate(names))
         with self._lock:
-            # The last bin of each run of equal edges takes the values, so zero-width bins stay empty.
-            starts = pd.DataFrame({"i": np.arange(len(edges_arr) - 1), "lo": edges_arr[:-1]})
-            starts = starts.drop_duplicates("lo", keep="last")
-            self._con.register("_pw_edges", starts)
-            try:
-                rows = self._con.execute(
-                    f"SELECT e.i, sum(v._w) FROM (SELECT {x} AS v, _w {source}) v"
-                    f" ASOF JOIN _pw_edges e ON v.v >= e.lo WHERE v.v >= ? AND v.v < ? GROUP BY e.i",
-                    [*params, lo, hi],
-                ).fetchall()
-            except duckdb.Error as exc:
-                raise StoreError(f"histogram failed: {exc}") from exc
-            finally:
-                self._con.unregister("_pw_edges")
-        for i, weight in rows:
-            counts[int(i)] = float(weight)
-        return Histogram(edges_arr, counts, float(under or 0), float(over or 0), float(missing or 0))
+            cursor = self._con.cursor()
+        try:
+            reader = cursor.sql(f"SELECT {inner}, _w {source}", params=params).to_arrow_reader(_BATCH_ROWS)
+            for batch in reader:
+                weight = batch.column(len(names)).to_numpy(zero_copy_only=False)
+                for i, column in enumerate(names):
+                    x = batch.column(i).to_numpy(zero_copy_only=False).astype(float)
+                    e = bins[column]
+                    absent = np.isnan(x)
+                    missing[column] += float(weight[absent].sum())
+                    under[column] += float(weight[x < e[0]].sum())
+                    over[column] += float(weight[x >= e[-1]].sum())
+                    inside = (x >= e[0]) & (x < e[-1])
+                    # The last bin of each run of equal edges takes the values, so zero-width bins stay empty.
+                    index = np.searchsorted(e[:-1], x[inside], side="right") - 1
+                    counts[column] += np.bincount(index, weights=weight[inside], minlength=len(e) - 1)
+        except duckdb.Error as exc:
+            raise StoreError(f"histogram failed: {exc}") from exc
+        finally:
+            cursor.close()
+        return {c: Histogram(bins[c], counts[c], under[c], over[c], missing[c]) for c in names}
 
     def quantiles(self, query: Query, column: str, qs: Sequence[float]) -> list[float | None]:
         if any(not 0.0 <= q <= 1.0 for q in qs):
