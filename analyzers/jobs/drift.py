@@ -7,10 +7,11 @@ count; the label column compares labelled predictions only (feedback coverage is
 Numeric columns are binned on the reference's percentiles (see :mod:`analyzers.stats.binning`),
 estimated from one uniform sample of ``config.sample_size`` reference rows for all columns (exact
 when the reference is smaller; the bins only need to be fixed before counting, not to be exact
-percentiles), and both windows are counted exactly with ``store.histogram``, so memory grows with
-the bins and the bounded sample, not the rows.  When both windows hold at most
-``config.sample_size`` unweighted rows, their values are read whole and KS and Wasserstein are
-computed exactly.  Categorical columns use ``store.category_counts``.
+percentiles), and both windows are counted exactly with ``store.histograms`` (summaries with
+``store.numeric_summaries``): one call per side for all numeric columns, which a store can answer in
+one pass, so memory grows with the bins and the bounded sample, not the rows.  When both windows
+hold at most ``config.sample_size`` unweighted rows, their values are read whole and KS and
+Wasserstein are computed exactly.  Categorical columns use ``store.category_counts``.
 Every p-value of the run (distribution and missing-rate tests) is corrected together; a column
 drifts when its adjusted p-value is below ``alpha`` and its effect size exceeds its threshold (see
 :mod:`analyzers.stats.drift`).
@@ -40,7 +41,7 @@ from analyzers.stats.drift import (
     spread,
 )
 from analyzers.store import open_reference_file
-from analyzers.store.base import ColumnInfo, Query, Store
+from analyzers.store.base import ColumnInfo, Histogram, NumericSummary, Query, Store
 from analyzers.timeutil import Window
 from logshipper.schema import FEATURE_PREFIX
 
@@ -124,16 +125,17 @@ def _compare(
     if cur.n <= config.sample_size:
         cur.load_values(numeric, config.sample_size)
     exact = ref.complete and cur.complete
+    numeric_results = _numeric_columns(numeric, ref, cur, config, exact)
     results: list[ColumnDrift] = []
     for column, kind in columns.items():
-        override = _override(config, column)
         if column == "label":
-            result = _compare_label(ref, cur, kind, override, config)
+            result = _compare_label(ref, cur, kind, config)
             if result is not None:
                 results.append(result)
-            continue
-        compare = _numeric if kind == "numeric" else _categorical
-        results.append(compare(column, ref, cur, override, exact))
+        elif kind == "numeric":
+            results.append(numeric_results[column])
+        else:
+            results.append(_categorical(column, ref, cur, _override(config, column)))
     verdict = decide(results, config.alpha, config.correction, config.drift_share, config.missing_threshold)
     signals = [_signal(r, config) for r in results if r.drifted]
     metrics = {
@@ -182,63 +184,94 @@ def _override(config: DriftConfig, column: str) -> FeatureOverride | None:
     return config.features.get(display_name(column)) or config.features.get(column)
 
 
-def _numeric(
-    column: str, ref: _Side, cur: _Side, override: FeatureOverride | None, exact: bool, missing: bool = True
-) -> ColumnDrift:
-    name = display_name(column)
-    levels = quantile_levels(N_BINS)
-    ref_summary = ref.store.numeric_summary(ref.query, column)
-    cur_summary = cur.store.numeric_summary(cur.query, column)
-    quantiles = ref.sample_quantiles(column, levels) or ref.store.quantiles(ref.query, column, levels)
-    if quantiles[0] is not None:  # the sample's extremes widened to the reference's own
-        quantiles[0], quantiles[-1] = min(quantiles[0], ref_summary.min), max(quantiles[-1], ref_summary.max)
-    missing_test = (
-        missing_rate_test(
-            ref_summary.missing,
-            ref_summary.count + ref_summary.missing,
-            cur_summary.missing,
-            cur_summary.count + cur_summary.missing,
+class _Bins:
+    """A numeric column's bins, fixed from the reference before either side is counted."""
+
+    def __init__(self, quantiles: list[float], discrete: bool) -> None:
+        self.discrete = discrete
+        self.fine = fine_edges(quantiles)
+        self.coarse = quantile_edges(quantiles[:: N_BINS // N_COARSE], outer=False)
+
+
+def _numeric_columns(
+    columns: list[str], ref: _Side, cur: _Side, config: DriftConfig, exact: bool, missing: bool = True
+) -> dict[str, ColumnDrift]:
+    """Every numeric column compared, with one batched summary and one batched histogram call per side.
+
+    The bins of all columns are fixed first (from the reference sample and summaries), so each side's
+    counts come from a single :meth:`Store.histograms` call instead of one scan per column.
+    """
+    if not columns:
+        return {}
+    ref_summaries = ref.store.numeric_summaries(ref.query, columns)
+    cur_summaries = cur.store.numeric_summaries(cur.query, columns)
+    bins = {c: _bins(c, ref, ref_summaries[c], cur_summaries[c]) for c in columns}
+    samples = {
+        c: (_floats(ref.values[c]), _floats(cur.values[c]))
+        for c, b in bins.items()
+        if b is not None and exact and ref.values is not None and cur.values is not None
+    }
+    counted = {c: b.fine for c, b in bins.items() if b is not None and c not in samples}
+    ref_hists = ref.store.histograms(ref.query, counted) if counted else {}
+    cur_hists = cur.store.histograms(cur.query, counted) if counted else {}
+    out: dict[str, ColumnDrift] = {}
+    for column in columns:
+        ref_summary, cur_summary, column_bins = ref_summaries[column], cur_summaries[column], bins[column]
+        name = display_name(column)
+        missing_test = (
+            missing_rate_test(
+                ref_summary.missing,
+                ref_summary.count + ref_summary.missing,
+                cur_summary.missing,
+                cur_summary.count + cur_summary.missing,
+            )
+            if missing
+            else None
         )
-        if missing
-        else None
-    )
+        if column_bins is None:
+            out[column] = _untestable(name, "numeric", ref_summary.count, cur_summary.count, missing_test)
+            continue
+        pair = samples.get(column)
+        if pair is not None:
+            ref_fine, cur_fine = bin_counts(pair[0], column_bins.fine), bin_counts(pair[1], column_bins.fine)
+        else:
+            ref_fine, cur_fine = _full(ref_hists[column]), _full(cur_hists[column])
+        override = _override(config, column)
+        result = numeric_drift(
+            name,
+            ref_fine,
+            cur_fine,
+            column_bins.fine,
+            merge_bins(column_bins.fine, ref_fine, column_bins.coarse),
+            merge_bins(column_bins.fine, cur_fine, column_bins.coarse),
+            min(ref_summary.min, cur_summary.min),
+            max(ref_summary.max, cur_summary.max),
+            spread(ref_summary.std, cur_summary.std, ref_summary.mean),
+            resolve_method("numeric", column_bins.discrete, override.method if override else None),
+            override.threshold if override else None,
+            discrete=column_bins.discrete,
+            samples=pair,
+        )
+        result.missing = missing_test
+        result.extra.update(mean_ref=ref_summary.mean, mean_cur=cur_summary.mean, std_ref=ref_summary.std)
+        result.extra["std_cur"] = cur_summary.std
+        out[column] = result
+    return out
+
+
+def _bins(column: str, ref: _Side, ref_summary: NumericSummary, cur_summary: NumericSummary) -> _Bins | None:
+    """The column's bins from the reference's percentiles, ``None`` when either side has no values."""
+    levels = quantile_levels(N_BINS)
+    quantiles = ref.sample_quantiles(column, levels) or ref.store.quantiles(ref.query, column, levels)
     if quantiles[0] is None or cur_summary.count <= 0:
-        return _untestable(name, "numeric", ref_summary.count, cur_summary.count, missing_test)
-    discrete = is_discrete(quantiles)
-    method = resolve_method("numeric", discrete, override.method if override else None)
-    fine = fine_edges(quantiles)
-    coarse = quantile_edges(quantiles[:: N_BINS // N_COARSE], outer=False)
-    samples = None
-    if exact and ref.values is not None and cur.values is not None:
-        samples = (_floats(ref.values[column]), _floats(cur.values[column]))
-        ref_fine, cur_fine = bin_counts(samples[0], fine), bin_counts(samples[1], fine)
-    else:
-        ref_fine, cur_fine = _histogram(ref, column, fine), _histogram(cur, column, fine)
-    low = min(ref_summary.min, cur_summary.min)
-    high = max(ref_summary.max, cur_summary.max)
-    result = numeric_drift(
-        name,
-        ref_fine,
-        cur_fine,
-        fine,
-        merge_bins(fine, ref_fine, coarse),
-        merge_bins(fine, cur_fine, coarse),
-        low,
-        high,
-        spread(ref_summary.std, cur_summary.std, ref_summary.mean),
-        method,
-        override.threshold if override else None,
-        discrete=discrete,
-        samples=samples,
-    )
-    result.missing = missing_test
-    result.extra.update(mean_ref=ref_summary.mean, mean_cur=cur_summary.mean, std_ref=ref_summary.std)
-    result.extra["std_cur"] = cur_summary.std
-    return result
+        return None
+    # The sample's extremes widened to the reference's own.
+    quantiles[0], quantiles[-1] = min(quantiles[0], ref_summary.min), max(quantiles[-1], ref_summary.max)
+    return _Bins(quantiles, is_discrete(quantiles))
 
 
 def _categorical(
-    column: str, ref: _Side, cur: _Side, override: FeatureOverride | None, exact: bool, missing: bool = True
+    column: str, ref: _Side, cur: _Side, override: FeatureOverride | None, missing: bool = True
 ) -> ColumnDrift:
     name = display_name(column)
     ref_counts = ref.store.category_counts(ref.query, column)
@@ -260,20 +293,19 @@ def _categorical(
     return result
 
 
-def _compare_label(
-    ref: _Side, cur: _Side, kind: str, override: FeatureOverride | None, config: DriftConfig
-) -> ColumnDrift | None:
+def _compare_label(ref: _Side, cur: _Side, kind: str, config: DriftConfig) -> ColumnDrift | None:
     """The label over labelled predictions only, when both windows have ``min_rows`` of them."""
     labelled_ref = _Side(ref.store, ref.query.with_(has_label=True))
     labelled_cur = _Side(cur.store, cur.query.with_(has_label=True))
     if min(labelled_ref.n, labelled_cur.n) < max(config.min_rows, 1):
         return None
-    compare = _numeric if kind == "numeric" else _categorical
-    return compare("label", labelled_ref, labelled_cur, override, False, missing=False)
+    if kind == "numeric":
+        return _numeric_columns(["label"], labelled_ref, labelled_cur, config, False, missing=False)["label"]
+    return _categorical("label", labelled_ref, labelled_cur, _override(config, "label"), missing=False)
 
 
-def _histogram(side: _Side, column: str, edges: np.ndarray) -> np.ndarray:
-    hist = side.store.histogram(side.query, column, edges)
+def _full(hist: Histogram) -> np.ndarray:
+    """A store histogram as the full count vector ``[underflow, counts..., overflow]``."""
     return np.concatenate([[hist.underflow], hist.counts, [hist.overflow]])
 
 

@@ -175,6 +175,20 @@ class Store(ABC):
     def histogram(self, query: Query, column: str, edges: Sequence[float]) -> Histogram:
         """Weighted counts of a numeric column over the given bin edges (ascending)."""
 
+    def numeric_summaries(self, query: Query, columns: Sequence[str]) -> dict[str, NumericSummary]:
+        """:meth:`numeric_summary` of each column, for jobs that need many; an adapter may answer in one pass.
+
+        This default asks once per column.
+        """
+        return {column: self.numeric_summary(query, column) for column in columns}
+
+    def histograms(self, query: Query, edges: Mapping[str, Sequence[float]]) -> dict[str, Histogram]:
+        """:meth:`histogram` of each column over its own edges; an adapter may answer in one pass.
+
+        This default asks once per column.
+        """
+        return {column: self.histogram(query, column, column_edges) for column, column_edges in edges.items()}
+
     @abstractmethod
     def quantiles(self, query: Query, column: str, qs: Sequence[float]) -> list[float | None]:
         """Quantiles (each in [0, 1]) of a numeric column, ``None`` when it has no values.
