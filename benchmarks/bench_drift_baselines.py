@@ -18,6 +18,14 @@ import pandas as pd
 
 
 def rss_peak_mib() -> float:
+    """Peak resident memory in MiB: Linux's ``VmHWM``, else ``ru_maxrss`` (which carries over the parent's peak)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
