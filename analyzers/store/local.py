@@ -211,13 +211,13 @@ class LocalStore(DuckAggregates, Store):
         )
         predictions = f"(SELECT * FROM ({pred_union}) WHERE {inside})"
         # A prediction id seen twice counts once: the first by time, file and line stays.  Candidates
-        # come from the 64-bit hash stored at parse time, so the common case (no repeats) is one cheap pass.
+        # come from the 64-bit hash stored at parse time, so the common case (no repeats) costs a pass
+        # over one integer column; the predictions are read twice rather than held as a shared CTE.
         self._con.execute(
-            f"""CREATE TABLE {dups} AS WITH p AS {predictions}
-            SELECT file, line_no FROM (
-                SELECT file, line_no,
-                       row_number() OVER (PARTITION BY pid ORDER BY ts, file, line_no) AS rn
-                FROM p WHERE pid_hash IN (SELECT pid_hash FROM p GROUP BY pid_hash HAVING count(*) > 1))
+            f"""CREATE TABLE {dups} AS SELECT file, line_no FROM (
+                SELECT file, line_no, row_number() OVER (PARTITION BY pid ORDER BY ts, file, line_no) AS rn
+                FROM {predictions}
+                WHERE pid_hash IN (SELECT pid_hash FROM {predictions} GROUP BY pid_hash HAVING count(*) > 1))
             WHERE rn > 1"""
         )
         self._con.execute(
