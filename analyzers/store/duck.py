@@ -21,6 +21,7 @@ import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from analyzers.store.base import ROW_COLUMNS, ColumnInfo, Histogram, NumericSummary, Query, StoreError
 from logshipper.schema import FEATURE_PREFIX, GROUP_PREFIX
@@ -36,13 +37,26 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _decode_categorical(column: pd.Series) -> pd.Series:
-    """JSON-text cells to Python values (object dtype, nulls as None), decoding each distinct value once."""
-    codes, uniques = pd.factorize(column, use_na_sentinel=True)
-    table = np.empty(len(uniques) + 1, dtype=object)
-    table[:-1] = [decode(u) for u in uniques]
-    table[-1] = None  # code -1: null
-    return pd.Series(table[codes], index=column.index, dtype=object)
+def _numeric(column: pa.ChunkedArray) -> np.ndarray:
+    """A numeric column as float64 (nulls and text that is not a number as NaN)."""
+    if pa.types.is_null(column.type):
+        return np.full(len(column), np.nan)
+    try:
+        return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pd.to_numeric(column.to_pandas(), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def _categorical(column: pa.ChunkedArray) -> pd.Series:
+    """JSON-text cells to Python values (object dtype, nulls as None), each distinct value decoded once."""
+    if pa.types.is_null(column.type):
+        return pd.Series(np.full(len(column), None, dtype=object), dtype=object)
+    encoded = pc.dictionary_encode(column.combine_chunks())
+    values = np.empty(len(encoded.dictionary) + 1, dtype=object)
+    values[:-1] = [decode(v) for v in encoded.dictionary.to_pylist()]
+    values[-1] = None
+    codes = pc.fill_null(encoded.indices, len(encoded.dictionary)).to_numpy(zero_copy_only=False)
+    return pd.Series(values[codes], dtype=object)
 
 
 def _edges(edges: Sequence[float]) -> np.ndarray:
@@ -319,15 +333,18 @@ class DuckAggregates:
         dynamic = sorted(c for c in cols if c.startswith((FEATURE_PREFIX, GROUP_PREFIX)))
         return fixed + dynamic
 
-    def _decode_frame(self, frame: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
+    @staticmethod
+    def _frame(table: pa.Table, kinds: dict[str, str]) -> pd.DataFrame:
+        """An Arrow result as rows() and sample() promise it: JSON-text cells decoded, times in UTC."""
+        columns: dict[str, Any] = {}
+        for name, column in zip(table.column_names, table.columns, strict=True):
+            if name in JSON_COLUMNS or name.startswith((FEATURE_PREFIX, GROUP_PREFIX)):
+                columns[name] = _numeric(column) if kinds.get(name) == "numeric" else _categorical(column)
+            else:
+                columns[name] = column.to_pandas()
+        frame = pd.DataFrame(columns, index=pd.RangeIndex(table.num_rows))
         if "timestamp" in frame.columns and isinstance(frame["timestamp"].dtype, pd.DatetimeTZDtype):
             frame["timestamp"] = frame["timestamp"].dt.tz_convert("UTC")
-        for c in frame.columns:
-            if c in JSON_COLUMNS or c.startswith((FEATURE_PREFIX, GROUP_PREFIX)):
-                if kinds.get(c) == "numeric":
-                    frame[c] = pd.to_numeric(frame[c], errors="coerce").astype(float)
-                else:
-                    frame[c] = _decode_categorical(frame[c])
         return frame
 
     def _select_sql(self, columns: list[str], cols: set[str]) -> str:
@@ -355,11 +372,11 @@ class DuckAggregates:
                     held += batch.num_rows
                     while held >= chunk_size:
                         table = pa.Table.from_batches(pending)
-                        yield self._decode_frame(table.slice(0, chunk_size).to_pandas(), kinds)
+                        yield self._frame(table.slice(0, chunk_size), kinds)
                         rest = table.slice(chunk_size)
                         pending, held = rest.to_batches(), rest.num_rows
             if held:
-                yield self._decode_frame(pa.Table.from_batches(pending).to_pandas(), kinds)
+                yield self._frame(pa.Table.from_batches(pending), kinds)
         except duckdb.Error as exc:
             raise StoreError(f"reading rows failed: {exc}") from exc
         finally:
@@ -402,7 +419,7 @@ class DuckAggregates:
                 table = self._con.sql(sql, params=[*params, *params, salt, int(n), salt, int(n)]).to_arrow_table()
             except duckdb.Error as exc:
                 raise StoreError(f"sample failed: {exc}") from exc
-        return self._decode_frame(table.to_pandas(), kinds)
+        return self._frame(table, kinds)
 
     def close(self) -> None:
         with self._lock:
