@@ -4,6 +4,7 @@ the Parquet cache, concurrent processes, reference files; what every store does 
 from __future__ import annotations
 
 import gzip
+import itertools
 import multiprocessing
 from pathlib import Path
 
@@ -268,3 +269,31 @@ def test_rows_sorted_slice_by_slice_stay_in_time_order(tmp_path: Path, monkeypat
     ids = [p for c in chunks for p in c["prediction_id"]]
     assert len(set(ids)) == 3000
     assert list(zip(stamps, ids, strict=True)) == sorted(zip(stamps, ids, strict=True))
+
+
+@pytest.mark.parametrize("sampled", [False, True])
+def test_histograms_of_many_columns_in_batches_match_numpy(tmp_path: Path, monkeypatch, sampled: bool):
+    from analyzers.store import duck
+
+    monkeypatch.setattr(duck, "_BATCH_ROWS", 97)  # many batches, some mixing sample rates
+    rng = np.random.default_rng(2)
+    amounts = np.round(rng.normal(0, 2, 1000), 1)
+    rates = np.where(rng.random(1000) < 0.3, 0.25, 1.0) if sampled else np.ones(1000)
+    lines = []
+    for i, (amount, rate) in enumerate(zip(amounts, rates, strict=True)):
+        event = prediction(f"p{i}", f"2026-11-20T{i % 24:02d}:00:00Z", amount=None if i % 50 == 0 else float(amount))
+        event["ml"]["sample_rate"] = float(rate)
+        lines.append(event)
+    write(tmp_path / "logs" / "svc" / "predictions-2026-11-20.ndjson", lines)
+    edges = [-3.0, -1.0, 0.0, 0.0, 0.5, 2.0]  # a zero-width bin stays empty
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as s:
+        found = s.histograms(Query("fraud", DAY1), {"features.amount": edges, "score": [0.0, 1.0]})
+    weights = 1 / rates
+    present = np.arange(1000) % 50 != 0
+    x, w = amounts[present], weights[present]
+    hist = found["features.amount"]
+    expected = [w[(x >= lo) & (x < hi)].sum() if lo < hi else 0.0 for lo, hi in itertools.pairwise(edges)]
+    assert hist.counts == pytest.approx(expected)
+    assert hist.underflow == pytest.approx(w[x < -3].sum()) and hist.overflow == pytest.approx(w[x >= 2].sum())
+    assert hist.missing == pytest.approx(weights[~present].sum())
+    assert found["score"].counts == pytest.approx([weights.sum()])

@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from analyzers.stats.binning import bin_counts
 from analyzers.store.base import ROW_COLUMNS, ColumnInfo, Histogram, NumericSummary, Query, StoreError
 from logshipper.schema import FEATURE_PREFIX, GROUP_PREFIX
 
@@ -228,14 +229,14 @@ class DuckAggregates:
 
     def histograms(self, query: Query, edges: Mapping[str, Sequence[float]]) -> dict[str, Histogram]:
         """Every column's histogram in one streamed pass: values arrive in Arrow batches and are binned
-        with numpy, so memory holds one batch whatever the window's size."""
+        with numpy (``bin_counts``), so memory holds one batch whatever the window's size."""
         bins = {column: _edges(e) for column, e in edges.items()}
         if not bins:
             return {}
         source, params, cols = self._source(query)
         names = list(bins)
-        counts = {c: np.zeros(len(bins[c]) - 1) for c in names}
-        under, over, missing = dict.fromkeys(names, 0.0), dict.fromkeys(names, 0.0), dict.fromkeys(names, 0.0)
+        full = {c: np.zeros(len(bins[c]) + 1) for c in names}  # [underflow, counts..., overflow]
+        missing = dict.fromkeys(names, 0.0)
         inner = ", ".join(f"{self._num(c, cols)} AS v{i}" for i, c in enumerate(names))
         with self._lock:
             cursor = self._con.cursor()
@@ -243,22 +244,17 @@ class DuckAggregates:
             reader = cursor.sql(f"SELECT {inner}, _w {source}", params=params).to_arrow_reader(_BATCH_ROWS)
             for batch in reader:
                 weight = batch.column(len(names)).to_numpy(zero_copy_only=False)
+                unweighted = bool(np.all(weight == 1.0))
                 for i, column in enumerate(names):
                     x = batch.column(i).to_numpy(zero_copy_only=False).astype(float)
-                    e = bins[column]
                     absent = np.isnan(x)
                     missing[column] += float(weight[absent].sum())
-                    under[column] += float(weight[x < e[0]].sum())
-                    over[column] += float(weight[x >= e[-1]].sum())
-                    inside = (x >= e[0]) & (x < e[-1])
-                    # The last bin of each run of equal edges takes the values, so zero-width bins stay empty.
-                    index = np.searchsorted(e[:-1], x[inside], side="right") - 1
-                    counts[column] += np.bincount(index, weights=weight[inside], minlength=len(e) - 1)
+                    full[column] += bin_counts(x, bins[column], None if unweighted else weight)
         except duckdb.Error as exc:
             raise StoreError(f"histogram failed: {exc}") from exc
         finally:
             cursor.close()
-        return {c: Histogram(bins[c], counts[c], under[c], over[c], missing[c]) for c in names}
+        return {c: Histogram(bins[c], full[c][1:-1], full[c][0], full[c][-1], missing[c]) for c in names}
 
     def quantiles(self, query: Query, column: str, qs: Sequence[float]) -> list[float | None]:
         if any(not 0.0 <= q <= 1.0 for q in qs):
