@@ -297,3 +297,34 @@ def test_histograms_of_many_columns_in_batches_match_numpy(tmp_path: Path, monke
     assert hist.underflow == pytest.approx(w[x < -3].sum()) and hist.overflow == pytest.approx(w[x >= 2].sum())
     assert hist.missing == pytest.approx(weights[~present].sum())
     assert found["score"].counts == pytest.approx([weights.sum()])
+
+
+def test_a_small_memory_limit_spills_instead_of_failing(tmp_path: Path):
+    rng = np.random.default_rng(3)
+    lines = [
+        prediction(f"p{i % 120_000}", f"2026-11-20T{i % 24:02d}:{i % 60:02d}:00Z", amount=float(rng.normal()))
+        for i in range(160_000)
+    ]  # 40,000 repeated ids
+    write(tmp_path / "logs" / "svc" / "predictions-2026-11-20.ndjson", lines)
+    with LocalStore(tmp_path / "logs", tmp_path / "state", memory_limit="48MB") as s:
+        q = Query("fraud", DAY1)
+        assert s.count(q) == 120_000 and s.scan_report().duplicates == 40_000
+        chunks = list(s.rows(q, columns=["timestamp", "prediction_id", "features.amount"], chunk_size=5_000))
+        assert sum(len(c) for c in chunks) == 120_000
+        stamps = [t for c in chunks for t in c["timestamp"]]
+        assert stamps == sorted(stamps)
+        assert len(s.sample(q, 1_000, seed=1)) == 1_000
+
+
+def test_clean_files_take_the_typed_reader_within_the_default_memory_limit(tmp_path: Path):
+    import os
+
+    import pyarrow.parquet as pq
+
+    lines = [prediction(f"p{i}", f"2026-11-20T{i % 24:02d}:00:00Z", amount=float(i)) for i in range(2_000)]
+    path = write(tmp_path / "logs" / "svc" / "predictions-2026-11-20.ndjson", lines)
+    os.utime(path, (1_700_000_000, 1_700_000_000))
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as s:
+        assert s.count(Query("fraud", DAY1)) == 2_000
+    (parsed,) = (tmp_path / "state" / "parsed").glob("*.parquet")
+    assert str(pq.read_schema(parsed).field("features.amount").type) == "double"  # not JSON text from the exact path

@@ -43,8 +43,16 @@ class Schedule(Strict):
         return self
 
 
+# DuckDB's working memory in the local store: past it, sorts, joins and aggregates spill to disk instead
+# of growing the process, so a window costs about this much memory whatever its size.
+DEFAULT_MEMORY_LIMIT = "256MB"
+_MEMORY_SIZE = r"(?i)^\s*\d+(\.\d+)?\s*(b|kb|mb|gb|tb|kib|mib|gib|tib|%)\s*$"
+
+
 class LocalStoreConfig(Strict):
     path: str = "./logs"
+    # DuckDB's working memory for scans ("256MB", "2GB", "25%"); beyond it, work spills to <state>/spill.
+    memory_limit: str = Field(DEFAULT_MEMORY_LIMIT, pattern=_MEMORY_SIZE)
 
 
 class ElasticsearchStoreConfig(Strict):

@@ -11,9 +11,12 @@ written once, here.
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -23,13 +26,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from analyzers.config.models import DEFAULT_MEMORY_LIMIT
 from analyzers.stats.binning import bin_counts
 from analyzers.store.base import ROW_COLUMNS, ColumnInfo, Histogram, NumericSummary, Query, StoreError
 from logshipper.schema import FEATURE_PREFIX, GROUP_PREFIX
 
 NUMERIC_COLUMNS = ("score", "latency_ms", "sample_rate")
 _BATCH_ROWS = 131_072  # rows per Arrow batch when a pass over the window is binned in Python
-_SLICE_ROWS = 200_000  # rows() sorts at most about this many rows at a time (or one hour, when it holds more)
+_SLICE_ROWS = 100_000  # rows() sorts at most about this many rows at a time (or one hour, when it holds more)
 JSON_COLUMNS = ("prediction", "label")
 
 
@@ -77,8 +81,15 @@ def decode(text: Any) -> Any:
 class DuckAggregates:
     """Store reads over window tables; subclasses say which table answers a query."""
 
-    def __init__(self) -> None:
-        self._con = duckdb.connect(config={"threads": 2})
+    def __init__(self, memory_limit: str = DEFAULT_MEMORY_LIMIT, spill_dir: Path | None = None) -> None:
+        """``memory_limit`` is DuckDB's working memory; sorts, joins and aggregates beyond it spill to ``spill_dir``."""
+        self._con = duckdb.connect(
+            config={
+                "threads": min(os.cpu_count() or 1, 4),
+                "memory_limit": memory_limit,
+                "temp_directory": str(spill_dir or Path(tempfile.gettempdir()) / "predwatch-spill"),
+            }
+        )
         self._lock = threading.RLock()
         # Window tables never change once built (a changed file makes a new one), so what they hold is kept.
         self._columns_seen: dict[tuple[str, tuple[Any, ...]], list[ColumnInfo]] = {}
@@ -357,22 +368,28 @@ class DuckAggregates:
         select = self._select_sql(names, cols)
         with self._lock:
             cursor = self._con.cursor()
-        pending: list[pa.RecordBatch] = []
+        pending: list[pa.Table] = []
         held = 0
+        keys = [("_pw_ts", "ascending"), ("_pw_id", "ascending")]
         try:
-            # Sorting a whole window would hold it in memory: each slice of time is sorted on its own.
+            # Sorting a whole window would hold it in memory: each slice of time is read and sorted on its
+            # own, by Arrow, so DuckDB only streams and its working memory stays within its limit.
             for clause, slice_params in self._time_slices(cursor, source, params, max(chunk_size, _SLICE_ROWS)):
-                sql = f"SELECT {select} FROM (SELECT * {source}) WHERE {clause} ORDER BY timestamp, prediction_id"
-                for batch in cursor.sql(sql, params=[*params, *slice_params]).to_arrow_reader(chunk_size):
-                    pending.append(batch)
-                    held += batch.num_rows
-                    while held >= chunk_size:
-                        table = pa.Table.from_batches(pending)
-                        yield self._frame(table.slice(0, chunk_size), kinds)
-                        rest = table.slice(chunk_size)
-                        pending, held = rest.to_batches(), rest.num_rows
+                sql = (
+                    f"SELECT {select}, timestamp AS _pw_ts, prediction_id AS _pw_id"
+                    f" FROM (SELECT * {source}) WHERE {clause}"
+                )
+                part = cursor.sql(sql, params=[*params, *slice_params]).to_arrow_table()
+                order = pc.sort_indices(part, sort_keys=keys)  # nulls last, as SQL orders them
+                pending.append(part.take(order).drop_columns(["_pw_ts", "_pw_id"]))
+                held += part.num_rows
+                while held >= chunk_size:
+                    table = pa.concat_tables(pending)
+                    yield self._frame(table.slice(0, chunk_size), kinds)
+                    rest = table.slice(chunk_size)
+                    pending, held = [rest], rest.num_rows
             if held:
-                yield self._frame(pa.Table.from_batches(pending), kinds)
+                yield self._frame(pa.concat_tables(pending), kinds)
         except duckdb.Error as exc:
             raise StoreError(f"reading rows failed: {exc}") from exc
         finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from analyzers.config.models import Config
+from analyzers.config.models import DEFAULT_MEMORY_LIMIT, Config
 from analyzers.store.base import Store
 from analyzers.store.local import LocalStore, default_state_dir
 
@@ -25,4 +25,4 @@ def open_store(config: Config, config_dir: str | os.PathLike[str] | None = None)
     local = config.store.local
     log_dir = _resolve(local.path if local else "./logs", base)
     state_dir = _resolve(config.state.path, base) if config.state.path else default_state_dir(log_dir)
-    return LocalStore(log_dir, state_dir)
+    return LocalStore(log_dir, state_dir, memory_limit=local.memory_limit if local else DEFAULT_MEMORY_LIMIT)

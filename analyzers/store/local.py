@@ -21,6 +21,7 @@ from typing import Any
 import duckdb
 import orjson
 
+from analyzers.config.models import DEFAULT_MEMORY_LIMIT
 from analyzers.findings import Finding
 from analyzers.store.base import Query, ScanReport, SkippedLine, Store
 from analyzers.store.duck import DuckAggregates, quote
@@ -66,10 +67,16 @@ def default_state_dir(log_dir: str | os.PathLike[str]) -> Path:
 class LocalStore(DuckAggregates, Store):
     """Reads ``<log_dir>/<service>/predictions-YYYY-MM-DD.ndjson``; keeps results under ``state_dir``."""
 
-    def __init__(self, log_dir: str | os.PathLike[str], state_dir: str | os.PathLike[str] | None = None) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        log_dir: str | os.PathLike[str],
+        state_dir: str | os.PathLike[str] | None = None,
+        memory_limit: str = DEFAULT_MEMORY_LIMIT,
+    ) -> None:
+        state = Path(state_dir) if state_dir is not None else default_state_dir(log_dir)
+        super().__init__(memory_limit, state / "spill")
         self.log_dir = Path(log_dir)
-        self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir(log_dir)
+        self.state_dir = state
         self._state = SqliteState(self.state_dir)
         self._files: dict[str, tuple[tuple[str, int, int], str]] = {}
         self._windows: OrderedDict[tuple[Any, ...], tuple[str, str, str]] = OrderedDict()
