@@ -70,6 +70,12 @@ def generate(rows: int) -> Path:
 
 
 def _peak_mib() -> float:
+    """Peak resident memory of this process: Linux's VmHWM (ru_maxrss would carry over the parent's peak)."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -421,17 +421,26 @@ class DuckAggregates:
         names = self._select_list(columns, cols)
         kinds = {c.name: c.kind for c in self.columns(query)}
         salt = f"#{int(seed)}"
-        # The ids are picked first, on one narrow column, then only the picked rows are read in full.
-        sql = (
-            f"SELECT {self._select_sql(names, cols)} FROM (SELECT * {source}) WHERE prediction_id IN"
-            f" (SELECT prediction_id {source} ORDER BY hash(prediction_id || ?), prediction_id LIMIT ?)"
-            " ORDER BY hash(prediction_id || ?), prediction_id LIMIT ?"
-        )
+        picking = f"SELECT prediction_id AS _pw_id {source} ORDER BY hash(prediction_id || ?), prediction_id LIMIT ?"
         with self._lock:
             try:
-                table = self._con.sql(sql, params=[*params, *params, salt, int(n), salt, int(n)]).to_arrow_table()
+                # The ids are picked on one narrow column, then only the picked rows are read in full and
+                # put in the picked order by Arrow: DuckDB never holds a wide top-n within its memory budget.
+                picked = self._con.sql(picking, params=[*params, salt, int(n)]).to_arrow_table()
+                picked = picked.append_column("_pw_rank", pa.array(np.arange(picked.num_rows)))
+                self._con.register("_pw_picked", picked)
+                try:
+                    table = self._con.sql(
+                        f"SELECT {self._select_sql(names, cols)}, p._pw_rank FROM (SELECT * {source}) s"
+                        " JOIN _pw_picked p ON s.prediction_id = p._pw_id",
+                        params=params,
+                    ).to_arrow_table()
+                finally:
+                    self._con.unregister("_pw_picked")
             except duckdb.Error as exc:
                 raise StoreError(f"sample failed: {exc}") from exc
+        order = pc.sort_indices(table, sort_keys=[("_pw_rank", "ascending")])
+        table = table.take(order).drop_columns(["_pw_rank"]).slice(0, int(n))
         return self._frame(table, kinds)
 
     def close(self) -> None:
