@@ -328,3 +328,13 @@ def test_clean_files_take_the_typed_reader_within_the_default_memory_limit(tmp_p
         assert s.count(Query("fraud", DAY1)) == 2_000
     (parsed,) = (tmp_path / "state" / "parsed").glob("*.parquet")
     assert str(pq.read_schema(parsed).field("features.amount").type) == "double"  # not JSON text from the exact path
+
+
+def test_a_feature_first_seen_late_in_a_clean_file_is_kept(tmp_path: Path):
+    lines = [prediction(f"p{i}", f"2026-11-20T{i % 24:02d}:00:00Z") for i in range(25_000)]
+    lines[-1]["ml"]["features"]["late"] = 3.5  # past DuckDB's default type-inference sample of 20,480 lines
+    write(tmp_path / "logs" / "svc" / "predictions-2026-11-20.ndjson", lines)
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as s:
+        q = Query("fraud", DAY1)
+        assert "features.late" in {c.name for c in s.columns(q)}
+        assert s.numeric_summary(q, "features.late").count == 1

@@ -253,12 +253,13 @@ def _load_typed(con: duckdb.DuckDBPyConnection, log_file: LogFile, target: str) 
     """The fast path: DuckDB's typed newline-delimited JSON reader into ``target`` (``TABLE <name>`` or
     ``PARQUET <path>``).  False when the file needs the exact path.
 
-    The reader infers types from a sample of lines; a later line whose type conflicts, or a malformed
-    line, makes it raise, and then the exact path takes the file.
+    The reader infers types from every line (a sample would silently drop a feature first seen past
+    it); a line whose type conflicts, or a malformed line, makes it raise, and then the exact path
+    takes the file.
     """
     source = (
         f"read_json({sql_string(str(log_file.path))}, format='newline_delimited', compression='auto',"
-        f" maximum_object_size={_TYPED_MAX_LINE})"
+        f" maximum_object_size={_TYPED_MAX_LINE}, sample_size=-1)"
     )
     try:
         relation = con.sql(f"SELECT * FROM {source}")
