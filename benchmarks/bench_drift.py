@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pandas as pd
+from peak_memory import peak_rss_mib  # benchmarks/, on the path when run as a script
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE / "data" / "drift"
@@ -130,22 +130,6 @@ def setup(data: Path, rows: int) -> None:
         f"setup: wrote {2 * rows:,} log lines and Parquet copies in {time.perf_counter() - started:.0f} s",
         file=sys.stderr,
     )
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident memory in MiB: Linux's ``VmHWM``, else ``ru_maxrss``.
-
-    ``ru_maxrss`` of a process started by ``subprocess`` carries over its parent's peak (Linux keeps the
-    larger across ``exec``), so after the setup's 2,000,000 generated rows it would report the parent's.
-    """
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_ours(data: Path) -> dict:

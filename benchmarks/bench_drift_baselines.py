@@ -9,24 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
-
-
-def rss_peak_mib() -> float:
-    """Peak resident memory in MiB: Linux's ``VmHWM``, else ``ru_maxrss`` (which carries over the parent's peak)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from peak_memory import peak_rss_mib  # benchmarks/, on the path when run as a script
 
 
 def evidently_drift(ref: pd.DataFrame, cur: pd.DataFrame, numeric: list[str], categorical: list[str]) -> list[str]:
@@ -77,7 +65,7 @@ def main() -> None:
     for frame in (ref, cur):
         for column in categorical:
             frame[column] = frame[column].astype("category")
-    loaded = rss_peak_mib()
+    loaded = peak_rss_mib()
     start = time.perf_counter()
     flagged = (evidently_drift if args.tool == "evidently" else nannyml_drift)(ref, cur, numeric, categorical)
     seconds = time.perf_counter() - start
@@ -85,7 +73,7 @@ def main() -> None:
         {
             "tool": args.tool,
             "seconds": seconds,
-            "peak_rss_mib": rss_peak_mib(),
+            "peak_rss_mib": peak_rss_mib(),
             "rss_after_load_mib": loaded,
             "flagged": flagged,
         },

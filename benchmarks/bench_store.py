@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+from peak_memory import peak_rss_mib  # benchmarks/, on the path when run as a script
 
 DATA = Path(__file__).parent / "data" / "store"
 WINDOW = ("2026-11-01T00:00:00Z", "2026-11-08T00:00:00Z")
@@ -69,16 +69,6 @@ def generate(rows: int) -> Path:
     return logs
 
 
-def _peak_mib() -> float:
-    """Peak resident memory of this process: Linux's VmHWM (ru_maxrss would carry over the parent's peak)."""
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def measure(kind: str, logs: str) -> dict:
     """One measurement in this process: seconds and peak memory."""
     start = time.perf_counter()
@@ -86,7 +76,7 @@ def measure(kind: str, logs: str) -> dict:
         import pandas as pd
 
         n = sum(len(pd.read_json(p, lines=True)) for p in sorted(Path(logs).glob("*/*.ndjson")))
-        return {"seconds": time.perf_counter() - start, "rows": n, "peak_mib": _peak_mib()}
+        return {"seconds": time.perf_counter() - start, "rows": n, "peak_mib": peak_rss_mib()}
     from datetime import timedelta  # noqa: F401
 
     from analyzers.store import LocalStore, Query
@@ -97,7 +87,7 @@ def measure(kind: str, logs: str) -> dict:
     query = Query("fraud", Window(*WINDOW))
     if kind.startswith("full_scan"):
         n = sum(len(chunk) for chunk in store.rows(query))
-        return {"seconds": time.perf_counter() - start, "rows": n, "peak_mib": _peak_mib()}
+        return {"seconds": time.perf_counter() - start, "rows": n, "peak_mib": peak_rss_mib()}
     store.count(query)  # the scan, so that what follows times the aggregate alone
     scanned = time.perf_counter() - start
     start = time.perf_counter()
@@ -107,7 +97,7 @@ def measure(kind: str, logs: str) -> dict:
         store.crosstab(query, ["groups.region", "prediction"])
     elif kind == "sample_50k":
         store.sample(query, 50_000, seed=1)
-    return {"seconds": time.perf_counter() - start, "scan_seconds": scanned, "peak_mib": _peak_mib()}
+    return {"seconds": time.perf_counter() - start, "scan_seconds": scanned, "peak_mib": peak_rss_mib()}
 
 
 def main() -> None:
