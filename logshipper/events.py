@@ -117,35 +117,6 @@ def _latency(event: dict[str, Any], ml: dict[str, Any], latency_ms: Any, notes: 
         notes.changed.append(f"ml.latency_ms: not a number ({type(latency_ms).__name__}), dropped")
 
 
-def _request(
-    service: Service,
-    level: str,
-    message: str,
-    outcome: str,
-    *,
-    time_ns: int,
-    prediction_id: str,
-    model: str,
-    version: str | None,
-    features: Any,
-    groups: Any,
-    entity_id: Any,
-    latency_ms: Any,
-    sample_rate: float | None,
-    problems: list[str] | None,
-) -> tuple[dict[str, Any], dict[str, Any], encoding.Notes]:
-    """What a prediction and a failed prediction share: the ECS frame, ids, inputs, latency and sample rate."""
-    notes = encoding.Notes(changed=list(problems or ()))
-    event = _base(service, time_ns, level, message, schema.DATASET_PREDICTION, outcome)
-    ml = _ml(model, version, prediction_id)
-    _inputs(ml, features, groups, entity_id, notes)
-    _latency(event, ml, latency_ms, notes)
-    if sample_rate is not None and sample_rate < 1.0:
-        ml["sample_rate"] = sample_rate
-    event["ml"] = ml
-    return event, ml, notes
-
-
 def prediction_event(
     service: Service,
     *,
