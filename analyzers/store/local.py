@@ -78,7 +78,9 @@ class LocalStore(DuckAggregates, Store):
         self.log_dir = Path(log_dir)
         self.state_dir = state
         self._state = SqliteState(self.state_dir)
-        self._files: dict[str, tuple[tuple[str, int, int], str]] = {}
+        # Per log file: its signature, the relation of its parsed events, and what to release when it
+        # changes (a table in memory, or this process's own Parquet file).
+        self._files: dict[str, tuple[tuple[str, int, int], str, str | None, Path | None]] = {}
         self._windows: OrderedDict[tuple[Any, ...], tuple[str, str, str]] = OrderedDict()
         self._names = itertools.count()
         self._report = ScanReport()
@@ -100,38 +102,38 @@ class LocalStore(DuckAggregates, Store):
         if cached and cached[0] == signature:
             return cached[1]
         if cached:
-            self._forget(cached[1])
+            self._forget(*cached[2:])
         parquet = self._parsed_cache(log_file, signature)
         skipped: list[SkippedLine] = []
+        table: str | None = None
+        own: Path | None = None
         if parquet.exists():
             source = f"read_parquet({sql_string(str(parquet))})"
         else:
             settled = time.time() - signature[2] / 1e9 > _SETTLED_SECONDS
-            own = f"{parquet.stem}.{os.getpid()}.{next(self._names)}.parquet"
-            target = parquet if settled else self._live_dir() / own
+            live_name = f"{parquet.stem}.{os.getpid()}.{next(self._names)}.parquet"
+            target = parquet if settled else self._live_dir() / live_name
             partial = self._partial(target)
             table = f"_pw_file_{next(self._names)}"
             in_parquet, skipped = load_file(self._con, log_file, table, partial)
             source = table
             if partial is not None and in_parquet:
                 written = self._publish(partial, parquet) if settled else partial.replace(target)
-                source = f"read_parquet({sql_string(str(written))})"
+                source, table, own = f"read_parquet({sql_string(str(written))})", None, None if settled else written
             self._quarantine(log_file, skipped)
-        self._files[signature[0]] = (signature, source)
+        self._files[signature[0]] = (signature, source, table, own)
         self._skipped[signature[0]] = skipped
         return source
 
     def _live_dir(self) -> Path:
         return self.state_dir / "parsed" / "live"
 
-    def _forget(self, source: str) -> None:
-        """Release a replaced parse: drop its table, or delete it when it is this process's own file."""
-        if not source.startswith("read_parquet("):
-            self._con.execute(f"DROP TABLE IF EXISTS {source}")
-            return
-        path = Path(source[len("read_parquet('") : -len("')")].replace("''", "'"))
-        if path.parent == self._live_dir():
-            path.unlink(missing_ok=True)
+    def _forget(self, table: str | None, own: Path | None) -> None:
+        """Release a replaced parse: drop its table, or delete this process's own Parquet file."""
+        if table is not None:
+            self._con.execute(f"DROP TABLE IF EXISTS {table}")
+        if own is not None:
+            own.unlink(missing_ok=True)
 
     def _sweep_live(self) -> None:
         """Delete the live parses and partial files left by processes that are gone (killed before they could)."""
@@ -290,8 +292,8 @@ class LocalStore(DuckAggregates, Store):
 
     def close(self) -> None:
         with self._lock:
-            for _signature, source in self._files.values():
-                self._forget(source)
+            for _signature, _source, table, own in self._files.values():
+                self._forget(table, own)
             self._files.clear()
         self._state.close()
         super().close()

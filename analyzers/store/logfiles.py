@@ -99,7 +99,7 @@ def load_file(
     file whose every line is usable is written there, streamed from the reader without being held in
     memory; otherwise (bad lines, or the write failed) its events land in the table ``table``.
     """
-    if _load_typed(con, log_file, f"PARQUET {parquet}" if parquet is not None else f"TABLE {table}"):
+    if _load_typed(con, log_file, table, parquet):
         return parquet is not None, []
     skipped = _load_exact(con, log_file, table)
     if parquet is not None and not skipped:
@@ -249,9 +249,9 @@ def _children(dtype: duckdb.typing.DuckDBPyType) -> dict[str, duckdb.typing.Duck
     return dict(dtype.children) if _type_name(dtype) == "STRUCT" else {}
 
 
-def _load_typed(con: duckdb.DuckDBPyConnection, log_file: LogFile, target: str) -> bool:
-    """The fast path: DuckDB's typed newline-delimited JSON reader into ``target`` (``TABLE <name>`` or
-    ``PARQUET <path>``).  False when the file needs the exact path.
+def _load_typed(con: duckdb.DuckDBPyConnection, log_file: LogFile, table: str, parquet: Path | None) -> bool:
+    """The fast path: DuckDB's typed newline-delimited JSON reader into ``parquet`` when given, else into
+    the table ``table``.  False when the file needs the exact path.
 
     The reader infers types from every line (a sample would silently drop a feature first seen past
     it); a line whose type conflicts, or a malformed line, makes it raise, and then the exact path
@@ -346,15 +346,14 @@ def _load_typed(con: duckdb.DuckDBPyConnection, log_file: LogFile, target: str) 
     # The reader already inferred every column's type; naming them spares a second inference pass.
     columns = ", ".join(f"{sql_string(name)}: {sql_string(str(dtype))}" for name, dtype in top.items())
     typed_source = source[:-1] + f", columns={{{columns}}})"
-    kind, name = target.split(" ", 1)
-    written = f"read_parquet({sql_string(name)})" if kind == "PARQUET" else name
+    written = table if parquet is None else f"read_parquet({sql_string(str(parquet))})"
 
     def write(from_source: str) -> None:
         body = f"SELECT {', '.join(select)} FROM {from_source}"
-        if kind == "PARQUET":
-            con.execute(f"COPY ({body}) TO {sql_string(name)} (FORMAT parquet)")
+        if parquet is None:
+            con.execute(f"CREATE OR REPLACE TABLE {table} AS {body}")
         else:
-            con.execute(f"CREATE OR REPLACE TABLE {name} AS {body}")
+            con.execute(f"COPY ({body}) TO {sql_string(str(parquet))} (FORMAT parquet)")
 
     try:
         try:
@@ -369,9 +368,9 @@ def _load_typed(con: duckdb.DuckDBPyConnection, log_file: LogFile, target: str) 
     except duckdb.Error:
         invalid = 1
     if invalid:
-        if kind == "PARQUET":
-            Path(name).unlink(missing_ok=True)
+        if parquet is None:
+            con.execute(f"DROP TABLE IF EXISTS {table}")
         else:
-            con.execute(f"DROP TABLE IF EXISTS {name}")
+            parquet.unlink(missing_ok=True)
         return False
     return True
