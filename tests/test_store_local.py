@@ -299,7 +299,7 @@ def test_histograms_of_many_columns_in_batches_match_numpy(tmp_path: Path, monke
     assert found["score"].counts == pytest.approx([weights.sum()])
 
 
-def test_a_small_memory_limit_spills_instead_of_failing(tmp_path: Path):
+def test_the_store_answers_within_a_small_memory_limit(tmp_path: Path):
     rng = np.random.default_rng(3)
     lines = [
         prediction(f"p{i % 120_000}", f"2026-11-20T{i % 24:02d}:{i % 60:02d}:00Z", amount=float(rng.normal()))
