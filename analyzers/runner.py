@@ -11,11 +11,12 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 
-from analyzers.config.models import Config, JobConfig, ModelConfig
+from analyzers.config.models import Config, JobConfig
 from analyzers.findings import Finding
 from analyzers.jobs.base import Job, error_finding
 from analyzers.store.base import Store
-from analyzers.timeutil import Window, parse_time, utcnow
+from analyzers.timeutil import Window
+from analyzers.windows import job_window
 
 JOB_NAMES = ("drift", "fairness", "performance", "ops")
 
@@ -25,12 +26,6 @@ def job_function(name: str) -> Job:
     if name not in JOB_NAMES:
         raise ValueError(f"unknown job {name!r}: expected one of {', '.join(JOB_NAMES)}")
     return importlib.import_module(f"analyzers.jobs.{name}").run
-
-
-def job_window(model: ModelConfig, job: JobConfig, at: datetime | None) -> Window:
-    """The window a job analyses: its length, ending at ``at`` (or now less the model's ingest delay)."""
-    end = parse_time(at) if at is not None else utcnow() - model.ingest_delay
-    return Window.ending(end, job.window)
 
 
 def with_paths_resolved(job: JobConfig, base: Path | None) -> JobConfig:

@@ -28,7 +28,8 @@ from analyzers.runner import run_job, with_paths_resolved
 from analyzers.schedule import fire_times, latest_fire_time, make_trigger
 from analyzers.store import open_store
 from analyzers.store.base import ConflictError, Store
-from analyzers.timeutil import Window, format_time, parse_time, utcnow
+from analyzers.timeutil import format_time, parse_time, utcnow
+from analyzers.windows import job_window
 
 log = logging.getLogger("predwatch.scheduler")
 HEARTBEAT_PREFIX = "heartbeat:"
@@ -83,7 +84,7 @@ class Scheduler:
         """Analyse the window tied to one fire time, store and alert on it, and record the heartbeat."""
         model_config = self.config.models[model]
         job = with_paths_resolved(getattr(model_config, name), self.loaded.directory)
-        window = Window.ending(scheduled - model_config.ingest_delay, job.window)
+        window = job_window(model_config, job, now=scheduled)
         previous = self._running.get((model, name))
         if previous is not None and previous.is_alive():
             log.warning("skipped: the previous run is still going", extra={"predwatch": {"model": model, "job": name}})

@@ -113,4 +113,7 @@ def test_regression_inferred_and_matches_sklearn(tmp_path: Path) -> None:
     assert out["task"] == "regression"
     assert out["mae"]["value"] == pytest.approx(mean_absolute_error(ys, ps))
     assert out["r2"]["value"] == pytest.approx(r2_score(ys, ps))
-    assert out["reference"]["status"] == "insufficient_data" and out["status"] == "ok"
+    assert out["reference"]["status"] == "insufficient_data"
+    assert "0 of its 24 slots" in out["reference"]["reason"]
+    assert out["status"] == "insufficient_data"  # no reference and no floor: nothing to judge against
+    assert out["reason"].startswith("nothing to judge against: the reference")

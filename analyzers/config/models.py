@@ -112,7 +112,8 @@ class StateConfig(Strict):
 
 
 class ReferenceConfig(Strict):
-    """A fixed window (``start``/``end``), a relative one (``last``/``ending``), or a ``file``."""
+    """A fixed window (``start``/``end``), a relative one (``last``/``ending``: the ``last`` long span that
+    ends ``ending`` before the window starts), or a ``file``; see :mod:`analyzers.windows`."""
 
     start: datetime | None = None
     end: datetime | None = None
@@ -132,6 +133,12 @@ class ReferenceConfig(Strict):
             raise ValueError("a fixed reference needs both 'start' and 'end'")
         if self.ending is not None and self.last is None:
             raise ValueError("'ending' goes with 'last'")
+        if self.last is not None and self.last <= timedelta(0):
+            raise ValueError("'last' must be longer than zero")
+        if self.ending is not None and self.ending < timedelta(0):
+            raise ValueError("'ending' cannot be negative: it is how long before the window the reference ends")
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise ValueError("the reference 'end' must be after its 'start'")
         return self
 
 
@@ -166,6 +173,7 @@ class DriftConfig(JobConfig):
     features: dict[str, FeatureOverride] = Field(default_factory=dict)
     sample_size: int = 50_000  # windows up to this many rows are tested exactly on their values
     missing_threshold: float = 0.05  # Cohen's h between missing rates that counts as drift
+    min_coverage: float = Field(0.8, ge=0.0, le=1.0)  # share of the window's (and reference's) slots with data
 
 
 class FairnessConfig(JobConfig):
@@ -178,6 +186,7 @@ class FairnessConfig(JobConfig):
     parity_ratio: float = 0.8  # the four-fifths rule
     max_difference: float = 0.1
     confidence: float = 0.95
+    min_coverage: float = Field(0.8, ge=0.0, le=1.0)  # share of the window's slots with data
 
 
 class PerformanceConfig(JobConfig):
@@ -188,6 +197,7 @@ class PerformanceConfig(JobConfig):
     thresholds: dict[str, float] = Field(default_factory=dict)  # metric -> floor (or ceiling for errors)
     max_drop: float = 0.05  # relative drop against the reference that alerts
     min_labels: int = 50
+    min_coverage: float = Field(0.8, ge=0.0, le=1.0)  # share of the window's (and reference's) slots with data
 
 
 class OpsConfig(JobConfig):

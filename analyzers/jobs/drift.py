@@ -1,7 +1,9 @@
 """Drift job: every feature, the prediction, the score and the label of a window against a reference.
 
 The reference is a fixed window (``start``/``end``), the ``last`` long window that ended ``ending``
-(default 0) before this window's start, or a training-data ``file``.  Only successful predictions
+(default 0) before this window's start, or a training-data ``file`` (resolved by :mod:`analyzers.windows`).
+When the window or a reference window holds data in less than ``min_coverage`` of its slots (see
+:mod:`analyzers.jobs.coverage`), the finding is ``insufficient_data`` with the reason.  Only successful predictions
 count; the label column compares labelled predictions only (feedback coverage is not drift).
 
 Numeric columns are binned on the reference's percentiles (see :mod:`analyzers.stats.binning`),
@@ -20,14 +22,14 @@ drifts when its adjusted p-value is below ``alpha`` and its effect size exceeds 
 from __future__ import annotations
 
 import math
-from datetime import timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from analyzers.config.models import DriftConfig, FeatureOverride, ReferenceConfig
+from analyzers.config.models import DriftConfig, FeatureOverride
 from analyzers.findings import Finding, Signal
+from analyzers.jobs import coverage
 from analyzers.jobs.base import error_finding
 from analyzers.stats.binning import bin_counts, fine_edges, merge_bins, quantile_edges, quantile_levels
 from analyzers.stats.drift import (
@@ -43,6 +45,7 @@ from analyzers.stats.drift import (
 from analyzers.store import open_reference_file
 from analyzers.store.base import ColumnInfo, Histogram, NumericSummary, Query, Store
 from analyzers.timeutil import Window
+from analyzers.windows import reference_window
 from logshipper.schema import FEATURE_PREFIX
 
 JOB = "drift"
@@ -57,16 +60,6 @@ def run(store: Store, model: str, config: DriftConfig, window: Window) -> Findin
         return _run(store, model, config, window)
     except Exception as exc:  # a job reports its failure instead of raising
         return error_finding(model, JOB, window, exc)
-
-
-def reference_window(window: Window, reference: ReferenceConfig) -> Window:
-    """The reference window of a fixed or relative reference (see the module docstring)."""
-    if reference.start is not None and reference.end is not None:
-        return Window(reference.start, reference.end)
-    if reference.last is None:
-        raise ValueError("the drift reference is a file, not a window")
-    end = window.start - (reference.ending or timedelta(0))
-    return Window(end - reference.last, end)
 
 
 class _Side:
@@ -97,20 +90,28 @@ class _Side:
 
 def _run(store: Store, model: str, config: DriftConfig, window: Window) -> Finding:
     reference = config.reference
+    resolved = reference_window(window, reference)
+    described: dict[str, Any] = {"file": reference.file} if resolved is None else {"window": resolved.to_dict()}
+    query = Query(model=model, window=window, outcome="success")
+    covered = coverage.measure_spans(store, query, {"window": window, "reference": resolved})
+    thin = coverage.shortfall(covered, config.min_coverage)
+    if thin is not None:
+        metrics = {"n_cur": covered["window"].count, "coverage": coverage.as_dicts(covered), "reason": thin}
+        if "reference" in covered:
+            metrics["n_ref"] = described["n"] = covered["reference"].count
+        return Finding(model, JOB, window, "insufficient_data", metrics, described)
     ref_store = open_reference_file(reference.file, model) if reference.file is not None else store
     try:
-        ref_window = window if reference.file is not None else reference_window(window, reference)
-        cur = _Side(store, Query(model=model, window=window, outcome="success"))
-        ref = _Side(ref_store, Query(model=model, window=ref_window, outcome="success"))
-        described: dict[str, Any] = (
-            {"file": reference.file} if reference.file is not None else {"window": ref_window.to_dict()}
-        )
+        cur = _Side(store, query)
+        ref = _Side(ref_store, query.with_(window=resolved or window))
         described["n"] = ref.n
         if min(ref.n, cur.n) < max(config.min_rows, 1):
             reason = f"{min(ref.n, cur.n):g} rows < min_rows {config.min_rows} (reference {ref.n:g}, current {cur.n:g})"
-            metrics = {"n_cur": cur.n, "n_ref": ref.n, "reason": reason}
+            metrics = {"n_cur": cur.n, "n_ref": ref.n, "coverage": coverage.as_dicts(covered), "reason": reason}
             return Finding(model, JOB, window, "insufficient_data", metrics, described)
-        return _compare(model, config, window, ref, cur, described)
+        finding = _compare(model, config, window, ref, cur, described)
+        finding.metrics["coverage"] = coverage.as_dicts(covered)
+        return finding
     finally:
         if ref_store is not store:
             ref_store.close()

@@ -4,7 +4,8 @@ Selection is ``prediction == positive_label``, or ``score >= score_threshold`` w
 configured (rows without a score then take no part).  Counts come from the store's crosstab (or, with a
 score threshold, one streamed pass over group, score and label columns).  A verdict needs a gap that is
 both significant (its Newcombe interval, Bonferroni-widened over the pairs of groups since the compared
-groups are picked from the data, excludes zero) and beyond the configured limit; groups smaller
+groups are picked from the data, excludes zero) and beyond the configured limit.  A window holding data in
+less than ``min_coverage`` of its slots (see :mod:`analyzers.jobs.coverage`) gets no verdict.  Groups smaller
 than ``min_group_size`` (in predictions, or in labelled predictions for label-based rates) get
 ``insufficient_data`` and take no part.  Rows without a value for the attribute are counted as
 ``missing`` and are not a group.
@@ -20,6 +21,7 @@ import pandas as pd
 
 from analyzers.config.models import FairnessConfig
 from analyzers.findings import Finding, Signal
+from analyzers.jobs import coverage
 from analyzers.jobs.base import error_finding
 from analyzers.stats.fairness import (
     AttributeFairness,
@@ -51,13 +53,17 @@ def run(store: Store, model: str, config: FairnessConfig, window: Window) -> Fin
 def _run(store: Store, model: str, config: FairnessConfig, window: Window) -> Finding:
     query = Query(model=model, window=window, outcome="success")
     reference = _reference(config)
-    total = store.count(query)
+    covered = coverage.measure_spans(store, query, {"window": window})
+    total = covered["window"].count
     attributes = list(config.groups) if config.groups else _group_attributes(store, query)
-    if total < max(config.min_rows, 1) or not attributes:
-        why = "no group attributes logged" if not attributes else f"{total:g} predictions < min_rows {config.min_rows}"
-        return Finding(
-            model, JOB, window, "insufficient_data", {"n": total, "attributes": [], "reason": why}, reference
-        )
+    why = coverage.shortfall(covered, config.min_coverage)
+    if why is None and total < max(config.min_rows, 1):
+        why = f"{total:g} predictions < min_rows {config.min_rows}"
+    if why is None and not attributes:
+        why = "no group attributes logged"
+    if why is not None:
+        metrics = {"n": total, "attributes": [], "coverage": coverage.as_dicts(covered), "reason": why}
+        return Finding(model, JOB, window, "insufficient_data", metrics, reference)
     counts = _counts(store, query, attributes, config)
     out: list[dict[str, Any]] = []
     signals: list[Signal] = []
@@ -79,7 +85,8 @@ def _run(store: Store, model: str, config: FairnessConfig, window: Window) -> Fi
         judged = judged or result.demographic_parity_difference.value is not None
         out.append(_attribute_dict(result, missing, attr_signals, config))
     status = "alert" if signals else ("ok" if judged else "insufficient_data")
-    return Finding(model, JOB, window, status, {"n": total, "attributes": out}, reference, signals)
+    metrics = {"n": total, "attributes": out, "coverage": coverage.as_dicts(covered)}
+    return Finding(model, JOB, window, status, metrics, reference, signals)
 
 
 def _reference(config: FairnessConfig) -> dict[str, Any]:

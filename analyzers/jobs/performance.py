@@ -1,13 +1,16 @@
 """Performance job: feedback joined to predictions (the store's ``label``), metrics against a reference.
 
-The reference is ``config.reference`` (a fixed window, ``{last, ending}`` for the ``last`` long window
-that ended ``ending`` before this window's end, or ``{last}`` for the one just before this window), or
-by default the previous window of the same length.  A metric alerts when it crosses its configured
-floor (ceiling for errors and losses) or falls more than ``max_drop`` (relative) behind the reference;
-the drop must also be significant at 95% family-wise (Bonferroni over the metrics compared, since each
-run tests several): Newcombe's interval of the difference for accuracy, precision
-and recall (proportions); a z-test on standard errors for ROC AUC (Hanley–McNeil), log loss, MAE, MAPE,
-RMSE and R² (delta method); precision or recall for F1.  Both windows need ``min_labels`` labelled rows.
+The reference is ``config.reference`` (a fixed window, or ``{last, ending}`` for the ``last`` long window
+that ended ``ending`` (default 0) before this window's start), or by default the previous window of the same
+length (see :mod:`analyzers.windows`). A window holding data in less than ``min_coverage`` of its slots gets
+no verdict; a reference that thin, or with fewer than ``min_labels`` labels, is not compared with, and a
+finding with neither a reference nor a configured floor to judge by is ``insufficient_data``. A metric
+alerts when it crosses its configured floor (ceiling for errors and losses) or falls more than ``max_drop``
+(relative) behind the reference; the drop must also be significant at 95% family-wise (Bonferroni over the
+metrics compared, since each run tests several): Newcombe's interval of the difference for accuracy,
+precision and recall (proportions); a z-test on standard errors for ROC AUC (Hanley–McNeil), log loss, MAE,
+MAPE, RMSE and R² (delta method); precision or recall for F1. Both windows need ``min_labels`` labelled
+rows.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from scipy.stats import norm
 
 from analyzers.config.models import PerformanceConfig, ReferenceConfig
 from analyzers.findings import Finding, Signal
+from analyzers.jobs import coverage
 from analyzers.jobs.base import error_finding
 from analyzers.stats.intervals import newcombe_difference
 from analyzers.stats.performance import (
@@ -32,6 +36,7 @@ from analyzers.stats.performance import (
 )
 from analyzers.store.base import Query, Store
 from analyzers.timeutil import Window
+from analyzers.windows import reference_window
 
 JOB = "performance"
 CLASSIFICATION_MAX_CLASSES = 20  # integer predictions with at most this many values are classes
@@ -47,34 +52,37 @@ def run(store: Store, model: str, config: PerformanceConfig, window: Window) -> 
         return error_finding(model, JOB, window, exc)
 
 
-def reference_window(window: Window, reference: ReferenceConfig | None) -> Window:
-    """The window the current one is compared with (see the module docstring)."""
-    if reference is None:
-        return window.shift(-window.length)
-    if reference.file is not None:
+def reference_span(window: Window, reference: ReferenceConfig | None) -> Window:
+    """The window the current one is compared with (see :mod:`analyzers.windows`); a file cannot be one."""
+    resolved = reference_window(window, reference)
+    if resolved is None:
         raise ValueError("performance needs labelled predictions: a reference file is not supported, use a window")
-    if reference.start is not None and reference.end is not None:
-        return Window(reference.start, reference.end)
-    assert reference.last is not None
-    end = window.end - reference.ending if reference.ending is not None else window.start
-    return Window(end - reference.last, end)
+    return resolved
 
 
 def _run(store: Store, model: str, config: PerformanceConfig, window: Window) -> Finding:
     query = Query(model=model, window=window, outcome="success")
-    total = store.count(query)
+    ref_window = reference_span(window, config.reference)
+    covered = coverage.measure_spans(store, query, {"window": window, "reference": ref_window})
+    total = covered["window"].count
     labeled = store.count(query.with_(has_label=True))
-    coverage = {"n": total, "n_labeled": labeled, "label_coverage": labeled / total if total > 0 else None}
-    ref_window = reference_window(window, config.reference)
-    if labeled < max(config.min_labels, 1):
-        reason = f"{labeled:g} labelled predictions < min_labels {config.min_labels}"
-        return Finding(model, JOB, window, "insufficient_data", {**coverage, "reason": reason}, {"window": ref_window})
+    out: dict[str, Any] = {"n": total, "n_labeled": labeled, "label_coverage": labeled / total if total > 0 else None}
+    out["coverage"] = coverage.as_dicts(covered)
+    reference: dict[str, Any] = {"window": ref_window}
+    thin = coverage.shortfall({"window": covered["window"]}, config.min_coverage)
+    if thin is None and labeled < max(config.min_labels, 1):
+        thin = f"{labeled:g} labelled predictions < min_labels {config.min_labels}"
+    if thin is not None:
+        return Finding(model, JOB, window, "insufficient_data", {**out, "reason": thin}, reference)
     task = config.task or infer_task(store, query)
     current = measure(store, query, task, config)
-    ref_query = Query(model=model, window=ref_window, outcome="success")
+    ref_query = query.with_(window=ref_window)
     ref_labeled = store.count(ref_query.with_(has_label=True))
-    ref = measure(store, ref_query, task, config) if ref_labeled >= max(config.min_labels, 1) else None
-    out: dict[str, Any] = {"task": task, **coverage}
+    ref_thin = coverage.shortfall({"reference": covered["reference"]}, config.min_coverage)
+    if ref_thin is None and ref_labeled < max(config.min_labels, 1):
+        ref_thin = f"the reference has {ref_labeled:g} labelled predictions < min_labels {config.min_labels}"
+    ref = measure(store, ref_query, task, config) if ref_thin is None else None
+    out["task"] = task
     signals: list[Signal] = []
     names = [n for n in current if not n.startswith("_")]
     compared = sum(1 for n in names if current[n] is not None and ref is not None and ref.get(n) is not None)
@@ -84,14 +92,23 @@ def _run(store: Store, model: str, config: PerformanceConfig, window: Window) ->
         out[name] = entry
         if signal is not None:
             signals.append(signal)
-    reference = {
-        "window": ref_window,
-        "n_labeled": ref_labeled,
-        "status": "ok" if ref is not None else "insufficient_data",
-        "max_drop": config.max_drop,
-        "thresholds": dict(config.thresholds),
-    }
-    return Finding(model, JOB, window, "alert" if signals else "ok", out, reference, signals)
+    floors = sum(1 for n in names if current[n] is not None and config.thresholds.get(n) is not None)
+    reference.update(
+        n_labeled=ref_labeled,
+        status="ok" if ref is not None else "insufficient_data",
+        max_drop=config.max_drop,
+        thresholds=dict(config.thresholds),
+    )
+    if ref_thin is not None:
+        reference["reason"] = ref_thin
+    if signals:
+        status = "alert"
+    elif compared or floors:
+        status = "ok"
+    else:  # neither a reference to compare with nor a floor to check: no verdict
+        why = ref_thin or "no metric could be computed on both sides"
+        status, out["reason"] = "insufficient_data", f"nothing to judge against: {why}"
+    return Finding(model, JOB, window, status, out, reference, signals)
 
 
 def infer_task(store: Store, query: Query) -> str:

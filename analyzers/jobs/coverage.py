@@ -1,0 +1,96 @@
+"""How much of a window (or reference) holds data, so that no verdict rests on a span mostly empty.
+
+A span is cut into ``SLOTS`` equal slots (an hour each for a day, seven hours for a week) and its
+coverage is the share of slots holding at least one of the query's predictions, counted with one
+``Store.volume`` aggregate.  Counting slots rather than the time from the first to the last
+prediction also catches a hole in the middle (a reference whose service was down for five of its
+seven days), and the fixed number of slots makes coverage mean the same for an hour and for a week:
+the ``min_rows`` predictions a job needs anyway fill 98% of 24 slots when spread evenly, so
+coverage stays near 1 for quiet services and drops only where the span really has no data.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from analyzers.store.base import Query, Store
+from analyzers.timeutil import Window, format_time
+
+SLOTS = 24
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """The slots of a span that hold data, and the weighted number of predictions in it."""
+
+    window: Window
+    slot: timedelta
+    slots: int
+    filled: int
+    count: float
+    first: datetime | None  # start of the first slot with data
+    last: datetime | None  # end of the last slot with data
+
+    @property
+    def share(self) -> float:
+        return self.filled / self.slots if self.slots else 0.0
+
+    def shortfall(self, what: str, min_coverage: float) -> str | None:
+        """Why ``what`` (e.g. "the reference") is too empty for a verdict, or ``None`` when it is not."""
+        if self.share >= min_coverage:
+            return None
+        span = f"{format_time(self.window.start)} to {format_time(self.window.end)}"
+        where = (
+            f"data only from {format_time(self.first)} to {format_time(self.last)}"
+            if self.first is not None and self.last is not None
+            else "no predictions at all"
+        )
+        return (
+            f"{what} {span} holds predictions in {self.filled} of its {self.slots} slots "
+            f"({self.share:.0%} < min_coverage {min_coverage:.0%}; {where})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "window": self.window.to_dict(),
+            "share": self.share,
+            "slots_with_data": self.filled,
+            "slots": self.slots,
+            "slot_s": self.slot.total_seconds(),
+            "n": self.count,
+        }
+
+
+def slot_length(length: timedelta, slots: int = SLOTS) -> timedelta:
+    """The length of one slot: the span over ``slots``, rounded up to whole seconds."""
+    return timedelta(seconds=max(1, math.ceil(length.total_seconds() / slots)))
+
+
+def measure(store: Store, query: Query, slots: int = SLOTS) -> Coverage:
+    """The coverage of the query's window by the query's predictions (one volume aggregate)."""
+    slot = slot_length(query.window.length, slots)
+    volume = store.volume(query, slot)
+    counts = volume["count"].to_numpy(dtype=float)
+    filled = [i for i, c in enumerate(counts) if c > 0]
+    first = volume["start"].iloc[filled[0]].to_pydatetime() if filled else None
+    last = min(volume["start"].iloc[filled[-1]].to_pydatetime() + slot, query.window.end) if filled else None
+    return Coverage(query.window, slot, len(counts), len(filled), float(counts.sum()), first, last)
+
+
+def measure_spans(store: Store, query: Query, spans: dict[str, Window | None]) -> dict[str, Coverage]:
+    """The coverage of each named span (``None`` spans, such as a reference file, are left out) by ``query``."""
+    return {name: measure(store, query.with_(window=span)) for name, span in spans.items() if span is not None}
+
+
+def shortfall(measured: dict[str, Coverage], min_coverage: float) -> str | None:
+    """Why the spans are too empty for a verdict (each one short of ``min_coverage``), or ``None``."""
+    reasons = [r for name, c in measured.items() if (r := c.shortfall(f"the {name}", min_coverage)) is not None]
+    return "; ".join(reasons) or None
+
+
+def as_dicts(measured: dict[str, Coverage]) -> dict[str, dict[str, Any]]:
+    """The ``coverage`` entry of a finding's metrics."""
+    return {name: c.to_dict() for name, c in measured.items()}
