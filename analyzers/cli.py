@@ -12,7 +12,6 @@ import importlib
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -189,16 +188,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from analyzers.store import open_store
-    from analyzers.timeutil import Window, parse_duration, utcnow
+    from analyzers.timeutil import parse_duration
 
     report = _optional("analyzers.report", "the HTML report")
     loaded = _load(args)
-    window = Window.ending(args.at or utcnow(), parse_duration(args.window))
+    window = parse_duration(args.window) if args.window else None
+    span = parse_duration(args.span)
     models = args.model or list(loaded.config.models)
+    if not models:
+        raise CommandError(f"{args.config} configures no model: give --model NAME")
+    paths = report.report_paths(args.out, models)  # a bad --out fails before any work
     with open_store(loaded.config, loaded.directory) as store:
-        for model in models:
-            out = Path(args.out) / f"{model}.html" if len(models) > 1 else Path(args.out)
-            report.write_report(store, model, window, out, config=loaded.config)
+        for model, out in paths.items():
+            report.write_report(
+                store, model, out, config=loaded.config, at=args.at, window=window, span=span, base=loaded.directory
+            )
             print(f"wrote {out}", file=sys.stderr)
     return EXIT_OK
 
@@ -289,9 +293,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write a self-contained HTML report per model")
     with_config(p)
     p.add_argument("--model", action="append", help="only this model (repeatable)")
-    p.add_argument("--window", default="1d", help="length of the window the report covers (e.g. 1d, 7d)")
-    p.add_argument("--at", type=_time, help="end of the window (default: now)")
-    p.add_argument("--out", default="predwatch-report.html", help="the file (one model) or directory (several)")
+    p.add_argument("--at", type=_time, help="the time the report is as of: every window ends then (default: now)")
+    p.add_argument(
+        "--window",
+        help="analyse every job over this window (e.g. 7d) instead of its configured one; default: each job's",
+    )
+    p.add_argument("--span", default="30d", help="how far back the trends reach (default 30d, from the first event)")
+    p.add_argument(
+        "--out",
+        help="a file (one model) or a directory (<model>.html each; an existing one, or a path ending in /); "
+        "default predwatch-report.html, or predwatch-report/ for several models",
+    )
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("run", help="run every job on its schedule until SIGTERM or Ctrl-C")

@@ -23,14 +23,15 @@ from analyzers.config.models import (
     ReferenceConfig,
 )
 from analyzers.report import charts, write_report
-from analyzers.report.data import latency_by_bucket, numeric_edges, top_categories
+from analyzers.report.data import Distribution, latency_by_bucket, numeric_edges, top_categories
 from analyzers.report.html import plot
 from analyzers.runner import run_jobs
 from analyzers.store import LocalStore
 from analyzers.timeutil import Window
 
 DAYS = 4
-LAST = Window(T0 + timedelta(days=DAYS - 1), T0 + timedelta(days=DAYS))
+AT = T0 + timedelta(days=DAYS)
+LAST = Window(T0 + timedelta(days=DAYS - 1), AT)
 
 
 def model_config() -> ModelConfig:
@@ -60,7 +61,7 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def fraud_html(logs: Path) -> str:
     with LocalStore(logs / "logs", logs / "state") as store:
-        path = write_report(store, "fraud", LAST, logs / "out" / "fraud.html", config=CONFIG)
+        path = write_report(store, "fraud", logs / "out" / "fraud.html", config=CONFIG, at=AT)
     assert path == logs / "out" / "fraud.html"
     return path.read_text(encoding="utf-8")
 
@@ -89,7 +90,7 @@ def test_drift_section_plots_every_column_with_its_test(fraud_html: str) -> None
         assert f'aria-label="distribution of {column}"' in drift
     assert drift.count('aria-label="distribution of ') == 7
     assert 'aria-label="drift over time"' in drift
-    assert "3 drift result(s) by window end" in drift
+    assert "Shaded: the 1 bucket(s) of 1d where a drift finding alerted." in drift
     assert re.search(r"<td>amount</td>.*?wasserstein", drift, flags=re.S)
     assert "ES (" in drift  # the new category is named
 
@@ -102,9 +103,10 @@ def test_fairness_performance_and_operations_are_drawn(fraud_html: str) -> None:
     performance = section(fraud_html, "performance")
     assert 'aria-label="performance over time"' in performance
     assert re.search(r"<td>accuracy</td>", performance)
-    assert "3 performance result(s)" in performance
+    assert 'aria-label="fairness over time"' in fairness
     ops = section(fraud_html, "ops")
     assert 'aria-label="operations"' in ops
+    assert 'aria-label="operations over time"' in ops
     assert "latency p95" in ops
 
 
@@ -123,7 +125,7 @@ def test_page_is_self_contained_and_small(fraud_html: str) -> None:
     assert '<body data-errors="0" data-plots="0" data-rendered="0">' in fraud_html
     assert len(fraud_html.encode()) < 600_000
     svgs = re.findall(r"<svg.*?</svg>", fraud_html, flags=re.S)
-    assert len(svgs) == 12
+    assert len(svgs) == 14  # 7 distributions, 3 fairness, 1 drift, 1 performance, 2 operations plots
     assert max(len(s) for s in svgs) < 100_000
     ids = re.findall(r'\sid="([^"]+)"', fraud_html)
     assert len(ids) == len(set(ids)), "element ids repeat across plots"
@@ -131,7 +133,7 @@ def test_page_is_self_contained_and_small(fraud_html: str) -> None:
 
 def test_regressor_report_shows_regression_metrics(logs: Path) -> None:
     with LocalStore(logs / "logs", logs / "state") as store:
-        html = write_report(store, "price", LAST, logs / "out" / "price.html", config=CONFIG).read_text()
+        html = write_report(store, "price", logs / "out" / "price.html", config=CONFIG, at=AT).read_text()
     performance = section(html, "performance")
     for metric in ("mae", "rmse", "r2"):
         assert f"<td>{metric}</td>" in performance
@@ -146,7 +148,7 @@ def test_regressor_report_shows_regression_metrics(logs: Path) -> None:
 def test_a_model_without_data_gets_notes_not_a_failure(logs: Path) -> None:
     config = Config(models={"ghost": ModelConfig(ops=OpsConfig(window=timedelta(days=1)))})
     with LocalStore(logs / "logs", logs / "state") as store:
-        html = write_report(store, "ghost", LAST, logs / "out" / "ghost.html", config=config).read_text()
+        html = write_report(store, "ghost", logs / "out" / "ghost.html", config=config, at=AT).read_text()
     assert "The drift job is not configured" in section(html, "drift")
     assert "The fairness job is not configured" in section(html, "fairness")
     assert "No events were logged" in section(html, "ops")
@@ -160,11 +162,7 @@ def test_a_failing_job_is_reported_in_its_section(logs: Path) -> None:
     )
     with LocalStore(logs / "logs", logs / "state") as store:
         html = write_report(
-            store,
-            "fraud",
-            LAST.shift(timedelta(hours=1)),
-            logs / "out" / "broken.html",
-            Config(models={"fraud": broken}),
+            store, "fraud", logs / "out" / "broken.html", Config(models={"fraud": broken}), at=AT - timedelta(hours=1)
         ).read_text()
     assert "The drift job failed" in section(html, "drift")
     assert "ERROR" in section(html, "summary")
@@ -188,11 +186,8 @@ def test_report_command_writes_one_file_per_model(logs: Path, tmp_path: Path) ->
 
 def test_a_plot_that_cannot_be_drawn_becomes_a_note() -> None:
     open_before = plt.get_fignums()
-    out = plot(
-        charts.fairness_groups,
-        {"name": "r", "groups": [{"group": "a", "selection_rate": 0.5, "selection_rate_ci": [0.4, "x"]}]},
-        "bad",
-    )
+    mismatched = Distribution("x", "numeric", ref=[1.0], cur=[0.5, 0.5], n_ref=1, n_cur=2, edges=[0.0, 1.0, 2.0])
+    out = plot(charts.distribution, mismatched, {}, "bad")
     assert out.startswith('<p class="note">This plot could not be drawn: ')
     assert plt.get_fignums() == open_before
 

@@ -105,7 +105,7 @@ def run_demo(
                 day = [f for f in findings if f.window == window]
                 deliveries.append(process(store, config, day, now=window.end, sender=held))
                 bar.advance(alerts)
-            written = _reports(store, config, Window(reference_end, end), out, bar) if reports else []
+            written = _reports(store, config, end, timedelta(days=days), out, bar) if reports else []
     if isinstance(held, _Collect):
         for message in held.messages:
             sender.send(message)
@@ -122,7 +122,7 @@ def run_demo(
     last_day = format_time(windows[-1].end)
     console.print(
         f"[dim]again by hand: predwatch analyze -c {settings} --at {last_day}; "
-        f"predwatch report -c {settings} --window {days - days // 2}d --at {last_day}[/]"
+        f"predwatch report -c {settings} --at {last_day} --out {out}/[/]"
     )
     return 0 if all(o.caught for o in outcomes) and not false_alarms else 1
 
@@ -138,8 +138,8 @@ def _print_deliveries(deliveries: Sequence[DeliveryReport], target: str, console
         console.print(f"[yellow]{waiting} notification(s) not delivered yet: {'; '.join(errors[:3]) or 'waiting'}[/]")
 
 
-def _reports(store: LocalStore, config: Config, window: Window, out: Path, bar: Progress) -> list[Path]:
-    """One HTML report per model over the days with incidents (when the report part is installed)."""
+def _reports(store: LocalStore, config: Config, at: datetime, span: timedelta, out: Path, bar: Progress) -> list[Path]:
+    """One HTML report per model as of the end of the simulation, trends over every simulated day."""
     try:
         report = importlib.import_module("analyzers.report")
     except ImportError:
@@ -147,6 +147,7 @@ def _reports(store: LocalStore, config: Config, window: Window, out: Path, bar: 
     task = bar.add_task("writing reports", total=len(config.models))
     paths = []
     for model in config.models:
-        paths.append(report.write_report(store, model, window, out / f"report-{model}.html", config=config))
+        path = out / f"report-{model}.html"
+        paths.append(report.write_report(store, model, path, config=config, at=at, span=span, base=out))
         bar.advance(task)
     return paths

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from analyzers.config.models import FairnessConfig
-from analyzers.findings import Finding, Signal
+from analyzers.findings import Finding, Signal, Status
 from analyzers.jobs import coverage
 from analyzers.jobs.base import error_finding
 from analyzers.stats.fairness import (
@@ -55,7 +55,7 @@ def _run(store: Store, model: str, config: FairnessConfig, window: Window) -> Fi
     reference = _reference(config)
     covered = coverage.measure_spans(store, query, {"window": window})
     total = covered["window"].count
-    attributes = list(config.groups) if config.groups else _group_attributes(store, query)
+    attributes = list(config.groups) if config.groups else group_attributes(store, query)
     why = coverage.shortfall(covered, config.min_coverage)
     if why is None and total < max(config.min_rows, 1):
         why = f"{total:g} predictions < min_rows {config.min_rows}"
@@ -64,14 +64,14 @@ def _run(store: Store, model: str, config: FairnessConfig, window: Window) -> Fi
     if why is not None:
         metrics = {"n": total, "attributes": [], "coverage": coverage.as_dicts(covered), "reason": why}
         return Finding(model, JOB, window, "insufficient_data", metrics, reference)
-    counts = _counts(store, query, attributes, config)
+    counts = group_counts(store, query, attributes, config)
     out: list[dict[str, Any]] = []
     signals: list[Signal] = []
     judged = False
     for attr in attributes:
         groups = counts[attr]
         missing = groups.pop(None, ConfusionCounts()).n
-        named = _match_group(config.reference_group.get(attr), groups)
+        named = match_group(config.reference_group.get(attr), groups)
         result = assess_attribute(
             attr,
             groups,
@@ -84,7 +84,7 @@ def _run(store: Store, model: str, config: FairnessConfig, window: Window) -> Fi
         signals += attr_signals
         judged = judged or result.demographic_parity_difference.value is not None
         out.append(_attribute_dict(result, missing, attr_signals, config))
-    status = "alert" if signals else ("ok" if judged else "insufficient_data")
+    status: Status = "alert" if signals else ("ok" if judged else "insufficient_data")
     metrics = {"n": total, "attributes": out, "coverage": coverage.as_dicts(covered)}
     return Finding(model, JOB, window, status, metrics, reference, signals)
 
@@ -102,11 +102,11 @@ def _reference(config: FairnessConfig) -> dict[str, Any]:
     }
 
 
-def _group_attributes(store: Store, query: Query) -> list[str]:
+def group_attributes(store: Store, query: Query) -> list[str]:
     return sorted(c.name[len(GROUP_PREFIX) :] for c in store.columns(query) if c.name.startswith(GROUP_PREFIX))
 
 
-def _counts(
+def group_counts(
     store: Store, query: Query, attributes: list[str], config: FairnessConfig
 ) -> dict[str, dict[Hashable, ConfusionCounts]]:
     """Weighted confusion counts per group of each attribute."""
@@ -154,7 +154,7 @@ def _missing(value: Any) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
 
 
-def _match_group(name: str | None, groups: dict[Hashable, ConfusionCounts]) -> Hashable | None:
+def match_group(name: str | None, groups: dict[Hashable, ConfusionCounts]) -> Hashable | None:
     """The configured reference group as it appears in the data (the config holds it as text)."""
     if name is None:
         return None

@@ -23,7 +23,7 @@ import pandas as pd
 from scipy.stats import norm
 
 from analyzers.config.models import PerformanceConfig, ReferenceConfig
-from analyzers.findings import Finding, Signal
+from analyzers.findings import Finding, Signal, Status
 from analyzers.jobs import coverage
 from analyzers.jobs.base import error_finding
 from analyzers.stats.intervals import newcombe_difference
@@ -101,6 +101,7 @@ def _run(store: Store, model: str, config: PerformanceConfig, window: Window) ->
     )
     if ref_thin is not None:
         reference["reason"] = ref_thin
+    status: Status
     if signals:
         status = "alert"
     elif compared or floors:

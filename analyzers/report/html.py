@@ -14,6 +14,7 @@ from string import Template
 from typing import Any
 
 from analyzers.config.models import FairnessConfig, OpsConfig
+from analyzers.findings import Finding
 from analyzers.report import charts
 from analyzers.report.data import Distribution, JobSection, ReportData
 from analyzers.report_text import format_number, summarize
@@ -94,8 +95,9 @@ if(document.readyState==="complete"){done();}else{window.addEventListener("load"
 
 
 def render(data: ReportData) -> str:
-    """The whole page for one model and window."""
-    window = data.window.to_dict()
+    """The whole page for one model as of one time."""
+    at, span = format_time(data.at), data.span.to_dict()
+    windows = f"window of {format_duration(data.window_override)}" if data.window_override else "configured window"
     sections = [
         _summary(data),
         _drift(data),
@@ -104,10 +106,11 @@ def render(data: ReportData) -> str:
         _operations(data),
     ]
     return _PAGE.substitute(
-        title=escape(f"predwatch report: {data.model}, {window['start']} to {window['end']}"),
+        title=escape(f"predwatch report: {data.model} as of {at}"),
         heading=escape(f"predwatch report: {data.model}"),
         subtitle=escape(
-            f"window {window['start']} to {window['end']} ({format_duration(data.window.length)}), "
+            f"as of {at}: each job over its {windows}"
+            f" ending then; trends from {span['start']} to {span['end']} per {format_duration(data.trends.bucket)}, "
             f"{data.n_events:,.0f} events of which {data.n_failures:,.0f} failed"
         ),
         sections="\n".join(sections),
@@ -173,6 +176,48 @@ def _missing(section: JobSection) -> str | None:
     return None
 
 
+def window_text(window: Window) -> str:
+    """``start → end (length)`` of a window."""
+    bounds = window.to_dict()
+    return f"{bounds['start']} → {bounds['end']} ({format_duration(window.length)})"
+
+
+def _coverage_text(finding: Finding | None) -> str:
+    """How much of the window and reference held data, from the finding's ``coverage`` entry."""
+    covered = (finding.metrics.get("coverage") or {}) if finding is not None else {}
+    parts = [
+        f"{name} {pct(entry.get('share'))} of {fmt(entry.get('slots'))} slots"
+        for name, entry in covered.items()
+        if isinstance(entry, dict)
+    ]
+    return f" Slots holding data: {', '.join(parts)}." if parts else ""
+
+
+def _window_line(section: JobSection) -> str:
+    """The section's window and what it was compared with (as its finding says, else as resolved), and coverage."""
+    text = f"Window {window_text(section.window)}"
+    described = (section.finding.reference or {}) if section.finding is not None else {}
+    window = described.get("window")
+    if described.get("file") or section.windows.reference_file is not None:
+        text += f", compared with the file {described.get('file') or section.windows.reference_file}"
+    else:
+        reference = Window.from_dict(window) if isinstance(window, dict) else window or section.windows.reference
+        if isinstance(reference, Window):
+            text += f", compared with the reference {window_text(reference)}"
+    return f'<p class="muted">{escape(text + ".")}{escape(_coverage_text(section.finding))}</p>'
+
+
+def _fired_note(data: ReportData, job: str) -> str:
+    """Which buckets are shaded: those where a finding of ``job`` alerted (stored, or computed for this report)."""
+    fired = data.trends.fired.get(job) or []
+    title = JOB_TITLES[job].lower()
+    if not any(fired):
+        return f"No {title} finding alerted in this span."
+    return (
+        f"Shaded: the {sum(fired)} bucket(s) of {format_duration(data.trends.bucket)} where a {title} finding alerted."
+    )
+
+
 def _source(section: JobSection) -> str:
     if section.source == "stored":
         return "stored result of a scheduled run"
@@ -191,14 +236,15 @@ def _summary(data: ReportData) -> str:
         css = f"s-{status}-b" if status else ""
         cards.append(
             f'<div class="card {css}"><h3><a href="#{name}">{escape(JOB_TITLES[name])}</a>{badge(status)}</h3>'
-            f'<p>{escape(text)}</p><p class="muted">{escape(_source(section))}</p></div>'
+            f'<p>{escape(text)}</p><p class="muted">{escape(window_text(section.window))}; '
+            f"{escape(_source(section))}</p></div>"
         )
     return f'<section id="summary"><h2>Verdicts</h2><div class="cards">{"".join(cards)}</div></section>'
 
 
 def _drift(data: ReportData) -> str:
     section = data.jobs["drift"]
-    parts = []
+    parts = [_window_line(section)]
     missing = _missing(section)
     if missing is not None:
         parts.append(missing)
@@ -206,9 +252,8 @@ def _drift(data: ReportData) -> str:
         finding = section.finding
         assert finding is not None
         m = finding.metrics
-        reference = data.reference or _describe_reference(finding.reference)
         parts.append(
-            f"<p>Compared with {escape(reference)}. {fmt(m.get('n_drifted'))} of {fmt(m.get('n_columns'))} columns "
+            f"<p>{fmt(m.get('n_drifted'))} of {fmt(m.get('n_columns'))} columns "
             f"drifted (share {fmt(m.get('share_drifted'))}; dataset drift when at least {fmt(m.get('drift_share'))}): "
             f"<strong>{'dataset drift' if m.get('dataset_drift') else 'no dataset drift'}</strong>. "
             f"p-values adjusted with {escape(str(m.get('correction', '')))} at alpha {fmt(m.get('alpha'))}; a column "
@@ -222,26 +267,20 @@ def _drift(data: ReportData) -> str:
             parts.append("<h3>Distributions: reference against current</h3>")
             parts.append(f'<div class="plots">{"".join(plots)}</div>')
     parts.append("<h3>Over time</h3>")
-    history = [f for f in section.history if f.metrics.get("features")]
-    if history:
-        parts.append(plot(charts.drift_history, history, "drift-history"))
-        parts.append(f'<p class="muted">{len(history)} drift result(s) by window end.</p>')
+    trend = data.trends.drift
+    if trend is not None and trend.ratios:
+        trends = data.trends
+        parts.append(
+            plot(charts.drift_trend, trend, trends.starts, trends.bucket, trends.fired.get("drift"), "drift-trend")
+        )
+        parts.append(
+            f'<p class="muted">Each column against {escape(trend.reference)}, from the logs per '
+            f"{escape(format_duration(trends.bucket))}; effect sizes only (a column drifts when its test is also "
+            f"significant). {escape(_fired_note(data, 'drift'))}</p>"
+        )
     else:
-        parts.append(note("No stored drift results with feature scores to draw over time."))
+        parts.append(note(data.trends.notes.get("drift") or "No drift trend: no column could be compared."))
     return _section("drift", "\n".join(parts))
-
-
-def _describe_reference(reference: dict[str, Any] | None) -> str:
-    if not reference:
-        return "the reference"
-    if reference.get("file"):
-        return f"the file {reference['file']}"
-    window = reference.get("window")
-    if isinstance(window, Window):
-        window = window.to_dict()
-    if not isinstance(window, dict):
-        return "the reference"
-    return f"the window {window.get('start')} to {window.get('end')}"
 
 
 def _drift_table(features: list[dict[str, Any]]) -> str:
@@ -279,7 +318,7 @@ def _distribution_plot(dist: Distribution, feature: dict[str, Any], index: int) 
 def _fairness(data: ReportData) -> str:
     section = data.jobs["fairness"]
     missing = _missing(section)
-    parts = [missing] if missing is not None else []
+    parts = [_window_line(section)] + ([missing] if missing is not None else [])
     finding = section.finding
     attributes = finding.metrics.get("attributes") or [] if finding is not None else []
     if missing is None and not attributes:
@@ -301,6 +340,20 @@ def _fairness(data: ReportData) -> str:
         if attribute.get("groups"):
             parts.append(plot(charts.fairness_groups, attribute, f"fair{i}"))
         parts.append(_group_table(attribute))
+    parts.append("<h3>Over time</h3>")
+    trend = data.trends.fairness
+    if trend is not None and trend.attributes:
+        trends = data.trends
+        parts.append(
+            plot(charts.fairness_trend, trend, trends.starts, trends.bucket, trends.fired.get("fairness"), "fair-trend")
+        )
+        parts.append(
+            f'<p class="muted">Parity measures per {escape(format_duration(trends.bucket))} from the logs, over the '
+            f"groups of at least {fmt(trend.min_group_size)} predictions in the bucket (no point where fewer than two "
+            f"are). {escape(_fired_note(data, 'fairness'))}</p>"
+        )
+    else:
+        parts.append(note(data.trends.notes.get("fairness") or "No fairness trend: no group attribute was logged."))
     return _section("fairness", "\n".join(parts))
 
 
@@ -338,16 +391,15 @@ def _group_table(attribute: dict[str, Any]) -> str:
 def _performance(data: ReportData) -> str:
     section = data.jobs["performance"]
     missing = _missing(section)
-    parts = [missing] if missing is not None else []
+    parts = [_window_line(section)] + ([missing] if missing is not None else [])
     finding = section.finding
     if missing is None and finding is not None:
         m = finding.metrics
         reference = finding.reference or {}
-        ref_text = _describe_reference(reference)
         parts.append(
             f"<p>Task: {escape(str(m.get('task')))}. {fmt(m.get('n_labeled'))} of {fmt(m.get('n'))} predictions "
-            f"labelled (coverage {pct(m.get('label_coverage'))}). Compared with {escape(ref_text)} "
-            f"({fmt(reference.get('n_labeled'))} labelled).</p>"
+            f"labelled (coverage {pct(m.get('label_coverage'))}); the reference has {fmt(reference.get('n_labeled'))} "
+            "labelled.</p>"
         )
         rows = []
         for name, entry in m.items():
@@ -366,19 +418,40 @@ def _performance(data: ReportData) -> str:
         headers = ["metric", "value", "95% CI", "reference", "change", "significant", ""]
         parts.append(table(headers, rows, numeric={1, 3, 4}))
     parts.append("<h3>Over time</h3>")
-    history = [f for f in section.history if f.metrics.get("label_coverage") is not None]
-    if history:
-        parts.append(plot(charts.performance_history, history, "perf-history"))
-        parts.append(f'<p class="muted">{len(history)} performance result(s) by window end.</p>')
+    trend = data.trends.performance
+    if trend is not None:
+        trends = data.trends
+        fired = trends.fired.get("performance")
+        references = _metric_references(finding)
+        parts.append(
+            plot(charts.performance_trend, trend, trends.starts, trends.bucket, fired, references, "perf-trend")
+        )
+        parts.append(
+            f'<p class="muted">Task: {escape(trend.task)}. Metrics and label coverage per '
+            f"{escape(format_duration(trends.bucket))} from the logs ({fmt(sum(trend.n_labeled))} labelled of "
+            f"{fmt(sum(trend.n))} predictions); dotted lines: the reference values of the current window's "
+            f"finding. {escape(_fired_note(data, 'performance'))}</p>"
+        )
     else:
-        parts.append(note("No performance results with labels to draw over time."))
+        parts.append(note(data.trends.notes.get("performance") or "The performance job is not configured."))
     return _section("performance", "\n".join(parts))
+
+
+def _metric_references(finding: Finding | None) -> dict[str, float]:
+    """Each metric's reference value in a finding (the dotted lines of the trend)."""
+    if finding is None:
+        return {}
+    out = {}
+    for name, entry in finding.metrics.items():
+        if isinstance(entry, dict) and isinstance(entry.get("reference"), (int, float)):
+            out[name] = float(entry["reference"])
+    return out
 
 
 def _operations(data: ReportData) -> str:
     section = data.jobs["ops"]
     missing = _missing(section)
-    parts = [missing] if missing is not None else []
+    parts = [_window_line(section)] + ([missing] if missing is not None else [])
     finding = section.finding
     if finding is not None and finding.status in ("ok", "alert", "insufficient_data") and finding.metrics:
         m = finding.metrics
@@ -406,6 +479,17 @@ def _operations(data: ReportData) -> str:
         )
     else:
         parts.append(note(data.ops_note or "No operations data."))
+    parts.append("<h3>Over time</h3>")
+    trend = data.trends.ops
+    if trend is not None:
+        trends = data.trends
+        parts.append(plot(charts.ops_trend, trend, trends.starts, trends.bucket, trends.fired.get("ops"), "ops-trend"))
+        parts.append(
+            f'<p class="muted">Events, error rate and latency percentiles per {escape(format_duration(trends.bucket))}'
+            f" from the logs. {escape(_fired_note(data, 'ops'))}</p>"
+        )
+    else:
+        parts.append(note(data.trends.notes.get("ops") or "No operations trend."))
     return _section("ops", "\n".join(parts))
 
 
