@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
@@ -123,11 +124,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 # ---- replay -----------------------------------------------------------------------------------
 def cmd_replay(args: argparse.Namespace) -> int:
-    from analyzers.report_text import print_findings
+    from analyzers.replay_text import print_replay
     from analyzers.store import Query, open_store
     from analyzers.timeutil import Window, parse_duration, utcnow
 
     replay = _optional("analyzers.jobs.replay", "replay")
+    if os.getcwd() not in sys.path:  # --target mysvc.model:predict finds ./mysvc as `python -m` would
+        sys.path.insert(0, os.getcwd())
     loaded = _load(args)
     end = args.at or utcnow()
     window = Window.ending(end, parse_duration(args.window)) if (args.window or args.at) else None
@@ -153,13 +156,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
             entity_id=tuple(args.entity) or None,
             prediction_ids=tuple(args.id) or None,
             target=args.target,
-            tolerance=args.tolerance,
+            atol=args.atol,
+            rtol=replay.DEFAULT_RTOL if args.rtol is None else args.rtol,
         )
     if args.format == "json":
         _print_json({"findings": [finding.to_dict()]})
     else:
-        print_findings([finding])
-    return EXIT_ERROR if finding.status == "error" else EXIT_OK
+        print_replay(finding)
+    if finding.status == "error":
+        return EXIT_ERROR
+    return EXIT_ALERT if args.fail_on_alert and finding.status == "alert" else EXIT_OK
 
 
 # ---- setup, demo, report, run, status: parts with modules of their own ------------------------
@@ -270,7 +276,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--at", type=_time, help="end of the window (default: now)")
     p.add_argument("--entity", action="append", default=[], help="only this entity_id (repeatable)")
     p.add_argument("--id", action="append", default=[], help="only this prediction id (repeatable)")
-    p.add_argument("--tolerance", type=float, default=1e-6, help="largest score difference that still matches")
+    p.add_argument(
+        "--atol",
+        type=float,
+        help="absolute difference that still matches (default: half a unit in the last decimal of the logged values)",
+    )
+    p.add_argument(
+        "--rtol",
+        type=float,
+        help="relative difference that still matches (default 1e-9: the float noise of recomputing)",
+    )
+    p.add_argument("--fail-on-alert", action="store_true", help="exit with 1 when any prediction or score differs")
     p.add_argument("--export", help="also write the selected predictions to this .csv or .parquet file")
     with_format(p)
     p.set_defaults(func=cmd_replay)

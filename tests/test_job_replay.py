@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import re
+import sys
 import textwrap
 from datetime import timedelta
 from pathlib import Path
@@ -12,10 +14,11 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from analyzers.jobs.replay import export_predictions, load_predictor, replay
+from analyzers.cli import main
+from analyzers.jobs.replay import export_predictions, load_predictor, logged_decimals, replay
 from analyzers.store.base import Query
 from analyzers.timeutil import Window, format_time, parse_time
-from tests.log_events import write_events
+from tests.log_events import event, write_events
 
 try:
     from analyzers.store import LocalStore
@@ -97,7 +100,7 @@ def test_frame_callable_returning_a_tuple(store) -> None:
 
 
 def test_changed_model_reports_mismatches_with_ids(store) -> None:
-    out = replay(store, "fraud", WINDOW, target="fraud_model:retrained", tolerance=1e-3).to_dict()
+    out = replay(store, "fraud", WINDOW, target="fraud_model:retrained", atol=1e-3).to_dict()
     assert out["status"] == "alert"
     assert 0 < out["prediction_mismatches"] <= out["mismatches"] <= 300
     assert out["score_mismatches"] > 0
@@ -122,7 +125,7 @@ def test_estimator_object(store) -> None:
     x = frame.rename(columns=lambda c: c.split(".", 1)[1])
     logged = pd.concat(list(store.rows(Query("fraud", WINDOW), columns=["prediction"])))["prediction"].astype(int)
     est = LogisticRegression().fit(x, logged)
-    out = replay(store, "fraud", WINDOW, target=est, tolerance=1.0).to_dict()
+    out = replay(store, "fraud", WINDOW, target=est, atol=1.0).to_dict()
     assert out["status"] in ("ok", "alert")
     assert out["prediction_mismatches"] == int((est.predict(x) != logged.to_numpy()).sum())
     assert out["score_mismatches"] == 0
@@ -156,3 +159,94 @@ def test_output_shapes() -> None:
     assert records_only(frame)[0] == [2.0, 4.0, 6.0]
     with pytest.raises(ValueError, match="3 inputs"):
         load_predictor(lambda df: [1])(frame)
+
+
+def _rounded_logs(root: Path, decimals: int = 5) -> None:
+    """The MODEL_SOURCE model's predictions with scores logged rounded to ``decimals``, as some services do."""
+    namespace: dict = {}
+    exec(textwrap.dedent(MODEL_SOURCE), namespace)
+    rng = np.random.default_rng(1)
+    events = []
+    for i in range(200):
+        amount, n_items = float(rng.uniform(0, 300)), int(rng.integers(1, 6))
+        s = namespace["score"](amount, n_items)
+        ml = {"features": {"amount": amount, "n_items": n_items}, "prediction": {"label": int(s >= 0.5)}}
+        ml["prediction"]["score"] = round(s, decimals)
+        events.append(event(T0 + timedelta(minutes=i), f"r{i}", ml, model="fraud"))
+    write_events(root / "logs", events)
+
+
+def test_logged_decimals_read_values_as_written() -> None:
+    assert logged_decimals([0.12345, 0.5, 0.25, 3]) == 5
+    assert logged_decimals([1.5e-07, float("nan"), None, "x"]) == 8
+    assert logged_decimals([0.1 + 0.2]) == 17  # 0.30000000000000004: the logger writes floats exactly
+    assert logged_decimals([]) is None
+
+
+def test_rounded_scores_of_the_identical_model_match_within_their_precision(store, tmp_path: Path) -> None:
+    _rounded_logs(tmp_path / "rounded")
+    with LocalStore(tmp_path / "rounded" / "logs", tmp_path / "rounded" / "state") as rounded:
+        out = replay(rounded, "fraud", WINDOW, target="fraud_model:predict").to_dict()
+        strict = replay(rounded, "fraud", WINDOW, target="fraud_model:predict", atol=0.0).to_dict()
+    assert out["status"] == "ok"
+    assert out["mismatches"] == 0
+    assert out["tolerance"]["score"] == {
+        "atol": 5e-06,
+        "rtol": 1e-09,
+        "source": "scores logged with at most 5 decimals",
+    }
+    assert 0 < out["max_score_difference"] <= 5e-06
+    assert strict["status"] == "alert"
+    assert strict["score_mismatches"] > 150
+
+
+MYSVC = """
+import math
+
+def predict(records: list) -> list:
+    out = []
+    for r in records:
+        s = 1 / (1 + math.exp(-(0.01 * r["amount"] - 0.5 * r["n_items"])))
+        out.append({"prediction": int(s >= 0.5), "score": s})
+    return out
+
+def shifted(records: list) -> list:
+    return [dict(p, score=p["score"] + 1e-3) for p in predict(records)]
+"""
+
+
+@pytest.fixture
+def service_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A service checkout with package ``mysvc`` in the current directory, and a predwatch.yml for its logs."""
+    _rounded_logs(tmp_path)
+    checkout = tmp_path / "checkout"
+    (checkout / "mysvc").mkdir(parents=True)
+    (checkout / "mysvc" / "__init__.py").write_text("")
+    (checkout / "mysvc" / "model.py").write_text(textwrap.dedent(MYSVC))
+    config = checkout / "predwatch.yml"
+    config.write_text(f"store: {{local: {{path: {tmp_path / 'logs'}}}}}\nstate: {{path: {tmp_path / 'state'}}}\n")
+    monkeypatch.chdir(checkout)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", str(checkout))])
+    yield config
+    for name in ("mysvc.model", "mysvc"):
+        sys.modules.pop(name, None)
+
+
+def test_replay_command_imports_the_target_from_the_current_directory(service_directory: Path, capsys) -> None:
+    args = ["replay", "-c", str(service_directory), "--model", "fraud", "--at", "2026-11-21T00:00:00Z"]
+    assert main([*args, "--window", "1d", "--target", "mysvc.model:predict", "--fail-on-alert"]) == 0
+    out = capsys.readouterr().out
+    assert "200 predictions replayed; 0 predictions differ" in out
+    assert "scores: 0 of 200 beyond 5e-06 + 1e-09 x |score| (scores logged with at most 5 decimals)" in out
+    assert "largest difference 4." in out or "largest difference 5e-06" in out
+
+
+def test_replay_command_shows_differences_and_fails_on_alert(service_directory: Path, capsys) -> None:
+    args = ["replay", "-c", str(service_directory), "--model", "fraud", "--at", "2026-11-21T00:00:00Z"]
+    assert main([*args, "--window", "1d", "--target", "mysvc.model:shifted"]) == 0
+    assert main([*args, "--window", "1d", "--target", "mysvc.model:shifted", "--fail-on-alert"]) == 1
+    out = capsys.readouterr().out
+    assert "200 rows differ (100.0%)" in out
+    assert "largest difference 0.001" in out
+    assert "rows that differ" in out
+    assert re.search(r"r\d+ .*0\.001", out)
