@@ -135,11 +135,12 @@ def build(log_dir: Path, days: int = 4, per_day: int = 600, seed: int = 0, last_
 
 
 def degenerate_logs(log_dir: Path) -> None:
-    """One day where group "all" is always selected and always right, "none" never selected, "solo" one row."""
+    """One day where group "all" is always selected and always right (41 rows: Wilson's upper bound of its
+    rates, 0.9999999999999999, ends a rounding error below them), "none" never selected, "solo" one row."""
     rng = np.random.default_rng(3)
     events = []
     for i in range(120):
-        group = "all" if i < 40 else "none" if i < 80 else "mixed" if i < 119 else "solo"
+        group = "all" if i < 41 else "none" if i < 81 else "mixed" if i < 119 else "solo"
         label = 1 if group in ("all", "solo") else 0 if group == "none" else int(rng.random() < 0.5)
         ts = T0 + timedelta(minutes=12 * i)
         ml = {

@@ -179,10 +179,13 @@ def gather(
     _add_distributions(store, data, base)
     ops_window = jobs["ops"].window
     volume = store.volume(Query(model=model, window=ops_window), _bucket(ops_window, jobs["ops"].config))
-    if float(volume["count"].sum()) > 0:
-        data.ops = _ops_series(store, model, ops_window, volume)
-    else:
+    if float(volume["count"].sum()) <= 0:
         data.ops_note = "No events were logged for this model in the operations window."
+        return data
+    try:
+        data.ops = _ops_series(store, model, ops_window, volume)
+    except Exception as exc:  # the operations plot's data cannot be read: the rest of the report stands
+        data.ops_note = f"The operations series could not be read: {type(exc).__name__}: {exc}"
     return data
 
 
