@@ -90,7 +90,7 @@ def test_drift_section_plots_every_column_with_its_test(fraud_html: str) -> None
         assert f'aria-label="distribution of {column}"' in drift
     assert drift.count('aria-label="distribution of ') == 7
     assert 'aria-label="drift over time"' in drift
-    assert "Shaded: the 1 bucket(s) of 1d where a drift finding alerted." in drift
+    assert "Shaded: the 1 bucket(s) of 1d where the drift job alerted." in drift
     assert re.search(r"<td>amount</td>.*?wasserstein", drift, flags=re.S)
     assert "ES (" in drift  # the new category is named
 

@@ -441,6 +441,7 @@ def ops_trend(
     volume.bar(
         x, failures, bottom=counts - failures, width=width * 0.9, align="edge", color=ALERT_COLOR, label="failed"
     )
+    volume.set_ylim(0, max(1.0, float(counts.max(initial=0.0))) * 1.1)
     volume.set_ylabel("events")
     volume.set_title("Operations per bucket", loc="left")
     _legend_outside(volume)

@@ -194,7 +194,10 @@ def _coverage_text(finding: Finding | None) -> str:
 
 
 def _window_line(section: JobSection) -> str:
-    """The section's window and what it was compared with (as its finding says, else as resolved), and coverage."""
+    """The section's window and what it was compared with (as its finding says, else as resolved), and coverage;
+    nothing for a job that is neither configured nor stored."""
+    if section.finding is None:
+        return ""
     text = f"Window {window_text(section.window)}"
     described = (section.finding.reference or {}) if section.finding is not None else {}
     window = described.get("window")
@@ -207,15 +210,17 @@ def _window_line(section: JobSection) -> str:
     return f'<p class="muted">{escape(text + ".")}{escape(_coverage_text(section.finding))}</p>'
 
 
+def _card_window(section: JobSection) -> str:
+    return f"{window_text(section.window)}; " if section.finding is not None else ""
+
+
 def _fired_note(data: ReportData, job: str) -> str:
     """Which buckets are shaded: those where a finding of ``job`` alerted (stored, or computed for this report)."""
     fired = data.trends.fired.get(job) or []
     title = JOB_TITLES[job].lower()
     if not any(fired):
-        return f"No {title} finding alerted in this span."
-    return (
-        f"Shaded: the {sum(fired)} bucket(s) of {format_duration(data.trends.bucket)} where a {title} finding alerted."
-    )
+        return f"The {title} job did not alert in this span."
+    return f"Shaded: the {sum(fired)} bucket(s) of {format_duration(data.trends.bucket)} where the {title} job alerted."
 
 
 def _source(section: JobSection) -> str:
@@ -236,8 +241,7 @@ def _summary(data: ReportData) -> str:
         css = f"s-{status}-b" if status else ""
         cards.append(
             f'<div class="card {css}"><h3><a href="#{name}">{escape(JOB_TITLES[name])}</a>{badge(status)}</h3>'
-            f'<p>{escape(text)}</p><p class="muted">{escape(window_text(section.window))}; '
-            f"{escape(_source(section))}</p></div>"
+            f'<p>{escape(text)}</p><p class="muted">{escape(_card_window(section) + _source(section))}</p></div>'
         )
     return f'<section id="summary"><h2>Verdicts</h2><div class="cards">{"".join(cards)}</div></section>'
 
@@ -433,7 +437,7 @@ def _performance(data: ReportData) -> str:
             f"finding. {escape(_fired_note(data, 'performance'))}</p>"
         )
     else:
-        parts.append(note(data.trends.notes.get("performance") or "The performance job is not configured."))
+        parts.append(note(data.trends.notes.get("performance") or "No performance trend."))
     return _section("performance", "\n".join(parts))
 
 

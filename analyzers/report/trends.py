@@ -186,6 +186,9 @@ def compute(
         parts["performance"] = lambda: _performance(store, model, jobs["performance"], trends.windows)
     if isinstance(jobs.get("fairness"), FairnessConfig):
         parts["fairness"] = lambda: _fairness(store, model, jobs["fairness"], trends.windows)
+    for job in ("drift", "performance", "fairness"):
+        if job not in parts:
+            trends.notes[job] = f"The {job} job is not configured (or disabled) for this model."
     for job, part in parts.items():
         try:
             setattr(trends, job, part())
