@@ -24,10 +24,11 @@ from analyzers.timeutil import Window, parse_time, utcnow
 
 
 def evaluation_time(model: ModelConfig, at: datetime | str | None = None, *, now: datetime | None = None) -> datetime:
-    """``T``: ``at`` itself when given, else ``now`` (default: the current time) less the ingest delay."""
+    """``T``: ``at`` itself when given, else ``now`` (default: the current time, to the second) less the ingest
+    delay."""
     if at is not None:
         return parse_time(at)
-    return (now if now is not None else utcnow()) - model.ingest_delay
+    return (now if now is not None else utcnow().replace(microsecond=0)) - model.ingest_delay
 
 
 def job_window(

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analyzers.findings import Finding, Signal
+from analyzers.findings import Finding, Signal, Status
 from analyzers.jobs.base import error_finding
 from analyzers.stats.performance import normalize_label
 from analyzers.store.base import Query, Store
@@ -374,7 +374,7 @@ def _compare(store: Store, query: Query, predictor: Predictor, target: str, tole
                 threshold=0.0,
             )
         )
-    status = "alert" if signals else "ok"
+    status: Status = "alert" if signals else "ok"
     return Finding(query.model, JOB, query.window, status, metrics, {"logged": "predictions as logged"}, signals)
 
 

@@ -62,7 +62,8 @@ tr.alert td{background:#fdecea}
 .card{border:1px solid #e5e7eb;border-left:6px solid #757575;border-radius:6px;padding:.6rem .75rem}
 .card.s-ok-b{border-left-color:#2e7d32}.card.s-alert-b{border-left-color:#c62828}
 .card.s-insufficient_data-b{border-left-color:#b26a00}.card.s-error-b{border-left-color:#6a1b9a}
-.card h3{margin:0 0 .3rem;display:flex;justify-content:space-between;align-items:center}
+.card h3{margin:0 0 .3rem;display:flex;flex-wrap:wrap;gap:.25rem .5rem;justify-content:space-between;
+align-items:center}
 .card p{margin:.2rem 0;font-size:.85rem}
 .note{background:#fff8e1;border-left:4px solid #b26a00;padding:.5rem .75rem;margin:.5rem 0;font-size:.9rem}
 .muted{color:#6b7280;font-size:.85rem}
