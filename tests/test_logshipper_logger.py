@@ -19,7 +19,7 @@ import pytest
 import logshipper
 from logshipper import PredictionLogger, RedactionError, configure, schema, shutdown
 from logshipper.ids import new_prediction_id, prediction_id_time_ms
-from logshipper.logger import sample_fraction
+from logshipper.sampling import fraction
 
 
 @pytest.fixture(autouse=True)
@@ -144,7 +144,7 @@ def test_sampling_is_deterministic_and_recorded(tmp_path: Path) -> None:
         entity = f"user-{i % 400}"
         pid = plog.prediction({"i": i}, 0, entity_id=entity)
         plog.feedback(pid, 1, entity_id=entity)
-        if sample_fraction(entity) < 0.25:
+        if fraction(entity) < 0.25:
             kept_entities.add(entity)
     shutdown()
     lines = read_lines(tmp_path)
@@ -224,16 +224,21 @@ def test_a_full_queue_drops_instead_of_blocking() -> None:
             return super().write(text)
 
     stream = StalledStream()
-    pipeline = configure(service="svc", stream=stream, max_queue=10)
+    before = logshipper.stats()
+    configure(service="svc", stream=stream, max_queue=10)
     plog = PredictionLogger(model="m")
     plog.prediction({"i": 0}, 0)
     assert stream.entered.wait(30), "the writer took the first event and is stuck writing it"
     for i in range(1, 5000):
         plog.prediction({"i": i}, 0)  # returns although nothing can be written: events beyond the queue drop
-    assert pipeline.dropped == 5000 - 1 - 10
+    during = logshipper.stats()
+    assert during.dropped["queue_full"] - before.dropped.get("queue_full", 0) == 5000 - 1 - 10
+    assert during.queued - before.queued == 1 + 10
     stream.release.set()
     shutdown()
-    assert len(stream.getvalue().splitlines()) + pipeline.dropped == 5000
+    after = logshipper.stats()
+    assert len(stream.getvalue().splitlines()) == 1 + 10
+    assert after.written - before.written == 1 + 10
 
 
 def test_bad_arguments_are_rejected_when_the_logger_is_made(tmp_path: Path) -> None:
