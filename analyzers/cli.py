@@ -197,7 +197,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     models = args.model or list(loaded.config.models)
     with open_store(loaded.config, loaded.directory) as store:
         for model in models:
-            out = Path(args.out) / f"{model}.html" if len(models) > 1 else Path(args.out)
+            out = Path(args.out) / report.report_file_name(model) if len(models) > 1 else Path(args.out)
             report.write_report(store, model, window, out, config=loaded.config)
             print(f"wrote {out}", file=sys.stderr)
     return EXIT_OK

@@ -9,10 +9,11 @@ from pathlib import Path
 from analyzers.config.models import Config
 from analyzers.report.data import ReportData, gather
 from analyzers.report.html import render
+from analyzers.report.naming import report_file_name
 from analyzers.store.base import Store
 from analyzers.timeutil import Window
 
-__all__ = ["ReportData", "gather", "render", "write_report"]
+__all__ = ["ReportData", "gather", "render", "report_file_name", "write_report"]
 
 
 def write_report(
