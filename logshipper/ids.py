@@ -62,12 +62,15 @@ def prediction_id_time_ms(prediction_id: str) -> int:
 
 
 def random_bits(prediction_id: str) -> int | None:
-    """The 62 random bits of an RFC 9562 UUID (any version, hyphens optional); None for any other id."""
-    text = prediction_id.replace("-", "")
-    if len(text) != 32:
+    """The 62 random bits of an RFC 9562 UUID (any version, with or without hyphens); None for any other id."""
+    if len(prediction_id) == 36:
+        low_hex = prediction_id[19:23] + prediction_id[24:]
+    elif len(prediction_id) == 32:
+        low_hex = prediction_id[16:]
+    else:
         return None
     try:
-        low = int(text[16:], 16)
+        low = int(low_hex, 16)
     except ValueError:
         return None
     if low >> RANDOM_BITS != 0b10:  # not the RFC 9562 variant: its last 62 bits need not be random
