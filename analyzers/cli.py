@@ -53,9 +53,9 @@ def _print_json(data: Any) -> None:
 
 # ---- analyze ----------------------------------------------------------------------------------
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from analyzers.report_text import print_findings
     from analyzers.runner import run_jobs
     from analyzers.store import open_store
+    from analyzers.terminal import print_findings
 
     loaded = _load(args)
     with open_store(loaded.config, loaded.directory) as store, _job_progress(loaded.config, args) as progress:
@@ -103,7 +103,7 @@ def _job_progress(config: Any, args: argparse.Namespace) -> Iterator[Callable[[s
 def _deliver(store: Any, loaded: Any, findings: list[Any], output_format: str, dry_run: bool = False) -> None:
     """Pass findings through alert rules, state and delivery (a dry run only prints the alerts)."""
     try:
-        alerting = importlib.import_module("analyzers.alerts.pipeline")
+        alerting = importlib.import_module("analyzers.alerts.dispatch")
     except ImportError:
         return
     if dry_run:
@@ -124,8 +124,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 # ---- replay -----------------------------------------------------------------------------------
 def cmd_replay(args: argparse.Namespace) -> int:
-    from analyzers.report_text import print_findings
     from analyzers.store import Query, open_store
+    from analyzers.terminal import print_findings
     from analyzers.timeutil import Window, parse_duration, utcnow
 
     replay = _optional("analyzers.jobs.replay", "replay")
@@ -209,8 +209,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from analyzers.report_text import print_status
     from analyzers.store import open_store
+    from analyzers.terminal import print_status
 
     loaded = _load(args)
     with open_store(loaded.config, loaded.directory) as store:

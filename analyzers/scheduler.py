@@ -25,10 +25,10 @@ from analyzers.config.loader import LoadedConfig, load_config
 from analyzers.config.models import JobConfig, ModelConfig
 from analyzers.findings import Finding
 from analyzers.runner import run_job, with_paths_resolved
-from analyzers.schedule import fire_times, latest_fire_time, make_trigger
 from analyzers.store import open_store
 from analyzers.store.base import ConflictError, Store
 from analyzers.timeutil import Window, format_time, parse_time, utcnow
+from analyzers.triggers import fire_times, latest_fire_time, make_trigger
 
 log = logging.getLogger("predwatch.scheduler")
 HEARTBEAT_PREFIX = "heartbeat:"
@@ -108,7 +108,7 @@ class Scheduler:
         return finding
 
     def _record(self, model: str, name: str, finding: Finding, scheduled: datetime, duration: float) -> None:
-        from analyzers.alerts.pipeline import process
+        from analyzers.alerts.dispatch import process
 
         delivered: dict[str, Any] = {}
         try:
@@ -184,7 +184,7 @@ class Scheduler:
         return ran
 
     def flush_outbox(self) -> None:
-        from analyzers.alerts.pipeline import flush
+        from analyzers.alerts.dispatch import flush
 
         try:
             report = flush(self.store, self.config, quiet=True)

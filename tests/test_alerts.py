@@ -12,7 +12,7 @@ import pytest
 from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
 
 from analyzers.alerts import outbox
-from analyzers.alerts.pipeline import TerminalSender, preview, process
+from analyzers.alerts.dispatch import TerminalSender, preview, process
 from analyzers.alerts.render import build_message, kibana_discover_url
 from analyzers.alerts.rules import alerts_of
 from analyzers.alerts.slack import SlackSender
@@ -290,7 +290,7 @@ def test_a_change_lost_to_another_process_is_not_sent_twice(
     stale = changes_for(store_at(tmp_path), finding, JobConfig(), T0)  # this process looked first ...
     report = process(store_at(tmp_path), config, [finding], now=T0)  # ... another one sent it meanwhile
     assert report.sent == 1
-    monkeypatch.setattr("analyzers.alerts.pipeline.changes_for", lambda *_args: stale)
+    monkeypatch.setattr("analyzers.alerts.dispatch.changes_for", lambda *_args: stale)
     report = process(store_at(tmp_path), config, [finding], now=T0)
     assert (report.created, report.sent, report.pending) == (0, 0, 0) and len(slack.posts) == 1
 

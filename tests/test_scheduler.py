@@ -17,10 +17,10 @@ import pytest
 from analyzers.config.loader import load_config
 from analyzers.config.models import Schedule
 from analyzers.findings import Finding
-from analyzers.schedule import fire_times, latest_fire_time, make_trigger
 from analyzers.scheduler import Scheduler, heartbeat_key
 from analyzers.store import LocalStore
 from analyzers.timeutil import Window
+from analyzers.triggers import fire_times, latest_fire_time, make_trigger
 
 UTC = timezone.utc
 

@@ -37,7 +37,7 @@ class Schedule(Strict):
         if self.every is not None and self.every.total_seconds() <= 0:
             raise ValueError("'every' must be longer than zero")
         if self.cron is not None:
-            from analyzers.schedule import make_trigger
+            from analyzers.triggers import make_trigger
 
             make_trigger(self)  # raises ValueError naming the bad field
         return self

@@ -12,7 +12,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from analyzers.alerts.pipeline import DeliveryReport, TerminalSender, process, sender_for
+from analyzers.alerts.dispatch import DeliveryReport, TerminalSender, process, sender_for
 from analyzers.alerts.render import Message
 from analyzers.config.models import Config
 from analyzers.demo.incidents import incidents

@@ -16,8 +16,8 @@ from typing import Any
 from analyzers.config.models import FairnessConfig, OpsConfig
 from analyzers.report import charts
 from analyzers.report.data import Distribution, JobSection, ReportData
-from analyzers.report_text import format_number, summarize
-from analyzers.report_text import format_percent as pct
+from analyzers.terminal import format_number, summarize
+from analyzers.terminal import format_percent as pct
 from analyzers.timeutil import Window, format_duration, format_time
 
 STATUS_TEXT = {
