@@ -117,7 +117,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     loaded = _load(args)
     config = loaded.config
     jobs = sum(len(m.jobs()) for m in config.models.values())
-    where = "Elasticsearch" if config.store.elasticsearch else f"local files in {config.store.local.path}"
+    where = config.store.chosen()[1].describe()
     print(f"{args.config}: OK: {len(config.models)} model(s), {jobs} job(s), store: {where}")
     return EXIT_OK
 
@@ -233,6 +233,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 # ---- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand, with help that explains each option."""
+    from analyzers.jobs.registry import JOB_NAMES
+
     parser = argparse.ArgumentParser(
         prog="predwatch", description="Monitor ML models in production from their prediction logs."
     )
@@ -247,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("analyze", help="run the configured jobs once and print their findings")
     with_config(p)
     p.add_argument("--model", action="append", help="only this model (repeatable); default: every model")
-    p.add_argument("--job", action="append", choices=("drift", "fairness", "performance", "ops"), help="only this job")
+    p.add_argument("--job", action="append", choices=JOB_NAMES, help="only this job (repeatable)")
     p.add_argument("--at", type=_time, help="analyse the windows that end at this ISO 8601 time (default: now)")
     with_format(p)
     p.add_argument("--dry-run", action="store_true", help="compute and print, but send and record no alert")

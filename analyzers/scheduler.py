@@ -82,7 +82,10 @@ class Scheduler:
     def run_once(self, model: str, name: str, scheduled: datetime) -> Finding | None:
         """Analyse the window tied to one fire time, store and alert on it, and record the heartbeat."""
         model_config = self.config.models[model]
-        job = with_paths_resolved(getattr(model_config, name), self.loaded.directory)
+        configured = model_config.job(name)
+        if configured is None:
+            raise ValueError(f"model {model!r} has no {name} job configured")
+        job = with_paths_resolved(configured, self.loaded.directory)
         window = Window.ending(scheduled - model_config.ingest_delay, job.window)
         previous = self._running.get((model, name))
         if previous is not None and previous.is_alive():

@@ -44,8 +44,8 @@ class DeliveryReport:
 def job_config(config: Config, finding: Finding) -> JobConfig:
     """The configuration of the job that made a finding (defaults for jobs not configured, e.g. replay)."""
     model = config.models.get(finding.model)
-    job = getattr(model, finding.job, None) if model is not None else None
-    return job if isinstance(job, JobConfig) else JobConfig()
+    job = model.job(finding.job) if model is not None else None
+    return job if job is not None else JobConfig()
 
 
 class TerminalSender:

@@ -30,16 +30,8 @@ from analyzers.config.models import DriftConfig, FeatureOverride, ReferenceConfi
 from analyzers.findings import Finding, Signal
 from analyzers.jobs.base import error_finding
 from analyzers.stats.binning import bin_counts, fine_edges, merge_bins, quantile_edges, quantile_levels
-from analyzers.stats.drift import (
-    ColumnDrift,
-    categorical_drift,
-    decide,
-    is_discrete,
-    missing_rate_test,
-    numeric_drift,
-    resolve_method,
-    spread,
-)
+from analyzers.stats.drift import ColumnDrift, Kind, MissingRate, decide, is_discrete, missing_rate_test, spread
+from analyzers.stats.drift_methods import NumericColumn, categorical_drift, default_effect_size, numeric_drift
 from analyzers.store import open_reference_file
 from analyzers.store.base import ColumnInfo, Histogram, NumericSummary, Query, Store
 from analyzers.timeutil import Window
@@ -136,7 +128,13 @@ def _compare(
             results.append(numeric_results[column])
         else:
             results.append(_categorical(column, ref, cur, _override(config, column)))
-    verdict = decide(results, config.alpha, config.correction, config.drift_share, config.missing_threshold)
+    verdict = decide(
+        results,
+        alpha=config.alpha,
+        correction=config.correction,
+        drift_share=config.drift_share,
+        missing_threshold=config.missing_threshold,
+    )
     signals = [_signal(r, config) for r in results if r.drifted]
     metrics = {
         "features": [r.to_dict() for r in results],
@@ -220,10 +218,10 @@ def _numeric_columns(
         name = display_name(column)
         missing_test = (
             missing_rate_test(
-                ref_summary.missing,
-                ref_summary.count + ref_summary.missing,
-                cur_summary.missing,
-                cur_summary.count + cur_summary.missing,
+                missing_ref=ref_summary.missing,
+                n_ref=ref_summary.count + ref_summary.missing,
+                missing_cur=cur_summary.missing,
+                n_cur=cur_summary.count + cur_summary.missing,
             )
             if missing
             else None
@@ -237,21 +235,20 @@ def _numeric_columns(
         else:
             ref_fine, cur_fine = _full(ref_hists[column]), _full(cur_hists[column])
         override = _override(config, column)
-        result = numeric_drift(
-            name,
-            ref_fine,
-            cur_fine,
-            column_bins.fine,
-            merge_bins(column_bins.fine, ref_fine, column_bins.coarse),
-            merge_bins(column_bins.fine, cur_fine, column_bins.coarse),
-            min(ref_summary.min, cur_summary.min),
-            max(ref_summary.max, cur_summary.max),
-            spread(ref_summary.std, cur_summary.std, ref_summary.mean),
-            resolve_method("numeric", column_bins.discrete, override.method if override else None),
-            override.threshold if override else None,
+        counts = NumericColumn(
+            ref_fine=ref_fine,
+            cur_fine=cur_fine,
+            fine_edges=column_bins.fine,
+            ref_coarse=merge_bins(column_bins.fine, ref_fine, column_bins.coarse),
+            cur_coarse=merge_bins(column_bins.fine, cur_fine, column_bins.coarse),
+            low=min(v for v in (ref_summary.min, cur_summary.min) if v is not None),
+            high=max(v for v in (ref_summary.max, cur_summary.max) if v is not None),
+            scale=spread(ref_std=ref_summary.std, cur_std=cur_summary.std, ref_mean=ref_summary.mean),
             discrete=column_bins.discrete,
             samples=pair,
         )
+        effect, test, threshold = _methods(override, "numeric", discrete=counts.discrete)
+        result = numeric_drift(name, counts, effect=effect, test=test, threshold=threshold)
         result.missing = missing_test
         result.extra.update(mean_ref=ref_summary.mean, mean_cur=cur_summary.mean, std_ref=ref_summary.std)
         result.extra["std_cur"] = cur_summary.std
@@ -262,8 +259,9 @@ def _numeric_columns(
 def _bins(column: str, ref: _Side, ref_summary: NumericSummary, cur_summary: NumericSummary) -> _Bins | None:
     """The column's bins from the reference's percentiles, ``None`` when either side has no values."""
     levels = quantile_levels(N_BINS)
-    quantiles = ref.sample_quantiles(column, levels) or ref.store.quantiles(ref.query, column, levels)
-    if quantiles[0] is None or cur_summary.count <= 0:
+    found = ref.sample_quantiles(column, levels) or ref.store.quantiles(ref.query, column, levels)
+    quantiles = [q for q in found if q is not None]
+    if len(quantiles) < len(found) or ref_summary.min is None or ref_summary.max is None or cur_summary.count <= 0:
         return None
     # The sample's extremes widened to the reference's own.
     quantiles[0], quantiles[-1] = min(quantiles[0], ref_summary.min), max(quantiles[-1], ref_summary.max)
@@ -278,7 +276,10 @@ def _categorical(
     cur_counts = cur.store.category_counts(cur.query, column)
     missing_test = (
         missing_rate_test(
-            ref_counts.get(None, 0.0), sum(ref_counts.values()), cur_counts.get(None, 0.0), sum(cur_counts.values())
+            missing_ref=ref_counts.get(None, 0.0),
+            n_ref=sum(ref_counts.values()),
+            missing_cur=cur_counts.get(None, 0.0),
+            n_cur=sum(cur_counts.values()),
         )
         if missing
         else None
@@ -287,8 +288,8 @@ def _categorical(
     present_cur = sum(v for k, v in cur_counts.items() if k is not None)
     if present_ref <= 0 or present_cur <= 0:
         return _untestable(name, "categorical", present_ref, present_cur, missing_test)
-    method = resolve_method("categorical", False, override.method if override else None)
-    result = categorical_drift(name, ref_counts, cur_counts, method, override.threshold if override else None)
+    effect, test, threshold = _methods(override, "categorical")
+    result = categorical_drift(name, ref_counts, cur_counts, effect=effect, test=test, threshold=threshold)
     result.missing = missing_test
     return result
 
@@ -313,9 +314,33 @@ def _floats(values: pd.Series) -> np.ndarray:
     return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
-def _untestable(name: str, kind: Any, n_ref: float, n_cur: float, missing: Any) -> ColumnDrift:
+def _methods(
+    override: FeatureOverride | None, kind: Kind, *, discrete: bool = False
+) -> tuple[str, str | None, float | None]:
+    """The effect size, test (``None``: its default) and threshold of a column, as configured or by default."""
+    effect = override.method if override is not None and override.method else None
+    return (
+        effect or default_effect_size(kind, discrete=discrete),
+        override.test if override is not None else None,
+        override.threshold if override is not None else None,
+    )
+
+
+def _untestable(name: str, kind: Kind, n_ref: float, n_cur: float, missing: MissingRate | None) -> ColumnDrift:
     """A column with no values on one side: only its missing rate can be compared."""
-    return ColumnDrift(name, kind, "none", math.nan, math.nan, "none", math.nan, math.nan, n_ref, n_cur, missing)
+    return ColumnDrift(
+        name=name,
+        kind=kind,
+        method="none",
+        statistic=math.nan,
+        p_value=math.nan,
+        effect_size_method="none",
+        effect_size=math.nan,
+        threshold=math.nan,
+        n_ref=n_ref,
+        n_cur=n_cur,
+        missing=missing,
+    )
 
 
 def _signal(result: ColumnDrift, config: DriftConfig) -> Signal:

@@ -17,22 +17,18 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from analyzers.config.models import Config, DriftConfig, FairnessConfig, JobConfig, OpsConfig, PerformanceConfig
+from analyzers.config.models import Config, DriftConfig, JobConfig, OpsConfig
 from analyzers.findings import Finding
 from analyzers.jobs.drift import reference_window
-from analyzers.runner import JOB_NAMES, run_job, with_paths_resolved
+from analyzers.jobs.registry import JOBS
+from analyzers.runner import run_job, with_paths_resolved
 from analyzers.stats.ops import percentile_level
 from analyzers.store import open_reference_file
 from analyzers.store.base import Query, Store
 from analyzers.timeutil import Window, utcnow
 from logshipper.schema import FEATURE_PREFIX
 
-DEFAULT_JOBS: dict[str, type[JobConfig]] = {
-    "drift": DriftConfig,
-    "fairness": FairnessConfig,
-    "performance": PerformanceConfig,
-    "ops": OpsConfig,
-}
+DEFAULT_JOBS: dict[str, type[JobConfig]] = {name: spec.config for name, spec in JOBS.items()}
 OUTPUT_COLUMNS = ("prediction", "score", "label")
 MAX_DISTRIBUTIONS = 24  # features plotted (drifted and largest effects first); the table lists all
 MAX_CATEGORIES = 10  # categories shown per categorical feature; the rest are pooled as "other"
@@ -122,7 +118,7 @@ def gather(
     base: Path | None = None,
 ) -> ReportData:
     """Collect findings, history, distributions and operations series for one model and window."""
-    jobs = {name: _job_section(store, model, window, name, config, history, base) for name in JOB_NAMES}
+    jobs = {name: _job_section(store, model, window, name, config, history, base) for name in JOBS}
     volume = store.volume(Query(model=model, window=window), _bucket(window, jobs["ops"].config))
     data = ReportData(
         model=model,

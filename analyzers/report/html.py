@@ -14,6 +14,7 @@ from string import Template
 from typing import Any
 
 from analyzers.config.models import FairnessConfig, OpsConfig
+from analyzers.jobs.registry import JOBS
 from analyzers.report import charts
 from analyzers.report.data import Distribution, JobSection, ReportData
 from analyzers.terminal import format_number, summarize
@@ -27,7 +28,7 @@ STATUS_TEXT = {
     "error": "ERROR",
     None: "NOT RUN",
 }
-JOB_TITLES = {"drift": "Drift", "fairness": "Fairness", "performance": "Performance", "ops": "Operations"}
+JOB_TITLES = {name: spec.title for name, spec in JOBS.items()}
 
 _PAGE = Template("""<!DOCTYPE html>
 <html lang="en">
