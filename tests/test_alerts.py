@@ -12,12 +12,16 @@ import pytest
 from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
 
 from analyzers.alerts import outbox
-from analyzers.alerts.dispatch import TerminalSender, preview, process
-from analyzers.alerts.render import build_message, kibana_discover_url
+from analyzers.alerts.channels import slack as slack_channel
+from analyzers.alerts.channels.recording import RecordingSender
+from analyzers.alerts.channels.slack import SlackSender
+from analyzers.alerts.channels.terminal import TerminalSender
+from analyzers.alerts.dispatch import preview, process
+from analyzers.alerts.errors import ChannelConfigError, ChannelUnreachable, DeliveryError
+from analyzers.alerts.message import build_message, kibana_discover_url
 from analyzers.alerts.rules import alerts_of
-from analyzers.alerts.slack import SlackSender
 from analyzers.alerts.state import Notification, changes_for
-from analyzers.config.models import Config, JobConfig
+from analyzers.config.models import Config, JobConfig, SlackConfig
 from analyzers.findings import Finding, Signal
 from analyzers.store import LocalStore
 from analyzers.timeutil import Window
@@ -211,8 +215,15 @@ def test_messages_escape_user_data_and_mention_on_critical() -> None:
         "message": "selection rate gap 0.3 & rising",
     }
     message = build_message([Notification("firing", alert, {"start": "a", "end": "b"}, "f")], config)
-    assert "&lt;EU&gt;" in message.blocks()[2]["text"]["text"] and "&amp;" in message.blocks()[2]["text"]["text"]
-    assert message.mention == "<!here>" and message.text().startswith("<!here>")
+    assert config.slack is not None
+    mention = slack_channel.mention_for(message, config.slack.mention)
+    assert mention == "<!here>"
+    section = slack_channel.blocks(message, mention)[2]["text"]["text"]
+    assert "&lt;EU&gt;" in section
+    assert "&amp;" in section
+    assert slack_channel.text(message, mention).startswith("<!here>")
+    message.severity = "warning"
+    assert slack_channel.mention_for(message, config.slack.mention) is None, "only critical alerts mention"
 
 
 def test_kibana_link_carries_model_and_window() -> None:
@@ -305,3 +316,26 @@ def test_an_unreachable_webhook_never_shows_its_url(tmp_path: Path, slack: FakeS
     assert all("webhooksecretXYZ" not in error for error in report.errors)
     entries = outbox.claim(store_at(tmp_path), T0 + timedelta(hours=1))
     assert len(entries) == 1 and "webhooksecretXYZ" not in str(entries[0].doc)
+
+
+def test_any_channel_plugs_into_the_same_seam_and_an_outage_ends_in_one_delivery(tmp_path: Path) -> None:
+    store, config = store_at(tmp_path), make_config(None)
+    down = RecordingSender("test channel", fail=ChannelUnreachable("test channel unreachable: timed out"))
+    report = process(store, config, [drift(1, "amount")], now=T0, sender=down)
+    assert (report.created, report.sent, report.failed, report.pending) == (1, 0, 1, 1)
+    assert report.errors == ["test channel unreachable: timed out"]
+    assert report.target == "test channel"
+    up = RecordingSender("test channel")
+    process(store, config, [drift(1, "amount")], now=T0 + timedelta(minutes=1), sender=up)
+    (message,) = up.messages
+    assert message.model == "fraud"
+    assert [(i.kind, i.job, i.subject) for i in message.items] == [("firing", "drift", "feature:amount")]
+    assert message.headline() == "fraud: 1 alert (warning)"
+    process(store, config, [drift(1, "amount")], now=T0 + timedelta(minutes=2), sender=up)
+    assert len(up.messages) == 1, "delivered once"
+
+
+def test_delivery_errors_form_one_tree() -> None:
+    assert issubclass(ChannelUnreachable, DeliveryError)
+    with pytest.raises(ChannelConfigError, match="bot token and channel, or an incoming webhook"):
+        SlackSender(SlackConfig(mention="<!here>"))
