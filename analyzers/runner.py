@@ -14,7 +14,7 @@ from analyzers.config.models import Config, JobConfig, ModelConfig
 from analyzers.findings import Finding
 from analyzers.jobs.base import Job, error_finding
 from analyzers.jobs.registry import JOB_NAMES, job_spec
-from analyzers.store.base import Store
+from analyzers.store.base import PredictionReader, Store
 from analyzers.timeutil import Window, parse_time, utcnow
 
 __all__ = ["JOB_NAMES", "job_function", "job_window", "run_job", "run_jobs", "with_paths_resolved"]
@@ -39,7 +39,7 @@ def with_paths_resolved(job: JobConfig, base: Path | None) -> JobConfig:
     return job.model_copy(update={"reference": reference.model_copy(update={"file": str(base / reference.file)})})
 
 
-def run_job(store: Store, model: str, name: str, job: JobConfig, window: Window) -> Finding:
+def run_job(store: PredictionReader, model: str, name: str, job: JobConfig, window: Window) -> Finding:
     """One job over one window; an exception becomes an ``error`` finding, never a crash."""
     try:
         return job_function(name)(store, model, job, window)

@@ -14,7 +14,7 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from analyzers.findings import Finding, Signal
+from analyzers.findings import DriftMetrics, Finding, Signal
 from analyzers.store import ConflictError, Query, Store
 from analyzers.store.base import ROW_COLUMNS
 from analyzers.timeutil import Window
@@ -176,7 +176,7 @@ class StoreContract:
             "drift",
             DAY1,
             "alert",
-            {"share_drifted": 0.5},
+            DriftMetrics(n_cur=100, share_drifted=0.5),
             signals=[Signal("feature:amount", "drifted", value=0.3)],
         )
         store.write_findings([f])

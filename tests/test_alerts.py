@@ -22,7 +22,7 @@ from analyzers.alerts.message import build_message, kibana_discover_url
 from analyzers.alerts.rules import alerts_of
 from analyzers.alerts.state import Notification, changes_for
 from analyzers.config.models import Config, JobConfig, SlackConfig
-from analyzers.findings import Finding, Signal
+from analyzers.findings import DriftMetrics, Finding, OpsMetrics, PerformanceMetrics, Signal
 from analyzers.store import LocalStore
 from analyzers.timeutil import Window
 from tests.slack_server import FakeSlack
@@ -60,7 +60,8 @@ def store_at(tmp_path: Path) -> LocalStore:
 def drift(day: int, *features: str, status: str | None = None) -> Finding:
     window = Window(T0 + timedelta(days=day - 1), T0 + timedelta(days=day))
     signals = [Signal(f"feature:{f}", f"{f} drifted (wasserstein 0.2 > 0.03)", "warning", 0.2, 0.03) for f in features]
-    return Finding("fraud", "drift", window, status or ("alert" if features else "ok"), {"n_cur": 500}, signals=signals)
+    status = status or ("alert" if features else "ok")
+    return Finding("fraud", "drift", window, status, DriftMetrics(n_cur=500), signals=signals)
 
 
 def texts(slack: FakeSlack) -> list[str]:
@@ -159,12 +160,16 @@ def test_a_failed_job_and_an_empty_window_are_monitoring_problems_that_resolve(
         "ops",
         Window(T0 + timedelta(hours=1), T0 + timedelta(hours=2)),
         "insufficient_data",
-        {"volume": {"total": 0}},
+        OpsMetrics.from_dict({"volume": {"total": 0}}),
     )
     process(store, config, [empty], now=T0 + timedelta(hours=2))
     assert len(slack.posts) == 1, "still the same monitoring problem, inside its cooldown"
     ok = Finding(
-        "fraud", "ops", Window(T0 + timedelta(hours=2), T0 + timedelta(hours=3)), "ok", {"volume": {"total": 50}}
+        "fraud",
+        "ops",
+        Window(T0 + timedelta(hours=2), T0 + timedelta(hours=3)),
+        "ok",
+        OpsMetrics.from_dict({"volume": {"total": 50}}),
     )
     process(store, config, [ok], now=T0 + timedelta(hours=3))
     assert "resolved" in texts(slack)[-1] and len(slack.posts) == 2
@@ -172,7 +177,8 @@ def test_a_failed_job_and_an_empty_window_are_monitoring_problems_that_resolve(
 
 def test_too_few_labels_is_not_a_monitoring_problem(tmp_path: Path, slack: FakeSlack) -> None:
     window = Window(T0, T0 + timedelta(days=1))
-    waiting = Finding("fraud", "performance", window, "insufficient_data", {"n": 900, "n_labeled": 3})
+    coverage = PerformanceMetrics(n=900, n_labeled=3, label_coverage=3 / 900)
+    waiting = Finding("fraud", "performance", window, "insufficient_data", coverage)
     report = process(store_at(tmp_path), make_config(slack), [waiting], now=T0)
     assert report.created == 0 and slack.posts == []
 
@@ -244,9 +250,9 @@ def test_terminal_sender_prints_to_stderr_when_quiet(capsys: pytest.CaptureFixtu
 
 def test_an_ops_job_that_cannot_judge_and_an_empty_reference_are_monitoring_problems() -> None:
     window = Window(T0, T0 + timedelta(hours=1))
-    quiet_ops = Finding("fraud", "ops", window, "insufficient_data", {"volume": {"total": 3}})
-    no_reference = Finding("fraud", "drift", window, "insufficient_data", {"n_cur": 80, "n_ref": 0, "reason": "r"})
-    few_rows = Finding("fraud", "drift", window, "insufficient_data", {"n_cur": 8, "n_ref": 900, "reason": "8 rows"})
+    quiet_ops = Finding("fraud", "ops", window, "insufficient_data", OpsMetrics.from_dict({"volume": {"total": 3}}))
+    no_reference = Finding("fraud", "drift", window, "insufficient_data", DriftMetrics(n_cur=80, n_ref=0, reason="r"))
+    few_rows = Finding("fraud", "drift", window, "insufficient_data", DriftMetrics(n_cur=8, n_ref=900, reason="8 rows"))
     assert [a.key for a in alerts_of(quiet_ops)] == ["fraud:ops:monitoring"]
     assert "3 predictions" in alerts_of(quiet_ops)[0].message
     assert [a.key for a in alerts_of(no_reference)] == ["fraud:drift:monitoring"]

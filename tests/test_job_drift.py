@@ -13,6 +13,7 @@ from analyzers.config.models import DriftConfig, FeatureOverride, ReferenceConfi
 from analyzers.jobs import drift
 from analyzers.store import LocalStore
 from analyzers.timeutil import Window, parse_time
+from tests.finding_json import as_json
 from tests.log_events import event, write_events
 
 T0 = parse_time("2026-11-20T00:00:00Z")
@@ -54,7 +55,7 @@ def two_days(log_dir: Path, n: int = 1500, seed: int = 0, **day2) -> None:
 def run(tmp_path: Path, config: DriftConfig | None = None) -> dict:
     config = config or DriftConfig(reference=ReferenceConfig(last=timedelta(days=1)))
     with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
-        return drift.run(store, "m", config, DAY2).to_dict()
+        return as_json(drift.run(store, "m", config, DAY2))
 
 
 def by_name(finding: dict) -> dict[str, dict]:
@@ -172,7 +173,7 @@ def test_fixed_relative_and_file_references(tmp_path: Path) -> None:
     assert relative.reference["window"] == DAY1.to_dict() and relative.status == "ok"
     assert from_file.status == "ok", from_file.error
     assert from_file.reference == {"file": str(tmp_path / "train.parquet"), "n": 800}
-    assert {f["name"] for f in from_file.metrics["features"]} >= {"x", "n_items", "country", "amount"}
+    assert {f["name"] for f in from_file.to_dict()["features"]} >= {"x", "n_items", "country", "amount"}
 
 
 def test_insufficient_data_and_errors_are_findings(tmp_path: Path) -> None:

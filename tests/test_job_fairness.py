@@ -13,6 +13,7 @@ from fairlearn.metrics import demographic_parity_difference, demographic_parity_
 from analyzers.config.models import FairnessConfig
 from analyzers.jobs import fairness
 from analyzers.timeutil import Window, parse_time
+from tests.finding_json import as_json
 from tests.log_events import event, write_events
 
 try:
@@ -61,7 +62,7 @@ def log_dir(tmp_path: Path) -> Path:
 
 def _run(log_dir: Path, tmp_path: Path, **cfg) -> dict:
     with LocalStore(log_dir, tmp_path / "state") as store:
-        return fairness.run(store, "m", FairnessConfig(**cfg), WINDOW).to_dict()
+        return as_json(fairness.run(store, "m", FairnessConfig(**cfg), WINDOW))
 
 
 def test_group_served_worse_alerts_and_agrees_with_fairlearn(log_dir: Path, tmp_path: Path) -> None:

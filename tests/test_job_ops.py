@@ -11,6 +11,7 @@ import pytest
 from analyzers.config.models import OpsConfig
 from analyzers.jobs import ops
 from analyzers.timeutil import Window, format_time, parse_time
+from tests.finding_json import as_json
 from tests.log_events import write_events
 
 try:
@@ -57,7 +58,7 @@ def traffic(log_dir: Path, start, minutes: int, skip: range = range(0), spike: r
 
 def _run(tmp_path: Path, span: Window, **cfg) -> dict:
     with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
-        return ops.run(store, "m", OpsConfig(**cfg), span).to_dict()
+        return as_json(ops.run(store, "m", OpsConfig(**cfg), span))
 
 
 def test_an_hour_without_traffic_alerts(tmp_path: Path) -> None:

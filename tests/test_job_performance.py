@@ -12,6 +12,7 @@ from sklearn.metrics import accuracy_score, f1_score, log_loss, mean_absolute_er
 from analyzers.config.models import PerformanceConfig
 from analyzers.jobs import performance
 from analyzers.timeutil import Window, parse_time
+from tests.finding_json import as_json
 from tests.log_events import event, write_events
 
 try:
@@ -52,7 +53,7 @@ def classification_days(log_dir: Path, flip_day2: float, seed: int = 0, n: int =
 
 def _run(tmp_path: Path, window: Window = DAY2, **cfg) -> dict:
     with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
-        return performance.run(store, "m", PerformanceConfig(window="1d", **cfg), window).to_dict()
+        return as_json(performance.run(store, "m", PerformanceConfig(window="1d", **cfg), window))
 
 
 def test_changed_relationship_drops_performance(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from analyzers.jobs.replay import export_predictions, load_predictor, replay
 from analyzers.store.base import Query
 from analyzers.timeutil import Window, format_time, parse_time
+from tests.finding_json import as_json
 from tests.log_events import write_events
 
 try:
@@ -85,19 +86,19 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def test_matching_model_has_no_mismatch(store) -> None:
-    out = replay(store, "fraud", WINDOW, target="fraud_model:predict").to_dict()
+    out = as_json(replay(store, "fraud", WINDOW, target="fraud_model:predict"))
     assert out["status"] == "ok", out.get("error")
     assert out["n"] == 300 and out["mismatches"] == 0 and out["mismatch_rate"] == 0.0
     assert out["scores_compared"] == 300 and out["max_score_difference"] < 1e-9
 
 
 def test_frame_callable_returning_a_tuple(store) -> None:
-    out = replay(store, "fraud", WINDOW, target="fraud_model:predict_frame").to_dict()
+    out = as_json(replay(store, "fraud", WINDOW, target="fraud_model:predict_frame"))
     assert out["status"] == "ok" and out["mismatches"] == 0
 
 
 def test_changed_model_reports_mismatches_with_ids(store) -> None:
-    out = replay(store, "fraud", WINDOW, target="fraud_model:retrained", tolerance=1e-3).to_dict()
+    out = as_json(replay(store, "fraud", WINDOW, target="fraud_model:retrained", tolerance=1e-3))
     assert out["status"] == "alert"
     assert 0 < out["prediction_mismatches"] <= out["mismatches"] <= 300
     assert out["score_mismatches"] > 0
@@ -111,9 +112,9 @@ def test_changed_model_reports_mismatches_with_ids(store) -> None:
 
 
 def test_filters_by_entity_and_ids(store) -> None:
-    out = replay(store, "fraud", entity_id="user-3", target="fraud_model:predict").to_dict()
+    out = as_json(replay(store, "fraud", entity_id="user-3", target="fraud_model:predict"))
     assert out["n"] == 30 and out["status"] == "ok"
-    out = replay(store, "fraud", prediction_ids=["p1", "p2", "p7"], target="fraud_model:predict").to_dict()
+    out = as_json(replay(store, "fraud", prediction_ids=["p1", "p2", "p7"], target="fraud_model:predict"))
     assert out["n"] == 3
 
 
@@ -122,14 +123,14 @@ def test_estimator_object(store) -> None:
     x = frame.rename(columns=lambda c: c.split(".", 1)[1])
     logged = pd.concat(list(store.rows(Query("fraud", WINDOW), columns=["prediction"])))["prediction"].astype(int)
     est = LogisticRegression().fit(x, logged)
-    out = replay(store, "fraud", WINDOW, target=est, tolerance=1.0).to_dict()
+    out = as_json(replay(store, "fraud", WINDOW, target=est, tolerance=1.0))
     assert out["status"] in ("ok", "alert")
     assert out["prediction_mismatches"] == int((est.predict(x) != logged.to_numpy()).sum())
     assert out["score_mismatches"] == 0
 
 
 def test_bad_target_and_no_selection_are_error_findings(store) -> None:
-    out = replay(store, "fraud", WINDOW, target="no_such_module_xyz:f").to_dict()
+    out = as_json(replay(store, "fraud", WINDOW, target="no_such_module_xyz:f"))
     assert out["status"] == "error" and "no_such_module_xyz" in out["error"]
     assert replay(store, "fraud", target="fraud_model:predict").status == "error"
     assert replay(store, "other", WINDOW, target="fraud_model:predict").status == "insufficient_data"

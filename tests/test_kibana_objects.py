@@ -218,12 +218,14 @@ def test_vega_charts_read_the_results_through_the_dashboard_context(objects: lis
 
 def test_vega_charts_follow_the_findings_shape() -> None:
     """The arrays the charts flatten are the ones the drift and fairness findings carry."""
-    from analyzers.findings import Finding
+    from analyzers.findings import DriftMetrics, FairnessMetrics, Finding
     from analyzers.timeutil import Window, parse_time
 
     window = Window(parse_time("2026-11-22T00:00:00Z"), parse_time("2026-11-23T00:00:00Z"))
-    drift = Finding("fraud", "drift", window, "ok", {"features": [{"name": "amount", "effect_size": 0.1}]})
-    fairness = Finding("fraud", "fairness", window, "ok", {"attributes": [{"name": "region", "groups": []}]})
+    amount = {"name": "amount", "kind": "numeric", "method": "ks", "effect_size": 0.1}
+    drift = Finding("fraud", "drift", window, "ok", DriftMetrics.from_dict({"n_cur": 100, "features": [amount]}))
+    region = {"name": "region", "groups": []}
+    fairness = Finding("fraud", "fairness", window, "ok", FairnessMetrics.from_dict({"n": 100, "attributes": [region]}))
     description = generate.load_description()
     for finding, key in ((drift, "drift-features"), (fairness, "fairness-selection-rate")):
         doc = finding.to_dict()

@@ -60,8 +60,8 @@ def _numeric_column(ref: np.ndarray, cur: np.ndarray, exact: bool = False) -> Nu
         ref_fine=rf,
         cur_fine=cf,
         fine_edges=fine,
-        ref_coarse=merge_bins(fine, rf, coarse),
-        cur_coarse=merge_bins(fine, cf, coarse),
+        ref_coarse=merge_bins(rf, fine_edges=fine, coarse_edges=coarse),
+        cur_coarse=merge_bins(cf, fine_edges=fine, coarse_edges=coarse),
         low=low,
         high=high,
         scale=spread(ref_std=float(ref.std()), cur_std=float(cur.std()), ref_mean=float(ref.mean())),
@@ -89,10 +89,10 @@ def test_nan_p_values_are_left_out_of_the_family() -> None:
 
 def test_bonferroni_caps_at_one_and_none_is_unchanged() -> None:
     p = [0.2, 0.5, 0.001]
-    np.testing.assert_allclose(adjust(p, "bonferroni"), [0.6, 1.0, 0.003])
-    np.testing.assert_allclose(adjust(p, "none"), p)
+    np.testing.assert_allclose(adjust(p, method="bonferroni"), [0.6, 1.0, 0.003])
+    np.testing.assert_allclose(adjust(p, method="none"), p)
     with pytest.raises(ValueError, match="unknown correction"):
-        adjust(p, "holm")  # type: ignore[arg-type]
+        adjust(p, method="holm")  # type: ignore[arg-type]
 
 
 # ---- binning -------------------------------------------------------------------------------
@@ -116,7 +116,9 @@ def test_merging_fine_bins_equals_counting_over_coarse_edges() -> None:
     q = list(np.quantile(ref, levels))
     fine, coarse = quantile_edges(q), quantile_edges(q[::10], outer=False)
     for x in (ref, cur):
-        np.testing.assert_allclose(merge_bins(fine, bin_counts(x, fine), coarse), bin_counts(x, coarse))
+        np.testing.assert_allclose(
+            merge_bins(bin_counts(x, fine), fine_edges=fine, coarse_edges=coarse), bin_counts(x, coarse)
+        )
 
 
 def test_weights_and_non_finite_values_in_bins() -> None:

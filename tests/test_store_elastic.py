@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from analyzers.config.models import ElasticsearchStoreConfig
-from analyzers.findings import Finding, Signal
+from analyzers.findings import DriftMetrics, Finding, Signal
 from analyzers.store import ConflictError, Query, StoreError
 from analyzers.store.elastic import ElasticsearchStore
 from analyzers.store.elastic import limits as elastic
@@ -334,7 +334,8 @@ def test_sample_scores_randomly_with_a_seed(fake: FakeElasticsearch, store: Elas
 
 
 def _finding(**metrics: Any) -> Finding:
-    return Finding("fraud", "drift", DAY1, "alert", metrics, signals=[Signal("feature:amount", "drifted", value=0.3)])
+    payload = DriftMetrics(n_cur=100, **metrics)
+    return Finding("fraud", "drift", DAY1, "alert", payload, signals=[Signal("feature:amount", "drifted", value=0.3)])
 
 
 def test_findings_are_bulk_indexed_by_id(fake: FakeElasticsearch, store: ElasticsearchStore):
@@ -360,7 +361,7 @@ def test_rejected_findings_are_reported_per_document(fake: FakeElasticsearch, st
 def test_read_findings_sorted_by_window_end(fake: FakeElasticsearch, store: ElasticsearchStore):
     fake.on("POST", r"/ml-monitor-fraud-\*,-ml-monitor-state/_search", "search_findings")
     back = store.read_findings(model="fraud", job="drift", since="2026-11-20T00:00:00Z")
-    assert [(f.job, f.metrics["share_drifted"], f.signals[0].subject) for f in back] == [
+    assert [(f.job, f.to_dict()["share_drifted"], f.signals[0].subject) for f in back] == [
         ("drift", 0.5, "feature:amount")
     ]
     body = fake.requests[-1].body

@@ -27,13 +27,13 @@ import numpy as np
 import pandas as pd
 
 from analyzers.config.models import DriftConfig, FeatureOverride, ReferenceConfig
-from analyzers.findings import Finding, Signal
+from analyzers.findings import DriftMetrics, Finding, Signal
 from analyzers.jobs.base import error_finding
 from analyzers.stats.binning import bin_counts, fine_edges, merge_bins, quantile_edges, quantile_levels
 from analyzers.stats.drift import ColumnDrift, Kind, MissingRate, decide, is_discrete, missing_rate_test, spread
 from analyzers.stats.drift_methods import NumericColumn, categorical_drift, default_effect_size, numeric_drift
 from analyzers.store import open_reference_file
-from analyzers.store.base import ColumnInfo, Histogram, NumericSummary, Query, Store
+from analyzers.store.base import ColumnInfo, Histogram, NumericSummary, PredictionReader, Query
 from analyzers.timeutil import Window
 from logshipper.schema import FEATURE_PREFIX
 
@@ -43,7 +43,7 @@ N_COARSE = 10  # PSI bins: reference deciles
 OUTPUTS = ("prediction", "score", "label")
 
 
-def run(store: Store, model: str, config: DriftConfig, window: Window) -> Finding:
+def run(store: PredictionReader, model: str, config: DriftConfig, window: Window) -> Finding:
     """Compare the window with the reference; never raises (a failure is an ``error`` finding)."""
     try:
         return _run(store, model, config, window)
@@ -64,7 +64,7 @@ def reference_window(window: Window, reference: ReferenceConfig) -> Window:
 class _Side:
     """One side of the comparison: a store, its query, its row count and a bounded sample of its values."""
 
-    def __init__(self, store: Store, query: Query) -> None:
+    def __init__(self, store: PredictionReader, query: Query) -> None:
         self.store = store
         self.query = query
         self.n = store.count(query)
@@ -87,7 +87,7 @@ class _Side:
         return [float(v) for v in np.quantile(x, levels)] if x.size else None
 
 
-def _run(store: Store, model: str, config: DriftConfig, window: Window) -> Finding:
+def _run(store: PredictionReader, model: str, config: DriftConfig, window: Window) -> Finding:
     reference = config.reference
     ref_store = open_reference_file(reference.file, model) if reference.file is not None else store
     try:
@@ -100,7 +100,7 @@ def _run(store: Store, model: str, config: DriftConfig, window: Window) -> Findi
         described["n"] = ref.n
         if min(ref.n, cur.n) < max(config.min_rows, 1):
             reason = f"{min(ref.n, cur.n):g} rows < min_rows {config.min_rows} (reference {ref.n:g}, current {cur.n:g})"
-            metrics = {"n_cur": cur.n, "n_ref": ref.n, "reason": reason}
+            metrics = DriftMetrics(n_cur=cur.n, n_ref=ref.n, reason=reason)
             return Finding(model, JOB, window, "insufficient_data", metrics, described)
         return _compare(model, config, window, ref, cur, described)
     finally:
@@ -136,19 +136,18 @@ def _compare(
         missing_threshold=config.missing_threshold,
     )
     signals = [_signal(r, config) for r in results if r.drifted]
-    metrics = {
-        "features": [r.to_dict() for r in results],
-        "share_drifted": verdict.share_drifted,
-        "dataset_drift": verdict.dataset_drift,
-        "n_drifted": verdict.n_drifted,
-        "n_columns": verdict.n_columns,
-        "n_cur": cur.n,
-        "alpha": config.alpha,
-        "correction": config.correction,
-        "drift_share": config.drift_share,
-    }
-    status = "alert" if signals else "ok"
-    return Finding(model, JOB, window, status, metrics, described, signals)
+    metrics = DriftMetrics(
+        features=results,
+        share_drifted=verdict.share_drifted,
+        dataset_drift=verdict.dataset_drift,
+        n_drifted=verdict.n_drifted,
+        n_columns=verdict.n_columns,
+        n_cur=cur.n,
+        alpha=config.alpha,
+        correction=config.correction,
+        drift_share=config.drift_share,
+    )
+    return Finding(model, JOB, window, "alert" if signals else "ok", metrics, described, signals)
 
 
 def _columns(ref: _Side, cur: _Side, config: DriftConfig) -> dict[str, str]:
@@ -197,7 +196,7 @@ def _numeric_columns(
     """Every numeric column compared, with one batched summary and one batched histogram call per side.
 
     The bins of all columns are fixed first (from the reference sample and summaries), so each side's
-    counts come from a single :meth:`Store.histograms` call instead of one scan per column.
+    counts come from a single :meth:`PredictionReader.histograms` call instead of one scan per column.
     """
     if not columns:
         return {}
@@ -209,7 +208,7 @@ def _numeric_columns(
         for c, b in bins.items()
         if b is not None and exact and ref.values is not None and cur.values is not None
     }
-    counted = {c: b.fine for c, b in bins.items() if b is not None and c not in samples}
+    counted = {c: b.fine.tolist() for c, b in bins.items() if b is not None and c not in samples}
     ref_hists = ref.store.histograms(ref.query, counted) if counted else {}
     cur_hists = cur.store.histograms(cur.query, counted) if counted else {}
     out: dict[str, ColumnDrift] = {}
@@ -239,8 +238,8 @@ def _numeric_columns(
             ref_fine=ref_fine,
             cur_fine=cur_fine,
             fine_edges=column_bins.fine,
-            ref_coarse=merge_bins(column_bins.fine, ref_fine, column_bins.coarse),
-            cur_coarse=merge_bins(column_bins.fine, cur_fine, column_bins.coarse),
+            ref_coarse=merge_bins(ref_fine, fine_edges=column_bins.fine, coarse_edges=column_bins.coarse),
+            cur_coarse=merge_bins(cur_fine, fine_edges=column_bins.fine, coarse_edges=column_bins.coarse),
             low=min(v for v in (ref_summary.min, cur_summary.min) if v is not None),
             high=max(v for v in (ref_summary.max, cur_summary.max) if v is not None),
             scale=spread(ref_std=ref_summary.std, cur_std=cur_summary.std, ref_mean=ref_summary.mean),
@@ -355,11 +354,11 @@ def _signal(result: ColumnDrift, config: DriftConfig) -> Signal:
             f"missing rate {result.missing.rate_ref:.2%} -> {result.missing.rate_cur:.2%}"
             f" (adjusted p={result.missing_p_value_adjusted:.2g})"
         )
-    missing_only = not result.distribution_drifted and result.missing is not None
+    missing_only = result.missing if not result.distribution_drifted else None
     return Signal(
         subject=f"feature:{result.name}",
         message=f"{result.name} drifted: " + "; ".join(parts),
         severity=config.severity,
-        value=abs(result.missing.effect_size) if missing_only else result.effect_size,
-        threshold=config.missing_threshold if missing_only else result.threshold,
+        value=abs(missing_only.effect_size) if missing_only is not None else result.effect_size,
+        threshold=config.missing_threshold if missing_only is not None else result.threshold,
     )

@@ -257,7 +257,7 @@ def wasserstein_from_counts(ref: np.ndarray, cur: np.ndarray, *, edges: np.ndarr
     n, m = float(np.sum(ref)), float(np.sum(cur))
     if n <= 0 or m <= 0:
         return math.nan
-    x = bin_boundaries(edges, low, high)
+    x = bin_boundaries(edges, low=low, high=high)
     gap = np.concatenate([[0.0], np.cumsum(ref) / n - np.cumsum(cur) / m])  # CDF gap at each boundary
     width = np.diff(x)
     d0, d1 = gap[:-1], gap[1:]
@@ -384,7 +384,7 @@ def decide(
     for column in columns:
         p_values.append(column.p_value)
         p_values.append(column.missing.p_value if column.missing is not None else math.nan)
-    adjusted = adjust(np.asarray(p_values, dtype=float), correction) if p_values else np.empty(0)
+    adjusted = adjust(np.asarray(p_values, dtype=float), method=correction) if p_values else np.empty(0)
     for i, column in enumerate(columns):
         column.p_value_adjusted = float(adjusted[2 * i])
         column.missing_p_value_adjusted = float(adjusted[2 * i + 1])

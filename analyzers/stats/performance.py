@@ -66,7 +66,7 @@ class ClassificationMetrics:
 
 
 def classification_metrics(
-    confusion: Mapping[tuple[Any, Any], float], positive_label: Any = 1, confidence: float = 0.95
+    confusion: Mapping[tuple[Any, Any], float], *, positive_label: Any = 1, confidence: float = 0.95
 ) -> ClassificationMetrics:
     """Metrics from weighted counts keyed by ``(prediction, label)``.
 
@@ -96,7 +96,7 @@ def classification_metrics(
         average = "macro"
         precision_counts = recall_counts = None
     return ClassificationMetrics(
-        n, wilson(correct, n, confidence), p, r, f, average, classes, precision_counts, recall_counts
+        n, wilson(correct, n, confidence=confidence), p, r, f, average, classes, precision_counts, recall_counts
     )
 
 
@@ -134,7 +134,7 @@ class ScoreAccumulator:
         self.neg = np.zeros(len(self.edges) - 1)
 
     @classmethod
-    def for_range(cls, low: float, high: float, bins: int = 20_000) -> ScoreAccumulator:
+    def for_range(cls, low: float, high: float, *, bins: int = 20_000) -> ScoreAccumulator:
         """Fine bins over ``[low, high]`` (``[0, 1]`` for probabilities)."""
         if not high > low:
             high = low + 1.0
