@@ -100,7 +100,7 @@ class StreamSink:
             binary.write(data)  # type: ignore[arg-type]
             binary.flush()
         else:
-            self.stream.write(data.decode("utf-8"))  # type: ignore[arg-type]
+            self.stream.write(data.decode("utf-8"))  # type: ignore[call-overload]
             self.stream.flush()
 
     def close(self) -> None:

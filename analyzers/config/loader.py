@@ -61,12 +61,11 @@ def _plain(node: yaml.Node, file: str, problems: list[ConfigProblem], lines: dic
         out = {}
         for key_node, value_node in node.value:
             key = key_node.value
+            where = (*path, key)
             if key in out:
-                problems.append(
-                    ConfigProblem(file, key_node.start_mark.line + 1, _dotted((*path, key)), "duplicate key")
-                )
-            lines[(*path, key)] = key_node.start_mark.line + 1
-            out[key] = _plain(value_node, file, problems, lines, (*path, key))
+                problems.append(ConfigProblem(file, key_node.start_mark.line + 1, _dotted(where), "duplicate key"))
+            lines[where] = key_node.start_mark.line + 1
+            out[key] = _plain(value_node, file, problems, lines, where)
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_plain(item, file, problems, lines, (*path, i)) for i, item in enumerate(node.value)]
@@ -127,7 +126,7 @@ def parse_config(text: str, file: str = "<config>") -> Config:
             if error["type"] == "extra_forbidden":
                 message = "unknown key"
             problems.append(ConfigProblem(file, _line_of(loc, lines), _dotted(loc), message))
-        config = None
+        raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)
     return config

@@ -45,7 +45,7 @@ FAIRNESS_RATES = (
     ("precision", "precision"),
 )
 LAYOUT = "constrained"
-_STYLE = {
+_STYLE: dict[Any, Any] = {
     "svg.fonttype": "none",
     "text.parse_math": False,
     "font.size": 9,
@@ -228,7 +228,7 @@ def fairness_groups(attribute: AttributeResult, key: str) -> str:
             color = ALERT_COLOR if g.status == "alert" else REF_COLOR
             if g.status == "insufficient_data":
                 color = "#aaaaaa"
-            if ci and ci[0] is not None and np.isfinite(value):
+            if ci and ci[0] is not None and ci[1] is not None and np.isfinite(value):
                 err = [[value - ci[0]], [ci[1] - value]]
                 ax.errorbar(value, j, xerr=err, fmt="o", color=color, markersize=4, capsize=2)
             elif np.isfinite(value):

@@ -67,7 +67,7 @@ def newcombe_difference(x1: float, n1: float, x2: float, n2: float, *, confidenc
     Unlike the Wald interval it stays inside [-1, 1] and keeps its coverage for small or extreme counts.
     """
     a, b = wilson(x1, n1, confidence=confidence), wilson(x2, n2, confidence=confidence)
-    if a.value is None or b.value is None:
+    if a.value is None or b.value is None or a.low is None or a.high is None or b.low is None or b.high is None:
         return NONE
     p1, p2 = a.value, b.value
     diff = p1 - p2

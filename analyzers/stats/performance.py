@@ -84,6 +84,8 @@ def classification_metrics(
     correct = sum(w for (p, y), w in cells.items() if p == y)
     classes = sorted({k for pair in cells for k in pair if k is not None}, key=lambda v: (str(type(v)), v))
     pos = next((c for c in classes if is_positive(c, positive_label)), None)
+    precision_counts: tuple[float, float] | None
+    recall_counts: tuple[float, float] | None
     if len(classes) <= 2 and pos is not None:
         p, r, f = _prf(cells, pos)
         average = "binary"
