@@ -58,7 +58,8 @@ def test_finding_json_shape_and_round_trip():
     assert d["window"] == {"start": "2026-11-21T00:00:00Z", "end": "2026-11-22T00:00:00Z"}
     assert d["share_drifted"] is None
     back = Finding.from_dict(d)
-    assert back.id == f.id and back.signals[0].subject == "feature:amount"
+    assert back.id == f.id
+    assert back.signals[0].subject == "feature:amount"
     assert isinstance(back.metrics, DriftMetrics)
     assert back.metrics.features == []
     assert back.to_dict() == d

@@ -104,7 +104,8 @@ def test_tied_quantiles_get_a_bin_of_their_own() -> None:
     counts = bin_counts(values, edges)
     zero_bin = int(np.searchsorted(edges, 0.0, side="right"))
     assert counts[zero_bin] == 600  # the atom at 0 alone in [0, nextafter(0))
-    assert counts[0] == 0 and counts[-1] == 0  # the reference's own range is inside the edges
+    assert counts[0] == 0
+    assert counts[-1] == 0  # the reference's own range is inside the edges
     assert counts.sum() == values.size
 
 
@@ -182,7 +183,8 @@ def test_normalised_wasserstein_measures_a_mean_shift_in_standard_deviations() -
     rng = np.random.default_rng(6)
     ref = rng.normal(10, 4, size=100000)
     result = _numeric(ref, rng.normal(10 + 0.05 * 4, 4, size=100000))
-    assert result.method == "ks" and result.effect_size_method == "wasserstein"
+    assert result.method == "ks"
+    assert result.effect_size_method == "wasserstein"
     assert result.effect_size == pytest.approx(0.05, abs=0.01)
     assert result.p_value < 1e-6
 
@@ -219,7 +221,8 @@ def test_missing_rate_z_test_matches_chi_square_without_correction() -> None:
     expected = stats.chi2_contingency(table, correction=False)
     assert result.statistic**2 == pytest.approx(expected.statistic)
     assert result.p_value == pytest.approx(expected.pvalue)
-    assert result.rate_ref == 0.05 and result.rate_cur == 0.075
+    assert result.rate_ref == 0.05
+    assert result.rate_cur == 0.075
     assert missing_rate_test(missing_ref=0, n_ref=100, missing_cur=0, n_cur=100).p_value == 1.0
 
 
@@ -238,7 +241,8 @@ def test_discrete_numeric_columns_are_tested_as_categories() -> None:
     rng = np.random.default_rng(7)
     ref, cur = (rng.uniform(size=5000) < 0.2).astype(float), (rng.uniform(size=5000) < 0.3).astype(float)
     result = _numeric(ref, cur, method=default_effect_size("numeric", discrete=True))
-    assert result.method == "chisquare" and result.effect_size_method == "jensenshannon"
+    assert result.method == "chisquare"
+    assert result.effect_size_method == "jensenshannon"
     expected = stats.chi2_contingency(
         np.array([[np.sum(ref == 0), np.sum(ref == 1)], [np.sum(cur == 0), np.sum(cur == 1)]])
     )
@@ -342,8 +346,11 @@ def test_drift_needs_significance_and_effect_size() -> None:
     ]
     verdict = decide(cols, alpha=0.05, correction="bh", drift_share=0.5)
     assert [c.drifted for c in cols] == [False, False, True, True]
-    assert cols[3].missing_drifted and not cols[3].distribution_drifted
-    assert verdict.n_drifted == 2 and verdict.share_drifted == 0.5 and verdict.dataset_drift
+    assert cols[3].missing_drifted
+    assert not cols[3].distribution_drifted
+    assert verdict.n_drifted == 2
+    assert verdict.share_drifted == 0.5
+    assert verdict.dataset_drift
     assert cols[0].p_value_adjusted >= cols[0].p_value
 
 
