@@ -155,7 +155,9 @@ class Scheduler:
 
     def fire(self, model: str, name: str) -> None:
         """What APScheduler calls: the run for the latest fire time (the one it was scheduled for)."""
-        job = getattr(self.config.models[model], name)
+        job = self.config.models[model].job(name)
+        if job is None:
+            return
         scheduled = latest_fire_time(make_trigger(job.schedule), utcnow())
         if scheduled is not None and not self.stopping.is_set():
             self.run_once(model, name, scheduled)

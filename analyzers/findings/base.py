@@ -2,7 +2,8 @@
 
 A finding's numbers are its job's payload, a :class:`Metrics` subclass (``DriftMetrics``,
 ``FairnessMetrics``, ...) that alert rules, the report and ``predwatch status`` read by attribute and
-that serialises to the JSON shape DESIGN.md gives per job, merged into the finding's top level.
+that serialises to the job's JSON shape (the same as ``predwatch analyze --format json`` prints), merged into
+the finding's top level.
 """
 
 from __future__ import annotations

@@ -117,7 +117,7 @@ class ColumnDrift:
         return list(self.extra.get("new_categories") or [])
 
     def to_dict(self) -> dict[str, Any]:
-        """The DESIGN.md feature entry plus the effect-size method, counts and missing-rate test."""
+        """The feature entry of a drift finding: test, effect size, verdicts, counts and the missing-rate test."""
         out: dict[str, Any] = {
             "name": self.name,
             "kind": self.kind,
