@@ -62,7 +62,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         findings = run_jobs(
             store, loaded.config, models=args.model, jobs=args.job, at=args.at, base=loaded.directory, progress=progress
         )
-        _deliver(store, loaded, findings, args.format, dry_run=args.dry_run)
+        _deliver(store, loaded, findings, output_format=args.format, dry_run=args.dry_run)
     if args.format == "json":
         _print_json({"findings": [f.to_dict() for f in findings]})
     else:
@@ -100,7 +100,7 @@ def _job_progress(config: Any, args: argparse.Namespace) -> Iterator[Callable[[s
         yield step
 
 
-def _deliver(store: Any, loaded: Any, findings: list[Any], output_format: str, dry_run: bool = False) -> None:
+def _deliver(store: Any, loaded: Any, findings: list[Any], *, output_format: str, dry_run: bool = False) -> None:
     """Pass findings through alert rules, state and delivery (a dry run only prints the alerts)."""
     try:
         alerting = importlib.import_module("analyzers.alerts.dispatch")

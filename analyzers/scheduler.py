@@ -107,10 +107,10 @@ class Scheduler:
         else:
             finding = Finding(model, name, window, "error", error=f"timed out after {job.timeout.total_seconds():g} s")
         duration = time.monotonic() - started
-        self._record(model, name, finding, scheduled, duration)
+        self._record(model, name, finding, scheduled=scheduled, duration=duration)
         return finding
 
-    def _record(self, model: str, name: str, finding: Finding, scheduled: datetime, duration: float) -> None:
+    def _record(self, model: str, name: str, finding: Finding, *, scheduled: datetime, duration: float) -> None:
         from analyzers.alerts.dispatch import process
 
         delivered: dict[str, Any] = {}

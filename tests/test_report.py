@@ -182,7 +182,7 @@ def test_a_failing_job_is_reported_in_its_section(logs: Path) -> None:
             "fraud",
             LAST.shift(timedelta(hours=1)),
             logs / "out" / "broken.html",
-            Config(models={"fraud": broken}),
+            config=Config(models={"fraud": broken}),
         ).read_text()
     assert "The drift job failed" in section(html, "drift")
     assert "ERROR" in section(html, "summary")

@@ -99,7 +99,7 @@ def changes_for(store: StateStore, finding: Finding, job: JobConfig, now: dateti
         doc, version = existing.get(state_key, (None, None))
         if doc is not None and _seen(doc, finding, end):
             continue
-        changes.append(_firing(state_key, alert, doc, version, finding, job, now))
+        changes.append(_firing(state_key, alert, doc=doc, version=version, finding=finding, job=job, now=now))
     for state_key, (doc, version) in existing.items():
         if state_key in current or doc.get("status") != "firing" or _seen(doc, finding, end):
             continue
@@ -124,6 +124,7 @@ def _seen(doc: dict[str, Any], finding: Finding, end: datetime) -> bool:
 def _firing(
     state_key: str,
     alert: Alert,
+    *,
     doc: dict[str, Any] | None,
     version: Any,
     finding: Finding,

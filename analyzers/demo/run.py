@@ -44,6 +44,7 @@ def _analyse(store: Store, config: Config, days: Sequence[Window], advance: Call
 
 
 def run_demo(
+    *,
     days: int = 14,
     per_day: int = 2000,
     seed: int = 7,
@@ -84,7 +85,15 @@ def run_demo(
     columns = (TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as bar:
         traffic = bar.add_task("simulating traffic", total=days * len(MODELS))
-        logged = simulate(out / "logs", days, per_day, seed, end, injected, lambda: bar.advance(traffic))
+        logged = simulate(
+            out / "logs",
+            days=days,
+            per_day=per_day,
+            seed=seed,
+            end=end,
+            injected=injected,
+            progress=lambda: bar.advance(traffic),
+        )
         analysis = bar.add_task("analysing each day", total=len(windows) * jobs)
         store = LocalStore(out / "logs", out / "state")
         with store:

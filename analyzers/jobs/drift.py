@@ -102,14 +102,14 @@ def _run(store: PredictionReader, model: str, config: DriftConfig, window: Windo
             reason = f"{min(ref.n, cur.n):g} rows < min_rows {config.min_rows} (reference {ref.n:g}, current {cur.n:g})"
             metrics = DriftMetrics(n_cur=cur.n, n_ref=ref.n, reason=reason)
             return Finding(model, JOB, window, "insufficient_data", metrics, described)
-        return _compare(model, config, window, ref, cur, described)
+        return _compare(model, config, window, ref=ref, cur=cur, described=described)
     finally:
         if ref_store is not store:
             ref_store.close()
 
 
 def _compare(
-    model: str, config: DriftConfig, window: Window, ref: _Side, cur: _Side, described: dict[str, Any]
+    model: str, config: DriftConfig, window: Window, *, ref: _Side, cur: _Side, described: dict[str, Any]
 ) -> Finding:
     columns = _columns(ref, cur, config)
     numeric = [c for c, kind in columns.items() if kind == "numeric" and c != "label"]
@@ -117,7 +117,7 @@ def _compare(
     if cur.n <= config.sample_size:
         cur.load_values(numeric, config.sample_size)
     exact = ref.complete and cur.complete
-    numeric_results = _numeric_columns(numeric, ref, cur, config, exact)
+    numeric_results = _numeric_columns(numeric, config, ref=ref, cur=cur, exact=exact)
     results: list[ColumnDrift] = []
     for column, kind in columns.items():
         if column == "label":
@@ -127,7 +127,7 @@ def _compare(
         elif kind == "numeric":
             results.append(numeric_results[column])
         else:
-            results.append(_categorical(column, ref, cur, _override(config, column)))
+            results.append(_categorical(column, _override(config, column), ref=ref, cur=cur))
     verdict = decide(
         results,
         alpha=config.alpha,
@@ -191,7 +191,7 @@ class _Bins:
 
 
 def _numeric_columns(
-    columns: list[str], ref: _Side, cur: _Side, config: DriftConfig, exact: bool, missing: bool = True
+    columns: list[str], config: DriftConfig, *, ref: _Side, cur: _Side, exact: bool, missing: bool = True
 ) -> dict[str, ColumnDrift]:
     """Every numeric column compared, with one batched summary and one batched histogram call per side.
 
@@ -226,7 +226,9 @@ def _numeric_columns(
             else None
         )
         if column_bins is None:
-            out[column] = _untestable(name, "numeric", ref_summary.count, cur_summary.count, missing_test)
+            out[column] = _untestable(
+                name, "numeric", n_ref=ref_summary.count, n_cur=cur_summary.count, missing=missing_test
+            )
             continue
         pair = samples.get(column)
         if pair is not None:
@@ -268,7 +270,7 @@ def _bins(column: str, ref: _Side, ref_summary: NumericSummary, cur_summary: Num
 
 
 def _categorical(
-    column: str, ref: _Side, cur: _Side, override: FeatureOverride | None, missing: bool = True
+    column: str, override: FeatureOverride | None, *, ref: _Side, cur: _Side, missing: bool = True
 ) -> ColumnDrift:
     name = display_name(column)
     ref_counts = ref.store.category_counts(ref.query, column)
@@ -286,7 +288,7 @@ def _categorical(
     present_ref = sum(v for k, v in ref_counts.items() if k is not None)
     present_cur = sum(v for k, v in cur_counts.items() if k is not None)
     if present_ref <= 0 or present_cur <= 0:
-        return _untestable(name, "categorical", present_ref, present_cur, missing_test)
+        return _untestable(name, "categorical", n_ref=present_ref, n_cur=present_cur, missing=missing_test)
     effect, test, threshold = _methods(override, "categorical")
     result = categorical_drift(name, ref_counts, cur_counts, effect=effect, test=test, threshold=threshold)
     result.missing = missing_test
@@ -300,8 +302,10 @@ def _compare_label(ref: _Side, cur: _Side, kind: str, config: DriftConfig) -> Co
     if min(labelled_ref.n, labelled_cur.n) < max(config.min_rows, 1):
         return None
     if kind == "numeric":
-        return _numeric_columns(["label"], labelled_ref, labelled_cur, config, False, missing=False)["label"]
-    return _categorical("label", labelled_ref, labelled_cur, _override(config, "label"), missing=False)
+        return _numeric_columns(["label"], config, ref=labelled_ref, cur=labelled_cur, exact=False, missing=False)[
+            "label"
+        ]
+    return _categorical("label", _override(config, "label"), ref=labelled_ref, cur=labelled_cur, missing=False)
 
 
 def _full(hist: Histogram) -> np.ndarray:
@@ -325,7 +329,7 @@ def _methods(
     )
 
 
-def _untestable(name: str, kind: Kind, n_ref: float, n_cur: float, missing: MissingRate | None) -> ColumnDrift:
+def _untestable(name: str, kind: Kind, *, n_ref: float, n_cur: float, missing: MissingRate | None) -> ColumnDrift:
     """A column with no values on one side: only its missing rate can be compared."""
     return ColumnDrift(
         name=name,

@@ -81,7 +81,7 @@ def _run(store: PredictionReader, model: str, config: PerformanceConfig, window:
     compared = sum(1 for n in names if current[n] is not None and ref is not None and ref.get(n) is not None)
     level = 1 - (1 - SIGNIFICANCE_LEVEL) / max(compared, 1)  # Bonferroni over the metrics compared
     for name in names:
-        entry, signal = _compare(name, current[name], ref, current, config, level=level)
+        entry, signal = _compare(name, current[name], config, ref=ref, current=current, level=level)
         metrics.measured[name] = entry
         if signal is not None:
             signals.append(signal)
@@ -173,10 +173,10 @@ def _weights(chunk: pd.DataFrame) -> np.ndarray:
 def _compare(
     name: str,
     value: float | None,
-    ref: dict[str, Any] | None,
-    current: dict[str, Any],
     config: PerformanceConfig,
     *,
+    ref: dict[str, Any] | None,
+    current: dict[str, Any],
     level: float = SIGNIFICANCE_LEVEL,
 ) -> tuple[MetricResult, Signal | None]:
     """One metric's entry (value, reference, threshold, change) and its signal if it breached."""

@@ -61,11 +61,11 @@ def replay(
     store: PredictionReader,
     model: str,
     window: Window | None = None,
+    *,
     entity_id: str | Sequence[str] | None = None,
     prediction_ids: Sequence[str] | None = None,
     target: str | Any = "module:callable",
     tolerance: float = 1e-6,
-    *,
     features_as: str = "auto",
     lookback: timedelta = DEFAULT_LOOKBACK,
 ) -> Finding:

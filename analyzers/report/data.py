@@ -114,12 +114,13 @@ def gather(
     store: Store,
     model: str,
     window: Window,
+    *,
     config: Config | None = None,
     history: timedelta = timedelta(days=30),
     base: Path | None = None,
 ) -> ReportData:
     """Collect findings, history, distributions and operations series for one model and window."""
-    jobs = {name: _job_section(store, model, window, name, config, history, base) for name in JOBS}
+    jobs = {name: _job_section(store, model, window, name, config=config, history=history, base=base) for name in JOBS}
     volume = store.volume(Query(model=model, window=window), _bucket(window, jobs["ops"].config))
     data = ReportData(
         model=model,
@@ -149,6 +150,7 @@ def _job_section(
     model: str,
     window: Window,
     name: str,
+    *,
     config: Config | None,
     history: timedelta,
     base: Path | None,
@@ -197,7 +199,9 @@ def _add_distributions(store: PredictionReader, data: ReportData, config: Config
     cur_query = Query(model=data.model, window=data.window, outcome="success")
     try:
         for feature in features[:MAX_DISTRIBUTIONS]:
-            data.distributions.append(_distribution(store, cur_query, ref_store, ref_query, feature))
+            data.distributions.append(
+                _distribution(feature, store=store, cur_query=cur_query, ref_store=ref_store, ref_query=ref_query)
+            )
     finally:
         if ref_store is not store:
             ref_store.close()
@@ -246,7 +250,7 @@ def _column(name: str) -> str:
 
 
 def _distribution(
-    store: PredictionReader, cur_query: Query, ref_store: PredictionReader, ref_query: Query, feature: ColumnDrift
+    feature: ColumnDrift, *, store: PredictionReader, cur_query: Query, ref_store: PredictionReader, ref_query: Query
 ) -> Distribution:
     name, kind = feature.name, feature.kind
     column = _column(name)
@@ -254,20 +258,29 @@ def _distribution(
         cur_query, ref_query = cur_query.with_(has_label=True), ref_query.with_(has_label=True)
     try:
         if kind == "numeric":
-            return _numeric(store, cur_query, ref_store, ref_query, column, name, feature.discrete)
-        return _categorical(store, cur_query, ref_store, ref_query, column, name)
+            return _numeric(
+                column,
+                name,
+                feature.discrete,
+                store=store,
+                cur_query=cur_query,
+                ref_store=ref_store,
+                ref_query=ref_query,
+            )
+        return _categorical(column, name, store=store, cur_query=cur_query, ref_store=ref_store, ref_query=ref_query)
     except Exception as exc:  # one column that cannot be counted does not stop the report
         return Distribution(name, kind, [], [], 0.0, 0.0, note=f"could not be counted: {type(exc).__name__}: {exc}")
 
 
 def _numeric(
+    column: str,
+    name: str,
+    discrete: bool,
+    *,
     store: PredictionReader,
     cur_query: Query,
     ref_store: PredictionReader,
     ref_query: Query,
-    column: str,
-    name: str,
-    discrete: bool,
 ) -> Distribution:
     ref_q = ref_store.quantiles(ref_query, column, [TAIL, 1 - TAIL])
     cur_q = store.quantiles(cur_query, column, [TAIL, 1 - TAIL])
@@ -304,7 +317,7 @@ def _folded_shares(hist: Any) -> tuple[list[float], float]:
 
 
 def _categorical(
-    store: PredictionReader, cur_query: Query, ref_store: PredictionReader, ref_query: Query, column: str, name: str
+    column: str, name: str, *, store: PredictionReader, cur_query: Query, ref_store: PredictionReader, ref_query: Query
 ) -> Distribution:
     ref = {k: float(v) for k, v in ref_store.category_counts(ref_query, column).items() if k is not None}
     cur = {k: float(v) for k, v in store.category_counts(cur_query, column).items() if k is not None}
