@@ -109,11 +109,12 @@ def _plain(node: yaml.Node, reading: _Reading, path: tuple, active: frozenset[in
         out = {}
         for key_node, value_node in node.value:
             key = key_node.value
+            where = (*path, key)
             if key in out:
                 line = key_node.start_mark.line + 1
-                reading.problems.append(ConfigProblem(reading.file, line, _dotted((*path, key)), "duplicate key"))
-            reading.lines[(*path, key)] = key_node.start_mark.line + 1
-            out[key] = _plain(value_node, reading, (*path, key), inside)
+                reading.problems.append(ConfigProblem(reading.file, line, _dotted(where), "duplicate key"))
+            reading.lines[where] = key_node.start_mark.line + 1
+            out[key] = _plain(value_node, reading, where, inside)
         return out
     return [_plain(item, reading, (*path, i), inside) for i, item in enumerate(node.value)]
 

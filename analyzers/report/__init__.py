@@ -21,8 +21,8 @@ def write_report(
     model: str,
     window: Window,
     out: str | os.PathLike[str],
-    config: Config | None = None,
     *,
+    config: Config | None = None,
     history: timedelta = timedelta(days=30),
     base: str | os.PathLike[str] | None = None,
 ) -> Path:
@@ -31,7 +31,7 @@ def write_report(
     Findings stored for exactly this window are used, the others computed now; ``history`` is how far
     back stored findings are drawn over time; ``base`` is where relative reference files are found.
     """
-    data = gather(store, model, window, config, history=history, base=Path(base) if base is not None else None)
+    data = gather(store, model, window, config=config, history=history, base=Path(base) if base is not None else None)
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")

@@ -21,8 +21,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from analyzers.findings import Finding
+from analyzers.findings import DriftMetrics, Finding, PerformanceMetrics
+from analyzers.findings.fairness import AttributeResult
 from analyzers.report.data import Distribution, OpsSeries
+from analyzers.stats.drift import ColumnDrift
 
 REF_COLOR = "#4c78a8"
 CUR_COLOR = "#f58518"
@@ -43,7 +45,7 @@ FAIRNESS_RATES = (
     ("precision", "precision"),
 )
 LAYOUT = "constrained"
-_STYLE = {
+_STYLE: dict[Any, Any] = {
     "svg.fonttype": "none",
     "text.parse_math": False,
     "font.size": 9,
@@ -132,12 +134,13 @@ def _num(value: Any) -> float:
 
 # ---- drift ---------------------------------------------------------------------------------------
 @_styled
-def distribution(dist: Distribution, feature: dict[str, Any], key: str) -> str:
+def distribution(dist: Distribution, feature: ColumnDrift | None, key: str) -> str:
     """Reference and current distributions of one column overlaid, titled with the test and its verdict."""
-    verdict = "DRIFTED" if feature.get("drifted") else "no drift"
-    method = feature.get("effect_size_method") or feature.get("method")
-    effect = _num(feature.get("effect_size"))
-    p_adj = _num(feature.get("p_value_adjusted"))
+    drifted = feature is not None and feature.drifted
+    verdict = "DRIFTED" if drifted else "no drift"
+    method = (feature.effect_size_method or feature.method) if feature is not None else None
+    effect = _num(feature.effect_size if feature is not None else None)
+    p_adj = _num(feature.p_value_adjusted if feature is not None else None)
     title = f"{short(dist.name, 32)}: {verdict}\n{method} {effect:.3g}, adjusted p {p_adj:.2g}"
     edges = np.asarray(dist.edges or [])
     if dist.kind == "numeric" and dist.discrete and len(edges) - 1 <= MAX_GROUPED_VALUES:
@@ -170,7 +173,7 @@ def distribution(dist: Distribution, feature: dict[str, Any], key: str) -> str:
         ax.invert_yaxis()
         ax.set_xlabel("share of rows")
         ax.grid(axis="y", visible=False)
-    ax.set_title(title, color=ALERT_COLOR if feature.get("drifted") else "black", loc="left")
+    ax.set_title(title, color=ALERT_COLOR if drifted else "black", loc="left")
     ax.legend(loc="best", title=f"n ref {dist.n_ref:,.0f}, cur {dist.n_cur:,.0f}", title_fontsize=8)
     return to_svg(fig, key, f"distribution of {dist.name}")
 
@@ -178,13 +181,13 @@ def distribution(dist: Distribution, feature: dict[str, Any], key: str) -> str:
 @_styled
 def drift_history(history: Sequence[Finding], key: str) -> str:
     """Share of drifted columns over time, and each most-drifting column's effect size over its threshold."""
-    findings = [f for f in history if f.metrics.get("features")]
-    times = [f.window.end for f in findings]
+    runs = [(f.window.end, m) for f in history if (m := f.metrics_as(DriftMetrics)) is not None and m.features]
+    times = [end for end, _m in runs]
     fig, axes = _figure(2, 1, height=4.6, sharex=True)
     top, bottom = axes[0][0], axes[1][0]
-    share = [_num(f.metrics.get("share_drifted")) for f in findings]
+    share = [_num(m.share_drifted) for _end, m in runs]
     top.plot(times, share, marker="o", markersize=3, color=REF_COLOR, label="share of columns drifted")
-    limits = {_num(f.metrics.get("drift_share")) for f in findings}
+    limits = {_num(m.drift_share) for _end, m in runs}
     for limit in sorted(v for v in limits if np.isfinite(v)):
         top.axhline(limit, color=ALERT_COLOR, linestyle="--", linewidth=1, label=f"dataset drift at {limit:g}")
     top.set_ylim(-0.02, 1.02)
@@ -192,11 +195,11 @@ def drift_history(history: Sequence[Finding], key: str) -> str:
     top.set_title("Drift over time (by window end)", loc="left")
     top.legend(loc="upper left")
     series: dict[str, list[float]] = {}
-    for i, f in enumerate(findings):
-        for feature in f.metrics["features"]:
-            effect, threshold = _num(feature.get("effect_size")), _num(feature.get("threshold"))
+    for i, (_end, m) in enumerate(runs):
+        for feature in m.features:
+            effect, threshold = _num(feature.effect_size), _num(feature.threshold)
             value = effect / threshold if np.isfinite(threshold) and threshold > 0 else effect
-            series.setdefault(str(feature.get("name")), [float("nan")] * len(findings))[i] = value
+            series.setdefault(feature.name, [float("nan")] * len(runs))[i] = value
     ranked = sorted(series, key=lambda n: -np.nan_to_num(np.nanmax(series[n]) if np.any(np.isfinite(series[n])) else 0))
     for color, name in zip(PALETTE, ranked[:MAX_HISTORY_LINES], strict=False):
         bottom.plot(times, series[name], marker="o", markersize=3, color=color, label=short(name, 24))
@@ -210,22 +213,22 @@ def drift_history(history: Sequence[Finding], key: str) -> str:
 
 # ---- fairness ------------------------------------------------------------------------------------
 @_styled
-def fairness_groups(attribute: dict[str, Any], key: str) -> str:
+def fairness_groups(attribute: AttributeResult, key: str) -> str:
     """Per group of one attribute, each rate with its confidence interval (largest groups first)."""
-    groups = sorted(attribute.get("groups") or [], key=lambda g: -_num(g.get("n")))[:MAX_GROUPS]
-    rates = [(k, label) for k, label in FAIRNESS_RATES if any(g.get(k) is not None for g in groups)]
+    groups = sorted(attribute.groups, key=lambda g: -_num(g.n))[:MAX_GROUPS]
+    rates = [(k, label) for k, label in FAIRNESS_RATES if any(g.rate(k).value is not None for g in groups)]
     rates = rates or list(FAIRNESS_RATES[:1])
     fig, axes = _figure(1, len(rates), height=max(2.0, 0.3 * len(groups) + 1.2))
     y = np.arange(len(groups))
-    labels = [short(g.get("group"), 18) for g in groups]
+    labels = [short(g.group, 18) for g in groups]
     for i, (rate, label) in enumerate(rates):
         ax = axes[0][i]
         for j, g in enumerate(groups):
-            value, ci = _num(g.get(rate)), g.get(f"{rate}_ci")
-            color = ALERT_COLOR if g.get("status") == "alert" else REF_COLOR
-            if g.get("status") == "insufficient_data":
+            value, ci = _num(g.rate(rate).value), g.rate(rate).ci
+            color = ALERT_COLOR if g.status == "alert" else REF_COLOR
+            if g.status == "insufficient_data":
                 color = "#aaaaaa"
-            if ci and ci[0] is not None and np.isfinite(value):
+            if ci and ci[0] is not None and ci[1] is not None and np.isfinite(value):
                 err = [[value - ci[0]], [ci[1] - value]]
                 ax.errorbar(value, j, xerr=err, fmt="o", color=color, markersize=4, capsize=2)
             elif np.isfinite(value):
@@ -235,33 +238,33 @@ def fairness_groups(attribute: dict[str, Any], key: str) -> str:
         ax.set_yticks(y, labels if i == 0 else [""] * len(groups))
         ax.set_title(label, fontsize=9)
         ax.grid(axis="y", visible=False)
-    axes[0][0].set_ylabel(short(attribute.get("name"), 30))
+    axes[0][0].set_ylabel(short(attribute.name, 30))
     fig.suptitle(
-        f"{short(attribute.get('name'), 40)}: rates per group with confidence intervals"
+        f"{short(attribute.name, 40)}: rates per group with confidence intervals"
         " (red: served worse; grey: too small to judge)",
         fontsize=10,
     )
-    return to_svg(fig, key, f"fairness rates per group of {attribute.get('name')}")
+    return to_svg(fig, key, f"fairness rates per group of {attribute.name}")
 
 
 @_styled
-def fairness_gaps(attributes: Sequence[dict[str, Any]], parity_ratio: float, max_difference: float, key: str) -> str:
+def fairness_gaps(attributes: Sequence[AttributeResult], parity_ratio: float, max_difference: float, key: str) -> str:
     """Per attribute: demographic parity and equalized-odds differences (with CIs), and the parity ratio."""
-    names = [short(a.get("name"), 20) for a in attributes]
+    names = [short(a.name, 20) for a in attributes]
     x = np.arange(len(attributes))
     fig, axes = _figure(1, 2, height=2.8)
     left, right = axes[0][0], axes[0][1]
-    for offset, (field, label, color) in zip(
+    for offset, (spreads, label, color) in zip(
         (-0.2, 0.2),
         (
-            ("demographic_parity_difference", "demographic parity diff.", REF_COLOR),
-            ("equalized_odds_difference", "equalized odds diff.", CUR_COLOR),
+            ([a.demographic_parity_difference for a in attributes], "demographic parity diff.", REF_COLOR),
+            ([a.equalized_odds_difference for a in attributes], "equalized odds diff.", CUR_COLOR),
         ),
         strict=True,
     ):
-        values = np.array([_num(a.get(field)) for a in attributes])
-        low = [_ci_err(a.get(f"{field}_ci"), v, 0) for a, v in zip(attributes, values, strict=True)]
-        high = [_ci_err(a.get(f"{field}_ci"), v, 1) for a, v in zip(attributes, values, strict=True)]
+        values = np.array([_num(s.value) for s in spreads])
+        low = [_ci_err(s.ci, v, 0) for s, v in zip(spreads, values, strict=True)]
+        high = [_ci_err(s.ci, v, 1) for s, v in zip(spreads, values, strict=True)]
         left.bar(x + offset, np.nan_to_num(values), width=0.4, color=color, label=label)
         left.errorbar(x + offset, np.nan_to_num(values), yerr=[low, high], fmt="none", ecolor="black", capsize=3)
     left.axhline(max_difference, color=ALERT_COLOR, linestyle="--", linewidth=1, label=f"limit {max_difference:g}")
@@ -269,7 +272,7 @@ def fairness_gaps(attributes: Sequence[dict[str, Any]], parity_ratio: float, max
     left.set_ylabel("difference between groups")
     left.set_title("Parity differences (95% CI)", loc="left")
     left.legend(loc="upper left")
-    ratios = np.array([_num(a.get("demographic_parity_ratio")) for a in attributes])
+    ratios = np.array([_num(a.demographic_parity_ratio.value) for a in attributes])
     colors = [ALERT_COLOR if np.isfinite(r) and r < parity_ratio else REF_COLOR for r in ratios]
     right.bar(x, np.nan_to_num(ratios), width=0.5, color=colors)
     right.axhline(parity_ratio, color=ALERT_COLOR, linestyle="--", linewidth=1, label=f"four-fifths ({parity_ratio:g})")
@@ -299,23 +302,28 @@ REGRESSION_METRICS = ("mae", "rmse", "mape", "r2")
 @_styled
 def performance_history(history: Sequence[Finding], key: str) -> str:
     """Metrics over time (by window end) above the share of predictions whose label has arrived."""
-    findings = [f for f in history if f.status in ("ok", "alert") or f.metrics.get("label_coverage") is not None]
-    times = [f.window.end for f in findings]
-    regression = any(f.metrics.get("task") == "regression" for f in findings)
+    runs = [
+        (f, m)
+        for f in history
+        if (m := f.metrics_as(PerformanceMetrics)) is not None
+        and (f.status in ("ok", "alert") or m.label_coverage is not None)
+    ]
+    times = [f.window.end for f, _m in runs]
+    regression = any(m.task == "regression" for _f, m in runs)
     names = REGRESSION_METRICS if regression else CLASSIFICATION_METRICS
     fig, axes = _figure(2, 1, height=4.6, sharex=True)
     top, bottom = axes[0][0], axes[1][0]
     for color, name in zip(PALETTE, names, strict=False):
-        values = [_num((f.metrics.get(name) or {}).get("value")) for f in findings]
+        values = [_num(m.measured[name].value if name in m.measured else None) for _f, m in runs]
         if any(np.isfinite(values)):
             top.plot(times, values, marker="o", markersize=3, color=color, label=name)
-    alerts = [(t, f) for t, f in zip(times, findings, strict=True) if f.status == "alert"]
+    alerts = [(t, f) for t, (f, _m) in zip(times, runs, strict=True) if f.status == "alert"]
     for t, _f in alerts:
         top.axvline(t, color=ALERT_COLOR, alpha=0.25, linewidth=4)
     top.set_ylabel("metric value")
     top.set_title("Performance over time (red bands: alert)", loc="left")
     top.legend(loc="best", ncols=3)
-    coverage = [_num(f.metrics.get("label_coverage")) for f in findings]
+    coverage = [_num(m.label_coverage) for _f, m in runs]
     bottom.plot(times, coverage, marker="o", markersize=3, color=LINE_COLOR)
     bottom.fill_between(times, np.nan_to_num(coverage), color=LINE_COLOR, alpha=0.15)
     bottom.set_ylim(0, 1.05)

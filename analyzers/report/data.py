@@ -17,22 +17,19 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from analyzers.config.models import Config, DriftConfig, FairnessConfig, JobConfig, OpsConfig, PerformanceConfig
-from analyzers.findings import Finding
+from analyzers.config.models import Config, DriftConfig, JobConfig, OpsConfig
+from analyzers.findings import DriftMetrics, Finding
 from analyzers.jobs.drift import reference_window
-from analyzers.runner import JOB_NAMES, run_job, with_paths_resolved
+from analyzers.jobs.registry import JOBS
+from analyzers.runner import run_job, with_paths_resolved
+from analyzers.stats.drift import ColumnDrift
 from analyzers.stats.ops import percentile_level
 from analyzers.store import open_reference_file
-from analyzers.store.base import Query, Store
+from analyzers.store.base import PredictionReader, Query, Store
 from analyzers.timeutil import Window, utcnow
 from logshipper.schema import FEATURE_PREFIX
 
-DEFAULT_JOBS: dict[str, type[JobConfig]] = {
-    "drift": DriftConfig,
-    "fairness": FairnessConfig,
-    "performance": PerformanceConfig,
-    "ops": OpsConfig,
-}
+DEFAULT_JOBS: dict[str, type[JobConfig]] = {name: spec.config for name, spec in JOBS.items()}
 OUTPUT_COLUMNS = ("prediction", "score", "label")
 MAX_DISTRIBUTIONS = 24  # features plotted (drifted and largest effects first); the table lists all
 MAX_CATEGORIES = 10  # categories shown per categorical feature; the rest are pooled as "other"
@@ -117,12 +114,13 @@ def gather(
     store: Store,
     model: str,
     window: Window,
+    *,
     config: Config | None = None,
     history: timedelta = timedelta(days=30),
     base: Path | None = None,
 ) -> ReportData:
     """Collect findings, history, distributions and operations series for one model and window."""
-    jobs = {name: _job_section(store, model, window, name, config, history, base) for name in JOB_NAMES}
+    jobs = {name: _job_section(store, model, window, name, config=config, history=history, base=base) for name in JOBS}
     volume = store.volume(Query(model=model, window=window), _bucket(window, jobs["ops"].config))
     data = ReportData(
         model=model,
@@ -152,6 +150,7 @@ def _job_section(
     model: str,
     window: Window,
     name: str,
+    *,
     config: Config | None,
     history: timedelta,
     base: Path | None,
@@ -180,12 +179,13 @@ def _job_section(
 
 
 # ---- drift distributions -------------------------------------------------------------------------
-def _add_distributions(store: Store, data: ReportData, config: Config | None, base: Path | None) -> None:
+def _add_distributions(store: PredictionReader, data: ReportData, config: Config | None, base: Path | None) -> None:
     section = data.jobs["drift"]
     finding = section.finding
-    if finding is None or not finding.metrics.get("features"):
+    metrics = finding.metrics_as(DriftMetrics) if finding is not None else None
+    if finding is None or metrics is None or not metrics.features:
         return
-    features = sorted(finding.metrics["features"], key=_drift_rank)
+    features = sorted(metrics.features, key=_drift_rank)
     if len(features) > MAX_DISTRIBUTIONS:
         data.distribution_notes.append(
             f"Distributions are drawn for the {MAX_DISTRIBUTIONS} columns with the largest effects "
@@ -199,32 +199,30 @@ def _add_distributions(store: Store, data: ReportData, config: Config | None, ba
     cur_query = Query(model=data.model, window=data.window, outcome="success")
     try:
         for feature in features[:MAX_DISTRIBUTIONS]:
-            data.distributions.append(_distribution(store, cur_query, ref_store, ref_query, feature))
+            data.distributions.append(
+                _distribution(feature, store=store, cur_query=cur_query, ref_store=ref_store, ref_query=ref_query)
+            )
     finally:
         if ref_store is not store:
             ref_store.close()
 
 
-def _drift_rank(feature: dict[str, Any]) -> tuple[int, float]:
+def _drift_rank(feature: ColumnDrift) -> tuple[int, float]:
     """Drifted columns first, then by effect size relative to its threshold (largest first)."""
-    return (0 if feature.get("drifted") else 1, -(_relative_effect(feature) or 0.0))
+    return (0 if feature.drifted else 1, -(_relative_effect(feature) or 0.0))
 
 
-def _relative_effect(feature: dict[str, Any]) -> float | None:
+def _relative_effect(feature: ColumnDrift) -> float | None:
     """Effect size over its threshold (1 is where a column starts to count as drifted)."""
-    effect, threshold = feature.get("effect_size"), feature.get("threshold")
-    if not _finite(effect):
+    effect, threshold = feature.effect_size, feature.threshold
+    if not math.isfinite(effect):
         return None
-    return effect / threshold if _finite(threshold) and threshold > 0 else effect
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return effect / threshold if math.isfinite(threshold) and threshold > 0 else effect
 
 
 def _reference(
-    store: Store, data: ReportData, finding: Finding, config: JobConfig | None, base: Path | None
-) -> tuple[Store, Query, str]:
+    store: PredictionReader, data: ReportData, finding: Finding, config: JobConfig | None, base: Path | None
+) -> tuple[PredictionReader, Query, str]:
     """The store and query of the drift reference, as the finding describes it (else as configured)."""
     described = finding.reference or {}
     if described.get("file"):
@@ -241,7 +239,7 @@ def _reference(
     return store, query, f"the window {window['start']} to {window['end']}"
 
 
-def _file_reference(path: str, data: ReportData, base: Path | None) -> tuple[Store, Query, str]:
+def _file_reference(path: str, data: ReportData, base: Path | None) -> tuple[PredictionReader, Query, str]:
     resolved = Path(path) if Path(path).is_absolute() or base is None else base / path
     ref_store = open_reference_file(str(resolved), data.model)
     return ref_store, Query(model=data.model, window=data.window), f"the file {path}"
@@ -252,22 +250,37 @@ def _column(name: str) -> str:
 
 
 def _distribution(
-    store: Store, cur_query: Query, ref_store: Store, ref_query: Query, feature: dict[str, Any]
+    feature: ColumnDrift, *, store: PredictionReader, cur_query: Query, ref_store: PredictionReader, ref_query: Query
 ) -> Distribution:
-    name, kind = str(feature.get("name")), str(feature.get("kind"))
+    name, kind = feature.name, feature.kind
     column = _column(name)
     if column == "label":
         cur_query, ref_query = cur_query.with_(has_label=True), ref_query.with_(has_label=True)
     try:
         if kind == "numeric":
-            return _numeric(store, cur_query, ref_store, ref_query, column, name, bool(feature.get("discrete")))
-        return _categorical(store, cur_query, ref_store, ref_query, column, name)
+            return _numeric(
+                column,
+                name,
+                feature.discrete,
+                store=store,
+                cur_query=cur_query,
+                ref_store=ref_store,
+                ref_query=ref_query,
+            )
+        return _categorical(column, name, store=store, cur_query=cur_query, ref_store=ref_store, ref_query=ref_query)
     except Exception as exc:  # one column that cannot be counted does not stop the report
         return Distribution(name, kind, [], [], 0.0, 0.0, note=f"could not be counted: {type(exc).__name__}: {exc}")
 
 
 def _numeric(
-    store: Store, cur_query: Query, ref_store: Store, ref_query: Query, column: str, name: str, discrete: bool
+    column: str,
+    name: str,
+    discrete: bool,
+    *,
+    store: PredictionReader,
+    cur_query: Query,
+    ref_store: PredictionReader,
+    ref_query: Query,
 ) -> Distribution:
     ref_q = ref_store.quantiles(ref_query, column, [TAIL, 1 - TAIL])
     cur_q = store.quantiles(cur_query, column, [TAIL, 1 - TAIL])
@@ -275,8 +288,8 @@ def _numeric(
     if not bounds:
         return Distribution(name, "numeric", [], [], 0.0, 0.0, note="no values in either window")
     edges = numeric_edges(min(bounds), max(bounds), discrete)
-    ref = _folded_shares(ref_store.histogram(ref_query, column, edges))
-    cur = _folded_shares(store.histogram(cur_query, column, edges))
+    ref = _folded_shares(ref_store.histogram(ref_query, column, edges.tolist()))
+    cur = _folded_shares(store.histogram(cur_query, column, edges.tolist()))
     unit_bins = discrete and bool(np.allclose(np.diff(edges), 1.0))
     return Distribution(
         name, "numeric", ref[0], cur[0], ref[1], cur[1], edges=[float(e) for e in edges], discrete=unit_bins
@@ -304,7 +317,7 @@ def _folded_shares(hist: Any) -> tuple[list[float], float]:
 
 
 def _categorical(
-    store: Store, cur_query: Query, ref_store: Store, ref_query: Query, column: str, name: str
+    column: str, name: str, *, store: PredictionReader, cur_query: Query, ref_store: PredictionReader, ref_query: Query
 ) -> Distribution:
     ref = {k: float(v) for k, v in ref_store.category_counts(ref_query, column).items() if k is not None}
     cur = {k: float(v) for k, v in store.category_counts(cur_query, column).items() if k is not None}
@@ -343,7 +356,7 @@ def _bucket(window: Window, config: JobConfig | None) -> timedelta:
     return window.length / MAX_BUCKETS
 
 
-def _ops_series(store: Store, model: str, window: Window, volume: pd.DataFrame) -> OpsSeries:
+def _ops_series(store: PredictionReader, model: str, window: Window, volume: pd.DataFrame) -> OpsSeries:
     bucket = volume["start"].iloc[1] - volume["start"].iloc[0] if len(volume) > 1 else window.length
     total = float(volume["count"].sum())
     wanted = bucket * (max(1, math.ceil(LATENCY_EVENTS_PER_BUCKET * len(volume) / total)) if total > 0 else 1)
