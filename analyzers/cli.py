@@ -53,16 +53,16 @@ def _print_json(data: Any) -> None:
 
 # ---- analyze ----------------------------------------------------------------------------------
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from analyzers.report_text import print_findings
     from analyzers.runner import run_jobs
     from analyzers.store import open_store
+    from analyzers.terminal import print_findings
 
     loaded = _load(args)
     with open_store(loaded.config, loaded.directory) as store, _job_progress(loaded.config, args) as progress:
         findings = run_jobs(
             store, loaded.config, models=args.model, jobs=args.job, at=args.at, base=loaded.directory, progress=progress
         )
-        _deliver(store, loaded, findings, args.format, dry_run=args.dry_run)
+        _deliver(store, loaded, findings, output_format=args.format, dry_run=args.dry_run)
     if args.format == "json":
         _print_json({"findings": [f.to_dict() for f in findings]})
     else:
@@ -100,10 +100,10 @@ def _job_progress(config: Any, args: argparse.Namespace) -> Iterator[Callable[[s
         yield step
 
 
-def _deliver(store: Any, loaded: Any, findings: list[Any], output_format: str, dry_run: bool = False) -> None:
+def _deliver(store: Any, loaded: Any, findings: list[Any], *, output_format: str, dry_run: bool = False) -> None:
     """Pass findings through alert rules, state and delivery (a dry run only prints the alerts)."""
     try:
-        alerting = importlib.import_module("analyzers.alerts.pipeline")
+        alerting = importlib.import_module("analyzers.alerts.dispatch")
     except ImportError:
         return
     if dry_run:
@@ -117,15 +117,15 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     loaded = _load(args)
     config = loaded.config
     jobs = sum(len(m.jobs()) for m in config.models.values())
-    where = "Elasticsearch" if config.store.elasticsearch else f"local files in {config.store.local.path}"
+    where = config.store.chosen()[1].describe()
     print(f"{args.config}: OK: {len(config.models)} model(s), {jobs} job(s), store: {where}")
     return EXIT_OK
 
 
 # ---- replay -----------------------------------------------------------------------------------
 def cmd_replay(args: argparse.Namespace) -> int:
-    from analyzers.replay_text import print_replay
     from analyzers.store import Query, open_store
+    from analyzers.terminal import print_replay
     from analyzers.timeutil import Window, parse_duration, utcnow
 
     replay = _optional("analyzers.jobs.replay", "replay")
@@ -219,8 +219,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from analyzers.report_text import print_status
     from analyzers.store import open_store
+    from analyzers.terminal import print_status
 
     loaded = _load(args)
     with open_store(loaded.config, loaded.directory) as store:
@@ -243,6 +243,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 # ---- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand, with help that explains each option."""
+    from analyzers.jobs.registry import JOB_NAMES
+
     parser = argparse.ArgumentParser(
         prog="predwatch", description="Monitor ML models in production from their prediction logs."
     )
@@ -257,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("analyze", help="run the configured jobs once and print their findings")
     with_config(p)
     p.add_argument("--model", action="append", help="only this model (repeatable); default: every model")
-    p.add_argument("--job", action="append", choices=("drift", "fairness", "performance", "ops"), help="only this job")
+    p.add_argument("--job", action="append", choices=JOB_NAMES, help="only this job (repeatable)")
     p.add_argument("--at", type=_time, help="analyse the windows that end at this ISO 8601 time (default: now)")
     with_format(p)
     p.add_argument("--dry-run", action="store_true", help="compute and print, but send and record no alert")

@@ -19,7 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from analyzers.config.models import JobConfig, ModelConfig, ReferenceConfig
+from analyzers.config.jobs import JobConfig, ReferenceConfig
+from analyzers.config.models import ModelConfig
 from analyzers.timeutil import Window, parse_time, utcnow
 
 

@@ -16,6 +16,7 @@ from matplotlib.text import Annotation
 from report_events import degenerate_logs
 
 from analyzers.config.models import Config, FairnessConfig, ModelConfig, OpsConfig
+from analyzers.findings.fairness import AttributeResult
 from analyzers.report import charts, write_report
 from analyzers.report.trends import FAIRNESS, DriftTrend, FairnessTrend, OpsTrend, PerformanceTrend
 from analyzers.stats.intervals import wilson
@@ -67,7 +68,7 @@ def _rate(value: float, n: float) -> tuple[float, list[float]]:
     return est.value, [est.low, est.high]
 
 
-def degenerate_attribute() -> dict[str, Any]:
+def degenerate_attribute() -> AttributeResult:
     """Groups whose rates are exactly 0 or 1 (Wilson's bound for 10 of 10 is 0.9999999999999999), one row."""
     groups = []
     for name, n, rate in (("all", 10, 1.0), ("none", 10, 0.0), ("solo", 1, 1.0), ("big", 261, 1.0)):
@@ -76,12 +77,16 @@ def degenerate_attribute() -> dict[str, Any]:
             row[key], row[f"{key}_ci"] = _rate(rate, n)
         row["fpr"], row["fpr_ci"] = None, None
         groups.append(row)
-    return {"name": "segment", "groups": groups}
+    return AttributeResult.from_dict({"name": "segment", "groups": groups})
 
 
 def test_rates_of_one_whose_interval_ends_a_rounding_error_below_are_drawn(figures: list[Figure]) -> None:
     attribute = degenerate_attribute()
-    assert attribute["groups"][0]["tpr_ci"][1] < attribute["groups"][0]["tpr"]  # what broke errorbar's xerr
+    tpr = attribute.groups[0].rate("tpr")
+    assert tpr.ci is not None
+    assert tpr.value is not None
+    assert tpr.ci[1] is not None
+    assert tpr.ci[1] < tpr.value  # what broke errorbar's xerr
     svg = charts.fairness_groups(attribute, "degenerate")
     assert svg.startswith('<svg class="plot"')
     assert plt.get_fignums() == []
@@ -89,8 +94,10 @@ def test_rates_of_one_whose_interval_ends_a_rounding_error_below_are_drawn(figur
 
 def test_gaps_that_cannot_be_computed_are_written_not_drawn_as_zero(figures: list[Figure]) -> None:
     attributes = [
-        {"name": "segment", "demographic_parity_difference": 1.0, "demographic_parity_difference_ci": [0.6, 1.0]},
-        {"name": "alone", "demographic_parity_difference": None, "demographic_parity_ratio": None},
+        AttributeResult.from_dict(
+            {"name": "segment", "demographic_parity_difference": 1.0, "demographic_parity_difference_ci": [0.6, 1.0]}
+        ),
+        AttributeResult.from_dict({"name": "alone", "demographic_parity_difference": None}),
     ]
     svg = charts.fairness_gaps(attributes, 0.8, 0.1, "gaps")
     assert svg.count(">n/a<") == 5  # equalized odds of "segment"; both differences of "alone"; both ratios
@@ -99,7 +106,11 @@ def test_gaps_that_cannot_be_computed_are_written_not_drawn_as_zero(figures: lis
 
 
 def test_four_fifths_label_sits_on_its_line(figures: list[Figure]) -> None:
-    attributes = [{"name": "region", "demographic_parity_difference": 0.3, "demographic_parity_ratio": 0.5}]
+    attributes = [
+        AttributeResult.from_dict(
+            {"name": "region", "demographic_parity_difference": 0.3, "demographic_parity_ratio": 0.5}
+        )
+    ]
     charts.fairness_gaps(attributes, 0.8, 0.1, "gaps")
     (fig,) = figures
     renderer = _renderer(fig)
@@ -156,7 +167,7 @@ def test_a_report_over_degenerate_groups_draws_every_plot(tmp_path: Path) -> Non
         ops=OpsConfig(window="1d", min_rows=1),
     )
     with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
-        path = write_report(store, "m", f"{tmp_path / 'out'}/", Config(models={"m": model}), at=T0 + DAY)
+        path = write_report(store, "m", f"{tmp_path / 'out'}/", config=Config(models={"m": model}), at=T0 + DAY)
     html = path.read_text(encoding="utf-8")
     assert path == tmp_path / "out" / "m.html"
     assert "could not be drawn" not in html

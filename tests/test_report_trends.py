@@ -72,7 +72,7 @@ class Counting:
 
 def test_a_first_report_trends_every_logged_day(logs: Path) -> None:
     with LocalStore(logs / "logs", logs / "state-first") as store:
-        data = gather(store, "fraud", CONFIG, at=AT)  # the default span, 30 days, starts at the first event
+        data = gather(store, "fraud", config=CONFIG, at=AT)  # the default span, 30 days, starts at the first event
         stored = store.read_findings("fraud")
     t = data.trends
     assert stored == []
@@ -100,7 +100,7 @@ def test_stored_findings_mark_the_days_they_alerted(logs: Path, tmp_path: Path) 
     with LocalStore(logs / "logs", tmp_path / "state") as store:
         for day in (2, 3, 4):
             run_jobs(store, CONFIG, at=T0 + day * DAY)
-        data = gather(store, "fraud", CONFIG, at=AT + DAY)  # a day later: its own windows are empty
+        data = gather(store, "fraud", config=CONFIG, at=AT + DAY)  # a day later: its own windows are empty
     assert data.jobs["drift"].finding is not None
     assert data.jobs["drift"].finding.status == "insufficient_data"
     assert data.trends.fired["drift"] == [False, False, False, True, False]

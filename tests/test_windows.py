@@ -25,6 +25,7 @@ from analyzers.store import LocalStore
 from analyzers.store.base import Query
 from analyzers.timeutil import Window, parse_time
 from analyzers.windows import evaluation_time, job_window, reference_window, resolve
+from tests.finding_json import as_json
 from tests.log_events import event, write_events
 
 T = parse_time("2026-11-23T00:00:00Z")
@@ -105,7 +106,7 @@ def ten_days(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_reference_holding_two_of_its_seven_days_gives_no_verdict(ten_days: Path) -> None:
     config = DriftConfig(window="1d", reference=RELATIVE, min_rows=50)
     with LocalStore(ten_days / "logs", ten_days / "state") as store:
-        out = drift.run(store, "m", config, Window(T - DAY, T)).to_dict()
+        out = as_json(drift.run(store, "m", config, Window(T - DAY, T)))
     assert out["status"] == "insufficient_data"
     assert out["reason"].startswith("the reference 2026-11-08T00:00:00Z to 2026-11-15T00:00:00Z holds predictions")
     assert "in 7 of its 24 slots (29% < min_coverage 80%" in out["reason"]
@@ -117,7 +118,7 @@ def test_a_reference_holding_two_of_its_seven_days_gives_no_verdict(ten_days: Pa
 def test_min_coverage_is_the_users_to_lower(ten_days: Path) -> None:
     config = DriftConfig(window="1d", reference=RELATIVE, min_rows=50, min_coverage=0.25)
     with LocalStore(ten_days / "logs", ten_days / "state") as store:
-        out = drift.run(store, "m", config, Window(T - DAY, T)).to_dict()
+        out = as_json(drift.run(store, "m", config, Window(T - DAY, T)))
     assert out["status"] in ("ok", "alert")
     assert out["coverage"]["reference"]["share"] == pytest.approx(7 / 24)
 
@@ -126,7 +127,7 @@ def test_a_window_past_the_end_of_the_logs_gives_no_fairness_verdict(ten_days: P
     late = Window(T - 10 * timedelta(hours=1), T + 14 * timedelta(hours=1))
     config = FairnessConfig(window="1d", min_group_size=10, min_rows=10)
     with LocalStore(ten_days / "logs", ten_days / "state") as store:
-        out = fairness.run(store, "m", config, late).to_dict()
+        out = as_json(fairness.run(store, "m", config, late))
         covered = coverage.measure(store, Query(model="m", window=late))
     assert out["status"] == "insufficient_data"
     assert "the window" in out["reason"]
@@ -145,7 +146,7 @@ def test_analyze_and_report_resolve_the_same_windows(ten_days: Path, tmp_path: P
     config = Config(models={"m": model})
     with LocalStore(ten_days / "logs", tmp_path / "state") as store:
         findings = {f.job: f for f in run_jobs(store, config, at=T)}
-        data = gather(store, "m", config, at=T)
+        data = gather(store, "m", config=config, at=T)
     for job, finding in findings.items():
         assert data.jobs[job].window == finding.window, job
         assert data.jobs[job].source == "stored", job  # the report shows what analyze stored

@@ -12,56 +12,29 @@ coverage stays near 1 for quiet services and drops only where the span really ha
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
-from analyzers.store.base import Query, Store
+from analyzers.findings.coverage import Coverage
+from analyzers.store.base import PredictionReader, Query
 from analyzers.timeutil import Window, format_time
 
 SLOTS = 24
 
 
-@dataclass(frozen=True)
-class Coverage:
-    """The slots of a span that hold data, and the weighted number of predictions in it."""
-
-    window: Window
-    slot: timedelta
-    slots: int
-    filled: int
-    count: float
-    first: datetime | None  # start of the first slot with data
-    last: datetime | None  # end of the last slot with data
-
-    @property
-    def share(self) -> float:
-        return self.filled / self.slots if self.slots else 0.0
-
-    def shortfall(self, what: str, min_coverage: float) -> str | None:
-        """Why ``what`` (e.g. "the reference") is too empty for a verdict, or ``None`` when it is not."""
-        if self.share >= min_coverage:
-            return None
-        span = f"{format_time(self.window.start)} to {format_time(self.window.end)}"
-        where = (
-            f"data only from {format_time(self.first)} to {format_time(self.last)}"
-            if self.first is not None and self.last is not None
-            else "no predictions at all"
-        )
-        return (
-            f"{what} {span} holds predictions in {self.filled} of its {self.slots} slots "
-            f"({self.share:.0%} < min_coverage {min_coverage:.0%}; {where})"
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "window": self.window.to_dict(),
-            "share": self.share,
-            "slots_with_data": self.filled,
-            "slots": self.slots,
-            "slot_s": self.slot.total_seconds(),
-            "n": self.count,
-        }
+def _shortfall(covered: Coverage, what: str, min_coverage: float) -> str | None:
+    """Why ``what`` (e.g. "the reference") is too empty for a verdict, or ``None`` when it is not."""
+    if covered.share >= min_coverage:
+        return None
+    span = f"{format_time(covered.window.start)} to {format_time(covered.window.end)}"
+    where = (
+        f"data only from {format_time(covered.first)} to {format_time(covered.last)}"
+        if covered.first is not None and covered.last is not None
+        else "no predictions at all"
+    )
+    return (
+        f"{what} {span} holds predictions in {covered.filled} of its {covered.slots} slots "
+        f"({covered.share:.0%} < min_coverage {min_coverage:.0%}; {where})"
+    )
 
 
 def slot_length(length: timedelta, slots: int = SLOTS) -> timedelta:
@@ -69,7 +42,7 @@ def slot_length(length: timedelta, slots: int = SLOTS) -> timedelta:
     return timedelta(seconds=max(1, math.ceil(length.total_seconds() / slots)))
 
 
-def measure(store: Store, query: Query, slots: int = SLOTS) -> Coverage:
+def measure(store: PredictionReader, query: Query, *, slots: int = SLOTS) -> Coverage:
     """The coverage of the query's window by the query's predictions (one volume aggregate)."""
     slot = slot_length(query.window.length, slots)
     volume = store.volume(query, slot)
@@ -77,20 +50,23 @@ def measure(store: Store, query: Query, slots: int = SLOTS) -> Coverage:
     filled = [i for i, c in enumerate(counts) if c > 0]
     first = volume["start"].iloc[filled[0]].to_pydatetime() if filled else None
     last = min(volume["start"].iloc[filled[-1]].to_pydatetime() + slot, query.window.end) if filled else None
-    return Coverage(query.window, slot, len(counts), len(filled), float(counts.sum()), first, last)
+    return Coverage(
+        window=query.window,
+        slot=slot,
+        slots=len(counts),
+        filled=len(filled),
+        count=float(counts.sum()),
+        first=first,
+        last=last,
+    )
 
 
-def measure_spans(store: Store, query: Query, spans: dict[str, Window | None]) -> dict[str, Coverage]:
+def measure_spans(store: PredictionReader, query: Query, spans: dict[str, Window | None]) -> dict[str, Coverage]:
     """The coverage of each named span (``None`` spans, such as a reference file, are left out) by ``query``."""
     return {name: measure(store, query.with_(window=span)) for name, span in spans.items() if span is not None}
 
 
 def shortfall(measured: dict[str, Coverage], min_coverage: float) -> str | None:
     """Why the spans are too empty for a verdict (each one short of ``min_coverage``), or ``None``."""
-    reasons = [r for name, c in measured.items() if (r := c.shortfall(f"the {name}", min_coverage)) is not None]
+    reasons = [r for name, c in measured.items() if (r := _shortfall(c, f"the {name}", min_coverage)) is not None]
     return "; ".join(reasons) or None
-
-
-def as_dicts(measured: dict[str, Coverage]) -> dict[str, dict[str, Any]]:
-    """The ``coverage`` entry of a finding's metrics."""
-    return {name: c.to_dict() for name, c in measured.items()}

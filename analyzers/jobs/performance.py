@@ -23,7 +23,8 @@ import pandas as pd
 from scipy.stats import norm
 
 from analyzers.config.models import PerformanceConfig, ReferenceConfig
-from analyzers.findings import Finding, Signal, Status
+from analyzers.findings import Finding, PerformanceMetrics, Signal, Status
+from analyzers.findings.performance import Comparison, MetricResult
 from analyzers.jobs import coverage
 from analyzers.jobs.base import error_finding
 from analyzers.stats.intervals import newcombe_difference
@@ -34,7 +35,7 @@ from analyzers.stats.performance import (
     higher_is_better,
     is_positive,
 )
-from analyzers.store.base import Query, Store
+from analyzers.store.base import PredictionReader, Query
 from analyzers.timeutil import Window
 from analyzers.windows import reference_window
 
@@ -44,7 +45,7 @@ _SAMPLE_FOR_TASK = 2_000
 SIGNIFICANCE_LEVEL = 0.95  # changes against the reference must be significant at this level, family-wise
 
 
-def run(store: Store, model: str, config: PerformanceConfig, window: Window) -> Finding:
+def run(store: PredictionReader, model: str, config: PerformanceConfig, window: Window) -> Finding:
     """Measure performance over the window; never raises (failures become an ``error`` finding)."""
     try:
         return _run(store, model, config, window)
@@ -60,20 +61,22 @@ def reference_span(window: Window, reference: ReferenceConfig | None) -> Window:
     return resolved
 
 
-def _run(store: Store, model: str, config: PerformanceConfig, window: Window) -> Finding:
+def _run(store: PredictionReader, model: str, config: PerformanceConfig, window: Window) -> Finding:
     query = Query(model=model, window=window, outcome="success")
     ref_window = reference_span(window, config.reference)
     covered = coverage.measure_spans(store, query, {"window": window, "reference": ref_window})
     total = covered["window"].count
     labeled = store.count(query.with_(has_label=True))
-    out: dict[str, Any] = {"n": total, "n_labeled": labeled, "label_coverage": labeled / total if total > 0 else None}
-    out["coverage"] = coverage.as_dicts(covered)
+    metrics = PerformanceMetrics(
+        n=total, n_labeled=labeled, label_coverage=labeled / total if total > 0 else None, coverage=covered
+    )
     reference: dict[str, Any] = {"window": ref_window}
     thin = coverage.shortfall({"window": covered["window"]}, config.min_coverage)
     if thin is None and labeled < max(config.min_labels, 1):
         thin = f"{labeled:g} labelled predictions < min_labels {config.min_labels}"
     if thin is not None:
-        return Finding(model, JOB, window, "insufficient_data", {**out, "reason": thin}, reference)
+        metrics.reason = thin
+        return Finding(model, JOB, window, "insufficient_data", metrics, reference)
     task = config.task or infer_task(store, query)
     current = measure(store, query, task, config)
     ref_query = query.with_(window=ref_window)
@@ -82,14 +85,14 @@ def _run(store: Store, model: str, config: PerformanceConfig, window: Window) ->
     if ref_thin is None and ref_labeled < max(config.min_labels, 1):
         ref_thin = f"the reference has {ref_labeled:g} labelled predictions < min_labels {config.min_labels}"
     ref = measure(store, ref_query, task, config) if ref_thin is None else None
-    out["task"] = task
+    metrics.task = task
     signals: list[Signal] = []
     names = [n for n in current if not n.startswith("_")]
     compared = sum(1 for n in names if current[n] is not None and ref is not None and ref.get(n) is not None)
     level = 1 - (1 - SIGNIFICANCE_LEVEL) / max(compared, 1)  # Bonferroni over the metrics compared
     for name in names:
-        entry, signal = _compare(name, current[name], ref, current, config, level)
-        out[name] = entry
+        entry, signal = _compare(name, current[name], config, ref=ref, current=current, level=level)
+        metrics.measured[name] = entry
         if signal is not None:
             signals.append(signal)
     floors = sum(1 for n in names if current[n] is not None and config.thresholds.get(n) is not None)
@@ -108,11 +111,11 @@ def _run(store: Store, model: str, config: PerformanceConfig, window: Window) ->
         status = "ok"
     else:  # neither a reference to compare with nor a floor to check: no verdict
         why = ref_thin or "no metric could be computed on both sides"
-        status, out["reason"] = "insufficient_data", f"nothing to judge against: {why}"
-    return Finding(model, JOB, window, status, out, reference, signals)
+        status, metrics.reason = "insufficient_data", f"nothing to judge against: {why}"
+    return Finding(model, JOB, window, status, metrics, reference, signals)
 
 
-def infer_task(store: Store, query: Query) -> str:
+def infer_task(store: PredictionReader, query: Query) -> str:
     """Classification when predictions are categorical, or integers with few distinct values; else regression."""
     kinds = {c.name: c.kind for c in store.columns(query)}
     if kinds.get("prediction", "categorical") == "categorical":
@@ -124,7 +127,7 @@ def infer_task(store: Store, query: Query) -> str:
     return "regression"
 
 
-def measure(store: Store, query: Query, task: str, config: PerformanceConfig) -> dict[str, Any]:
+def measure(store: PredictionReader, query: Query, task: str, config: PerformanceConfig) -> dict[str, Any]:
     """Every metric of the task over the labelled predictions of the query (keys with ``_`` are internals)."""
     labeled = query.with_(has_label=True)
     if task == "regression":
@@ -134,7 +137,7 @@ def measure(store: Store, query: Query, task: str, config: PerformanceConfig) ->
         return {**acc.metrics(), "_se": acc.standard_errors()}
     table = store.crosstab(labeled, ["prediction", "label"])
     confusion = {(p, y): float(c) for p, y, c in zip(table["prediction"], table["label"], table["count"], strict=True)}
-    cm = classification_metrics(confusion, config.positive_label)
+    cm = classification_metrics(confusion, positive_label=config.positive_label)
     out: dict[str, Any] = {
         "accuracy": cm.accuracy.value,
         "precision": cm.precision,
@@ -155,7 +158,7 @@ def measure(store: Store, query: Query, task: str, config: PerformanceConfig) ->
     return out
 
 
-def _score_metrics(store: Store, labeled: Query, config: PerformanceConfig) -> dict[str, Any]:
+def _score_metrics(store: PredictionReader, labeled: Query, config: PerformanceConfig) -> dict[str, Any]:
     """ROC AUC and log loss from one streamed pass over scores (fine bins; see the stats module)."""
     kinds = {c.name: c.kind for c in store.columns(labeled)}
     if kinds.get("score") != "numeric":
@@ -190,19 +193,23 @@ def _weights(chunk: pd.DataFrame) -> np.ndarray:
 def _compare(
     name: str,
     value: float | None,
+    config: PerformanceConfig,
+    *,
     ref: dict[str, Any] | None,
     current: dict[str, Any],
-    config: PerformanceConfig,
     level: float = SIGNIFICANCE_LEVEL,
-) -> tuple[dict[str, Any], Signal | None]:
+) -> tuple[MetricResult, Signal | None]:
     """One metric's entry (value, reference, threshold, change) and its signal if it breached."""
     better_high = higher_is_better(name)
     ref_value = ref.get(name) if ref is not None else None
-    entry: dict[str, Any] = {"value": value, "reference": ref_value, "higher_is_better": better_high}
-    if name in current.get("_ci", {}):
-        entry["ci"] = current["_ci"][name]
     threshold = config.thresholds.get(name)
-    entry["threshold"] = threshold
+    entry = MetricResult(
+        value=value,
+        reference=ref_value,
+        higher_is_better=better_high,
+        threshold=threshold,
+        ci=current.get("_ci", {}).get(name),
+    )
     if value is None:
         return entry, None
     reasons = []
@@ -210,15 +217,13 @@ def _compare(
         reasons.append(f"{'below floor' if better_high else 'above ceiling'} {threshold:g}")
     limit = None
     if ref_value is not None:
-        entry["change"] = value - ref_value
         drop = (ref_value - value if better_high else value - ref_value) / abs(ref_value) if ref_value else None
-        entry["relative_drop"] = drop
         limit = ref_value * (1 - config.max_drop if better_high else 1 + config.max_drop)
-        significant = _significant(name, current, ref, level)
-        entry["significant"] = significant
+        significant = _significant(name, current, ref, level=level)
+        entry.versus_reference = Comparison(value - ref_value, drop, significant)
         if drop is not None and drop > config.max_drop and significant is not False:
             reasons.append(f"{drop:.1%} worse than the reference {ref_value:.4g} (limit {config.max_drop:.0%})")
-    entry["breached"] = bool(reasons)
+    entry.breached = bool(reasons)
     if not reasons:
         return entry, None
     return entry, Signal(
@@ -231,19 +236,20 @@ def _compare(
 
 
 def _significant(
-    name: str, current: dict[str, Any], ref: dict[str, Any] | None, level: float = SIGNIFICANCE_LEVEL
+    name: str, current: dict[str, Any], ref: dict[str, Any] | None, *, level: float = SIGNIFICANCE_LEVEL
 ) -> bool | None:
     """Whether the change from the reference is significant: Newcombe's interval for proportions, a z-test on
     the standard errors for the others, precision or recall for F1; None when it cannot be told."""
     if ref is None:
         return None
     if name == "f1":
-        parts = [_significant(m, current, ref, level) for m in ("precision", "recall")]
+        parts = [_significant(m, current, ref, level=level) for m in ("precision", "recall")]
         return None if all(p is None for p in parts) else any(parts)
     counts_now = current.get("_counts", {}).get(name)
     counts_ref = ref.get("_counts", {}).get(name)
     if counts_now and counts_ref:
-        return newcombe_difference(*counts_now, *counts_ref, confidence=level).excludes_zero
+        (x1, n1), (x2, n2) = counts_now, counts_ref
+        return newcombe_difference(x1, n1, x2, n2, confidence=level).excludes_zero
     se_now, se_ref = current.get("_se", {}).get(name), ref.get("_se", {}).get(name)
     if se_now is None or se_ref is None or current.get(name) is None or ref.get(name) is None:
         return None

@@ -36,10 +36,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analyzers.findings import Finding, Signal, Status
+from analyzers.findings import Finding, ReplayMetrics, Signal, Status
+from analyzers.findings.replay import Mismatch, Tolerance
 from analyzers.jobs.base import error_finding
 from analyzers.stats.performance import normalize_label
-from analyzers.store.base import Query, Store
+from analyzers.store.base import PredictionReader, Query
 from analyzers.timeutil import Window, utcnow
 
 JOB = "replay"
@@ -66,13 +67,13 @@ Predictor = Callable[[pd.DataFrame], tuple[list[Any], np.ndarray | None]]
 
 
 def replay(
-    store: Store,
+    store: PredictionReader,
     model: str,
     window: Window | None = None,
+    *,
     entity_id: str | Sequence[str] | None = None,
     prediction_ids: Sequence[str] | None = None,
     target: str | Any = "module:callable",
-    *,
     atol: float | None = None,
     rtol: float = DEFAULT_RTOL,
     features_as: str = "auto",
@@ -97,21 +98,6 @@ def replay(
         return error_finding(model, JOB, span, exc)
 
 
-@dataclass(frozen=True)
-class Tolerance:
-    """How far a replayed value may be from the logged one and still match: ``atol + rtol * |logged|``."""
-
-    atol: float
-    rtol: float
-    source: str
-
-    def matches(self, logged: float, replayed: float) -> bool:
-        return abs(replayed - logged) <= self.atol + self.rtol * abs(logged)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"atol": self.atol, "rtol": self.rtol, "source": self.source}
-
-
 def logged_decimals(values: Iterable[Any]) -> int | None:
     """The most decimal places among the finite numbers, each read in its shortest exact form (as logged)."""
     most: int | None = None
@@ -124,7 +110,7 @@ def logged_decimals(values: Iterable[Any]) -> int | None:
     return most
 
 
-def tolerances(store: Store, query: Query, atol: float | None, rtol: float) -> dict[str, Tolerance]:
+def tolerances(store: PredictionReader, query: Query, atol: float | None, rtol: float) -> dict[str, Tolerance]:
     """The score's and the (numeric) prediction's tolerance: ``atol`` when given, else from the logged precision."""
     if atol is not None:
         given = Tolerance(atol, rtol, "given")
@@ -296,10 +282,12 @@ def _same_prediction(logged: Any, replayed: Any, tolerance: Tolerance) -> bool:
     return a == b or str(a) == str(b)
 
 
-def _compare(store: Store, query: Query, predictor: Predictor, target: str, tolerance: dict[str, Tolerance]) -> Finding:
+def _compare(
+    store: PredictionReader, query: Query, predictor: Predictor, target: str, tolerance: dict[str, Tolerance]
+) -> Finding:
     tally = _Tally()
-    largest: list[tuple[float, int, dict[str, Any]]] = []
-    examples: list[dict[str, Any]] = []
+    largest: list[tuple[float, int, Mismatch]] = []
+    examples: list[Mismatch] = []
     for chunk in store.rows(query):
         features = chunk[[c for c in chunk.columns if c.startswith(FEATURE_PREFIX)]]
         features = features.rename(columns=lambda c: c[len(FEATURE_PREFIX) :]).reset_index(drop=True)
@@ -325,16 +313,16 @@ def _compare(store: Store, query: Query, predictor: Predictor, target: str, tole
             if same and not score_bad:
                 continue
             tally.mismatched_rows += 1
-            record = {
-                "prediction_id": row.prediction_id,
-                "entity_id": row.entity_id,
-                "timestamp": row.timestamp,
-                "logged": row.prediction,
-                "replayed": preds[i],
-                "logged_score": None if np.isnan(logged_scores[i]) else float(logged_scores[i]),
-                "replayed_score": None if scores is None or np.isnan(scores[i]) else float(scores[i]),
-                "score_difference": diff,
-            }
+            record = Mismatch(
+                prediction_id=row.prediction_id,
+                entity_id=row.entity_id,
+                timestamp=row.timestamp,
+                logged=row.prediction,
+                replayed=preds[i],
+                logged_score=None if np.isnan(logged_scores[i]) else float(logged_scores[i]),
+                replayed_score=None if scores is None or np.isnan(scores[i]) else float(scores[i]),
+                score_difference=diff,
+            )
             if len(examples) < EXAMPLES and not same:
                 examples.append(record)
             if diff is not None and score_bad:
@@ -343,21 +331,22 @@ def _compare(store: Store, query: Query, predictor: Predictor, target: str, tole
                     heapq.heappush(largest, entry)
                 else:
                     heapq.heappushpop(largest, entry)
-    metrics: dict[str, Any] = {
-        "target": target,
-        "filters": {"entity_ids": query.entity_ids, "prediction_ids": query.prediction_ids},
-        "n": tally.n,
-        "mismatches": tally.mismatched_rows,
-        "mismatch_rate": tally.mismatched_rows / tally.n if tally.n else None,
-        "prediction_mismatches": tally.prediction_mismatches,
-        "score_mismatches": tally.score_mismatches,
-        "scores_compared": tally.scores_compared,
-        "max_score_difference": tally.max_diff,
-        "mean_abs_score_difference": tally.abs_diff_sum / tally.scores_compared if tally.scores_compared else None,
-        "tolerance": {column: t.to_dict() for column, t in tolerance.items()},
-        "largest_differences": [r for _, _, r in sorted(largest, key=lambda e: (-e[0], e[1]))],
-        "examples": examples,
-    }
+    metrics = ReplayMetrics(
+        target=target,
+        entity_ids=list(query.entity_ids) if query.entity_ids is not None else None,
+        prediction_ids=list(query.prediction_ids) if query.prediction_ids is not None else None,
+        n=tally.n,
+        mismatches=tally.mismatched_rows,
+        mismatch_rate=tally.mismatched_rows / tally.n if tally.n else None,
+        prediction_mismatches=tally.prediction_mismatches,
+        score_mismatches=tally.score_mismatches,
+        scores_compared=tally.scores_compared,
+        max_score_difference=tally.max_diff,
+        mean_abs_score_difference=tally.abs_diff_sum / tally.scores_compared if tally.scores_compared else None,
+        tolerance=tolerance,
+        largest_differences=[r for _, _, r in sorted(largest, key=lambda e: (-e[0], e[1]))],
+        examples=examples,
+    )
     if tally.n == 0:
         return Finding(query.model, JOB, query.window, "insufficient_data", metrics, {"logged": "no predictions"})
     signals = []
@@ -370,7 +359,7 @@ def _compare(store: Store, query: Query, predictor: Predictor, target: str, tole
                     f"log ({tally.prediction_mismatches} predictions, {tally.score_mismatches} scores beyond "
                     f"{_describe_tolerance(tolerance['score'])})"
                 ),
-                value=metrics["mismatch_rate"],
+                value=metrics.mismatch_rate,
                 threshold=0.0,
             )
         )
@@ -382,7 +371,7 @@ def _describe_tolerance(tolerance: Tolerance) -> str:
     return f"{tolerance.atol:.3g} + {tolerance.rtol:.3g} x |score|"
 
 
-def export_predictions(store: Store, query: Query, path: str | Path) -> int:
+def export_predictions(store: PredictionReader, query: Query, path: str | Path) -> int:
     """Write the query's logged predictions (every column, features and groups included) to CSV or Parquet,
     chosen by the file suffix; returns the number of rows written."""
     out = Path(path)

@@ -9,18 +9,19 @@ from pathlib import Path
 from analyzers.config.models import Config
 from analyzers.report.data import DEFAULT_SPAN, ReportData, gather
 from analyzers.report.html import render
+from analyzers.report.naming import report_file_name
 from analyzers.report.output import is_directory, report_paths, write_atomically
 from analyzers.store.base import Store
 
-__all__ = ["DEFAULT_SPAN", "ReportData", "gather", "render", "report_paths", "write_report"]
+__all__ = ["DEFAULT_SPAN", "ReportData", "gather", "render", "report_file_name", "report_paths", "write_report"]
 
 
 def write_report(
     store: Store,
     model: str,
     out: str | os.PathLike[str],
-    config: Config | None = None,
     *,
+    config: Config | None = None,
     at: datetime | None = None,
     window: timedelta | None = None,
     span: timedelta = DEFAULT_SPAN,
@@ -33,7 +34,9 @@ def write_report(
     reach ``span`` back.  ``base`` is where relative reference files are found.  Nothing is written
     unless the whole page was built.
     """
-    path = Path(out) / f"{model}.html" if is_directory(out) else Path(out)
-    data = gather(store, model, config, at=at, window=window, span=span, base=Path(base) if base is not None else None)
+    path = Path(out) / report_file_name(model) if is_directory(out) else Path(out)
+    data = gather(
+        store, model, config=config, at=at, window=window, span=span, base=Path(base) if base is not None else None
+    )
     write_atomically(path, render(data))
     return path

@@ -21,8 +21,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from analyzers.findings.fairness import AttributeResult
 from analyzers.report.data import Distribution, OpsSeries
 from analyzers.report.trends import DriftTrend, FairnessTrend, OpsTrend, PerformanceTrend
+from analyzers.stats.drift import ColumnDrift
 
 REF_COLOR = "#4c78a8"
 CUR_COLOR = "#f58518"
@@ -45,7 +47,7 @@ FAIRNESS_RATES = (
     ("precision", "precision"),
 )
 LAYOUT = "constrained"
-_STYLE = {
+_STYLE: dict[Any, Any] = {
     "svg.fonttype": "none",
     "text.parse_math": False,
     "font.size": 9,
@@ -170,12 +172,13 @@ def _num(value: Any) -> float:
 
 # ---- drift ---------------------------------------------------------------------------------------
 @_styled
-def distribution(dist: Distribution, feature: dict[str, Any], key: str) -> str:
+def distribution(dist: Distribution, feature: ColumnDrift | None, key: str) -> str:
     """Reference and current distributions of one column overlaid, titled with the test and its verdict."""
-    verdict = "DRIFTED" if feature.get("drifted") else "no drift"
-    method = feature.get("effect_size_method") or feature.get("method")
-    effect = _num(feature.get("effect_size"))
-    p_adj = _num(feature.get("p_value_adjusted"))
+    drifted = feature is not None and feature.drifted
+    verdict = "DRIFTED" if drifted else "no drift"
+    method = (feature.effect_size_method or feature.method) if feature is not None else None
+    effect = _num(feature.effect_size if feature is not None else None)
+    p_adj = _num(feature.p_value_adjusted if feature is not None else None)
     title = f"{short(dist.name, 32)}: {verdict}\n{method} {effect:.3g}, adjusted p {p_adj:.2g}"
     edges = np.asarray(dist.edges or [])
     if dist.kind == "numeric" and dist.discrete and len(edges) - 1 <= MAX_GROUPED_VALUES:
@@ -208,7 +211,7 @@ def distribution(dist: Distribution, feature: dict[str, Any], key: str) -> str:
         ax.invert_yaxis()
         ax.set_xlabel("share of rows")
         ax.grid(axis="y", visible=False)
-    ax.set_title(title, color=ALERT_COLOR if feature.get("drifted") else "black", loc="left")
+    ax.set_title(title, color=ALERT_COLOR if drifted else "black", loc="left")
     fig.legend(
         loc="outside lower center", ncols=2, title=f"n ref {dist.n_ref:,.0f}, cur {dist.n_cur:,.0f}", title_fontsize=8
     )
@@ -251,20 +254,20 @@ def drift_trend(
 
 # ---- fairness ------------------------------------------------------------------------------------
 @_styled
-def fairness_groups(attribute: dict[str, Any], key: str) -> str:
+def fairness_groups(attribute: AttributeResult, key: str) -> str:
     """Per group of one attribute, each rate with its confidence interval (largest groups first)."""
-    groups = sorted(attribute.get("groups") or [], key=lambda g: -_num(g.get("n")))[:MAX_GROUPS]
-    rates = [(k, label) for k, label in FAIRNESS_RATES if any(g.get(k) is not None for g in groups)]
+    groups = sorted(attribute.groups, key=lambda g: -_num(g.n))[:MAX_GROUPS]
+    rates = [(k, label) for k, label in FAIRNESS_RATES if any(g.rate(k).value is not None for g in groups)]
     rates = rates or list(FAIRNESS_RATES[:1])
     fig, axes = _figure(1, len(rates), height=max(2.0, 0.3 * len(groups) + 1.2))
     y = np.arange(len(groups))
-    labels = [short(g.get("group"), 18) for g in groups]
+    labels = [short(g.group, 18) for g in groups]
     for i, (rate, label) in enumerate(rates):
         ax = axes[0][i]
         for j, g in enumerate(groups):
-            value, ci = _num(g.get(rate)), g.get(f"{rate}_ci")
-            color = ALERT_COLOR if g.get("status") == "alert" else REF_COLOR
-            if g.get("status") == "insufficient_data":
+            value, ci = _num(g.rate(rate).value), g.rate(rate).ci
+            color = ALERT_COLOR if g.status == "alert" else REF_COLOR
+            if g.status == "insufficient_data":
                 color = "#aaaaaa"
             low, high = (_num(ci[0]), _num(ci[1])) if ci and len(ci) == 2 else (float("nan"), float("nan"))
             if np.isfinite(value) and np.isfinite(low) and np.isfinite(high):
@@ -279,37 +282,37 @@ def fairness_groups(attribute: dict[str, Any], key: str) -> str:
         ax.set_yticks(y, labels if i == 0 else [""] * len(groups))
         ax.set_title(label, fontsize=9)
         ax.grid(axis="y", visible=False)
-    axes[0][0].set_ylabel(short(attribute.get("name"), 30))
+    axes[0][0].set_ylabel(short(attribute.name, 30))
     fig.suptitle(
-        f"{short(attribute.get('name'), 40)}: rates per group with confidence intervals"
+        f"{short(attribute.name, 40)}: rates per group with confidence intervals"
         " (red: served worse; grey: too small to judge)",
         fontsize=10,
     )
-    return to_svg(fig, key, f"fairness rates per group of {attribute.get('name')}")
+    return to_svg(fig, key, f"fairness rates per group of {attribute.name}")
 
 
 @_styled
-def fairness_gaps(attributes: Sequence[dict[str, Any]], parity_ratio: float, max_difference: float, key: str) -> str:
+def fairness_gaps(attributes: Sequence[AttributeResult], parity_ratio: float, max_difference: float, key: str) -> str:
     """Per attribute: demographic parity and equalized-odds differences (with CIs), and the parity ratio.
 
     A measure that could not be computed (too few groups large enough) is written ``n/a``, not drawn as 0.
     """
-    names = [short(a.get("name"), 20) for a in attributes]
+    names = [short(a.name, 20) for a in attributes]
     x = np.arange(len(attributes))
     fig, axes = _figure(1, 2, height=3.0)
     left, right = axes[0][0], axes[0][1]
-    for offset, (field, label, color) in zip(
+    for offset, (spreads, label, color) in zip(
         (-0.2, 0.2),
         (
-            ("demographic_parity_difference", "demographic parity diff.", REF_COLOR),
-            ("equalized_odds_difference", "equalized odds diff.", CUR_COLOR),
+            ([a.demographic_parity_difference for a in attributes], "demographic parity diff.", REF_COLOR),
+            ([a.equalized_odds_difference for a in attributes], "equalized odds diff.", CUR_COLOR),
         ),
         strict=True,
     ):
-        values = np.array([_num(a.get(field)) for a in attributes])
+        values = np.array([_num(s.value) for s in spreads])
         shown = np.isfinite(values)
-        low = np.array([_ci_err(a.get(f"{field}_ci"), v, 0) for a, v in zip(attributes, values, strict=True)])
-        high = np.array([_ci_err(a.get(f"{field}_ci"), v, 1) for a, v in zip(attributes, values, strict=True)])
+        low = np.array([_ci_err(s.ci, v, 0) for s, v in zip(spreads, values, strict=True)])
+        high = np.array([_ci_err(s.ci, v, 1) for s, v in zip(spreads, values, strict=True)])
         left.bar(x[shown] + offset, values[shown], width=0.4, color=color, label=label)
         left.errorbar(
             x[shown] + offset, values[shown], yerr=[low[shown], high[shown]], fmt="none", ecolor="black", capsize=3
@@ -321,7 +324,7 @@ def fairness_gaps(attributes: Sequence[dict[str, Any]], parity_ratio: float, max
     left.set_xticks(x, names)
     left.set_ylabel("difference between groups")
     left.set_title("Parity differences (CI)", loc="left")
-    ratios = np.array([_num(a.get("demographic_parity_ratio")) for a in attributes])
+    ratios = np.array([_num(a.demographic_parity_ratio.value) for a in attributes])
     shown = np.isfinite(ratios)
     colors = [ALERT_COLOR if r < parity_ratio else REF_COLOR for r in ratios[shown]]
     right.bar(x[shown], ratios[shown], width=0.5, color=colors)

@@ -22,31 +22,20 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from analyzers.config.models import (
-    Config,
-    DriftConfig,
-    FairnessConfig,
-    JobConfig,
-    ModelConfig,
-    OpsConfig,
-    PerformanceConfig,
-)
-from analyzers.findings import Finding
+from analyzers.config.models import Config, JobConfig, ModelConfig, OpsConfig
+from analyzers.findings import DriftMetrics, Finding
+from analyzers.jobs.registry import JOBS
 from analyzers.report.trends import Trends, compute
-from analyzers.runner import JOB_NAMES, run_job, with_paths_resolved
+from analyzers.runner import run_job, with_paths_resolved
+from analyzers.stats.drift import ColumnDrift
 from analyzers.stats.ops import percentile_level
 from analyzers.store import open_reference_file
-from analyzers.store.base import Query, Store
+from analyzers.store.base import PredictionReader, Query, Store
 from analyzers.timeutil import Window, utcnow
 from analyzers.windows import JobWindows, evaluation_time, resolve
 from logshipper.schema import FEATURE_PREFIX
 
-DEFAULT_JOBS: dict[str, type[JobConfig]] = {
-    "drift": DriftConfig,
-    "fairness": FairnessConfig,
-    "performance": PerformanceConfig,
-    "ops": OpsConfig,
-}
+DEFAULT_JOBS: dict[str, type[JobConfig]] = {name: spec.config for name, spec in JOBS.items()}
 DEFAULT_SPAN = timedelta(days=30)  # how far back the "over time" sections reach (trimmed to the first event)
 UNCONFIGURED_WINDOW = timedelta(days=1)  # the operations plot's window when no ops job is configured
 OUTPUT_COLUMNS = ("prediction", "score", "label")
@@ -148,8 +137,8 @@ class ReportData:
 def gather(
     store: Store,
     model: str,
-    config: Config | None = None,
     *,
+    config: Config | None = None,
     at: datetime | None = None,
     window: timedelta | None = None,
     span: timedelta = DEFAULT_SPAN,
@@ -163,8 +152,18 @@ def gather(
     job_configs = _job_configs(config, model)
     t = evaluation_time(model_config, at)
     jobs = {
-        name: _job_section(store, model, model_config, name, job_configs[name], t, window, t - span, base)
-        for name in JOB_NAMES
+        name: _job_section(
+            store,
+            model,
+            name,
+            model_config=model_config,
+            job_config=job_configs[name],
+            at=t,
+            window=window,
+            since=t - span,
+            base=base,
+        )
+        for name in JOBS
     }
     findings = [f for section in jobs.values() for f in section.history]
     configured = {name: job for name, job in job_configs.items() if job is not None}
@@ -192,16 +191,17 @@ def gather(
 def _job_configs(config: Config | None, model: str) -> dict[str, JobConfig | None]:
     """The model's enabled jobs (``None`` for the others); every job with defaults for a model not configured."""
     if config is None or model not in config.models:
-        return {name: DEFAULT_JOBS[name]() for name in JOB_NAMES}
+        return {name: DEFAULT_JOBS[name]() for name in JOBS}
     enabled = config.models[model].jobs()
-    return {name: enabled.get(name) for name in JOB_NAMES}
+    return {name: enabled.get(name) for name in JOBS}
 
 
 def _job_section(
     store: Store,
     model: str,
-    model_config: ModelConfig,
     name: str,
+    *,
+    model_config: ModelConfig,
     job_config: JobConfig | None,
     at: datetime,
     window: timedelta | None,
@@ -234,12 +234,13 @@ def _job_section(
 
 
 # ---- drift distributions -------------------------------------------------------------------------
-def _add_distributions(store: Store, data: ReportData, base: Path | None) -> None:
+def _add_distributions(store: PredictionReader, data: ReportData, base: Path | None) -> None:
     section = data.jobs["drift"]
     finding = section.finding
-    if finding is None or not finding.metrics.get("features"):
+    metrics = finding.metrics_as(DriftMetrics) if finding is not None else None
+    if finding is None or metrics is None or not metrics.features:
         return
-    features = sorted(finding.metrics["features"], key=_drift_rank)
+    features = sorted(metrics.features, key=_drift_rank)
     if len(features) > MAX_DISTRIBUTIONS:
         data.distribution_notes.append(
             f"Distributions are drawn for the {MAX_DISTRIBUTIONS} columns with the largest effects "
@@ -253,32 +254,30 @@ def _add_distributions(store: Store, data: ReportData, base: Path | None) -> Non
     cur_query = Query(model=data.model, window=section.window, outcome="success")
     try:
         for feature in features[:MAX_DISTRIBUTIONS]:
-            data.distributions.append(_distribution(store, cur_query, ref_store, ref_query, feature))
+            data.distributions.append(
+                _distribution(feature, store=store, cur_query=cur_query, ref_store=ref_store, ref_query=ref_query)
+            )
     finally:
         if ref_store is not store:
             ref_store.close()
 
 
-def _drift_rank(feature: dict[str, Any]) -> tuple[int, float]:
+def _drift_rank(feature: ColumnDrift) -> tuple[int, float]:
     """Drifted columns first, then by effect size relative to its threshold (largest first)."""
-    return (0 if feature.get("drifted") else 1, -(_relative_effect(feature) or 0.0))
+    return (0 if feature.drifted else 1, -(_relative_effect(feature) or 0.0))
 
 
-def _relative_effect(feature: dict[str, Any]) -> float | None:
+def _relative_effect(feature: ColumnDrift) -> float | None:
     """Effect size over its threshold (1 is where a column starts to count as drifted)."""
-    effect, threshold = feature.get("effect_size"), feature.get("threshold")
-    if not _finite(effect):
+    effect, threshold = feature.effect_size, feature.threshold
+    if not math.isfinite(effect):
         return None
-    return effect / threshold if _finite(threshold) and threshold > 0 else effect
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return effect / threshold if math.isfinite(threshold) and threshold > 0 else effect
 
 
 def _reference(
-    store: Store, model: str, section: JobSection, finding: Finding, base: Path | None
-) -> tuple[Store, Query]:
+    store: PredictionReader, model: str, section: JobSection, finding: Finding, base: Path | None
+) -> tuple[PredictionReader, Query]:
     """The store and query of the drift reference, as the finding describes it (else as resolved for the job)."""
     described = finding.reference or {}
     file = described.get("file") or section.windows.reference_file
@@ -290,7 +289,7 @@ def _reference(
     return store, Query(model=model, window=ref_window, outcome="success")
 
 
-def _file_reference(path: str, model: str, window: Window, base: Path | None) -> tuple[Store, Query]:
+def _file_reference(path: str, model: str, window: Window, base: Path | None) -> tuple[PredictionReader, Query]:
     resolved = Path(path) if Path(path).is_absolute() or base is None else base / path
     return open_reference_file(str(resolved), model), Query(model=model, window=window)
 
@@ -300,22 +299,37 @@ def _column(name: str) -> str:
 
 
 def _distribution(
-    store: Store, cur_query: Query, ref_store: Store, ref_query: Query, feature: dict[str, Any]
+    feature: ColumnDrift, *, store: PredictionReader, cur_query: Query, ref_store: PredictionReader, ref_query: Query
 ) -> Distribution:
-    name, kind = str(feature.get("name")), str(feature.get("kind"))
+    name, kind = feature.name, feature.kind
     column = _column(name)
     if column == "label":
         cur_query, ref_query = cur_query.with_(has_label=True), ref_query.with_(has_label=True)
     try:
         if kind == "numeric":
-            return _numeric(store, cur_query, ref_store, ref_query, column, name, bool(feature.get("discrete")))
-        return _categorical(store, cur_query, ref_store, ref_query, column, name)
+            return _numeric(
+                column,
+                name,
+                feature.discrete,
+                store=store,
+                cur_query=cur_query,
+                ref_store=ref_store,
+                ref_query=ref_query,
+            )
+        return _categorical(column, name, store=store, cur_query=cur_query, ref_store=ref_store, ref_query=ref_query)
     except Exception as exc:  # one column that cannot be counted does not stop the report
         return Distribution(name, kind, [], [], 0.0, 0.0, note=f"could not be counted: {type(exc).__name__}: {exc}")
 
 
 def _numeric(
-    store: Store, cur_query: Query, ref_store: Store, ref_query: Query, column: str, name: str, discrete: bool
+    column: str,
+    name: str,
+    discrete: bool,
+    *,
+    store: PredictionReader,
+    cur_query: Query,
+    ref_store: PredictionReader,
+    ref_query: Query,
 ) -> Distribution:
     ref_q = ref_store.quantiles(ref_query, column, [TAIL, 1 - TAIL])
     cur_q = store.quantiles(cur_query, column, [TAIL, 1 - TAIL])
@@ -323,8 +337,8 @@ def _numeric(
     if not bounds:
         return Distribution(name, "numeric", [], [], 0.0, 0.0, note="no values in either window")
     edges = numeric_edges(min(bounds), max(bounds), discrete)
-    ref = _folded_shares(ref_store.histogram(ref_query, column, edges))
-    cur = _folded_shares(store.histogram(cur_query, column, edges))
+    ref = _folded_shares(ref_store.histogram(ref_query, column, edges.tolist()))
+    cur = _folded_shares(store.histogram(cur_query, column, edges.tolist()))
     unit_bins = discrete and bool(np.allclose(np.diff(edges), 1.0))
     return Distribution(
         name, "numeric", ref[0], cur[0], ref[1], cur[1], edges=[float(e) for e in edges], discrete=unit_bins
@@ -352,7 +366,7 @@ def _folded_shares(hist: Any) -> tuple[list[float], float]:
 
 
 def _categorical(
-    store: Store, cur_query: Query, ref_store: Store, ref_query: Query, column: str, name: str
+    column: str, name: str, *, store: PredictionReader, cur_query: Query, ref_store: PredictionReader, ref_query: Query
 ) -> Distribution:
     ref = {k: float(v) for k, v in ref_store.category_counts(ref_query, column).items() if k is not None}
     cur = {k: float(v) for k, v in store.category_counts(cur_query, column).items() if k is not None}
@@ -391,7 +405,7 @@ def _bucket(window: Window, config: JobConfig | None) -> timedelta:
     return window.length / MAX_BUCKETS
 
 
-def _ops_series(store: Store, model: str, window: Window, volume: pd.DataFrame) -> OpsSeries:
+def _ops_series(store: PredictionReader, model: str, window: Window, volume: pd.DataFrame) -> OpsSeries:
     bucket = volume["start"].iloc[1] - volume["start"].iloc[0] if len(volume) > 1 else window.length
     total = float(volume["count"].sum())
     wanted = bucket * (max(1, math.ceil(LATENCY_EVENTS_PER_BUCKET * len(volume) / total)) if total > 0 else 1)

@@ -14,11 +14,14 @@ from string import Template
 from typing import Any
 
 from analyzers.config.models import FairnessConfig, OpsConfig
-from analyzers.findings import Finding
+from analyzers.findings import DriftMetrics, FairnessMetrics, Finding, OpsMetrics, PerformanceMetrics
+from analyzers.findings.fairness import AttributeResult
+from analyzers.formatting import format_number
+from analyzers.formatting import format_percent as pct
+from analyzers.jobs.registry import JOBS
 from analyzers.report import charts
 from analyzers.report.data import Distribution, JobSection, ReportData
-from analyzers.report_text import format_number, summarize
-from analyzers.report_text import format_percent as pct
+from analyzers.stats.drift import ColumnDrift
 from analyzers.timeutil import Window, format_duration, format_time
 
 STATUS_TEXT = {
@@ -28,7 +31,7 @@ STATUS_TEXT = {
     "error": "ERROR",
     None: "NOT RUN",
 }
-JOB_TITLES = {"drift": "Drift", "fairness": "Fairness", "performance": "Performance", "ops": "Operations"}
+JOB_TITLES = {name: spec.title for name, spec in JOBS.items()}
 
 _PAGE = Template("""<!DOCTYPE html>
 <html lang="en">
@@ -173,7 +176,7 @@ def _missing(section: JobSection) -> str | None:
     if finding.status == "error":
         return note(f"The {section.name} job failed: {finding.error or 'unknown error'}")
     if finding.status == "insufficient_data":
-        return note(f"Not enough data for a {section.name} verdict: {summarize(finding)}")
+        return note(f"Not enough data for a {section.name} verdict: {finding.summary()}")
     return None
 
 
@@ -185,12 +188,9 @@ def window_text(window: Window) -> str:
 
 def _coverage_text(finding: Finding | None) -> str:
     """How much of the window and reference held data, from the finding's ``coverage`` entry."""
-    covered = (finding.metrics.get("coverage") or {}) if finding is not None else {}
-    parts = [
-        f"{name} {pct(entry.get('share'))} of {fmt(entry.get('slots'))} slots"
-        for name, entry in covered.items()
-        if isinstance(entry, dict)
-    ]
+    metrics = finding.metrics if finding is not None else None
+    covered = metrics.coverage if isinstance(metrics, (DriftMetrics, FairnessMetrics, PerformanceMetrics)) else None
+    parts = [f"{name} {pct(entry.share)} of {fmt(entry.slots)} slots" for name, entry in (covered or {}).items()]
     return f" Slots holding data: {', '.join(parts)}." if parts else ""
 
 
@@ -238,7 +238,7 @@ def _summary(data: ReportData) -> str:
     for name, section in data.jobs.items():
         finding = section.finding
         status = finding.status if finding is not None else None
-        text = summarize(finding) if finding is not None else (section.note or "not run")
+        text = finding.summary() if finding is not None else (section.note or "not run")
         css = f"s-{status}-b" if status else ""
         cards.append(
             f'<div class="card {css}"><h3><a href="#{name}">{escape(JOB_TITLES[name])}</a>{badge(status)}</h3>'
@@ -251,23 +251,22 @@ def _drift(data: ReportData) -> str:
     section = data.jobs["drift"]
     parts = [_window_line(section)]
     missing = _missing(section)
+    finding = section.finding
+    m = finding.metrics_as(DriftMetrics) if finding is not None else None
     if missing is not None:
         parts.append(missing)
-    else:
-        finding = section.finding
-        assert finding is not None
-        m = finding.metrics
+    elif m is not None:
         parts.append(
-            f"<p>{fmt(m.get('n_drifted'))} of {fmt(m.get('n_columns'))} columns "
-            f"drifted (share {fmt(m.get('share_drifted'))}; dataset drift when at least {fmt(m.get('drift_share'))}): "
-            f"<strong>{'dataset drift' if m.get('dataset_drift') else 'no dataset drift'}</strong>. "
-            f"p-values adjusted with {escape(str(m.get('correction', '')))} at alpha {fmt(m.get('alpha'))}; a column "
+            f"<p>{fmt(m.n_drifted)} of {fmt(m.n_columns)} columns "
+            f"drifted (share {fmt(m.share_drifted)}; dataset drift when at least {fmt(m.drift_share)}): "
+            f"<strong>{'dataset drift' if m.dataset_drift else 'no dataset drift'}</strong>. "
+            f"p-values adjusted with {escape(m.correction or '')} at alpha {fmt(m.alpha)}; a column "
             "drifts when its adjusted p-value is below alpha and its effect size above its threshold.</p>"
         )
-        parts.append(_drift_table(m.get("features") or []))
+        parts.append(_drift_table(m.features))
         parts.extend(note(text) for text in data.distribution_notes)
-        by_name = {str(f.get("name")): f for f in m.get("features") or []}
-        plots = [_distribution_plot(d, by_name.get(d.name, {}), i) for i, d in enumerate(data.distributions)]
+        by_name = {f.name: f for f in m.features}
+        plots = [_distribution_plot(d, by_name.get(d.name), i) for i, d in enumerate(data.distributions)]
         if plots:
             parts.append("<h3>Distributions: reference against current</h3>")
             parts.append(f'<div class="plots">{"".join(plots)}</div>')
@@ -288,32 +287,31 @@ def _drift(data: ReportData) -> str:
     return _section("drift", "\n".join(parts))
 
 
-def _drift_table(features: list[dict[str, Any]]) -> str:
+def _drift_table(features: list[ColumnDrift]) -> str:
     rows = []
     for f in features:
         missing = "—"
-        if f.get("missing_rate_ref") is not None:
-            missing = f"{pct(f.get('missing_rate_ref'))} → {pct(f.get('missing_rate_cur'))}"
-        new = f.get("new_categories") or []
-        new_text = ", ".join(f"{escape(str(c.get('value')))} ({pct(c.get('share'))})" for c in new[:3])
+        if f.missing is not None:
+            missing = f"{pct(f.missing.rate_ref)} → {pct(f.missing.rate_cur)}"
+        new_text = ", ".join(f"{escape(str(c.get('value')))} ({pct(c.get('share'))})" for c in f.new_categories[:3])
         cells = [
-            escape(str(f.get("name"))),
-            escape(str(f.get("kind"))),
-            escape(str(f.get("method"))),
-            fmt(f.get("statistic")),
-            fmt(f.get("p_value_adjusted"), 2),
-            f"{escape(str(f.get('effect_size_method', '')))} {fmt(f.get('effect_size'))}",
-            fmt(f.get("threshold")),
+            escape(f.name),
+            escape(f.kind),
+            escape(f.method),
+            fmt(f.statistic),
+            fmt(f.p_value_adjusted, 2),
+            f"{escape(f.effect_size_method)} {fmt(f.effect_size)}",
+            fmt(f.threshold),
             missing,
             new_text or "—",
-            badge("alert") if f.get("drifted") else badge("ok"),
+            badge("alert") if f.drifted else badge("ok"),
         ]
-        rows.append(("alert" if f.get("drifted") else "", cells))
+        rows.append(("alert" if f.drifted else "", cells))
     headers = ["column", "kind", "test", "statistic", "adjusted p", "effect size", "threshold", "missing", "new", ""]
     return table(headers, rows, numeric={3, 4, 6})
 
 
-def _distribution_plot(dist: Distribution, feature: dict[str, Any], index: int) -> str:
+def _distribution_plot(dist: Distribution, feature: ColumnDrift | None, index: int) -> str:
     if dist.note is not None or not dist.ref:
         reason = dist.note or "no values to draw"
         return f"<div>{note(f'{dist.name}: {reason}')}</div>"
@@ -325,7 +323,8 @@ def _fairness(data: ReportData) -> str:
     missing = _missing(section)
     parts = [_window_line(section)] + ([missing] if missing is not None else [])
     finding = section.finding
-    attributes = finding.metrics.get("attributes") or [] if finding is not None else []
+    fairness = finding.metrics_as(FairnessMetrics) if finding is not None else None
+    attributes = fairness.attributes if fairness is not None else []
     if missing is None and not attributes:
         parts.append(note("No group attributes were logged in this window."))
     config = section.config if isinstance(section.config, FairnessConfig) else FairnessConfig()
@@ -341,8 +340,8 @@ def _fairness(data: ReportData) -> str:
         parts.append(plot(charts.fairness_gaps, attributes, parity_ratio, max_difference, "fair-gaps"))
         parts.append(_gap_table(attributes, parity_ratio))
     for i, attribute in enumerate(attributes):
-        parts.append(f"<h3>{escape(str(attribute.get('name')))} {badge(attribute.get('status'))}</h3>")
-        if attribute.get("groups"):
+        parts.append(f"<h3>{escape(attribute.name)} {badge(attribute.status)}</h3>")
+        if attribute.groups:
             parts.append(plot(charts.fairness_groups, attribute, f"fair{i}"))
         parts.append(_group_table(attribute))
     parts.append("<h3>Over time</h3>")
@@ -362,33 +361,37 @@ def _fairness(data: ReportData) -> str:
     return _section("fairness", "\n".join(parts))
 
 
-def _gap_table(attributes: list[dict[str, Any]], parity_ratio: float) -> str:
+def _gap_table(attributes: list[AttributeResult], parity_ratio: float) -> str:
     rows = []
     for a in attributes:
-        ratio = a.get("demographic_parity_ratio")
+        difference, ratio, odds = (
+            a.demographic_parity_difference,
+            a.demographic_parity_ratio,
+            a.equalized_odds_difference,
+        )
         cells = [
-            escape(str(a.get("name"))),
-            f"{fmt(a.get('demographic_parity_difference'))} ({ci(a.get('demographic_parity_difference_ci'))})",
-            f"{fmt(ratio)} ({ci(a.get('demographic_parity_ratio_ci'))})",
-            f"{fmt(a.get('equalized_odds_difference'))} ({ci(a.get('equalized_odds_difference_ci'))})",
-            fmt(a.get("eligible_groups")),
-            fmt(a.get("missing")),
-            badge(a.get("status")),
+            escape(a.name),
+            f"{fmt(difference.value)} ({ci(difference.ci)})",
+            f"{fmt(ratio.value)} ({ci(ratio.ci)})",
+            f"{fmt(odds.value)} ({ci(odds.ci)})",
+            fmt(a.eligible_groups),
+            fmt(a.missing),
+            badge(a.status),
         ]
-        breached = ratio is not None and ratio < parity_ratio
-        rows.append(("alert" if a.get("status") == "alert" or breached else "", cells))
+        breached = ratio.value is not None and ratio.value < parity_ratio
+        rows.append(("alert" if a.status == "alert" or breached else "", cells))
     headers = ["attribute", "parity difference (CI)", "parity ratio (CI)", "equalized odds diff. (CI)"]
     return table([*headers, "groups judged", "rows without a group", ""], rows)
 
 
-def _group_table(attribute: dict[str, Any]) -> str:
+def _group_table(attribute: AttributeResult) -> str:
     rows = []
-    for g in attribute.get("groups") or []:
-        cells = [escape(str(g.get("group"))), fmt(g.get("n")), fmt(g.get("n_labeled"))]
+    for g in attribute.groups:
+        cells = [escape(str(g.group)), fmt(g.n), fmt(g.n_labeled)]
         for rate, _label in charts.FAIRNESS_RATES:
-            cells.append(f"{pct(g.get(rate))} ({ci(g.get(f'{rate}_ci'), as_pct=True)})")
-        cells.append(badge(g.get("status")))
-        rows.append(("alert" if g.get("status") == "alert" else "", cells))
+            cells.append(f"{pct(g.rate(rate).value)} ({ci(g.rate(rate).ci, as_pct=True)})")
+        cells.append(badge(g.status))
+        rows.append(("alert" if g.status == "alert" else "", cells))
     headers = ["group", "n", "labelled", *(label for _r, label in charts.FAIRNESS_RATES), ""]
     return table(headers, rows, numeric={1, 2})
 
@@ -398,28 +401,27 @@ def _performance(data: ReportData) -> str:
     missing = _missing(section)
     parts = [_window_line(section)] + ([missing] if missing is not None else [])
     finding = section.finding
-    if missing is None and finding is not None:
-        m = finding.metrics
+    m = finding.metrics_as(PerformanceMetrics) if finding is not None else None
+    if missing is None and finding is not None and m is not None:
         reference = finding.reference or {}
         parts.append(
-            f"<p>Task: {escape(str(m.get('task')))}. {fmt(m.get('n_labeled'))} of {fmt(m.get('n'))} predictions "
-            f"labelled (coverage {pct(m.get('label_coverage'))}); the reference has {fmt(reference.get('n_labeled'))} "
+            f"<p>Task: {escape(str(m.task))}. {fmt(m.n_labeled)} of {fmt(m.n)} predictions "
+            f"labelled (coverage {pct(m.label_coverage)}); the reference has {fmt(reference.get('n_labeled'))} "
             "labelled.</p>"
         )
         rows = []
-        for name, entry in m.items():
-            if not isinstance(entry, dict) or "value" not in entry:
-                continue
+        for name, entry in m.measured.items():
+            compared = entry.versus_reference
             cells = [
                 escape(name),
-                fmt(entry.get("value"), 4),
-                ci(entry.get("ci")),
-                fmt(entry.get("reference"), 4),
-                fmt(entry.get("change"), 3),
-                fmt(entry.get("significant")),
-                badge("alert") if entry.get("breached") else badge("ok"),
+                fmt(entry.value, 4),
+                ci(entry.ci),
+                fmt(entry.reference, 4),
+                fmt(compared.change if compared is not None else None, 3),
+                fmt(compared.significant if compared is not None else None),
+                badge("alert") if entry.breached else badge("ok"),
             ]
-            rows.append(("alert" if entry.get("breached") else "", cells))
+            rows.append(("alert" if entry.breached else "", cells))
         headers = ["metric", "value", "95% CI", "reference", "change", "significant", ""]
         parts.append(table(headers, rows, numeric={1, 3, 4}))
     parts.append("<h3>Over time</h3>")
@@ -444,13 +446,10 @@ def _performance(data: ReportData) -> str:
 
 def _metric_references(finding: Finding | None) -> dict[str, float]:
     """Each metric's reference value in a finding (the dotted lines of the trend)."""
-    if finding is None:
+    m = finding.metrics_as(PerformanceMetrics) if finding is not None else None
+    if m is None:
         return {}
-    out = {}
-    for name, entry in finding.metrics.items():
-        if isinstance(entry, dict) and isinstance(entry.get("reference"), (int, float)):
-            out[name] = float(entry["reference"])
-    return out
+    return {name: float(entry.reference) for name, entry in m.measured.items() if entry.reference is not None}
 
 
 def _operations(data: ReportData) -> str:
@@ -458,17 +457,15 @@ def _operations(data: ReportData) -> str:
     missing = _missing(section)
     parts = [_window_line(section)] + ([missing] if missing is not None else [])
     finding = section.finding
-    if finding is not None and finding.status in ("ok", "alert", "insufficient_data") and finding.metrics:
-        m = finding.metrics
-        err = m.get("error_rate") or {}
-        latency = m.get("latency_ms") or {}
-        silence = m.get("silence") or {}
+    m = finding.metrics_as(OpsMetrics) if finding is not None else None
+    if finding is not None and m is not None and finding.status in ("ok", "alert", "insufficient_data"):
+        err = m.error_rate
         cells = [
-            fmt((m.get("volume") or {}).get("total")),
-            fmt(err.get("failures")),
-            f"{pct(err.get('value'))} ({ci(err.get('ci'), as_pct=True)})",
-            ", ".join(f"{escape(k)} {fmt(v.get('value'))} ms" for k, v in latency.items()) or "—",
-            escape(format_duration_s(silence.get("value_s"))),
+            fmt(m.volume.total),
+            fmt(err.failures),
+            f"{pct(err.value)} ({ci(err.ci, as_pct=True)})",
+            ", ".join(f"{escape(k)} {fmt(v.value)} ms" for k, v in m.latency_ms.items()) or "—",
+            escape(format_duration_s(m.silence.value_s)),
         ]
         parts.append(table(["events", "failures", "error rate (CI)", "latency", "longest silence"], [("", cells)]))
         for signal in finding.signals:

@@ -35,24 +35,17 @@ import numpy as np
 
 from analyzers.config.models import DriftConfig, FairnessConfig, FeatureOverride, OpsConfig, PerformanceConfig
 from analyzers.findings import Finding
-from analyzers.jobs.drift import display_name
+from analyzers.jobs.drift import column_methods, display_name, feature_override
 from analyzers.jobs.fairness import group_attributes, group_counts, match_group
 from analyzers.jobs.performance import infer_task, measure
 from analyzers.stats.binning import fine_edges, merge_bins, quantile_edges, quantile_levels
-from analyzers.stats.drift import (
-    ColumnDrift,
-    categorical_drift,
-    decide,
-    is_discrete,
-    numeric_drift,
-    resolve_method,
-    spread,
-)
+from analyzers.stats.drift import ColumnDrift, Kind, decide, is_discrete, spread
+from analyzers.stats.drift_methods import NumericColumn, categorical_drift, numeric_drift
 from analyzers.stats.fairness import assess_attribute
 from analyzers.stats.ops import percentile_level
 from analyzers.stats.performance import classification_metrics
 from analyzers.store import open_reference_file
-from analyzers.store.base import Query, Store
+from analyzers.store.base import PredictionReader, Query
 from analyzers.timeutil import Window, format_duration
 from analyzers.windows import reference_window
 from logshipper.schema import FEATURE_PREFIX
@@ -153,7 +146,7 @@ class Trends:
 
 
 def compute(
-    store: Store,
+    store: PredictionReader,
     model: str,
     jobs: dict[str, Any],
     at: datetime,
@@ -213,7 +206,12 @@ def fired(findings: Sequence[Finding], windows: Sequence[Window]) -> dict[str, l
 
 # ---- operations ----------------------------------------------------------------------------------
 def _ops(
-    store: Store, model: str, config: OpsConfig, windows: list[Window], counts: np.ndarray, failures: np.ndarray
+    store: PredictionReader,
+    model: str,
+    config: OpsConfig,
+    windows: list[Window],
+    counts: np.ndarray,
+    failures: np.ndarray,
 ) -> OpsTrend:
     levels = [percentile_level(name) for name in LATENCY]
     latency: dict[str, Series] = {name: [None] * len(windows) for name in LATENCY}
@@ -233,7 +231,9 @@ def _ops(
 
 
 # ---- performance ---------------------------------------------------------------------------------
-def _performance(store: Store, model: str, config: PerformanceConfig, windows: list[Window]) -> PerformanceTrend:
+def _performance(
+    store: PredictionReader, model: str, config: PerformanceConfig, windows: list[Window]
+) -> PerformanceTrend:
     span = Query(model=model, window=Window(windows[0].start, windows[-1].end), outcome="success")
     bucket = windows[0].length
     n = [float(c) for c in store.volume(span, bucket)["count"]]
@@ -249,19 +249,19 @@ def _performance(store: Store, model: str, config: PerformanceConfig, windows: l
     return PerformanceTrend(task, metrics, n, n_labeled, config.min_labels)
 
 
-def _metrics(store: Store, query: Query, task: str, config: PerformanceConfig) -> dict[str, float | None]:
+def _metrics(store: PredictionReader, query: Query, task: str, config: PerformanceConfig) -> dict[str, float | None]:
     """Classification metrics from the confusion counts (an aggregate); regression ones as the job measures them."""
     if task == "regression":
         measured = measure(store, query, task, config)
         return {name: measured.get(name) for name in REGRESSION}
     table = store.crosstab(query.with_(has_label=True), ["prediction", "label"])
     confusion = {(p, y): float(c) for p, y, c in zip(table["prediction"], table["label"], table["count"], strict=True)}
-    cm = classification_metrics(confusion, config.positive_label)
+    cm = classification_metrics(confusion, positive_label=config.positive_label)
     return {"accuracy": cm.accuracy.value, "precision": cm.precision, "recall": cm.recall, "f1": cm.f1}
 
 
 # ---- fairness ------------------------------------------------------------------------------------
-def _fairness(store: Store, model: str, config: FairnessConfig, windows: list[Window]) -> FairnessTrend:
+def _fairness(store: PredictionReader, model: str, config: FairnessConfig, windows: list[Window]) -> FairnessTrend:
     span = Query(model=model, window=Window(windows[0].start, windows[-1].end), outcome="success")
     attributes = list(config.groups) if config.groups else group_attributes(store, span)
     series: dict[str, dict[str, Series]] = {a: {m: [None] * len(windows) for m in FAIRNESS} for a in attributes}
@@ -325,7 +325,7 @@ class _Counter:
 
     def __init__(
         self,
-        store: Store,
+        store: PredictionReader,
         query: Query,
         grid_end: datetime,
         bucket: timedelta,
@@ -362,7 +362,9 @@ class _Counter:
         return _Counts(full, cats)
 
 
-def _drift(store: Store, model: str, config: DriftConfig, windows: list[Window], base: Path | None) -> DriftTrend:
+def _drift(
+    store: PredictionReader, model: str, config: DriftConfig, windows: list[Window], base: Path | None
+) -> DriftTrend:
     reference = config.reference
     at = windows[-1].end
     span = Query(model=model, window=Window(windows[0].start, at), outcome="success")
@@ -399,9 +401,20 @@ def _drift(store: Store, model: str, config: DriftConfig, windows: list[Window],
             results = [
                 result
                 for column, kind in kinds.items()
-                if (result := _effect(column, kind, bins.get(column), ref, cur, _override(config, column))) is not None
+                if (
+                    result := _effect(
+                        column, kind, bins.get(column), ref=ref, cur=cur, override=feature_override(config, column)
+                    )
+                )
+                is not None
             ]
-            decide(results, config.alpha, config.correction, config.drift_share, config.missing_threshold)
+            decide(
+                results,
+                alpha=config.alpha,
+                correction=config.correction,
+                drift_share=config.drift_share,
+                missing_threshold=config.missing_threshold,
+            )
             for result in results:
                 methods[result.name] = f"{result.effect_size_method} > {result.threshold:g}"
                 drifted[result.name][i] = result.drifted
@@ -423,31 +436,27 @@ def _describe(reference: Any, config: DriftConfig) -> str:
     return f"the {last} {ending} each {format_duration(config.window)} window ending with the bucket"
 
 
-def _override(config: DriftConfig, column: str) -> FeatureOverride | None:
-    return config.features.get(display_name(column)) or config.features.get(column)
-
-
 def _drift_columns(
-    ref_store: Store, ref_query: Query, store: Store, span: Query, config: DriftConfig
-) -> dict[str, str]:
+    ref_store: PredictionReader, ref_query: Query, store: PredictionReader, span: Query, config: DriftConfig
+) -> dict[str, Kind]:
     """Features on either side and the prediction and score on both, with their kind, overrides applied."""
     seen: dict[str, list[str]] = {}
     for side_store, query in ((ref_store, ref_query), (store, span)):
         for info in side_store.columns(query):
             if info.name.startswith(FEATURE_PREFIX) or info.name in DRIFT_OUTPUTS:
                 seen.setdefault(info.name, []).append(info.kind)
-    out: dict[str, str] = {}
+    out: dict[str, Kind] = {}
     for column in sorted(seen):
-        override = _override(config, column)
+        override = feature_override(config, column)
         if (column in DRIFT_OUTPUTS and len(seen[column]) < 2) or (override is not None and override.ignore):
             continue
-        kind = "numeric" if set(seen[column]) == {"numeric"} else "categorical"
+        kind: Kind = "numeric" if set(seen[column]) == {"numeric"} else "categorical"
         out[column] = override.kind if override is not None and override.kind is not None else kind
     return out
 
 
 def _numeric_bins(
-    ref_store: Store, ref_query: Query, store: Store, span: Query, columns: list[str]
+    ref_store: PredictionReader, ref_query: Query, store: PredictionReader, span: Query, columns: list[str]
 ) -> dict[str, _Bins]:
     """Bins from the reference's percentiles, bounded by both sides' extremes, scaled by the reference's spread."""
     if not columns:
@@ -468,17 +477,21 @@ def _numeric_bins(
             discrete=is_discrete(quantiles),
             low=low,
             high=high,
-            scale=spread(ref.std, cur.std, ref.mean),
+            scale=spread(ref_std=ref.std, cur_std=cur.std, ref_mean=ref.mean),
         )
     return out
 
 
 def _effect(
-    column: str, kind: str, bins: _Bins | None, ref: _Counts, cur: _Counts, override: FeatureOverride | None
+    column: str,
+    kind: Kind,
+    bins: _Bins | None,
+    *,
+    ref: _Counts,
+    cur: _Counts,
+    override: FeatureOverride | None,
 ) -> ColumnDrift | None:
-    """The drift job's effect size of one column between two windows' counts; ``None`` when a side is empty."""
-    method = override.method if override is not None else None
-    threshold = override.threshold if override is not None else None
+    """The drift job's comparison of one column between two windows' counts; ``None`` when a side is empty."""
     name = display_name(column)
     if kind == "numeric":
         if bins is None or column not in ref.hist:
@@ -486,25 +499,25 @@ def _effect(
         r, c = ref.hist[column], cur.hist[column]
         if r.sum() <= 0 or c.sum() <= 0:
             return None
-        return numeric_drift(
-            name,
-            r,
-            c,
-            bins.fine,
-            merge_bins(bins.fine, r, bins.coarse),
-            merge_bins(bins.fine, c, bins.coarse),
-            bins.low,
-            bins.high,
-            bins.scale,
-            resolve_method("numeric", bins.discrete, method),
-            threshold,
+        counts = NumericColumn(
+            ref_fine=r,
+            cur_fine=c,
+            fine_edges=bins.fine,
+            ref_coarse=merge_bins(r, fine_edges=bins.fine, coarse_edges=bins.coarse),
+            cur_coarse=merge_bins(c, fine_edges=bins.fine, coarse_edges=bins.coarse),
+            low=bins.low,
+            high=bins.high,
+            scale=bins.scale,
             discrete=bins.discrete,
         )
+        effect, test, threshold = column_methods(override, "numeric", discrete=bins.discrete)
+        return numeric_drift(name, counts, effect=effect, test=test, threshold=threshold)
     ref_counts = _present(ref.cats.get(column, {}))
     cur_counts = _present(cur.cats.get(column, {}))
     if not ref_counts or not cur_counts:
         return None
-    return categorical_drift(name, ref_counts, cur_counts, resolve_method("categorical", False, method), threshold)
+    effect, test, threshold = column_methods(override, "categorical")
+    return categorical_drift(name, ref_counts, cur_counts, effect=effect, test=test, threshold=threshold)
 
 
 def _present(counts: dict[Hashable, float]) -> dict[Hashable, float]:
