@@ -16,6 +16,7 @@ from pydantic import Field, create_model, field_validator, model_validator
 
 from analyzers.config.base import Strict, duration
 from analyzers.config.jobs import (
+    CanaryConfig,
     DriftConfig,
     FairnessConfig,
     FeatureOverride,
@@ -24,12 +25,14 @@ from analyzers.config.jobs import (
     PerformanceConfig,
     ReferenceConfig,
     Schedule,
+    VersionedJobConfig,
 )
 from analyzers.jobs.registry import JOBS
 from analyzers.store.settings import DEFAULT_MEMORY_LIMIT, ElasticsearchStoreConfig, LocalStoreConfig, StoreConfig
 
 __all__ = [
     "DEFAULT_MEMORY_LIMIT",
+    "CanaryConfig",
     "Config",
     "DriftConfig",
     "ElasticsearchStoreConfig",
@@ -48,6 +51,7 @@ __all__ = [
     "StateConfig",
     "StoreConfig",
     "Strict",
+    "VersionedJobConfig",
 ]
 
 
