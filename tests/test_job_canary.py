@@ -4,6 +4,7 @@ and the power calculation agrees with the formula worked by hand."""
 from __future__ import annotations
 
 import math
+import re
 from datetime import timedelta
 from pathlib import Path
 from statistics import NormalDist
@@ -14,9 +15,10 @@ import pytest
 from pydantic import ValidationError
 
 from analyzers.alerts.rules import alerts_of
-from analyzers.config.models import CanaryConfig
+from analyzers.config.models import CanaryConfig, Config
 from analyzers.findings import CanaryMetrics, Finding
 from analyzers.jobs import canary
+from analyzers.report import write_report
 from analyzers.stats.canary import decide, family_level, proportion_sample_size, sample_size
 from analyzers.store import LocalStore
 from analyzers.timeutil import Window, parse_time
@@ -232,3 +234,29 @@ def test_configuration_errors_name_the_key() -> None:
         "latency_p99.9",
         "error_rate",
     ]
+
+
+def test_the_report_has_a_canary_section_and_per_version_results(tmp_path: Path) -> None:
+    rollout(tmp_path, n_candidate=300, accuracy=0.7)
+    config = Config.model_validate(
+        {
+            "models": {
+                "m": {
+                    "canary": {"window": "4h", "min_detectable": 0.05},
+                    "ops": {"window": "4h", "by_version": True, "min_rows": 50},
+                }
+            }
+        }
+    )
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
+        html = write_report(store, "m", WINDOW, tmp_path / "m.html", config=config).read_text(encoding="utf-8")
+    canary_part = re.search(r'<section id="canary">(.*?)</section>', html, flags=re.S)
+    assert canary_part is not None
+    body = canary_part.group(1)
+    assert '<span class="badge v-rollback">ROLL BACK</span> rollback v2 (baseline v1' in body
+    assert "<td>accuracy</td>" in body
+    assert "<h3>Prediction and score: candidate against baseline</h3>" in body
+    ops_part = re.search(r'<section id="ops">(.*?)</section>', html, flags=re.S)
+    assert ops_part is not None
+    assert "<h3>By version</h3>" in ops_part.group(1)
+    assert "<td>v2</td>" in ops_part.group(1)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from analyzers.findings.base import STATUSES, Metrics, Signal, Status, StoredMetrics, clean
+from analyzers.findings.base import STATUSES, Metrics, Signal, Status, StoredMetrics, clean, describe_signals
 
 _ENTRY_KEYS = frozenset(("version", "events", "share", "status", "signals", "error"))
 
@@ -34,6 +34,15 @@ class VersionFinding:
     metrics: Metrics | None = None
     signals: list[Signal] = field(default_factory=list)
     error: str | None = None
+
+    def summary(self) -> str:
+        """One line, as :meth:`Finding.summary` gives for a whole finding."""
+        if self.status == "error":
+            return self.error or "failed"
+        reason = self.metrics.no_verdict_reason() if self.metrics is not None else None
+        if self.status == "insufficient_data" and reason:
+            return reason
+        return self.metrics.summary(self.signals) if self.metrics is not None else describe_signals(self.signals)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"version": self.version, "events": self.events, "share": self.share}
