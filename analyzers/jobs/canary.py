@@ -79,9 +79,8 @@ def _run(store: PredictionReader, model: str, config: CanaryConfig, window: Wind
     everything = Query(model=model, window=window)
     traffic = live_versions(store, everything)
     total = store.count(everything)
-    seen = first_seen(
-        store, model, list(traffic), end=window.end, lookback=max(config.first_seen_lookback, window.length)
-    )
+    lookback = max(config.first_seen_lookback, window.length)
+    seen = first_seen(store, model, list(traffic), end=window.end, lookback=lookback) if len(traffic) > 1 else {}
     gates = [config.metric, *(g for g in config.guardrails if g != config.metric)]
     metrics = CanaryMetrics(
         verdict=None,
