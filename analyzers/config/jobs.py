@@ -160,7 +160,7 @@ class OpsConfig(VersionedJobConfig):
     _b = field_validator("bucket", "max_silence", mode="before")(lambda v: duration(v))
 
 
-CANARY_METRICS = ("accuracy", "precision", "recall", "error_rate", "mae")
+CANARY_METRICS = ("accuracy", "precision", "recall", "error_rate", "mae", "rmse")
 BASELINE_PREVIOUS = "previous"
 CANDIDATE_LATEST = "latest"
 
