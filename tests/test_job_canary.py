@@ -189,6 +189,9 @@ def test_explicit_versions_and_no_canary(tmp_path: Path) -> None:
     assert (m.baseline.chosen_as, m.candidate.chosen_as) == ("configured", "configured")
     assert m.verdict == "rollback"
     assert {t.version for t in m.traffic} == {"v1", "v2", "v3"}
+    _finding, m = run(tmp_path, baseline="v3")  # a configured baseline is never its own "latest" candidate
+    assert m.candidate is not None
+    assert m.candidate.version == "v2"
     finding, m = run(tmp_path, candidate="v9")
     assert (finding.status, m.verdict) == ("ok", None)
     assert "the candidate v9 served no events" in m.reason

@@ -31,7 +31,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from analyzers.config.jobs import BASELINE_PREVIOUS, CANDIDATE_LATEST
 from analyzers.config.models import CanaryConfig
@@ -39,7 +38,7 @@ from analyzers.findings import CanaryMetrics, Finding, Signal, Status
 from analyzers.findings.canary import MetricComparison, SampleSize, TrafficShare, VersionFigures
 from analyzers.formatting import format_number, format_percent
 from analyzers.jobs.base import error_finding
-from analyzers.jobs.performance import infer_task
+from analyzers.jobs.performance import infer_task, numeric_values, row_weights
 from analyzers.jobs.versions import by_first_seen, first_seen, live_versions
 from analyzers.stats.binning import fine_edges, merge_bins, quantile_edges, quantile_levels
 from analyzers.stats.canary import (
@@ -110,8 +109,17 @@ def _run(store: PredictionReader, model: str, config: CanaryConfig, window: Wind
     percentiles = list(
         dict.fromkeys([*LATENCY_PERCENTILES, *(g.removeprefix("latency_") for g in gates if g.startswith("latency_"))])
     )
-    metrics.baseline = _figures(store, base_query, baseline, baseline_rule, seen.get(baseline), percentiles)
-    metrics.candidate = _figures(store, cand_query, candidate, candidate_rule, seen.get(candidate), percentiles)
+    metrics.baseline = _figures(
+        store, base_query, version=baseline, chosen_as=baseline_rule, seen=seen.get(baseline), percentiles=percentiles
+    )
+    metrics.candidate = _figures(
+        store,
+        cand_query,
+        version=candidate,
+        chosen_as=candidate_rule,
+        seen=seen.get(candidate),
+        percentiles=percentiles,
+    )
     compared = _compare(store, config, base_query=base_query, cand_query=cand_query, metrics=metrics)
     for comparison in compared.compared:
         comparison.gated = comparison.metric in gates
@@ -152,7 +160,8 @@ def _pair(
         return f"no canary: {live} served the window's events (a canary needs two versions live at once)"
     ordered = by_first_seen(traffic, seen)
     if config.candidate == CANDIDATE_LATEST:
-        candidate, candidate_rule = ordered[-1], CANDIDATE_LATEST
+        others = [v for v in ordered if v != config.baseline]  # a configured baseline is never its own candidate
+        candidate, candidate_rule = others[-1], CANDIDATE_LATEST
     elif config.candidate in traffic:
         candidate, candidate_rule = config.candidate, "configured"
     else:
@@ -172,6 +181,7 @@ def _pair(
 def _figures(
     store: PredictionReader,
     query: Query,
+    *,
     version: str,
     chosen_as: str,
     seen: datetime | None,
@@ -290,7 +300,7 @@ def _performance(
         for query in labeled:
             acc = RegressionAccumulator()
             for chunk in store.rows(query, columns=["prediction", "label", "sample_rate"]):
-                acc.add(_floats(chunk["prediction"]), _floats(chunk["label"]), _weights(chunk))
+                acc.add(numeric_values(chunk["prediction"]), numeric_values(chunk["label"]), row_weights(chunk))
             sides.append((acc.weight, acc.metrics(), acc.standard_errors()))
         (n_b, values_b, se_b), (n_c, values_c, se_c) = sides
         for name in ("mae", "rmse"):
@@ -317,16 +327,6 @@ def _confusion(store: PredictionReader, query: Query, positive_label: Any) -> Cl
     table = store.crosstab(query, ["prediction", "label"])
     cells = {(p, y): float(c) for p, y, c in zip(table["prediction"], table["label"], table["count"], strict=True)}
     return classification_metrics(cells, positive_label=positive_label)
-
-
-def _floats(series: pd.Series) -> np.ndarray:
-    return pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-
-
-def _weights(chunk: pd.DataFrame) -> np.ndarray:
-    """``1 / sample_rate`` per row (1 when missing), as the store weights its aggregates."""
-    rate = _floats(chunk["sample_rate"]) if "sample_rate" in chunk else np.ones(len(chunk))
-    return np.where(np.isfinite(rate) & (rate > 0), 1.0 / np.where(rate > 0, rate, 1.0), 1.0)
 
 
 # ---- drift between the versions -------------------------------------------------------------------

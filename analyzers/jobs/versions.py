@@ -151,8 +151,9 @@ def run_by_version(run: Job, store: PredictionReader, model: str, config: JobCon
     whole = run(store, model, config, window)
     if whole.status == "error":
         return whole
-    traffic = live_versions(store, Query(model, window))
-    total = sum(traffic.values())
+    everything = Query(model, window)
+    traffic = live_versions(store, everything)
+    total = store.count(everything)  # events without a version count in the whole, not in any share
     parts: list[VersionFinding] = []
     signals: list[Signal] = []
     for version in list(traffic)[:MAX_VERSIONS]:
