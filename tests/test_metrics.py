@@ -4,6 +4,7 @@ values equal to the stored findings, heartbeats, alert state and outbox; names a
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
@@ -37,8 +38,9 @@ from analyzers.metrics.catalogue import METRICS, PERFORMANCE_FAMILIES
 from analyzers.metrics.server import MetricsServer, start_metrics_server
 from analyzers.runner import run_jobs
 from analyzers.scheduler import write_heartbeat
+from analyzers.stats.drift import ColumnDrift
 from analyzers.store import LocalStore
-from analyzers.timeutil import format_time
+from analyzers.timeutil import Window, format_time, utcnow
 from tests.report_events import T0, Incidents, build
 from tests.version_traffic import Version, write_traffic
 
@@ -314,3 +316,39 @@ def test_predwatch_run_serves_metrics_on_the_port_it_is_given(tmp_path: Path) ->
     assert value(scraped, "predwatch_finding_window_end_timestamp_seconds", model="m", job="ops") == (
         finding.window.end.timestamp()
     )
+
+
+def test_a_missing_number_is_absent_and_a_repeated_series_is_sent_once(tmp_path: Path) -> None:
+    def column(name: str, effect: float) -> ColumnDrift:
+        return ColumnDrift(
+            name=name,
+            kind="numeric",
+            method="ks",
+            statistic=0.1,
+            p_value=0.5,
+            effect_size_method="wasserstein",
+            effect_size=effect,
+            threshold=0.03,
+            n_ref=100,
+            n_cur=100,
+        )
+
+    now = utcnow()
+    window = Window(now - timedelta(hours=1), now)
+    drift = DriftMetrics(n_cur=100, features=[column("score", 0.5), column("score", 0.7), column("x", math.nan)])
+    (tmp_path / "logs").mkdir()
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
+        store.write_findings([Finding("m", "drift", window, "ok", drift)])
+        served = start_metrics_server(
+            store, store, Config.model_validate({"models": {"m": {"drift": {}}}}), port=0, address="127.0.0.1"
+        )
+        try:
+            scraped, text = scrape(served.url)
+        finally:
+            served.close()
+    # the first of the two in export order (the larger effect) is the one series; NaN gives no sample
+    assert scraped["predwatch_drift_effect_size"] == {
+        (("column", "score"), ("method", "wasserstein"), ("model", "m")): 0.7
+    }
+    assert text.count('predwatch_drift_column_drifted{column="score"') == 1
+    assert value(scraped, "predwatch_drift_column_drifted", model="m", column="x") == 0.0

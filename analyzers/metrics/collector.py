@@ -95,7 +95,11 @@ class PredwatchCollector(Collector):
         with self._lock:
             samples = self.samples()
         families: dict[str, GaugeMetricFamily] = {}
+        seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
         for s in samples:
+            if (s.name, s.labels) in seen:  # e.g. a feature named like an output: one series, never two
+                continue
+            seen.add((s.name, s.labels))
             spec = METRICS[s.name]  # a name missing from the catalogue is a bug: fail loudly
             labels = dict(s.labels)
             if set(labels) != set(spec.labels):

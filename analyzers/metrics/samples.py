@@ -32,7 +32,6 @@ from analyzers.findings.base import SEVERITIES
 from analyzers.metrics.catalogue import PERFORMANCE_FAMILIES
 from analyzers.stats.canary import VERDICTS
 from analyzers.stats.drift import ColumnDrift
-from analyzers.stats.ops import percentile_level
 from analyzers.timeutil import parse_time
 
 
@@ -182,7 +181,6 @@ def _ops(model: str, m: OpsMetrics) -> list[Sample]:
     out += sample("predwatch_ops_longest_silence_seconds", m.silence.value_s, model=model)
     for name, latency in m.latency_ms.items():
         seconds = latency.value / 1000 if latency.value is not None else None
-        percentile_level(name)  # only percentile names reach the label
         out += sample("predwatch_ops_latency_seconds", seconds, model=model, percentile=name)
     return out
 
