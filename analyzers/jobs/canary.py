@@ -273,20 +273,25 @@ def _compare(
     if base.labeled > 0:
         _performance(store, config, base_query, cand_query, out)
     out.proportion("error_rate", cand.failures, cand.events, base.failures, base.events, higher_is_better=False)
-    for name, threshold in base.latency_ms.items():
-        if threshold is None:
-            continue
-        edges = [threshold, float(np.nextafter(threshold, math.inf))]
-        slow_b, n_b = _at_or_above(store.histogram(base_query, "latency_ms", edges))
-        slow_c, n_c = _at_or_above(store.histogram(cand_query, "latency_ms", edges))
-        out.proportion(f"latency_{name}", slow_c, n_c, slow_b, n_b, higher_is_better=False)
+    thresholds = {name: t for name, t in base.latency_ms.items() if t is not None}
+    if thresholds:
+        # one histogram per version over the baseline's percentiles answers every "at or above"
+        ordered = sorted(set(thresholds.values()))
+        edges = [*ordered, float(np.nextafter(ordered[-1], math.inf))]
+        hist_b = store.histogram(base_query, "latency_ms", edges)
+        hist_c = store.histogram(cand_query, "latency_ms", edges)
+        for name, threshold in thresholds.items():
+            slow_b, n_b = _at_or_above(hist_b, threshold)
+            slow_c, n_c = _at_or_above(hist_c, threshold)
+            out.proportion(f"latency_{name}", slow_c, n_c, slow_b, n_b, higher_is_better=False)
     return out
 
 
-def _at_or_above(hist: Histogram) -> tuple[float, float]:
-    """Values at or above the first edge, and all values (missing ones left out)."""
-    above = float(np.sum(hist.counts)) + hist.overflow
-    return above, above + hist.underflow
+def _at_or_above(hist: Histogram, threshold: float) -> tuple[float, float]:
+    """Values at or above ``threshold`` (one of the histogram's edges), and all values (missing left out)."""
+    first = int(np.searchsorted(hist.edges, threshold, side="left"))
+    above = float(np.sum(hist.counts[first:])) + hist.overflow
+    return above, float(np.sum(hist.counts)) + hist.overflow + hist.underflow
 
 
 def _performance(
