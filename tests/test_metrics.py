@@ -352,3 +352,13 @@ def test_a_missing_number_is_absent_and_a_repeated_series_is_sent_once(tmp_path:
     }
     assert text.count('predwatch_drift_column_drifted{column="score"') == 1
     assert value(scraped, "predwatch_drift_column_drifted", model="m", column="x") == 0.0
+
+
+def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "logs").mkdir()
+    with socket.socket() as taken, LocalStore(tmp_path / "logs", tmp_path / "state") as store:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ValueError, match=rf"cannot serve metrics on 127.0.0.1:{port} \(scheduler.metrics_address"):
+            start_metrics_server(store, store, Config(), port=port, address="127.0.0.1")

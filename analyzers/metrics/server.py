@@ -45,13 +45,19 @@ class MetricsServer:
 def start_metrics_server(
     findings: FindingStore, state: StateStore, config: Config, *, port: int, address: str
 ) -> MetricsServer:
-    """Serve predwatch's metrics (and the process's own ``process_*``) on ``address:port``."""
+    """Serve predwatch's metrics (and the process's own ``process_*``) on ``address:port``; ``ValueError``
+    names the setting when the port or address cannot be used."""
     registry = CollectorRegistry(auto_describe=False)
     settings = config.scheduler
     limits = Limits(max_columns=settings.metrics_max_columns, max_groups=settings.metrics_max_groups)
     registry.register(PredwatchCollector(findings, state, config, limits))
     ProcessCollector(registry=registry)
-    server, thread = start_http_server(port, addr=address, registry=registry)
+    try:
+        server, thread = start_http_server(port, addr=address, registry=registry)
+    except OSError as exc:  # a port in use, an address not of this host: say which setting
+        raise ValueError(
+            f"cannot serve metrics on {address}:{port} (scheduler.metrics_address, scheduler.metrics_port): {exc}"
+        ) from exc
     served = MetricsServer(server, thread, address)
     log.info("serving metrics", extra={"predwatch": {"url": served.url}})
     return served
