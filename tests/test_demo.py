@@ -93,9 +93,9 @@ def test_demo_catches_every_incident_and_nothing_else(
         assert report.exists() == reports
         if reports:
             assert "<svg" in report.read_text(encoding="utf-8")
-    if reports:  # the version rollout is in the fraud report's canary section
+    if reports:  # the version rollout is among the recent verdicts of the fraud report's canary section
         fraud = (tmp_path / "report-fraud.html").read_text(encoding="utf-8")
-        assert '<span class="badge v-rollback">ROLL BACK</span> rollback v2.0.0 (baseline v1.0.0' in fraud
+        assert '<td>v2.0.0</td><td><span class="badge v-rollback">ROLL BACK</span></td>' in fraud
 
 
 def test_alerts_on_other_days_or_subjects_are_false_alarms() -> None:

@@ -12,16 +12,17 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from analyzers.alerts.rules import alerts_of
-from analyzers.config.models import CanaryConfig, Config
+from analyzers.cli import main
+from analyzers.config.models import CanaryConfig
 from analyzers.findings import CanaryMetrics, Finding
 from analyzers.jobs import canary
-from analyzers.report import write_report
 from analyzers.stats.canary import decide, family_level, proportion_sample_size, sample_size
 from analyzers.store import LocalStore
-from analyzers.timeutil import Window, parse_time
+from analyzers.timeutil import Window, format_time, parse_time
 from tests.finding_json import as_json
 from tests.log_events import event, write_events
 from tests.version_traffic import Version, write_traffic
@@ -241,18 +242,22 @@ def test_configuration_errors_name_the_key() -> None:
 
 def test_the_report_has_a_canary_section_and_per_version_results(tmp_path: Path) -> None:
     rollout(tmp_path, n_candidate=300, accuracy=0.7)
-    config = Config.model_validate(
-        {
-            "models": {
-                "m": {
-                    "canary": {"window": "4h", "min_detectable": 0.05},
-                    "ops": {"window": "4h", "by_version": True, "min_rows": 50},
-                }
+    config = {
+        "store": {"local": {"path": str(tmp_path / "logs")}},
+        "state": {"path": str(tmp_path / "state")},
+        "models": {
+            "m": {
+                "ingest_delay": "0s",
+                "canary": {"window": "4h", "min_detectable": 0.05},
+                "ops": {"window": "4h", "by_version": True, "min_rows": 50},
             }
-        }
-    )
-    with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
-        html = write_report(store, "m", WINDOW, tmp_path / "m.html", config=config).read_text(encoding="utf-8")
+        },
+    }
+    (tmp_path / "predwatch.yml").write_text(yaml.safe_dump(config))
+    out = tmp_path / "m.html"
+    argv = ["report", "-c", str(tmp_path / "predwatch.yml"), "--model", "m", "--window", "4h"]
+    assert main([*argv, "--at", format_time(WINDOW.end), "--out", str(out)]) == 0
+    html = out.read_text(encoding="utf-8")
     canary_part = re.search(r'<section id="canary">(.*?)</section>', html, flags=re.S)
     assert canary_part is not None
     body = canary_part.group(1)
