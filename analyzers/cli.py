@@ -215,7 +215,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     scheduler = _optional("analyzers.scheduler", "the scheduler")
-    return int(scheduler.run_scheduler(args.config) or 0)
+    return int(
+        scheduler.run_scheduler(args.config, metrics_port=args.metrics_port, metrics_address=args.metrics_address) or 0
+    )
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -326,6 +328,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run every job on its schedule until SIGTERM or Ctrl-C")
     with_config(p)
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus metrics on this port at /metrics (default: scheduler.metrics_port; none)",
+    )
+    p.add_argument(
+        "--metrics-address",
+        help="the address /metrics listens on (default: scheduler.metrics_address, 127.0.0.1; 0.0.0.0 for all)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("status", help="when each job last ran, how it ended, and the latest findings")

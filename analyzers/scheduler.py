@@ -245,9 +245,20 @@ class Scheduler:
         return 0
 
 
-def run_scheduler(config_path: str | Path) -> int:
-    """Entry point of ``predwatch run``."""
+def run_scheduler(
+    config_path: str | Path, *, metrics_port: int | None = None, metrics_address: str | None = None
+) -> int:
+    """Entry point of ``predwatch run``; with a metrics port (here or ``scheduler.metrics_port``) it also serves
+    Prometheus metrics on ``/metrics`` while it runs."""
+    from analyzers.metrics.server import metrics_server
+
     configure_logging()
     loaded = load_config(config_path)
-    with open_store(loaded.config, loaded.directory) as store:
+    settings = loaded.config.scheduler
+    port = metrics_port if metrics_port is not None else settings.metrics_port
+    address = metrics_address or settings.metrics_address
+    with (
+        open_store(loaded.config, loaded.directory) as store,
+        metrics_server(store, store, loaded.config, port=port, address=address),
+    ):
         return Scheduler(loaded, store).serve()

@@ -16,6 +16,7 @@ from pydantic import Field, create_model, field_validator, model_validator
 
 from analyzers.config.base import Strict, duration
 from analyzers.config.jobs import (
+    CanaryConfig,
     DriftConfig,
     FairnessConfig,
     FeatureOverride,
@@ -24,12 +25,14 @@ from analyzers.config.jobs import (
     PerformanceConfig,
     ReferenceConfig,
     Schedule,
+    VersionedJobConfig,
 )
 from analyzers.jobs.registry import JOBS
 from analyzers.store.settings import DEFAULT_MEMORY_LIMIT, ElasticsearchStoreConfig, LocalStoreConfig, StoreConfig
 
 __all__ = [
     "DEFAULT_MEMORY_LIMIT",
+    "CanaryConfig",
     "Config",
     "DriftConfig",
     "ElasticsearchStoreConfig",
@@ -48,6 +51,7 @@ __all__ = [
     "StateConfig",
     "StoreConfig",
     "Strict",
+    "VersionedJobConfig",
 ]
 
 
@@ -117,11 +121,16 @@ else:
 
 
 class SchedulerConfig(Strict):
-    """``predwatch run``: how many missed windows a restart catches up on, and how late a run may start."""
+    """``predwatch run``: how many missed windows a restart catches up on, how late a run may start, and
+    where Prometheus metrics are served."""
 
     catch_up: int = Field(default=24, ge=0)
     misfire_grace: timedelta = timedelta(minutes=10)
     outbox_every: timedelta = timedelta(minutes=1)  # how often undelivered alerts are retried
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)  # serve /metrics (predwatch run --metrics-port)
+    metrics_address: str = "127.0.0.1"  # where /metrics listens; 0.0.0.0 for every interface (containers)
+    metrics_max_columns: int = Field(default=50, ge=0)  # drift columns exported per model (drifted first)
+    metrics_max_groups: int = Field(default=50, ge=0)  # fairness groups exported per model (alerting first)
 
     _d = field_validator("misfire_grace", "outbox_every", mode="before")(lambda v: duration(v))
 

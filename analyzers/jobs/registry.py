@@ -13,7 +13,7 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
-from analyzers.config.jobs import DriftConfig, FairnessConfig, JobConfig, OpsConfig, PerformanceConfig
+from analyzers.config.jobs import CanaryConfig, DriftConfig, FairnessConfig, JobConfig, OpsConfig, PerformanceConfig
 
 if TYPE_CHECKING:
     from analyzers.jobs.base import Job
@@ -42,6 +42,7 @@ JOBS: dict[str, JobSpec] = {
         JobSpec("fairness", FairnessConfig, "analyzers.jobs.fairness", "Fairness"),
         JobSpec("performance", PerformanceConfig, "analyzers.jobs.performance", "Performance"),
         JobSpec("ops", OpsConfig, "analyzers.jobs.ops", "Operations"),
+        JobSpec("canary", CanaryConfig, "analyzers.jobs.canary", "Canary"),
     )
 }
 JOB_NAMES: tuple[str, ...] = tuple(JOBS)
