@@ -1,15 +1,17 @@
-"""Findings as tables for a terminal: one line per finding with the numbers that matter."""
+"""Findings as tables for a terminal: one line per finding with the numbers that matter.
+
+Cells are plain text: a feature or group value with brackets is shown as it is, never read as markup.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from analyzers.findings import Finding
-from analyzers.formatting import format_number
 
 _STYLE = {"ok": "green", "alert": "bold red", "insufficient_data": "yellow", "error": "bold magenta"}
 
@@ -22,28 +24,6 @@ def print_findings(findings: Sequence[Finding], console: Console | None = None) 
         table.add_column(column, overflow="fold")
     for f in findings:
         window = f"{f.window.to_dict()['start']} → {f.window.to_dict()['end']}"
-        status = f"[{_STYLE.get(f.status, '')}]{f.status}[/]"
-        table.add_row(f.model, f.job, window, status, f.summary())
+        status = Text(f.status, style=_STYLE.get(f.status, ""))
+        table.add_row(Text(f.model), Text(f.job), Text(window), status, Text(f.summary()))
     console.print(table)
-
-
-def print_status(heartbeats: dict[str, tuple[dict[str, Any], Any]], latest: Sequence[Finding]) -> None:
-    """When each job last ran and how, and the latest finding of each model and job."""
-    console = Console()
-    if heartbeats:
-        table = Table(title="scheduler heartbeats")
-        for column in ("job", "last run", "window end", "status", "seconds"):
-            table.add_column(column)
-        for key, (doc, _version) in sorted(heartbeats.items()):
-            table.add_row(
-                key.removeprefix("heartbeat:"),
-                format_number(doc.get("ran_at")),
-                format_number(doc.get("window_end")),
-                format_number(doc.get("status")),
-                format_number(doc.get("duration_s")),
-            )
-        console.print(table)
-    else:
-        console.print("no scheduler heartbeat yet (is `predwatch run` running?)")
-    if latest:
-        print_findings(sorted(latest, key=lambda f: (f.model, f.job)), console)
