@@ -59,7 +59,10 @@ def _resolve(path: str, base: Path) -> Path:
 
 
 def _suggest(name: str, candidates: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
+    """`` (did you mean 'texture'?)`` for the closest candidate, or one that the name starts (``age_band``)."""
+    known = sorted(set(candidates))
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    close = close or [c for c in known if name and (c.startswith(name) or name.startswith(c))][:1]
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 

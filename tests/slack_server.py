@@ -19,6 +19,14 @@ from urllib.parse import parse_qs
 CHANNEL_IDS = {"ml": "CML000001", "ml-alerts": "CMLALERTS1"}
 
 
+class _Server(ThreadingHTTPServer):
+    """Handler threads never hold up a stop (a stalled answer to a killed client)."""
+
+    allow_reuse_address = True
+    daemon_threads = True
+    block_on_close = False
+
+
 class FakeSlack:
     """Records every post; answers like Slack unless a scripted reply is queued."""
 
@@ -93,7 +101,11 @@ class FakeSlack:
             def _api(self, method: str, data: dict[str, Any]) -> None:
                 if method == "conversations.list":
                     channels = [{"id": cid, "name": name} for name, cid in CHANNEL_IDS.items()]
-                    answer: dict[str, Any] = {"ok": True, "channels": channels, "response_metadata": {"next_cursor": ""}}
+                    answer: dict[str, Any] = {
+                        "ok": True,
+                        "channels": channels,
+                        "response_metadata": {"next_cursor": ""},
+                    }
                 elif method == "conversations.history":
                     oldest = float(data.get("oldest") or 0)
                     found = [m for m in owner._history() if float(m["ts"]) >= oldest]
@@ -116,9 +128,7 @@ class FakeSlack:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout, a killed sender)
 
-        ThreadingHTTPServer.allow_reuse_address = True
-        ThreadingHTTPServer.daemon_threads = True
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server = _Server(("127.0.0.1", self.port), Handler)
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
 

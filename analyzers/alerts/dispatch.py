@@ -134,9 +134,11 @@ def _held(history: FindingStore | None, finding: Finding, job: JobConfig) -> Hel
     return held
 
 
-def _context(store: StateStore, config: Config, finding: Finding, active: Sequence[silences.Silence]) -> Context:
+def _context(
+    store: StateStore, config: Config, finding: Finding, active: Sequence[silences.Silence], *, dry: bool = False
+) -> Context:
     history = store if isinstance(store, FindingStore) else None
-    return Context(Routing(config), active, _held(history, finding, job_config(config, finding)))
+    return Context(Routing(config, configured=dry), active, _held(history, finding, job_config(config, finding)))
 
 
 def record(
@@ -191,10 +193,12 @@ def _others(store: StateStore, model: str, channel: str, now: datetime) -> tuple
     return still, silenced
 
 
-def _message(store: StateStore, config: Config, sender: Sender, notes: list[Notification], now: datetime) -> Message:
+def _message(
+    store: StateStore, config: Config, channel: str, sender: Sender, notes: list[Notification], now: datetime
+) -> Message:
     if sender.per_alert:
         return build_message(notes, config, max_items=len(notes))
-    still, silenced = _others(store, notes[0].model, sender.name, now)
+    still, silenced = _others(store, notes[0].model, channel, now)
     return build_message(notes, config, still_firing=still, silenced=silenced)
 
 
@@ -230,7 +234,7 @@ def _deliver(
     batches = [[e] for e in entries] if sender.per_alert else _by_model(entries)
     for i, batch in enumerate(batches):
         try:
-            sender.send(_message(store, config, sender, [e.notification for e in batch], now))
+            sender.send(_message(store, config, channel, sender, [e.notification for e in batch], now))
         except DeliveryInterrupted:
             report.interrupted = True
             for rest in batches[i:]:
@@ -328,7 +332,7 @@ def preview(
     by_model: dict[str, list[Notification]] = defaultdict(list)
     silenced: dict[str, int] = defaultdict(int)
     for finding in sorted(findings, key=lambda f: f.window.end):
-        context = _context(store, config, finding, active)
+        context = _context(store, config, finding, active, dry=True)
         for change in changes_for(store, finding, job_config(config, finding), now, context):
             by_model[finding.model].extend(change.notifications)
             if change.doc.get("silenced_by") and change.doc.get("status") == "firing":

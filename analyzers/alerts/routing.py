@@ -47,8 +47,10 @@ class Route:
 class Routing:
     """The routes of a configuration (one route to every channel when none is configured)."""
 
-    def __init__(self, config: Config) -> None:
-        self.names = channel_names(config)
+    def __init__(self, config: Config, *, configured: bool = False) -> None:
+        """``configured``: route to every configured channel, also one that cannot send here (a dry run
+        reads the file without secrets), to say where alerts would go."""
+        self.names = (list(config.channel_settings()) or [TERMINAL]) if configured else channel_names(config)
         if config.routes is None or self.names == [TERMINAL]:
             self.routes = [Route("all", RouteConfig(channels=self.names))]
         else:
