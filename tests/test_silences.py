@@ -13,7 +13,7 @@ import pytest
 
 from analyzers.alerts import silences
 from analyzers.alerts.channels.recording import RecordingSender
-from analyzers.alerts.dispatch import process
+from analyzers.alerts.dispatch import flush, process
 from analyzers.cli import main
 from analyzers.config.loader import load_config
 from analyzers.findings import DriftMetrics, Finding, Signal
@@ -49,6 +49,7 @@ def finding(day: int, job: str, *subjects: str) -> Finding:
 def run_day(store: LocalStore, config_path: Path, day: int, *findings: Finding) -> RecordingSender:
     channel = RecordingSender("test channel")
     config = load_config(config_path).config
+    store.write_findings(list(findings))  # as the runner and the scheduler do before alerting
     process(store, config, list(findings), now=T0 + timedelta(days=day), sender=channel)
     return channel
 
@@ -92,16 +93,28 @@ def test_a_silence_is_set_listed_honoured_counted_and_removed(
 
     assert main(["silence", "-c", str(config_path), "--remove", listed["id"]]) == 0
     assert "removed" in capsys.readouterr().out
-    # once the silence is gone, the alert that still fires and was never announced is announced
+    # once the silence is gone, what still fires is announced at the next delivery round, without
+    # waiting for its job: the alert never announced as new, the one announced before as still firing
+    channel = RecordingSender("test channel")
+    flush(store, load_config(config_path).config, sender=channel, now=T0 + timedelta(days=2, hours=1))
+    (message,) = channel.messages
+    assert {(i.subject, i.kind) for i in message.items} == {("group:age=young", "firing"), (parity, "reminder")}
+    young = next(i for i in message.items if i.subject == "group:age=young")
+    assert (young.since, young.end) == ("2026-11-22T00:00:00Z", "2026-11-22T00:00:00Z"), "its last window"
     day3 = run_day(store, config_path, 3, finding(3, "fairness", parity), finding(3, "drift", "feature:x"))
     (message,) = day3.messages
     kinds = {(i.subject, i.kind) for i in message.items}
-    assert (parity, "reminder") in kinds, "announced before the silence: reminded after it"
-    assert ("feature:x", "reminder") in kinds
+    assert kinds == {("group:age=young", "resolved"), ("feature:x", "reminder"), (parity, "reminder")}
     assert message.silenced == 0
-    fresh = store.get_state("alert:fraud:fairness:group:age=young")[0]
-    assert fresh["status"] == "resolved", "day 3 no longer has it"
-    assert all(i.subject != "group:age=young" for i in message.items), "never announced, so never resolved aloud"
+
+
+def test_an_alert_that_resolves_while_silenced_is_never_announced(config_path: Path, store: LocalStore) -> None:
+    silences.add(store, "fraud:drift:*", until=T0 + timedelta(days=5), reason="r", created_by="c", now=T0)
+    assert run_day(store, config_path, 1, finding(1, "drift", "feature:a")).messages == []
+    assert run_day(store, config_path, 2, finding(2, "drift")).messages == []
+    assert store.get_state("alert:fraud:drift:feature:a")[0]["status"] == "resolved"
+    silences.remove(store, "fraud:drift:*")
+    assert run_day(store, config_path, 3, finding(3, "drift")).messages == []
 
 
 def test_a_silence_expires_by_itself(config_path: Path, store: LocalStore) -> None:

@@ -1,9 +1,10 @@
 """Findings through the alert rules and state into the outbox, then delivered through each channel.
 
-``record`` turns findings into state changes and queued notifications; ``flush`` delivers what waits
-in the outbox, channel by channel (the scheduler calls it once the jobs fired together have finished,
-and every ``scheduler.outbox_every`` for retries); ``process`` is both, what ``predwatch analyze``
-calls; ``preview`` prints what would be sent without writing anything (``--dry-run``).
+``record`` turns findings into state changes and queued notifications; ``flush`` announces the alerts
+whose silence ended (``release``) and delivers what waits in the outbox, channel by channel (the
+scheduler calls it once the jobs fired together have finished, and every ``scheduler.outbox_every``
+for retries); ``process`` is both, what ``predwatch analyze`` calls; ``preview`` prints what would be
+sent without writing anything (``--dry-run``).
 """
 
 from __future__ import annotations
@@ -25,11 +26,14 @@ from analyzers.alerts.routing import HeldCount, Routing, channel_names
 from analyzers.alerts.rules import alerts_of
 from analyzers.alerts.state import (
     STATE_PREFIX,
+    Change,
     Context,
     Notification,
     apply,
     changes_for,
     implied_by_current,
+    released,
+    unsilenced,
 )
 from analyzers.config.models import Config, JobConfig
 from analyzers.findings import Finding
@@ -151,15 +155,36 @@ def record(
     report = DeliveryReport()
     for finding in sorted(findings, key=lambda f: f.window.end):
         context = _context(store, config, finding, active)
-        for change in changes_for(store, finding, job_config(config, finding), now, context):
-            queued = [n for n in change.notifications if outbox.enqueue(store, n, now)]  # before the state: never lost
-            if apply(store, change):
-                report.created += len(change.notifications)
-                report.silenced += 1 if change.doc.get("silenced_by") and change.doc.get("status") == "firing" else 0
-                continue
-            for note in queued:  # another process changed this alert first: keep what its change implies too
-                if not implied_by_current(store, change, note):
-                    outbox.discard(store, note)
+        _write(store, changes_for(store, finding, job_config(config, finding), now, context), now, report)
+    return report
+
+
+def _write(store: StateStore, changes: Sequence[Change], now: datetime, report: DeliveryReport) -> None:
+    """Queue each change's notifications, then write its state; a change lost to another process keeps
+    only what the winner's change implies too."""
+    for change in changes:
+        queued = [n for n in change.notifications if outbox.enqueue(store, n, now)]  # before the state: never lost
+        if apply(store, change):
+            report.created += len(change.notifications)
+            report.silenced += 1 if change.doc.get("silenced_by") and change.doc.get("status") == "firing" else 0
+            continue
+        for note in queued:
+            if not implied_by_current(store, change, note):
+                outbox.discard(store, note)
+
+
+def release(store: StateStore, config: Config, *, now: datetime | None = None) -> DeliveryReport:
+    """Announce the firing alerts whose silence ended (expired or removed) since their job last ran."""
+    now = now or utcnow()
+    report = DeliveryReport()
+    if not isinstance(store, FindingStore):
+        return report
+    silences.expire(store, now)
+    active = silences.active(store, now)
+    for model, job, end in sorted({(d["model"], d["job"], d["last_window_end"]) for d in unsilenced(store, active)}):
+        for finding in store.read_findings(model, job, since=end, until=end):
+            context = _context(store, config, finding, active)
+            _write(store, released(store, finding, job_config(config, finding), now, context), now, report)
     return report
 
 
@@ -290,6 +315,7 @@ def flush(
         else:
             senders = open_channels(config, quiet=quiet, pacing=pacing)
     report = DeliveryReport(retry_every=config.scheduler.outbox_every)
+    report.created = release(store, config, now=now).created
     outbox.prune(store, now)
     for name, chosen in senders.items():
         report.channels[name] = _deliver(store, config, name, chosen, now, wanted)
@@ -312,7 +338,8 @@ def process(
     now = now or utcnow()
     recorded = record(store, config, findings, now=now)
     report = flush(store, config, sender=sender, senders=senders, quiet=quiet, now=now, pacing=pacing)
-    report.created, report.silenced = recorded.created, recorded.silenced
+    report.created += recorded.created
+    report.silenced = recorded.silenced
     return report
 
 

@@ -261,6 +261,31 @@ def _told(doc: dict[str, Any], routing: Routing) -> list[str]:
     return routing.channels(doc["alert"], "firing") if int(doc.get("sent_count") or 0) > 0 else []
 
 
+def released(store: StateStore, finding: Finding, job: JobConfig, now: datetime, context: Context) -> list[Change]:
+    """The alerts whose last finding is this one, silenced then and no longer: announced now, without
+    waiting for the job's next run."""
+    changes = []
+    for state_key, (doc, version) in store.list_state(f"{STATE_PREFIX}{finding.model}:{finding.job}:").items():
+        if doc.get("status") != "firing" or not doc.get("silenced_by") or doc.get("last_finding_id") != finding.id:
+            continue
+        if covering(context.silences, str(doc.get("key"))) is not None:
+            continue
+        base = {**doc, "silenced_by": None}
+        notes = _announcements(base, doc["alert"], finding=finding, job=job, now=now, ctx=context)
+        base["notification_ids"] = [n.id for n in notes]
+        changes.append(Change(state_key, base, version, notes))
+    return changes
+
+
+def unsilenced(store: StateStore, silences: Sequence[Silence]) -> list[dict[str, Any]]:
+    """The firing alerts last seen under a silence that no longer covers them."""
+    return [
+        doc
+        for doc, _v in store.list_state(STATE_PREFIX).values()
+        if doc.get("status") == "firing" and doc.get("silenced_by") and covering(silences, str(doc.get("key"))) is None
+    ]
+
+
 def apply(store: StateStore, change: Change) -> bool:
     """Write a change; ``False`` when another process changed the same alert first (then it owns it)."""
     try:
