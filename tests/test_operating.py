@@ -160,10 +160,14 @@ def test_check_config_reports_each_mistake_with_file_and_line(
     assert f"warning: {path}:13: models.n: no predictions of model 'n'" in err
 
     bad = tmp_path / "bad.yml"
-    bad.write_text("store: {local: {path: nowhere}}\nmodels:\n  m:\n    ops: {latency_ms: {p9x: 100}}\n")
+    bad.write_text(
+        "store: {local: {path: nowhere}}\nmodels:\n  m:\n    ops: {latency_ms: {p9x: 100}}\n"
+        "    drift:\n      features:\n        texture: {method: anderson}\n"
+    )
     assert main(["check-config", "-c", str(bad)]) == 2
     err = capsys.readouterr().err
     assert f"{bad}:4: models.m.ops.latency_ms: latency threshold key 'p9x' is not a percentile" in err
+    assert f"{bad}:7: models.m.drift.features.texture.method: unknown drift effect size 'anderson'" in err
     bad.write_text("store: {local: {path: nowhere}}\nmodels:\n  m:\n    ops: {}\n")
     assert main(["check-config", "-c", str(bad)]) == 2
     assert f"error: {bad}:1: store.local.path: log directory" in capsys.readouterr().err
