@@ -45,7 +45,6 @@ class Notification:
     finding_id: str
     since: str | None = None
     sent_count: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)
     channels: list[str] = field(default_factory=list)
     summary: str = ""
 
@@ -67,7 +66,6 @@ class Notification:
             "finding_id": self.finding_id,
             "since": self.since,
             "sent_count": self.sent_count,
-            "extra": self.extra,
             "channels": self.channels,
             "summary": self.summary,
         }
@@ -81,7 +79,6 @@ class Notification:
             finding_id=data["finding_id"],
             since=data.get("since"),
             sent_count=int(data.get("sent_count", 1)),
-            extra=data.get("extra") or {},
             channels=list(data.get("channels") or []),
             summary=str(data.get("summary") or ""),
         )
@@ -241,9 +238,11 @@ def _announcements(
     if told and (last_sent is None or now - last_sent >= cooldown_for(job, sent_count)):
         again = [c for c in ctx.routing.channels(alert, "reminder", confirmed) if c in told]
         if again:
-            note = Notification("reminder", alert, window, finding.id, since, sent_count + 1, channels=again)
-            note.summary = summary
-            notes.append(note)
+            notes.append(
+                Notification(
+                    "reminder", alert, window, finding.id, since, sent_count + 1, channels=again, summary=summary
+                )
+            )
     if notes:
         doc.update(
             last_sent_at=format_time(now),

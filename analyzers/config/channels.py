@@ -141,8 +141,3 @@ class RouteConfig(Strict):
     severities: list[SeverityName] | None = None  # default: every severity
     kinds: list[Kind] | None = None  # default: firing, reminder and resolved
     confirm: ConfirmConfig | None = None
-
-
-def route_window(routes: list[RouteConfig] | None) -> int:
-    """How many past windows the confirm rules look at (0 without any)."""
-    return max((r.confirm.of for r in routes or [] if r.confirm is not None), default=0)
