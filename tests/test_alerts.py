@@ -254,6 +254,20 @@ def test_messages_escape_user_data_and_mention_on_critical() -> None:
     assert slack_channel.mention_for(message, config.slack.mention) is None, "only critical alerts mention"
 
 
+def test_messages_link_kibana_only_where_kibana_can_show_the_window() -> None:
+    window = {"start": "2026-11-20T00:00:00Z", "end": "2026-11-21T00:00:00Z"}
+    alert = {"key": "k", "model": "fraud", "job": "drift", "subject": "s", "severity": "warning", "message": "m"}
+    note = Notification("firing", alert, window, "f")
+    elastic = Config.model_validate(
+        {"store": {"elasticsearch": {"hosts": ["https://es:9200"]}}, "kibana": {"url": "http://kb:5601"}}
+    )
+    local = Config.model_validate({"kibana": {"url": "http://kb:5601"}, "delivery": {"report_url": "http://r/{model}"}})
+    assert [link.label for link in build_message([note], elastic).links] == ["Open in Kibana"]
+    assert [(link.label, link.url) for link in build_message([note], local).links] == [
+        ("HTML report", "http://r/fraud")
+    ]
+
+
 def test_kibana_link_carries_model_and_window() -> None:
     url = kibana_discover_url("http://k:5601/", "fraud", "2026-11-20T00:00:00Z", "2026-11-21T00:00:00Z")
     assert url.startswith(
