@@ -55,8 +55,10 @@ def run_jobs(
     at: datetime | None = None,
     base: Path | None = None,
     progress: Callable[[str, str], None] | None = None,
+    record: bool = True,
 ) -> list[Finding]:
-    """Every selected job of every selected model, once; findings are written to the store."""
+    """Every selected job of every selected model, once; findings are written to the store unless
+    ``record`` is false (a dry run)."""
     wanted_models = set(models) if models is not None else None
     wanted_jobs = set(jobs) if jobs is not None else None
     unknown = (wanted_models or set()) - set(config.models)
@@ -73,6 +75,6 @@ def run_jobs(
                 progress(model, name)
             window = job_window(model_config, job, at)
             findings.append(run_job(store, model, name, with_paths_resolved(job, base), window))
-    if findings:
+    if findings and record:
         store.write_findings(findings)
     return findings

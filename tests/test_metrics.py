@@ -230,7 +230,9 @@ def test_runs_alerts_and_the_outbox_are_the_stored_state(
     assert outbox
     assert value(scraped, "predwatch_outbox_notifications") == len(outbox)
     assert value(scraped, "predwatch_outbox_failing_notifications") == len(outbox)
-    assert value(scraped, "predwatch_outbox_failed_attempts") == sum(doc["attempts"] for doc, _ in outbox.values())
+    attempts = [record["attempts"] for doc, _ in outbox.values() for record in doc["deliveries"].values()]
+    assert all(attempts)
+    assert value(scraped, "predwatch_outbox_failed_attempts") == sum(attempts)
     assert value(scraped, "predwatch_store_up") == 1.0
 
 

@@ -162,12 +162,22 @@ class PerformanceConfig(VersionedJobConfig):
 
 class OpsConfig(VersionedJobConfig):
     window: timedelta = timedelta(hours=1)
+    # error rate and latency are judged from this many events; an hour of a quiet service is still judged
+    # (silence is judged whatever the count)
+    min_rows: int = 20
     bucket: timedelta = timedelta(minutes=5)
     max_silence: timedelta = timedelta(minutes=30)  # no predictions for this long alerts
     max_error_rate: float = 0.05
     latency_ms: dict[str, float] = Field(default_factory=lambda: {"p95": 500.0})
 
     _b = field_validator("bucket", "max_silence", mode="before")(lambda v: duration(v))
+
+    @field_validator("latency_ms")
+    @classmethod
+    def _percentiles(cls, limits: dict[str, float]) -> dict[str, float]:
+        for name in limits:
+            percentile_level(name)  # a ValueError names the key
+        return limits
 
 
 CANARY_METRICS = ("accuracy", "precision", "recall", "error_rate", "mae", "rmse")

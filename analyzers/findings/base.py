@@ -116,6 +116,12 @@ class Metrics(ABC):
         reference) held no predictions at all; silence from a job must never look like good news."""
         return any(n == 0 for n in self.row_counts())
 
+    def judged(self, subject: str) -> bool:
+        """Whether the job judged this subject although the finding as a whole gave no verdict (an ops
+        window too small to judge latency still says whether predictions stopped); then an alert on the
+        subject that is no longer found has resolved."""
+        return False
+
     def headline(self) -> str:
         """The key numbers in one line."""
         return ""

@@ -7,7 +7,9 @@ State documents are read defensively, field by field, since other parts may add 
 
 - ``heartbeat:<model>:<job>``: ``model``, ``job``, ``ran_at``, ``duration_s``, ``status``, ``window_end``;
 - ``alert:<model>:<job>:<subject>``: ``model``, ``job``, ``status`` (``firing`` counts) and ``alert.severity``;
-- ``outbox:<id>``: the document's presence, ``created_at`` and ``attempts`` (failed deliveries so far).
+- ``outbox:<id>``: ``done_at`` (an entry every channel took, kept a while: not waiting), ``created_at``, and
+  per channel under ``deliveries``: ``status`` (``sent`` or pending) and ``attempts`` (failed deliveries so far);
+  an entry without ``deliveries`` counts its top-level ``attempts``.
 """
 
 from __future__ import annotations
@@ -252,15 +254,26 @@ def alert_samples(docs: Iterable[Mapping[str, Any]], jobs: Sequence[tuple[str, s
     return out
 
 
+def _failed_attempts(doc: Mapping[str, Any]) -> float:
+    """Failed attempts of an outbox entry over the channels that have not taken it yet."""
+    records = doc.get("deliveries")
+    if not isinstance(records, Mapping):
+        return _count(doc.get("attempts"))
+    return sum(
+        _count(r.get("attempts")) for r in records.values() if isinstance(r, Mapping) and r.get("status") != "sent"
+    )
+
+
 def _count(value: Any) -> float:
     """A count field as a number (0 when absent or not a number)."""
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
 
 def outbox_samples(docs: Iterable[Mapping[str, Any]], now: datetime) -> list[Sample]:
-    """The outbox's size, how many of its notifications failed to deliver, their failed attempts, the oldest age."""
-    entries = list(docs)
-    attempts = [_count(doc.get("attempts")) for doc in entries]
+    """The outbox's waiting notifications, how many failed to deliver to a channel, their failed attempts, the
+    oldest age (entries every channel took are kept a while to recognise repeats: they are not waiting)."""
+    entries = [doc for doc in docs if not doc.get("done_at")]
+    attempts = [_failed_attempts(doc) for doc in entries]
     created = [t for t in (_timestamp(doc.get("created_at")) for doc in entries) if t is not None]
     out = sample("predwatch_outbox_notifications", len(entries))
     out += sample("predwatch_outbox_failing_notifications", sum(1 for a in attempts if a > 0))
