@@ -22,9 +22,10 @@ from analyzers.config.models import (
     PerformanceConfig,
     ReferenceConfig,
 )
+from analyzers.findings.fairness import AttributeResult
 from analyzers.report import charts, write_report
 from analyzers.report.data import Distribution, latency_by_bucket, numeric_edges, top_categories
-from analyzers.report.html import _PAGE, plot
+from analyzers.report.html import _PAGE, _gap_table, plot
 from analyzers.runner import run_jobs
 from analyzers.store import LocalStore
 from analyzers.timeutil import Window
@@ -241,3 +242,36 @@ def test_latency_percentiles_per_bucket_skip_sparse_buckets() -> None:
     out = latency_by_bucket(sample, window, timedelta(hours=1), 2)
     assert out["p50"][0] == pytest.approx(29.5)
     assert out["p50"][1] is None
+
+
+def test_gap_table_highlights_only_what_the_verdict_flags() -> None:
+    """A ratio below four-fifths whose difference is not significant gets an OK badge, no highlight, and says so."""
+    unproven = AttributeResult.from_dict(
+        {
+            "name": "region",
+            "demographic_parity_difference": 0.12,
+            "demographic_parity_difference_ci": [-0.02, 0.26],
+            "demographic_parity_ratio": 0.7,
+            "status": "ok",
+        }
+    )
+    breached = AttributeResult.from_dict(
+        {
+            "name": "age_band",
+            "demographic_parity_difference": 0.3,
+            "demographic_parity_difference_ci": [0.2, 0.4],
+            "demographic_parity_ratio": 0.5,
+            "status": "alert",
+        }
+    )
+    rows = re.findall(
+        r"<tr( class=\"alert\")?><td>(\w+)</td>(.*?)</tr>",
+        _gap_table([unproven, breached], 0.8, frozenset({"age_band"})),
+    )
+    by_name = {name: (bool(css), cells) for css, name, cells in rows}
+    assert by_name["region"][0] is False
+    assert "below 0.8, not significant" in by_name["region"][1]
+    assert ">OK<" in by_name["region"][1]
+    assert by_name["age_band"][0] is True
+    assert "not significant" not in by_name["age_band"][1]
+    assert ">ALERT<" in by_name["age_band"][1]

@@ -11,6 +11,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.text import Annotation
 from report_events import degenerate_logs
@@ -99,7 +100,7 @@ def test_gaps_that_cannot_be_computed_are_written_not_drawn_as_zero(figures: lis
         ),
         AttributeResult.from_dict({"name": "alone", "demographic_parity_difference": None}),
     ]
-    svg = charts.fairness_gaps(attributes, 0.8, 0.1, "gaps")
+    svg = charts.fairness_gaps(attributes, 0.8, 0.1, frozenset(), "gaps")
     assert svg.count(">n/a<") == 5  # equalized odds of "segment"; both differences of "alone"; both ratios
     (fig,) = figures
     assert _legends_clear_of_data(fig) == []
@@ -111,7 +112,7 @@ def test_four_fifths_label_sits_on_its_line(figures: list[Figure]) -> None:
             {"name": "region", "demographic_parity_difference": 0.3, "demographic_parity_ratio": 0.5}
         )
     ]
-    charts.fairness_gaps(attributes, 0.8, 0.1, "gaps")
+    charts.fairness_gaps(attributes, 0.8, 0.1, frozenset({"region"}), "gaps")
     (fig,) = figures
     renderer = _renderer(fig)
     right = fig.axes[1]
@@ -173,3 +174,14 @@ def test_a_report_over_degenerate_groups_draws_every_plot(tmp_path: Path) -> Non
     assert "could not be drawn" not in html
     for label in ("fairness parity gaps", "fairness rates per group of segment", "fairness over time"):
         assert f'aria-label="{label}"' in html
+
+
+def test_a_ratio_below_the_line_is_red_only_when_the_job_flagged_it(figures: list[Figure]) -> None:
+    attributes = [
+        AttributeResult.from_dict({"name": name, "demographic_parity_difference": 0.3, "demographic_parity_ratio": 0.5})
+        for name in ("flagged", "unproven")
+    ]
+    charts.fairness_gaps(attributes, 0.8, 0.1, frozenset({"flagged"}), "gaps")
+    (fig,) = figures
+    bars = [to_hex(patch.get_facecolor()) for patch in fig.axes[1].patches]
+    assert bars == [charts.ALERT_COLOR, charts.REF_COLOR]

@@ -40,7 +40,7 @@ from analyzers.formatting import format_number, format_percent
 from analyzers.jobs.base import error_finding
 from analyzers.jobs.performance import infer_task, numeric_values, row_weights
 from analyzers.jobs.versions import by_first_seen, first_seen, live_versions
-from analyzers.stats.binning import fine_edges, merge_bins, quantile_edges, quantile_levels
+from analyzers.stats.binning import fine_edges, quantile_edges, quantile_levels
 from analyzers.stats.canary import (
     Decision,
     Difference,
@@ -378,8 +378,7 @@ def _numeric_drift(store: PredictionReader, column: str, base: Query, cand: Quer
         ref_fine=full[0],
         cur_fine=full[1],
         fine_edges=fine,
-        ref_coarse=merge_bins(full[0], fine_edges=fine, coarse_edges=coarse),
-        cur_coarse=merge_bins(full[1], fine_edges=fine, coarse_edges=coarse),
+        coarse_edges=coarse,
         low=min(float(s.min) for s in summaries if s.min is not None),
         high=max(float(s.max) for s in summaries if s.max is not None),
         scale=spread(ref_std=summaries[0].std, cur_std=summaries[1].std, ref_mean=summaries[0].mean),

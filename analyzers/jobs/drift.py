@@ -15,8 +15,8 @@ one pass, so memory grows with the bins and the bounded sample, not the rows.  W
 hold at most ``config.sample_size`` unweighted rows, their values are read whole and KS and
 Wasserstein are computed exactly.  Categorical columns use ``store.category_counts``.
 Every p-value of the run (distribution and missing-rate tests) is corrected together; a column
-drifts when its adjusted p-value is below ``alpha`` and its effect size exceeds its threshold (see
-:mod:`analyzers.stats.drift`).
+drifts when its adjusted p-value is below ``alpha`` and its effect size, less the part sampling alone
+gives at these sizes (``effect_size_noise``), exceeds its threshold (see :mod:`analyzers.stats.drift`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from analyzers.config.models import DriftConfig, FeatureOverride
 from analyzers.findings import Coverage, DriftMetrics, Finding, Signal
 from analyzers.jobs import coverage
 from analyzers.jobs.base import error_finding
-from analyzers.stats.binning import bin_counts, fine_edges, merge_bins, quantile_edges, quantile_levels
+from analyzers.stats.binning import bin_counts, fine_edges, quantile_edges, quantile_levels
 from analyzers.stats.drift import ColumnDrift, Kind, MissingRate, decide, is_discrete, missing_rate_test, spread
 from analyzers.stats.drift_methods import NumericColumn, categorical_drift, default_effect_size, numeric_drift
 from analyzers.store import open_reference_file
@@ -249,8 +249,7 @@ def _numeric_columns(
             ref_fine=ref_fine,
             cur_fine=cur_fine,
             fine_edges=column_bins.fine,
-            ref_coarse=merge_bins(ref_fine, fine_edges=column_bins.fine, coarse_edges=column_bins.coarse),
-            cur_coarse=merge_bins(cur_fine, fine_edges=column_bins.fine, coarse_edges=column_bins.coarse),
+            coarse_edges=column_bins.coarse,
             low=min(v for v in (ref_summary.min, cur_summary.min) if v is not None),
             high=max(v for v in (ref_summary.max, cur_summary.max) if v is not None),
             scale=spread(ref_std=ref_summary.std, cur_std=cur_summary.std, ref_mean=ref_summary.mean),
@@ -359,8 +358,8 @@ def _signal(result: ColumnDrift, config: DriftConfig) -> Signal:
     parts = []
     if result.distribution_drifted:
         parts.append(
-            f"{result.effect_size_method} {result.effect_size:.3g} > {result.threshold:g}"
-            f" ({result.method} adjusted p={result.p_value_adjusted:.2g})"
+            f"{result.effect_size_method} {result.effect_size:.3g} (noise {result.effect_size_noise:.2g})"
+            f" > {result.threshold:g} + noise ({result.method} adjusted p={result.p_value_adjusted:.2g})"
         )
     if result.missing_drifted and result.missing is not None:
         parts.append(

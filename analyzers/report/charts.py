@@ -178,8 +178,9 @@ def distribution(dist: Distribution, feature: ColumnDrift | None, key: str) -> s
     verdict = "DRIFTED" if drifted else "no drift"
     method = (feature.effect_size_method or feature.method) if feature is not None else None
     effect = _num(feature.effect_size if feature is not None else None)
+    chance = _num(feature.effect_size_noise if feature is not None else None)
     p_adj = _num(feature.p_value_adjusted if feature is not None else None)
-    title = f"{short(dist.name, 32)}: {verdict}\n{method} {effect:.3g}, adjusted p {p_adj:.2g}"
+    title = f"{short(dist.name, 32)}: {verdict}\n{method} {effect:.3g} (noise {chance:.2g}), adjusted p {p_adj:.2g}"
     edges = np.asarray(dist.edges or [])
     if dist.kind == "numeric" and dist.discrete and len(edges) - 1 <= MAX_GROUPED_VALUES:
         fig, axes = _figure(height=2.6, width=SMALL_WIDTH)  # one bin per integer value: grouped bars
@@ -244,7 +245,7 @@ def drift_trend(
             bottom.plot(x[hit], ratios[name][hit], "o", markersize=7, markerfacecolor="none", color=ALERT_COLOR)
     _line(bottom, 1.0, "threshold")
     bottom.set_ylim(bottom=0)
-    bottom.set_ylabel("effect size ÷ threshold")
+    bottom.set_ylabel("effect beyond noise ÷ threshold")
     bottom.set_xlabel("time (UTC); circled: drifted")
     _legend_outside(bottom)
     bottom.xaxis_date()
@@ -292,8 +293,15 @@ def fairness_groups(attribute: AttributeResult, key: str) -> str:
 
 
 @_styled
-def fairness_gaps(attributes: Sequence[AttributeResult], parity_ratio: float, max_difference: float, key: str) -> str:
-    """Per attribute: demographic parity and equalized-odds differences (with CIs), and the parity ratio.
+def fairness_gaps(
+    attributes: Sequence[AttributeResult],
+    parity_ratio: float,
+    max_difference: float,
+    flagged: frozenset[str],
+    key: str,
+) -> str:
+    """Per attribute: demographic parity and equalized-odds differences (with CIs), and the parity ratio, red
+    for the attributes whose parity the job ``flagged`` (a ratio below the line without significance is not).
 
     A measure that could not be computed (too few groups large enough) is written ``n/a``, not drawn as 0.
     """
@@ -326,7 +334,7 @@ def fairness_gaps(attributes: Sequence[AttributeResult], parity_ratio: float, ma
     left.set_title("Parity differences (CI)", loc="left")
     ratios = np.array([_num(a.demographic_parity_ratio.value) for a in attributes])
     shown = np.isfinite(ratios)
-    colors = [ALERT_COLOR if r < parity_ratio else REF_COLOR for r in ratios[shown]]
+    colors = [ALERT_COLOR if a.name in flagged else REF_COLOR for a, ok in zip(attributes, shown, strict=True) if ok]
     right.bar(x[shown], ratios[shown], width=0.5, color=colors)
     for position in x[~shown]:
         right.text(position, 0.01, "n/a", ha="center", va="bottom", fontsize=7, color=LINE_COLOR)

@@ -263,13 +263,13 @@ def _add_distributions(store: PredictionReader, data: ReportData, base: Path | N
 
 
 def _drift_rank(feature: ColumnDrift) -> tuple[int, float]:
-    """Drifted columns first, then by effect size relative to its threshold (largest first)."""
+    """Drifted columns first, then by effect size beyond noise relative to its threshold (largest first)."""
     return (0 if feature.drifted else 1, -(_relative_effect(feature) or 0.0))
 
 
 def _relative_effect(feature: ColumnDrift) -> float | None:
     """Effect size over its threshold (1 is where a column starts to count as drifted)."""
-    effect, threshold = feature.effect_size, feature.threshold
+    effect, threshold = feature.effect_beyond_noise, feature.threshold
     if not math.isfinite(effect):
         return None
     return effect / threshold if math.isfinite(threshold) and threshold > 0 else effect

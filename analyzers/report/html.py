@@ -264,7 +264,8 @@ def _drift(data: ReportData) -> str:
             f"drifted (share {fmt(m.share_drifted)}; dataset drift when at least {fmt(m.drift_share)}): "
             f"<strong>{'dataset drift' if m.dataset_drift else 'no dataset drift'}</strong>. "
             f"p-values adjusted with {escape(m.correction or '')} at alpha {fmt(m.alpha)}; a column "
-            "drifts when its adjusted p-value is below alpha and its effect size above its threshold.</p>"
+            "drifts when its adjusted p-value is below alpha and its effect size, less the noise sampling alone "
+            "gives at these sizes, above its threshold.</p>"
         )
         parts.append(_drift_table(m.features))
         parts.extend(note(text) for text in data.distribution_notes)
@@ -282,8 +283,8 @@ def _drift(data: ReportData) -> str:
         )
         parts.append(
             f'<p class="muted">Each column against {escape(trend.reference)}, from the logs per '
-            f"{escape(format_duration(trends.bucket))}; effect sizes only (a column drifts when its test is also "
-            f"significant). {escape(_fired_note(data, 'drift'))}</p>"
+            f"{escape(format_duration(trends.bucket))}; effect sizes beyond sampling noise (a column drifts when its "
+            f"test is also significant). {escape(_fired_note(data, 'drift'))}</p>"
         )
     else:
         parts.append(note(data.trends.notes.get("drift") or "No drift trend: no column could be compared."))
@@ -305,14 +306,15 @@ def _drift_table(features: list[ColumnDrift]) -> str:
             fmt(f.statistic),
             fmt(f.p_value_adjusted, 2),
             f"{escape(f.effect_size_method)} {fmt(f.effect_size)}",
+            fmt(f.effect_size_noise),
             fmt(f.threshold),
             missing,
             new_text or "—",
             badge("alert") if f.drifted else badge("ok"),
         ]
         rows.append(("alert" if f.drifted else "", cells))
-    headers = ["column", "kind", "test", "statistic", "adjusted p", "effect size", "threshold", "missing", "new", ""]
-    return table(headers, rows, numeric={3, 4, 6})
+    headers = ["column", "kind", "test", "statistic", "adjusted p", "effect size", "noise", "threshold"]
+    return table([*headers, "missing", "new", ""], rows, numeric={3, 4, 6, 7})
 
 
 def _distribution_plot(dist: Distribution, feature: ColumnDrift | None, index: int) -> str:
@@ -341,8 +343,9 @@ def _fairness(data: ReportData) -> str:
             f"verdict. Intervals at {pct(reference.get('confidence', config.confidence))}: "
             f"{escape(str(reference.get('interval', 'Wilson')))}.</p>"
         )
-        parts.append(plot(charts.fairness_gaps, attributes, parity_ratio, max_difference, "fair-gaps"))
-        parts.append(_gap_table(attributes, parity_ratio))
+        flagged = _parity_breaches(finding)
+        parts.append(plot(charts.fairness_gaps, attributes, parity_ratio, max_difference, flagged, "fair-gaps"))
+        parts.append(_gap_table(attributes, parity_ratio, flagged))
     for i, attribute in enumerate(attributes):
         parts.append(f"<h3>{escape(attribute.name)} {badge(attribute.status)}</h3>")
         if attribute.groups:
@@ -366,7 +369,15 @@ def _fairness(data: ReportData) -> str:
     return _section("fairness", "\n".join(parts))
 
 
-def _gap_table(attributes: list[AttributeResult], parity_ratio: float) -> str:
+def _parity_breaches(finding: Finding | None) -> frozenset[str]:
+    """The attributes whose demographic parity the fairness job flagged (significant and beyond a limit)."""
+    signals = finding.signals if finding is not None else []
+    return frozenset(s.subject.removeprefix("attribute:") for s in signals if s.subject.startswith("attribute:"))
+
+
+def _gap_table(attributes: list[AttributeResult], parity_ratio: float, flagged: frozenset[str]) -> str:
+    """Each attribute's parity gaps; a row is highlighted only when its verdict is an alert, and a ratio below
+    ``parity_ratio`` that the job did not flag (its difference is not significant) says so."""
     rows = []
     for a in attributes:
         difference, ratio, odds = (
@@ -377,16 +388,22 @@ def _gap_table(attributes: list[AttributeResult], parity_ratio: float) -> str:
         cells = [
             escape(a.name),
             f"{fmt(difference.value)} ({ci(difference.ci)})",
-            f"{fmt(ratio.value)} ({ci(ratio.ci)})",
+            f"{fmt(ratio.value)} ({ci(ratio.ci)}){_unflagged_ratio(a, parity_ratio, flagged)}",
             f"{fmt(odds.value)} ({ci(odds.ci)})",
             fmt(a.eligible_groups),
             fmt(a.missing),
             badge(a.status),
         ]
-        breached = ratio.value is not None and ratio.value < parity_ratio
-        rows.append(("alert" if a.status == "alert" or breached else "", cells))
+        rows.append(("alert" if a.status == "alert" else "", cells))
     headers = ["attribute", "parity difference (CI)", "parity ratio (CI)", "equalized odds diff. (CI)"]
     return table([*headers, "groups judged", "rows without a group", ""], rows)
+
+
+def _unflagged_ratio(attribute: AttributeResult, parity_ratio: float, flagged: frozenset[str]) -> str:
+    ratio = attribute.demographic_parity_ratio.value
+    if ratio is None or ratio >= parity_ratio or attribute.name in flagged:
+        return ""
+    return f'<br><span class="muted">below {fmt(parity_ratio)}, not significant</span>'
 
 
 def _group_table(attribute: AttributeResult) -> str:

@@ -5,11 +5,11 @@ spans under three days, a day up to 92 days, a week beyond), and the leading buc
 are dropped, so a first report over ten days of logs shows ten days, whatever findings are stored.
 Each bucket is measured as the jobs measure a window:
 
-- drift: each column's effect size (the drift job's method and threshold, :mod:`analyzers.stats.drift`)
-  of the bucket against the reference the drift job would use for a window ending where the bucket ends,
-  counted over bins fixed once from the reference at ``T`` (so a bucket costs its bins, not its rows), and
-  the job's verdict rule on the bucket's columns (binned tests, corrected together; missing rates left to
-  the job);
+- drift: each column's effect size beyond sampling noise (the drift job's method, noise and threshold,
+  :mod:`analyzers.stats.drift`) of the bucket against the reference the drift job would use for a
+  window ending where the bucket ends, counted over bins fixed once from the reference at ``T`` (so a
+  bucket costs its bins, not its rows), and the job's verdict rule on the bucket's columns (binned
+  tests, corrected together; missing rates left to the job);
 - performance: label coverage, and where a bucket has ``min_labels`` labels, the task's metrics
   (classification from the bucket's confusion counts; regression errors need each row's error, so those
   buckets stream their labelled rows as the performance job does);
@@ -38,7 +38,7 @@ from analyzers.findings import Finding
 from analyzers.jobs.drift import column_methods, display_name, feature_override
 from analyzers.jobs.fairness import group_attributes, group_counts, match_group
 from analyzers.jobs.performance import infer_task, measure
-from analyzers.stats.binning import fine_edges, merge_bins, quantile_edges, quantile_levels
+from analyzers.stats.binning import fine_edges, quantile_edges, quantile_levels
 from analyzers.stats.drift import ColumnDrift, Kind, decide, is_discrete, spread
 from analyzers.stats.drift_methods import NumericColumn, categorical_drift, numeric_drift
 from analyzers.stats.fairness import assess_attribute
@@ -77,8 +77,9 @@ def buckets(at: datetime, span: timedelta, bucket: timedelta) -> list[Window]:
 
 @dataclass
 class DriftTrend:
-    """Per column (display name), its effect size over its threshold in each bucket (1: the threshold), and
-    whether the drift job's rule (significant after correction, and beyond the threshold) calls it drifted."""
+    """Per column (display name), its effect size beyond sampling noise (0 when within it) over its
+    threshold in each bucket (1: the threshold), and whether the drift job's rule (significant after
+    correction, and beyond noise by more than the threshold) calls it drifted."""
 
     ratios: dict[str, Series]
     drifted: dict[str, list[bool]]
@@ -418,8 +419,8 @@ def _drift(
             for result in results:
                 methods[result.name] = f"{result.effect_size_method} > {result.threshold:g}"
                 drifted[result.name][i] = result.drifted
-                if math.isfinite(result.effect_size) and result.threshold > 0:
-                    ratios[result.name][i] = result.effect_size / result.threshold
+                if math.isfinite(result.effect_beyond_noise) and result.threshold > 0:
+                    ratios[result.name][i] = max(0.0, result.effect_beyond_noise) / result.threshold
         described = f"the file {reference.file}" if reference.file is not None else _describe(reference, config)
         return DriftTrend(ratios, drifted, methods, described)
     finally:
@@ -503,8 +504,7 @@ def _effect(
             ref_fine=r,
             cur_fine=c,
             fine_edges=bins.fine,
-            ref_coarse=merge_bins(r, fine_edges=bins.fine, coarse_edges=bins.coarse),
-            cur_coarse=merge_bins(c, fine_edges=bins.fine, coarse_edges=bins.coarse),
+            coarse_edges=bins.coarse,
             low=bins.low,
             high=bins.high,
             scale=bins.scale,

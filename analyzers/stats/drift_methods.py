@@ -19,17 +19,25 @@ Defaults: a continuous numeric column is tested with KS, a discrete one (few dis
 quantiles) and a categorical one with chi-square; an effect size may name the test it goes with
 (``pairs_with``: Cramér's V goes with chi-square).  The default effect size is normalised Wasserstein for
 continuous columns and Jensen–Shannon distance for categorical and discrete ones.
+
+Every comparison also measures its effect size's sampling noise (:func:`noise`): the mean effect size
+between ``NOISE_DRAWS`` pairs of samples of the two sides' sizes drawn from both sides pooled (multinomial
+over the fine bins or the categories, a fixed seed so that a window judged twice is judged alike).  It
+needs nothing from a method but its own ``numeric``/``categorical``, so a new effect size gets it too;
+the verdict compares the effect beyond it with the threshold (see :func:`analyzers.stats.drift.decide`).
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 
+from analyzers.stats.binning import merge_bins
 from analyzers.stats.drift import (
     MAX_NEW_CATEGORIES,
     ColumnDrift,
@@ -44,26 +52,41 @@ from analyzers.stats.drift import (
     wasserstein_from_samples,
 )
 
+NOISE_DRAWS = 32  # resampled pairs behind an effect size's noise (its standard error is about 1/6 of its spread)
+NOISE_SEED = 20261122  # fixed: the same counts always give the same noise, so a verdict is reproducible
+
 
 @dataclass(frozen=True, kw_only=True)
 class NumericColumn:
     """A numeric column's counts on both sides over bins fixed from the reference (see ``stats.binning``).
 
-    ``*_fine`` count the fine (percentile) bins over ``fine_edges``, ``*_coarse`` the decile bins; ``low``
-    and ``high`` bound both sides' values; ``scale`` divides Wasserstein (see ``stats.drift.spread``);
-    ``samples`` are both sides' raw values when small enough for exact tests.
+    ``*_fine`` count the fine (percentile) bins over ``fine_edges``; ``coarse_edges`` (a subset of them,
+    the reference deciles) bound the coarse bins; ``low`` and ``high`` bound both sides' values; ``scale``
+    divides Wasserstein (see ``stats.drift.spread``); ``samples`` are both sides' raw values when small
+    enough for exact tests.
     """
 
     ref_fine: np.ndarray
     cur_fine: np.ndarray
     fine_edges: np.ndarray
-    ref_coarse: np.ndarray
-    cur_coarse: np.ndarray
+    coarse_edges: np.ndarray
     low: float
     high: float
     scale: float
     discrete: bool = False
     samples: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def ref_coarse(self) -> np.ndarray:
+        return merge_bins(self.ref_fine, fine_edges=self.fine_edges, coarse_edges=self.coarse_edges)
+
+    @property
+    def cur_coarse(self) -> np.ndarray:
+        return merge_bins(self.cur_fine, fine_edges=self.fine_edges, coarse_edges=self.coarse_edges)
+
+    def with_counts(self, ref_fine: np.ndarray, cur_fine: np.ndarray) -> NumericColumn:
+        """The same column with other fine counts over the same bins (and no raw values)."""
+        return replace(self, ref_fine=ref_fine, cur_fine=cur_fine, samples=None)
 
     def table(self) -> tuple[np.ndarray, np.ndarray]:
         """The counts compared as categories: a discrete column's fine bins (they hold its values), else the deciles."""
@@ -299,6 +322,38 @@ class CramersV(EffectSize):
         return Effect(chi_square(column.ref, column.cur)[1])
 
 
+# ---- sampling noise ---------------------------------------------------------------------------------------
+
+
+def noise(measure: EffectSize, column: NumericColumn | CategoricalColumn, *, draws: int = NOISE_DRAWS) -> float:
+    """The mean effect size between samples of the two sides' sizes drawn alike from both sides pooled.
+
+    Numeric columns are drawn over their fine bins, categorical ones over their categories (both
+    multinomial, sizes the sides' counts rounded: weighted counts are taken as that many rows).  NaN when
+    a side is empty.
+    """
+    if isinstance(column, NumericColumn):
+        ref, cur = np.asarray(column.ref_fine, dtype=float), np.asarray(column.cur_fine, dtype=float)
+    else:
+        ref, cur = np.asarray(column.ref, dtype=float), np.asarray(column.cur, dtype=float)
+    n_ref, n_cur, pooled = round(float(ref.sum())), round(float(cur.sum())), ref + cur
+    if n_ref < 1 or n_cur < 1:
+        return math.nan
+    rng = np.random.default_rng(NOISE_SEED)
+    shares = pooled / pooled.sum()
+    refs = rng.multinomial(n_ref, shares, size=draws).astype(float)
+    curs = rng.multinomial(n_cur, shares, size=draws).astype(float)
+    values = []
+    for r, c in zip(refs, curs, strict=True):
+        if isinstance(column, NumericColumn):
+            effect = measure.numeric(column.with_counts(r, c))
+        else:
+            effect = measure.categorical(CategoricalColumn(r, c))
+        if math.isfinite(effect.value):
+            values.append(effect.value)
+    return float(np.mean(values)) if values else math.nan
+
+
 # ---- columns ----------------------------------------------------------------------------------------------
 
 
@@ -312,12 +367,13 @@ def numeric_drift(
 ) -> ColumnDrift:
     """Compare a numeric column with the named effect size and test (the default test when ``None``).
 
-    ``threshold`` defaults to the effect size's own.
+    ``threshold`` defaults to the effect size's own; the effect size's sampling noise is measured too.
     """
     measure = effect_size(effect, "numeric")
     test_name = test or default_test("numeric", discrete=column.discrete, effect=measure.name)
     result = drift_test(test_name, "numeric")().numeric(column)
     size = measure().numeric(column)
+    chance = noise(measure(), column) if math.isfinite(size.value) else math.nan
     extra: dict[str, Any] = {"test_mode": "exact" if column.samples is not None else "binned", **size.details}
     if column.discrete:
         extra["discrete"] = True
@@ -329,6 +385,7 @@ def numeric_drift(
         p_value=result.p_value,
         effect_size_method=measure.name,
         effect_size=size.value,
+        effect_size_noise=chance,
         threshold=measure.threshold if threshold is None else threshold,
         n_ref=float(np.sum(column.ref_fine)),
         n_cur=float(np.sum(column.cur_fine)),
@@ -348,7 +405,8 @@ def categorical_drift(
     """Compare category counts (the key ``None``, missing, is left out: see ``stats.drift.missing_rate_test``).
 
     Categories seen only in the current window stay in the table (a new category is drift) and are
-    listed in ``new_categories`` (largest first) with their share of the current window.
+    listed in ``new_categories`` (largest first) with their share of the current window.  The effect
+    size's sampling noise is measured too.
     """
     measure = effect_size(effect, "categorical")
     ref = {k: float(v) for k, v in ref_counts.items() if k is not None and v > 0}
@@ -356,6 +414,7 @@ def categorical_drift(
     keys = sorted(set(ref) | set(cur), key=lambda k: (type(k).__name__, str(k)))
     column = CategoricalColumn(np.array([ref.get(k, 0.0) for k in keys]), np.array([cur.get(k, 0.0) for k in keys]))
     result = drift_test(test or default_test("categorical"), "categorical")().categorical(column)
+    size = measure().categorical(column).value
     n_cur = float(column.cur.sum())
     new = sorted(((k, v) for k, v in cur.items() if k not in ref), key=lambda kv: -kv[1])
     extra = {
@@ -371,7 +430,8 @@ def categorical_drift(
         statistic=result.statistic,
         p_value=result.p_value,
         effect_size_method=measure.name,
-        effect_size=measure().categorical(column).value,
+        effect_size=size,
+        effect_size_noise=noise(measure(), column) if math.isfinite(size) else math.nan,
         threshold=measure.threshold if threshold is None else threshold,
         n_ref=float(column.ref.sum()),
         n_cur=n_cur,
