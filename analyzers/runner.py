@@ -17,7 +17,7 @@ from analyzers.jobs.base import Job, error_finding
 from analyzers.store.base import Store
 from analyzers.timeutil import Window, parse_time, utcnow
 
-JOB_NAMES = ("drift", "fairness", "performance", "ops")
+JOB_NAMES = ("drift", "fairness", "performance", "ops", "estimation")
 
 
 def job_function(name: str) -> Job:

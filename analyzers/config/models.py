@@ -158,6 +158,23 @@ class FeatureOverride(Strict):
     ignore: bool = False
 
 
+class MultivariateConfig(Strict):
+    """Drift of the features taken together: PCA reconstruction error, or a domain classifier."""
+
+    method: Literal["pca", "classifier"]
+    sample_size: int | None = Field(None, ge=100)  # rows sampled from each window (pca 20000, classifier 5000)
+    variance: float = Field(0.65, gt=0, lt=1)  # pca: share of the variance the kept components explain
+    sigmas: float = Field(3.0, gt=0)  # pca: half-width of the reference band, in standard errors
+    auc_threshold: float = Field(0.55, ge=0.5, lt=1)  # classifier: drifted above this AUC (and significant)
+    folds: int = Field(5, ge=2, le=20)  # classifier: cross-validation folds
+    seed: int = 0
+
+    @property
+    def rows(self) -> int:
+        """Rows sampled from each window."""
+        return self.sample_size or (20_000 if self.method == "pca" else 5_000)
+
+
 class DriftConfig(JobConfig):
     reference: ReferenceConfig = Field(default_factory=lambda: ReferenceConfig(last=timedelta(days=7)))
     alpha: float = 0.05
@@ -166,6 +183,7 @@ class DriftConfig(JobConfig):
     features: dict[str, FeatureOverride] = Field(default_factory=dict)
     sample_size: int = 50_000  # windows up to this many rows are tested exactly on their values
     missing_threshold: float = 0.05  # Cohen's h between missing rates that counts as drift
+    multivariate: MultivariateConfig | None = None
 
 
 class FairnessConfig(JobConfig):
@@ -190,6 +208,25 @@ class PerformanceConfig(JobConfig):
     min_labels: int = 50
 
 
+class EstimationConfig(JobConfig):
+    """Performance estimated without labels from the scores of a binary classifier (CBPE)."""
+
+    reference: ReferenceConfig = Field(
+        default_factory=lambda: ReferenceConfig(last=timedelta(days=7), ending=timedelta(days=7))
+    )
+    metrics: list[Literal["roc_auc", "accuracy", "precision", "recall", "f1"]] = Field(
+        default_factory=lambda: ["roc_auc", "accuracy", "precision", "recall", "f1"], min_length=1
+    )
+    calibration: Literal["auto", "isotonic", "platt", "none"] = "auto"
+    positive_label: str | int | float | bool = 1
+    max_drop: float = Field(0.05, ge=0)  # relative drop of an estimate below the reference that alerts
+    min_labels: int = Field(100, ge=1)  # labelled predictions to calibrate on, and for a realized value
+    sample_size: int = Field(100_000, ge=100)  # labelled reference predictions sampled to calibrate
+    max_calibration_error: float = Field(0.05, gt=0, le=1)  # out-of-fold ECE above which nothing is estimated
+    confidence: float = Field(0.95, gt=0, lt=1)  # of each estimate's interval
+    folds: int = Field(5, ge=2, le=20)  # cross-validation folds that choose and check the calibration
+
+
 class OpsConfig(JobConfig):
     window: timedelta = timedelta(hours=1)
     bucket: timedelta = timedelta(minutes=5)
@@ -205,6 +242,7 @@ class ModelConfig(Strict):
     fairness: FairnessConfig | None = None
     performance: PerformanceConfig | None = None
     ops: OpsConfig | None = None
+    estimation: EstimationConfig | None = None
     ingest_delay: timedelta = timedelta(minutes=2)
 
     _d = field_validator("ingest_delay", mode="before")(lambda v: _duration(v))
@@ -212,7 +250,7 @@ class ModelConfig(Strict):
     def jobs(self) -> dict[str, JobConfig]:
         """Configured and enabled jobs by name."""
         out: dict[str, JobConfig] = {}
-        for name in ("drift", "fairness", "performance", "ops"):
+        for name in ("drift", "fairness", "performance", "ops", "estimation"):
             job = getattr(self, name)
             if job is not None and job.enabled:
                 out[name] = job

@@ -29,6 +29,7 @@ import pandas as pd
 from analyzers.config.models import DriftConfig, FeatureOverride, ReferenceConfig
 from analyzers.findings import Finding, Signal
 from analyzers.jobs.base import error_finding
+from analyzers.jobs.multivariate import multivariate_drift
 from analyzers.stats.binning import bin_counts, fine_edges, merge_bins, quantile_edges, quantile_levels
 from analyzers.stats.drift import (
     ColumnDrift,
@@ -149,6 +150,10 @@ def _compare(
         "correction": config.correction,
         "drift_share": config.drift_share,
     }
+    if config.multivariate is not None:
+        joint, signal = multivariate_drift((ref.store, ref.query), (cur.store, cur.query), columns, config)
+        metrics["multivariate"] = joint
+        signals.extend([signal] if signal is not None else [])
     status = "alert" if signals else "ok"
     return Finding(model, JOB, window, status, metrics, described, signals)
 

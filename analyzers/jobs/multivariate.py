@@ -1,0 +1,127 @@
+"""The drift job's multivariate step: every feature of both windows taken together (``drift.multivariate``).
+
+Both methods need rows, not aggregates, so each window gives a uniform sample of at most
+``multivariate.rows`` predictions (its features and timestamps) through the store.  The sample size
+sets the test's resolution: the PCA band's half-width shrinks as ``1/sqrt(rows)`` (it is computed at
+the current sample's size, so a smaller sample widens it rather than raising false alarms), and the
+domain classifier's p-value weakens likewise.  Both sizes are in the finding (``n_reference``,
+``n_current``).  Sampled predictions count once each (their logging ``sample_rate`` is not applied).
+
+The result goes into the drift finding as ``multivariate`` and, when the window drifted, raises one
+signal with subject ``multivariate``.  A window the method cannot judge (too few rows, fewer than
+two encoded columns) gives ``drifted: false`` with a ``reason`` and null numbers, never a made-up value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analyzers.config.models import DriftConfig, MultivariateConfig
+from analyzers.findings import Signal
+from analyzers.stats.multivariate import classifier_drift, reconstruction_drift
+from analyzers.store.base import Query, Store
+from logshipper.schema import FEATURE_PREFIX
+
+SUBJECT = "multivariate"
+
+
+def multivariate_drift(
+    ref: tuple[Store, Query],
+    cur: tuple[Store, Query],
+    columns: dict[str, str],
+    config: DriftConfig,
+) -> tuple[dict[str, Any], Signal | None]:
+    """The finding's ``multivariate`` field and its signal (``None`` when nothing drifted).
+
+    ``columns`` maps the drift job's store columns to their kinds; only features take part.
+    """
+    settings = config.multivariate
+    if settings is None:
+        raise ValueError("multivariate drift is not configured")
+    features = {c: kind for c, kind in columns.items() if c.startswith(FEATURE_PREFIX)}
+    numeric = [c for c, kind in features.items() if kind == "numeric"]
+    categorical = [c for c, kind in features.items() if kind != "numeric"]
+    wanted = [*features, "timestamp"]
+    ref_rows = ref[0].sample(ref[1], settings.rows, seed=settings.seed, columns=wanted)
+    cur_rows = cur[0].sample(cur[1], settings.rows, seed=settings.seed, columns=wanted)
+    try:
+        result = _judge(ref_rows, cur_rows, numeric, categorical, settings, config.alpha)
+    except ValueError as exc:
+        return _unjudged(settings, len(ref_rows), len(cur_rows), str(exc)), None
+    result["features"] = [c[len(FEATURE_PREFIX) :] for c in features]
+    if not result["drifted"]:
+        return result, None
+    return result, Signal(
+        subject=SUBJECT,
+        message=_message(result),
+        severity=config.severity,
+        value=result["statistic"],
+        threshold=result["threshold"],
+    )
+
+
+def _judge(
+    ref_rows: pd.DataFrame,
+    cur_rows: pd.DataFrame,
+    numeric: list[str],
+    categorical: list[str],
+    settings: MultivariateConfig,
+    alpha: float,
+) -> dict[str, Any]:
+    if settings.method == "pca":
+        order = _times(ref_rows)
+        return reconstruction_drift(
+            ref_rows,
+            cur_rows,
+            numeric=numeric,
+            categorical=categorical,
+            variance=settings.variance,
+            sigmas=settings.sigmas,
+            reference_order=order,
+            seed=settings.seed,
+        ).to_dict()
+    n = min(len(ref_rows), len(cur_rows))  # equal sides: the AUC's null is then the plain 0.5
+    return classifier_drift(
+        ref_rows.iloc[:n],
+        cur_rows.iloc[:n],
+        numeric=numeric,
+        categorical=categorical,
+        threshold=settings.auc_threshold,
+        alpha=alpha,
+        folds=settings.folds,
+        seed=settings.seed,
+    ).to_dict()
+
+
+def _times(frame: pd.DataFrame) -> np.ndarray | None:
+    """Row times as sortable numbers (a reference file without times keeps its order)."""
+    if "timestamp" not in frame or frame["timestamp"].isna().all():
+        return None
+    return pd.to_datetime(frame["timestamp"], utc=True).astype("int64").to_numpy()
+
+
+def _unjudged(settings: MultivariateConfig, n_ref: int, n_cur: int, reason: str) -> dict[str, Any]:
+    return {
+        "method": settings.method,
+        "statistic": None,
+        "threshold": None,
+        "drifted": False,
+        "n_reference": n_ref,
+        "n_current": n_cur,
+        "reason": reason,
+    }
+
+
+def _message(result: dict[str, Any]) -> str:
+    if result["method"] == "pca":
+        return (
+            f"features drifted together: mean PCA reconstruction error {result['statistic']:.4g} outside the"
+            f" reference band [{result['lower_threshold']:.4g}, {result['threshold']:.4g}]"
+        )
+    return (
+        f"features drifted together: a classifier tells the window from the reference with ROC AUC"
+        f" {result['statistic']:.3f} > {result['threshold']:g} (p={result['p_value']:.2g})"
+    )
