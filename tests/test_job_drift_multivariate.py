@@ -1,0 +1,85 @@
+"""Multivariate drift in the drift job, end to end: PredictionLogger's files read by the LocalStore.
+
+Two features keep their marginals while their correlation flips from +0.8 to -0.8 on the last day: no
+column drifts on its own, the features taken together do.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analyzers.alerts.rules import alerts_of
+from analyzers.config.models import DriftConfig
+from analyzers.findings import Finding
+from analyzers.jobs import drift
+from analyzers.store import LocalStore
+from analyzers.timeutil import Window, format_time, parse_time
+from logshipper import PredictionLogger, configure, shutdown
+
+T0 = parse_time("2026-05-01T00:00:00Z")
+REFERENCE = {"start": format_time(T0), "end": format_time(T0 + timedelta(days=2))}
+CALM = Window(T0 + timedelta(days=2), T0 + timedelta(days=3))
+FLIP = Window(T0 + timedelta(days=3), T0 + timedelta(days=4))
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("multivariate")
+    rng = np.random.default_rng(0)
+    configure(service="svc", log_dir=root / "logs")
+    plog = PredictionLogger(model="m", version="v1")
+    try:
+        for day in range(4):
+            rho = -0.8 if day == 3 else 0.8
+            z = rng.multivariate_normal([0, 0], [[1, rho], [rho, 1]], 1500)
+            channel = rng.choice(["web", "app"], 1500)
+            for i in range(1500):
+                features = {"x": float(z[i, 0]), "y": float(z[i, 1]), "channel": str(channel[i])}
+                plog.prediction(features, 0, score=0.5, timestamp=T0 + timedelta(days=day, seconds=i * 50))
+    finally:
+        shutdown()
+    return root
+
+
+def _run(root: Path, window: Window, **multivariate) -> Finding:
+    config = DriftConfig(reference=REFERENCE, multivariate=multivariate or None)
+    with LocalStore(root / "logs", root / "state") as store:
+        return drift.run(store, "m", config, window)
+
+
+@pytest.mark.parametrize("method", ["pca", "classifier"])
+def test_a_flipped_correlation_drifts_jointly_while_no_column_drifts(logs: Path, method: str) -> None:
+    calm, flipped = _run(logs, CALM, method=method), _run(logs, FLIP, method=method)
+    for finding in (calm, flipped):
+        assert not any(f["drifted"] for f in finding.metrics["features"])  # univariate: nothing to see
+    assert calm.status == "ok"
+    assert calm.metrics["multivariate"]["drifted"] is False
+    joint = flipped.to_dict()["multivariate"]
+    assert joint["method"] == method
+    assert joint["drifted"] is True
+    assert joint["statistic"] > joint["threshold"]
+    assert sorted(joint["features"]) == ["channel", "x", "y"]
+    assert joint["n_current"] == 1500
+    assert flipped.status == "alert"
+    assert [a.key for a in alerts_of(flipped)] == ["m:drift:multivariate"]
+
+
+def test_without_multivariate_configured_the_finding_has_no_such_field(logs: Path) -> None:
+    assert "multivariate" not in _run(logs, FLIP).to_dict()
+
+
+def test_a_window_the_method_cannot_judge_says_why_with_null_numbers(logs: Path) -> None:
+    config = DriftConfig(
+        reference=REFERENCE,
+        multivariate={"method": "pca"},
+        features={"y": {"ignore": True}, "channel": {"ignore": True}},
+    )
+    with LocalStore(logs / "logs", logs / "state") as store:
+        joint = drift.run(store, "m", config, FLIP).to_dict()["multivariate"]
+    assert joint["drifted"] is False
+    assert joint["statistic"] is None
+    assert "at least two encoded columns" in joint["reason"]

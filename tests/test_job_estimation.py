@@ -1,0 +1,191 @@
+"""Estimation job end to end: predictions logged with PredictionLogger, read back by the LocalStore.
+
+Two labelled reference days, then a day like them and a day whose inputs concentrate where the model is
+unsure (its ROC AUC and accuracy fall although the relationship between inputs and label holds); that
+day's labels have not arrived, except where a test logs half of them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from contextlib import redirect_stdout
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from sklearn.metrics import accuracy_score, roc_auc_score
+
+from analyzers.alerts.rules import alerts_of
+from analyzers.cli import main
+from analyzers.config.models import EstimationConfig
+from analyzers.jobs import estimation
+from analyzers.store import LocalStore
+from analyzers.timeutil import Window, format_time, parse_time
+from logshipper import PredictionLogger, configure, shutdown
+
+T0 = parse_time("2026-03-01T00:00:00Z")
+N = 2000
+REFERENCE = {"start": format_time(T0), "end": format_time(T0 + timedelta(days=2))}
+SAME_DAY = Window(T0 + timedelta(days=2), T0 + timedelta(days=3))
+SHIFT_DAY = Window(T0 + timedelta(days=3), T0 + timedelta(days=4))
+ENTRY_KEYS = {"name", "estimated", "lower", "upper", "reference", "realized", "dropped"}
+
+
+def log_days(log_dir: Path, *, label_shift_day: bool, rule: str = "threshold", seed: int = 0) -> dict[int, dict]:
+    """Four days of a calibrated logistic model; day 3's inputs concentrate near the decision boundary.
+
+    Returns each day's ground truth (labels drawn, logged or not) for the tests to compare with.
+    """
+    rng = np.random.default_rng(seed)
+    configure(service="svc", log_dir=log_dir)
+    plog = PredictionLogger(model="m", version="v1")
+    truth = {}
+    try:
+        for day in range(4):
+            x = rng.normal(0, 0.35 if day == 3 else 1.0, N)
+            score = np.round(1 / (1 + np.exp(-2.5 * x)), 3)
+            y = rng.random(N) < score
+            predicted = score >= 0.5 if rule == "threshold" else rng.random(N) < 0.5
+            for i in range(N):
+                ts = T0 + timedelta(days=day, seconds=i * 40)
+                pid = plog.prediction({"x": float(x[i])}, int(predicted[i]), score=float(score[i]), timestamp=ts)
+                if day < 2 or (day == 3 and label_shift_day and i % 2 == 0):
+                    plog.feedback(pid, int(y[i]), timestamp=ts + timedelta(hours=2))
+            truth[day] = {"score": score, "y": y, "predicted": predicted}
+    finally:
+        shutdown()
+    return truth
+
+
+@pytest.fixture(scope="module")
+def unlabelled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[int, dict]]:
+    root = tmp_path_factory.mktemp("estimation")
+    return root, log_days(root / "logs", label_shift_day=False)
+
+
+def _run(root: Path, window: Window, **settings) -> dict:
+    config = EstimationConfig(**{"reference": REFERENCE, "window": "1d", **settings})
+    with LocalStore(root / "logs", root / "state") as store:
+        return estimation.run(store, "m", config, window).to_dict()
+
+
+def _by_name(finding: dict) -> dict[str, dict]:
+    return {entry["name"]: entry for entry in finding["metrics"]}
+
+
+def test_the_estimate_falls_on_the_day_inputs_move_before_any_label_arrives(unlabelled) -> None:
+    root, truth = unlabelled
+    same, shifted = _run(root, SAME_DAY), _run(root, SHIFT_DAY)
+    assert same["status"] == "ok"
+    assert shifted["status"] == "alert"
+    assert shifted["n_labeled"] == 0
+    assert {s["subject"] for s in shifted["signals"]} >= {"metric:roc_auc", "metric:accuracy"}
+    day = truth[3]
+    actual = {"roc_auc": roc_auc_score(day["y"], day["score"]), "accuracy": accuracy_score(day["y"], day["predicted"])}
+    for name, entry in _by_name(shifted).items():
+        assert set(entry) >= ENTRY_KEYS
+        assert entry["realized"] is None  # no label has arrived: unknown, never 0
+        assert entry["lower"] <= entry["estimated"] <= entry["upper"]
+        assert entry["reference_lower"] <= entry["reference"] <= entry["reference_upper"]
+        if name in actual:  # the labels nobody has seen yet: within four standard errors of the estimate
+            assert abs(actual[name] - entry["estimated"]) < 4 * entry["standard_error"], name
+            assert entry["dropped"] is True
+    assert shifted["window_read"] == "aggregates"  # predictions follow a threshold: histograms, not rows
+    assert shifted["decision_threshold"] == pytest.approx(0.5)
+    assert shifted["calibration"]["method"] in ("none", "platt", "isotonic")
+    assert shifted["calibration"]["ece"] < 0.05
+
+
+def test_analyze_prints_the_estimation_finding_and_its_alert_keys(unlabelled, tmp_path: Path) -> None:
+    root, _ = unlabelled
+    config = {
+        "store": {"local": {"path": str(root / "logs")}},
+        "state": {"path": str(tmp_path / "state")},
+        "models": {"m": {"ingest_delay": "0s", "estimation": {"reference": REFERENCE, "window": "1d"}}},
+    }
+    path = tmp_path / "predwatch.yml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    out = io.StringIO()
+    with redirect_stdout(out):
+        at = format_time(SHIFT_DAY.end)
+        code = main(["analyze", "-c", str(path), "--job", "estimation", "--at", at, "--dry-run", "--format", "json"])
+    assert code == 0
+    (finding,) = json.loads(out.getvalue())["findings"]
+    assert finding["job"] == "estimation"
+    assert [m["name"] for m in finding["metrics"]] == ["roc_auc", "accuracy", "precision", "recall", "f1"]
+    assert all(m["realized"] is None for m in finding["metrics"])
+    keys = {a.key for a in alerts_of(estimation_finding(finding))}
+    assert "m:estimation:metric:roc_auc" in keys
+
+
+def estimation_finding(data: dict):
+    from analyzers.findings import Finding
+
+    return Finding.from_dict(data)
+
+
+def test_realized_stands_next_to_estimated_once_labels_arrive(tmp_path: Path) -> None:
+    truth = log_days(tmp_path / "logs", label_shift_day=True, seed=1)
+    entries = _by_name(_run(tmp_path, SHIFT_DAY))
+    day = truth[3]
+    labelled = np.arange(N) % 2 == 0
+    expected = roc_auc_score(day["y"][labelled], day["score"][labelled])
+    assert entries["roc_auc"]["realized"] == pytest.approx(expected, abs=1e-3)  # over the score cells
+    for entry in entries.values():
+        assert entry["realized"] is not None
+        assert abs(entry["realized"] - entry["estimated"]) < 0.05, entry["name"]
+
+
+def test_predictions_that_follow_no_threshold_are_read_as_rows_and_match_the_hand_computed_expectation(
+    tmp_path: Path,
+) -> None:
+    truth = log_days(tmp_path / "logs", label_shift_day=False, rule="coin", seed=2)
+    finding = _run(tmp_path, SHIFT_DAY, calibration="none")
+    assert finding["window_read"] == "rows"
+    assert finding["decision_threshold"] is None
+    day = truth[3]
+    p, predicted = day["score"], day["predicted"]
+    accuracy = np.mean(np.where(predicted, p, 1 - p))  # CBPE by hand: each prediction right with its probability
+    precision = p[predicted].mean()
+    entries = _by_name(finding)
+    assert entries["accuracy"]["estimated"] == pytest.approx(accuracy, abs=1e-3)
+    assert entries["precision"]["estimated"] == pytest.approx(precision, abs=1e-3)
+
+
+def test_a_reference_file_with_labels_serves_as_the_reference(unlabelled, tmp_path: Path) -> None:
+    root, truth = unlabelled
+    frame = pd.DataFrame(
+        {
+            "score": np.concatenate([truth[0]["score"], truth[1]["score"]]),
+            "prediction": np.concatenate([truth[0]["predicted"], truth[1]["predicted"]]).astype(int),
+            "label": np.concatenate([truth[0]["y"], truth[1]["y"]]).astype(int),
+        }
+    )
+    frame.to_parquet(tmp_path / "validation.parquet")
+    config = EstimationConfig(reference={"file": str(tmp_path / "validation.parquet")}, window="1d")
+    with LocalStore(root / "logs", root / "state") as store:
+        from_file = estimation.run(store, "m", config, SHIFT_DAY).to_dict()
+    from_window = _run(root, SHIFT_DAY)
+    assert from_file["reference"]["file"].endswith("validation.parquet")
+    for name, entry in _by_name(from_file).items():
+        assert entry["estimated"] == pytest.approx(_by_name(from_window)[name]["estimated"], abs=0.01), name
+
+
+def test_no_verdict_without_labelled_reference_or_with_poor_calibration(unlabelled) -> None:
+    root, _ = unlabelled
+    unlabelled_days = {"start": format_time(SAME_DAY.start), "end": format_time(SAME_DAY.end)}
+    without = _run(root, SHIFT_DAY, reference=unlabelled_days)
+    assert without["status"] == "insufficient_data"
+    assert "labelled reference predictions" in without["reason"]
+    assert without["metrics"] == []
+    assert without["n_ref"] == 0
+    assert [a.subject for a in alerts_of(estimation_finding(without))] == ["monitoring"]
+    poor = _run(root, SHIFT_DAY, max_calibration_error=1e-4)
+    assert poor["status"] == "insufficient_data"
+    assert "calibration too poor" in poor["reason"]
+    assert poor["calibration"]["ece"] > 1e-4
+    assert alerts_of(estimation_finding(poor)) == []  # the reason is in the finding; nothing to page anyone about
