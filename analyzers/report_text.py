@@ -71,6 +71,12 @@ def summarize(finding: Finding) -> str:
             if isinstance(entry, dict) and "value" in entry
         ][:3]
         return "; ".join([*shown, f"label coverage {format_percent(m.get('label_coverage'))}"])
+    if finding.job == "estimation":
+        shown = [
+            f"{e.get('name')} ~{format_number(e.get('estimated'))} (reference {format_number(e.get('reference'))})"
+            for e in m.get("metrics") or []
+        ][:3]
+        return "; ".join([*shown, f"label coverage {format_percent(m.get('label_coverage'))}"])
     if finding.job == "ops":
         total = (m.get("volume") or {}).get("total")
         rate = (m.get("error_rate") or {}).get("value")

@@ -83,3 +83,20 @@ def test_a_window_the_method_cannot_judge_says_why_with_null_numbers(logs: Path)
     assert joint["drifted"] is False
     assert joint["statistic"] is None
     assert "at least two encoded columns" in joint["reason"]
+
+
+def test_the_report_draws_the_multivariate_statistic_against_its_threshold(logs: Path, tmp_path: Path) -> None:
+    from analyzers.config.models import Config
+    from analyzers.report import write_report
+
+    config = Config.model_validate(
+        {"models": {"m": {"drift": {"reference": REFERENCE, "multivariate": {"method": "pca"}}}}}
+    )
+    job = config.models["m"].drift
+    assert job is not None
+    with LocalStore(logs / "logs", tmp_path / "state") as store:
+        store.write_findings([drift.run(store, "m", job, day) for day in (CALM, FLIP)])
+        page = write_report(store, "m", FLIP, tmp_path / "report.html", config=config).read_text("utf-8")
+    assert "<h3>Features together</h3>" in page
+    assert "PCA reconstruction error" in page
+    assert 'aria-label="multivariate drift over time"' in page

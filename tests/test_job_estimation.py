@@ -189,3 +189,19 @@ def test_no_verdict_without_labelled_reference_or_with_poor_calibration(unlabell
     assert "calibration too poor" in poor["reason"]
     assert poor["calibration"]["ece"] > 1e-4
     assert alerts_of(estimation_finding(poor)) == []  # the reason is in the finding; nothing to page anyone about
+
+
+def test_the_report_shows_estimates_with_intervals_over_time(unlabelled, tmp_path: Path) -> None:
+    from analyzers.config.models import Config
+    from analyzers.report import write_report
+
+    root, _ = unlabelled
+    config = Config.model_validate({"models": {"m": {"estimation": {"reference": REFERENCE, "window": "1d"}}}})
+    job = config.models["m"].estimation
+    assert job is not None
+    with LocalStore(root / "logs", tmp_path / "state") as store:
+        store.write_findings([estimation.run(store, "m", job, day) for day in (SAME_DAY, SHIFT_DAY)])
+        page = write_report(store, "m", SHIFT_DAY, tmp_path / "report.html", config=config).read_text("utf-8")
+    assert '<section id="estimation"><h2>Estimated performance</h2>' in page
+    assert 'aria-label="estimated performance over time"' in page
+    assert "roc_auc" in page

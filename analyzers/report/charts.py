@@ -208,6 +208,30 @@ def drift_history(history: Sequence[Finding], key: str) -> str:
     return to_svg(fig, key, "drift over time")
 
 
+@_styled
+def multivariate_history(history: Sequence[Finding], key: str) -> str:
+    """The multivariate drift statistic over time (by window end) against its threshold."""
+    findings = [f for f in history if isinstance(f.metrics.get("multivariate"), dict)]
+    times = [f.window.end for f in findings]
+    joint = [f.metrics["multivariate"] for f in findings]
+    methods = sorted({str(j.get("method")) for j in joint})
+    fig, axes = _figure(1, 1, height=2.8)
+    ax = axes[0][0]
+    ax.plot(times, [_num(j.get("statistic")) for j in joint], marker="o", markersize=3, color=REF_COLOR)
+    ax.plot(times, [_num(j.get("threshold")) for j in joint], color=ALERT_COLOR, linestyle="--", linewidth=1)
+    if any(j.get("lower_threshold") is not None for j in joint):
+        ax.plot(times, [_num(j.get("lower_threshold")) for j in joint], color=ALERT_COLOR, linestyle="--", linewidth=1)
+    for t, j in zip(times, joint, strict=True):
+        if j.get("drifted"):
+            ax.axvline(t, color=ALERT_COLOR, alpha=0.25, linewidth=4)
+    what = {"pca": "mean PCA reconstruction error", "classifier": "domain classifier ROC AUC"}
+    ax.set_ylabel(" / ".join(what.get(m, m) for m in methods), fontsize=8)
+    ax.set_title("Multivariate drift over time (dashed: threshold; red bands: drifted)", loc="left")
+    ax.set_xlabel("window end (UTC)")
+    _time_axis(ax, times)
+    return to_svg(fig, key, "multivariate drift over time")
+
+
 # ---- fairness ------------------------------------------------------------------------------------
 @_styled
 def fairness_groups(attribute: dict[str, Any], key: str) -> str:
@@ -323,6 +347,42 @@ def performance_history(history: Sequence[Finding], key: str) -> str:
     bottom.set_xlabel("window end (UTC)")
     _time_axis(bottom, times)
     return to_svg(fig, key, "performance over time")
+
+
+# ---- estimation ----------------------------------------------------------------------------------
+@_styled
+def estimation_history(history: Sequence[Finding], key: str) -> str:
+    """Estimated metrics with their intervals over time, realized values where labels came, and the label coverage."""
+    findings = [f for f in history if f.metrics.get("metrics")]
+    times = [f.window.end for f in findings]
+    names = list(dict.fromkeys(e.get("name") for f in findings for e in f.metrics["metrics"]))
+    fig, axes = _figure(2, 1, height=4.6, sharex=True)
+    top, bottom = axes[0][0], axes[1][0]
+    for color, name in zip(PALETTE, names, strict=False):
+        entries = [next((e for e in f.metrics["metrics"] if e.get("name") == name), {}) for f in findings]
+        estimated = [_num(e.get("estimated")) for e in entries]
+        top.plot(times, estimated, marker="o", markersize=3, color=color, label=f"{name} (estimated)")
+        low, high = [_num(e.get("lower")) for e in entries], [_num(e.get("upper")) for e in entries]
+        top.fill_between(times, low, high, color=color, alpha=0.15, linewidth=0)
+        realized = [_num(e.get("realized")) for e in entries]
+        if any(np.isfinite(realized)):
+            top.plot(times, realized, "x", color=color, markersize=5)
+        reference = [_num(e.get("reference")) for e in entries]
+        top.plot(times, reference, color=color, linestyle=":", linewidth=1)
+    for t, f in zip(times, findings, strict=True):
+        if f.status == "alert":
+            top.axvline(t, color=ALERT_COLOR, alpha=0.25, linewidth=4)
+    top.set_ylabel("metric")
+    top.set_title("Estimated performance (band: interval; x: realized; dotted: reference)", loc="left")
+    top.legend(loc="best", ncols=3, fontsize=7)
+    coverage = [_num(f.metrics.get("label_coverage")) for f in findings]
+    bottom.plot(times, coverage, marker="o", markersize=3, color=LINE_COLOR)
+    bottom.fill_between(times, np.nan_to_num(coverage), color=LINE_COLOR, alpha=0.15)
+    bottom.set_ylim(0, 1.05)
+    bottom.set_ylabel("label coverage")
+    bottom.set_xlabel("window end (UTC)")
+    _time_axis(bottom, times)
+    return to_svg(fig, key, "estimated performance over time")
 
 
 # ---- operations ----------------------------------------------------------------------------------

@@ -157,7 +157,8 @@ def _job_section(
     base: Path | None,
 ) -> JobSection:
     configured = _model_jobs(config, model)
-    job_config = DEFAULT_JOBS[name]() if configured is None else configured.get(name)
+    default = DEFAULT_JOBS.get(name)  # estimation runs only where configured: it needs labelled scores
+    job_config = (default() if default is not None else None) if configured is None else configured.get(name)
     past = store.read_findings(model, name, since=window.end - history, until=window.end)
     stored = [f for f in past if f.window == window]
     section = JobSection(name, job_config is not None, config=job_config)

@@ -27,7 +27,13 @@ STATUS_TEXT = {
     "error": "ERROR",
     None: "NOT RUN",
 }
-JOB_TITLES = {"drift": "Drift", "fairness": "Fairness", "performance": "Performance", "ops": "Operations"}
+JOB_TITLES = {
+    "drift": "Drift",
+    "fairness": "Fairness",
+    "performance": "Performance",
+    "ops": "Operations",
+    "estimation": "Estimated performance",
+}
 
 _PAGE = Template("""<!DOCTYPE html>
 <html lang="en">
@@ -101,6 +107,7 @@ def render(data: ReportData) -> str:
         _drift(data),
         _fairness(data),
         _performance(data),
+        _estimation(data),
         _operations(data),
     ]
     return _PAGE.substitute(
@@ -221,6 +228,7 @@ def _drift(data: ReportData) -> str:
         if plots:
             parts.append("<h3>Distributions: reference against current</h3>")
             parts.append(f'<div class="plots">{"".join(plots)}</div>')
+        parts.extend(_multivariate(m.get("multivariate")))
     parts.append("<h3>Over time</h3>")
     history = [f for f in section.history if f.metrics.get("features")]
     if history:
@@ -228,7 +236,26 @@ def _drift(data: ReportData) -> str:
         parts.append(f'<p class="muted">{len(history)} drift result(s) by window end.</p>')
     else:
         parts.append(note("No stored drift results with feature scores to draw over time."))
+    joint_history = [f for f in section.history if isinstance(f.metrics.get("multivariate"), dict)]
+    if joint_history:
+        parts.append(plot(charts.multivariate_history, joint_history, "multivariate-history"))
     return _section("drift", "\n".join(parts))
+
+
+def _multivariate(joint: Any) -> list[str]:
+    """The multivariate verdict of a drift finding, when one was configured."""
+    if not isinstance(joint, dict):
+        return []
+    method = "PCA reconstruction error" if joint.get("method") == "pca" else "domain classifier ROC AUC"
+    if joint.get("statistic") is None:
+        return ["<h3>Features together</h3>", note(f"Multivariate drift could not be judged: {joint.get('reason')}")]
+    verdict = badge("alert") if joint.get("drifted") else badge("ok")
+    return [
+        "<h3>Features together</h3>",
+        f"<p>{escape(method)} {fmt(joint.get('statistic'), 4)} against threshold {fmt(joint.get('threshold'), 4)} "
+        f"{verdict} ({fmt(joint.get('n_reference'))} reference and {fmt(joint.get('n_current'))} current rows "
+        "sampled).</p>",
+    ]
 
 
 def _describe_reference(reference: dict[str, Any] | None) -> str:
@@ -373,6 +400,41 @@ def _performance(data: ReportData) -> str:
     else:
         parts.append(note("No performance results with labels to draw over time."))
     return _section("performance", "\n".join(parts))
+
+
+def _estimation(data: ReportData) -> str:
+    section = data.jobs["estimation"]
+    missing = _missing(section)
+    parts = [missing] if missing is not None else []
+    finding = section.finding
+    if missing is None and finding is not None:
+        m = finding.metrics
+        calibration = m.get("calibration") or {}
+        parts.append(
+            f"<p>Estimated from the scores of {fmt(m.get('n_scored'))} predictions without their labels "
+            f"({fmt(m.get('n_labeled'))} labelled so far); calibration {escape(str(calibration.get('method')))} "
+            f"(out-of-fold calibration error {fmt(calibration.get('ece'))}) on {fmt(calibration.get('n'))} labelled "
+            f"predictions of {escape(_describe_reference(finding.reference))}.</p>"
+        )
+        rows = []
+        for entry in m.get("metrics") or []:
+            reference_interval = ci([entry.get("reference_lower"), entry.get("reference_upper")])
+            cells = [
+                escape(str(entry.get("name"))),
+                fmt(entry.get("estimated"), 4),
+                ci([entry.get("lower"), entry.get("upper")]),
+                fmt(entry.get("realized"), 4),
+                f"{fmt(entry.get('reference'), 4)} ({reference_interval})",
+                badge("alert") if entry.get("dropped") else badge("ok"),
+            ]
+            rows.append(("alert" if entry.get("dropped") else "", cells))
+        headers = ["metric", "estimated", "interval", "realized", "reference (interval)", ""]
+        parts.append(table(headers, rows, numeric={1, 3}))
+    history = [f for f in section.history if f.metrics.get("metrics")]
+    if history:
+        parts.append("<h3>Over time</h3>")
+        parts.append(plot(charts.estimation_history, history, "estimation-history"))
+    return _section("estimation", "\n".join(parts))
 
 
 def _operations(data: ReportData) -> str:
