@@ -54,7 +54,7 @@ def test_demo_catches_every_incident_and_nothing_else(
     )
     text = out.getvalue()
     assert code == 0, text
-    assert "6/6 incidents caught, 0 false alarm(s)" in text
+    assert "7/7 incidents caught, 0 false alarm(s)" in text
     assert not stale.exists() and not (tmp_path / "state" / "leftover").exists()
     settings = (tmp_path / "predwatch.yml").read_text(encoding="utf-8")
     assert load_config(tmp_path / "predwatch.yml").config.models.keys() == {"fraud", "eta"}

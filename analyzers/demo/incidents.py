@@ -31,7 +31,11 @@ class Incident:
 
 
 def incidents(days: int) -> list[Incident]:
-    """The six incidents, placed on the days after the reference half of a ``days``-day simulation."""
+    """The seven incidents, placed on the six days after the reference half of a ``days``-day simulation.
+
+    The last day holds two, one per model; on it the fraud model's labels have only partly arrived
+    when the simulation ends, as on any day that has just finished.
+    """
     first = days // 2
     span = days - first
     if span < 6:
@@ -51,7 +55,9 @@ def incidents(days: int) -> list[Incident]:
                 ("drift", "feature:score"),
                 ("drift", "feature:prediction"),
                 ("drift", "feature:label"),
+                ("drift", "multivariate"),
                 ("performance", "metric:"),
+                ("estimation", "metric:"),
             ),
         ),
         Incident(
@@ -61,7 +67,7 @@ def incidents(days: int) -> list[Incident]:
             "drift",
             "feature:country",
             "a new market (country BR) starts sending 20% of the traffic",
-            (("drift", "feature:score"), ("drift", "feature:prediction")),
+            (("drift", "feature:score"), ("drift", "feature:prediction"), ("drift", "multivariate")),
         ),
         Incident(
             "concept drift",
@@ -85,6 +91,7 @@ def incidents(days: int) -> list[Incident]:
                 ("drift", "feature:score"),
                 ("drift", "feature:prediction"),
                 ("performance", "metric:"),
+                ("estimation", "metric:"),
             ),
         ),
         Incident(
@@ -103,5 +110,22 @@ def incidents(days: int) -> list[Incident]:
             "ops",
             "metric:silence",
             "a deploy takes the service down: no predictions for an hour",
+        ),
+        Incident(
+            "relationship change",
+            "fraud",
+            day[5],
+            "estimation",
+            "metric:recall",
+            "big purchases move to old accounts: amount and account age, each unchanged, now rise together;"
+            " the model, which trusts old accounts, stops flagging. Chargebacks take hours: the estimate falls today",
+            (
+                ("estimation", "metric:"),
+                ("drift", "multivariate"),
+                ("drift", "feature:score"),
+                ("drift", "feature:prediction"),
+                ("drift", "feature:label"),
+                ("performance", "metric:"),
+            ),
         ),
     ]

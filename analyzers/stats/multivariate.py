@@ -215,7 +215,7 @@ def classifier_drift(
     threshold: float = 0.55,
     alpha: float = 0.05,
     folds: int = 5,
-    max_iter: int = 100,
+    max_iter: int = 50,
     seed: int = 0,
 ) -> ClassifierDrift:
     """Tell current rows from reference rows with gradient boosting; drifted when they can be, significantly."""
