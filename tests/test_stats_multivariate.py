@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy.stats import ks_2samp
 
-from analyzers.stats.multivariate import classifier_drift, fit_encoder, reconstruction_drift
+from analyzers.stats.multivariate import classifier_drift, fit_encoder, fit_reconstruction, reconstruction_drift
 
 NUMERIC = ["a", "b", "c"]
 CATEGORICAL = ["k"]
@@ -23,6 +23,7 @@ def rows(n: int, correlation: float, seed: int) -> pd.DataFrame:
 REFERENCE = rows(6000, 0.8, seed=0)
 SAME = rows(2000, 0.8, seed=1)
 FLIPPED = rows(2000, -0.8, seed=2)
+MODEL = fit_reconstruction(REFERENCE, numeric=NUMERIC, categorical=CATEGORICAL)
 
 
 def test_the_flip_leaves_every_marginal_unchanged() -> None:
@@ -32,7 +33,7 @@ def test_the_flip_leaves_every_marginal_unchanged() -> None:
 
 @pytest.mark.parametrize(("current", "drifted"), [(SAME, False), (FLIPPED, True)])
 def test_pca_reconstruction_error_sees_the_flip(current: pd.DataFrame, drifted: bool) -> None:
-    result = reconstruction_drift(REFERENCE, current, numeric=NUMERIC, categorical=CATEGORICAL)
+    result = reconstruction_drift(MODEL, current)
     assert result.drifted is drifted
     assert result.lower_threshold < result.reference_mean < result.threshold
     assert (result.statistic > result.threshold) is drifted
@@ -42,8 +43,8 @@ def test_pca_reconstruction_error_sees_the_flip(current: pd.DataFrame, drifted: 
 
 
 def test_pca_band_is_computed_at_the_current_sample_size() -> None:
-    wide = reconstruction_drift(REFERENCE, SAME.iloc[:200], numeric=NUMERIC, categorical=CATEGORICAL)
-    narrow = reconstruction_drift(REFERENCE, SAME, numeric=NUMERIC, categorical=CATEGORICAL)
+    wide = reconstruction_drift(MODEL, SAME.iloc[:200])
+    narrow = reconstruction_drift(MODEL, SAME)
     assert wide.spread > narrow.spread  # a smaller sample gets a wider band, not more false alarms
 
 
@@ -72,8 +73,10 @@ def test_encoder_pools_rare_and_unseen_categories_and_centres_missing_numbers() 
 
 def test_too_little_to_judge_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="at least two encoded columns"):
-        reconstruction_drift(REFERENCE[["a"]], SAME[["a"]], numeric=["a"], categorical=[])
+        fit_reconstruction(REFERENCE[["a"]], numeric=["a"], categorical=[])
     with pytest.raises(ValueError, match="reference rows"):
-        reconstruction_drift(REFERENCE.iloc[:5], SAME, numeric=NUMERIC, categorical=CATEGORICAL)
+        fit_reconstruction(REFERENCE.iloc[:5], numeric=NUMERIC, categorical=CATEGORICAL)
+    with pytest.raises(ValueError, match="one current row"):
+        reconstruction_drift(MODEL, SAME.iloc[:0])
     with pytest.raises(ValueError, match="rows on each side"):
         classifier_drift(REFERENCE.iloc[:3], SAME, numeric=NUMERIC, categorical=CATEGORICAL)

@@ -151,7 +151,8 @@ def _compare(
         "drift_share": config.drift_share,
     }
     if config.multivariate is not None:
-        joint, signal = multivariate_drift((ref.store, ref.query), (cur.store, cur.query), columns, config)
+        sides = (ref.store, ref.query), (cur.store, cur.query)
+        joint, signal = multivariate_drift(*sides, columns, config, reference=described)
         metrics["multivariate"] = joint
         signals.extend([signal] if signal is not None else [])
     status = "alert" if signals else "ok"

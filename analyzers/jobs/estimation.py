@@ -279,7 +279,7 @@ def _window_cells(
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """Weighted predicted-positive and predicted-negative counts per cell, and how they were read."""
     if fit.threshold is not None:
-        hist = store.histogram(query, "score", fit.edges)
+        hist = store.histogram(query, "score", fit.edges.tolist())
         full = np.concatenate([[hist.underflow], hist.counts, [hist.overflow]])
         above = np.concatenate([[False], fit.edges >= fit.threshold])  # cell i + 1 starts at edges[i]
         positive = np.where(above, full, 0.0)

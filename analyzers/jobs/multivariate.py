@@ -7,6 +7,10 @@ the current sample's size, so a smaller sample widens it rather than raising fal
 domain classifier's p-value weakens likewise.  Both sizes are in the finding (``n_reference``,
 ``n_current``).  Sampled predictions count once each (their logging ``sample_rate`` is not applied).
 
+The PCA method's reference side (the sample, the encoder, the fitted PCA and the held-out errors) is
+kept in memory while the reference keeps its row count and columns, so a scheduler running every hour
+against a fixed reference reads and fits it once.
+
 The result goes into the drift finding as ``multivariate`` and, when the window drifted, raises one
 signal with subject ``multivariate``.  A window the method cannot judge (too few rows, fewer than
 two encoded columns) gives ``drifted: false`` with a ``reason`` and null numbers, never a made-up value.
@@ -14,6 +18,9 @@ two encoded columns) gives ``drifted: false`` with a ``reason`` and null numbers
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -21,11 +28,20 @@ import pandas as pd
 
 from analyzers.config.models import DriftConfig, MultivariateConfig
 from analyzers.findings import Signal
-from analyzers.stats.multivariate import classifier_drift, reconstruction_drift
+from analyzers.stats.multivariate import (
+    ReconstructionModel,
+    classifier_drift,
+    fit_reconstruction,
+    reconstruction_drift,
+)
 from analyzers.store.base import Query, Store
 from logshipper.schema import FEATURE_PREFIX
 
 SUBJECT = "multivariate"
+FITS_KEPT = 16  # reference fits kept in memory
+
+_fits: OrderedDict[tuple[Any, ...], ReconstructionModel] = OrderedDict()
+_fits_lock = threading.Lock()
 
 
 def multivariate_drift(
@@ -33,10 +49,14 @@ def multivariate_drift(
     cur: tuple[Store, Query],
     columns: dict[str, str],
     config: DriftConfig,
+    *,
+    reference: Mapping[str, Any],
 ) -> tuple[dict[str, Any], Signal | None]:
     """The finding's ``multivariate`` field and its signal (``None`` when nothing drifted).
 
     ``columns`` maps the drift job's store columns to their kinds; only features take part.
+    ``reference`` describes the reference (its window or file, and its row count ``n``), which
+    identifies a fit kept in memory.
     """
     settings = config.multivariate
     if settings is None:
@@ -45,12 +65,16 @@ def multivariate_drift(
     numeric = [c for c, kind in features.items() if kind == "numeric"]
     categorical = [c for c, kind in features.items() if kind != "numeric"]
     wanted = [*features, "timestamp"]
-    ref_rows = ref[0].sample(ref[1], settings.rows, seed=settings.seed, columns=wanted)
     cur_rows = cur[0].sample(cur[1], settings.rows, seed=settings.seed, columns=wanted)
     try:
-        result = _judge(ref_rows, cur_rows, numeric, categorical, settings, config.alpha)
+        if settings.method == "pca":
+            model = _reference_model(ref, features, settings, reference)
+            result = reconstruction_drift(model, cur_rows, sigmas=settings.sigmas).to_dict()
+        else:
+            ref_rows = ref[0].sample(ref[1], settings.rows, seed=settings.seed, columns=wanted)
+            result = _classify(ref_rows, cur_rows, numeric, categorical, settings, config.alpha)
     except ValueError as exc:
-        return _unjudged(settings, len(ref_rows), len(cur_rows), str(exc)), None
+        return _unjudged(settings, reference.get("n"), len(cur_rows), str(exc)), None
     result["features"] = [c[len(FEATURE_PREFIX) :] for c in features]
     if not result["drifted"]:
         return result, None
@@ -63,7 +87,41 @@ def multivariate_drift(
     )
 
 
-def _judge(
+def _reference_model(
+    ref: tuple[Store, Query], features: dict[str, str], settings: MultivariateConfig, reference: Mapping[str, Any]
+) -> ReconstructionModel:
+    """The PCA fitted on the reference's sample, from memory while the reference has not changed."""
+    store, query = ref
+    key = (
+        query.model,
+        str(reference.get("file") or reference.get("window")),
+        reference.get("n"),
+        tuple(features.items()),
+        settings.rows,
+        settings.variance,
+        settings.seed,
+    )
+    with _fits_lock:
+        if key in _fits:
+            _fits.move_to_end(key)
+            return _fits[key]
+    rows = store.sample(query, settings.rows, seed=settings.seed, columns=[*features, "timestamp"])
+    model = fit_reconstruction(
+        rows,
+        numeric=[c for c, kind in features.items() if kind == "numeric"],
+        categorical=[c for c, kind in features.items() if kind != "numeric"],
+        variance=settings.variance,
+        reference_order=_times(rows),
+        seed=settings.seed,
+    )
+    with _fits_lock:
+        _fits[key] = model
+        while len(_fits) > FITS_KEPT:
+            _fits.popitem(last=False)
+    return model
+
+
+def _classify(
     ref_rows: pd.DataFrame,
     cur_rows: pd.DataFrame,
     numeric: list[str],
@@ -71,18 +129,6 @@ def _judge(
     settings: MultivariateConfig,
     alpha: float,
 ) -> dict[str, Any]:
-    if settings.method == "pca":
-        order = _times(ref_rows)
-        return reconstruction_drift(
-            ref_rows,
-            cur_rows,
-            numeric=numeric,
-            categorical=categorical,
-            variance=settings.variance,
-            sigmas=settings.sigmas,
-            reference_order=order,
-            seed=settings.seed,
-        ).to_dict()
     n = min(len(ref_rows), len(cur_rows))  # equal sides: the AUC's null is then the plain 0.5
     return classifier_drift(
         ref_rows.iloc[:n],
@@ -103,7 +149,7 @@ def _times(frame: pd.DataFrame) -> np.ndarray | None:
     return pd.to_datetime(frame["timestamp"], utc=True).astype("int64").to_numpy()
 
 
-def _unjudged(settings: MultivariateConfig, n_ref: int, n_cur: int, reason: str) -> dict[str, Any]:
+def _unjudged(settings: MultivariateConfig, n_ref: Any, n_cur: int, reason: str) -> dict[str, Any]:
     return {
         "method": settings.method,
         "statistic": None,

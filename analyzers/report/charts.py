@@ -359,7 +359,9 @@ def estimation_history(history: Sequence[Finding], key: str) -> str:
     fig, axes = _figure(2, 1, height=4.6, sharex=True)
     top, bottom = axes[0][0], axes[1][0]
     for color, name in zip(PALETTE, names, strict=False):
-        entries = [next((e for e in f.metrics["metrics"] if e.get("name") == name), {}) for f in findings]
+        entries: list[dict[str, Any]] = [
+            next((e for e in f.metrics["metrics"] if e.get("name") == name), {}) for f in findings
+        ]
         estimated = [_num(e.get("estimated")) for e in entries]
         top.plot(times, estimated, marker="o", markersize=3, color=color, label=f"{name} (estimated)")
         low, high = [_num(e.get("lower")) for e in entries], [_num(e.get("upper")) for e in entries]

@@ -51,7 +51,8 @@ _LOGIT_CLIP = 1e-6
 class Calibrator(Protocol):
     """A fitted map from scores to probabilities of the positive class."""
 
-    method: CalibrationMethod
+    @property
+    def method(self) -> CalibrationMethod: ...
 
     def __call__(self, scores: np.ndarray) -> np.ndarray: ...
 

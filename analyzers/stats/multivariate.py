@@ -101,6 +101,55 @@ def fit_encoder(frame: pd.DataFrame, numeric: Sequence[str], categorical: Sequen
 
 
 @dataclass(frozen=True)
+class ReconstructionModel:
+    """A PCA fitted on half the reference, and the errors of the other half in time order."""
+
+    encoder: Encoder
+    pca: PCA
+    held_errors: np.ndarray = field(repr=False)
+    n_reference: int
+    n_features: int
+
+    def errors(self, frame: pd.DataFrame) -> np.ndarray:
+        """Each row's distance from its reconstruction."""
+        return _errors(self.pca, self.encoder.transform(frame))
+
+
+def fit_reconstruction(
+    reference: pd.DataFrame,
+    *,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    variance: float = 0.65,
+    reference_order: np.ndarray | None = None,
+    seed: int = 0,
+) -> ReconstructionModel:
+    """Fit the encoder and PCA on a random half of the reference; keep the other half's errors.
+
+    ``reference_order`` sorts the reference rows in time (e.g. their timestamps); without it, rows are
+    taken in the order given.
+    """
+    if not 0 < variance < 1:
+        raise ValueError(f"variance must be a share between 0 and 1, got {variance}")
+    n_ref = len(reference)
+    if n_ref < 2 * MIN_CHUNKS:
+        raise ValueError(f"PCA drift needs at least {2 * MIN_CHUNKS} reference rows, got {n_ref}")
+    rng = np.random.default_rng(seed)
+    fit_rows = np.zeros(n_ref, dtype=bool)
+    fit_rows[rng.permutation(n_ref)[: n_ref // 2]] = True
+    fitted = reference.iloc[np.flatnonzero(fit_rows)]
+    encoder = fit_encoder(fitted, numeric, categorical)
+    if encoder.width < 2:
+        raise ValueError("multivariate drift needs at least two encoded columns (features or categories)")
+    pca = PCA(n_components=variance, svd_solver="full").fit(encoder.transform(fitted))
+    held = np.flatnonzero(~fit_rows)
+    if reference_order is not None:
+        held = held[np.argsort(np.asarray(reference_order)[held], kind="stable")]
+    held_errors = _errors(pca, encoder.transform(reference.iloc[held]))
+    return ReconstructionModel(encoder, pca, held_errors, n_ref, len(numeric) + len(categorical))
+
+
+@dataclass(frozen=True)
 class ReconstructionDrift:
     """The PCA method's verdict and what it rests on."""
 
@@ -123,48 +172,21 @@ class ReconstructionDrift:
 
 
 def reconstruction_drift(
-    reference: pd.DataFrame,
-    current: pd.DataFrame,
-    *,
-    numeric: Sequence[str],
-    categorical: Sequence[str],
-    variance: float = 0.65,
-    sigmas: float = 3.0,
-    reference_order: np.ndarray | None = None,
-    seed: int = 0,
+    model: ReconstructionModel, current: pd.DataFrame, *, sigmas: float = 3.0
 ) -> ReconstructionDrift:
-    """PCA reconstruction error of the current rows against the reference's chunked band (module docstring).
-
-    ``reference_order`` sorts the reference rows in time (e.g. their timestamps); without it, rows are
-    taken in the order given.
-    """
-    if not 0 < variance < 1:
-        raise ValueError(f"variance must be a share between 0 and 1, got {variance}")
-    n_ref = len(reference)
-    if n_ref < 2 * MIN_CHUNKS or len(current) < 1:
-        raise ValueError(f"PCA drift needs at least {2 * MIN_CHUNKS} reference rows and one current row")
-    rng = np.random.default_rng(seed)
-    fit_rows = np.zeros(n_ref, dtype=bool)
-    fit_rows[rng.permutation(n_ref)[: n_ref // 2]] = True
-    fitted = reference.iloc[np.flatnonzero(fit_rows)]
-    encoder = fit_encoder(fitted, numeric, categorical)
-    if encoder.width < 2:
-        raise ValueError("multivariate drift needs at least two encoded columns (features or categories)")
-    fit_matrix = encoder.transform(fitted)
-    pca = PCA(n_components=variance, svd_solver="full").fit(fit_matrix)
-    held = np.flatnonzero(~fit_rows)
-    if reference_order is not None:
-        held = held[np.argsort(np.asarray(reference_order)[held], kind="stable")]
-    held_errors = _errors(pca, encoder.transform(reference.iloc[held]))
-    cur_errors = _errors(pca, encoder.transform(current))
+    """The current rows' mean reconstruction error against the reference's chunked band (module docstring)."""
+    if len(current) < 1:
+        raise ValueError("PCA drift needs at least one current row")
+    cur_errors = model.errors(current)
+    held = model.held_errors
     m = len(cur_errors)
-    chunk = max(1, min(m, len(held_errors) // MIN_CHUNKS))
-    n_chunks = len(held_errors) // chunk
-    means = held_errors[: n_chunks * chunk].reshape(n_chunks, chunk).mean(axis=1)
+    chunk = max(1, min(m, len(held) // MIN_CHUNKS))
+    n_chunks = len(held) // chunk
+    means = held[: n_chunks * chunk].reshape(n_chunks, chunk).mean(axis=1)
     per_window = float(np.std(means, ddof=1)) * math.sqrt(chunk / m)
-    of_mean = float(np.std(held_errors, ddof=1)) / math.sqrt(len(held_errors))
+    of_mean = float(np.std(held, ddof=1)) / math.sqrt(len(held))
     spread = math.hypot(per_window, of_mean)
-    mean = float(held_errors.mean())
+    mean = float(held.mean())
     statistic = float(cur_errors.mean())
     upper, lower = mean + sigmas * spread, mean - sigmas * spread
     return ReconstructionDrift(
@@ -174,10 +196,10 @@ def reconstruction_drift(
         reference_mean=mean,
         spread=spread,
         drifted=bool(statistic > upper or statistic < lower),
-        n_components=int(pca.n_components_),
-        explained_variance=float(pca.explained_variance_ratio_.sum()),
-        n_features=len(numeric) + len(categorical),
-        n_reference=n_ref,
+        n_components=int(model.pca.n_components_),
+        explained_variance=float(model.pca.explained_variance_ratio_.sum()),
+        n_features=model.n_features,
+        n_reference=model.n_reference,
         n_current=m,
         chunk_size=chunk,
         n_chunks=n_chunks,
