@@ -40,6 +40,7 @@ import numpy as np
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
+from threadpoolctl import threadpool_limits
 
 CalibrationMethod = Literal["none", "platt", "isotonic"]
 METHODS: tuple[CalibrationMethod, ...] = ("none", "platt", "isotonic")  # simplest first
@@ -135,9 +136,11 @@ def fit_calibrator(
     method: CalibrationMethod, scores: np.ndarray, positive: np.ndarray, weights: np.ndarray | None = None
 ) -> Calibrator:
     """Fit one calibration map on scores and whether each was a positive (optionally weighted)."""
-    s = np.asarray(scores, dtype=float)
-    y = np.asarray(positive, dtype=bool)
-    w = np.ones(len(s)) if weights is None else np.asarray(weights, dtype=float)
+    s, y, w = _collapse(
+        np.asarray(scores, dtype=float),
+        np.asarray(positive, dtype=bool),
+        np.ones(len(scores)) if weights is None else np.asarray(weights, dtype=float),
+    )
     if method == "none":
         if len(s) and (s.min() < 0 or s.max() > 1):
             raise ValueError("calibration 'none' needs scores in [0, 1]: use 'platt' or 'isotonic'")
@@ -189,9 +192,11 @@ def calibrate(
         tried = [method]
     oof = {m: np.empty(len(s)) for m in tried}
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for train, test in splitter.split(np.zeros(len(s)), y):
-        for m in tried:
-            oof[m][test] = fit_calibrator(m, s[train], y[train], w[train])(s[test])
+    # One thread: these fits are small, and on a busy machine the libraries' threads mostly spin.
+    with threadpool_limits(limits=1):
+        for train, test in splitter.split(np.zeros(len(s)), y):
+            for m in tried:
+                oof[m][test] = fit_calibrator(m, s[train], y[train], w[train])(s[test])
     losses = {m: (oof[m] - y) ** 2 for m in tried}
     best = min(tried, key=lambda m: float(np.average(losses[m], weights=w)))
     candidates = [
@@ -200,8 +205,10 @@ def calibrate(
     limit = {c.method: c.brier - c.se_vs_best for c in candidates}
     best_brier = float(np.average(losses[best], weights=w))
     kept = next(m for m in tried if limit[m] <= best_brier)
+    with threadpool_limits(limits=1):
+        kept_map = fit_calibrator(kept, s, y, w)
     return Calibration(
-        calibrator=fit_calibrator(kept, s, y, w),
+        calibrator=kept_map,
         candidates=candidates,
         ece=expected_calibration_error(oof[kept], y, w),
         n=len(s),
@@ -230,6 +237,16 @@ def expected_calibration_error(
         if weight > 0:
             total += weight * abs(float(np.average(p[inside] - y[inside], weights=w[inside])))
     return total / float(w.sum())
+
+
+def _collapse(s: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of the same score and class as one weighted row: the same fit, far fewer rows for rounded scores."""
+    if len(s) < 2:
+        return s, y, w
+    order = np.lexsort((y, s))
+    s, y, w = s[order], y[order], w[order]
+    starts = np.flatnonzero(np.concatenate([[True], (np.diff(s) != 0) | (np.diff(y.astype(np.int8)) != 0)]))
+    return s[starts], y[starts], np.add.reduceat(w, starts)
 
 
 def _paired_se(difference: np.ndarray, w: np.ndarray) -> float:

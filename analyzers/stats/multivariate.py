@@ -141,7 +141,8 @@ def fit_reconstruction(
     encoder = fit_encoder(fitted, numeric, categorical)
     if encoder.width < 2:
         raise ValueError("multivariate drift needs at least two encoded columns (features or categories)")
-    pca = PCA(n_components=variance, svd_solver="full").fit(encoder.transform(fitted))
+    with threadpool_limits(limits=1):  # a small decomposition: threads would mostly wait on each other
+        pca = PCA(n_components=variance, svd_solver="full").fit(encoder.transform(fitted))
     held = np.flatnonzero(~fit_rows)
     if reference_order is not None:
         held = held[np.argsort(np.asarray(reference_order)[held], kind="stable")]
