@@ -19,6 +19,7 @@ from analyzers.jobs import drift
 from analyzers.store import LocalStore
 from analyzers.timeutil import Window, format_time, parse_time
 from logshipper import PredictionLogger, configure, shutdown
+from tests.logged_stores import STORES, store_over
 
 T0 = parse_time("2026-05-01T00:00:00Z")
 REFERENCE = {"start": format_time(T0), "end": format_time(T0 + timedelta(days=2))}
@@ -51,9 +52,14 @@ def _run(root: Path, window: Window, **multivariate) -> Finding:
         return drift.run(store, "m", config, window)
 
 
+@pytest.mark.parametrize("kind", STORES)
 @pytest.mark.parametrize("method", ["pca", "classifier"])
-def test_a_flipped_correlation_drifts_jointly_while_no_column_drifts(logs: Path, method: str) -> None:
-    calm, flipped = _run(logs, CALM, method=method), _run(logs, FLIP, method=method)
+def test_a_flipped_correlation_drifts_jointly_while_no_column_drifts(
+    logs: Path, method: str, kind: str, tmp_path: Path
+) -> None:
+    config = DriftConfig(reference=REFERENCE, multivariate={"method": method})
+    with store_over(kind, logs / "logs", tmp_path / "state", "m") as (store, model):
+        calm, flipped = drift.run(store, model, config, CALM), drift.run(store, model, config, FLIP)
     for finding in (calm, flipped):
         assert not any(f["drifted"] for f in finding.metrics["features"])  # univariate: nothing to see
     assert calm.status == "ok"
@@ -65,7 +71,7 @@ def test_a_flipped_correlation_drifts_jointly_while_no_column_drifts(logs: Path,
     assert sorted(joint["features"]) == ["channel", "x", "y"]
     assert joint["n_current"] == 1500
     assert flipped.status == "alert"
-    assert [a.key for a in alerts_of(flipped)] == ["m:drift:multivariate"]
+    assert [a.key for a in alerts_of(flipped)] == [f"{model}:drift:multivariate"]
 
 
 def test_without_multivariate_configured_the_finding_has_no_such_field(logs: Path) -> None:

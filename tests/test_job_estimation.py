@@ -26,6 +26,7 @@ from analyzers.jobs import estimation
 from analyzers.store import LocalStore
 from analyzers.timeutil import Window, format_time, parse_time
 from logshipper import PredictionLogger, configure, shutdown
+from tests.logged_stores import STORES, store_over
 
 T0 = parse_time("2026-03-01T00:00:00Z")
 N = 2000
@@ -77,9 +78,15 @@ def _by_name(finding: dict) -> dict[str, dict]:
     return {entry["name"]: entry for entry in finding["metrics"]}
 
 
-def test_the_estimate_falls_on_the_day_inputs_move_before_any_label_arrives(unlabelled) -> None:
+@pytest.mark.parametrize("kind", STORES)
+def test_the_estimate_falls_on_the_day_inputs_move_before_any_label_arrives(
+    unlabelled, kind: str, tmp_path: Path
+) -> None:
     root, truth = unlabelled
-    same, shifted = _run(root, SAME_DAY), _run(root, SHIFT_DAY)
+    config = EstimationConfig(reference=REFERENCE, window="1d")
+    with store_over(kind, root / "logs", tmp_path / "state", "m") as (store, model):
+        same = estimation.run(store, model, config, SAME_DAY).to_dict()
+        shifted = estimation.run(store, model, config, SHIFT_DAY).to_dict()
     assert same["status"] == "ok"
     assert shifted["status"] == "alert"
     assert shifted["n_labeled"] == 0

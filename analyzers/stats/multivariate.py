@@ -307,9 +307,7 @@ def _categories(frame: pd.DataFrame, column: str) -> np.ndarray:
     """A categorical column as objects, missing values as one category of their own."""
     if column not in frame:
         return np.full(len(frame), MISSING, dtype=object)
-    values = frame[column].astype(object).to_numpy()
-    return np.array([MISSING if _missing(v) else str(v) for v in values], dtype=object)
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    series = frame[column]
+    values = series.astype(str).to_numpy(dtype=object)
+    values[series.isna().to_numpy()] = MISSING
+    return values
