@@ -212,3 +212,23 @@ def test_the_report_shows_estimates_with_intervals_over_time(unlabelled, tmp_pat
     assert '<section id="estimation"><h2>Estimated performance</h2>' in page
     assert 'aria-label="estimated performance over time"' in page
     assert "roc_auc" in page
+
+
+def test_a_reference_with_almost_no_positives_is_insufficient_data_not_an_error(tmp_path: Path) -> None:
+    configure(service="svc", log_dir=tmp_path / "logs")
+    plog = PredictionLogger(model="m", version="v1")
+    try:
+        for i in range(400):
+            ts = T0 + timedelta(seconds=i * 100)
+            pid = plog.prediction({"x": 0.0}, 0, score=0.01 + i / 4000, timestamp=ts)
+            plog.feedback(pid, int(i in (7, 300)), timestamp=ts)
+            plog.prediction({"x": 0.0}, 0, score=0.02, timestamp=ts + timedelta(days=1))
+    finally:
+        shutdown()
+    finding = _run(
+        tmp_path,
+        Window(T0 + timedelta(days=1), T0 + timedelta(days=2)),
+        reference={"start": format_time(T0), "end": format_time(T0 + timedelta(days=1))},
+    )
+    assert finding["status"] == "insufficient_data"
+    assert "2 positives and 398 negatives" in finding["reason"]

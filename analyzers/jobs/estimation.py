@@ -65,6 +65,10 @@ FITS_KEPT = 16  # reference fits kept in memory
 SEED = 0
 
 
+class TooFewLabels(ValueError):
+    """The reference's labels cannot support a calibration (too few of one class)."""
+
+
 @dataclass(frozen=True)
 class ReferenceFit:
     """Everything the job learns from the reference's labelled predictions."""
@@ -134,7 +138,10 @@ def _estimate(
         return _insufficient(model, window, coverage, why, described)
     if n < max(config.min_rows, 1):
         return _insufficient(model, window, coverage, f"{n:g} predictions < min_rows {config.min_rows}", described)
-    fit = _reference_fit(ref_store, ref_query, summary, config, described)
+    try:
+        fit = _reference_fit(ref_store, ref_query, summary, config, described)
+    except TooFewLabels as exc:
+        return _insufficient(model, window, coverage, str(exc), described)
     described["n_sample"] = fit.n_sample
     calibration = {**fit.calibration.to_dict(), "max_error": config.max_calibration_error, "held_out": fit.held_out}
     if not math.isfinite(fit.calibration.ece) or fit.calibration.ece > config.max_calibration_error:
@@ -215,6 +222,12 @@ def fit_reference(sample: pd.DataFrame, config: EstimationConfig) -> ReferenceFi
     y = _flags(sample["label"], config.positive_label)
     predicted = _flags(sample["prediction"], config.positive_label)
     w = _weights(sample)
+    positives, negatives = int(y.sum()), int((~y).sum())
+    if min(positives, negatives) < config.folds:
+        raise TooFewLabels(
+            f"the reference's labelled sample has {positives} positives and {negatives} negatives:"
+            f" calibrating needs at least {config.folds} of each (folds)"
+        )
     calibration = calibrate(s, y, w, method=config.calibration, folds=config.folds, seed=SEED)
     threshold = decision_threshold(s, predicted)
     edges = score_edges(s, threshold)
