@@ -208,15 +208,20 @@ class PerformanceConfig(JobConfig):
     min_labels: int = 50
 
 
+EstimatedMetric = Literal["roc_auc", "accuracy", "precision", "recall", "f1"]
+
+
+def _every_estimated_metric() -> list[EstimatedMetric]:
+    return ["roc_auc", "accuracy", "precision", "recall", "f1"]
+
+
 class EstimationConfig(JobConfig):
     """Performance estimated without labels from the scores of a binary classifier (CBPE)."""
 
     reference: ReferenceConfig = Field(
         default_factory=lambda: ReferenceConfig(last=timedelta(days=7), ending=timedelta(days=7))
     )
-    metrics: list[Literal["roc_auc", "accuracy", "precision", "recall", "f1"]] = Field(
-        default_factory=lambda: ["roc_auc", "accuracy", "precision", "recall", "f1"], min_length=1
-    )
+    metrics: list[EstimatedMetric] = Field(default_factory=_every_estimated_metric, min_length=1)
     calibration: Literal["auto", "isotonic", "platt", "none"] = "auto"
     positive_label: str | int | float | bool = 1
     max_drop: float = Field(0.05, ge=0)  # relative drop of an estimate below the reference that alerts
