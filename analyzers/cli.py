@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -53,16 +53,16 @@ def _print_json(data: Any) -> None:
 
 # ---- analyze ----------------------------------------------------------------------------------
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from analyzers.report_text import print_findings
     from analyzers.runner import run_jobs
     from analyzers.store import open_store
+    from analyzers.terminal import print_findings
 
     loaded = _load(args)
     with open_store(loaded.config, loaded.directory) as store, _job_progress(loaded.config, args) as progress:
         findings = run_jobs(
             store, loaded.config, models=args.model, jobs=args.job, at=args.at, base=loaded.directory, progress=progress
         )
-        _deliver(store, loaded, findings, args.format, dry_run=args.dry_run)
+        _deliver(store, loaded, findings, output_format=args.format, dry_run=args.dry_run)
     if args.format == "json":
         _print_json({"findings": [f.to_dict() for f in findings]})
     else:
@@ -100,10 +100,10 @@ def _job_progress(config: Any, args: argparse.Namespace) -> Iterator[Callable[[s
         yield step
 
 
-def _deliver(store: Any, loaded: Any, findings: list[Any], output_format: str, dry_run: bool = False) -> None:
+def _deliver(store: Any, loaded: Any, findings: list[Any], *, output_format: str, dry_run: bool = False) -> None:
     """Pass findings through alert rules, state and delivery (a dry run only prints the alerts)."""
     try:
-        alerting = importlib.import_module("analyzers.alerts.pipeline")
+        alerting = importlib.import_module("analyzers.alerts.dispatch")
     except ImportError:
         return
     if dry_run:
@@ -117,18 +117,20 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     loaded = _load(args)
     config = loaded.config
     jobs = sum(len(m.jobs()) for m in config.models.values())
-    where = "Elasticsearch" if config.store.elasticsearch else f"local files in {config.store.local.path}"
+    where = config.store.chosen()[1].describe()
     print(f"{args.config}: OK: {len(config.models)} model(s), {jobs} job(s), store: {where}")
     return EXIT_OK
 
 
 # ---- replay -----------------------------------------------------------------------------------
 def cmd_replay(args: argparse.Namespace) -> int:
-    from analyzers.report_text import print_findings
     from analyzers.store import Query, open_store
+    from analyzers.terminal import print_replay
     from analyzers.timeutil import Window, parse_duration, utcnow
 
     replay = _optional("analyzers.jobs.replay", "replay")
+    if os.getcwd() not in sys.path:  # --target mysvc.model:predict finds ./mysvc as `python -m` would
+        sys.path.insert(0, os.getcwd())
     loaded = _load(args)
     end = args.at or utcnow()
     window = Window.ending(end, parse_duration(args.window)) if (args.window or args.at) else None
@@ -154,13 +156,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
             entity_id=tuple(args.entity) or None,
             prediction_ids=tuple(args.id) or None,
             target=args.target,
-            tolerance=args.tolerance,
+            atol=args.atol,
+            rtol=replay.DEFAULT_RTOL if args.rtol is None else args.rtol,
         )
     if args.format == "json":
         _print_json({"findings": [finding.to_dict()]})
     else:
-        print_findings([finding])
-    return EXIT_ERROR if finding.status == "error" else EXIT_OK
+        print_replay(finding)
+    if finding.status == "error":
+        return EXIT_ERROR
+    return EXIT_ALERT if args.fail_on_alert and finding.status == "alert" else EXIT_OK
 
 
 # ---- setup, demo, report, run, status: parts with modules of their own ------------------------
@@ -189,16 +194,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from analyzers.store import open_store
-    from analyzers.timeutil import Window, parse_duration, utcnow
+    from analyzers.timeutil import parse_duration
 
     report = _optional("analyzers.report", "the HTML report")
     loaded = _load(args)
-    window = Window.ending(args.at or utcnow(), parse_duration(args.window))
+    window = parse_duration(args.window) if args.window else None
+    span = parse_duration(args.span)
     models = args.model or list(loaded.config.models)
+    if not models:
+        raise CommandError(f"{args.config} configures no model: give --model NAME")
+    paths = report.report_paths(args.out, models)  # a bad --out fails before any work
     with open_store(loaded.config, loaded.directory) as store:
-        for model in models:
-            out = Path(args.out) / f"{model}.html" if len(models) > 1 else Path(args.out)
-            report.write_report(store, model, window, out, config=loaded.config)
+        for model, out in paths.items():
+            report.write_report(
+                store, model, out, config=loaded.config, at=args.at, window=window, span=span, base=loaded.directory
+            )
             print(f"wrote {out}", file=sys.stderr)
     return EXIT_OK
 
@@ -209,8 +219,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from analyzers.report_text import print_status
     from analyzers.store import open_store
+    from analyzers.terminal import print_status
 
     loaded = _load(args)
     with open_store(loaded.config, loaded.directory) as store:
@@ -233,6 +243,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 # ---- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand, with help that explains each option."""
+    from analyzers.jobs.registry import JOB_NAMES
+
     parser = argparse.ArgumentParser(
         prog="predwatch", description="Monitor ML models in production from their prediction logs."
     )
@@ -247,8 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("analyze", help="run the configured jobs once and print their findings")
     with_config(p)
     p.add_argument("--model", action="append", help="only this model (repeatable); default: every model")
-    jobs = ("drift", "fairness", "performance", "ops", "estimation")
-    p.add_argument("--job", action="append", choices=jobs, help="only this job")
+    p.add_argument("--job", action="append", choices=JOB_NAMES, help="only this job (repeatable)")
     p.add_argument("--at", type=_time, help="analyse the windows that end at this ISO 8601 time (default: now)")
     with_format(p)
     p.add_argument("--dry-run", action="store_true", help="compute and print, but send and record no alert")
@@ -267,7 +278,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--at", type=_time, help="end of the window (default: now)")
     p.add_argument("--entity", action="append", default=[], help="only this entity_id (repeatable)")
     p.add_argument("--id", action="append", default=[], help="only this prediction id (repeatable)")
-    p.add_argument("--tolerance", type=float, default=1e-6, help="largest score difference that still matches")
+    p.add_argument(
+        "--atol",
+        type=float,
+        help="absolute difference that still matches (default: half a unit in the last decimal of the logged values)",
+    )
+    p.add_argument(
+        "--rtol",
+        type=float,
+        help="relative difference that still matches (default 1e-9: the float noise of recomputing)",
+    )
+    p.add_argument("--fail-on-alert", action="store_true", help="exit with 1 when any prediction or score differs")
     p.add_argument("--export", help="also write the selected predictions to this .csv or .parquet file")
     with_format(p)
     p.set_defaults(func=cmd_replay)
@@ -290,9 +311,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write a self-contained HTML report per model")
     with_config(p)
     p.add_argument("--model", action="append", help="only this model (repeatable)")
-    p.add_argument("--window", default="1d", help="length of the window the report covers (e.g. 1d, 7d)")
-    p.add_argument("--at", type=_time, help="end of the window (default: now)")
-    p.add_argument("--out", default="predwatch-report.html", help="the file (one model) or directory (several)")
+    p.add_argument("--at", type=_time, help="the time the report is as of: every window ends then (default: now)")
+    p.add_argument(
+        "--window",
+        help="analyse every job over this window (e.g. 7d) instead of its configured one; default: each job's",
+    )
+    p.add_argument("--span", default="30d", help="how far back the trends reach (default 30d, from the first event)")
+    p.add_argument(
+        "--out",
+        help="a file (one model) or a directory (<model>.html each; an existing one, or a path ending in /); "
+        "default predwatch-report.html, or predwatch-report/ for several models",
+    )
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("run", help="run every job on its schedule until SIGTERM or Ctrl-C")

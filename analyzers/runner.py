@@ -6,31 +6,24 @@ scheduled time), so that both analyse the same windows the same way.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 
-from analyzers.config.models import Config, JobConfig, ModelConfig
+from analyzers.config.models import Config, JobConfig
 from analyzers.findings import Finding
 from analyzers.jobs.base import Job, error_finding
-from analyzers.store.base import Store
-from analyzers.timeutil import Window, parse_time, utcnow
+from analyzers.jobs.registry import JOB_NAMES, job_spec
+from analyzers.store.base import PredictionReader, Store
+from analyzers.timeutil import Window
+from analyzers.windows import job_window
 
-JOB_NAMES = ("drift", "fairness", "performance", "ops", "estimation")
+__all__ = ["JOB_NAMES", "job_function", "job_window", "run_job", "run_jobs", "with_paths_resolved"]
 
 
 def job_function(name: str) -> Job:
-    """The ``run`` function of a job module (``analyzers.jobs.<name>``)."""
-    if name not in JOB_NAMES:
-        raise ValueError(f"unknown job {name!r}: expected one of {', '.join(JOB_NAMES)}")
-    return importlib.import_module(f"analyzers.jobs.{name}").run
-
-
-def job_window(model: ModelConfig, job: JobConfig, at: datetime | None) -> Window:
-    """The window a job analyses: its length, ending at ``at`` (or now less the model's ingest delay)."""
-    end = parse_time(at) if at is not None else utcnow() - model.ingest_delay
-    return Window.ending(end, job.window)
+    """The ``run`` function of a job of the job table (:mod:`analyzers.jobs.registry`)."""
+    return job_spec(name).run
 
 
 def with_paths_resolved(job: JobConfig, base: Path | None) -> JobConfig:
@@ -41,7 +34,7 @@ def with_paths_resolved(job: JobConfig, base: Path | None) -> JobConfig:
     return job.model_copy(update={"reference": reference.model_copy(update={"file": str(base / reference.file)})})
 
 
-def run_job(store: Store, model: str, name: str, job: JobConfig, window: Window) -> Finding:
+def run_job(store: PredictionReader, model: str, name: str, job: JobConfig, window: Window) -> Finding:
     """One job over one window; an exception becomes an ``error`` finding, never a crash."""
     try:
         return job_function(name)(store, model, job, window)

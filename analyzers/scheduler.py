@@ -25,10 +25,11 @@ from analyzers.config.loader import LoadedConfig, load_config
 from analyzers.config.models import JobConfig, ModelConfig
 from analyzers.findings import Finding
 from analyzers.runner import run_job, with_paths_resolved
-from analyzers.schedule import fire_times, latest_fire_time, make_trigger
 from analyzers.store import open_store
 from analyzers.store.base import ConflictError, Store
-from analyzers.timeutil import Window, format_time, parse_time, utcnow
+from analyzers.timeutil import format_time, parse_time, utcnow
+from analyzers.triggers import fire_times, latest_fire_time, make_trigger
+from analyzers.windows import job_window
 
 log = logging.getLogger("predwatch.scheduler")
 HEARTBEAT_PREFIX = "heartbeat:"
@@ -82,8 +83,11 @@ class Scheduler:
     def run_once(self, model: str, name: str, scheduled: datetime) -> Finding | None:
         """Analyse the window tied to one fire time, store and alert on it, and record the heartbeat."""
         model_config = self.config.models[model]
-        job = with_paths_resolved(getattr(model_config, name), self.loaded.directory)
-        window = Window.ending(scheduled - model_config.ingest_delay, job.window)
+        configured = model_config.job(name)
+        if configured is None:
+            raise ValueError(f"model {model!r} has no {name} job configured")
+        job = with_paths_resolved(configured, self.loaded.directory)
+        window = job_window(model_config, job, now=scheduled)
         previous = self._running.get((model, name))
         if previous is not None and previous.is_alive():
             log.warning("skipped: the previous run is still going", extra={"predwatch": {"model": model, "job": name}})
@@ -104,11 +108,11 @@ class Scheduler:
         else:
             finding = Finding(model, name, window, "error", error=f"timed out after {job.timeout.total_seconds():g} s")
         duration = time.monotonic() - started
-        self._record(model, name, finding, scheduled, duration)
+        self._record(model, name, finding, scheduled=scheduled, duration=duration)
         return finding
 
-    def _record(self, model: str, name: str, finding: Finding, scheduled: datetime, duration: float) -> None:
-        from analyzers.alerts.pipeline import process
+    def _record(self, model: str, name: str, finding: Finding, *, scheduled: datetime, duration: float) -> None:
+        from analyzers.alerts.dispatch import process
 
         delivered: dict[str, Any] = {}
         try:
@@ -152,7 +156,9 @@ class Scheduler:
 
     def fire(self, model: str, name: str) -> None:
         """What APScheduler calls: the run for the latest fire time (the one it was scheduled for)."""
-        job = getattr(self.config.models[model], name)
+        job = self.config.models[model].job(name)
+        if job is None:
+            return
         scheduled = latest_fire_time(make_trigger(job.schedule), utcnow())
         if scheduled is not None and not self.stopping.is_set():
             self.run_once(model, name, scheduled)
@@ -184,7 +190,7 @@ class Scheduler:
         return ran
 
     def flush_outbox(self) -> None:
-        from analyzers.alerts.pipeline import flush
+        from analyzers.alerts.dispatch import flush
 
         try:
             report = flush(self.store, self.config, quiet=True)

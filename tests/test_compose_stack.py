@@ -80,7 +80,8 @@ def test_elastic_images_are_pinned_to_one_8x_release(services: dict[str, Any]) -
     versions = set()
     for name, svc in services.items():
         image = svc["image"]
-        assert ":" in image and not image.endswith(":latest"), f"{name}: image {image} is not pinned"
+        assert ":" in image, f"{name}: image {image} is not pinned"
+        assert not image.endswith(":latest"), f"{name}: image {image} is not pinned"
         if image.startswith("docker.elastic.co/"):
             versions.add(image.rsplit(":", 1)[1])
     assert len(versions) == 1, versions
@@ -105,7 +106,8 @@ def test_dependencies_wait_for_health_or_completion(services: dict[str, Any]) ->
             else:
                 pytest.fail(f"{name} -> {dep}: condition {condition} does not wait for readiness")
     long_running = [d for d in depended_on if services[d].get("restart") != "no"]
-    assert long_running and all("healthcheck" in services[d] for d in long_running)
+    assert long_running
+    assert all("healthcheck" in services[d] for d in long_running)
 
 
 def test_start_up_order(services: dict[str, Any]) -> None:
@@ -138,7 +140,8 @@ def test_memory_limits_fit_a_laptop(services: dict[str, Any]) -> None:
         total += float(m.group(1)) * units[m.group(2)]
     assert total <= 4096, f"the stack needs {total:.0f} MiB"
     heap = re.search(r"-Xmx(\d+)m", services["elasticsearch"]["environment"]["ES_JAVA_OPTS"])
-    assert heap and int(heap.group(1)) <= 1024 * 0.6
+    assert heap
+    assert int(heap.group(1)) <= 1024 * 0.6
 
 
 def test_named_volumes_are_declared_and_used(compose: dict[str, Any], services: dict[str, Any]) -> None:
@@ -202,7 +205,10 @@ def test_the_mounted_predwatch_config_is_valid_with_the_services_environment(
     env = {k: interpolate(str(v), env_example()) for k, v in svc["environment"].items()}
     config = Config.model_validate(yaml.safe_load(interpolate(source.read_text(), env)))
     es = config.store.elasticsearch
-    assert es is not None and es.hosts == [env["ES_URL"]]
-    assert es.username == env["ES_USERNAME"] and es.password == env["ES_PASSWORD"]
-    assert config.kibana is not None and config.kibana.url == env["KIBANA_URL"]
+    assert es is not None
+    assert es.hosts == [env["ES_URL"]]
+    assert es.username == env["ES_USERNAME"]
+    assert es.password == env["ES_PASSWORD"]
+    assert config.kibana is not None
+    assert config.kibana.url == env["KIBANA_URL"]
     assert config.models, "the demo's model is monitored"

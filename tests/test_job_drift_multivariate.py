@@ -19,6 +19,7 @@ from analyzers.jobs import drift
 from analyzers.store import LocalStore
 from analyzers.timeutil import Window, format_time, parse_time
 from logshipper import PredictionLogger, configure, shutdown
+from tests.finding_json import as_json
 from tests.logged_stores import STORES, store_over
 
 T0 = parse_time("2026-05-01T00:00:00Z")
@@ -61,10 +62,10 @@ def test_a_flipped_correlation_drifts_jointly_while_no_column_drifts(
     with store_over(kind, logs / "logs", tmp_path / "state", "m") as (store, model):
         calm, flipped = drift.run(store, model, config, CALM), drift.run(store, model, config, FLIP)
     for finding in (calm, flipped):
-        assert not any(f["drifted"] for f in finding.metrics["features"])  # univariate: nothing to see
+        assert not any(f["drifted"] for f in as_json(finding)["features"])  # univariate: nothing to see
     assert calm.status == "ok"
-    assert calm.metrics["multivariate"]["drifted"] is False
-    joint = flipped.to_dict()["multivariate"]
+    assert as_json(calm)["multivariate"]["drifted"] is False
+    joint = as_json(flipped)["multivariate"]
     assert joint["method"] == method
     assert joint["drifted"] is True
     assert joint["statistic"] > joint["threshold"]
@@ -85,7 +86,7 @@ def test_a_window_the_method_cannot_judge_says_why_with_null_numbers(logs: Path)
         features={"y": {"ignore": True}, "channel": {"ignore": True}},
     )
     with LocalStore(logs / "logs", logs / "state") as store:
-        joint = drift.run(store, "m", config, FLIP).to_dict()["multivariate"]
+        joint = as_json(drift.run(store, "m", config, FLIP))["multivariate"]
     assert joint["drifted"] is False
     assert joint["statistic"] is None
     assert "at least two encoded columns" in joint["reason"]
@@ -102,7 +103,7 @@ def test_the_report_draws_the_multivariate_statistic_against_its_threshold(logs:
     assert job is not None
     with LocalStore(logs / "logs", tmp_path / "state") as store:
         store.write_findings([drift.run(store, "m", job, day) for day in (CALM, FLIP)])
-        page = write_report(store, "m", FLIP, tmp_path / "report.html", config=config).read_text("utf-8")
+        page = write_report(store, "m", tmp_path / "report.html", config=config, at=FLIP.end).read_text("utf-8")
     assert "<h3>Features together</h3>" in page
     assert "PCA reconstruction error" in page
     assert 'aria-label="multivariate drift over time"' in page

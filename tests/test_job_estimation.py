@@ -26,6 +26,7 @@ from analyzers.jobs import estimation
 from analyzers.store import LocalStore
 from analyzers.timeutil import Window, format_time, parse_time
 from logshipper import PredictionLogger, configure, shutdown
+from tests.finding_json import as_json
 from tests.logged_stores import STORES, store_over
 
 T0 = parse_time("2026-03-01T00:00:00Z")
@@ -71,7 +72,7 @@ def unlabelled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[int
 def _run(root: Path, window: Window, **settings) -> dict:
     config = EstimationConfig(**{"reference": REFERENCE, "window": "1d", **settings})
     with LocalStore(root / "logs", root / "state") as store:
-        return estimation.run(store, "m", config, window).to_dict()
+        return as_json(estimation.run(store, "m", config, window))
 
 
 def _by_name(finding: dict) -> dict[str, dict]:
@@ -85,8 +86,8 @@ def test_the_estimate_falls_on_the_day_inputs_move_before_any_label_arrives(
     root, truth = unlabelled
     config = EstimationConfig(reference=REFERENCE, window="1d")
     with store_over(kind, root / "logs", tmp_path / "state", "m") as (store, model):
-        same = estimation.run(store, model, config, SAME_DAY).to_dict()
-        shifted = estimation.run(store, model, config, SHIFT_DAY).to_dict()
+        same = as_json(estimation.run(store, model, config, SAME_DAY))
+        shifted = as_json(estimation.run(store, model, config, SHIFT_DAY))
     assert same["status"] == "ok"
     assert shifted["status"] == "alert"
     assert shifted["n_labeled"] == 0
@@ -175,7 +176,7 @@ def test_a_reference_file_with_labels_serves_as_the_reference(unlabelled, tmp_pa
     frame.to_parquet(tmp_path / "validation.parquet")
     config = EstimationConfig(reference={"file": str(tmp_path / "validation.parquet")}, window="1d")
     with LocalStore(root / "logs", root / "state") as store:
-        from_file = estimation.run(store, "m", config, SHIFT_DAY).to_dict()
+        from_file = as_json(estimation.run(store, "m", config, SHIFT_DAY))
     from_window = _run(root, SHIFT_DAY)
     assert from_file["reference"]["file"].endswith("validation.parquet")
     for name, entry in _by_name(from_file).items():
@@ -208,7 +209,7 @@ def test_the_report_shows_estimates_with_intervals_over_time(unlabelled, tmp_pat
     assert job is not None
     with LocalStore(root / "logs", tmp_path / "state") as store:
         store.write_findings([estimation.run(store, "m", job, day) for day in (SAME_DAY, SHIFT_DAY)])
-        page = write_report(store, "m", SHIFT_DAY, tmp_path / "report.html", config=config).read_text("utf-8")
+        page = write_report(store, "m", tmp_path / "report.html", config=config, at=SHIFT_DAY.end).read_text("utf-8")
     assert '<section id="estimation"><h2>Estimated performance</h2>' in page
     assert 'aria-label="estimated performance over time"' in page
     assert "roc_auc" in page
@@ -219,7 +220,7 @@ def test_a_reference_with_almost_no_positives_is_insufficient_data_not_an_error(
     plog = PredictionLogger(model="m", version="v1")
     try:
         for i in range(400):
-            ts = T0 + timedelta(seconds=i * 100)
+            ts = T0 + timedelta(seconds=i * 216)  # spread over the whole day
             pid = plog.prediction({"x": 0.0}, 0, score=0.01 + i / 4000, timestamp=ts)
             plog.feedback(pid, int(i in (7, 300)), timestamp=ts)
             plog.prediction({"x": 0.0}, 0, score=0.02, timestamp=ts + timedelta(days=1))

@@ -10,13 +10,10 @@ import pytest
 
 from analyzers.config.models import OpsConfig
 from analyzers.jobs import ops
+from analyzers.store import LocalStore
 from analyzers.timeutil import Window, format_time, parse_time
+from tests.finding_json import as_json
 from tests.log_events import write_events
-
-try:
-    from analyzers.store import LocalStore
-except ImportError:  # the local store is written in parallel; these tests run once it exists
-    pytest.skip("analyzers.store.LocalStore is not available yet", allow_module_level=True)
 
 T0 = parse_time("2026-11-20T00:00:00Z")
 
@@ -57,7 +54,7 @@ def traffic(log_dir: Path, start, minutes: int, skip: range = range(0), spike: r
 
 def _run(tmp_path: Path, span: Window, **cfg) -> dict:
     with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
-        return ops.run(store, "m", OpsConfig(**cfg), span).to_dict()
+        return as_json(ops.run(store, "m", OpsConfig(**cfg), span))
 
 
 def test_an_hour_without_traffic_alerts(tmp_path: Path) -> None:
@@ -65,10 +62,12 @@ def test_an_hour_without_traffic_alerts(tmp_path: Path) -> None:
     out = _run(tmp_path, Window(T0, T0 + timedelta(hours=3)), window="3h")
     assert out["status"] == "alert", out.get("error")
     (signal,) = out["signals"]
-    assert signal["subject"] == "metric:silence" and signal["value"] == 3600
+    assert signal["subject"] == "metric:silence"
+    assert signal["value"] == 3600
     assert out["silence"]["start"] == format_time(T0 + timedelta(hours=1))
     assert out["silence"]["ongoing"] is False
-    assert out["volume"]["total"] == 480 and out["volume"]["empty_buckets"] == 12
+    assert out["volume"]["total"] == 480
+    assert out["volume"]["empty_buckets"] == 12
 
 
 def test_latency_spike_with_errors(tmp_path: Path) -> None:
@@ -85,7 +84,8 @@ def test_latency_spike_with_errors(tmp_path: Path) -> None:
 def test_healthy_service_is_ok(tmp_path: Path) -> None:
     traffic(tmp_path / "logs", T0, 60, seed=2)
     out = _run(tmp_path, Window(T0, T0 + timedelta(hours=1)))
-    assert out["status"] == "ok" and out["signals"] == []
+    assert out["status"] == "ok"
+    assert out["signals"] == []
     assert out["error_rate"]["value"] == 0.0
     assert out["latency_ms"]["p95"]["threshold"] == 500.0
 
@@ -94,7 +94,8 @@ def test_no_predictions_at_all_is_an_alert(tmp_path: Path) -> None:
     (tmp_path / "logs").mkdir()
     out = _run(tmp_path, Window(T0, T0 + timedelta(hours=1)))
     assert out["status"] == "alert"
-    assert out["signals"][0]["subject"] == "metric:silence" and out["silence"]["ongoing"] is True
+    assert out["signals"][0]["subject"] == "metric:silence"
+    assert out["silence"]["ongoing"] is True
 
 
 def test_longest_silence_and_percentile_names() -> None:
@@ -104,6 +105,7 @@ def test_longest_silence_and_percentile_names() -> None:
     tie = longest_silence([0, 0, 5, 0, 0])
     assert (tie.start, tie.buckets, tie.ongoing) == (3, 2, True)
     assert longest_silence([1, 2]).start is None
-    assert percentile_level("p99.9") == pytest.approx(0.999) and percentile_level("P50") == 0.5
+    assert percentile_level("p99.9") == pytest.approx(0.999)
+    assert percentile_level("P50") == 0.5
     with pytest.raises(ValueError, match="percentile"):
         percentile_level("max")

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from analyzers.alerts.state import Notification
-from analyzers.store.base import ConflictError, Store
+from analyzers.store.base import ConflictError, StateStore
 from analyzers.timeutil import format_time, parse_time
 
 OUTBOX_PREFIX = "outbox:"
@@ -43,7 +43,7 @@ class Delivery:
     errors: list[str] = field(default_factory=list)
 
 
-def enqueue(store: Store, notification: Notification, now: datetime) -> bool:
+def enqueue(store: StateStore, notification: Notification, now: datetime) -> bool:
     """Add a notification; ``False`` when it is already there (another process enqueued the same change)."""
     doc = {"notification": notification.to_dict(), "created_at": format_time(now), "attempts": 0}
     try:
@@ -53,7 +53,7 @@ def enqueue(store: Store, notification: Notification, now: datetime) -> bool:
     return True
 
 
-def discard(store: Store, notification: Notification) -> None:
+def discard(store: StateStore, notification: Notification) -> None:
     """Withdraw a notification this process enqueued for a state change it then lost to another process."""
     store.delete_state(OUTBOX_PREFIX + notification.id)
 
@@ -62,7 +62,7 @@ def _owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def claim(store: Store, now: datetime) -> list[Entry]:
+def claim(store: StateStore, now: datetime) -> list[Entry]:
     """Take every pending entry not being sent by someone else right now, oldest first."""
     claimed = []
     for key, (doc, version) in sorted(
@@ -81,7 +81,7 @@ def claim(store: Store, now: datetime) -> list[Entry]:
 
 
 def deliver(
-    store: Store,
+    store: StateStore,
     send: Callable[[Sequence[Notification]], None],
     group: Callable[[list[Entry]], list[list[Entry]]],
     now: datetime,
@@ -91,7 +91,7 @@ def deliver(
     for batch in group(claim(store, now)):
         try:
             send([e.notification for e in batch])
-        except Exception as exc:  # the error text is already free of secrets (see slack.DeliveryError)
+        except Exception as exc:  # a channel's DeliveryError text is free of secrets (see alerts.errors)
             result.failed += len(batch)
             result.errors.append(str(exc))
             for entry in batch:

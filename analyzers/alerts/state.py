@@ -18,7 +18,7 @@ from typing import Any, Literal
 from analyzers.alerts.rules import MONITORING, Alert, alerts_of, as_dict, is_monitoring_problem, judges_subjects
 from analyzers.config.models import JobConfig
 from analyzers.findings import Finding
-from analyzers.store.base import ConflictError, Store
+from analyzers.store.base import ConflictError, StateStore
 from analyzers.timeutil import format_time, parse_time
 
 STATE_PREFIX = "alert:"
@@ -87,7 +87,7 @@ class Change:
     notification: Notification | None
 
 
-def changes_for(store: Store, finding: Finding, job: JobConfig, now: datetime) -> list[Change]:
+def changes_for(store: StateStore, finding: Finding, job: JobConfig, now: datetime) -> list[Change]:
     """What a finding changes in the alert state of its model and job (nothing for a window already seen)."""
     prefix = f"{STATE_PREFIX}{finding.model}:{finding.job}:"
     existing = store.list_state(prefix)
@@ -99,7 +99,7 @@ def changes_for(store: Store, finding: Finding, job: JobConfig, now: datetime) -
         doc, version = existing.get(state_key, (None, None))
         if doc is not None and _seen(doc, finding, end):
             continue
-        changes.append(_firing(state_key, alert, doc, version, finding, job, now))
+        changes.append(_firing(state_key, alert, doc=doc, version=version, finding=finding, job=job, now=now))
     for state_key, (doc, version) in existing.items():
         if state_key in current or doc.get("status") != "firing" or _seen(doc, finding, end):
             continue
@@ -124,6 +124,7 @@ def _seen(doc: dict[str, Any], finding: Finding, end: datetime) -> bool:
 def _firing(
     state_key: str,
     alert: Alert,
+    *,
     doc: dict[str, Any] | None,
     version: Any,
     finding: Finding,
@@ -163,7 +164,7 @@ def _firing(
     return Change(state_key, kept, version, None)
 
 
-def apply(store: Store, change: Change) -> bool:
+def apply(store: StateStore, change: Change) -> bool:
     """Write a change; ``False`` when another process changed the same alert first (then it owns it)."""
     try:
         store.put_state(change.key, change.doc, change.version)

@@ -1,82 +1,60 @@
 """The configuration's shape: store, Slack, Kibana, state and each monitored model's jobs.
 
 Unknown keys are errors (``extra="forbid"``) so typos are caught at load time.  Durations are
-strings such as ``15m`` or ``7d``; times are ISO 8601 (UTC when no offset).
+strings such as ``15m`` or ``7d``; times are ISO 8601 (UTC when no offset).  Each job's section is
+its class in :mod:`analyzers.config.jobs`, named by the job table (:mod:`analyzers.jobs.registry`);
+the ``store`` section is :mod:`analyzers.store.settings`.  Every configuration class can be imported
+from here.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Literal
+from datetime import timedelta
+from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, create_model, field_validator, model_validator
 
-from analyzers.timeutil import parse_duration, parse_time
+from analyzers.config.base import Strict, duration
+from analyzers.config.jobs import (
+    DriftConfig,
+    EstimatedMetric,
+    EstimationConfig,
+    FairnessConfig,
+    FeatureOverride,
+    JobConfig,
+    MultivariateConfig,
+    OpsConfig,
+    PerformanceConfig,
+    ReferenceConfig,
+    Schedule,
+)
+from analyzers.jobs.registry import JOBS
+from analyzers.store.settings import DEFAULT_MEMORY_LIMIT, ElasticsearchStoreConfig, LocalStoreConfig, StoreConfig
 
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-def _duration(value: object) -> timedelta:
-    return parse_duration(value)  # type: ignore[arg-type]
-
-
-class Schedule(Strict):
-    """When a job runs: ``every`` an interval, or a ``cron`` expression (UTC)."""
-
-    every: timedelta | None = None
-    cron: str | None = None
-
-    _v = field_validator("every", mode="before")(lambda v: None if v is None else _duration(v))
-
-    @model_validator(mode="after")
-    def _one_of(self) -> Schedule:
-        if (self.every is None) == (self.cron is None):
-            raise ValueError("give exactly one of 'every' or 'cron'")
-        if self.every is not None and self.every.total_seconds() <= 0:
-            raise ValueError("'every' must be longer than zero")
-        if self.cron is not None:
-            from analyzers.schedule import make_trigger
-
-            make_trigger(self)  # raises ValueError naming the bad field
-        return self
-
-
-# DuckDB's working memory in the local store: past it, sorts, joins and aggregates spill to disk instead
-# of growing the process, so a window costs about this much memory whatever its size.
-DEFAULT_MEMORY_LIMIT = "256MB"
-_MEMORY_SIZE = r"(?i)^\s*\d+(\.\d+)?\s*(b|kb|mb|gb|tb|kib|mib|gib|tib|%)\s*$"
-
-
-class LocalStoreConfig(Strict):
-    path: str = "./logs"
-    # DuckDB's working memory for scans ("256MB", "2GB", "25%"); beyond it, work spills to <state>/spill.
-    memory_limit: str = Field(DEFAULT_MEMORY_LIMIT, pattern=_MEMORY_SIZE)
-
-
-class ElasticsearchStoreConfig(Strict):
-    hosts: list[str]
-    api_key: str | None = None
-    username: str | None = None
-    password: str | None = None
-    ca_certs: str | None = None
-    verify_certs: bool = True
-    request_timeout: float = 30.0
-    max_retries: int = 5
-
-
-class StoreConfig(Strict):
-    local: LocalStoreConfig | None = None
-    elasticsearch: ElasticsearchStoreConfig | None = None
-
-    @model_validator(mode="after")
-    def _one_of(self) -> StoreConfig:
-        if self.local is not None and self.elasticsearch is not None:
-            raise ValueError("give one of 'local' or 'elasticsearch', not both")
-        if self.local is None and self.elasticsearch is None:
-            self.local = LocalStoreConfig()
-        return self
+__all__ = [
+    "DEFAULT_MEMORY_LIMIT",
+    "Config",
+    "DriftConfig",
+    "ElasticsearchStoreConfig",
+    "EstimatedMetric",
+    "EstimationConfig",
+    "FairnessConfig",
+    "FeatureOverride",
+    "JobConfig",
+    "KibanaConfig",
+    "LocalStoreConfig",
+    "ModelConfig",
+    "MultivariateConfig",
+    "OpsConfig",
+    "PerformanceConfig",
+    "ReferenceConfig",
+    "Schedule",
+    "SchedulerConfig",
+    "SlackConfig",
+    "StateConfig",
+    "StoreConfig",
+    "Strict",
+]
 
 
 class SlackConfig(Strict):
@@ -86,7 +64,7 @@ class SlackConfig(Strict):
     base_url: str | None = None
     mention: str | None = None  # e.g. "<!here>" for critical alerts
     report_url: str | None = None  # embedded mode: where the HTML reports are served, linked from alerts
-    max_items: int = Field(10, ge=1, le=40)  # alerts listed in one message before "and N more"
+    max_items: int = Field(default=10, ge=1, le=40)  # alerts listed in one message before "and N more"
 
     @model_validator(mode="after")
     def _how(self) -> SlackConfig:
@@ -111,165 +89,47 @@ class StateConfig(Strict):
     path: str | None = None  # default: .predwatch/ beside the log directory
 
 
-class ReferenceConfig(Strict):
-    """A fixed window (``start``/``end``), a relative one (``last``/``ending``), or a ``file``."""
+class ModelJobs(Strict):
+    """A monitored model: one optional section per job of the job table, and how late its lines arrive."""
 
-    start: datetime | None = None
-    end: datetime | None = None
-    last: timedelta | None = None
-    ending: timedelta | None = None
-    file: str | None = None
-
-    _t = field_validator("start", "end", mode="before")(lambda v: None if v is None else parse_time(v))
-    _d = field_validator("last", "ending", mode="before")(lambda v: None if v is None else _duration(v))
-
-    @model_validator(mode="after")
-    def _one_of(self) -> ReferenceConfig:
-        kinds = [self.start is not None or self.end is not None, self.last is not None, self.file is not None]
-        if sum(kinds) != 1:
-            raise ValueError("give one of {start, end}, {last, ending} or {file}")
-        if kinds[0] and (self.start is None or self.end is None):
-            raise ValueError("a fixed reference needs both 'start' and 'end'")
-        if self.ending is not None and self.last is None:
-            raise ValueError("'ending' goes with 'last'")
-        return self
-
-
-class JobConfig(Strict):
-    """What every job has: its window, schedule, whether it runs, and alert handling."""
-
-    enabled: bool = True
-    window: timedelta = timedelta(days=1)
-    schedule: Schedule = Field(default_factory=lambda: Schedule(every=timedelta(hours=1)))
-    severity: Literal["info", "warning", "critical"] = "warning"
-    cooldown: timedelta = timedelta(hours=6)
-    cooldown_backoff: float = Field(1.0, ge=1.0)  # each re-send of a still-firing alert waits this many times longer
-    max_cooldown: timedelta = timedelta(days=1)
-    timeout: timedelta = timedelta(minutes=15)  # a run that takes longer is reported as a monitoring problem
-    min_rows: int = 100
-
-    _w = field_validator("window", "cooldown", "max_cooldown", "timeout", mode="before")(lambda v: _duration(v))
-
-
-class FeatureOverride(Strict):
-    method: str | None = None  # e.g. ks, wasserstein, psi, chisquare, jensenshannon
-    threshold: float | None = None
-    kind: Literal["numeric", "categorical"] | None = None
-    ignore: bool = False
-
-
-class MultivariateConfig(Strict):
-    """Drift of the features taken together: PCA reconstruction error, or a domain classifier."""
-
-    method: Literal["pca", "classifier"]
-    sample_size: int | None = Field(None, ge=100)  # rows sampled from each window (pca 20000, classifier 5000)
-    variance: float = Field(0.65, gt=0, lt=1)  # pca: share of the variance the kept components explain
-    sigmas: float = Field(3.0, gt=0)  # pca: half-width of the reference band, in standard errors
-    auc_threshold: float = Field(0.55, ge=0.5, lt=1)  # classifier: drifted above this AUC (and significant)
-    folds: int = Field(5, ge=2, le=20)  # classifier: cross-validation folds
-    seed: int = 0
-
-    @property
-    def rows(self) -> int:
-        """Rows sampled from each window."""
-        return self.sample_size or (20_000 if self.method == "pca" else 5_000)
-
-
-class DriftConfig(JobConfig):
-    reference: ReferenceConfig = Field(default_factory=lambda: ReferenceConfig(last=timedelta(days=7)))
-    alpha: float = 0.05
-    correction: Literal["bh", "bonferroni", "none"] = "bh"
-    drift_share: float = 0.5  # dataset-level verdict when at least this share of columns drifted
-    features: dict[str, FeatureOverride] = Field(default_factory=dict)
-    sample_size: int = 50_000  # windows up to this many rows are tested exactly on their values
-    missing_threshold: float = 0.05  # Cohen's h between missing rates that counts as drift
-    multivariate: MultivariateConfig | None = None
-
-
-class FairnessConfig(JobConfig):
-    window: timedelta = timedelta(days=7)
-    groups: list[str] | None = None  # default: every attribute in ml.groups
-    positive_label: str | int | float | bool = 1
-    score_threshold: float | None = None  # selection is score >= threshold when given
-    reference_group: dict[str, str] = Field(default_factory=dict)  # attribute -> group
-    min_group_size: int = 100
-    parity_ratio: float = 0.8  # the four-fifths rule
-    max_difference: float = 0.1
-    confidence: float = 0.95
-
-
-class PerformanceConfig(JobConfig):
-    window: timedelta = timedelta(days=7)
-    task: Literal["classification", "regression"] | None = None  # inferred when None
-    positive_label: str | int | float | bool = 1
-    reference: ReferenceConfig | None = None
-    thresholds: dict[str, float] = Field(default_factory=dict)  # metric -> floor (or ceiling for errors)
-    max_drop: float = 0.05  # relative drop against the reference that alerts
-    min_labels: int = 50
-
-
-EstimatedMetric = Literal["roc_auc", "accuracy", "precision", "recall", "f1"]
-
-
-def _every_estimated_metric() -> list[EstimatedMetric]:
-    return ["roc_auc", "accuracy", "precision", "recall", "f1"]
-
-
-class EstimationConfig(JobConfig):
-    """Performance estimated without labels from the scores of a binary classifier (CBPE)."""
-
-    reference: ReferenceConfig = Field(
-        default_factory=lambda: ReferenceConfig(last=timedelta(days=7), ending=timedelta(days=7))
-    )
-    metrics: list[EstimatedMetric] = Field(default_factory=_every_estimated_metric, min_length=1)
-    calibration: Literal["auto", "isotonic", "platt", "none"] = "auto"
-    positive_label: str | int | float | bool = 1
-    max_drop: float = Field(0.05, ge=0)  # relative drop of an estimate below the reference that alerts
-    min_labels: int = Field(100, ge=1)  # labelled predictions to calibrate on, and for a realized value
-    sample_size: int = Field(100_000, ge=100)  # labelled reference predictions sampled to calibrate
-    max_calibration_error: float = Field(0.05, gt=0, le=1)  # out-of-fold ECE above which nothing is estimated
-    confidence: float = Field(0.95, gt=0, lt=1)  # of each estimate's interval
-    folds: int = Field(5, ge=2, le=20)  # cross-validation folds that choose and check the calibration
-
-
-class OpsConfig(JobConfig):
-    window: timedelta = timedelta(hours=1)
-    bucket: timedelta = timedelta(minutes=5)
-    max_silence: timedelta = timedelta(minutes=30)  # no predictions for this long alerts
-    max_error_rate: float = 0.05
-    latency_ms: dict[str, float] = Field(default_factory=lambda: {"p95": 500.0})
-
-    _b = field_validator("bucket", "max_silence", mode="before")(lambda v: _duration(v))
-
-
-class ModelConfig(Strict):
-    drift: DriftConfig | None = None
-    fairness: FairnessConfig | None = None
-    performance: PerformanceConfig | None = None
-    ops: OpsConfig | None = None
-    estimation: EstimationConfig | None = None
     ingest_delay: timedelta = timedelta(minutes=2)
 
-    _d = field_validator("ingest_delay", mode="before")(lambda v: _duration(v))
+    _d = field_validator("ingest_delay", mode="before")(lambda v: duration(v))
+
+    def job(self, name: str) -> JobConfig | None:
+        """The configuration of the job ``name``, ``None`` when it is not configured."""
+        job = getattr(self, name, None)
+        return job if isinstance(job, JobConfig) else None
 
     def jobs(self) -> dict[str, JobConfig]:
-        """Configured and enabled jobs by name."""
+        """Configured and enabled jobs by name, in the job table's order."""
         out: dict[str, JobConfig] = {}
-        for name in ("drift", "fairness", "performance", "ops", "estimation"):
-            job = getattr(self, name)
+        for name in JOBS:
+            job = self.job(name)
             if job is not None and job.enabled:
                 out[name] = job
         return out
 
 
+if TYPE_CHECKING:
+    ModelConfig = ModelJobs
+else:
+    ModelConfig = create_model(
+        "ModelConfig",
+        __base__=ModelJobs,
+        __module__=__name__,
+        **{name: (spec.config | None, None) for name, spec in JOBS.items()},
+    )
+
+
 class SchedulerConfig(Strict):
     """``predwatch run``: how many missed windows a restart catches up on, and how late a run may start."""
 
-    catch_up: int = Field(24, ge=0)
+    catch_up: int = Field(default=24, ge=0)
     misfire_grace: timedelta = timedelta(minutes=10)
     outbox_every: timedelta = timedelta(minutes=1)  # how often undelivered alerts are retried
 
-    _d = field_validator("misfire_grace", "outbox_every", mode="before")(lambda v: _duration(v))
+    _d = field_validator("misfire_grace", "outbox_every", mode="before")(lambda v: duration(v))
 
 
 class Config(Strict):

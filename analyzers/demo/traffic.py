@@ -153,6 +153,7 @@ MODELS: dict[str, tuple[str, Callable[..., int]]] = {
 
 def simulate(
     log_dir: Path,
+    *,
     days: int,
     per_day: int,
     seed: int,

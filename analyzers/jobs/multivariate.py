@@ -27,14 +27,14 @@ import numpy as np
 import pandas as pd
 
 from analyzers.config.models import DriftConfig, MultivariateConfig
-from analyzers.findings import Signal
+from analyzers.findings import MultivariateDrift, Signal
 from analyzers.stats.multivariate import (
     ReconstructionModel,
     classifier_drift,
     fit_reconstruction,
     reconstruction_drift,
 )
-from analyzers.store.base import Query, Store
+from analyzers.store.base import PredictionReader, Query
 from logshipper.schema import FEATURE_PREFIX
 
 SUBJECT = "multivariate"
@@ -45,13 +45,13 @@ _fits_lock = threading.Lock()
 
 
 def multivariate_drift(
-    ref: tuple[Store, Query],
-    cur: tuple[Store, Query],
+    ref: tuple[PredictionReader, Query],
+    cur: tuple[PredictionReader, Query],
     columns: dict[str, str],
     config: DriftConfig,
     *,
     reference: Mapping[str, Any],
-) -> tuple[dict[str, Any], Signal | None]:
+) -> tuple[MultivariateDrift, Signal | None]:
     """The finding's ``multivariate`` field and its signal (``None`` when nothing drifted).
 
     ``columns`` maps the drift job's store columns to their kinds; only features take part.
@@ -66,29 +66,43 @@ def multivariate_drift(
     categorical = [c for c, kind in features.items() if kind != "numeric"]
     wanted = [*features, "timestamp"]
     cur_rows = cur[0].sample(cur[1], settings.rows, seed=settings.seed, columns=wanted)
+    names = [c[len(FEATURE_PREFIX) :] for c in features]
     try:
         if settings.method == "pca":
             model = _reference_model(ref, features, settings, reference)
-            result = reconstruction_drift(model, cur_rows, sigmas=settings.sigmas).to_dict()
+            numbers = reconstruction_drift(model, cur_rows, sigmas=settings.sigmas).to_dict()
         else:
             ref_rows = ref[0].sample(ref[1], settings.rows, seed=settings.seed, columns=wanted)
-            result = _classify(ref_rows, cur_rows, numeric, categorical, settings, config.alpha)
+            numbers = _classify(ref_rows, cur_rows, numeric, categorical, settings, config.alpha)
     except ValueError as exc:
-        return _unjudged(settings, reference.get("n"), len(cur_rows), str(exc)), None
-    result["features"] = [c[len(FEATURE_PREFIX) :] for c in features]
-    if not result["drifted"]:
+        unjudged = MultivariateDrift(
+            method=settings.method,
+            statistic=None,
+            threshold=None,
+            drifted=False,
+            n_reference=reference.get("n"),
+            n_current=len(cur_rows),
+            features=names,
+            reason=str(exc),
+        )
+        return unjudged, None
+    result = MultivariateDrift.from_dict({**numbers, "features": names})
+    if not result.drifted:
         return result, None
     return result, Signal(
         subject=SUBJECT,
         message=_message(result),
         severity=config.severity,
-        value=result["statistic"],
-        threshold=result["threshold"],
+        value=result.statistic,
+        threshold=result.threshold,
     )
 
 
 def _reference_model(
-    ref: tuple[Store, Query], features: dict[str, str], settings: MultivariateConfig, reference: Mapping[str, Any]
+    ref: tuple[PredictionReader, Query],
+    features: dict[str, str],
+    settings: MultivariateConfig,
+    reference: Mapping[str, Any],
 ) -> ReconstructionModel:
     """The PCA fitted on the reference's sample, from memory while the reference has not changed."""
     store, query = ref
@@ -149,25 +163,13 @@ def _times(frame: pd.DataFrame) -> np.ndarray | None:
     return pd.to_datetime(frame["timestamp"], utc=True).astype("int64").to_numpy()
 
 
-def _unjudged(settings: MultivariateConfig, n_ref: Any, n_cur: int, reason: str) -> dict[str, Any]:
-    return {
-        "method": settings.method,
-        "statistic": None,
-        "threshold": None,
-        "drifted": False,
-        "n_reference": n_ref,
-        "n_current": n_cur,
-        "reason": reason,
-    }
-
-
-def _message(result: dict[str, Any]) -> str:
-    if result["method"] == "pca":
+def _message(result: MultivariateDrift) -> str:
+    if result.method == "pca":
         return (
-            f"features drifted together: mean PCA reconstruction error {result['statistic']:.4g} outside the"
-            f" reference band [{result['lower_threshold']:.4g}, {result['threshold']:.4g}]"
+            f"features drifted together: mean PCA reconstruction error {result.statistic:.4g} outside the"
+            f" reference band [{result.lower_threshold:.4g}, {result.threshold:.4g}]"
         )
     return (
         f"features drifted together: a classifier tells the window from the reference with ROC AUC"
-        f" {result['statistic']:.3f} > {result['threshold']:g} (p={result['p_value']:.2g})"
+        f" {result.statistic:.3f} > {result.threshold:g} (p={result.details['p_value']:.2g})"
     )

@@ -1,4 +1,4 @@
-"""Findings through the alert rules and state into the outbox, then delivered: Slack or the terminal.
+"""Findings through the alert rules and state into the outbox, then delivered through a channel.
 
 ``process`` is what ``predwatch analyze`` and the scheduler call after each run; ``flush`` alone
 retries the outbox (the scheduler does so every minute, so a Slack outage ends in one delivery);
@@ -7,26 +7,20 @@ retries the outbox (the scheduler does so every minute, so a Slack outage ends i
 
 from __future__ import annotations
 
-import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from rich.console import Console
-from rich.panel import Panel
-from rich.text import Text
-
 from analyzers.alerts import outbox
-from analyzers.alerts.render import Message, build_message
-from analyzers.alerts.slack import SlackSender
+from analyzers.alerts.channels import Sender, open_channel
+from analyzers.alerts.channels.terminal import TerminalSender
+from analyzers.alerts.message import build_message
 from analyzers.alerts.state import Notification, apply, changes_for
 from analyzers.config.models import Config, JobConfig
 from analyzers.findings import Finding
-from analyzers.store.base import Store
+from analyzers.store.base import StateStore
 from analyzers.timeutil import utcnow
-
-_COLOR = {"critical": "red", "warning": "yellow", "info": "blue"}
 
 
 @dataclass
@@ -44,28 +38,8 @@ class DeliveryReport:
 def job_config(config: Config, finding: Finding) -> JobConfig:
     """The configuration of the job that made a finding (defaults for jobs not configured, e.g. replay)."""
     model = config.models.get(finding.model)
-    job = getattr(model, finding.job, None) if model is not None else None
-    return job if isinstance(job, JobConfig) else JobConfig()
-
-
-class TerminalSender:
-    """Prints messages in the shape Slack would show them (no Slack configured, or a dry run)."""
-
-    target = "terminal"
-
-    def __init__(self, console: Console | None = None, quiet: bool = False) -> None:
-        self.console = console or Console(file=sys.stderr if quiet else sys.stdout, highlight=False)
-
-    def send(self, message: Message) -> None:
-        title = f"predwatch alert: {message.model}"
-        self.console.print(Panel(Text(message.text()), title=title, border_style=_COLOR.get(message.severity, "white")))
-
-
-def sender_for(config: Config, quiet: bool = False) -> SlackSender | TerminalSender:
-    """Slack when a token or webhook is configured, the terminal otherwise."""
-    if config.slack is not None and config.slack.enabled:
-        return SlackSender(config.slack)
-    return TerminalSender(quiet=quiet)
+    job = model.job(finding.job) if model is not None else None
+    return job if job is not None else JobConfig()
 
 
 def _by_model(entries: list[outbox.Entry]) -> list[list[outbox.Entry]]:
@@ -76,13 +50,13 @@ def _by_model(entries: list[outbox.Entry]) -> list[list[outbox.Entry]]:
 
 
 def preview(
-    store: Store,
+    store: StateStore,
     config: Config,
     findings: Sequence[Finding],
     *,
     quiet: bool = False,
     now: datetime | None = None,
-    sender: TerminalSender | None = None,
+    sender: Sender | None = None,
 ) -> int:
     """A dry run: print what ``process`` would send now, recording and sending nothing; returns how many."""
     now = now or utcnow()
@@ -98,15 +72,15 @@ def preview(
 
 
 def flush(
-    store: Store,
+    store: StateStore,
     config: Config,
     *,
-    sender: SlackSender | TerminalSender | None = None,
+    sender: Sender | None = None,
     quiet: bool = False,
     now: datetime | None = None,
 ) -> DeliveryReport:
     """Deliver whatever waits in the outbox, one message per model."""
-    chosen = sender or sender_for(config, quiet)
+    chosen = sender or open_channel(config, quiet=quiet)
 
     def send(notes: Sequence[Notification]) -> None:
         chosen.send(build_message(notes, config))
@@ -116,13 +90,13 @@ def flush(
 
 
 def process(
-    store: Store,
+    store: StateStore,
     config: Config,
     findings: Sequence[Finding],
     *,
     quiet: bool = False,
     now: datetime | None = None,
-    sender: SlackSender | TerminalSender | None = None,
+    sender: Sender | None = None,
 ) -> DeliveryReport:
     """Turn findings into notifications (deduplicated, cooled down, resolved) and deliver them."""
     now = now or utcnow()
