@@ -16,7 +16,8 @@ from analyzers.alerts.rules import alerts_of
 from analyzers.config.models import DriftConfig
 from analyzers.findings import Finding
 from analyzers.jobs import drift
-from analyzers.store import LocalStore
+from analyzers.jobs.multivariate import multivariate_drift, multivariate_windows
+from analyzers.store import LocalStore, Query
 from analyzers.timeutil import Window, format_time, parse_time
 from logshipper import PredictionLogger, configure, shutdown
 from tests.finding_json import as_json
@@ -107,3 +108,33 @@ def test_the_report_draws_the_multivariate_statistic_against_its_threshold(logs:
     assert "<h3>Features together</h3>" in page
     assert "PCA reconstruction error" in page
     assert 'aria-label="multivariate drift over time"' in page
+
+
+@pytest.mark.parametrize("method", ["pca", "classifier"])
+def test_many_windows_read_in_one_pass_judge_as_each_window_alone(logs: Path, method: str) -> None:
+    config = DriftConfig(reference=REFERENCE, multivariate={"method": method})
+    reference = Window(T0, T0 + timedelta(days=2))
+    with LocalStore(logs / "logs", logs / "state") as store:
+        ref = (store, Query(model="m", window=reference, outcome="success"))
+        columns = {c.name: c.kind for c in store.columns(ref[1])}
+        described = {"window": reference.to_dict(), "n": store.count(ref[1])}
+        queries = [Query(model="m", window=w, outcome="success") for w in (CALM, FLIP)]
+        together = multivariate_windows(ref, store, queries, columns, config, reference=described)
+        alone = [multivariate_drift(ref, (store, q), columns, config, reference=described)[0] for q in queries]
+    assert [j.drifted for j in together] == [False, True]
+    for a, b in zip(together, alone, strict=True):
+        assert a.n_current == b.n_current == 1500  # fewer rows than the sample size: every row, both ways
+        assert a.statistic == pytest.approx(b.statistic, rel=1e-9 if method == "pca" else 0.05)
+
+
+def test_a_window_larger_than_the_sample_is_judged_on_a_uniform_sample_of_it(logs: Path) -> None:
+    config = DriftConfig(reference=REFERENCE, multivariate={"method": "pca", "sample_size": 500})
+    reference = Window(T0, T0 + timedelta(days=2))
+    with LocalStore(logs / "logs", logs / "state") as store:
+        ref = (store, Query(model="m", window=reference, outcome="success"))
+        columns = {c.name: c.kind for c in store.columns(ref[1])}
+        described = {"window": reference.to_dict(), "n": store.count(ref[1])}
+        queries = [Query(model="m", window=w, outcome="success") for w in (CALM, FLIP)]
+        calm, flipped = multivariate_windows(ref, store, queries, columns, config, reference=described)
+    assert (calm.n_current, flipped.n_current) == (500, 500)
+    assert (calm.drifted, flipped.drifted) == (False, True)

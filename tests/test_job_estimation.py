@@ -22,8 +22,8 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 from analyzers.alerts.rules import alerts_of
 from analyzers.cli import main
 from analyzers.config.models import EstimationConfig
-from analyzers.jobs import estimation
-from analyzers.store import LocalStore
+from analyzers.jobs import coverage, estimation
+from analyzers.store import LocalStore, Query
 from analyzers.timeutil import Window, format_time, parse_time
 from logshipper import PredictionLogger, configure, shutdown
 from tests.finding_json import as_json
@@ -233,3 +233,85 @@ def test_a_reference_with_almost_no_positives_is_insufficient_data_not_an_error(
     )
     assert finding["status"] == "insufficient_data"
     assert "2 positives and 398 negatives" in finding["reason"]
+
+
+def test_many_windows_read_in_one_pass_give_what_each_window_gives_alone(unlabelled) -> None:
+    root, _ = unlabelled
+    config = EstimationConfig(reference=REFERENCE, window="5h", min_rows=50)
+    days = (SAME_DAY.start, SHIFT_DAY.start)  # four 5-hour windows of each day (its 2000 predictions fill 22 hours)
+    windows = [Window(d + timedelta(hours=5 * k), d + timedelta(hours=5 * (k + 1))) for d in days for k in range(4)]
+    with LocalStore(root / "logs", root / "state") as store:
+        together = [as_json(f) for f in estimation.run_windows(store, "m", config, windows)]
+        alone = [as_json(estimation.run(store, "m", config, w)) for w in windows]
+        back_to_back = [Query(model="m", window=w, outcome="success") for w in windows[:4]]
+        # one volume aggregate for windows on one grid of slots, the same coverage as one aggregate each
+        assert coverage.measure_windows(store, back_to_back) == [coverage.measure(store, q) for q in back_to_back]
+    assert [f["status"] for f in together] == ["ok"] * 4 + ["alert"] * 4
+    for a, b in zip(together, alone, strict=True):
+        assert a["window"] == b["window"]
+        assert a["window_read"] == "rows"  # 450 predictions each: all windows read in one pass
+        assert b["window_read"] == "aggregates"
+        for x, y in zip(a["metrics"], b["metrics"], strict=True):
+            assert x["estimated"] == pytest.approx(y["estimated"], abs=1e-12), x["name"]
+            assert x["upper"] == pytest.approx(y["upper"], abs=1e-12), x["name"]
+        assert a["coverage"] == b["coverage"]
+        assert a["status"] == b["status"]
+
+
+# ---- regression: direct loss estimation ------------------------------------------------------------
+def log_regression_days(log_dir: Path, *, labelled_days: tuple[int, ...] = (0, 1)) -> dict[int, dict]:
+    """Four days of a regression model exact on average whose noise grows with ``x`` and in segment ``c``; on
+    day 3 the inputs move to large ``x``, where it errs most (inside the reference's range)."""
+    rng = np.random.default_rng(5)
+    configure(service="svc", log_dir=log_dir)
+    plog = PredictionLogger(model="r", version="v1")
+    truth = {}
+    try:
+        for day in range(4):
+            x = rng.uniform(0.6 if day == 3 else 0.0, 1.0, 1500)
+            segment = rng.choice(["a", "b", "c"], 1500, p=[0.5, 0.3, 0.2])
+            prediction = 3 * x
+            label = prediction + rng.normal(0.0, 0.1 + x + 0.5 * (segment == "c"))
+            for i in range(1500):
+                ts = T0 + timedelta(days=day, seconds=i * 57)
+                features = {"x": float(x[i]), "segment": str(segment[i])}
+                pid = plog.prediction(features, float(prediction[i]), timestamp=ts)
+                if day in labelled_days:
+                    plog.feedback(pid, float(label[i]), timestamp=ts + timedelta(minutes=5))
+            error = label - prediction
+            truth[day] = {"mae": float(np.mean(np.abs(error))), "rmse": float(np.sqrt(np.mean(error**2)))}
+    finally:
+        shutdown()
+    return truth
+
+
+def test_regression_losses_are_estimated_before_the_labels_and_the_drop_alerts(tmp_path: Path) -> None:
+    truth = log_regression_days(tmp_path / "logs", labelled_days=(0, 1, 3))
+    config = EstimationConfig(reference=REFERENCE, window="1d", min_labels=100)
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
+        same, harder = (as_json(f) for f in estimation.run_windows(store, "r", config, [SAME_DAY, SHIFT_DAY]))
+    assert same["task"] == "regression"
+    assert same["status"] == "ok"
+    assert [e["name"] for e in same["metrics"]] == ["mae", "rmse"]
+    assert same["calibration"]["method"] == "direct loss estimation"
+    assert harder["status"] == "alert"
+    assert {s["subject"] for s in harder["signals"]} == {"metric:mae", "metric:rmse"}
+    for entry in harder["metrics"]:
+        assert set(entry) >= ENTRY_KEYS
+        assert entry["dropped"] is True
+        assert entry["relative_drop"] > 0.2  # errors grew: worse is positive
+        assert entry["estimated"] > entry["reference"]
+        assert entry["lower"] <= entry["estimated"] <= entry["upper"]
+        # the labels of day 3 were logged: realized stands beside estimated, within 5%
+        assert entry["realized"] == pytest.approx(truth[3][entry["name"]], rel=1e-9)
+        assert abs(entry["estimated"] - entry["realized"]) < 0.05 * entry["realized"], entry["name"]
+    for entry in same["metrics"]:
+        assert entry["realized"] is None  # day 2 has no label: unknown, never 0
+        assert entry["dropped"] is False
+
+
+def test_regression_metrics_on_a_classifier_are_a_configuration_error() -> None:
+    with pytest.raises(ValueError, match="mixes classification metrics with regression"):
+        EstimationConfig(metrics=["mae", "accuracy"])
+    with pytest.raises(ValueError, match="not estimated for the task 'classification'"):
+        EstimationConfig(metrics=["mae"], task="classification")

@@ -223,13 +223,13 @@ def fit_reference(sample: pd.DataFrame, config: EstimationConfig) -> Classificat
     keep = np.isfinite(scores) & sample["label"].notna().to_numpy()
     sample = sample[keep]
     s = scores[keep]
-    # The store returns a sample in no set order; the folds must not depend on it (the same rows, from a
-    # window or a file, give the same fit).
-    order = np.lexsort((sample["label"].astype(str).to_numpy(), sample["prediction"].astype(str).to_numpy(), s))
-    sample, s = sample.iloc[order], s[order]
     y = _flags(sample["label"], config.positive_label)
     predicted = _flags(sample["prediction"], config.positive_label)
     w = weights(sample)
+    # The store returns a sample in no set order; the folds must not depend on it (the same rows, from a
+    # window or a file, give the same fit).
+    order = np.lexsort((w, y, predicted, s))
+    s, y, predicted, w = s[order], y[order], predicted[order], w[order]
     positives, negatives = int(y.sum()), int((~y).sum())
     if min(positives, negatives) < config.folds:
         raise TooFewLabels(
@@ -303,7 +303,7 @@ def _bootstrap(
 
 
 def _flags(values: pd.Series, positive_label: str | int | float | bool) -> np.ndarray:
-    """Whether each logged class is the positive one (decided once per distinct value)."""
-    series = pd.Series(values).astype(object)
-    decided = {v: is_positive(v, positive_label) for v in series.dropna().unique()}
-    return series.map(decided).eq(True).to_numpy(dtype=bool)
+    """Whether each logged class is the positive one (decided once per distinct value; missing is not)."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    decided = np.array([is_positive(v, positive_label) for v in uniques] + [False], dtype=bool)
+    return decided[codes]  # the sentinel -1 picks the final False

@@ -152,11 +152,14 @@ def _findings(
         calibration = estimator.calibration(config)
         unusable = estimator.unusable(config)
     judged = [
-        q
+        (q, c)
         for q, c in zip(queries, window_coverage, strict=True)
         if coverage.shortfall({"window": c}, config.min_coverage) is None and c.count >= max(config.min_rows, 1)
     ]
-    read = read_windows(store, judged, estimator, config) if estimator is not None and unusable is None else {}
+    read: dict[Window, WindowEstimate] = {}
+    if estimator is not None and unusable is None:
+        rows = sum(c.count for _, c in judged)
+        read = read_windows(store, [q for q, _ in judged], estimator, config, rows=rows)
     counted = _label_counts(store, [q for q in queries if q.window not in read])
     out = []
     for query, covered in zip(queries, window_coverage, strict=True):

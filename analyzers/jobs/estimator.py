@@ -25,6 +25,7 @@ from analyzers.store.base import PredictionReader, Query
 from analyzers.timeutil import Window
 
 Rows = Mapping[str, np.ndarray]  # a chunk of rows as arrays of one length, prepared by the method
+STREAM_ROWS = 20_000  # windows this small on average are read in one pass: a store query costs about as much
 
 
 class TooFewLabels(ValueError):
@@ -98,16 +99,29 @@ class Estimator(ABC):
 
 
 def read_windows(
-    store: PredictionReader, queries: list[Query], estimator: Estimator, config: EstimationConfig
+    store: PredictionReader,
+    queries: list[Query],
+    estimator: Estimator,
+    config: EstimationConfig,
+    *,
+    rows: float,
 ) -> dict[Window, WindowEstimate]:
-    """Each query's window read by the estimator: by aggregates for a lone window the method can read so, else
-    in one pass over the rows of all windows (time-ordered by the store, so each window is a run of rows)."""
+    """Each query's window read by the estimator.
+
+    ``rows`` is how many predictions the windows hold together.  Windows of at most ``STREAM_ROWS`` predictions
+    on average are read in one pass over their rows (time-ordered by the store, so each window is a run of
+    rows): a few queries in all, work that grows with the rows.  Larger windows are read one by one by
+    aggregates where the method can (work that grows with the windows and the cells, not the rows), else by
+    their rows.
+    """
     if not queries:
         return {}
-    if len(queries) == 1:
-        alone = estimator.read_one(store, queries[0], config)
-        if alone is not None:
-            return {queries[0].window: alone}
+    if len(queries) == 1 or rows / len(queries) > STREAM_ROWS:
+        out: dict[Window, WindowEstimate] = {}
+        for query in queries:
+            alone = estimator.read_one(store, query, config)
+            out[query.window] = alone if alone is not None else _stream(store, [query], estimator, config)[0]
+        return out
     ordered = sorted(queries, key=lambda q: q.window.start)
     apart = all(a.window.end <= b.window.start for a, b in itertools.pairwise(ordered))
     same = all(q.with_(window=ordered[0].window) == ordered[0] for q in ordered)

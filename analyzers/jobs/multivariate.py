@@ -18,9 +18,10 @@ two encoded columns) gives ``drifted: false`` with a ``reason`` and null numbers
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -31,10 +32,11 @@ from analyzers.findings import MultivariateDrift, Signal
 from analyzers.stats.multivariate import (
     ReconstructionModel,
     classifier_drift,
+    error_drift,
     fit_reconstruction,
-    reconstruction_drift,
 )
 from analyzers.store.base import PredictionReader, Query
+from analyzers.timeutil import Window
 from logshipper.schema import FEATURE_PREFIX
 
 SUBJECT = "multivariate"
@@ -58,38 +60,161 @@ def multivariate_drift(
     ``reference`` describes the reference (its window or file, and its row count ``n``), which
     identifies a fit kept in memory.
     """
-    settings = config.multivariate
-    if settings is None:
+    settings = _settings(config)
+    features = _features(columns)
+    cur_rows = cur[0].sample(cur[1], settings.rows, seed=settings.seed, columns=[*features, "timestamp"])
+    judge = _Judge(ref, features, config, reference)
+    result = judge.verdict(judge.current(cur_rows), len(cur_rows))
+    return result, _signal(result, config)
+
+
+def multivariate_windows(
+    ref: tuple[PredictionReader, Query],
+    store: PredictionReader,
+    queries: Sequence[Query],
+    columns: dict[str, str],
+    config: DriftConfig,
+    *,
+    reference: Mapping[str, Any],
+) -> list[MultivariateDrift]:
+    """The ``multivariate`` verdict of each window, from one pass over the windows' rows.
+
+    The windows must not overlap and must differ only in their window (else each is sampled apart).  A window
+    with more than ``multivariate.rows`` rows is judged on a uniform sample of that many (the rows with the
+    smallest of a seeded random key), as :func:`multivariate_drift` judges the store's sample.
+    """
+    settings = _settings(config)
+    features = _features(columns)
+    judge = _Judge(ref, features, config, reference)
+    ordered = sorted(range(len(queries)), key=lambda k: queries[k].window.start)
+    first = queries[ordered[0]] if queries else None
+    apart = all(queries[a].window.end <= queries[b].window.start for a, b in itertools.pairwise(ordered))
+    if first is None or not apart or any(q.with_(window=first.window) != first for q in queries):
+        return [multivariate_drift(ref, (store, q), columns, config, reference=reference)[0] for q in queries]
+    span = first.with_(window=Window(queries[ordered[0]].window.start, queries[ordered[-1]].window.end))
+    starts = np.array([pd.Timestamp(queries[k].window.start).value for k in ordered], dtype=np.int64)
+    ends = np.array([pd.Timestamp(queries[k].window.end).value for k in ordered], dtype=np.int64)
+    kept = [_BottomK(settings.rows) for _ in ordered]
+    rng = np.random.default_rng(settings.seed)
+    for chunk in store.rows(span, columns=[*features, "timestamp"]):
+        times = pd.to_datetime(chunk["timestamp"], utc=True).dt.tz_convert(None).to_numpy()
+        stamps = times.astype("datetime64[ns]").astype(np.int64)
+        keys = rng.random(len(chunk))
+        low, high = np.searchsorted(stamps, starts, side="left"), np.searchsorted(stamps, ends, side="left")
+        touched = np.flatnonzero(high > low)
+        if touched.size == 0:
+            continue
+        current = judge.current(chunk)  # a whole chunk at a time: errors cost far less per row in bulk
+        for i in touched:
+            a, b = int(low[i]), int(high[i])
+            kept[i].add(keys[a:b], current.iloc[a:b])
+    out: list[MultivariateDrift | None] = [None] * len(queries)
+    for position, k in enumerate(ordered):
+        out[k] = judge.verdict(kept[position].rows(), kept[position].size)
+    return [r for r in out if r is not None]
+
+
+class _BottomK:
+    """A uniform sample of at most ``k`` rows of a stream: the rows with the ``k`` smallest random keys."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.keys = np.zeros(0)
+        self.frame: pd.DataFrame | None = None
+
+    def add(self, keys: np.ndarray, frame: pd.DataFrame) -> None:
+        frame = frame.reset_index(drop=True)
+        merged_keys = np.concatenate([self.keys, keys])
+        merged = frame if self.frame is None else pd.concat([self.frame, frame], ignore_index=True)
+        if len(merged_keys) > self.k:
+            keep = np.sort(np.argpartition(merged_keys, self.k - 1)[: self.k])
+            merged_keys, merged = merged_keys[keep], merged.iloc[keep].reset_index(drop=True)
+        self.keys, self.frame = merged_keys, merged
+
+    @property
+    def size(self) -> int:
+        return len(self.keys)
+
+    def rows(self) -> pd.DataFrame:
+        return self.frame if self.frame is not None else pd.DataFrame()
+
+
+class _Judge:
+    """One reference's side of the comparison (the PCA fit, or the classifier's reference sample), judging windows."""
+
+    def __init__(
+        self,
+        ref: tuple[PredictionReader, Query],
+        features: dict[str, str],
+        config: DriftConfig,
+        reference: Mapping[str, Any],
+    ) -> None:
+        self.ref, self.features, self.config, self.reference = ref, features, config, reference
+        self.settings = _settings(config)
+        self.names = [c[len(FEATURE_PREFIX) :] for c in features]
+        self._model: ReconstructionModel | None = None
+        self._ref_rows: pd.DataFrame | None = None
+        self.failure: str | None = None
+
+    def current(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """What is kept of current rows: their reconstruction errors (PCA), or the rows (classifier)."""
+        model = self.model() if self.settings.method == "pca" else None
+        return rows if model is None else pd.DataFrame({"error": model.errors(rows)})
+
+    def model(self) -> ReconstructionModel | None:
+        """The reference's PCA (``None`` when it cannot be fitted; ``failure`` says why)."""
+        if self._model is None and self.failure is None:
+            try:
+                self._model = _reference_model(self.ref, self.features, self.settings, self.reference)
+            except ValueError as exc:
+                self.failure = str(exc)
+        return self._model
+
+    def verdict(self, kept: pd.DataFrame, n_current: int) -> MultivariateDrift:
+        try:
+            if self.settings.method == "pca":
+                model = self.model()
+                if model is None:
+                    raise ValueError(self.failure or "no PCA")
+                if len(kept) < 1:
+                    raise ValueError("PCA drift needs at least one current row")
+                numbers = error_drift(model, kept["error"].to_numpy(dtype=float), sigmas=self.settings.sigmas).to_dict()
+            else:
+                if self._ref_rows is None:
+                    store, query = self.ref
+                    wanted = [*self.features, "timestamp"]
+                    self._ref_rows = store.sample(query, self.settings.rows, seed=self.settings.seed, columns=wanted)
+                numeric = [c for c, kind in self.features.items() if kind == "numeric"]
+                categorical = [c for c, kind in self.features.items() if kind != "numeric"]
+                numbers = _classify(self._ref_rows, kept, numeric, categorical, self.settings, self.config.alpha)
+        except ValueError as exc:
+            return MultivariateDrift(
+                method=self.settings.method,
+                statistic=None,
+                threshold=None,
+                drifted=False,
+                n_reference=self.reference.get("n"),
+                n_current=n_current,
+                features=self.names,
+                reason=str(exc),
+            )
+        return MultivariateDrift.from_dict({**numbers, "features": self.names})
+
+
+def _settings(config: DriftConfig) -> MultivariateConfig:
+    if config.multivariate is None:
         raise ValueError("multivariate drift is not configured")
-    features = {c: kind for c, kind in columns.items() if c.startswith(FEATURE_PREFIX)}
-    numeric = [c for c, kind in features.items() if kind == "numeric"]
-    categorical = [c for c, kind in features.items() if kind != "numeric"]
-    wanted = [*features, "timestamp"]
-    cur_rows = cur[0].sample(cur[1], settings.rows, seed=settings.seed, columns=wanted)
-    names = [c[len(FEATURE_PREFIX) :] for c in features]
-    try:
-        if settings.method == "pca":
-            model = _reference_model(ref, features, settings, reference)
-            numbers = reconstruction_drift(model, cur_rows, sigmas=settings.sigmas).to_dict()
-        else:
-            ref_rows = ref[0].sample(ref[1], settings.rows, seed=settings.seed, columns=wanted)
-            numbers = _classify(ref_rows, cur_rows, numeric, categorical, settings, config.alpha)
-    except ValueError as exc:
-        unjudged = MultivariateDrift(
-            method=settings.method,
-            statistic=None,
-            threshold=None,
-            drifted=False,
-            n_reference=reference.get("n"),
-            n_current=len(cur_rows),
-            features=names,
-            reason=str(exc),
-        )
-        return unjudged, None
-    result = MultivariateDrift.from_dict({**numbers, "features": names})
+    return config.multivariate
+
+
+def _features(columns: dict[str, str]) -> dict[str, str]:
+    return {c: kind for c, kind in columns.items() if c.startswith(FEATURE_PREFIX)}
+
+
+def _signal(result: MultivariateDrift, config: DriftConfig) -> Signal | None:
     if not result.drifted:
-        return result, None
-    return result, Signal(
+        return None
+    return Signal(
         subject=SUBJECT,
         message=_message(result),
         severity=config.severity,

@@ -40,7 +40,8 @@ import numpy as np
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
-from threadpoolctl import threadpool_limits
+
+from analyzers.stats.threads import one_thread
 
 CalibrationMethod = Literal["none", "platt", "isotonic"]
 METHODS: tuple[CalibrationMethod, ...] = ("none", "platt", "isotonic")  # simplest first
@@ -141,6 +142,11 @@ def fit_calibrator(
         np.asarray(positive, dtype=bool),
         np.ones(len(scores)) if weights is None else np.asarray(weights, dtype=float),
     )
+    return _fit_collapsed(method, s, y, w)
+
+
+def _fit_collapsed(method: CalibrationMethod, s: np.ndarray, y: np.ndarray, w: np.ndarray) -> Calibrator:
+    """:func:`fit_calibrator` on rows already collapsed to one per distinct (score, class)."""
     if method == "none":
         if len(s) and (s.min() < 0 or s.max() > 1):
             raise ValueError("calibration 'none' needs scores in [0, 1]: use 'platt' or 'isotonic'")
@@ -192,11 +198,22 @@ def calibrate(
         tried = [method]
     oof = {m: np.empty(len(s)) for m in tried}
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    # Rows of one score and class fit as one weighted row: sorted and grouped once, each fold's training rows
+    # are the groups' weights summed over the fold (no sort per fold).
+    order = np.lexsort((y, s))
+    sorted_s, sorted_y = s[order], y[order]
+    new_group = np.concatenate([[True], (np.diff(sorted_s) != 0) | (np.diff(sorted_y.astype(np.int8)) != 0)])
+    group = np.empty(len(s), dtype=np.intp)
+    group[order] = np.cumsum(new_group) - 1
+    group_s, group_y = sorted_s[new_group], sorted_y[new_group]
     # One thread: these fits are small, and on a busy machine the libraries' threads mostly spin.
-    with threadpool_limits(limits=1):
+    with one_thread():
         for train, test in splitter.split(np.zeros(len(s)), y):
+            mass = np.bincount(group[train], weights=w[train], minlength=len(group_s))
+            held = mass > 0
             for m in tried:
-                oof[m][test] = fit_calibrator(m, s[train], y[train], w[train])(s[test])
+                fitted = _fit_collapsed(m, group_s[held], group_y[held], mass[held])
+                oof[m][test] = fitted(s[test])
     losses = {m: (oof[m] - y) ** 2 for m in tried}
     best = min(tried, key=lambda m: float(np.average(losses[m], weights=w)))
     candidates = [
@@ -205,7 +222,7 @@ def calibrate(
     limit = {c.method: c.brier - c.se_vs_best for c in candidates}
     best_brier = float(np.average(losses[best], weights=w))
     kept = next(m for m in tried if limit[m] <= best_brier)
-    with threadpool_limits(limits=1):
+    with one_thread():
         kept_map = fit_calibrator(kept, s, y, w)
     return Calibration(
         calibrator=kept_map,

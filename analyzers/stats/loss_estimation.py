@@ -11,8 +11,8 @@ residual, so the nanny need not be a better model than the one it watches.
 Each estimate comes with the standard error of the *realized* metric around it, as for CBPE: each row's
 loss varies around the nanny's prediction, with variance ``ŝ - â²`` for the absolute error (``ŝ`` the
 predicted squared error, ``â`` the predicted absolute error: ``Var|e| = E[e²] - E[|e|]²``) and
-``(κ - 1) ŝ²`` for the squared error, with ``κ = E[e⁴] / E[e²]²`` the errors' kurtosis measured on the
-reference (3 for normal errors), assumed the same in every region of the inputs.  The RMSE's error
+``(κ - 1) ŝ²`` for the squared error, with ``κ`` the errors' kurtosis given the inputs (``E[e⁴ | x] = κ ŝ²``;
+3 for normal errors), measured on the reference as ``E[e⁴] / E[ŝ²]`` and assumed the same everywhere.  The RMSE's error
 follows from the MSE's by the delta method, ``se(√M) = se(M) / (2√M)``.  The nannies' own error is
 measured apart: every reference row is also predicted by nannies fitted without it (k-fold), and those
 out-of-fold estimates are compared with the reference's realized metrics.
@@ -35,10 +35,10 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.model_selection import KFold
-from threadpoolctl import threadpool_limits
 
 from analyzers.stats.estimation import MetricEstimate
 from analyzers.stats.intervals import z_value
+from analyzers.stats.threads import one_thread
 
 LOSS_METRICS = ("mae", "rmse")
 MAX_CATEGORIES = 250  # categories coded per column for the trees (the rest share one code)
@@ -89,7 +89,7 @@ class Nannies:
 
     def predict(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each row's predicted absolute and squared error (never negative)."""
-        with threadpool_limits(limits=1, user_api="openmp"):
+        with one_thread("openmp"):
             absolute = np.maximum(self.absolute.predict(matrix), 0.0)
             squared = np.maximum(self.squared.predict(matrix), 0.0)
         return absolute, np.maximum(squared, absolute * absolute)
@@ -206,11 +206,11 @@ def fit_loss_models(
     matrix = encoder.transform(frame, y_hat)
     error = y - y_hat
     absolute, squared = np.abs(error), error * error
-    kurtosis = _kurtosis(error, w)
     out_of_fold = np.empty((len(y), 2))
     for train, test in KFold(n_splits=folds, shuffle=True, random_state=seed).split(matrix):
-        held = _nannies(matrix[train], absolute[train], squared[train], w[train], encoder, kurtosis, max_iter, seed)
+        held = _nannies(matrix[train], absolute[train], squared[train], w[train], encoder, 3.0, max_iter, seed)
         out_of_fold[test] = np.column_stack(held.predict(matrix[test]))
+    kurtosis = _kurtosis(error, out_of_fold[:, 1], w)
     nannies = _nannies(matrix, absolute, squared, w, encoder, kurtosis, max_iter, seed)
     total = float(w.sum())
     realized = {"mae": float(w @ absolute) / total, "rmse": math.sqrt(float(w @ squared) / total)}
@@ -253,18 +253,18 @@ def _nannies(
         )
 
     # One thread: at these sizes OpenMP's threads mostly wait on each other, and on a busy machine they spin.
-    with threadpool_limits(limits=1, user_api="openmp"):
+    with one_thread("openmp"):
         fitted_absolute = model().fit(matrix, absolute, sample_weight=weights)
         fitted_squared = model().fit(matrix, squared, sample_weight=weights)
     return Nannies(fitted_absolute, fitted_squared, kurtosis)
 
 
-def _kurtosis(error: np.ndarray, weights: np.ndarray) -> float:
-    """``E[e⁴] / E[e²]²`` of the reference's errors (3, the normal's, when they are all zero)."""
-    total = float(weights.sum())
-    second = float(weights @ (error**2)) / total
-    fourth = float(weights @ (error**4)) / total
-    return fourth / (second * second) if second > 0 else 3.0
+def _kurtosis(error: np.ndarray, predicted_squared: np.ndarray, weights: np.ndarray) -> float:
+    """The errors' kurtosis given the inputs, ``κ`` in ``E[e⁴ | x] = κ ŝ(x)²``: ``E[e⁴] / E[ŝ²]`` over the reference,
+    with ``ŝ`` the squared error predicted out of fold (3, the normal's, when every error is zero)."""
+    fourth = float(weights @ (error**4))
+    scale = float(weights @ (predicted_squared**2))
+    return max(fourth / scale, 1.0) if scale > 0 and fourth > 0 else 3.0
 
 
 def _reference_intervals(

@@ -43,7 +43,8 @@ from scipy.stats import mannwhitneyu
 from sklearn.decomposition import PCA
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.model_selection import StratifiedKFold
-from threadpoolctl import threadpool_limits
+
+from analyzers.stats.threads import one_thread
 
 MAX_CATEGORIES = 20  # one-hot columns per categorical feature (the most frequent), the rest pooled as "other"
 MIN_SHARE = 0.01  # a category below this share of the reference is pooled as "other"
@@ -70,11 +71,14 @@ class Encoder:
     def raw(self, frame: pd.DataFrame) -> np.ndarray:
         """The unstandardised matrix: numerics (missing as NaN) then each categorical's indicators."""
         parts = [_floats(frame, c)[:, None] for c in self.numeric]
+        rows = np.arange(len(frame))
         for column, kept in self.categorical.items():
-            values = _categories(frame, column)
-            known = np.isin(values, np.asarray(kept, dtype=object))
-            parts.extend((values == k).astype(float)[:, None] for k in kept)
-            parts.append((~known).astype(float)[:, None])
+            codes, labels = _coded(frame, column)
+            position = {k: i for i, k in enumerate(kept)}
+            slot = np.array([position.get(label, len(kept)) for label in labels], dtype=np.intp)
+            indicators = np.zeros((len(frame), len(kept) + 1))  # each kept category, then "other"
+            indicators[rows, slot[codes]] = 1.0
+            parts.append(indicators)
         return np.hstack(parts) if parts else np.empty((len(frame), 0))
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
@@ -141,7 +145,7 @@ def fit_reconstruction(
     encoder = fit_encoder(fitted, numeric, categorical)
     if encoder.width < 2:
         raise ValueError("multivariate drift needs at least two encoded columns (features or categories)")
-    with threadpool_limits(limits=1):  # a small decomposition: threads would mostly wait on each other
+    with one_thread():  # a small decomposition: threads would mostly wait on each other
         pca = PCA(n_components=variance, svd_solver="full").fit(encoder.transform(fitted))
     held = np.flatnonzero(~fit_rows)
     if reference_order is not None:
@@ -178,7 +182,13 @@ def reconstruction_drift(
     """The current rows' mean reconstruction error against the reference's chunked band (module docstring)."""
     if len(current) < 1:
         raise ValueError("PCA drift needs at least one current row")
-    cur_errors = model.errors(current)
+    return error_drift(model, model.errors(current), sigmas=sigmas)
+
+
+def error_drift(model: ReconstructionModel, cur_errors: np.ndarray, *, sigmas: float = 3.0) -> ReconstructionDrift:
+    """:func:`reconstruction_drift` from the current rows' errors (``model.errors``), however they were gathered."""
+    if len(cur_errors) < 1:
+        raise ValueError("PCA drift needs at least one current row")
     held = model.held_errors
     m = len(cur_errors)
     chunk = max(1, min(m, len(held) // MIN_CHUNKS))
@@ -208,7 +218,11 @@ def reconstruction_drift(
 
 
 def _errors(pca: PCA, x: np.ndarray) -> np.ndarray:
-    return np.linalg.norm(x - pca.inverse_transform(pca.transform(x)), axis=1)
+    """Each row's distance from its projection on the kept components (PCA's reconstruction, without whitening)."""
+    centred = x - pca.mean_
+    components = pca.components_
+    with one_thread():  # thin matrices: BLAS threads would mostly wait on each other
+        return np.linalg.norm(centred - (centred @ components.T) @ components, axis=1)
 
 
 @dataclass(frozen=True)
@@ -260,7 +274,7 @@ def classifier_drift(
         )
         # One thread: at these sizes OpenMP's threads mostly wait on each other, and on a busy machine
         # they spin (ten times slower on two shared cores).
-        with threadpool_limits(limits=1, user_api="openmp"):
+        with one_thread("openmp"):
             score = model.fit(matrix[train], domain[train]).predict_proba(matrix[test])[:, 1]
         held = domain[test] == 1
         test_result = mannwhitneyu(score[held], score[~held], alternative="greater", method="asymptotic")
@@ -304,10 +318,15 @@ def _floats(frame: pd.DataFrame, column: str) -> np.ndarray:
 
 
 def _categories(frame: pd.DataFrame, column: str) -> np.ndarray:
-    """A categorical column as objects, missing values as one category of their own."""
+    """A categorical column as text, missing values as one category of their own."""
+    codes, labels = _coded(frame, column)
+    return np.asarray(labels, dtype=object)[codes]
+
+
+def _coded(frame: pd.DataFrame, column: str) -> tuple[np.ndarray, list[str]]:
+    """Each row's index into the column's distinct values as text (missing values are ``MISSING``, the last)."""
     if column not in frame:
-        return np.full(len(frame), MISSING, dtype=object)
-    series = frame[column]
-    values = series.astype(str).to_numpy(dtype=object)
-    values[series.isna().to_numpy()] = MISSING
-    return values
+        return np.zeros(len(frame), dtype=np.intp), [MISSING]
+    codes, uniques = pd.factorize(frame[column], use_na_sentinel=True)
+    labels = [str(u) for u in uniques] + [MISSING]
+    return np.where(codes < 0, len(labels) - 1, codes), labels
