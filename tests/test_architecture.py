@@ -21,6 +21,7 @@ STATS_MAY_IMPORT = {
     "abc",
     "bisect",
     "collections",
+    "contextlib",
     "dataclasses",
     "enum",
     "functools",

@@ -2,7 +2,7 @@
 
 Reference: a uniform sample of at most ``sample_size`` labelled predictions with every feature fits the
 two loss models of :mod:`analyzers.stats.loss_estimation` (absolute and squared error from the features and
-the prediction), checked out of fold; the reference's realized MAE and RMSE have an interval from the
+the prediction), checked on a held-out fold; the reference's realized MAE and RMSE have an interval from the
 sample variance of its losses.
 
 Window: the loss models need each row's features, so a window's rows are read once (in chunks, memory

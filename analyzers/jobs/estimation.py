@@ -1,7 +1,7 @@
 """Estimation job: a model's performance on a window before (or without) its labels.
 
-Two methods, chosen by the model's task (``task``, else inferred from the reference's predictions as the
-performance job infers it):
+Two methods, chosen by the model's task (``task``; else classification when the reference's predictions carry
+a score, and otherwise inferred from them as the performance job infers it):
 
 - classification (a binary classifier that logs a ``score``): CBPE.  The scores are calibrated on labelled
   predictions of the reference by :mod:`analyzers.stats.calibration`, and the window's expected confusion
@@ -82,8 +82,11 @@ def run_windows(
     for each window it concerns.
     """
     groups: dict[Window | None, list[int]] = {}
-    for i, window in enumerate(windows):
-        groups.setdefault(reference_window(reference_as_of or window, config.reference), []).append(i)
+    try:
+        for i, window in enumerate(windows):
+            groups.setdefault(reference_window(reference_as_of or window, config.reference), []).append(i)
+    except Exception as exc:  # a job reports its failure instead of raising
+        return [error_finding(model, JOB, window, exc) for window in windows]
     out: list[Finding | None] = [None] * len(windows)
     for resolved, members in groups.items():
         try:
@@ -229,7 +232,7 @@ def _fitted(reference: _Reference, config: EstimationConfig) -> Estimator:
         if key in _fits:
             _fits.move_to_end(key)
             return _fits[key]
-    task = config.task or infer_task(reference.store, reference.query)
+    task = config.task or _task(reference)
     fit: Callable[[PredictionReader, Query, EstimationConfig], Estimator] = (
         fit_classification if task == "classification" else fit_regression
     )
@@ -239,6 +242,14 @@ def _fitted(reference: _Reference, config: EstimationConfig) -> Estimator:
         while len(_fits) > FITS_KEPT:
             _fits.popitem(last=False)
     return estimator
+
+
+def _task(reference: _Reference) -> str:
+    """Classification when the reference's labelled predictions carry a score (what CBPE reads), else as the
+    performance job infers it from the predictions."""
+    if reference.summaries["score"].count > 0:
+        return "classification"
+    return infer_task(reference.store, reference.query)
 
 
 _FIT_SETTINGS = {"task", "calibration", "positive_label", "sample_size", "folds", "confidence", "metrics"}
