@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 from typing import Any
 
 
@@ -26,3 +27,14 @@ def format_percent(value: Any) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "—"
     return f"{value:.1%}"
+
+
+def format_span(delta: timedelta) -> str:
+    """A duration for people, to its two largest units: ``3d 4h``, ``1h 5m``, ``45m``, ``30s``."""
+    seconds = round(delta.total_seconds())
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return " ".join(parts[:2]) or "0s"

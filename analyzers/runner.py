@@ -10,10 +10,11 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 
-from analyzers.config.models import Config, JobConfig
+from analyzers.config.models import Config, JobConfig, VersionedJobConfig
 from analyzers.findings import Finding
 from analyzers.jobs.base import Job, error_finding
 from analyzers.jobs.registry import JOB_NAMES, job_spec
+from analyzers.jobs.versions import run_by_version
 from analyzers.store.base import PredictionReader, Store
 from analyzers.timeutil import Window
 from analyzers.windows import job_window
@@ -35,8 +36,11 @@ def with_paths_resolved(job: JobConfig, base: Path | None) -> JobConfig:
 
 
 def run_job(store: PredictionReader, model: str, name: str, job: JobConfig, window: Window) -> Finding:
-    """One job over one window; an exception becomes an ``error`` finding, never a crash."""
+    """One job over one window (and each model version alone with ``by_version``); an exception becomes an
+    ``error`` finding, never a crash."""
     try:
+        if isinstance(job, VersionedJobConfig) and job.by_version:
+            return run_by_version(job_function(name), store, model, job, window)
         return job_function(name)(store, model, job, window)
     except Exception as exc:
         return error_finding(model, name, window, exc)
@@ -51,8 +55,10 @@ def run_jobs(
     at: datetime | None = None,
     base: Path | None = None,
     progress: Callable[[str, str], None] | None = None,
+    record: bool = True,
 ) -> list[Finding]:
-    """Every selected job of every selected model, once; findings are written to the store."""
+    """Every selected job of every selected model, once; findings are written to the store unless
+    ``record`` is false (a dry run)."""
     wanted_models = set(models) if models is not None else None
     wanted_jobs = set(jobs) if jobs is not None else None
     unknown = (wanted_models or set()) - set(config.models)
@@ -69,6 +75,6 @@ def run_jobs(
                 progress(model, name)
             window = job_window(model_config, job, at)
             findings.append(run_job(store, model, name, with_paths_resolved(job, base), window))
-    if findings:
+    if findings and record:
         store.write_findings(findings)
     return findings

@@ -1,4 +1,7 @@
-"""Findings for a terminal: one line per finding with the numbers that matter, and a replay in detail."""
+"""Findings for a terminal: one line per finding with the numbers that matter, and a replay in detail.
+
+Cells are plain text: a feature or group value with brackets is shown as it is, never read as markup.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from analyzers.findings import Finding, ReplayMetrics
 from analyzers.findings.replay import Mismatch
@@ -25,31 +29,9 @@ def print_findings(findings: Sequence[Finding], console: Console | None = None) 
         table.add_column(column, overflow="fold")
     for f in findings:
         window = f"{f.window.to_dict()['start']} → {f.window.to_dict()['end']}"
-        status = f"[{_STYLE.get(f.status, '')}]{f.status}[/]"
-        table.add_row(f.model, f.job, window, status, f.summary())
+        status = Text(f.status, style=_STYLE.get(f.status, ""))
+        table.add_row(Text(f.model), Text(f.job), Text(window), status, Text(f.summary()))
     console.print(table)
-
-
-def print_status(heartbeats: dict[str, tuple[dict[str, Any], Any]], latest: Sequence[Finding]) -> None:
-    """When each job last ran and how, and the latest finding of each model and job."""
-    console = Console()
-    if heartbeats:
-        table = Table(title="scheduler heartbeats")
-        for column in ("job", "last run", "window end", "status", "seconds"):
-            table.add_column(column)
-        for key, (doc, _version) in sorted(heartbeats.items()):
-            table.add_row(
-                key.removeprefix("heartbeat:"),
-                format_number(doc.get("ran_at")),
-                format_number(doc.get("window_end")),
-                format_number(doc.get("status")),
-                format_number(doc.get("duration_s")),
-            )
-        console.print(table)
-    else:
-        console.print("no scheduler heartbeat yet (is `predwatch run` running?)")
-    if latest:
-        print_findings(sorted(latest, key=lambda f: (f.model, f.job)), console)
 
 
 def print_replay(finding: Finding, console: Console | None = None) -> None:

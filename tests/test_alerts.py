@@ -9,7 +9,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
 
 from analyzers.alerts import outbox
 from analyzers.alerts.channels import slack as slack_channel
@@ -19,8 +18,10 @@ from analyzers.alerts.channels.terminal import TerminalSender
 from analyzers.alerts.dispatch import preview, process
 from analyzers.alerts.errors import ChannelConfigError, ChannelUnreachable, DeliveryError
 from analyzers.alerts.message import build_message, kibana_discover_url
+from analyzers.alerts.pacing import Pacing
+from analyzers.alerts.routing import Routing
 from analyzers.alerts.rules import alerts_of
-from analyzers.alerts.state import Notification, changes_for
+from analyzers.alerts.state import Context, Notification, changes_for
 from analyzers.config.models import Config, JobConfig, SlackConfig
 from analyzers.findings import DriftMetrics, Finding, OpsMetrics, PerformanceMetrics, Signal
 from analyzers.store import LocalStore
@@ -68,6 +69,11 @@ def texts(slack: FakeSlack) -> list[str]:
     return [p["body"]["text"] for p in slack.posts]
 
 
+def quick() -> Pacing:
+    """Retries without long waits, for outages."""
+    return Pacing(backoff_s=0.01)
+
+
 def test_an_alert_is_sent_once_and_the_same_window_again_sends_nothing(tmp_path: Path, slack: FakeSlack) -> None:
     config, store = make_config(slack), store_at(tmp_path)
     report = process(store, config, [drift(1, "amount", "country")], now=T0 + timedelta(days=1))
@@ -82,9 +88,9 @@ def test_an_alert_is_sent_once_and_the_same_window_again_sends_nothing(tmp_path:
     blocks = post["body"]["blocks"]
     assert blocks[0]["type"] == "header"
     assert "fraud" in blocks[0]["text"]["text"]
-    assert "2026-11-20T00:00:00Z" in blocks[0]["text"]["text"], "the headline names the window"
-    button = blocks[-1]["elements"][0]
-    assert button["url"].startswith("http://kibana.example:5601/app/discover#/?_g=")
+    assert "2026-11-20 00:00 → 2026-11-21 00:00 UTC" in blocks[0]["text"]["text"], "the headline names the window"
+    assert post["body"]["metadata"]["event_type"] == "predwatch_alert", "tagged with the transitions it delivers"
+    assert len(post["body"]["metadata"]["event_payload"]["ids"].split(",")) == 2
     process(store, config, [drift(1, "amount", "country")], now=T0 + timedelta(days=1, hours=1))
     assert len(slack.posts) == 1
 
@@ -121,15 +127,13 @@ def test_an_outage_keeps_the_message_and_a_restart_delivers_it_exactly_once(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     config = make_config(slack)
-    assert config.slack is not None
-    quick = SlackSender(config.slack, retry_interval=FixedValueRetryIntervalCalculator(0.01))  # no long waits
     slack.down()
-    report = process(store_at(tmp_path), config, [drift(1, "amount")], now=T0, sender=quick)
+    report = process(store_at(tmp_path), config, [drift(1, "amount")], now=T0, pacing=quick())
     assert (report.sent, report.failed, report.pending) == (0, 1, 1)
     assert report.errors
     assert all(TOKEN not in e for e in report.errors)
     restarted = store_at(tmp_path)  # a new process on the same state
-    report = process(restarted, config, [drift(1, "amount")], now=T0 + timedelta(minutes=1), sender=quick)
+    report = process(restarted, config, [drift(1, "amount")], now=T0 + timedelta(minutes=1), pacing=quick())
     assert report.created == 0, "nothing new: the same window, still waiting"
     assert report.pending == 1, "nothing new: the same window, still waiting"
     slack.up()
@@ -155,10 +159,10 @@ def test_webhook_delivery_and_truncation(tmp_path: Path, slack: FakeSlack) -> No
     process(store_at(tmp_path), config, [drift(1, *features)], now=T0)
     (post,) = slack.posts
     assert post["path"].startswith("/services/")
-    sections = [b for b in post["body"]["blocks"] if b["type"] == "section"]
-    assert len(sections) == 11
-    assert sections[-1]["text"]["text"] == "_and 15 more_"
-    assert "and 15 more" in post["body"]["text"]
+    lines = [b for b in post["body"]["blocks"] if b["type"] == "rich_text"]
+    assert len(lines) == 11
+    assert lines[-1]["elements"][0]["elements"][0]["text"] == "and 15 more firing"
+    assert "and 15 more firing" in post["body"]["text"]
     assert len(post["body"]["blocks"]) <= 50
 
 
@@ -170,14 +174,8 @@ def test_a_failed_job_and_an_empty_window_are_monitoring_problems_that_resolve(
     failed = Finding("fraud", "ops", window, "error", error="ConnectionError: store down")
     process(store, config, [failed], now=T0)
     assert "ops failed: ConnectionError" in texts(slack)[0]
-    empty = Finding(
-        "fraud",
-        "ops",
-        Window(T0 + timedelta(hours=1), T0 + timedelta(hours=2)),
-        "insufficient_data",
-        OpsMetrics.from_dict({"volume": {"total": 0}}),
-    )
-    process(store, config, [empty], now=T0 + timedelta(hours=2))
+    again = Finding("fraud", "ops", window.shift(timedelta(hours=1)), "error", error="ConnectionError: store down")
+    process(store, config, [again], now=T0 + timedelta(hours=2))
     assert len(slack.posts) == 1, "still the same monitoring problem, inside its cooldown"
     ok = Finding(
         "fraud",
@@ -207,7 +205,7 @@ def test_without_slack_alerts_print_in_the_same_shape(tmp_path: Path, capsys: py
     assert report.sent == 1
     assert "fraud: 1 alert (warning)" in out
     assert "feature:amount" in out
-    assert "Open in Kibana" in out
+    assert "Kibana" not in out, "the local store has no Kibana to link to"
 
 
 def test_two_processes_enqueue_one_change_once(tmp_path: Path, slack: FakeSlack) -> None:
@@ -225,10 +223,11 @@ def test_two_processes_enqueue_one_change_once(tmp_path: Path, slack: FakeSlack)
         drift(1).window.to_dict(),
         "fid",
     )
+    note.channels = ["slack"]
     assert outbox.enqueue(first, note, T0) is True
     assert outbox.enqueue(second, note, T0) is False
-    assert len(outbox.claim(first, T0)) == 1, "claimed entries are not sent twice"
-    assert outbox.claim(second, T0) == [], "claimed entries are not sent twice"
+    assert len(outbox.claim(first, "slack", T0)) == 1, "claimed entries are not sent twice"
+    assert outbox.claim(second, "slack", T0) == [], "claimed entries are not sent twice"
 
 
 def test_messages_escape_user_data_and_mention_on_critical() -> None:
@@ -241,16 +240,32 @@ def test_messages_escape_user_data_and_mention_on_critical() -> None:
         "severity": "critical",
         "message": "selection rate gap 0.3 & rising",
     }
-    message = build_message([Notification("firing", alert, {"start": "a", "end": "b"}, "f")], config)
+    window = {"start": "2026-11-20T00:00:00Z", "end": "2026-11-21T00:00:00Z"}
+    message = build_message([Notification("firing", alert, window, "f")], config)
     assert config.slack is not None
     mention = slack_channel.mention_for(message, config.slack.mention)
     assert mention == "<!here>"
-    section = slack_channel.blocks(message, mention)[2]["text"]["text"]
-    assert "&lt;EU&gt;" in section
-    assert "&amp;" in section
+    line = slack_channel.blocks(message, mention)[2]["elements"][0]["elements"]
+    assert {"type": "text", "text": "group:region=<EU>", "style": {"code": True}} in line, "rich text: taken as is"
+    assert "&lt;EU&gt;" in slack_channel.text(message, mention), "the plain-text fallback is escaped"
+    assert "&amp;" in slack_channel.text(message, mention)
     assert slack_channel.text(message, mention).startswith("<!here>")
     message.severity = "warning"
     assert slack_channel.mention_for(message, config.slack.mention) is None, "only critical alerts mention"
+
+
+def test_messages_link_kibana_only_where_kibana_can_show_the_window() -> None:
+    window = {"start": "2026-11-20T00:00:00Z", "end": "2026-11-21T00:00:00Z"}
+    alert = {"key": "k", "model": "fraud", "job": "drift", "subject": "s", "severity": "warning", "message": "m"}
+    note = Notification("firing", alert, window, "f")
+    elastic = Config.model_validate(
+        {"store": {"elasticsearch": {"hosts": ["https://es:9200"]}}, "kibana": {"url": "http://kb:5601"}}
+    )
+    local = Config.model_validate({"kibana": {"url": "http://kb:5601"}, "delivery": {"report_url": "http://r/{model}"}})
+    assert [link.label for link in build_message([note], elastic).links] == ["Open in Kibana"]
+    assert [(link.label, link.url) for link in build_message([note], local).links] == [
+        ("HTML report", "http://r/fraud")
+    ]
 
 
 def test_kibana_link_carries_model_and_window() -> None:
@@ -272,13 +287,12 @@ def test_terminal_sender_prints_to_stderr_when_quiet(capsys: pytest.CaptureFixtu
     assert "feature:amount" in captured.err
 
 
-def test_an_ops_job_that_cannot_judge_and_an_empty_reference_are_monitoring_problems() -> None:
+def test_an_empty_reference_is_a_monitoring_problem_and_a_quiet_ops_window_is_not() -> None:
     window = Window(T0, T0 + timedelta(hours=1))
     quiet_ops = Finding("fraud", "ops", window, "insufficient_data", OpsMetrics.from_dict({"volume": {"total": 3}}))
     no_reference = Finding("fraud", "drift", window, "insufficient_data", DriftMetrics(n_cur=80, n_ref=0, reason="r"))
     few_rows = Finding("fraud", "drift", window, "insufficient_data", DriftMetrics(n_cur=8, n_ref=900, reason="8 rows"))
-    assert [a.key for a in alerts_of(quiet_ops)] == ["fraud:ops:monitoring"]
-    assert "3 predictions" in alerts_of(quiet_ops)[0].message
+    assert alerts_of(quiet_ops) == [], "low traffic is not a monitoring problem: silence is judged on its own"
     assert [a.key for a in alerts_of(no_reference)] == ["fraud:drift:monitoring"]
     assert alerts_of(few_rows) == []
 
@@ -332,10 +346,11 @@ def test_a_change_lost_to_another_process_is_not_sent_twice(
     tmp_path: Path, slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config, finding = make_config(slack), drift(1, "amount")
-    stale = changes_for(store_at(tmp_path), finding, JobConfig(), T0)  # this process looked first ...
+    context = Context(Routing(config))
+    stale = changes_for(store_at(tmp_path), finding, JobConfig(), T0, context)  # this process looked first ...
     report = process(store_at(tmp_path), config, [finding], now=T0)  # ... another one sent it meanwhile
     assert report.sent == 1
-    monkeypatch.setattr("analyzers.alerts.dispatch.changes_for", lambda *_args: stale)
+    monkeypatch.setattr("analyzers.alerts.dispatch.changes_for", lambda *_args, **_kwargs: stale)
     report = process(store_at(tmp_path), config, [finding], now=T0)
     assert (report.created, report.sent, report.pending) == (0, 0, 0)
     assert len(slack.posts) == 1
@@ -343,14 +358,12 @@ def test_a_change_lost_to_another_process_is_not_sent_twice(
 
 def test_an_unreachable_webhook_never_shows_its_url(tmp_path: Path, slack: FakeSlack) -> None:
     config = make_config(slack, webhook=True)
-    assert config.slack is not None
     slack.down()
-    quick = SlackSender(config.slack, retry_interval=FixedValueRetryIntervalCalculator(0.01))
-    report = process(store_at(tmp_path), config, [drift(1, "amount")], now=T0, sender=quick)
+    report = process(store_at(tmp_path), config, [drift(1, "amount")], now=T0, pacing=quick())
     assert report.failed == 1
     assert report.errors
     assert all("webhooksecretXYZ" not in error for error in report.errors)
-    entries = outbox.claim(store_at(tmp_path), T0 + timedelta(hours=1))
+    entries = outbox.claim(store_at(tmp_path), "slack", T0 + timedelta(hours=1))
     assert len(entries) == 1
     assert "webhooksecretXYZ" not in str(entries[0].doc)
 

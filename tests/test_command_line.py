@@ -81,8 +81,12 @@ def test_analyze_prints_findings_json_and_stores_them(config_file: Path, capsys)
     assert drift["status"] == "alert"
     assert code == 1  # an alert fired and --fail-on-alert
     assert main(["status", "--config", str(config_file), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["latest"] == [], "a dry run stores no finding"
+    assert main(["analyze", "--config", str(config_file), "--at", "2026-11-22T00:00:00Z", "--format", "json"]) == 0
+    by_job = {f["job"]: f for f in json.loads(capsys.readouterr().out)["findings"]}
+    assert main(["status", "--config", str(config_file), "--format", "json"]) == 0
     stored = {f["job"]: f for f in json.loads(capsys.readouterr().out)["latest"]}
-    assert stored.keys() == by_job.keys(), "every finding was stored (a dry run records no alert, but keeps findings)"
+    assert stored.keys() == by_job.keys(), "every finding was stored"
     for job, finding in by_job.items():
         assert stored[job] == finding, f"the stored {job} finding reads back as printed"
 

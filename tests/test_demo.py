@@ -63,7 +63,7 @@ def test_demo_catches_every_incident_and_nothing_else(
     )
     text = out.getvalue()
     assert code == 0, text
-    assert "7/7 incidents caught, 0 false alarm(s)" in text
+    assert "8/8 incidents caught, 0 false alarm(s)" in text
     assert not stale.exists()
     assert not (tmp_path / "state" / "leftover").exists()
     settings = (tmp_path / "predwatch.yml").read_text(encoding="utf-8")
@@ -93,6 +93,9 @@ def test_demo_catches_every_incident_and_nothing_else(
         assert report.exists() == reports
         if reports:
             assert "<svg" in report.read_text(encoding="utf-8")
+    if reports:  # the version rollout is among the recent verdicts of the fraud report's canary section
+        fraud = (tmp_path / "report-fraud.html").read_text(encoding="utf-8")
+        assert '<td>v2.0.0</td><td><span class="badge v-rollback">ROLL BACK</span></td>' in fraud
 
 
 def test_alerts_on_other_days_or_subjects_are_false_alarms() -> None:

@@ -183,3 +183,43 @@ def test_a_run_longer_than_its_timeout_is_reported_and_the_next_one_skipped(
     finally:
         release.set()
         store.close()
+
+
+def test_one_message_per_model_per_tick(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from analyzers.alerts.channels.recording import RecordingSender
+    from analyzers.findings import Signal
+
+    path = tmp_path / "predwatch.yml"
+    path.write_text(
+        "store: {local: {path: logs}}\nstate: {path: state}\nscheduler: {group_wait: 1h}\n"
+        "models:\n"
+        "  fraud:\n    ingest_delay: 0s\n    drift: {window: 1h}\n    ops: {window: 1h}\n"
+        "  eta:\n    ingest_delay: 0s\n    ops: {window: 1h}\n"
+    )
+
+    def alerting(_store: object, model: str, name: str, _job: object, window: Window) -> Finding:
+        return Finding(model, name, window, "alert", signals=[Signal(f"metric:{name}", f"{name} is off")])
+
+    monkeypatch.setattr("analyzers.scheduler.run_job", alerting)
+    (tmp_path / "logs").mkdir()
+    channel = RecordingSender("test channel")
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
+        scheduler = Scheduler(load_config(path), store, senders={"terminal": channel})
+        fire = at("2026-11-20T10:00:00")
+        scheduler.run_once("fraud", "ops", fire)
+        assert channel.messages == [], "fraud's drift fired at the same time and is still running"
+        scheduler.run_once("eta", "ops", fire)
+        scheduler.run_once("fraud", "drift", fire)
+        assert [(m.model, sorted(i.job for i in m.items)) for m in channel.messages] == [
+            ("eta", ["ops"]),
+            ("fraud", ["drift", "ops"]),
+        ]
+    with LocalStore(tmp_path / "logs", tmp_path / "restarted") as store:
+        for model, job in (("fraud", "drift"), ("fraud", "ops"), ("eta", "ops")):
+            store.put_state(heartbeat_key(model, job), {"window_end": "2026-11-20T08:00:00Z"})
+        monkeypatch.setattr("analyzers.scheduler.utcnow", lambda: at("2026-11-20T10:30:00"))
+        channel.messages.clear()
+        scheduler = Scheduler(load_config(path), store, senders={"terminal": channel})
+        assert scheduler.catch_up() == 6, "09:00 and 10:00 for three jobs"
+        assert [m.model for m in channel.messages] == ["eta", "fraud"], "09:00: one message per model"
+        assert sorted(i.job for i in channel.messages[1].items) == ["drift", "ops"]

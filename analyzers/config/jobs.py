@@ -13,6 +13,7 @@ from pydantic import Field, field_validator, model_validator
 
 from analyzers.config.base import Strict, duration
 from analyzers.stats.drift_methods import drift_test, effect_size
+from analyzers.stats.ops import percentile_level
 from analyzers.timeutil import parse_time
 
 
@@ -134,7 +135,14 @@ class MultivariateConfig(Strict):
         return self.sample_size or (20_000 if self.method == "pca" else 5_000)
 
 
-class DriftConfig(JobConfig):
+class VersionedJobConfig(JobConfig):
+    """A job whose findings can be split per model version (``by_version``): each version live in the window
+    is also analysed alone, its finding kept in the JSON and its alerts under subjects of its own."""
+
+    by_version: bool = False
+
+
+class DriftConfig(VersionedJobConfig):
     reference: ReferenceConfig = Field(default_factory=lambda: ReferenceConfig(last=timedelta(days=7)))
     alpha: float = 0.05
     correction: Literal["bh", "bonferroni", "none"] = "bh"
@@ -146,7 +154,7 @@ class DriftConfig(JobConfig):
     multivariate: MultivariateConfig | None = None
 
 
-class FairnessConfig(JobConfig):
+class FairnessConfig(VersionedJobConfig):
     window: timedelta = timedelta(days=7)
     groups: list[str] | None = None  # default: every attribute in ml.groups
     positive_label: str | int | float | bool = 1
@@ -159,7 +167,7 @@ class FairnessConfig(JobConfig):
     min_coverage: float = Field(default=0.8, ge=0.0, le=1.0)  # share of the window's slots with data
 
 
-class PerformanceConfig(JobConfig):
+class PerformanceConfig(VersionedJobConfig):
     window: timedelta = timedelta(days=7)
     task: Literal["classification", "regression"] | None = None  # inferred when None
     positive_label: str | int | float | bool = 1
@@ -216,11 +224,75 @@ class EstimationConfig(JobConfig):
         return list(self.metrics)
 
 
-class OpsConfig(JobConfig):
+class OpsConfig(VersionedJobConfig):
     window: timedelta = timedelta(hours=1)
+    # error rate and latency are judged from this many events; an hour of a quiet service is still judged
+    # (silence is judged whatever the count)
+    min_rows: int = 20
     bucket: timedelta = timedelta(minutes=5)
     max_silence: timedelta = timedelta(minutes=30)  # no predictions for this long alerts
     max_error_rate: float = 0.05
     latency_ms: dict[str, float] = Field(default_factory=lambda: {"p95": 500.0})
 
     _b = field_validator("bucket", "max_silence", mode="before")(lambda v: duration(v))
+
+    @field_validator("latency_ms")
+    @classmethod
+    def _percentiles(cls, limits: dict[str, float]) -> dict[str, float]:
+        for name in limits:
+            percentile_level(name)  # a ValueError names the key
+        return limits
+
+
+CANARY_METRICS = ("accuracy", "precision", "recall", "error_rate", "mae", "rmse")
+BASELINE_PREVIOUS = "previous"
+CANDIDATE_LATEST = "latest"
+
+
+def canary_metric(name: str) -> str:
+    """A metric the canary can judge: one of ``CANARY_METRICS`` or ``latency_p<percentile>`` (``latency_p95``)."""
+    if name in CANARY_METRICS:
+        return name
+    if name.startswith("latency_"):
+        percentile_level(name.removeprefix("latency_"))  # raises ValueError naming the key
+        return name
+    raise ValueError(f"unknown canary metric {name!r}: use one of {', '.join(CANARY_METRICS)} or latency_p95 (any pNN)")
+
+
+class CanaryConfig(JobConfig):
+    """Two versions live in one window: the candidate against the baseline, and one verdict per run."""
+
+    window: timedelta = timedelta(hours=1)
+    severity: Literal["info", "warning", "critical"] = "critical"
+    baseline: str = BASELINE_PREVIOUS  # a version, or "previous": the live version first seen before the candidate
+    candidate: str = CANDIDATE_LATEST  # a version, or "latest": the live version first seen most recently
+    metric: str = "accuracy"  # the metric the power calculation is for; it also rolls back when significantly worse
+    min_detectable: float = Field(default=0.02, gt=0)  # the smallest worsening of `metric` that matters, in its units
+    guardrails: list[str] = Field(default_factory=lambda: ["error_rate", "latency_p95"])  # also roll back on these
+    confidence: float = Field(default=0.95, gt=0, lt=1)  # family-wise over `metric` and the guardrails
+    power: float = Field(default=0.8, gt=0, lt=1)
+    positive_label: str | int | float | bool = 1
+    task: Literal["classification", "regression"] | None = None  # inferred when None
+    first_seen_lookback: timedelta = timedelta(days=7)  # how far back versions' first predictions are looked for
+
+    _l = field_validator("first_seen_lookback", mode="before")(lambda v: duration(v))
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, name: str) -> str:
+        return canary_metric(name)
+
+    @field_validator("guardrails")
+    @classmethod
+    def _guardrails(cls, names: list[str]) -> list[str]:
+        return list(dict.fromkeys(canary_metric(n) for n in names))
+
+    @model_validator(mode="after")
+    def _versions(self) -> CanaryConfig:
+        if self.baseline == CANDIDATE_LATEST:
+            raise ValueError("'baseline' is a version or 'previous' ('latest' is for the candidate)")
+        if self.candidate == BASELINE_PREVIOUS:
+            raise ValueError("'candidate' is a version or 'latest' ('previous' is for the baseline)")
+        if self.baseline == self.candidate:
+            raise ValueError(f"'baseline' and 'candidate' are the same version {self.baseline!r}")
+        return self

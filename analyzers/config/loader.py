@@ -44,10 +44,16 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class LoadedConfig:
-    """A validated configuration and the directory relative paths are taken from."""
+    """A validated configuration, the directory relative paths are taken from, and the line of each key
+    (by its path, e.g. ``("models", "fraud", "drift")``) for checks that report where a problem is."""
 
     config: Config
     path: Path
+    lines: dict[tuple, int] = field(default_factory=dict)
+
+    def line_of(self, *path: str | int) -> int | None:
+        """The line of a key, or of its nearest enclosing key."""
+        return _line_of(tuple(path), self.lines)
 
     @property
     def directory(self) -> Path:
@@ -74,6 +80,7 @@ class _Reading:
     variables were substituted where (their values must never appear in an error)."""
 
     file: str
+    lenient: frozenset[str] = frozenset()  # top-level sections where an unset variable is left empty
     problems: list[ConfigProblem] = field(default_factory=list)
     lines: dict[tuple, int] = field(default_factory=dict)
     substituted: dict[tuple, list[tuple[str, str]]] = field(default_factory=dict)
@@ -144,6 +151,8 @@ def _interpolate(text: str, reading: _Reading, line: int, path: tuple) -> Any:
         name, default = match.group(1), match.group(2)
         value = os.environ.get(name)
         if value is None or (value == "" and default is not None):
+            if default is None and path and path[0] in reading.lenient:
+                return ""
             if default is None:
                 reading.problems.append(
                     ConfigProblem(reading.file, line, _dotted(path), f"environment variable {name} is not set")
@@ -185,11 +194,17 @@ def _line_of(loc: tuple, lines: dict[tuple, int]) -> int | None:
     return None
 
 
-def parse_config(text: str, file: str = "<config>") -> Config:
+def parse_config(text: str, file: str = "<config>", *, lenient: frozenset[str] = frozenset()) -> Config:
     """Validate configuration text; raise :class:`ConfigError` with every problem found.
 
     No message quotes a value taken from the environment: it names the key and the variable instead.
+    In the top-level sections named in ``lenient`` an unset variable is left empty instead (a dry run
+    needs no Slack token).
     """
+    return _parse(text, file, lenient)[0]
+
+
+def _parse(text: str, file: str, lenient: frozenset[str]) -> tuple[Config, dict[tuple, int]]:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
@@ -198,7 +213,7 @@ def parse_config(text: str, file: str = "<config>") -> Config:
         raise ConfigError([ConfigProblem(file, line, "", f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
     except RecursionError:
         raise ConfigError([ConfigProblem(file, None, "", "not valid YAML: nested too deeply")]) from None
-    reading = _Reading(file)
+    reading = _Reading(file, lenient)
     try:
         data = {} if node is None else _plain(node, reading, ())
     except _TooLarge as exc:
@@ -217,7 +232,7 @@ def parse_config(text: str, file: str = "<config>") -> Config:
         raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)
-    return config
+    return config, reading.lines
 
 
 def _validation_problems(exc: ValidationError, reading: _Reading) -> list[ConfigProblem]:
@@ -232,11 +247,12 @@ def _validation_problems(exc: ValidationError, reading: _Reading) -> list[Config
     return out
 
 
-def load_config(path: str | os.PathLike[str]) -> LoadedConfig:
-    """Read and validate a configuration file."""
+def load_config(path: str | os.PathLike[str], *, lenient: frozenset[str] = frozenset()) -> LoadedConfig:
+    """Read and validate a configuration file (see :func:`parse_config` for ``lenient``)."""
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([ConfigProblem(str(file), None, "", f"cannot read: {exc.strerror}")]) from None
-    return LoadedConfig(parse_config(text, str(file)), file.resolve())
+    config, lines = _parse(text, str(file), lenient)
+    return LoadedConfig(config, file.resolve(), lines)

@@ -12,10 +12,19 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from pydantic import Field, create_model, field_validator, model_validator
+from pydantic import Field, ValidationInfo, create_model, field_validator, model_validator
 
 from analyzers.config.base import Strict, duration
+from analyzers.config.channels import (
+    ChannelSettings,
+    ConfirmConfig,
+    DeliveryConfig,
+    RouteConfig,
+    SlackConfig,
+    WebhookConfig,
+)
 from analyzers.config.jobs import (
+    CanaryConfig,
     DriftConfig,
     EstimatedMetric,
     EstimationConfig,
@@ -27,13 +36,18 @@ from analyzers.config.jobs import (
     PerformanceConfig,
     ReferenceConfig,
     Schedule,
+    VersionedJobConfig,
 )
 from analyzers.jobs.registry import JOBS
 from analyzers.store.settings import DEFAULT_MEMORY_LIMIT, ElasticsearchStoreConfig, LocalStoreConfig, StoreConfig
 
 __all__ = [
     "DEFAULT_MEMORY_LIMIT",
+    "CanaryConfig",
+    "ChannelSettings",
     "Config",
+    "ConfirmConfig",
+    "DeliveryConfig",
     "DriftConfig",
     "ElasticsearchStoreConfig",
     "EstimatedMetric",
@@ -48,33 +62,16 @@ __all__ = [
     "OpsConfig",
     "PerformanceConfig",
     "ReferenceConfig",
+    "RouteConfig",
     "Schedule",
     "SchedulerConfig",
     "SlackConfig",
     "StateConfig",
     "StoreConfig",
     "Strict",
+    "VersionedJobConfig",
+    "WebhookConfig",
 ]
-
-
-class SlackConfig(Strict):
-    token: str | None = None
-    channel: str | None = None
-    webhook_url: str | None = None
-    base_url: str | None = None
-    mention: str | None = None  # e.g. "<!here>" for critical alerts
-    report_url: str | None = None  # embedded mode: where the HTML reports are served, linked from alerts
-    max_items: int = Field(default=10, ge=1, le=40)  # alerts listed in one message before "and N more"
-
-    @model_validator(mode="after")
-    def _how(self) -> SlackConfig:
-        if self.token and not self.channel:
-            raise ValueError("a bot token needs a 'channel'")
-        return self
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.token or self.webhook_url)
 
 
 class KibanaConfig(Strict):
@@ -123,13 +120,20 @@ else:
 
 
 class SchedulerConfig(Strict):
-    """``predwatch run``: how many missed windows a restart catches up on, and how late a run may start."""
+    """``predwatch run``: how many missed windows a restart catches up on, how late a run may start, and
+    where Prometheus metrics are served."""
 
     catch_up: int = Field(default=24, ge=0)
     misfire_grace: timedelta = timedelta(minutes=10)
     outbox_every: timedelta = timedelta(minutes=1)  # how often undelivered alerts are retried
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)  # serve /metrics (predwatch run --metrics-port)
+    metrics_address: str = "127.0.0.1"  # where /metrics listens; 0.0.0.0 for every interface (containers)
+    metrics_max_columns: int = Field(default=50, ge=0)  # drift columns exported per model (drifted first)
+    metrics_max_groups: int = Field(default=50, ge=0)  # fairness groups exported per model (alerting first)
+    # a message waits this long at most for the other jobs of its model fired at the same time
+    group_wait: timedelta = timedelta(minutes=1)
 
-    _d = field_validator("misfire_grace", "outbox_every", mode="before")(lambda v: duration(v))
+    _d = field_validator("misfire_grace", "outbox_every", "group_wait", mode="before")(lambda v: duration(v))
 
 
 class Config(Strict):
@@ -137,5 +141,43 @@ class Config(Strict):
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     state: StateConfig = Field(default_factory=StateConfig)
     slack: SlackConfig | None = None
+    webhooks: dict[str, WebhookConfig] = Field(default_factory=dict)
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     kibana: KibanaConfig | None = None
     models: dict[str, ModelConfig] = Field(default_factory=dict)
+    # last: its validation sees every channel above it
+    routes: list[RouteConfig] | None = None  # default: every channel receives every alert
+
+    def channel_settings(self) -> dict[str, ChannelSettings]:
+        """Every configured channel by its name: a field holding settings (``slack``), or each entry of a
+        field holding a mapping of them (``webhooks``)."""
+        return _channels({name: getattr(self, name) for name in type(self).model_fields})
+
+    @field_validator("routes")
+    @classmethod
+    def _known_channels(cls, routes: list[RouteConfig] | None, info: ValidationInfo) -> list[RouteConfig] | None:
+        known = _channels(info.data)
+        for route in routes or []:
+            for channel in route.channels:
+                if channel not in known:
+                    names = ", ".join(sorted(known)) or "none"
+                    raise ValueError(f"unknown channel {channel!r} in a route (configured channels: {names})")
+        return routes
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> Config:
+        for name in self.webhooks:
+            if name in type(self).model_fields or name == "terminal":
+                raise ValueError(f"webhooks.{name}: {name!r} names another channel or section; pick another name")
+        return self
+
+
+def _channels(fields: dict[str, object]) -> dict[str, ChannelSettings]:
+    """Channel settings among a configuration's fields, by channel name."""
+    out: dict[str, ChannelSettings] = {}
+    for name, value in fields.items():
+        if isinstance(value, ChannelSettings):
+            out[name] = value
+        elif isinstance(value, dict):
+            out.update({key: item for key, item in value.items() if isinstance(item, ChannelSettings)})
+    return out

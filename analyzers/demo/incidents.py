@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+CANDIDATE_VERSION = "v2.0.0"  # the version a rollout brings in (see ``traffic``)
+
 
 @dataclass(frozen=True)
 class Incident:
@@ -31,10 +33,11 @@ class Incident:
 
 
 def incidents(days: int) -> list[Incident]:
-    """The seven incidents, placed on the six days after the reference half of a ``days``-day simulation.
+    """The eight incidents, placed on the six days after the reference half of a ``days``-day simulation.
 
-    The last day holds two, one per model; on it the fraud model's labels have only partly arrived
-    when the simulation ends, as on any day that has just finished.
+    The version rollout of ``fraud`` shares its day with ``eta``'s concept drift, and the last incident day
+    holds two, one per model; when it is analysed, as it ends, the fraud model's labels for it have only
+    partly arrived, as on any day that has just finished.
     """
     first = days // 2
     span = days - first
@@ -77,6 +80,16 @@ def incidents(days: int) -> list[Incident]:
             "metric:mae",
             "deliveries take 40% longer at the same distance (traffic): inputs do not move, errors grow",
             (("performance", "metric:"), ("drift", "feature:label")),
+        ),
+        Incident(
+            "version rollout",
+            "fraud",
+            day[2],
+            "canary",
+            f"rollback:{CANDIDATE_VERSION}",
+            f"version {CANDIDATE_VERSION} serves 10% of the traffic: miscalibrated, it flags 4x as many transactions",
+            # its scores and flags are higher: the day's score and prediction distributions move a little
+            (("drift", "feature:score"), ("drift", "feature:prediction"), ("performance", "metric:")),
         ),
         Incident(
             "group served worse",

@@ -64,6 +64,7 @@ def demo_settings(reference_start: datetime, reference_end: datetime, report_dir
                 "performance": {**daily, "reference": reference, "min_labels": 200, "max_drop": 0.1},
                 "estimation": {**daily, "reference": reference, "max_drop": 0.1},
                 "ops": {**ops, "latency_ms": {"p95": 120}},
+                "canary": {**daily, "metric": "accuracy", "min_detectable": 0.05, "min_rows": 50},
             },
             "eta": {
                 "ingest_delay": "0s",

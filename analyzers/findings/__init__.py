@@ -11,6 +11,7 @@ from analyzers.findings.base import (
     StoredMetrics,
     clean,
 )
+from analyzers.findings.canary import CanaryMetrics
 from analyzers.findings.coverage import Coverage
 from analyzers.findings.drift import DriftMetrics, MultivariateDrift
 from analyzers.findings.estimation import EstimationMetrics
@@ -18,10 +19,12 @@ from analyzers.findings.fairness import FairnessMetrics
 from analyzers.findings.ops import OpsMetrics
 from analyzers.findings.performance import PerformanceMetrics
 from analyzers.findings.replay import ReplayMetrics
+from analyzers.findings.versions import VersionFinding, VersionSplit, version_subject
 
 __all__ = [
     "SEVERITIES",
     "STATUSES",
+    "CanaryMetrics",
     "Coverage",
     "DriftMetrics",
     "EstimationMetrics",
@@ -36,5 +39,8 @@ __all__ = [
     "Signal",
     "Status",
     "StoredMetrics",
+    "VersionFinding",
+    "VersionSplit",
     "clean",
+    "version_subject",
 ]

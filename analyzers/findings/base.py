@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from analyzers.timeutil import Window, format_time, parse_time, utcnow
 
@@ -22,7 +22,12 @@ Status = Literal["ok", "alert", "insufficient_data", "error"]
 Severity = Literal["info", "warning", "critical"]
 STATUSES: tuple[str, ...] = ("ok", "alert", "insufficient_data", "error")
 SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
-_RESERVED = frozenset(("id", "model", "job", "status", "window", "created_at", "reference", "signals", "error"))
+_RESERVED = frozenset(
+    ("id", "model", "job", "status", "window", "created_at", "reference", "signals", "error", "by_version")
+)
+
+if TYPE_CHECKING:
+    from analyzers.findings.versions import VersionSplit
 
 _M = TypeVar("_M", bound="Metrics")
 
@@ -111,6 +116,12 @@ class Metrics(ABC):
         reference) held no predictions at all; silence from a job must never look like good news."""
         return any(n == 0 for n in self.row_counts())
 
+    def judged(self, subject: str) -> bool:
+        """Whether the job judged this subject although the finding as a whole gave no verdict (an ops
+        window too small to judge latency still says whether predictions stopped); then an alert on the
+        subject that is no longer found has resolved."""
+        return False
+
     def headline(self) -> str:
         """The key numbers in one line."""
         return ""
@@ -125,7 +136,9 @@ class Finding:
     """The result of one job over one window.
 
     ``metrics`` is the job's payload (``None`` for a job that failed); it is merged into the top
-    level of :meth:`to_dict`. ``reference`` says what the numbers were compared with.
+    level of :meth:`to_dict`. ``reference`` says what the numbers were compared with.  ``by_version``
+    holds each model version's own result when the job splits its findings per version
+    (:mod:`analyzers.findings.versions`).
     """
 
     model: str
@@ -137,6 +150,7 @@ class Finding:
     signals: list[Signal] = field(default_factory=list)
     error: str | None = None
     created_at: datetime = field(default_factory=utcnow)
+    by_version: VersionSplit | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -182,11 +196,15 @@ class Finding:
         out["signals"] = [s.to_dict() for s in self.signals]
         if self.error is not None:
             out["error"] = self.error
+        if self.by_version is not None:
+            out["by_version"] = self.by_version.to_dict()
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Finding:
         """A finding back from :meth:`to_dict`'s output; a job without a payload class keeps its numbers as they are."""
+        from analyzers.findings.versions import VersionSplit
+
         job = str(data["job"])
         numbers = {k: v for k, v in data.items() if k not in _RESERVED}
         payload = Metrics.for_job(job) or StoredMetrics
@@ -203,6 +221,7 @@ class Finding:
             signals=[Signal.from_dict(s) for s in data.get("signals") or []],
             error=data.get("error"),
             created_at=parse_time(data["created_at"]) if data.get("created_at") else utcnow(),
+            by_version=VersionSplit.from_dict(data["by_version"], job) if data.get("by_version") else None,
         )
 
 

@@ -60,12 +60,15 @@ class Volume:
 
 @dataclass(frozen=True)
 class Silence:
-    """The longest run of empty buckets, its limit (seconds), when it began, and whether it lasts to the end."""
+    """The longest time without predictions around the longest run of empty buckets: its length and limit
+    (seconds), the last prediction before it (``start``; ``None`` when none was found in the look-back),
+    whether it lasts to the window's end, and the first prediction after it (``end``)."""
 
     value_s: float
     threshold_s: float
     start: datetime | None = None
     ongoing: bool = False
+    end: datetime | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Silence:
@@ -74,6 +77,7 @@ class Silence:
             number(data.get("threshold_s")),
             _time(data.get("start")),
             bool(data.get("ongoing")),
+            _time(data.get("end")),
         )
 
 
@@ -123,7 +127,13 @@ class OpsMetrics(Metrics):
         e, s = self.error_rate, self.silence
         return {
             "volume": self.volume.to_dict(),
-            "silence": {"value_s": s.value_s, "threshold_s": s.threshold_s, "start": s.start, "ongoing": s.ongoing},
+            "silence": {
+                "value_s": s.value_s,
+                "threshold_s": s.threshold_s,
+                "start": s.start,
+                "ongoing": s.ongoing,
+                "end": s.end,
+            },
             "error_rate": {
                 "value": e.value,
                 "ci": e.ci,
@@ -149,8 +159,13 @@ class OpsMetrics(Metrics):
         return [self.volume.total]
 
     def unjudged_needs_attention(self) -> bool:
-        """An ops job that cannot judge its window (too few events, or none) is always worth a look."""
-        return True
+        """A window with too few events to judge errors and latency is low traffic, not a monitoring
+        problem: silence is judged whatever the count, and alerts when it lasts."""
+        return False
+
+    def judged(self, subject: str) -> bool:
+        """Silence is always judged; error rate and latency when the window had ``min_rows`` events."""
+        return subject == "metric:silence" or (subject.startswith("metric:") and self.error_rate.judged)
 
     def headline(self) -> str:
         p95 = self.latency_ms.get("p95")

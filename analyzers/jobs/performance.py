@@ -133,7 +133,7 @@ def measure(store: PredictionReader, query: Query, task: str, config: Performanc
     if task == "regression":
         acc = RegressionAccumulator()
         for chunk in store.rows(labeled, columns=["prediction", "label", "sample_rate"]):
-            acc.add(_numeric(chunk["prediction"]), _numeric(chunk["label"]), _weights(chunk))
+            acc.add(numeric_values(chunk["prediction"]), numeric_values(chunk["label"]), row_weights(chunk))
         return {**acc.metrics(), "_se": acc.standard_errors()}
     table = store.crosstab(labeled, ["prediction", "label"])
     confusion = {(p, y): float(c) for p, y, c in zip(table["prediction"], table["label"], table["count"], strict=True)}
@@ -170,7 +170,7 @@ def _score_metrics(store: PredictionReader, labeled: Query, config: PerformanceC
     acc = ScoreAccumulator.for_range(0.0, 1.0) if unit else ScoreAccumulator.for_range(summary.min, summary.max)
     for chunk in store.rows(labeled, columns=["score", "label", "sample_rate"]):
         positive = np.array([is_positive(v, config.positive_label) for v in chunk["label"]], dtype=bool)
-        acc.add(_numeric(chunk["score"]), positive, _weights(chunk))
+        acc.add(numeric_values(chunk["score"]), positive, row_weights(chunk))
     return {
         "roc_auc": acc.roc_auc(),
         "log_loss": acc.log_loss(),
@@ -178,15 +178,16 @@ def _score_metrics(store: PredictionReader, labeled: Query, config: PerformanceC
     }
 
 
-def _numeric(series: pd.Series) -> np.ndarray:
+def numeric_values(series: pd.Series) -> np.ndarray:
+    """A column as floats, NaN where a value is missing or not a number."""
     return pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
-def _weights(chunk: pd.DataFrame) -> np.ndarray:
+def row_weights(chunk: pd.DataFrame) -> np.ndarray:
     """``1 / sample_rate`` per row (1 when the rate is missing), as the store weights its aggregates."""
     if "sample_rate" not in chunk:
         return np.ones(len(chunk))
-    rate = _numeric(chunk["sample_rate"])
+    rate = numeric_values(chunk["sample_rate"])
     return np.where(np.isfinite(rate) & (rate > 0), 1.0 / np.where(rate > 0, rate, 1.0), 1.0)
 
 

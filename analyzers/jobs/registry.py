@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
 from analyzers.config.jobs import (
+    CanaryConfig,
     DriftConfig,
     EstimationConfig,
     FairnessConfig,
@@ -49,6 +50,7 @@ JOBS: dict[str, JobSpec] = {
         JobSpec("fairness", FairnessConfig, "analyzers.jobs.fairness", "Fairness"),
         JobSpec("performance", PerformanceConfig, "analyzers.jobs.performance", "Performance"),
         JobSpec("ops", OpsConfig, "analyzers.jobs.ops", "Operations"),
+        JobSpec("canary", CanaryConfig, "analyzers.jobs.canary", "Canary"),
         JobSpec("estimation", EstimationConfig, "analyzers.jobs.estimation", "Estimated performance"),
     )
 }

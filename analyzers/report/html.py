@@ -15,6 +15,7 @@ from typing import Any
 
 from analyzers.config.models import FairnessConfig, OpsConfig
 from analyzers.findings import (
+    CanaryMetrics,
     DriftMetrics,
     EstimationMetrics,
     FairnessMetrics,
@@ -23,6 +24,7 @@ from analyzers.findings import (
     OpsMetrics,
     PerformanceMetrics,
 )
+from analyzers.findings.canary import MetricComparison
 from analyzers.findings.fairness import AttributeResult
 from analyzers.formatting import format_number
 from analyzers.formatting import format_percent as pct
@@ -68,6 +70,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 white-space:nowrap}
 .s-ok{background:#2e7d32}.s-alert{background:#c62828}.s-insufficient_data{background:#b26a00}
 .s-error{background:#6a1b9a}.s-none{background:#757575}
+.v-promote{background:#2e7d32}.v-hold{background:#b26a00}.v-rollback{background:#c62828}
 tr.alert td{background:#fdecea}
 .cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(230px,1fr));gap:.75rem}
 .card{border:1px solid #e5e7eb;border-left:6px solid #757575;border-radius:6px;padding:.6rem .75rem}
@@ -117,6 +120,7 @@ def render(data: ReportData) -> str:
         _performance(data),
         _estimation(data),
         _operations(data),
+        _canary(data),
     ]
     return _PAGE.substitute(
         title=escape(f"predwatch report: {data.model} as of {at}"),
@@ -306,6 +310,7 @@ def _drift(data: ReportData) -> str:
             f'<p class="muted">The features taken together in each of the {len(joint)} drift result(s) stored or '
             "computed for this report, by window end.</p>"
         )
+    parts.append(_versions(section))
     return _section("drift", "\n".join(parts))
 
 
@@ -393,6 +398,7 @@ def _fairness(data: ReportData) -> str:
         )
     else:
         parts.append(note(data.trends.notes.get("fairness") or "No fairness trend: no group attribute was logged."))
+    parts.append(_versions(section))
     return _section("fairness", "\n".join(parts))
 
 
@@ -476,6 +482,7 @@ def _performance(data: ReportData) -> str:
         )
     else:
         parts.append(note(data.trends.notes.get("performance") or "No performance trend."))
+    parts.append(_versions(section))
     return _section("performance", "\n".join(parts))
 
 
@@ -575,6 +582,7 @@ def _operations(data: ReportData) -> str:
         )
     else:
         parts.append(note(data.trends.notes.get("ops") or "No operations trend."))
+    parts.append(_versions(section))
     return _section("ops", "\n".join(parts))
 
 
@@ -583,3 +591,125 @@ def format_duration_s(seconds: Any) -> str:
     if not isinstance(seconds, (int, float)) or seconds <= 0:
         return "0s"
     return format_duration(timedelta(seconds=round(seconds)))
+
+
+def _versions(section: JobSection) -> str:
+    """Each model version's own result when the job splits its findings per version (``by_version``)."""
+    finding = section.finding
+    split = finding.by_version if finding is not None else None
+    if split is None:
+        return ""
+    rows = [
+        (
+            "alert" if v.status == "alert" else "",
+            [escape(v.version), fmt(v.events), pct(v.share), badge(v.status), escape(v.summary())],
+        )
+        for v in split.versions
+    ]
+    more = f" {split.left_out} more version(s) were not analysed alone." if split.left_out else ""
+    return (
+        "<h3>By version</h3>"
+        + table(["version", "events", "share", "", "what was found"], rows, numeric={1, 2})
+        + f'<p class="muted">Each version alone against the same reference.{escape(more)}</p>'
+    )
+
+
+VERDICT_TEXT = {"promote": "PROMOTE", "hold": "HOLD", "rollback": "ROLL BACK"}
+
+
+def verdict_badge(verdict: str | None) -> str:
+    """The canary verdict as a coloured badge (grey when there was no canary)."""
+    if verdict not in VERDICT_TEXT:
+        return '<span class="badge s-none">NO CANARY</span>'
+    return f'<span class="badge v-{verdict}">{VERDICT_TEXT[verdict]}</span>'
+
+
+def _canary(data: ReportData) -> str:
+    section = data.jobs["canary"]
+    finding = section.finding
+    m = finding.metrics_as(CanaryMetrics) if finding is not None else None
+    if finding is None or finding.status == "error" or m is None:
+        return _section("canary", _missing(section) or note("No canary result for this window."))
+    parts = [f"<p>{verdict_badge(m.verdict)} {escape(m.reason)}</p>"]
+    if m.traffic:
+        rows = [
+            (
+                "",
+                [
+                    escape(t.version),
+                    fmt(t.events),
+                    pct(t.share),
+                    escape(format_time(t.first_seen) if t.first_seen else "—"),
+                ],
+            )
+            for t in m.traffic
+        ]
+        parts.append("<h3>Traffic</h3>" + table(["version", "events", "share", "first seen"], rows, numeric={1, 2}))
+    sides = [s for s in (m.baseline, m.candidate) if s is not None]
+    if sides:
+        latency = list(sides[0].latency_ms)
+        rows = [
+            (
+                "",
+                [
+                    escape(s.version),
+                    escape(s.chosen_as),
+                    fmt(s.events),
+                    fmt(s.labeled),
+                    pct(s.error_rate),
+                    *(fmt(s.latency_ms.get(p)) for p in latency),
+                ],
+            )
+            for s in sides
+        ]
+        headers = ["version", "chosen as", "events", "labelled", "error rate", *(f"latency {p} (ms)" for p in latency)]
+        parts.append("<h3>Baseline and candidate</h3>" + table(headers, rows, numeric=set(range(2, 5 + len(latency)))))
+    if m.comparisons:
+        parts.append(
+            f"<h3>Candidate minus baseline</h3><p>Intervals at {pct(m.level)} each, so the gated metrics together "
+            f"hold {pct(m.confidence)}; latency is the share of events at or above the baseline's percentile.</p>"
+        )
+        parts.append(_comparison_table(m.comparisons))
+    size = m.sample_size
+    if size is not None and size.required is not None:
+        parts.append(
+            f"<p>Power calculation for {escape(size.metric)}: {fmt(size.required)} candidate observations detect a "
+            f"worsening of {fmt(m.min_detectable)} with power {pct(m.power)}; the window has {fmt(size.observed)}.</p>"
+        )
+    if m.drift:
+        parts.append("<h3>Prediction and score: candidate against baseline</h3>" + _drift_table(m.drift))
+    parts.append(_verdict_history(section.history))
+    return _section("canary", "\n".join(parts))
+
+
+def _comparison_table(comparisons: list[MetricComparison]) -> str:
+    rows = []
+    for c in comparisons:
+        shown = pct if c.is_share else fmt
+        state = "worse" if c.worse else "better" if c.better else "no significant difference"
+        cells = [
+            escape(c.metric),
+            shown(c.baseline),
+            shown(c.candidate),
+            escape(c.describe_difference().removeprefix("difference ")),
+            fmt(c.n_baseline),
+            fmt(c.n_candidate),
+            "yes" if c.gated else "no",
+            escape(state),
+        ]
+        rows.append(("alert" if c.worse else "", cells))
+    headers = ["metric", "baseline", "candidate", "difference (interval)", "n baseline", "n candidate", "gated", ""]
+    return table(headers, rows, numeric={1, 2, 4, 5})
+
+
+def _verdict_history(history: list[Finding]) -> str:
+    rows = []
+    for f in history[-10:][::-1]:
+        m = f.metrics_as(CanaryMetrics)
+        if m is None:
+            continue
+        candidate = m.candidate.version if m.candidate is not None else "—"
+        rows.append(("", [escape(format_time(f.window.end)), escape(candidate), verdict_badge(m.verdict)]))
+    if not rows:
+        return ""
+    return "<h3>Recent verdicts</h3>" + table(["window end", "candidate", "verdict"], rows)

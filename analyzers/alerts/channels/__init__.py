@@ -1,47 +1,85 @@
-"""Alert channels: where messages go.  A channel is anything with a ``target`` and a ``send(message)``.
+"""Alert channels: where messages go.  Every channel is a :class:`Sender`.
 
-``open_channel`` returns the first channel the configuration sets up, in the order of ``CHANNELS``,
-and the terminal when there is none.  Adding a channel is a module here with a sender (it renders
-:class:`~analyzers.alerts.message.Message` its own way and raises a
-:class:`~analyzers.alerts.errors.DeliveryError` when the message is not taken), its settings in the
-configuration, and one row in ``CHANNELS``.  ``RecordingSender`` goes through the same seam in tests.
+``CHANNELS`` maps each kind of channel settings (a :class:`~analyzers.config.channels.ChannelSettings`
+class) to the function that opens its sender; ``open_channels`` opens every configured channel by name,
+or the terminal when there is none.  Adding a channel (PagerDuty, say) is its settings class and a
+field in the configuration, a module here with its sender, and one row in ``CHANNELS``: routing, the
+outbox (one delivery record per channel), retries, ``status`` and the tests' seams come with it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Collection
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
 
 from rich.console import Console
 
 from analyzers.alerts.channels.slack import SlackSender
 from analyzers.alerts.channels.terminal import TerminalSender
+from analyzers.alerts.channels.webhook import WebhookSender
 from analyzers.alerts.message import Message
-from analyzers.config.models import Config
+from analyzers.alerts.pacing import Pacing
+from analyzers.alerts.routing import TERMINAL
+from analyzers.config.models import ChannelSettings, Config, SlackConfig, WebhookConfig
 
 
 class Sender(Protocol):
-    """Delivers one message; raises ``DeliveryError`` (with a text free of secrets) when it is not taken."""
+    """Delivers messages; raises ``DeliveryError`` (with a text free of secrets) when one is not taken.
+
+    ``name`` is the channel's name in routes and the outbox, ``target`` says where messages go for people
+    (``Slack channel #ml-alerts``); ``per_alert`` channels take one alert per message (webhooks), the
+    others one message per model.
+    """
 
     @property
-    def target(self) -> str:
-        """Where messages go, for people: ``Slack channel #ml-alerts``, ``terminal``."""
-        ...
+    def name(self) -> str: ...
+
+    @property
+    def target(self) -> str: ...
+
+    @property
+    def per_alert(self) -> bool: ...
 
     def send(self, message: Message) -> None: ...
 
 
-def _slack(config: Config) -> Sender | None:
-    return SlackSender(config.slack) if config.slack is not None and config.slack.enabled else None
+@runtime_checkable
+class LooksBack(Protocol):
+    """A channel that can tell which transitions it already received (Slack's history), so a message
+    whose delivery is in doubt after a crash is not sent twice."""
+
+    def already_delivered(self, ids: Collection[str], since: datetime) -> set[str]: ...
 
 
-CHANNELS: dict[str, Callable[[Config], Sender | None]] = {"slack": _slack}
+Opener = Callable[[str, Any, Pacing], "Sender | None"]
+
+
+def _slack(name: str, settings: SlackConfig, pacing: Pacing) -> Sender | None:
+    return SlackSender(settings, name=name, pacing=pacing) if settings.enabled else None
+
+
+def _webhook(name: str, settings: WebhookConfig, pacing: Pacing) -> Sender:
+    return WebhookSender(settings, name=name, pacing=pacing)
+
+
+CHANNELS: dict[type[ChannelSettings], Opener] = {SlackConfig: _slack, WebhookConfig: _webhook}
+
+
+def open_channels(
+    config: Config, *, pacing: Pacing | None = None, console: Console | None = None, quiet: bool = False
+) -> dict[str, Sender]:
+    """Every configured channel that can send, by name; the terminal (``console``, or stdout, stderr
+    when ``quiet``) when there is none."""
+    pacing = pacing or Pacing.from_config(config.delivery)
+    senders: dict[str, Sender] = {}
+    for name, settings in config.channel_settings().items():
+        sender = CHANNELS[type(settings)](name, settings, pacing)
+        if sender is not None:
+            senders[name] = sender
+    return senders or {TERMINAL: TerminalSender(console, quiet=quiet)}
 
 
 def open_channel(config: Config, *, console: Console | None = None, quiet: bool = False) -> Sender:
-    """The configured channel, else the terminal (``console``, or stdout; stderr when ``quiet``)."""
-    for opener in CHANNELS.values():
-        sender = opener(config)
-        if sender is not None:
-            return sender
-    return TerminalSender(console, quiet=quiet)
+    """The first configured channel, else the terminal (the demo shows where its alerts went)."""
+    return next(iter(open_channels(config, console=console, quiet=quiet).values()))

@@ -9,9 +9,18 @@ from analyzers.alerts.message import Message
 class RecordingSender:
     """Appends each message to ``messages``; with ``fail`` set it refuses them instead (an outage)."""
 
-    def __init__(self, target: str = "recording", *, fail: DeliveryError | None = None) -> None:
+    def __init__(
+        self,
+        target: str = "recording",
+        *,
+        name: str = "recording",
+        fail: DeliveryError | None = None,
+        per_alert: bool = False,
+    ) -> None:
+        self.name = name
         self.target = target
         self.fail = fail
+        self.per_alert = per_alert
         self.messages: list[Message] = []
 
     def send(self, message: Message) -> None:
