@@ -21,6 +21,7 @@ STATS_MAY_IMPORT = {
     "abc",
     "bisect",
     "collections",
+    "contextlib",
     "dataclasses",
     "enum",
     "functools",
@@ -31,9 +32,12 @@ STATS_MAY_IMPORT = {
     "re",
     "statistics",
     "typing",
+    "warnings",
     "numpy",
     "pandas",
     "scipy",
+    "sklearn",
+    "threadpoolctl",
     "analyzers.stats",
 }
 STORE_CLIENTS = ("duckdb", "elasticsearch")

@@ -63,7 +63,7 @@ def test_demo_catches_every_incident_and_nothing_else(
     )
     text = out.getvalue()
     assert code == 0, text
-    assert "7/7 incidents caught, 0 false alarm(s)" in text
+    assert "8/8 incidents caught, 0 false alarm(s)" in text
     assert not stale.exists()
     assert not (tmp_path / "state" / "leftover").exists()
     settings = (tmp_path / "predwatch.yml").read_text(encoding="utf-8")

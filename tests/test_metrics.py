@@ -29,6 +29,7 @@ from analyzers.config.models import Config
 from analyzers.findings import (
     CanaryMetrics,
     DriftMetrics,
+    EstimationMetrics,
     FairnessMetrics,
     Finding,
     OpsMetrics,
@@ -53,6 +54,13 @@ SETTINGS: dict[str, Any] = {
             "drift": {
                 "window": "1d",
                 "reference": {"start": format_time(T0), "end": format_time(T0 + timedelta(days=1))},
+                "multivariate": {"method": "pca"},
+            },
+            "estimation": {
+                "window": "1d",
+                "reference": {"start": format_time(T0), "end": format_time(T0 + timedelta(days=1))},
+                "min_labels": 30,
+                "max_calibration_error": 0.15,  # 359 labelled reference predictions: a coarse calibration check
             },
             "fairness": {"window": "1d", "groups": ["region"], "min_group_size": 50},
             "performance": {"window": "1d", "min_labels": 30},
@@ -152,6 +160,31 @@ def test_drift_gauges_are_the_stored_finding(scraped: Scrape, stored: tuple[Loca
     assert (shown <= drifted) if len(drifted) >= 3 else (drifted <= shown)
     left_out = value(scraped, "predwatch_metrics_series_left_out", model="fraud", kind="column")
     assert left_out == len(drift.features) - 3
+
+
+def test_estimation_and_multivariate_gauges_are_the_stored_findings(
+    scraped: Scrape, stored: tuple[LocalStore, Config, list[Finding]]
+) -> None:
+    estimation = latest(stored[2], "fraud", "estimation").metrics_as(EstimationMetrics)
+    assert estimation is not None
+    assert estimation.estimates  # the reference day is labelled: every metric estimated
+    for entry in estimation.estimates:
+        assert entry.estimated is not None
+        assert value(scraped, "predwatch_estimation_estimate", model="fraud", metric=entry.name) == pytest.approx(
+            entry.estimated
+        )
+        lower = value(scraped, "predwatch_estimation_estimate_lower", model="fraud", metric=entry.name)
+        assert lower == pytest.approx(entry.lower)
+        dropped = value(scraped, "predwatch_estimation_dropped", model="fraud", metric=entry.name)
+        assert dropped == float(entry.dropped)
+    joint = latest(stored[2], "fraud", "drift").metrics_as(DriftMetrics)
+    assert joint is not None
+    assert joint.multivariate is not None
+    assert joint.multivariate.statistic is not None
+    statistic = value(scraped, "predwatch_drift_multivariate_statistic", model="fraud", method="pca")
+    assert statistic == pytest.approx(joint.multivariate.statistic)
+    drifted = value(scraped, "predwatch_drift_multivariate_drifted", model="fraud", method="pca")
+    assert drifted == float(joint.multivariate.drifted)
 
 
 def test_fairness_performance_and_ops_gauges_are_the_stored_findings(

@@ -21,7 +21,7 @@ from analyzers.store.settings import StoreConfig
 
 
 def test_the_job_table_is_what_config_runner_cli_and_report_know() -> None:
-    assert JOB_NAMES == ("drift", "fairness", "performance", "ops", "canary")
+    assert JOB_NAMES == ("drift", "fairness", "performance", "ops", "canary", "estimation")
     assert [n for n in ModelConfig.model_fields if n != "ingest_delay"] == list(JOB_NAMES)
     for name, spec in JOBS.items():
         assert ModelConfig.model_fields[name].annotation == spec.config | None
@@ -38,9 +38,8 @@ def test_a_model_lists_its_enabled_jobs_in_table_order() -> None:
     assert list(model.jobs()) == ["fairness", "ops"]
     assert model.job("drift") is not None
     assert model.job("performance") is None
-    with pytest.raises(
-        ValueError, match="unknown job 'replay': expected one of drift, fairness, performance, ops, canary"
-    ):
+    expected = "unknown job 'replay': expected one of drift, fairness, performance, ops, canary, estimation"
+    with pytest.raises(ValueError, match=expected):
         job_spec("replay")
 
 

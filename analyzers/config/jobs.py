@@ -118,6 +118,23 @@ class FeatureOverride(Strict):
         return self
 
 
+class MultivariateConfig(Strict):
+    """Drift of the features taken together: PCA reconstruction error, or a domain classifier."""
+
+    method: Literal["pca", "classifier"]
+    sample_size: int | None = Field(default=None, ge=100)  # rows sampled from each window (pca 20000, classifier 5000)
+    variance: float = Field(default=0.65, gt=0, lt=1)  # pca: share of the variance the kept components explain
+    sigmas: float = Field(default=3.0, gt=0)  # pca: half-width of the reference band, in standard errors
+    auc_threshold: float = Field(default=0.55, ge=0.5, lt=1)  # classifier: drifted above this AUC (and significant)
+    folds: int = Field(default=5, ge=2, le=20)  # classifier: cross-validation folds
+    seed: int = 0
+
+    @property
+    def rows(self) -> int:
+        """Rows sampled from each window."""
+        return self.sample_size or (20_000 if self.method == "pca" else 5_000)
+
+
 class VersionedJobConfig(JobConfig):
     """A job whose findings can be split per model version (``by_version``): each version live in the window
     is also analysed alone, its finding kept in the JSON and its alerts under subjects of its own."""
@@ -134,6 +151,7 @@ class DriftConfig(VersionedJobConfig):
     sample_size: int = 50_000  # windows up to this many rows are tested exactly on their values
     missing_threshold: float = 0.05  # Cohen's h between missing rates that counts as drift
     min_coverage: float = Field(default=0.8, ge=0.0, le=1.0)  # share of the window's (and reference's) slots with data
+    multivariate: MultivariateConfig | None = None
 
 
 class FairnessConfig(VersionedJobConfig):
@@ -158,6 +176,52 @@ class PerformanceConfig(VersionedJobConfig):
     max_drop: float = 0.05  # relative drop against the reference that alerts
     min_labels: int = 50
     min_coverage: float = Field(default=0.8, ge=0.0, le=1.0)  # share of the window's (and reference's) slots with data
+
+
+EstimatedMetric = Literal["roc_auc", "accuracy", "precision", "recall", "f1", "mae", "rmse"]
+ESTIMATED_METRICS: dict[str, tuple[str, ...]] = {
+    "classification": ("roc_auc", "accuracy", "precision", "recall", "f1"),
+    "regression": ("mae", "rmse"),
+}
+
+
+class EstimationConfig(JobConfig):
+    """Performance estimated without labels: CBPE from the scores of a binary classifier, direct loss estimation
+    (DLE) from the features and predictions of a regression model."""
+
+    reference: ReferenceConfig = Field(
+        default_factory=lambda: ReferenceConfig(last=timedelta(days=7), ending=timedelta(days=7))
+    )
+    task: Literal["classification", "regression"] | None = None  # inferred from the reference when None
+    metrics: list[EstimatedMetric] | None = Field(default=None, min_length=1)  # default: every metric of the task
+    calibration: Literal["auto", "isotonic", "platt", "none"] = "auto"
+    positive_label: str | int | float | bool = 1
+    max_drop: float = Field(default=0.05, ge=0)  # relative drop of an estimate below the reference that alerts
+    min_labels: int = Field(default=100, ge=1)  # labelled predictions to calibrate on, and for a realized value
+    sample_size: int = Field(default=100_000, ge=100)  # labelled reference predictions sampled to calibrate
+    max_calibration_error: float = Field(default=0.05, gt=0, le=1)  # out-of-fold ECE above which nothing is estimated
+    confidence: float = Field(default=0.95, gt=0, lt=1)  # of each estimate's interval
+    folds: int = Field(default=5, ge=2, le=20)  # cross-validation folds that choose and check the calibration
+    min_coverage: float = Field(default=0.8, ge=0.0, le=1.0)  # share of the window's (and reference's) slots with data
+
+    @model_validator(mode="after")
+    def _one_task(self) -> EstimationConfig:
+        if self.metrics is not None:
+            tasks = {task for task, names in ESTIMATED_METRICS.items() if set(self.metrics) <= set(names)}
+            if not tasks:
+                raise ValueError("'metrics' mixes classification metrics with regression ones (mae, rmse)")
+            if self.task is not None and self.task not in tasks:
+                raise ValueError(f"'metrics' {self.metrics} are not estimated for the task {self.task!r}")
+        return self
+
+    def metrics_of(self, task: str) -> list[str]:
+        """The metrics estimated for ``task``; ``ValueError`` when the configured ones belong to another task."""
+        names = ESTIMATED_METRICS[task]
+        if self.metrics is None:
+            return list(names)
+        if not set(self.metrics) <= set(names):
+            raise ValueError(f"estimation 'metrics' {self.metrics} do not apply to a {task} model")
+        return list(self.metrics)
 
 
 class OpsConfig(VersionedJobConfig):

@@ -33,8 +33,12 @@ class Incident:
 
 
 def incidents(days: int) -> list[Incident]:
-    """The seven incidents, placed on the six days after the reference half of a ``days``-day simulation
-    (the version rollout of ``fraud`` shares its day with ``eta``'s concept drift)."""
+    """The eight incidents, placed on the six days after the reference half of a ``days``-day simulation.
+
+    The version rollout of ``fraud`` shares its day with ``eta``'s concept drift, and the last incident day
+    holds two, one per model; when it is analysed, as it ends, the fraud model's labels for it have only
+    partly arrived, as on any day that has just finished.
+    """
     first = days // 2
     span = days - first
     if span < 6:
@@ -54,7 +58,9 @@ def incidents(days: int) -> list[Incident]:
                 ("drift", "feature:score"),
                 ("drift", "feature:prediction"),
                 ("drift", "feature:label"),
+                ("drift", "multivariate"),
                 ("performance", "metric:"),
+                ("estimation", "metric:"),
             ),
         ),
         Incident(
@@ -64,7 +70,7 @@ def incidents(days: int) -> list[Incident]:
             "drift",
             "feature:country",
             "a new market (country BR) starts sending 20% of the traffic",
-            (("drift", "feature:score"), ("drift", "feature:prediction")),
+            (("drift", "feature:score"), ("drift", "feature:prediction"), ("drift", "multivariate")),
         ),
         Incident(
             "concept drift",
@@ -98,6 +104,7 @@ def incidents(days: int) -> list[Incident]:
                 ("drift", "feature:score"),
                 ("drift", "feature:prediction"),
                 ("performance", "metric:"),
+                ("estimation", "metric:"),
             ),
         ),
         Incident(
@@ -116,5 +123,22 @@ def incidents(days: int) -> list[Incident]:
             "ops",
             "metric:silence",
             "a deploy takes the service down: no predictions for an hour",
+        ),
+        Incident(
+            "relationship change",
+            "fraud",
+            day[5],
+            "estimation",
+            "metric:recall",
+            "big purchases move to old accounts: amount and account age, each unchanged, now rise together;"
+            " the model, which trusts old accounts, stops flagging. Chargebacks take hours: the estimate falls today",
+            (
+                ("estimation", "metric:"),
+                ("drift", "multivariate"),
+                ("drift", "feature:score"),
+                ("drift", "feature:prediction"),
+                ("drift", "feature:label"),
+                ("performance", "metric:"),
+            ),
         ),
     ]

@@ -74,6 +74,8 @@ def log_fraud_day(loggers: Loggers, rng: np.random.Generator, day: Day, n: int, 
     amount = rng.lognormal(3.4, 0.7, n) * (1.6 if "feature shift" in day.incidents else 1.0)
     items = rng.poisson(2.0, n) + 1
     age = rng.exponential(400.0, n)
+    if "relationship change" in day.incidents:  # same marginals; the largest amounts now go with the oldest accounts
+        age = np.sort(age)[np.argsort(np.argsort(amount))]
     country = rng.choice(COUNTRIES, n, p=COUNTRY_P).astype(object)
     if "new category" in day.incidents:
         country[rng.random(n) < 0.2] = "BR"

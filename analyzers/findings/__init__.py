@@ -13,7 +13,8 @@ from analyzers.findings.base import (
 )
 from analyzers.findings.canary import CanaryMetrics
 from analyzers.findings.coverage import Coverage
-from analyzers.findings.drift import DriftMetrics
+from analyzers.findings.drift import DriftMetrics, MultivariateDrift
+from analyzers.findings.estimation import EstimationMetrics
 from analyzers.findings.fairness import FairnessMetrics
 from analyzers.findings.ops import OpsMetrics
 from analyzers.findings.performance import PerformanceMetrics
@@ -26,9 +27,11 @@ __all__ = [
     "CanaryMetrics",
     "Coverage",
     "DriftMetrics",
+    "EstimationMetrics",
     "FairnessMetrics",
     "Finding",
     "Metrics",
+    "MultivariateDrift",
     "OpsMetrics",
     "PerformanceMetrics",
     "ReplayMetrics",

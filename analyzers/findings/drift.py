@@ -11,6 +11,63 @@ from analyzers.findings.coverage import Coverage, coverage_from_dict, coverage_t
 from analyzers.formatting import format_number
 from analyzers.stats.drift import ColumnDrift
 
+_COMMON = ("method", "statistic", "threshold", "drifted", "n_reference", "n_current", "features", "reason")
+
+
+@dataclass(kw_only=True)
+class MultivariateDrift:
+    """The features taken together: the method, its statistic against its threshold, and the verdict.
+
+    ``details`` holds the method's own numbers (PCA: ``lower_threshold``, ``reference_mean``, ``spread``,
+    ``n_components``, ...; classifier: ``p_value``, ``alpha``, ``fold_auc``, ...).  A window the method cannot
+    judge has null numbers, ``drifted: false`` and a ``reason``.
+    """
+
+    method: str
+    statistic: float | None
+    threshold: float | None
+    drifted: bool
+    n_reference: float | None
+    n_current: float
+    features: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    reason: str | None = None
+
+    @property
+    def lower_threshold(self) -> float | None:
+        """The lower edge of the PCA method's band (``None`` for the classifier)."""
+        value = self.details.get("lower_threshold")
+        return None if value is None else float(value)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "method": self.method,
+            "statistic": self.statistic,
+            "threshold": self.threshold,
+            "drifted": self.drifted,
+            **self.details,
+            "n_reference": self.n_reference,
+            "n_current": self.n_current,
+            "features": self.features,
+        }
+        if self.reason is not None:
+            out["reason"] = self.reason
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MultivariateDrift:
+        return cls(
+            method=str(data.get("method")),
+            statistic=data.get("statistic"),
+            threshold=data.get("threshold"),
+            drifted=bool(data.get("drifted")),
+            n_reference=data.get("n_reference"),
+            n_current=data.get("n_current") or 0,
+            features=[str(f) for f in data.get("features") or []],
+            details={k: v for k, v in data.items() if k not in _COMMON},
+            reason=data.get("reason"),
+        )
+
 
 @dataclass(kw_only=True)
 class DriftMetrics(Metrics):
@@ -34,6 +91,7 @@ class DriftMetrics(Metrics):
     drift_share: float | None = None
     n_ref: float | None = None
     coverage: dict[str, Coverage] | None = None
+    multivariate: MultivariateDrift | None = None
     reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -52,6 +110,7 @@ class DriftMetrics(Metrics):
             "correction": self.correction,
             "drift_share": self.drift_share,
             **covered,
+            **({} if self.multivariate is None else {"multivariate": self.multivariate.to_dict()}),
         }
 
     @classmethod
@@ -68,6 +127,7 @@ class DriftMetrics(Metrics):
             drift_share=data.get("drift_share"),
             n_ref=data.get("n_ref"),
             coverage=coverage_from_dict(data.get("coverage")),
+            multivariate=MultivariateDrift.from_dict(data["multivariate"]) if data.get("multivariate") else None,
             reason=data.get("reason"),
         )
 
@@ -89,4 +149,11 @@ class DriftMetrics(Metrics):
         )
         more = f" and {len(drifted) - 4} more" if len(drifted) > 4 else ""
         head = f"{len(drifted)} of {format_number(self.n_columns)} columns drifted"
-        return f"{head}: {named}{more}" if drifted else head
+        joint = self.multivariate
+        together = (
+            f"; features together drifted ({joint.method} {format_number(joint.statistic)} > "
+            f"{format_number(joint.threshold)})"
+            if joint is not None and joint.drifted
+            else ""
+        )
+        return (f"{head}: {named}{more}" if drifted else head) + together

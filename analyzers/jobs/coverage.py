@@ -61,6 +61,41 @@ def measure(store: PredictionReader, query: Query, *, slots: int = SLOTS) -> Cov
     )
 
 
+def measure_windows(store: PredictionReader, queries: list[Query], *, slots: int = SLOTS) -> list[Coverage]:
+    """The coverage of each query's window, as :func:`measure` gives it; windows of one length on one grid of
+    slots (back-to-back hours, days) share one volume aggregate over their span, others are measured apart."""
+    if len(queries) < 2 or any(q.with_(window=queries[0].window) != queries[0] for q in queries):
+        return [measure(store, q, slots=slots) for q in queries]
+    length = queries[0].window.length
+    slot = slot_length(length, slots)
+    first = min(q.window.start for q in queries)
+    aligned = all(q.window.length == length and (q.window.start - first) % slot == timedelta(0) for q in queries)
+    if not aligned or length % slot != timedelta(0):
+        return [measure(store, q, slots=slots) for q in queries]
+    span = Window(first, max(q.window.end for q in queries))
+    volume = store.volume(queries[0].with_(window=span), slot)
+    counts = volume["count"].to_numpy(dtype=float)
+    starts = volume["start"]
+    per_window = length // slot
+    out = []
+    for q in queries:
+        offset = (q.window.start - first) // slot
+        part = counts[offset : offset + per_window]
+        filled = [i for i, c in enumerate(part) if c > 0]
+        out.append(
+            Coverage(
+                window=q.window,
+                slot=slot,
+                slots=len(part),
+                filled=len(filled),
+                count=float(part.sum()),
+                first=starts.iloc[offset + filled[0]].to_pydatetime() if filled else None,
+                last=min(starts.iloc[offset + filled[-1]].to_pydatetime() + slot, q.window.end) if filled else None,
+            )
+        )
+    return out
+
+
 def measure_spans(store: PredictionReader, query: Query, spans: dict[str, Window | None]) -> dict[str, Coverage]:
     """The coverage of each named span (``None`` spans, such as a reference file, are left out) by ``query``."""
     return {name: measure(store, query.with_(window=span)) for name, span in spans.items() if span is not None}

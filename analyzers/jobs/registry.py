@@ -13,7 +13,15 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
-from analyzers.config.jobs import CanaryConfig, DriftConfig, FairnessConfig, JobConfig, OpsConfig, PerformanceConfig
+from analyzers.config.jobs import (
+    CanaryConfig,
+    DriftConfig,
+    EstimationConfig,
+    FairnessConfig,
+    JobConfig,
+    OpsConfig,
+    PerformanceConfig,
+)
 
 if TYPE_CHECKING:
     from analyzers.jobs.base import Job
@@ -43,6 +51,7 @@ JOBS: dict[str, JobSpec] = {
         JobSpec("performance", PerformanceConfig, "analyzers.jobs.performance", "Performance"),
         JobSpec("ops", OpsConfig, "analyzers.jobs.ops", "Operations"),
         JobSpec("canary", CanaryConfig, "analyzers.jobs.canary", "Canary"),
+        JobSpec("estimation", EstimationConfig, "analyzers.jobs.estimation", "Estimated performance"),
     )
 }
 JOB_NAMES: tuple[str, ...] = tuple(JOBS)

@@ -93,6 +93,19 @@ _SPECS = [
         ("model", "column", "method"),
     ),
     MetricSpec("predwatch_drift_column_drifted", "1 when the column drifted.", ("model", "column")),
+    MetricSpec(
+        "predwatch_drift_multivariate_statistic",
+        "The features taken together: the multivariate method's statistic (PCA error, classifier ROC AUC).",
+        ("model", "method"),
+    ),
+    MetricSpec(
+        "predwatch_drift_multivariate_threshold",
+        "The value above which the multivariate statistic means drift.",
+        ("model", "method"),
+    ),
+    MetricSpec(
+        "predwatch_drift_multivariate_drifted", "1 when the features taken together drifted.", ("model", "method")
+    ),
     # fairness
     MetricSpec(
         "predwatch_fairness_demographic_parity_difference",
@@ -137,6 +150,25 @@ _SPECS = [
     MetricSpec(
         "predwatch_ops_longest_silence_seconds",
         "The longest run without predictions in the latest ops window.",
+        ("model",),
+    ),
+    # estimation (performance before the labels)
+    MetricSpec(
+        "predwatch_estimation_estimate",
+        "A metric estimated without labels over the latest estimation window (in the metric's own units).",
+        ("model", "metric"),
+    ),
+    MetricSpec("predwatch_estimation_estimate_lower", "Lower end of the estimate's interval.", ("model", "metric")),
+    MetricSpec("predwatch_estimation_estimate_upper", "Upper end of the estimate's interval.", ("model", "metric")),
+    MetricSpec("predwatch_estimation_reference", "The metric's realized value on the reference.", ("model", "metric")),
+    MetricSpec(
+        "predwatch_estimation_dropped",
+        "1 when the estimate is significantly worse than the reference by more than max_drop.",
+        ("model", "metric"),
+    ),
+    MetricSpec(
+        "predwatch_estimation_label_coverage_ratio",
+        "Share of the estimation window's predictions with feedback.",
         ("model",),
     ),
     # canary

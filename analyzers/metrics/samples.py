@@ -25,6 +25,7 @@ from analyzers.findings import (
     STATUSES,
     CanaryMetrics,
     DriftMetrics,
+    EstimationMetrics,
     FairnessMetrics,
     Finding,
     OpsMetrics,
@@ -100,6 +101,8 @@ def finding_samples(finding: Finding, limits: Limits) -> list[Sample]:
         out += _ops(model, ops)
     if (canary := finding.metrics_as(CanaryMetrics)) is not None:
         out += _canary(model, canary)
+    if (estimation := finding.metrics_as(EstimationMetrics)) is not None:
+        out += _estimation(model, estimation)
     return out
 
 
@@ -125,6 +128,12 @@ def _drift(model: str, m: DriftMetrics, limits: Limits) -> list[Sample]:
     out += sample(
         "predwatch_metrics_series_left_out", max(len(ranked) - limits.max_columns, 0), model=model, kind="column"
     )
+    joint = m.multivariate
+    if joint is not None:
+        out += sample("predwatch_drift_multivariate_statistic", joint.statistic, model=model, method=joint.method)
+        out += sample("predwatch_drift_multivariate_threshold", joint.threshold, model=model, method=joint.method)
+        if joint.statistic is not None:
+            out += sample("predwatch_drift_multivariate_drifted", joint.drifted, model=model, method=joint.method)
     return out
 
 
@@ -201,6 +210,18 @@ def _canary(model: str, m: CanaryMetrics) -> list[Sample]:
         out += sample("predwatch_canary_difference_upper", c.high, model=model, metric=c.metric)
     if m.sample_size is not None and m.sample_size.more_predictions is not None:
         out += sample("predwatch_canary_predictions_needed", m.sample_size.more_predictions, model=model)
+    return out
+
+
+def _estimation(model: str, m: EstimationMetrics) -> list[Sample]:
+    out = sample("predwatch_estimation_label_coverage_ratio", m.label_coverage, model=model)
+    for e in m.estimates:
+        out += sample("predwatch_estimation_estimate", e.estimated, model=model, metric=e.name)
+        out += sample("predwatch_estimation_estimate_lower", e.lower, model=model, metric=e.name)
+        out += sample("predwatch_estimation_estimate_upper", e.upper, model=model, metric=e.name)
+        out += sample("predwatch_estimation_reference", e.reference, model=model, metric=e.name)
+        if e.estimated is not None:
+            out += sample("predwatch_estimation_dropped", e.dropped, model=model, metric=e.name)
     return out
 
 

@@ -21,9 +21,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from analyzers.findings import DriftMetrics, EstimationMetrics, Finding, MultivariateDrift
 from analyzers.findings.fairness import AttributeResult
 from analyzers.report.data import Distribution, OpsSeries
-from analyzers.report.trends import DriftTrend, FairnessTrend, OpsTrend, PerformanceTrend
+from analyzers.report.trends import DriftTrend, EstimationTrend, FairnessTrend, OpsTrend, PerformanceTrend
 from analyzers.stats.drift import ColumnDrift
 
 REF_COLOR = "#4c78a8"
@@ -253,6 +254,37 @@ def drift_trend(
     return to_svg(fig, key, "drift over time")
 
 
+@_styled
+def multivariate_history(history: Sequence[Finding], key: str) -> str:
+    """The multivariate drift statistic of each drift finding (by window end) against its threshold."""
+    points: list[tuple[datetime, MultivariateDrift]] = []
+    for finding in history:
+        metrics = finding.metrics_as(DriftMetrics)
+        if metrics is not None and metrics.multivariate is not None:
+            points.append((finding.window.end, metrics.multivariate))
+    times = mdates.date2num([t for t, _ in points])
+    fig, axes = _figure(1, 1, height=2.8)
+    ax = axes[0][0]
+    ax.plot(times, [_num(j.statistic) for _, j in points], marker="o", markersize=3, color=REF_COLOR, label="statistic")
+    ax.plot(
+        times, [_num(j.threshold) for _, j in points], color=ALERT_COLOR, linestyle="--", linewidth=1, label="threshold"
+    )
+    if any(j.lower_threshold is not None for _, j in points):
+        ax.plot(times, [_num(j.lower_threshold) for _, j in points], color=ALERT_COLOR, linestyle="--", linewidth=1)
+    for t, (_, j) in zip(times, points, strict=True):
+        if j.drifted:
+            ax.axvline(t, color=FIRED_COLOR, alpha=0.8, linewidth=4)
+    what = {"pca": "mean PCA reconstruction error", "classifier": "domain classifier ROC AUC"}
+    methods = sorted({j.method for _, j in points})
+    ax.set_ylabel(" / ".join(what.get(m, m) for m in methods), fontsize=8)
+    ax.set_title("Features together, by window end (shaded: drifted)", loc="left")
+    ax.set_xlabel("window end (UTC)")
+    _legend_outside(ax)
+    ax.xaxis_date()
+    _time_axis(ax)
+    return to_svg(fig, key, "multivariate drift over time")
+
+
 # ---- fairness ------------------------------------------------------------------------------------
 @_styled
 def fairness_groups(attribute: AttributeResult, key: str) -> str:
@@ -472,6 +504,47 @@ def ops_trend(
     latency.xaxis_date()
     _time_axis(latency)
     return to_svg(fig, key, "operations over time")
+
+
+# ---- estimation ----------------------------------------------------------------------------------
+@_styled
+def estimation_trend(
+    trend: EstimationTrend, starts: Sequence[datetime], bucket: timedelta, fired: Sequence[bool] | None, key: str
+) -> str:
+    """Each bucket's estimates with their intervals (x: realized where labels came; dotted: the reference), above
+    each bucket's label coverage."""
+    x = _centres(starts, bucket)
+    payloads = [f.metrics_as(EstimationMetrics) for f in trend.findings]
+    names = list(dict.fromkeys(e.name for m in payloads if m is not None for e in m.estimates))
+    fig, axes = _figure(2, 1, height=4.8, sharex=True)
+    top, bottom = axes[0][0], axes[1][0]
+    _shade(top, starts, bucket, fired, "estimation alert")
+    for color, name in zip(PALETTE, names, strict=False):
+        entries = [m.estimate(name) if m is not None else None for m in payloads]
+
+        def series(field: str, entries: list[Any] = entries) -> np.ndarray:
+            return np.array([_num(getattr(e, field)) if e is not None else np.nan for e in entries])
+
+        top.plot(x, series("estimated"), marker="o", markersize=3, color=color, label=f"{name} (estimated)")
+        top.fill_between(x, series("lower"), series("upper"), color=color, alpha=0.15, linewidth=0)
+        realized = series("realized")
+        if np.any(np.isfinite(realized)):
+            top.plot(x, realized, "x", color=color, markersize=5, label=f"{name} (realized)")
+        reference = series("reference")
+        if np.any(np.isfinite(reference)):
+            top.axhline(float(np.nanmedian(reference)), color=color, linestyle=":", linewidth=1)
+    top.set_ylabel("metric")
+    top.set_title("Estimated performance per bucket (band: interval)", loc="left")
+    _legend_outside(top)
+    coverage = np.array([_num(m.label_coverage) if m is not None else np.nan for m in payloads])
+    bottom.bar(x, coverage, width=bucket.total_seconds() / 86400 * 0.8, color=LINE_COLOR, alpha=0.5, label="labelled")
+    bottom.set_ylim(0, 1.05)
+    bottom.set_ylabel("label coverage")
+    bottom.set_xlabel("time (UTC)")
+    _legend_outside(bottom)
+    bottom.xaxis_date()
+    _time_axis(bottom)
+    return to_svg(fig, key, "estimated performance over time")
 
 
 # ---- operations ----------------------------------------------------------------------------------

@@ -14,7 +14,16 @@ from string import Template
 from typing import Any
 
 from analyzers.config.models import FairnessConfig, OpsConfig
-from analyzers.findings import CanaryMetrics, DriftMetrics, FairnessMetrics, Finding, OpsMetrics, PerformanceMetrics
+from analyzers.findings import (
+    CanaryMetrics,
+    DriftMetrics,
+    EstimationMetrics,
+    FairnessMetrics,
+    Finding,
+    MultivariateDrift,
+    OpsMetrics,
+    PerformanceMetrics,
+)
 from analyzers.findings.canary import MetricComparison
 from analyzers.findings.fairness import AttributeResult
 from analyzers.formatting import format_number
@@ -109,6 +118,7 @@ def render(data: ReportData) -> str:
         _drift(data),
         _fairness(data),
         _performance(data),
+        _estimation(data),
         _operations(data),
         _canary(data),
     ]
@@ -192,7 +202,11 @@ def window_text(window: Window) -> str:
 def _coverage_text(finding: Finding | None) -> str:
     """How much of the window and reference held data, from the finding's ``coverage`` entry."""
     metrics = finding.metrics if finding is not None else None
-    covered = metrics.coverage if isinstance(metrics, (DriftMetrics, FairnessMetrics, PerformanceMetrics)) else None
+    covered = (
+        metrics.coverage
+        if isinstance(metrics, (DriftMetrics, FairnessMetrics, PerformanceMetrics, EstimationMetrics))
+        else None
+    )
     parts = [f"{name} {pct(entry.share)} of {fmt(entry.slots)} slots" for name, entry in (covered or {}).items()]
     return f" Slots holding data: {', '.join(parts)}." if parts else ""
 
@@ -274,6 +288,8 @@ def _drift(data: ReportData) -> str:
         if plots:
             parts.append("<h3>Distributions: reference against current</h3>")
             parts.append(f'<div class="plots">{"".join(plots)}</div>')
+        if m.multivariate is not None:
+            parts.extend(_multivariate(m.multivariate))
     parts.append("<h3>Over time</h3>")
     trend = data.trends.drift
     if trend is not None and trend.ratios:
@@ -288,8 +304,28 @@ def _drift(data: ReportData) -> str:
         )
     else:
         parts.append(note(data.trends.notes.get("drift") or "No drift trend: no column could be compared."))
+    joint = [f for f in section.history if (d := f.metrics_as(DriftMetrics)) is not None and d.multivariate]
+    if joint:
+        parts.append(plot(charts.multivariate_history, joint, "multivariate-history"))
+        parts.append(
+            f'<p class="muted">The features taken together in each of the {len(joint)} drift result(s) stored or '
+            "computed for this report, by window end.</p>"
+        )
     parts.append(_versions(section))
     return _section("drift", "\n".join(parts))
+
+
+def _multivariate(joint: MultivariateDrift) -> list[str]:
+    """The multivariate verdict of a drift finding."""
+    method = "PCA reconstruction error" if joint.method == "pca" else "domain classifier ROC AUC"
+    if joint.statistic is None:
+        return ["<h3>Features together</h3>", note(f"Multivariate drift could not be judged: {joint.reason}")]
+    return [
+        "<h3>Features together</h3>",
+        f"<p>{escape(method)} {fmt(joint.statistic, 4)} against threshold {fmt(joint.threshold, 4)} "
+        f"{badge('alert' if joint.drifted else 'ok')} ({fmt(joint.n_reference)} reference and "
+        f"{fmt(joint.n_current)} current rows sampled; features {escape(', '.join(joint.features))}).</p>",
+    ]
 
 
 def _drift_table(features: list[ColumnDrift]) -> str:
@@ -473,6 +509,54 @@ def _metric_references(finding: Finding | None) -> dict[str, float]:
     if m is None:
         return {}
     return {name: float(entry.reference) for name, entry in m.measured.items() if entry.reference is not None}
+
+
+def _estimation(data: ReportData) -> str:
+    section = data.jobs["estimation"]
+    missing = _missing(section)
+    parts = [_window_line(section)] + ([missing] if missing is not None else [])
+    finding = section.finding
+    m = finding.metrics_as(EstimationMetrics) if finding is not None else None
+    if missing is None and m is not None:
+        calibration = m.calibration
+        method = (
+            f"calibration {escape(calibration.method)} (out-of-fold calibration error {fmt(calibration.ece)}) on "
+            f"{fmt(calibration.n)} labelled reference predictions"
+            if calibration is not None and m.task is None
+            else f"loss models fitted on {fmt(calibration.n if calibration is not None else None)} labelled "
+            "reference predictions"
+        )
+        parts.append(
+            f"<p>Estimated from {fmt(m.n_scored)} predictions without their labels ({fmt(m.n_labeled)} labelled so "
+            f"far); {method}. Intervals at {pct(m.confidence)}: the sampling error of the realized value.</p>"
+        )
+        rows = []
+        for entry in m.estimates:
+            cells = [
+                escape(entry.name),
+                fmt(entry.estimated, 4),
+                ci([entry.lower, entry.upper]),
+                fmt(entry.realized, 4),
+                f"{fmt(entry.reference, 4)} ({ci([entry.reference_lower, entry.reference_upper])})",
+                badge("alert") if entry.dropped else badge("ok"),
+            ]
+            rows.append(("alert" if entry.dropped else "", cells))
+        headers = ["metric", "estimated", "interval", "realized", "reference (interval)", ""]
+        parts.append(table(headers, rows, numeric={1, 3}))
+    parts.append("<h3>Over time</h3>")
+    trend = data.trends.estimation
+    if trend is not None and any(f.metrics_as(EstimationMetrics) for f in trend.findings):
+        trends = data.trends
+        fired = trends.fired.get("estimation")
+        parts.append(plot(charts.estimation_trend, trend, trends.starts, trends.bucket, fired, "estimation-trend"))
+        parts.append(
+            f'<p class="muted">Estimated per {escape(format_duration(trends.bucket))} from the logs against '
+            f"{escape(trend.reference)} (a bucket short of the job's min_coverage or min_rows has no point). "
+            f"{escape(_fired_note(data, 'estimation'))}</p>"
+        )
+    else:
+        parts.append(note(data.trends.notes.get("estimation") or "No estimation trend."))
+    return _section("estimation", "\n".join(parts))
 
 
 def _operations(data: ReportData) -> str:

@@ -15,7 +15,10 @@ Each bucket is measured as the jobs measure a window:
   buckets stream their labelled rows as the performance job does);
 - fairness: per attribute, the demographic-parity and equalized-odds differences and the parity ratio
   over the groups of at least ``min_group_size``;
-- operations: events, failures and latency percentiles.
+- operations: events, failures and latency percentiles;
+- estimation: the estimation job's finding for each bucket (:func:`analyzers.jobs.estimation.run_windows`: its
+  reading and fit of the reference at ``T``, every bucket's rows in one pass), so the estimate and its interval
+  show where performance moved before the labels came.
 
 Everything else is a Store aggregate (volume, histograms, category counts, crosstabs, quantiles), one
 call per bucket and job; a relative drift reference that falls on bucket boundaries is the sum of its
@@ -29,15 +32,24 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
-from analyzers.config.models import DriftConfig, FairnessConfig, FeatureOverride, OpsConfig, PerformanceConfig
+from analyzers.config.models import (
+    DriftConfig,
+    EstimationConfig,
+    FairnessConfig,
+    FeatureOverride,
+    OpsConfig,
+    PerformanceConfig,
+)
 from analyzers.findings import Finding
 from analyzers.jobs.drift import column_methods, display_name, feature_override
+from analyzers.jobs.estimation import run_windows
 from analyzers.jobs.fairness import group_attributes, group_counts, match_group
 from analyzers.jobs.performance import infer_task, measure
+from analyzers.runner import with_paths_resolved
 from analyzers.stats.binning import fine_edges, quantile_edges, quantile_levels
 from analyzers.stats.drift import ColumnDrift, Kind, decide, is_discrete, spread
 from analyzers.stats.drift_methods import NumericColumn, categorical_drift, numeric_drift
@@ -125,6 +137,14 @@ class OpsTrend:
 
 
 @dataclass
+class EstimationTrend:
+    """The estimation job's finding for each bucket, all against the reference the job uses at ``T``."""
+
+    findings: list[Finding]
+    reference: str
+
+
+@dataclass
 class Trends:
     """Everything the "over time" sections draw, bucket by bucket, with the buckets where a finding alerted."""
 
@@ -134,6 +154,7 @@ class Trends:
     drift: DriftTrend | None = None
     performance: PerformanceTrend | None = None
     fairness: FairnessTrend | None = None
+    estimation: EstimationTrend | None = None
     fired: dict[str, list[bool]] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)  # job -> why it has no trend
 
@@ -164,7 +185,7 @@ def compute(
     filled = np.flatnonzero(counts > 0)
     if filled.size == 0:
         trends = Trends(windows[-1:], bucket)
-        for job in ("drift", "fairness", "performance", "ops"):
+        for job in ("drift", "fairness", "performance", "ops", "estimation"):
             trends.notes[job] = "No events were logged for this model in the report's span."
         return trends
     first = int(filled[0])
@@ -180,7 +201,9 @@ def compute(
         parts["performance"] = lambda: _performance(store, model, jobs["performance"], trends.windows)
     if isinstance(jobs.get("fairness"), FairnessConfig):
         parts["fairness"] = lambda: _fairness(store, model, jobs["fairness"], trends.windows)
-    for job in ("drift", "performance", "fairness"):
+    if isinstance(jobs.get("estimation"), EstimationConfig):
+        parts["estimation"] = lambda: _estimation(store, model, jobs["estimation"], trends.windows, base)
+    for job in ("drift", "performance", "fairness", "estimation"):
         if job not in parts:
             trends.notes[job] = f"The {job} job is not configured (or disabled) for this model."
     for job, part in parts.items():
@@ -259,6 +282,26 @@ def _metrics(store: PredictionReader, query: Query, task: str, config: Performan
     confusion = {(p, y): float(c) for p, y, c in zip(table["prediction"], table["label"], table["count"], strict=True)}
     cm = classification_metrics(confusion, positive_label=config.positive_label)
     return {"accuracy": cm.accuracy.value, "precision": cm.precision, "recall": cm.recall, "f1": cm.f1}
+
+
+# ---- estimation ----------------------------------------------------------------------------------
+def _estimation(
+    store: PredictionReader, model: str, config: EstimationConfig, windows: list[Window], base: Path | None
+) -> EstimationTrend:
+    job = cast(EstimationConfig, with_paths_resolved(config, base))  # the same class, its file made absolute
+    at = Window.ending(windows[-1].end, config.window)
+    findings = run_windows(store, model, job, windows, reference_as_of=at)
+    reference = config.reference
+    described = f"the file {reference.file}" if reference.file is not None else _reference_at(at, reference)
+    return EstimationTrend(findings, described)
+
+
+def _reference_at(window: Window, reference: Any) -> str:
+    resolved = reference_window(window, reference)
+    if resolved is None:
+        return "the reference"
+    span = resolved.to_dict()
+    return f"the reference {span['start']} to {span['end']}"
 
 
 # ---- fairness ------------------------------------------------------------------------------------
