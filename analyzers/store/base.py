@@ -113,21 +113,45 @@ class Histogram:
     missing: float = 0.0
 
 
-@dataclass(frozen=True)
-class SkippedLine:
-    """A line the store could not use, and why; ``source`` is a file path or an index name."""
+@dataclass
+class ReasonCount:
+    """How many lines (or values) of a window were set aside for one reason, and where the first one was."""
 
-    source: str
-    line: int | None
-    reason: str
+    count: int
+    first: str | None  # "path:line" (or index/document for Elasticsearch)
 
 
 @dataclass
-class ScanReport:
-    """What a scan passed over: bad lines with file and line number, duplicate ids."""
+class QualityReport:
+    """What a window's lines cost: how many were considered and, per reason, how many were set aside.
 
-    skipped: list[SkippedLine] = field(default_factory=list)
-    duplicates: int = 0
+    ``lines`` counts the lines (events) considered for the window, kept and set aside alike.  Reasons are
+    short stable names (``bad JSON``, ``bad time``, ``implausible time``, ``invalid UTF-8``,
+    ``repeated id``, ``line too long``, ``too many keys``, ``truncated gzip``, ``nested value in
+    features.tags``, ``type mismatch in features.amount``, ...); a reason that names a field counts values.
+    """
+
+    lines: int
+    reasons: dict[str, ReasonCount] = field(default_factory=dict)
+
+    @property
+    def set_aside(self) -> int:
+        """Lines (or values) set aside, over every reason."""
+        return sum(r.count for r in self.reasons.values())
+
+    @property
+    def share(self) -> float:
+        """Set aside over considered (0 for an empty window)."""
+        return self.set_aside / self.lines if self.lines else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``quality`` object every finding carries."""
+        return {
+            "lines": self.lines,
+            "set_aside": self.set_aside,
+            "share": self.share,
+            "reasons": {name: {"count": r.count, "first": r.first} for name, r in sorted(self.reasons.items())},
+        }
 
 
 class Store(ABC):
@@ -234,11 +258,13 @@ class Store(ABC):
     def list_state(self, prefix: str = "") -> dict[str, tuple[dict[str, Any], Any]]:
         """Every state document whose key starts with ``prefix``, with its version token."""
 
-    # ---- housekeeping -----------------------------------------------------------------
-    def scan_report(self) -> ScanReport:
-        """What the last reads passed over (bad lines, duplicates)."""
-        return ScanReport()
+    # ---- data quality -----------------------------------------------------------------
+    @abstractmethod
+    def quality(self, query: Query) -> QualityReport:
+        """The lines of the query's window (model and time range; other filters ignored) that were considered,
+        and those quarantined or set aside, counted by reason with the first place each was seen."""
 
+    # ---- housekeeping -----------------------------------------------------------------
     def close(self) -> None:
         """Release connections and files."""
 

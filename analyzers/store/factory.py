@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from analyzers.config.models import DEFAULT_MEMORY_LIMIT, Config
+from analyzers.config.models import Config, LocalStoreConfig
 from analyzers.store.base import Store
+from analyzers.store.jsonparse import Limits
 from analyzers.store.local import LocalStore, default_state_dir
 
 
@@ -22,7 +23,8 @@ def open_store(config: Config, config_dir: str | os.PathLike[str] | None = None)
         from analyzers.store.elastic import ElasticsearchStore
 
         return ElasticsearchStore.from_config(config.store.elasticsearch, config_dir=base)
-    local = config.store.local
-    log_dir = _resolve(local.path if local else "./logs", base)
+    local = config.store.local or LocalStoreConfig()
+    log_dir = _resolve(local.path, base)
     state_dir = _resolve(config.state.path, base) if config.state.path else default_state_dir(log_dir)
-    return LocalStore(log_dir, state_dir, memory_limit=local.memory_limit if local else DEFAULT_MEMORY_LIMIT)
+    limits = Limits(local.max_line_bytes, local.max_keys_per_line, local.max_keys_per_file)
+    return LocalStore(log_dir, state_dir, memory_limit=local.memory_limit, limits=limits)
