@@ -10,11 +10,12 @@ import importlib
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from analyzers.config.models import Config, JobConfig, ModelConfig
+from analyzers.config.models import Config, JobConfig, ModelConfig, QualityConfig
 from analyzers.findings import Finding
 from analyzers.jobs.base import Job, error_finding
-from analyzers.store.base import Store
+from analyzers.store.base import Query, Store
 from analyzers.timeutil import Window, parse_time, utcnow
 
 JOB_NAMES = ("drift", "fairness", "performance", "ops")
@@ -41,12 +42,25 @@ def with_paths_resolved(job: JobConfig, base: Path | None) -> JobConfig:
     return job.model_copy(update={"reference": reference.model_copy(update={"file": str(base / reference.file)})})
 
 
-def run_job(store: Store, model: str, name: str, job: JobConfig, window: Window) -> Finding:
-    """One job over one window; an exception becomes an ``error`` finding, never a crash."""
+def window_quality(store: Store, model: str, window: Window, quality: QualityConfig) -> dict[str, Any]:
+    """The ``quality`` every finding carries: the window's lines set aside by reason, and the share that alerts."""
     try:
-        return job_function(name)(store, model, job, window)
+        measured = store.quality(Query(model, window)).to_dict()
     except Exception as exc:
-        return error_finding(model, name, window, exc)
+        measured = {"lines": None, "set_aside": None, "share": None, "reasons": {}, "error": f"{exc}"}
+    return {**measured, "max_bad_share": quality.max_bad_share}
+
+
+def run_job(
+    store: Store, model: str, name: str, job: JobConfig, window: Window, quality: QualityConfig | None = None
+) -> Finding:
+    """One job over one window, with its window's quality; an exception becomes an ``error`` finding, never a crash."""
+    try:
+        finding = job_function(name)(store, model, job, window)
+    except Exception as exc:
+        finding = error_finding(model, name, window, exc)
+    finding.metrics["quality"] = window_quality(store, model, window, quality or QualityConfig())
+    return finding
 
 
 def run_jobs(
@@ -75,7 +89,9 @@ def run_jobs(
             if progress is not None:
                 progress(model, name)
             window = job_window(model_config, job, at)
-            findings.append(run_job(store, model, name, with_paths_resolved(job, base), window))
+            findings.append(
+                run_job(store, model, name, with_paths_resolved(job, base), window, config.quality_for(model))
+            )
     if findings:
         store.write_findings(findings)
     return findings

@@ -92,7 +92,7 @@ class Scheduler:
         result: list[Finding] = []
         # a daemon thread: a run that never ends is reported and abandoned, and cannot block the stop
         worker = threading.Thread(
-            target=lambda: result.append(run_job(self.store, model, name, job, window)),
+            target=lambda: result.append(run_job(self.store, model, name, job, window, self.config.quality_for(model))),
             name=f"predwatch-{model}-{name}",
             daemon=True,
         )

@@ -156,7 +156,7 @@ def test_a_run_longer_than_its_timeout_is_reported_and_the_next_one_skipped(
     ops.timeout = timedelta(milliseconds=50)
     release = threading.Event()
 
-    def stuck(_store: object, model: str, name: str, _job: object, window: Window) -> Finding:
+    def stuck(_store: object, model: str, name: str, _job: object, window: Window, _quality: object = None) -> Finding:
         release.wait(5)
         return Finding(model, name, window, "ok")  # too late: the run was already reported
 

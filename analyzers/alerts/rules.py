@@ -4,7 +4,9 @@ The key ``model:job:subject`` (``fraud:drift:feature:amount``) recognises the sa
 run.  Its severity is the signal's own (each job sets it from its configured ``severity``; a signal
 without a known severity takes the job's).  A job that failed or timed out, an ops job that could
 not judge its window, or any job whose window (or reference) held no predictions at all is itself an
-alert (subject ``monitoring``): silence from a job must never look like good news.
+alert (subject ``monitoring``): silence from a job must never look like good news.  A window whose share of
+lines set aside (its finding's ``quality``) is above ``quality.max_bad_share`` raises one more (subject
+``quality``), whatever the job found.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from analyzers.findings import Finding, Severity
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 MONITORING = "monitoring"
+QUALITY = "quality"
 
 
 @dataclass(frozen=True)
@@ -66,13 +69,31 @@ def _monitoring_message(finding: Finding) -> str:
     return f"{finding.job} could not judge its window ({max(rows, default=0):g} predictions)"
 
 
+def _quality_alert(finding: Finding, severity: Severity) -> list[Alert]:
+    """An alert when the share of the window's lines set aside is above the configured one."""
+    quality = finding.metrics.get("quality")
+    if not isinstance(quality, dict):
+        return []
+    share, limit, lines = quality.get("share"), quality.get("max_bad_share"), quality.get("lines")
+    if not isinstance(share, (int, float)) or not isinstance(limit, (int, float)) or share <= limit:
+        return []
+    reasons = sorted((quality.get("reasons") or {}).items(), key=lambda item: -item[1].get("count", 0))
+    named = "; ".join(f"{r['count']} {reason} (first at {r.get('first') or 'unknown'})" for reason, r in reasons[:3])
+    message = f"{share:.1%} of {lines} lines set aside, more than {limit:.1%}: {named}"
+    key = alert_key(finding.model, finding.job, QUALITY)
+    return [Alert(key, finding.model, finding.job, QUALITY, severity, message, float(share), float(limit))]
+
+
 def alerts_of(finding: Finding, default_severity: Severity = "warning") -> list[Alert]:
-    """The alerts a finding raises: one per signal when it alerts, one monitoring alert when it could not judge."""
+    """The alerts a finding raises: one per signal when it alerts, one monitoring alert when it could not judge,
+    and one when too many of its window's lines were set aside."""
+    quality = _quality_alert(finding, default_severity)
     if is_monitoring_problem(finding):
         key = alert_key(finding.model, finding.job, MONITORING)
-        return [Alert(key, finding.model, finding.job, MONITORING, default_severity, _monitoring_message(finding))]
+        monitoring = Alert(key, finding.model, finding.job, MONITORING, default_severity, _monitoring_message(finding))
+        return [monitoring, *quality]
     if finding.status != "alert":
-        return []
+        return quality
     alerts: dict[str, Alert] = {}
     for signal in finding.signals:
         key = alert_key(finding.model, finding.job, signal.subject)
@@ -92,7 +113,7 @@ def alerts_of(finding: Finding, default_severity: Severity = "warning") -> list[
     if not alerts:  # an alert without signals still says so
         key = alert_key(finding.model, finding.job, "finding")
         alerts[key] = Alert(key, finding.model, finding.job, "finding", default_severity, f"{finding.job} alerted")
-    return list(alerts.values())
+    return [*alerts.values(), *quality]
 
 
 def judges_subjects(finding: Finding) -> bool:

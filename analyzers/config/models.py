@@ -57,7 +57,7 @@ class LocalStoreConfig(Strict):
     # and caps on feature and group keys per line and per file, so that hostile lines cost a line, not a day.
     max_line_bytes: int = Field(10 * 2**20, ge=1024)
     max_keys_per_line: int = Field(1000, ge=1)
-    max_keys_per_file: int = Field(2000, ge=1)
+    max_keys_per_file: int = Field(1000, ge=1)
 
 
 class ElasticsearchStoreConfig(Strict):
@@ -205,12 +205,19 @@ class OpsConfig(JobConfig):
     _b = field_validator("bucket", "max_silence", mode="before")(lambda v: _duration(v))
 
 
+class QualityConfig(Strict):
+    """When the lines of a job's window that were set aside (bad JSON, repeated ids, ...) raise an alert."""
+
+    max_bad_share: float = Field(0.01, ge=0.0, le=1.0)
+
+
 class ModelConfig(Strict):
     drift: DriftConfig | None = None
     fairness: FairnessConfig | None = None
     performance: PerformanceConfig | None = None
     ops: OpsConfig | None = None
     ingest_delay: timedelta = timedelta(minutes=2)
+    quality: QualityConfig | None = None  # default: the configuration's top-level ``quality``
 
     _d = field_validator("ingest_delay", mode="before")(lambda v: _duration(v))
 
@@ -238,6 +245,12 @@ class Config(Strict):
     store: StoreConfig = Field(default_factory=StoreConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     state: StateConfig = Field(default_factory=StateConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
     slack: SlackConfig | None = None
     kibana: KibanaConfig | None = None
     models: dict[str, ModelConfig] = Field(default_factory=dict)
+
+    def quality_for(self, model: str) -> QualityConfig:
+        """The model's own ``quality`` settings, else the configuration's."""
+        own = self.models[model].quality if model in self.models else None
+        return own or self.quality

@@ -90,7 +90,7 @@ class KeyScan:
     """The first pass: lines that are not JSON objects (or hold too many keys), and where each key first shows."""
 
     bad: list[SetAside] = field(default_factory=list)
-    first_line: dict[Key, int] = field(default_factory=dict)
+    key_sets: list[tuple[int, list[Key]]] = field(default_factory=list)  # (first line, keys) per distinct key set
     lines: int = 0
 
 
@@ -157,41 +157,47 @@ def find_keys(con: duckdb.DuckDBPyConnection, lines: str, limits: Limits, ignore
             if bad_line not in ignore:
                 out.bad.append(SetAside(int(bad_line), why, time or None, model or None))
             continue
-        for obj, names in zip(("features", "groups"), key_lists or [None, None], strict=True):
-            for name in names or []:
-                out.first_line[(obj, name)] = min(out.first_line.get((obj, name), first), first)
+        keys = [
+            (obj, name) for obj, names in zip(("features", "groups"), key_lists, strict=True) for name in names or []
+        ]
+        out.key_sets.append((int(first), keys))
     out.bad.sort(key=lambda s: s.line)
+    out.key_sets.sort(key=lambda item: item[0])
     return out
 
 
 def accepted_keys(found: KeyScan, previous: Schema, limits: Limits) -> tuple[list[Key], dict[Key, str]]:
-    """Keys that become columns (the file's earlier keys, then new ones by first appearance, up to the cap),
-    and the keys refused with the reason (over the cap, empty, or equal to another but for case)."""
-    accepted: list[Key] = []
+    """Keys that become columns, and the keys refused with the reason.
+
+    The file's earlier keys stay; then each set of keys, in the order it first shows, is taken whole if its new
+    keys fit under the file's cap, else refused (its lines are set aside, "too many distinct keys"); an empty
+    key, or one equal to another but for case, is refused too ("unusable key").
+    """
+    accepted: dict[Key, None] = dict.fromkeys(previous.columns)
+    folded = {column_name(key).casefold() for key in accepted}
     refused: dict[Key, str] = {}
-    taken: set[str] = set()
-    earlier = set(previous.columns)
-    count = len(earlier)
-    for key in sorted(found.first_line, key=lambda key: (key not in earlier, found.first_line[key], key)):
-        folded = column_name(key).casefold()
-        if not key[1] or folded in taken:
-            refused[key] = "unusable key"
+    for _first, keys in found.key_sets:
+        new = list(dict.fromkeys(k for k in keys if k not in accepted))
+        clashing = [k for k in new if not k[1] or column_name(k).casefold() in folded]
+        if clashing:
+            refused.update(dict.fromkeys(clashing, "unusable key"))
+            refused.update({k: "too many distinct keys" for k in new if k not in clashing and k not in refused})
             continue
-        if key not in earlier:
-            if count >= limits.max_keys_per_file:
-                refused[key] = "too many distinct keys"
-                continue
-            count += 1
-        taken.add(folded)
-        accepted.append(key)
-    return accepted, refused
+        if len(accepted) + len(new) > limits.max_keys_per_file:
+            refused.update({k: "too many distinct keys" for k in new if k not in refused})
+            continue
+        accepted.update(dict.fromkeys(new))
+        folded.update(column_name(k).casefold() for k in new)
+        for key in new:
+            refused.pop(key, None)
+    return list(accepted), refused
 
 
 def lines_with_keys(con: duckdb.DuckDBPyConnection, lines: str, refused: Mapping[Key, str]) -> list[SetAside]:
     """Lines holding a refused key, each with that key's reason."""
     table = pa.table(
         {
-            "obj": [1 if obj == "features" else 2 for obj, _ in refused],
+            "obj": pa.array([1 if obj == "features" else 2 for obj, _ in refused], pa.int32()),
             "key": [key for _, key in refused],
             "why": list(refused.values()),
         }
@@ -200,10 +206,12 @@ def lines_with_keys(con: duckdb.DuckDBPyConnection, lines: str, refused: Mapping
     try:
         rows = con.execute(
             f"""SELECT line_no, min(why) FROM (
-                    SELECT line_no, unnest([1, 2]) AS obj, unnest(try(json_keys(line, ['/ml/features', '/ml/groups'])))
-                        AS keys FROM ({lines}))
-                JOIN _pw_refused USING (obj)
-                WHERE list_contains(keys, key) GROUP BY line_no ORDER BY line_no"""
+                    SELECT line_no, obj, unnest(names) AS key FROM (
+                        SELECT line_no, unnest([1, 2]) AS obj,
+                               unnest(try(json_keys(line, ['/ml/features', '/ml/groups']))) AS names
+                        FROM ({lines})))
+                JOIN _pw_refused USING (obj, key)
+                GROUP BY line_no ORDER BY line_no"""
         ).fetchall()
     finally:
         con.unregister("_pw_refused")

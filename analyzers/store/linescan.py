@@ -10,7 +10,6 @@ temporary file in which every set-aside or blank line is ``{}``, so that line nu
 
 from __future__ import annotations
 
-import gzip
 import os
 import re
 import zlib
@@ -68,6 +67,34 @@ def _guess(head: bytes) -> tuple[str | None, str | None]:
     return decode(time), decode(model)
 
 
+class _Gunzip:
+    """A gzip file's bytes as they decompress, so that a file cut short still yields everything before the cut."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle = handle
+        self.inflater = zlib.decompressobj(wbits=47)  # 47: gzip or zlib header, detected
+        self.truncated = False
+        self._done = False
+
+    def read(self, size: int) -> bytes:
+        out = bytearray()
+        while len(out) < size and not self._done:
+            compressed = self.handle.read(2**20)
+            if not compressed:
+                self._done = True
+                self.truncated = not self.inflater.eof
+                break
+            try:
+                out += self.inflater.decompress(compressed)
+                while self.inflater.eof and self.inflater.unused_data:  # a file of several gzip members
+                    rest = self.inflater.unused_data
+                    self.inflater = zlib.decompressobj(wbits=47)
+                    out += self.inflater.decompress(rest)
+            except zlib.error:
+                self._done = self.truncated = True
+        return bytes(out)
+
+
 class _Blocks:
     """Complete lines of a byte stream in blocks; a line longer than the cap is skipped as it streams by.
 
@@ -80,18 +107,13 @@ class _Blocks:
         self.limit = limit  # bytes to read at most (plain files); None for a whole decompressed stream
         self.max_line = max_line
         self.consumed = 0
-        self.truncated = False  # the stream ended with an error (a gzip file cut short)
 
     def _read(self, size: int) -> bytes:
         if self.limit is not None:
             size = min(size, self.limit)
             if size <= 0:
                 return b""
-        try:
-            data = self.stream.read(size)
-        except (EOFError, gzip.BadGzipFile, zlib.error, OSError):
-            self.truncated = True
-            return b""
+        data = self.stream.read(size)
         if self.limit is not None:
             self.limit -= len(data)
         return data
@@ -183,7 +205,7 @@ def scan(
     """
     if start == 0 and not log_file.compressed and not replace and not careful:
         counted = _count_lines(log_file.path, size)
-        if counted is not None:
+        if counted is not None and counted[1] <= max_line:
             return ScannedRange(log_file.path, False, first_line, counted[0], size, counted[1])
     return _scan(log_file, start, first_line, max_line=max_line, size=size, copy_to=scratch, replace=replace or set())
 
@@ -215,15 +237,15 @@ def _count_lines(path: Path, size: int) -> tuple[int, int] | None:
 def _scan(
     log_file: LogFile, start: int, first_line: int, *, max_line: int, size: int, copy_to: Path | None, replace: set[int]
 ) -> ScannedRange:
-    opener = gzip.open if log_file.compressed else open
     out = None
     if copy_to is not None:
         out = os.fdopen(os.open(copy_to, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE), "wb")
     result = ScannedRange(log_file.path if out is None else copy_to, out is not None, first_line, 0, start)
     try:
-        with opener(log_file.path, "rb") as stream:
+        with open(log_file.path, "rb") as handle:
             if start:
-                stream.seek(start)
+                handle.seek(start)
+            stream: Any = _Gunzip(handle) if log_file.compressed else handle
             limit = None if log_file.compressed else size - start
             blocks = _Blocks(stream, limit, max_line)
             for item in blocks:
@@ -252,8 +274,12 @@ def _scan(
                     _copy(out, buffer, ends, sorted(replaced))
                 result.lines = before + len(ends)
             result.end = size if log_file.compressed else start + blocks.consumed
-            if blocks.truncated:
+            if getattr(stream, "truncated", False):  # one more line, a placeholder, stands for what could not be read
                 result.set_aside.append(SetAside(first_line + result.lines, "truncated gzip"))
+                result.placeholders.add(first_line + result.lines)
+                result.lines += 1
+                if out is not None:
+                    out.write(PLACEHOLDER + b"\n")
     finally:
         if out is not None:
             out.close()
