@@ -167,12 +167,12 @@ def _check_block(buffer: bytes, ends: np.ndarray, max_line: int) -> dict[int, st
     try:
         text.cast(pa.large_string())
     except pa.ArrowInvalid:
-        for index in range(len(ends)):
-            start, end = int(starts[index]), int(ends[index])
+        for line in range(len(ends)):
+            start, end = int(starts[line]), int(ends[line])
             try:
                 buffer[start:end].decode("utf-8")
             except UnicodeDecodeError:
-                bad.setdefault(index, "invalid UTF-8")
+                bad.setdefault(line, "invalid UTF-8")
     return bad
 
 
@@ -235,12 +235,10 @@ def _count_lines(path: Path, size: int) -> tuple[int, int] | None:
 
 
 def _scan(
-    log_file: LogFile, start: int, first_line: int, *, max_line: int, size: int, copy_to: Path | None, replace: set[int]
+    log_file: LogFile, start: int, first_line: int, *, max_line: int, size: int, copy_to: Path, replace: set[int]
 ) -> ScannedRange:
-    out = None
-    if copy_to is not None:
-        out = os.fdopen(os.open(copy_to, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE), "wb")
-    result = ScannedRange(log_file.path if out is None else copy_to, out is not None, first_line, 0, start)
+    out = os.fdopen(os.open(copy_to, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE), "wb")
+    result = ScannedRange(copy_to, True, first_line, 0, start)
     try:
         with open(log_file.path, "rb") as handle:
             if start:
@@ -253,8 +251,7 @@ def _scan(
                     _, head, before = item
                     result.set_aside.append(SetAside(first_line + before, "line too long", *_guess(head)))
                     result.placeholders.add(first_line + before)
-                    if out is not None:
-                        out.write(PLACEHOLDER + b"\n")
+                    out.write(PLACEHOLDER + b"\n")
                     result.lines = before + 1
                     continue
                 _, buffer, ends, before = item
@@ -270,19 +267,16 @@ def _scan(
                     lengths[sorted(replaced)] = 0
                 result.longest = max(result.longest, int(lengths.max(initial=0)))
                 result.placeholders.update(base + i for i in replaced)
-                if out is not None:
-                    _copy(out, buffer, ends, sorted(replaced))
+                _copy(out, buffer, ends, sorted(replaced))
                 result.lines = before + len(ends)
             result.end = size if log_file.compressed else start + blocks.consumed
             if getattr(stream, "truncated", False):  # one more line, a placeholder, stands for what could not be read
                 result.set_aside.append(SetAside(first_line + result.lines, "truncated gzip"))
                 result.placeholders.add(first_line + result.lines)
                 result.lines += 1
-                if out is not None:
-                    out.write(PLACEHOLDER + b"\n")
+                out.write(PLACEHOLDER + b"\n")
     finally:
-        if out is not None:
-            out.close()
+        out.close()
     result.set_aside.sort(key=lambda s: s.line)
     return result
 

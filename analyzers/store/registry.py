@@ -519,7 +519,7 @@ class Registry:
                 bin_id = open_bins[-1] if open_bins else f"{month}.{_next_bin(state, month)}"
                 current = state.bins.get(bin_id)
                 room = BIN_ROWS - (current.rows if current else 0)
-                taken = []
+                taken: list[str] = []
                 while pending and (not taken or sum(p.rows for p in state.files[pending[0]].parts) <= room):
                     name = pending.pop(0)
                     room -= sum(p.rows for p in state.files[name].parts)
