@@ -113,6 +113,7 @@ class DuckAggregates:
                 "temp_directory": str(spill_dir or Path(tempfile.gettempdir()) / "predwatch-spill"),
             }
         )
+        self._con.execute("SET parquet_metadata_cache = true")  # parsed files never change in place
         self._lock = threading.RLock()
         self.memory_limit = memory_limit
         # Window tables never change once built (a changed file makes a new one), so what they hold is kept.
@@ -120,8 +121,9 @@ class DuckAggregates:
         self._described: dict[str, dict[str, str]] = {}
 
     # ---- what subclasses provide --------------------------------------------------------
-    def _table(self, query: Query) -> str:
-        """Name of the window table that holds the query's window (filters not yet applied)."""
+    def _table(self, query: Query, label: bool = True) -> str:
+        """Name of the window table that holds the query's window (filters not yet applied); ``label`` says
+        whether the ``label`` column is needed (joining feedback costs, so a table may leave it out)."""
         raise NotImplementedError
 
     def _invalidate(self) -> None:
@@ -209,9 +211,11 @@ class DuckAggregates:
                 clauses.append("FALSE")
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
-    def _source(self, query: Query) -> tuple[str, list[Any], set[str]]:
-        """``FROM ... WHERE ...`` for the query, its parameters and the table's columns."""
-        table = self._table(query)
+    def _source(self, query: Query, columns: Sequence[str] | None = None) -> tuple[str, list[Any], set[str]]:
+        """``FROM ... WHERE ...`` for the query, its parameters and the table's columns; ``columns`` are those the
+        caller reads (all when None), so that a read without ``label`` is spared the feedback join."""
+        label = columns is None or "label" in columns or query.has_label is not None
+        table = self._table(query, label)
         where, params = self._where(query, table)
         return f"FROM {table}{where}", params, set(self._table_columns(table))
 
@@ -289,7 +293,7 @@ class DuckAggregates:
 
     def count(self, query: Query) -> float:
         def work() -> float:
-            source, params, _ = self._source(query)
+            source, params, _ = self._source(query, ())
             return float(self._fetch(f"SELECT coalesce(sum(_w), 0) {source}", params)[0][0])
 
         return self._retrying("counting predictions", query, work)
@@ -303,7 +307,7 @@ class DuckAggregates:
             return {}
 
         def work() -> dict[str, NumericSummary]:
-            source, params, cols = self._source(query)
+            source, params, cols = self._source(query, columns)
             parts = []
             for i, column in enumerate(columns):
                 v, present = f"v{i}", f"CASE WHEN v{i} IS NOT NULL THEN _w END"
@@ -330,7 +334,7 @@ class DuckAggregates:
 
     def category_counts(self, query: Query, column: str) -> dict[Any, float]:
         def work() -> dict[Any, float]:
-            source, params, cols = self._source(query)
+            source, params, cols = self._source(query, (column,))
             if column not in cols:
                 total = self._fetch(f"SELECT coalesce(sum(_w), 0) {source}", params)[0][0]
                 return {None: float(total)} if total else {}
@@ -357,7 +361,7 @@ class DuckAggregates:
         return self._retrying("binning numeric columns", query, lambda: self._histograms(query, bins))
 
     def _histograms(self, query: Query, bins: dict[str, np.ndarray]) -> dict[str, Histogram]:
-        source, params, cols = self._source(query)
+        source, params, cols = self._source(query, list(bins))
         names = list(bins)
         full = {c: np.zeros(len(bins[c]) + 1) for c in names}  # [underflow, counts..., overflow]
         missing = dict.fromkeys(names, 0.0)
@@ -386,7 +390,7 @@ class DuckAggregates:
             return []
 
         def work() -> list[float | None]:
-            source, params, cols = self._source(query)
+            source, params, cols = self._source(query, (column,))
             x = self._num(column, cols)
             inner = f"(SELECT {x} AS v, _w {source}) WHERE v IS NOT NULL"
             uniform = self._fetch(f"SELECT count(DISTINCT _w) <= 1 FROM {inner}", params)[0][0]
@@ -414,7 +418,7 @@ class DuckAggregates:
             raise ValueError("crosstab needs at least one column")
 
         def work() -> pd.DataFrame:
-            source, params, cols = self._source(query)
+            source, params, cols = self._source(query, columns)
             exprs = [quote(c) if c in cols else f"CAST(NULL AS VARCHAR) AS {quote(c)}" for c in columns]
             sql = f"SELECT {', '.join(exprs)}, sum(_w) AS count {source} GROUP BY ALL"
             rows = self._fetch(sql, params)
@@ -436,7 +440,7 @@ class DuckAggregates:
         n_buckets = int(np.ceil(query.window.length.total_seconds() / seconds))
 
         def work() -> list[tuple[Any, ...]]:
-            source, params, _ = self._source(query)
+            source, params, _ = self._source(query, ())
             return self._fetch(
                 f"SELECT CAST(floor((epoch(timestamp) - ?) / ?) AS BIGINT) AS b, sum(_w),"
                 f" sum(CASE WHEN outcome = 'failure' THEN _w ELSE 0 END) {source} GROUP BY 1",
@@ -504,7 +508,7 @@ class DuckAggregates:
                     raise StoreError(describe(doing, exc, self.memory_limit)) from exc
 
     def _rows(self, query: Query, columns: Sequence[str] | None, chunk_size: int) -> Iterator[pd.DataFrame]:
-        source, params, cols = self._source(query)
+        source, params, cols = self._source(query, columns)
         names = self._select_list(columns, cols)
         kinds = {c.name: c.kind for c in self._column_counts(query)}
         select = self._select_sql(names, cols)
@@ -560,7 +564,7 @@ class DuckAggregates:
         return self._retrying("sampling predictions", query, lambda: self._sample(query, n, seed, columns))
 
     def _sample(self, query: Query, n: int, seed: int, columns: Sequence[str] | None) -> pd.DataFrame:
-        source, params, cols = self._source(query)
+        source, params, cols = self._source(query, columns)
         names = self._select_list(columns, cols)
         kinds = {c.name: c.kind for c in self._column_counts(query)}
         salt = f"#{int(seed)}"

@@ -81,9 +81,10 @@ class LocalStore(DuckAggregates, _Store):
             self._registries[service] = Registry(service_folder(self._parsed, service), self.limits)
         return self._registries[service]
 
-    def _table(self, query: Query) -> str:
+    def _table(self, query: Query, label: bool = True) -> str:
         with self._lock:
-            return self._window(query.model, query.window).view
+            tables = self._window(query.model, query.window)
+            return tables.view if label else tables.unlabelled
 
     def _window(self, model: str, window: Window) -> WindowTables:
         """The window's tables, built once per window and version of the parsed files."""

@@ -82,7 +82,7 @@ class ReferenceFileStore(DuckAggregates, Store):
         self._con.execute(f"CREATE TABLE _pw_reference AS SELECT {', '.join(select)} FROM {reader}('{literal}')")
         self._con.execute("ALTER TABLE _pw_reference DROP COLUMN _rowid")
 
-    def _table(self, query: Query) -> str:
+    def _table(self, query: Query, label: bool = True) -> str:
         return "_pw_reference"
 
     def quality(self, query: Query) -> QualityReport:

@@ -51,6 +51,7 @@ class WindowTables:
     """What one window is made of in the connection: the view jobs read, and what it rests on."""
 
     view: str
+    unlabelled: str  # the view without ``label``, spared the feedback join
     predictions: str  # SQL of every line of the window's days (events and set-aside lines)
     inside: str  # the time and day condition of the window
     model: str
@@ -61,6 +62,7 @@ class WindowTables:
 
     def drop(self, con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"DROP VIEW IF EXISTS {self.view}")
+        con.execute(f"DROP VIEW IF EXISTS {self.unlabelled}")
         for table in (self.dups, self.feedback):
             con.execute(f"DROP TABLE IF EXISTS {table}")
 
@@ -72,7 +74,7 @@ def build(
     first on (``feedback``)."""
     days = [d.date() for d in window.days()]
     n = next(_NAMES)
-    view, dups, fb = f"_pw_window_{n}", f"_pw_dups_{n}", f"_pw_fb_{n}"
+    view, unlabelled, dups, fb = f"_pw_window_{n}", f"_pw_plain_{n}", f"_pw_dups_{n}", f"_pw_fb_{n}"
     source = parquet_source(predictions)
     inside = (
         f"day BETWEEN {_date(days[0])} AND {_date(days[-1])}"
@@ -89,31 +91,31 @@ def build(
             WHERE pid_hash IN (SELECT pid_hash FROM {events} GROUP BY pid_hash HAVING count(*) > 1))
         WHERE rn > 1"""
     )
+    # The latest label per prediction id (by time, then line), by a hash aggregate: no sort of the feedback.
+    latest = "epoch_us(ts)::HUGEINT * 4294967296 + line_no"
     con.execute(
-        f"""CREATE TABLE {fb} AS SELECT pid, label AS fb_label FROM {parquet_source(feedback)}
+        f"""CREATE TABLE {fb} AS SELECT pid_hash, pid, arg_max(label, {latest}) AS fb_label
+        FROM {parquet_source(feedback)}
         WHERE dataset = 'ml.feedback' AND (model = {sql_string(model)} OR model IS NULL) AND label IS NOT NULL
             AND day >= {_date(days[0])}
-        QUALIFY row_number() OVER (PARTITION BY pid ORDER BY ts DESC, file DESC, line_no DESC) = 1"""
+        GROUP BY pid_hash, pid"""
     )
     (repeated,) = con.execute(f"SELECT count(*) FROM {dups}").fetchall()[0]
     (labelled,) = con.execute(f"SELECT count(*) FROM {fb}").fetchall()[0]
-    joins = f" ANTI JOIN {dups} USING (file, line_no)" if repeated else ""
-    label = "CAST(NULL AS VARCHAR)"
+    unique = f" ANTI JOIN {dups} USING (file, line_no)" if repeated else ""
+    joins, label = unique, "CAST(NULL AS VARCHAR)"
     if labelled:
-        joins += f" LEFT JOIN {fb} USING (pid)"
+        joins += f" LEFT JOIN {fb} USING (pid_hash, pid)"
         label = "fb_label"
     described = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
     spread = sorted(name for name, *_ in described if name.startswith((FEATURE_PREFIX, GROUP_PREFIX)))
     extra = "".join(f", {quote(c)}" for c in spread)
-    con.execute(
-        f"""CREATE VIEW {view} AS
-        SELECT pid AS prediction_id, ts AS "timestamp", version AS model_version, entity AS entity_id,
+    columns = f"""pid AS prediction_id, ts AS "timestamp", version AS model_version, entity AS entity_id,
                outcome, error_type, error_message, score, latency AS latency_ms, rate AS sample_rate,
-               1.0 / rate AS _w, prediction, {label} AS label{extra},
-               file AS _file, line_no AS _line, nested AS _nested
-        FROM {events}{joins}"""
-    )
-    return WindowTables(view, source, inside, model, dups, fb, int(repeated))
+               1.0 / rate AS _w, prediction{extra}, file AS _file, line_no AS _line, nested AS _nested"""
+    con.execute(f"CREATE VIEW {view} AS SELECT {columns}, {label} AS label FROM {events}{joins}")
+    con.execute(f"CREATE VIEW {unlabelled} AS SELECT {columns} FROM {events}{unique}")
+    return WindowTables(view, unlabelled, source, inside, model, dups, fb, int(repeated))
 
 
 def _place(file: str | None, line: int | None) -> str | None:
@@ -144,7 +146,7 @@ def quality_counts(con: duckdb.DuckDBPyConnection, tables: WindowTables) -> tupl
         reasons[REPEATED] = ReasonCount(tables.repeated, _place(file, line))
     nested = con.execute(
         f"""SELECT 'nested value in ' || field, count(*), arg_min(_file, (_file, _line)), arg_min(_line, (_file, _line))
-            FROM (SELECT unnest(string_split(_nested, chr(31))) AS field, _file, _line FROM {tables.view}
+            FROM (SELECT unnest(string_split(_nested, chr(31))) AS field, _file, _line FROM {tables.unlabelled}
                   WHERE _nested IS NOT NULL)
             GROUP BY field"""
     ).fetchall()
