@@ -217,9 +217,8 @@ def report(results: list[dict], states: list[str]) -> None:
     warm: dict[tuple[int, int], float] = {}
     for r in results:
         if r["job"] == ALL:
-            print(
-                f"warm, the three jobs in one process: {r['days']} days x {r['per_day']}/day: {r['warm']['seconds']:.2f} s"
-            )
+            seconds = r["warm"]["seconds"]
+            print(f"warm, the three jobs in one process: {r['days']} days x {r['per_day']}/day: {seconds:.2f} s")
             continue
         key = (r["days"], r["per_day"])
         warm[key] = warm.get(key, 0.0) + r["warm"]["seconds"]
