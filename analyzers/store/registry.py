@@ -54,7 +54,8 @@ SETTLED_SECONDS = 600  # a file untouched this long is no longer written: it may
 KEEP_RETIRED = 3600.0  # seconds a replaced Parquet file stays readable (the default job timeout is 15 minutes)
 _SAMPLE_LINES = 2000  # lines read to expect the types of keys a service never had before
 MERGE_FAN_IN = 8  # this many parts of one level are merged into one part of the next level
-BIN_ROWS = 2_000_000  # a month's bin takes settled days until it holds this many lines
+BIN_ROWS = 1_000_000  # a month's bin takes settled days until it holds this many lines
+ALONE_ROWS = 100_000  # a settled day with this many lines is big enough to be read as its own file
 _REGISTRY = "registry.json"
 _LOCK = ".lock"
 
@@ -494,15 +495,15 @@ class Registry:
     ) -> bool:
         """Move the parts of settled files into their month's bins (a bin fills up to ``BIN_ROWS`` lines).
 
-        A settled file is one not modified for ``SETTLED_SECONDS`` whose every complete line is parsed.  A file
-        big enough on its own (half a bin) keeps a single part of its own instead.
+        A settled file is one not modified for ``SETTLED_SECONDS``.  A file big enough on its own
+        (``ALONE_ROWS``) keeps a single part of its own instead.
         """
         changed = False
         settled: dict[str, list[str]] = {}
         for name, entry in sorted(state.files.items(), key=lambda item: (item[1].day, item[0])):
             if name not in versions or not _compactable(entry, versions[name][1], now):
                 continue
-            if sum(p.rows for p in entry.parts) >= BIN_ROWS // 2:
+            if sum(p.rows for p in entry.parts) >= ALONE_ROWS:
                 if len(entry.parts) > 1:
                     target = self.folder / f"{name}.whole.{time.time_ns()}.parquet"
                     rows = self._copy(con, [self.folder / p.name for p in entry.parts], target)
@@ -588,7 +589,7 @@ def _compactable(entry: Entry, version: FileVersion, now: float) -> bool:
     """A settled file with parts that go into its month's bin, or (big enough alone) that become one part."""
     if not entry.parts or not _settled(entry, version, now):
         return False
-    return len(entry.parts) > 1 or sum(p.rows for p in entry.parts) < BIN_ROWS // 2
+    return len(entry.parts) > 1 or sum(p.rows for p in entry.parts) < ALONE_ROWS
 
 
 def _next_bin(state: _State, month: str) -> int:
