@@ -22,20 +22,23 @@ from analyzers.timeutil import Window
 from tests.store_contract import DAY1, prediction
 
 WRITER = """
-import sys, time
+import os, sys, time
 from datetime import datetime, timedelta, timezone
 from logshipper import PredictionLogger, configure, shutdown
-log_dir, n, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+log_dir, stop, most, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 configure(service="svc", log_dir=log_dir)
 plog = PredictionLogger(model="m", version="v1")
 start = datetime(2026, 11, 20, tzinfo=timezone.utc)
-for i in range(n):
-    at = start + timedelta(seconds=(i * 7919 + seed) % 86000)
-    plog.prediction(features={"amount": float((i + seed) % 100), "country": "DE"}, prediction=i % 2, score=0.5,
-                    timestamp=at)
-    if i % 10 == 0:
-        time.sleep(0.02)  # about 500 lines a second, a busy service
+written = 0
+while written < most and not os.path.exists(stop):
+    for i in range(written, written + 10):
+        at = start + timedelta(seconds=(i * 7919 + seed) % 86000)
+        plog.prediction(features={"amount": float((i + seed) % 100), "country": "DE"}, prediction=i % 2, score=0.5,
+                        timestamp=at)
+    written += 10
+    time.sleep(0.02)  # about 500 lines a second, a busy service
 shutdown()
+print(written)
 """
 
 
@@ -65,9 +68,12 @@ def test_three_writers_appending_while_analyze_runs_in_a_loop_cause_no_job_error
             }
         }
     )
-    per_writer = 1500
+    stop = tmp_path / "stop"
     writers = [
-        subprocess.Popen([sys.executable, "-c", WRITER, str(logs), str(per_writer), str(seed)]) for seed in range(3)
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(logs), str(stop), "20000", str(seed)], stdout=subprocess.PIPE
+        )
+        for seed in range(3)
     ]
     at = DAY1.end
     errors: list[str] = []
@@ -84,20 +90,17 @@ def test_three_writers_appending_while_analyze_runs_in_a_loop_cause_no_job_error
 
     other = threading.Thread(target=other_process)
     other.start()
-    runs = overlapped = 0
-    while any(w.poll() is None for w in writers) and runs < 200:
+    for _ in range(4):  # the writers keep writing until these runs are done
         with LocalStore(logs, tmp_path / "state") as store:  # a fresh `predwatch analyze`
             analyze(store)
-        runs += 1
-        overlapped += any(w.poll() is None for w in writers)  # this run read files still being written
-    for writer in writers:
-        assert writer.wait(60) == 0
+    stop.touch()
+    written = [int(writer.communicate(timeout=60)[0]) for writer in writers]
     other.join(60)
     with LocalStore(logs, tmp_path / "state") as store:
         analyze(store)
-        assert store.count(Query("m", DAY1)) == 3 * per_writer  # nothing lost, nothing torn
+        assert store.count(Query("m", DAY1)) == sum(written)  # nothing lost, nothing torn
         assert store.quality(Query("m", DAY1)).set_aside == 0
-    assert overlapped >= 1
+    assert all(w.returncode == 0 for w in writers)
     assert errors == []
 
 

@@ -21,6 +21,7 @@ import itertools
 import os
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ from analyzers.store.private_files import (
 SETTLED_SECONDS = 600  # a file untouched this long is no longer written: it may be compacted into its month
 KEEP_RETIRED = 3600.0  # seconds a replaced Parquet file stays readable (the default job timeout is 15 minutes)
 _SAMPLE_LINES = 2000  # lines read to expect the types of keys a service never had before
+PARSERS = min(os.cpu_count() or 1, 2)  # files parsed at once
 MERGE_FAN_IN = 8  # this many parts of one level are merged into one part of the next level
 BIN_ROWS = 1_000_000  # a month's bin takes settled days until it holds this many lines
 ALONE_ROWS = 100_000  # a settled day with this many lines is big enough to be read as its own file
@@ -258,7 +260,7 @@ class Registry:
         versions: dict[str, tuple[LogFile, FileVersion]],
         now: float,
     ) -> bool:
-        changed = False
+        work: list[tuple[str, LogFile, FileVersion, Entry]] = []
         for name, (log_file, version) in sorted(versions.items()):
             entry = state.files.get(name)
             if entry is not None and entry.matches(version):
@@ -268,13 +270,27 @@ class Registry:
                 entry = None
             if entry is None:
                 entry = Entry(str(log_file.path), log_file.day.isoformat(), version.dev, version.inode, 0, 0, 0, "", 0)
+            work.append((name, log_file, version, entry))
+        hint = _latest_schema(state)
+
+        def parse(item: tuple[str, LogFile, FileVersion, Entry]) -> None:
+            _, log_file, version, entry = item
             if version.size > entry.size:
-                self._parse(con, log_file, version, entry, _latest_schema(state))
+                cursor = con.cursor()  # a connection of its own, so that files are parsed side by side
+                try:
+                    self._parse(cursor, log_file, version, entry, hint)
+                finally:
+                    cursor.close()
+
+        # Parts of DuckDB's JSON pipeline run on one core (the line numbering keeps file order): two files
+        # parsed at once keep both cores busy.
+        with ThreadPoolExecutor(max_workers=PARSERS) as pool:
+            list(pool.map(parse, work))
+        for name, log_file, version, entry in work:
             entry.seen, entry.mtime_ns = version.size, version.mtime_ns
             entry.head = fingerprint(log_file.path, entry.size) if entry.size else ""
             state.files[name] = entry
-            changed = True
-        return changed
+        return bool(work)
 
     @staticmethod
     def _appended(entry: Entry, log_file: LogFile, version: FileVersion) -> bool:
