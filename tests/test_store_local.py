@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from analyzers.store import ConflictError, LocalStore, Query
+from analyzers.timeutil import Window
 from tests.store_contract import DAY1, DAY2, contract_events, prediction
 
 
@@ -366,3 +367,18 @@ def test_a_feature_first_seen_late_in_a_clean_file_is_kept(tmp_path: Path):
         q = Query("fraud", DAY1)
         assert "features.late" in {c.name for c in s.columns(q)}
         assert s.numeric_summary(q, "features.late").count == 1
+
+
+def test_a_column_numeric_one_day_and_text_the_next_keeps_each_value_as_logged(tmp_path: Path):
+    folder = tmp_path / "logs" / "svc"
+    write(
+        folder / "predictions-2026-11-20.ndjson",
+        [prediction(f"a{i}", "2026-11-20T01:00:00Z", amount=1) for i in range(3)],
+    )
+    write(folder / "predictions-2026-11-21.ndjson", [prediction("b", "2026-11-21T01:00:00Z", amount="1")])
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as s:
+        both = Query("fraud", Window(DAY1.start, DAY2.end))
+        assert s.category_counts(both, "features.amount") == {1: 3.0, "1": 1.0}  # as within one file
+        assert {c.name: c.kind for c in s.columns(both)}["features.amount"] == "numeric"  # most are numbers
+        assert s.quality(both).reasons["type mismatch in features.amount"].count == 1
+        assert {c.name: c.kind for c in s.columns(Query("fraud", DAY2))}["features.amount"] == "categorical"
