@@ -228,3 +228,16 @@ def test_state_files_are_private_to_their_owner(tmp_path: Path):
             assert mode == 0o700, path
         else:
             assert mode & 0o077 == 0, path
+
+
+def test_a_deleted_log_file_takes_its_lines_with_it_even_compacted(tmp_path: Path):
+    folder = tmp_path / "logs" / "svc"
+    first = write(folder / "predictions-2026-11-20.ndjson", [prediction("a", "2026-11-20T01:00:00Z")])
+    second = write(folder / "predictions-2026-11-21.ndjson", [prediction("b", "2026-11-21T01:00:00Z")])
+    settle(first)
+    settle(second)
+    both = Query("fraud", Window(DAY1.start, DAY1.end + timedelta(days=1)))
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
+        assert store.count(both) == 2  # one Parquet file holds both days
+        first.unlink()  # retention removed the older day
+        assert store.count(both) == 1

@@ -90,14 +90,16 @@ class LocalStore(DuckAggregates, _Store):
         """The window's tables, built once per window and version of the parsed files."""
         days = {d.date() for d in window.days()}
         first = min(days)
-        wanted = [f for f in self._directory.files() if f.day >= first]
+        present: dict[str, set[str]] = {}
         by_service: dict[str, list[LogFile]] = {}
-        for log_file in wanted:
-            by_service.setdefault(log_file.service, []).append(log_file)
+        for log_file in self._directory.files():
+            present.setdefault(log_file.service, set()).add(log_file.name)
+            if log_file.day >= first:
+                by_service.setdefault(log_file.service, []).append(log_file)
         snapshots: dict[str, Snapshot] = {}
         for service, files in sorted(by_service.items()):
             try:
-                snapshots[service] = self._registry(service).sync(self._con, files)
+                snapshots[service] = self._registry(service).sync(self._con, files, present[service])
             except ParseError as exc:
                 raise StoreError(str(exc)) from exc
             except OSError as exc:

@@ -191,7 +191,7 @@ class Registry:
     def __init__(self, folder: Path, limits: Limits) -> None:
         self.folder = folder
         self.limits = limits
-        self._loaded: tuple[tuple[int, int] | None, _State] = (None, _State())
+        self._loaded: tuple[tuple[int, int, int] | None, _State] = (None, _State())
         self._names = itertools.count()
 
     # ---- reading ----------------------------------------------------------------------------
@@ -202,7 +202,7 @@ class Registry:
             stat = path.stat()
         except FileNotFoundError:
             return _State()
-        stamp = (stat.st_mtime_ns, stat.st_size)
+        stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)  # each publication is a new file
         if self._loaded[0] != stamp:
             try:
                 self._loaded = (stamp, _State.from_json(path.read_bytes()))
@@ -210,19 +210,31 @@ class Registry:
                 self._loaded = (stamp, _State())  # unreadable: everything is parsed again
         return self._loaded[1]
 
-    def sync(self, con: duckdb.DuckDBPyConnection, files: Sequence[LogFile], *, now: float | None = None) -> Snapshot:
-        """Parse what changed in ``files`` (this service's), compact and collect; the registry as published."""
+    def sync(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        files: Sequence[LogFile],
+        present: set[str] | None = None,
+        *,
+        now: float | None = None,
+    ) -> Snapshot:
+        """Parse what changed in ``files`` (this service's), forget the files no longer ``present`` (names of the
+        service's files on disk; all are kept when None), compact and collect; the registry as published."""
         now = time.time() if now is None else now
         versions = {}
         for log_file in files:
             with contextlib.suppress(FileNotFoundError):
                 versions[log_file.name] = (log_file, FileVersion.of(log_file.path))
         state = self._read()
-        if not self._work(state, versions, now):
+        gone = set() if present is None else set(state.files) - present
+        if not gone and not self._work(state, versions, now):
             return state.snapshot(self.folder)
         with self._locked():
-            state = _State.from_json(orjson.dumps(orjson.loads(self._read().to_json())))  # a private copy
-            changed = self._update(con, state, versions, now)
+            state = _State.from_json(self._read().to_json())  # a private copy
+            for name in sorted(set(state.files) & gone):  # a deleted log file takes its lines with it
+                self._forget(con, state, name, now)
+            changed = bool(gone)
+            changed |= self._update(con, state, versions, now)
             changed |= self._merge(con, state)
             changed |= self._compact(con, state, versions, now)
             changed |= self._collect(state, now)
