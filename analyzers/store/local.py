@@ -12,7 +12,8 @@ Values (``prediction``, ``label``, ``features.*``, ``groups.*``) follow the stor
 string comes back as ``str`` (``"1"`` stays ``"1"``), an integer as ``int``, a fraction as ``float`` (a column
 that mixes integers and fractions in one file reads them all as ``float``: ``1 == 1.0``, so keys never split),
 ``true``/``false`` as ``bool``, null or absent as ``None``, an array or object as the string of its compact
-JSON (counted in quality as ``nested value in <column>``).  A line's values never depend on other lines.
+JSON (counted in quality as ``nested value in <column>``).  Bad lines elsewhere in a file never change how its
+good lines read.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
 from analyzers.config.models import DEFAULT_MEMORY_LIMIT, LocalStoreConfig
 from analyzers.findings import Finding
-from analyzers.store.base import QualityReport, Query, StoreError
-from analyzers.store.base import Store as _Store
+from analyzers.store.base import QualityReport, Query, Store, StoreError
 from analyzers.store.duck import DuckAggregates
 from analyzers.store.jsonparse import Limits
 from analyzers.store.logfiles import Directory, LogFile
@@ -38,7 +40,7 @@ from analyzers.timeutil import Window
 
 _MAX_WINDOWS = 6
 # Parsed files are kept per parser version and DuckDB version (``pid_hash`` is DuckDB's hash of the id).
-PARSE_FORMAT = "v3-duckdb" + __import__("duckdb").__version__.replace(".", "_")
+PARSE_FORMAT = "v3-duckdb" + duckdb.__version__.replace(".", "_")
 
 
 def default_state_dir(log_dir: str | os.PathLike[str]) -> Path:
@@ -51,7 +53,7 @@ def default_limits() -> Limits:
     return Limits(config.max_line_bytes, config.max_keys_per_line, config.max_keys_per_file)
 
 
-class LocalStore(DuckAggregates, _Store):
+class LocalStore(DuckAggregates, Store):
     """Reads ``<log_dir>/<service>/predictions-YYYY-MM-DD.ndjson``; keeps results under ``state_dir``."""
 
     def __init__(

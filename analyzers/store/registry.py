@@ -238,8 +238,8 @@ class Registry:
             changed |= self._merge(con, state)
             changed |= self._compact(con, state, versions, now)
             changed |= self._collect(state, now)
-            if changed:
-                state.version += 1
+            if changed:  # a version never used before, even after parsed/ was deleted
+                state.version = max(state.version + 1, time.time_ns())
                 write_atomically(self.folder / _REGISTRY, state.to_json())
             return self._read().snapshot(self.folder)
 
