@@ -55,6 +55,7 @@ SETTLED_SECONDS = 600  # a file untouched this long is no longer written: it may
 KEEP_RETIRED = 3600.0  # seconds a replaced Parquet file stays readable (the default job timeout is 15 minutes)
 _SAMPLE_LINES = 2000  # lines read to expect the types of keys a service never had before
 PARSERS = min(os.cpu_count() or 1, 2)  # files parsed at once
+PARALLEL_BYTES = 64 * 2**20  # a range bigger than this is parsed alone
 MERGE_FAN_IN = 8  # this many parts of one level are merged into one part of the next level
 BIN_ROWS = 1_000_000  # a month's bin takes settled days until it holds this many lines
 ALONE_ROWS = 100_000  # a settled day with this many lines is big enough to be read as its own file
@@ -294,10 +295,13 @@ class Registry:
                 finally:
                     cursor.close()
 
-        # Parts of DuckDB's JSON pipeline run on one core (the line numbering keeps file order): two files
-        # parsed at once keep both cores busy.
+        # Parts of DuckDB's JSON pipeline run on one core (the line numbering keeps file order): small files
+        # are parsed two at a time to keep both cores busy; a big one alone, so that it has the memory budget.
+        big = [item for item in work if item[2].size - item[3].size > PARALLEL_BYTES]
+        for item in big:
+            parse(item)
         with ThreadPoolExecutor(max_workers=PARSERS) as pool:
-            list(pool.map(parse, work))
+            list(pool.map(parse, [item for item in work if item not in big]))
         for name, log_file, version, entry in work:
             entry.seen, entry.mtime_ns = version.size, version.mtime_ns
             entry.head = fingerprint(log_file.path, entry.size) if entry.size else ""
