@@ -155,14 +155,24 @@ class QualityReport:
 
 
 class Store(ABC):
-    """Where predictions are read and analyzer results and alert state are kept."""
+    """Where predictions are read and analyzer results and alert state are kept.
+
+    The value contract, for ``prediction``, ``label``, ``features.*`` and ``groups.*`` cells, the same in every
+    adapter: a JSON string comes back as ``str`` (even ``"1"`` stays ``"1"``); a JSON integer as ``int``; a
+    JSON float as ``float`` (so ``1`` and ``1.0`` are equal keys and never split a confusion matrix);
+    ``true``/``false`` as ``bool``; null or absent as ``None``; an array or object as its compact JSON text (a
+    categorical string), counted in :meth:`quality` under ``nested value in <column>``.  A column is numeric
+    when most of its non-null values are numbers (booleans are not numbers); its values that are not numbers
+    are set aside (neither values nor missing in numeric reads) and counted in :meth:`quality` as ``type
+    mismatch in <column>``.  The same file gives the same values whether or not it also holds bad lines.
+    """
 
     # ---- schema discovery -------------------------------------------------------------
     @abstractmethod
     def columns(self, query: Query) -> list[ColumnInfo]:
         """Features (``features.*``), groups (``groups.*``) and ``prediction``, ``score``, ``label``
-        present in the window, with their kind: numeric when every non-null value is a number
-        (booleans count as categorical), categorical otherwise."""
+        present in the window, with their kind: numeric when most non-null values are numbers
+        (booleans count as categorical; groups are always categorical), categorical otherwise."""
 
     # ---- rows -------------------------------------------------------------------------
     @abstractmethod
