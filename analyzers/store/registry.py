@@ -284,24 +284,30 @@ class Registry:
             if entry is None:
                 entry = Entry(str(log_file.path), log_file.day.isoformat(), version.dev, version.inode, 0, 0, 0, "", 0)
             work.append((name, log_file, version, entry))
-        hint = _latest_schema(state)
+        hints = [_latest_schema(state)]
 
         def parse(item: tuple[str, LogFile, FileVersion, Entry]) -> None:
             _, log_file, version, entry = item
             if version.size > entry.size:
                 cursor = con.cursor()  # a connection of its own, so that files are parsed side by side
                 try:
-                    self._parse(cursor, log_file, version, entry, hint)
+                    self._parse(cursor, log_file, version, entry, hints[-1])
                 finally:
                     cursor.close()
 
+        # A new service's first file tells what the others hold: parsed first, its columns are their hint.
+        first = work[:1] if work and not hints[-1].columns else []
+        for item in first:
+            parse(item)
+            hints.append(item[3].schema)
         # Parts of DuckDB's JSON pipeline run on one core (the line numbering keeps file order): small files
         # are parsed two at a time to keep both cores busy; a big one alone, so that it has the memory budget.
-        big = [item for item in work if item[2].size - item[3].size > PARALLEL_BYTES]
+        rest = work[len(first) :]
+        big = [item for item in rest if item[2].size - item[3].size > PARALLEL_BYTES]
         for item in big:
             parse(item)
         with ThreadPoolExecutor(max_workers=PARSERS) as pool:
-            list(pool.map(parse, [item for item in work if item not in big]))
+            list(pool.map(parse, [item for item in rest if item not in big]))
         for name, log_file, version, entry in work:
             entry.seen, entry.mtime_ns = version.size, version.mtime_ns
             entry.head = fingerprint(log_file.path, entry.size) if entry.size else ""
