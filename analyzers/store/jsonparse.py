@@ -431,9 +431,7 @@ def write_part(
         FROM (SELECT *, {reason} AS reason FROM ({checked}){bad_join})
         WHERE reason IS DISTINCT FROM {sql_string(BLANK)}"""
     try:
-        con.execute(f"COPY ({final}) TO {sql_string(str(target))} (FORMAT parquet)").fetchall()
-        stored = f"read_parquet({sql_string(str(target))})"
-        (rows,) = con.execute(f"SELECT count(*) FROM {stored}").fetchall()[0]
+        ((rows,),) = con.execute(f"COPY ({final}) TO {sql_string(str(target))} (FORMAT parquet)").fetchall()
     finally:
         if bad:
             con.unregister("_pw_bad")

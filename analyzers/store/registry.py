@@ -493,11 +493,10 @@ class Registry:
         listing = "[" + ", ".join(_sql_string(str(p)) for p in sources) + "]"
         condition = f" WHERE {where}" if where is not None else ""
         try:
-            con.execute(
+            ((rows,),) = con.execute(
                 f"COPY (SELECT * FROM read_parquet({listing}, union_by_name=true){condition})"
                 f" TO {_sql_string(str(partial))} (FORMAT parquet)"
             ).fetchall()
-            (rows,) = con.execute(f"SELECT count(*) FROM read_parquet({_sql_string(str(partial))})").fetchall()[0]
             make_private(partial)
             os.replace(partial, target)
         except BaseException:
