@@ -242,31 +242,44 @@ class DuckAggregates:
 
     # ---- Store methods ----------------------------------------------------------------------
     def _column_counts(self, query: Query) -> list[ColumnCounts]:
-        """Every value column present in the query's rows, with its counts (kept while the tables live)."""
-        source, params, cols = self._source(query)
+        """Every value column present in the query's rows, with its counts (kept while the tables live).
+
+        A column stored as numbers needs no count of its numbers; ``label`` is counted apart over the table with
+        feedback joined, so that the other columns are counted without the join.
+        """
+        source, params, cols = self._source(query, ())
         key = (source, tuple(params))
         if key not in self._columns_seen:
             if len(self._columns_seen) > 256:
                 self._columns_seen.clear()
-            wanted = [
-                c
-                for c in self._table_columns(self._table(query))
-                if c.startswith((FEATURE_PREFIX, GROUP_PREFIX)) or c in ("prediction", "score", "label")
-            ]
-            counted: list[ColumnCounts] = []
-            if wanted:
-                parts = []
-                for c in wanted:
-                    parts.append(f"sum(CASE WHEN {quote(c)} IS NOT NULL THEN _w ELSE 0 END)")
-                    parts.append(f"count({quote(c)})")
-                    parts.append(f"count({self._num(c, cols)})")
-                row = self._fetch(f"SELECT {', '.join(parts)} {source}", params)[0]
-                for i, c in enumerate(wanted):
-                    weighted, present, numbers = row[3 * i], row[3 * i + 1], row[3 * i + 2]
-                    if present:
-                        counted.append(ColumnCounts(c, float(weighted or 0.0), int(present), int(numbers)))
+            types = self._table_types(self._table(query, False))
+            wanted = [c for c in types if c.startswith((FEATURE_PREFIX, GROUP_PREFIX)) or c in ("prediction", "score")]
+            counted = self._count_columns(wanted, types, source, params, cols)
+            labelled, label_params, label_cols = self._source(query, ("label",))
+            label_types = self._table_types(self._table(query, True))
+            label = ["label"] if "label" in label_types else []
+            counted += self._count_columns(label, label_types, labelled, label_params, label_cols)
             self._columns_seen[key] = counted
         return list(self._columns_seen[key])
+
+    def _count_columns(
+        self, wanted: list[str], types: dict[str, str], source: str, params: list[Any], cols: set[str]
+    ) -> list[ColumnCounts]:
+        if not wanted:
+            return []
+        parts = []
+        for c in wanted:
+            parts.append(f"sum(CASE WHEN {quote(c)} IS NOT NULL THEN _w ELSE 0 END)")
+            parts.append(f"count({quote(c)})")
+            typed = types.get(c, "").upper().startswith(_NUMBER_TYPES)
+            parts.append(f"count({quote(c)})" if typed else f"count({self._num(c, cols)})")
+        row = self._fetch(f"SELECT {', '.join(parts)} {source}", params)[0]
+        counted = []
+        for i, c in enumerate(wanted):
+            weighted, present, numbers = row[3 * i], row[3 * i + 1], row[3 * i + 2]
+            if present:
+                counted.append(ColumnCounts(c, float(weighted or 0.0), int(present), int(numbers)))
+        return counted
 
     def columns(self, query: Query) -> list[ColumnInfo]:
         return self._retrying(
