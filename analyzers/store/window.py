@@ -82,15 +82,20 @@ def build(
     )
     events = f"(SELECT * FROM {source} WHERE dataset = 'ml.prediction' AND model = {sql_string(model)} AND {inside})"
     # A prediction id seen twice counts once: candidates come from the 64-bit hash stored at parse time, so the
-    # common case (no repeats) costs a pass over one integer column; the predictions are read twice rather
-    # than held as a shared CTE.
+    # common case (no repeats) costs one pass over one integer column; the repeats, if any, one more pass.
     con.execute(
-        f"""CREATE TABLE {dups} AS SELECT file, day, line_no FROM (
-            SELECT file, day, line_no, row_number() OVER (PARTITION BY pid ORDER BY ts, file, line_no) AS rn
-            FROM {events}
-            WHERE pid_hash IN (SELECT pid_hash FROM {events} GROUP BY pid_hash HAVING count(*) > 1))
-        WHERE rn > 1"""
-    )
+        f"CREATE TABLE {dups} AS SELECT pid_hash FROM {events} GROUP BY pid_hash HAVING count(*) > 1"
+    ).fetchall()
+    (candidates,) = con.execute(f"SELECT count(*) FROM {dups}").fetchall()[0]
+    if candidates:
+        con.execute(
+            f"""CREATE OR REPLACE TABLE {dups} AS SELECT file, day, line_no FROM (
+                SELECT file, day, line_no, row_number() OVER (PARTITION BY pid ORDER BY ts, file, line_no) AS rn
+                FROM {events} WHERE pid_hash IN (SELECT pid_hash FROM {dups}))
+            WHERE rn > 1"""
+        ).fetchall()
+    else:
+        con.execute(f"CREATE OR REPLACE TABLE {dups} (file VARCHAR, day DATE, line_no BIGINT)").fetchall()
     # The latest label per prediction id (by time, then line), by a hash aggregate: no sort of the feedback.
     latest = "epoch_us(ts)::HUGEINT * 4294967296 + line_no"
     con.execute(
