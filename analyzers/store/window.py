@@ -23,6 +23,7 @@ from analyzers.timeutil import Window
 from logshipper.schema import FEATURE_PREFIX, GROUP_PREFIX
 
 REPEATED = "repeated id"
+_CHECK = "hash(pid || chr(31))"  # a second hash of the prediction id, to confirm a match of the first
 _NAMES = itertools.count()
 EMPTY_EVENTS = """CREATE TABLE IF NOT EXISTS _pw_no_events (file VARCHAR, day DATE, line_no BIGINT, ts TIMESTAMPTZ,
     dataset VARCHAR, outcome VARCHAR, pid VARCHAR, pid_hash UBIGINT, model VARCHAR, version VARCHAR, entity VARCHAR,
@@ -96,22 +97,25 @@ def build(
         ).fetchall()
     else:
         con.execute(f"CREATE OR REPLACE TABLE {dups} (file VARCHAR, day DATE, line_no BIGINT)").fetchall()
-    # The latest label per prediction id (by time, then line), by a hash aggregate: no sort of the feedback.
+    # The latest label per prediction id (by time, then line), by a hash aggregate: no sort of the feedback.  Ids
+    # are matched by their 64-bit hash (kept at parse time) and confirmed by a second hash of the id, so the
+    # join holds numbers, not strings; two ids sharing the first hash would leave one unlabelled, never mislabel.
     latest = "epoch_us(ts)::HUGEINT * 4294967296 + line_no"
     con.execute(
-        f"""CREATE TABLE {fb} AS SELECT pid_hash, pid, arg_max(label, {latest}) AS fb_label
+        f"""CREATE TABLE {fb} AS SELECT pid_hash, arg_max({_CHECK}, {latest}) AS fb_check,
+            arg_max(label, {latest}) AS fb_label
         FROM {parquet_source(feedback)}
         WHERE dataset = 'ml.feedback' AND (model = {sql_string(model)} OR model IS NULL) AND label IS NOT NULL
             AND day >= {_date(days[0])}
-        GROUP BY pid_hash, pid"""
-    )
+        GROUP BY pid_hash"""
+    ).fetchall()
     (repeated,) = con.execute(f"SELECT count(*) FROM {dups}").fetchall()[0]
     (labelled,) = con.execute(f"SELECT count(*) FROM {fb}").fetchall()[0]
     unique = f" ANTI JOIN {dups} USING (file, line_no)" if repeated else ""
     joins, label = unique, "CAST(NULL AS VARCHAR)"
     if labelled:
-        joins += f" LEFT JOIN {fb} USING (pid_hash, pid)"
-        label = "fb_label"
+        joins += f" LEFT JOIN {fb} USING (pid_hash)"
+        label = f"CASE WHEN fb_check = {_CHECK} THEN fb_label END"
     described = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
     spread = sorted(name for name, *_ in described if name.startswith((FEATURE_PREFIX, GROUP_PREFIX)))
     extra = "".join(f", {quote(c)}" for c in spread)
