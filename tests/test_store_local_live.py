@@ -90,7 +90,7 @@ def test_three_writers_appending_while_analyze_runs_in_a_loop_cause_no_job_error
 
     other = threading.Thread(target=other_process)
     other.start()
-    for _ in range(4):  # the writers keep writing until these runs are done
+    for _ in range(3):  # the writers keep writing until these runs are done
         with LocalStore(logs, tmp_path / "state") as store:  # a fresh `predwatch analyze`
             analyze(store)
     stop.touch()
