@@ -6,32 +6,25 @@ scheduled time), so that both analyse the same windows the same way.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-from analyzers.config.models import Config, JobConfig, ModelConfig, QualityConfig
-from analyzers.findings import Finding
+from analyzers.config.models import Config, JobConfig, QualityConfig, VersionedJobConfig
+from analyzers.findings import Finding, WindowQuality
 from analyzers.jobs.base import Job, error_finding
-from analyzers.store.base import Query, Store
-from analyzers.timeutil import Window, parse_time, utcnow
+from analyzers.jobs.registry import JOB_NAMES, job_spec
+from analyzers.jobs.versions import run_by_version
+from analyzers.store.base import PredictionReader, Query, Store
+from analyzers.timeutil import Window
+from analyzers.windows import job_window
 
-JOB_NAMES = ("drift", "fairness", "performance", "ops")
+__all__ = ["JOB_NAMES", "job_function", "job_window", "run_job", "run_jobs", "with_paths_resolved"]
 
 
 def job_function(name: str) -> Job:
-    """The ``run`` function of a job module (``analyzers.jobs.<name>``)."""
-    if name not in JOB_NAMES:
-        raise ValueError(f"unknown job {name!r}: expected one of {', '.join(JOB_NAMES)}")
-    return importlib.import_module(f"analyzers.jobs.{name}").run
-
-
-def job_window(model: ModelConfig, job: JobConfig, at: datetime | None) -> Window:
-    """The window a job analyses: its length, ending at ``at`` (or now less the model's ingest delay)."""
-    end = parse_time(at) if at is not None else utcnow() - model.ingest_delay
-    return Window.ending(end, job.window)
+    """The ``run`` function of a job of the job table (:mod:`analyzers.jobs.registry`)."""
+    return job_spec(name).run
 
 
 def with_paths_resolved(job: JobConfig, base: Path | None) -> JobConfig:
@@ -42,24 +35,33 @@ def with_paths_resolved(job: JobConfig, base: Path | None) -> JobConfig:
     return job.model_copy(update={"reference": reference.model_copy(update={"file": str(base / reference.file)})})
 
 
-def window_quality(store: Store, model: str, window: Window, quality: QualityConfig) -> dict[str, Any]:
+def window_quality(store: PredictionReader, model: str, window: Window, quality: QualityConfig) -> WindowQuality:
     """The ``quality`` every finding carries: the window's lines set aside by reason, and the share that alerts."""
     try:
-        measured = store.quality(Query(model, window)).to_dict()
+        return WindowQuality(store.quality(Query(model, window)), quality.max_bad_share)
     except Exception as exc:
-        measured = {"lines": None, "set_aside": None, "share": None, "reasons": {}, "error": f"{exc}"}
-    return {**measured, "max_bad_share": quality.max_bad_share}
+        return WindowQuality(None, quality.max_bad_share, error=str(exc))
 
 
 def run_job(
-    store: Store, model: str, name: str, job: JobConfig, window: Window, quality: QualityConfig | None = None
+    store: PredictionReader,
+    model: str,
+    name: str,
+    job: JobConfig,
+    window: Window,
+    *,
+    quality: QualityConfig | None = None,
 ) -> Finding:
-    """One job over one window, with its window's quality; an exception becomes an ``error`` finding, never a crash."""
+    """One job over one window (and each model version alone with ``by_version``), with its window's quality; an
+    exception becomes an ``error`` finding, never a crash."""
     try:
-        finding = job_function(name)(store, model, job, window)
+        if isinstance(job, VersionedJobConfig) and job.by_version:
+            finding = run_by_version(job_function(name), store, model, job, window)
+        else:
+            finding = job_function(name)(store, model, job, window)
     except Exception as exc:
         finding = error_finding(model, name, window, exc)
-    finding.metrics["quality"] = window_quality(store, model, window, quality or QualityConfig())
+    finding.quality = window_quality(store, model, window, quality or QualityConfig())
     return finding
 
 
@@ -72,8 +74,10 @@ def run_jobs(
     at: datetime | None = None,
     base: Path | None = None,
     progress: Callable[[str, str], None] | None = None,
+    record: bool = True,
 ) -> list[Finding]:
-    """Every selected job of every selected model, once; findings are written to the store."""
+    """Every selected job of every selected model, once; findings are written to the store unless
+    ``record`` is false (a dry run)."""
     wanted_models = set(models) if models is not None else None
     wanted_jobs = set(jobs) if jobs is not None else None
     unknown = (wanted_models or set()) - set(config.models)
@@ -90,8 +94,8 @@ def run_jobs(
                 progress(model, name)
             window = job_window(model_config, job, at)
             findings.append(
-                run_job(store, model, name, with_paths_resolved(job, base), window, config.quality_for(model))
+                run_job(store, model, name, with_paths_resolved(job, base), window, quality=config.quality_for(model))
             )
-    if findings:
+    if findings and record:
         store.write_findings(findings)
     return findings

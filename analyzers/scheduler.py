@@ -4,8 +4,15 @@ Each run analyses the window that ends at its scheduled fire time less the model
 (so a late run still analyses the right window and lines not yet shipped are not missed), writes
 its finding, passes it through the alerts, and records a heartbeat (``heartbeat:<model>:<job>``)
 that ``predwatch status`` shows.  After a restart the windows missed since the last heartbeat are
-run first (at most ``scheduler.catch_up`` per job).  SIGTERM and SIGINT stop it after the running
-job.  Its own events are JSON lines (logshipper's formatter) on stderr.
+run first (at most ``scheduler.catch_up`` per job), oldest fire time first.
+
+One message per model per tick: the alerts of a model's jobs that fire at the same time are delivered
+together once all of them have finished (or ``scheduler.group_wait`` after the first, for a slow job);
+undelivered ones are retried every ``scheduler.outbox_every``.  Each delivery is logged ("sent 1
+message to Slack channel #ml-alerts", or why it was kept).  SIGTERM and SIGINT stop it within seconds:
+a job still running is abandoned (its window is caught up after the restart) and a delivery waiting to
+retry stops waiting (the outbox keeps the message).  Its own events are JSON lines (logshipper's
+formatter) on stderr.
 """
 
 from __future__ import annotations
@@ -21,17 +28,24 @@ from typing import Any
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from analyzers.alerts import dispatch
+from analyzers.alerts.channels import Sender, open_channels
+from analyzers.alerts.dispatch import DeliveryReport
+from analyzers.alerts.pacing import Pacing
 from analyzers.config.loader import LoadedConfig, load_config
 from analyzers.config.models import JobConfig, ModelConfig
 from analyzers.findings import Finding
 from analyzers.runner import run_job, with_paths_resolved
-from analyzers.schedule import fire_times, latest_fire_time, make_trigger
 from analyzers.store import open_store
 from analyzers.store.base import ConflictError, Store
-from analyzers.timeutil import Window, format_time, parse_time, utcnow
+from analyzers.timeutil import format_time, parse_time, utcnow
+from analyzers.triggers import fire_times, latest_fire_time, make_trigger
+from analyzers.windows import job_window
 
 log = logging.getLogger("predwatch.scheduler")
 HEARTBEAT_PREFIX = "heartbeat:"
+EXIT_DELIVERY = 3
+_JOIN_SLICE_S = 0.2  # how often a waiting run checks whether the scheduler is stopping
 
 
 def configure_logging(stream: Any = None) -> None:
@@ -68,22 +82,33 @@ def write_heartbeat(store: Store, model: str, job: str, doc: dict[str, Any]) -> 
 class Scheduler:
     """Runs the configured jobs of one configuration against one store."""
 
-    def __init__(self, loaded: LoadedConfig, store: Store) -> None:
+    def __init__(self, loaded: LoadedConfig, store: Store, *, senders: dict[str, Sender] | None = None) -> None:
         self.loaded = loaded
         self.config = loaded.config
         self.store = store
         self.stopping = threading.Event()
+        self.pacing = Pacing.from_config(self.config.delivery, stop=self.stopping)
+        self.senders = senders if senders is not None else open_channels(self.config, pacing=self.pacing, quiet=True)
+        self.delivery_failed = False
         self._running: dict[tuple[str, str], threading.Thread] = {}
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._ticks: dict[tuple[str, datetime], set[str]] = {}
+        self._timers: dict[tuple[str, datetime], threading.Timer] = {}
 
     def jobs(self) -> list[tuple[str, ModelConfig, str, JobConfig]]:
         return [(m, mc, name, job) for m, mc in self.config.models.items() for name, job in mc.jobs().items()]
 
     # ---- one run -------------------------------------------------------------------------
-    def run_once(self, model: str, name: str, scheduled: datetime) -> Finding | None:
-        """Analyse the window tied to one fire time, store and alert on it, and record the heartbeat."""
+    def run_once(self, model: str, name: str, scheduled: datetime, *, tick: bool = True) -> Finding | None:
+        """Analyse the window tied to one fire time, store and alert on it, and record the heartbeat; with
+        ``tick`` the model's alerts go out once every job of the model fired at that time has finished."""
         model_config = self.config.models[model]
-        job = with_paths_resolved(getattr(model_config, name), self.loaded.directory)
-        window = Window.ending(scheduled - model_config.ingest_delay, job.window)
+        configured = model_config.job(name)
+        if configured is None:
+            raise ValueError(f"model {model!r} has no {name} job configured")
+        job = with_paths_resolved(configured, self.loaded.directory)
+        window = job_window(model_config, job, now=scheduled)
         previous = self._running.get((model, name))
         if previous is not None and previous.is_alive():
             log.warning("skipped: the previous run is still going", extra={"predwatch": {"model": model, "job": name}})
@@ -92,31 +117,35 @@ class Scheduler:
         result: list[Finding] = []
         # a daemon thread: a run that never ends is reported and abandoned, and cannot block the stop
         worker = threading.Thread(
-            target=lambda: result.append(run_job(self.store, model, name, job, window, self.config.quality_for(model))),
+            target=lambda: result.append(
+                run_job(self.store, model, name, job, window, quality=self.config.quality_for(model))
+            ),
             name=f"predwatch-{model}-{name}",
             daemon=True,
         )
         self._running[(model, name)] = worker
         worker.start()
-        worker.join(job.timeout.total_seconds())
+        deadline = started + job.timeout.total_seconds()
+        while worker.is_alive() and time.monotonic() < deadline and not self.stopping.is_set():
+            worker.join(min(_JOIN_SLICE_S, max(deadline - time.monotonic(), 0.0)))
+        if not result and self.stopping.is_set():
+            return None  # abandoned on stop: no heartbeat, so the window is caught up after the restart
         if result:
             finding = result[0]
         else:
             finding = Finding(model, name, window, "error", error=f"timed out after {job.timeout.total_seconds():g} s")
         duration = time.monotonic() - started
-        self._record(model, name, finding, scheduled, duration)
+        self._record(model, name, finding, scheduled=scheduled, duration=duration)
+        if tick:
+            self._tick_done(model, name, scheduled)
         return finding
 
-    def _record(self, model: str, name: str, finding: Finding, scheduled: datetime, duration: float) -> None:
-        from analyzers.alerts.pipeline import process
-
+    def _record(self, model: str, name: str, finding: Finding, *, scheduled: datetime, duration: float) -> None:
         delivered: dict[str, Any] = {}
         try:
             self.store.write_findings([finding])
-            report = process(self.store, self.config, [finding], quiet=True)
-            delivered = {"alerts_created": report.created, "sent": report.sent, "pending": report.pending}
-            if report.errors:
-                log.error("alert delivery failed", extra={"predwatch": {"errors": report.errors, **delivered}})
+            recorded = dispatch.record(self.store, self.config, [finding])
+            delivered = {"alerts_created": recorded.created, "alerts_silenced": recorded.silenced}
         except Exception as exc:
             log.exception("storing or alerting failed", extra={"predwatch": {"model": model, "job": name}})
             finding = Finding(model, name, finding.window, "error", error=f"{type(exc).__name__}: {exc}")
@@ -152,7 +181,9 @@ class Scheduler:
 
     def fire(self, model: str, name: str) -> None:
         """What APScheduler calls: the run for the latest fire time (the one it was scheduled for)."""
-        job = getattr(self.config.models[model], name)
+        job = self.config.models[model].job(name)
+        if job is None:
+            return
         scheduled = latest_fire_time(make_trigger(job.schedule), utcnow())
         if scheduled is not None and not self.stopping.is_set():
             self.run_once(model, name, scheduled)
@@ -169,32 +200,100 @@ class Scheduler:
         return fire_times(trigger, last_scheduled, now, self.config.scheduler.catch_up)
 
     def catch_up(self, rounds: int = 3) -> int:
-        """Run every missed window, oldest first, again for fire times that passed meanwhile; how many ran."""
+        """Run every missed window, oldest fire time first, again for fire times that passed meanwhile;
+        the alerts of each fire time go out together.  Returns how many runs there were."""
         ran = 0
         for _ in range(rounds):
             now, before = utcnow(), ran
-            for model, model_config, name, job in self.jobs():
-                for scheduled in self.missed(model, model_config, name, job, now):
-                    if self.stopping.is_set():
-                        return ran
-                    self.run_once(model, name, scheduled)
-                    ran += 1
+            runs = sorted(
+                (scheduled, model, name)
+                for model, model_config, name, job in self.jobs()
+                for scheduled in self.missed(model, model_config, name, job, now)
+            )
+            for i, (scheduled, model, name) in enumerate(runs):
+                if self.stopping.is_set():
+                    return ran
+                self.run_once(model, name, scheduled, tick=False)
+                ran += 1
+                if i + 1 == len(runs) or runs[i + 1][0] != scheduled:
+                    self.deliver({m for t, m, _ in runs if t == scheduled})
             if ran == before:
                 break
         return ran
 
-    def flush_outbox(self) -> None:
-        from analyzers.alerts.pipeline import flush
+    # ---- delivery: one message per model per tick ----------------------------------------------
+    def _expected(self, model: str, scheduled: datetime) -> set[str]:
+        """The model's jobs that fire at ``scheduled``: the ones its message waits for."""
+        out = set()
+        for name, job in self.config.models[model].jobs().items():
+            if latest_fire_time(make_trigger(job.schedule), scheduled) == scheduled:
+                out.add(name)
+        return out
 
+    def _tick_done(self, model: str, name: str, scheduled: datetime) -> None:
+        """A run of a tick finished: deliver the model's alerts when it was the last, else wait at most
+        ``scheduler.group_wait`` for the others."""
+        tick = (model, scheduled)
+        with self._lock:
+            waiting = self._ticks.setdefault(tick, self._expected(model, scheduled) | {name})
+            waiting.discard(name)
+            done = not waiting
+            if done:
+                self._ticks.pop(tick, None)
+                timer = self._timers.pop(tick, None)
+                if timer is not None:
+                    timer.cancel()
+            elif tick not in self._timers:
+                timer = threading.Timer(self.config.scheduler.group_wait.total_seconds(), self._give_up_waiting, [tick])
+                timer.daemon = True
+                self._timers[tick] = timer
+                timer.start()
+        if done:
+            self.deliver({model})
+
+    def _give_up_waiting(self, tick: tuple[str, datetime]) -> None:
+        with self._lock:
+            self._timers.pop(tick, None)
+            self._ticks.pop(tick, None)
+        self.deliver({tick[0]})
+
+    def deliver(self, models: set[str] | None = None) -> DeliveryReport | None:
+        """Deliver what waits in the outbox (for ``models``, or all) and log each delivery."""
+        if self.stopping.is_set():
+            return None
         try:
-            report = flush(self.store, self.config, quiet=True)
-            if report.sent or report.failed:
-                log.info(
-                    "outbox",
-                    extra={"predwatch": {"sent": report.sent, "failed": report.failed, "pending": report.pending}},
+            with self._flush_lock:
+                report = dispatch.flush(
+                    self.store,
+                    self.config,
+                    senders=self.senders,
+                    pacing=self.pacing,
+                    wanted=None if models is None else (lambda n: n.model in models),
                 )
         except Exception:
-            log.exception("outbox delivery failed")
+            log.exception("alert delivery failed")
+            self.delivery_failed = True
+            return None
+        for channel in report.channels.values():
+            for line in DeliveryReport(channels={channel.channel: channel}, retry_every=report.retry_every).lines():
+                level = logging.ERROR if channel.failed else logging.INFO
+                details = {"channel": channel.channel, "sent": channel.sent, "failed": channel.failed}
+                log.log(level, line, extra={"predwatch": {**details, "pending": report.pending}})
+        self.delivery_failed = report.failed > 0 and report.pending > 0
+        return report
+
+    def flush_outbox(self) -> None:
+        """Every ``scheduler.outbox_every``: retry what waits, except for models whose tick is still running."""
+        with self._lock:
+            busy = {model for model, _ in self._ticks}
+        self.deliver({m for m in self.config.models if m not in busy} | self._unconfigured())
+
+    def _unconfigured(self) -> set[str]:
+        """Models with undelivered alerts that are no longer configured (still delivered)."""
+        from analyzers.alerts.outbox import pending
+
+        models = {str(doc["notification"]["alert"]["model"]) for doc in pending(self.store).values()}
+        return models - set(self.config.models)
 
     # ---- the daemon -------------------------------------------------------------------------
     def serve(self) -> int:
@@ -209,8 +308,11 @@ class Scheduler:
         )
 
         def stop(signum: int, _frame: Any) -> None:
-            log.info("stopping after the running job", extra={"predwatch": {"signal": signal.Signals(signum).name}})
+            log.info("stopping", extra={"predwatch": {"signal": signal.Signals(signum).name}})
             self.stopping.set()
+            with self._lock:
+                for timer in self._timers.values():
+                    timer.cancel()
             if scheduler.running:
                 scheduler.shutdown(wait=True)
 
@@ -234,14 +336,32 @@ class Scheduler:
     def _finish(self) -> int:
         abandoned = sorted(f"{m}:{n}" for (m, n), worker in self._running.items() if worker.is_alive())
         if abandoned:
-            log.warning("stopped with timed-out runs still going", extra={"predwatch": {"jobs": abandoned}})
+            log.warning("stopped with runs still going (abandoned)", extra={"predwatch": {"jobs": abandoned}})
         log.info("stopped")
         return 0
 
 
-def run_scheduler(config_path: str | Path) -> int:
-    """Entry point of ``predwatch run``."""
+def run_scheduler(
+    config_path: str | Path,
+    *,
+    metrics_port: int | None = None,
+    metrics_address: str | None = None,
+    fail_on_delivery: bool = False,
+) -> int:
+    """Entry point of ``predwatch run``.  With a metrics port (here or ``scheduler.metrics_port``) it also serves
+    Prometheus metrics on ``/metrics`` while it runs; with ``fail_on_delivery`` it exits with 3 when it stops
+    while its last delivery failed and alerts are still waiting in the outbox."""
+    from analyzers.metrics.server import metrics_server
+
     configure_logging()
     loaded = load_config(config_path)
-    with open_store(loaded.config, loaded.directory) as store:
-        return Scheduler(loaded, store).serve()
+    settings = loaded.config.scheduler
+    port = metrics_port if metrics_port is not None else settings.metrics_port
+    address = metrics_address or settings.metrics_address
+    with (
+        open_store(loaded.config, loaded.directory) as store,
+        metrics_server(store, store, loaded.config, port=port, address=address),
+    ):
+        scheduler = Scheduler(loaded, store)
+        code = scheduler.serve()
+        return EXIT_DELIVERY if fail_on_delivery and code == 0 and scheduler.delivery_failed else code

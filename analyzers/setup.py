@@ -132,8 +132,13 @@ def install_elasticsearch(
     retry_interval: float = 5.0,
 ) -> list[SetupStep]:
     """Put the lifecycle policies, then the index templates (which name the policies)."""
-    from elasticsearch import ApiError, AuthenticationException, AuthorizationException, NotFoundError
-    from elasticsearch import ConnectionError as EsConnectionError
+    from analyzers.store.elastic.errors import (
+        ApiError,
+        AuthenticationException,
+        AuthorizationException,
+        EsConnectionError,
+        NotFoundError,
+    )
 
     es = _es_client(es_config)
     where = ", ".join(_safe_url(h) for h in es_config.hosts)

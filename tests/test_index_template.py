@@ -76,7 +76,8 @@ def _dynamic_rule(template: dict, path: str, json_type: str) -> dict | None:
 )
 def test_dynamic_fields_get_the_types_analyzers_expect(path: str, json_type: str, expected: str) -> None:
     rule = _dynamic_rule(index_template.index_template(), path, json_type)
-    assert rule is not None and rule["type"] == expected
+    assert rule is not None
+    assert rule["type"] == expected
 
 
 def test_lifecycle_policy_deletes_after_the_configured_days() -> None:

@@ -37,6 +37,14 @@ def test_every_finding_carries_the_quality_of_its_window(tmp_path: Path):
     assert QUALITY not in [a.subject for a in alerts_of(finding)]  # 0.5 % is below the default 1 %
 
 
+def test_quality_survives_storing_and_reading_back(tmp_path: Path):
+    (finding,) = analyze(tmp_path, 3, {"models": {"fraud": {"ops": {"window": "1d", "min_rows": 1}}}})
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
+        (stored,) = store.read_findings("fraud", "ops")
+    assert stored.quality == finding.quality
+    assert stored.to_dict()["quality"]["reasons"]["bad JSON"]["count"] == 3
+
+
 def test_a_share_of_bad_lines_above_the_limit_is_an_alert(tmp_path: Path):
     config = {"quality": {"max_bad_share": 0.05}, "models": {"fraud": {"ops": {"window": "1d", "min_rows": 1}}}}
     (finding,) = analyze(tmp_path, 20, config)
@@ -49,5 +57,6 @@ def test_a_share_of_bad_lines_above_the_limit_is_an_alert(tmp_path: Path):
 def test_a_model_may_set_its_own_limit(tmp_path: Path):
     config = {"models": {"fraud": {"quality": {"max_bad_share": 0.2}, "ops": {"window": "1d", "min_rows": 1}}}}
     (finding,) = analyze(tmp_path, 20, config)
-    assert finding.metrics["quality"]["max_bad_share"] == 0.2
+    assert finding.quality is not None
+    assert finding.quality.max_bad_share == 0.2
     assert [a for a in alerts_of(finding) if a.subject == QUALITY] == []

@@ -116,7 +116,8 @@ def test_creates_least_privilege_users_and_kibanas_token(es: tuple[FakeES, str],
     }
     assert puts["/_security/user/predwatch_filebeat"]["password"] == PASSWORDS["FILEBEAT_ES_PASSWORD"]
     filebeat_role = puts["/_security/role/predwatch_filebeat"]["indices"][0]
-    assert filebeat_role["names"] == ["ml-predictions-*"] and "delete" not in filebeat_role["privileges"]
+    assert filebeat_role["names"] == ["ml-predictions-*"]
+    assert "delete" not in filebeat_role["privileges"]
     assert "manage_index_templates" in puts["/_security/role/predwatch_analyzer"]["cluster"]
     assert token_file.read_text() == TOKEN
     assert oct(token_file.stat().st_mode & 0o777) == "0o600"
@@ -128,7 +129,8 @@ def test_running_again_keeps_a_valid_token(es: tuple[FakeES, str], tmp_path: Pat
     assert run(url, token_file).returncode == 0
     fake.seen.clear()
     result = run(url, token_file)
-    assert result.returncode == 0 and "still valid" in result.stdout
+    assert result.returncode == 0
+    assert "still valid" in result.stdout
     assert not [p for m, p, _, _ in fake.seen if "/credential/token/" in p]
     assert token_file.read_text() == TOKEN
 

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from analyzers.config.models import ElasticsearchStoreConfig
-from analyzers.findings import Finding, Signal
+from analyzers.findings import DriftMetrics, Finding, Signal
 from analyzers.store import ConflictError, Query, StoreError
 from analyzers.store.elastic import ElasticsearchStore
 from analyzers.store.elastic import limits as elastic
@@ -148,8 +148,10 @@ def test_count_reads_only_the_window_days_with_filters(fake: FakeElasticsearch, 
     query = Query("fraud", window, model_versions=("v1",), groups={"region": ("EU",)}, outcome="success")
     assert store.count(query) == 5.0
     (sent,) = fake.sent("POST", two_days + "/_search")
-    assert sent.params["ignore_unavailable"] == "true" and sent.params["allow_no_indices"] == "true"
-    assert sent.body["size"] == 0 and "w" in sent.body["aggs"]
+    assert sent.params["ignore_unavailable"] == "true"
+    assert sent.params["allow_no_indices"] == "true"
+    assert sent.body["size"] == 0
+    assert "w" in sent.body["aggs"]
     assert "ml.sample_rate" in sent.body["aggs"]["w"]["sum"]["script"]["source"]
     filters = _filters(sent)
     assert {"term": {"event.dataset": "ml.prediction"}} in filters
@@ -185,7 +187,8 @@ def test_has_label_joins_feedback_through_a_runtime_field(fake: FakeElasticsearc
     assert {"range": {"@timestamp": {"gte": "2026-11-20T00:00:00.000Z", "format": "strict_date_optional_time"}}} in (
         _filters(scan)
     )
-    assert scan.body["pit"]["keep_alive"] == "2m" and scan.body["sort"][-1] == {"_shard_doc": "asc"}
+    assert scan.body["pit"]["keep_alive"] == "2m"
+    assert scan.body["sort"][-1] == {"_shard_doc": "asc"}
     assert len(fake.sent("DELETE", "/_pit")) == 1
     (sent,) = _searches(fake)
     runtime = sent.body["runtime_mappings"]["ml.label"]
@@ -208,7 +211,8 @@ def test_columns_from_the_mapping_with_weighted_counts(fake: FakeElasticsearch, 
     }
     aggs = _searches(fake)[0].body["aggs"]
     fields = [a["filter"]["exists"]["field"] for a in aggs.values()]
-    assert "ml.features.note.keyword" in fields and "ml.features.vip" in fields
+    assert "ml.features.note.keyword" in fields
+    assert "ml.features.vip" in fields
 
 
 def test_crosstab_pages_a_composite_aggregation(fake: FakeElasticsearch, store: ElasticsearchStore, monkeypatch):
@@ -248,7 +252,8 @@ def test_histogram_uses_a_range_aggregation_over_the_edges(fake: FakeElasticsear
     assert hist.counts.tolist() == [1.0, 1.0, 2.0]
     assert (hist.underflow, hist.overflow, hist.missing) == (0.0, 0.0, 1.0)
     ranges = _searches(fake)[0].body["aggs"]["bins"]["range"]["ranges"]
-    assert ranges[0] == {"key": "under", "to": 0.0} and ranges[-1] == {"key": "over", "from": 10.0}
+    assert ranges[0] == {"key": "under", "to": 0.0}
+    assert ranges[-1] == {"key": "over", "from": 10.0}
     assert ranges[1:-1] == [
         {"key": "b0", "from": 0.0, "to": 1.5},
         {"key": "b1", "from": 1.5, "to": 2.5},
@@ -279,7 +284,8 @@ def test_quantiles_are_percentiles_mixed_over_sample_rates(fake: FakeElasticsear
     fake.on("POST", f"/{WINDOW_INDEX}/_search", "search_percentiles_two_rates")
     # values 1 and 2 at rate 1, value 3 at rate 0.5 (weight 2): the weighted median is 2, the top 3
     low, mid, top = store.quantiles(q, "features.amount", [0.0, 0.5, 1.0])
-    assert (low, top) == (1.0, 3.0) and 1.5 <= mid <= 2.0
+    assert (low, top) == (1.0, 3.0)
+    assert 1.5 <= mid <= 2.0
     assert store.quantiles(q, "features.country", [0.5]) == [None]  # not numeric
 
 
@@ -290,7 +296,8 @@ def test_volume_is_a_date_histogram_aligned_to_the_window(fake: FakeElasticsearc
     assert vol["failures"].tolist() == [1.0, 0.0, 0.0, 0.0]
     assert str(vol["start"].iloc[1]) == "2026-11-20 06:00:00+00:00"
     hist = _searches(fake)[0].body["aggs"]["v"]["date_histogram"]
-    assert hist["fixed_interval"] == "21600000ms" and hist["min_doc_count"] == 0
+    assert hist["fixed_interval"] == "21600000ms"
+    assert hist["min_doc_count"] == 0
     assert hist["extended_bounds"] == {"min": 1795132800000, "max": 1795219199999}
     assert _searches(fake)[0].body["aggs"]["v"]["aggs"]["failures"]["filter"] == {"term": {"event.outcome": "failure"}}
 
@@ -308,14 +315,21 @@ def test_rows_stream_through_a_point_in_time_with_labels(
     assert [len(c) for c in chunks] == [2, 1]
     frame = chunks[0]
     assert frame["prediction_id"].tolist() == ["a", "b"]
-    assert str(frame["timestamp"].dt.tz) == "UTC" and str(frame["timestamp"].iloc[1]).endswith("02:00:00.500000+00:00")
-    assert frame["features.amount"].tolist() == [1.0, 2.0] and frame["features.country"].tolist() == ["DE", "FR"]
-    assert frame["label"].tolist() == [1.0, 0.0] and frame["outcome"].tolist() == ["success", "success"]
-    assert np.isnan(chunks[1]["features.amount"].item()) and np.isnan(chunks[1]["label"].item())
+    assert str(frame["timestamp"].dt.tz) == "UTC"
+    assert str(frame["timestamp"].iloc[1]).endswith("02:00:00.500000+00:00")
+    assert frame["features.amount"].tolist() == [1.0, 2.0]
+    assert frame["features.country"].tolist() == ["DE", "FR"]
+    assert frame["label"].tolist() == [1.0, 0.0]
+    assert frame["outcome"].tolist() == ["success", "success"]
+    assert np.isnan(chunks[1]["features.amount"].item())
+    assert np.isnan(chunks[1]["label"].item())
     first, second = fake.sent("POST", "/_search")
-    assert "search_after" not in first.body and second.body["search_after"] == [1795140000500, "b", 1]
-    assert first.body["sort"][0] == {"@timestamp": {"order": "asc"}} and first.body["sort"][-1] == {"_shard_doc": "asc"}
-    assert "ml.features.amount" in first.body["_source"] and first.body["size"] == 2
+    assert "search_after" not in first.body
+    assert second.body["search_after"] == [1795140000500, "b", 1]
+    assert first.body["sort"][0] == {"@timestamp": {"order": "asc"}}
+    assert first.body["sort"][-1] == {"_shard_doc": "asc"}
+    assert "ml.features.amount" in first.body["_source"]
+    assert first.body["size"] == 2
     assert len(fake.sent("DELETE", "/_pit")) == 1
     lookups = [r for r in fake.requests if r.body and "collapse" in r.body]
     assert lookups[0].body["collapse"] == {"field": "ml.prediction_id"}
@@ -330,11 +344,13 @@ def test_sample_scores_randomly_with_a_seed(fake: FakeElasticsearch, store: Elas
     assert frame["prediction_id"].tolist() == ["c"]
     body = fake.sent("POST", "/_search")[0].body
     assert body["query"]["function_score"]["random_score"] == {"seed": 7, "field": "ml.prediction_id"}
-    assert body["size"] == 5 and body["sort"][0] == {"_score": {"order": "desc"}}
+    assert body["size"] == 5
+    assert body["sort"][0] == {"_score": {"order": "desc"}}
 
 
 def _finding(**metrics: Any) -> Finding:
-    return Finding("fraud", "drift", DAY1, "alert", metrics, signals=[Signal("feature:amount", "drifted", value=0.3)])
+    payload = DriftMetrics(n_cur=100, **metrics)
+    return Finding("fraud", "drift", DAY1, "alert", payload, signals=[Signal("feature:amount", "drifted", value=0.3)])
 
 
 def test_findings_are_bulk_indexed_by_id(fake: FakeElasticsearch, store: ElasticsearchStore):
@@ -345,7 +361,8 @@ def test_findings_are_bulk_indexed_by_id(fake: FakeElasticsearch, store: Elastic
     assert sent.params["refresh"] == "wait_for"
     action, source = sent.body
     assert action == {"index": {"_index": "ml-monitor-fraud-2026.11.21", "_id": finding.id}}
-    assert source["share_drifted"] == 0.5 and source["window"] == {
+    assert source["share_drifted"] == 0.5
+    assert source["window"] == {
         "start": "2026-11-20T00:00:00Z",
         "end": "2026-11-21T00:00:00Z",
     }
@@ -360,7 +377,7 @@ def test_rejected_findings_are_reported_per_document(fake: FakeElasticsearch, st
 def test_read_findings_sorted_by_window_end(fake: FakeElasticsearch, store: ElasticsearchStore):
     fake.on("POST", r"/ml-monitor-fraud-\*,-ml-monitor-state/_search", "search_findings")
     back = store.read_findings(model="fraud", job="drift", since="2026-11-20T00:00:00Z")
-    assert [(f.job, f.metrics["share_drifted"], f.signals[0].subject) for f in back] == [
+    assert [(f.job, f.to_dict()["share_drifted"], f.signals[0].subject) for f in back] == [
         ("drift", 0.5, "feature:amount")
     ]
     body = fake.requests[-1].body
@@ -391,19 +408,22 @@ def test_state_uses_optimistic_concurrency(fake: FakeElasticsearch, store: Elast
     with pytest.raises(ConflictError, match="changed since"):
         store.put_state(KEY, {"x": 1}, version=v1)
     doc, version = store.get_state(KEY)
-    assert doc == {"firing": False} and version == (1, 1)
+    assert doc == {"firing": False}
+    assert version == (1, 1)
     assert store.get_state("alert:fraud:none") is None
     assert store.list_state("alert:fraud:") == {KEY: ({"firing": False}, (1, 1))}
     store.delete_state(KEY, version=(1, 1))
 
     created = fake.sent("PUT", f"/ml-monitor-state/_create/{KEY}")[0]
-    assert created.params["refresh"] == "wait_for" and created.body["key"] == KEY
+    assert created.params["refresh"] == "wait_for"
+    assert created.body["key"] == KEY
     assert json.loads(created.body["state"]) == {"firing": True}
     updates = fake.sent("PUT", f"/ml-monitor-state/_doc/{KEY}")
     assert [(u.params["if_seq_no"], u.params["if_primary_term"]) for u in updates] == [("0", "1"), ("0", "1")]
     assert fake.sent("DELETE", f"/ml-monitor-state/_doc/{KEY}")[0].params["if_seq_no"] == "1"
     listing = fake.sent("POST", "/ml-monitor-state/_search")[0].body
-    assert listing["query"] == {"prefix": {"key": "alert:fraud:"}} and listing["seq_no_primary_term"] is True
+    assert listing["query"] == {"prefix": {"key": "alert:fraud:"}}
+    assert listing["seq_no_primary_term"] is True
     assert len(fake.sent("PUT", "/ml-monitor-state")) == 1  # the index is created once, with its mapping
 
 
@@ -425,7 +445,9 @@ def test_401_names_the_host_never_the_password(fake: FakeElasticsearch):
     with ElasticsearchStore.from_config(cfg, None) as s, pytest.raises(StoreError) as err:
         s.count(Query("fraud", DAY1))
     message = str(err.value)
-    assert fake.url in message and "401" in message and "s3cret-pw" not in message
+    assert fake.url in message
+    assert "401" in message
+    assert "s3cret-pw" not in message
 
 
 def test_unreachable_cluster_names_the_host():
@@ -435,7 +457,8 @@ def test_unreachable_cluster_names_the_host():
     cfg = ElasticsearchStoreConfig(hosts=[f"http://elastic:pw@127.0.0.1:{port}"], max_retries=0, request_timeout=2)
     with ElasticsearchStore.from_config(cfg, None) as s, pytest.raises(StoreError) as err:
         s.count(Query("fraud", DAY1))
-    assert f"http://127.0.0.1:{port}" in str(err.value) and "pw" not in str(err.value).replace("cannot", "")
+    assert f"http://127.0.0.1:{port}" in str(err.value)
+    assert "pw" not in str(err.value).replace("cannot", "")
 
 
 def test_ca_file_is_taken_from_the_config_directory(tmp_path: Path):

@@ -80,7 +80,8 @@ def test_quantiles_are_exact(store: LocalStore):
 def test_missing_directory_is_empty_not_an_error(tmp_path: Path):
     with LocalStore(tmp_path / "nothing", tmp_path / "state") as s:
         q = Query("fraud", DAY1)
-        assert s.count(q) == 0 and s.columns(q) == []
+        assert s.count(q) == 0
+        assert s.columns(q) == []
         assert s.quantiles(q, "features.amount", [0.5]) == [None]
 
 
@@ -207,7 +208,8 @@ def test_open_store_from_config(tmp_path: Path, logs: Path):
 
     cfg = Config.model_validate({"store": {"local": {"path": "logs"}}})
     with open_store(cfg, config_dir=tmp_path) as s:
-        assert isinstance(s, LocalStore) and s.count(Query("fraud", DAY1)) == 5
+        assert isinstance(s, LocalStore)
+        assert s.count(Query("fraud", DAY1)) == 5
         assert s.state_dir == tmp_path.resolve() / ".predwatch"
 
 
@@ -217,8 +219,11 @@ def test_settled_days_are_parsed_once_into_a_month_and_parsed_again_when_changed
     with LocalStore(logs, state) as first:
         assert first.count(Query("fraud", DAY1)) == 5
     parsed = registry(state, "fraud-api")
-    assert list(parsed["bins"]) == ["2026-11.0"]  # three settled days, one Parquet file
-    assert all(entry["bins"] == ["2026-11.0"] and not entry["parts"] for entry in parsed["files"].values())
+    assert list(parsed["bins"]) == ["2026-11.0"]  # every settled day in one Parquet file
+    files = parsed["files"].values()
+    assert len(files) == 4  # the four days of the contract events
+    assert [entry["bins"] for entry in files] == [["2026-11.0"]] * len(files)
+    assert [entry["parts"] for entry in files] == [[]] * len(files)
     with LocalStore(logs, state) as second:
         q = Query("fraud", DAY1)
         assert second.count(q) == 5
@@ -323,7 +328,8 @@ def test_histograms_of_many_columns_in_batches_match_numpy(tmp_path: Path, monke
     hist = found["features.amount"]
     expected = [w[(x >= lo) & (x < hi)].sum() if lo < hi else 0.0 for lo, hi in itertools.pairwise(edges)]
     assert hist.counts == pytest.approx(expected)
-    assert hist.underflow == pytest.approx(w[x < -3].sum()) and hist.overflow == pytest.approx(w[x >= 2].sum())
+    assert hist.underflow == pytest.approx(w[x < -3].sum())
+    assert hist.overflow == pytest.approx(w[x >= 2].sum())
     assert hist.missing == pytest.approx(weights[~present].sum())
     assert found["score"].counts == pytest.approx([weights.sum()])
 

@@ -51,7 +51,8 @@ def test_one_bad_line_leaves_a_performance_verdict_unchanged(tmp_path: Path):
         with LocalStore(logs.parent, tmp_path / name / "state") as store:
             finding = performance.run(store, "m", config, DAY1)
             rows = next(store.rows(Query("m", DAY1, has_label=True), columns=["prediction", "label"]))
-        verdicts.append((finding.status, finding.metrics["accuracy"], finding.metrics["recall"], rows))
+        measured = finding.to_dict()
+        verdicts.append((finding.status, measured["accuracy"], measured["recall"], rows))
     (clean_status, clean_accuracy, clean_recall, clean_rows), (status, accuracy, recall, rows) = verdicts
     assert status == clean_status
     assert (accuracy, recall) == (clean_accuracy, clean_recall)
@@ -72,10 +73,11 @@ def test_a_list_valued_feature_is_a_category_of_its_json_and_drift_runs(tmp_path
             tmp_path / "logs" / "svc" / f"predictions-{day}.ndjson", [e for e in lines if e["@timestamp"][:10] == day]
         )
     with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
-        finding = drift.run(store, "m", DriftConfig(reference=ReferenceConfig(last="1d"), min_rows=10), DAY1)
+        config = DriftConfig(reference=ReferenceConfig(last="1d"), min_rows=10, min_coverage=0.0)
+        finding = drift.run(store, "m", config, DAY1)
         quality = store.quality(Query("m", DAY1))
     assert finding.status in ("ok", "alert"), finding.error
-    kinds = {f["name"]: f["kind"] for f in finding.metrics["features"]}
+    kinds = {f["name"]: f["kind"] for f in finding.to_dict()["features"]}
     assert kinds["tags"] == "categorical"
     assert quality.reasons["nested value in features.tags"].count == 300
 

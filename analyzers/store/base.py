@@ -1,4 +1,11 @@
-"""The ``Store`` interface: what the jobs need from wherever predictions live.
+"""The store's ports: reading predictions, keeping findings, keeping alert state; ``Store`` is all three.
+
+``PredictionReader`` is what jobs and reports read through, ``FindingStore`` where findings are
+written and read back, ``StateStore`` where alert state, the outbox and heartbeats live.  Each part of
+predwatch asks for the narrowest port it uses, so an adapter may implement one port alone (a reference
+file is only a ``PredictionReader``) or reuse another's (the local store keeps findings and state in
+``SqliteState``, which any new store can hold too).  ``analyzers.store.factory`` is the one place that
+picks the adapter a configuration names.
 
 Jobs speak in queries (model, time window, filters) and logical column names
 (``features.amount``, ``groups.region``, ``prediction``, ``score``, ``label``, ``latency_ms``,
@@ -16,14 +23,16 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import pandas as pd
 
 from analyzers.findings import Finding
+from analyzers.findings.quality import QualityReport as QualityReport  # defined with findings, which carry it
+from analyzers.findings.quality import ReasonCount as ReasonCount
 from analyzers.timeutil import Window
 
 Outcome = Literal["success", "failure"]
@@ -113,49 +122,11 @@ class Histogram:
     missing: float = 0.0
 
 
-@dataclass
-class ReasonCount:
-    """How many lines (or values) of a window were set aside for one reason, and where the first one was."""
-
-    count: int
-    first: str | None  # "path:line" (or index/document for Elasticsearch)
+_Reader = TypeVar("_Reader", bound="PredictionReader")
 
 
-@dataclass
-class QualityReport:
-    """What a window's lines cost: how many were considered and, per reason, how many were set aside.
-
-    ``lines`` counts the lines (events) considered for the window, kept and set aside alike.  Reasons are
-    short stable names (``bad JSON``, ``bad time``, ``implausible time``, ``invalid UTF-8``,
-    ``repeated id``, ``line too long``, ``too many keys``, ``truncated gzip``, ``nested value in
-    features.tags``, ``type mismatch in features.amount``, ...); a reason that names a field counts values.
-    """
-
-    lines: int
-    reasons: dict[str, ReasonCount] = field(default_factory=dict)
-
-    @property
-    def set_aside(self) -> int:
-        """Lines (or values) set aside, over every reason."""
-        return sum(r.count for r in self.reasons.values())
-
-    @property
-    def share(self) -> float:
-        """Set aside over considered (0 for an empty window)."""
-        return self.set_aside / self.lines if self.lines else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """The ``quality`` object every finding carries."""
-        return {
-            "lines": self.lines,
-            "set_aside": self.set_aside,
-            "share": self.share,
-            "reasons": {name: {"count": r.count, "first": r.first} for name, r in sorted(self.reasons.items())},
-        }
-
-
-class Store(ABC):
-    """Where predictions are read and analyzer results and alert state are kept.
+class PredictionReader(ABC):
+    """Where predictions are read: windows in, rows, samples and aggregates out.
 
     The value contract, for ``prediction``, ``label``, ``features.*`` and ``groups.*`` cells, the same in every
     adapter: a JSON string comes back as ``str`` (even ``"1"`` stays ``"1"``); a JSON integer as ``int``; a
@@ -239,7 +210,26 @@ class Store(ABC):
         """Counts per time bucket over the whole window, empty buckets included: columns
         ``start`` (tz-aware UTC), ``count`` (all events) and ``failures`` (``outcome == failure``)."""
 
-    # ---- results and alert state ------------------------------------------------------
+    # ---- data quality -----------------------------------------------------------------
+    @abstractmethod
+    def quality(self, query: Query) -> QualityReport:
+        """The lines of the query's window (model and time range; other filters ignored) that were considered,
+        and those quarantined or set aside, counted by reason with the first place each was seen."""
+
+    # ---- housekeeping -----------------------------------------------------------------
+    def close(self) -> None:
+        """Release connections and files."""
+
+    def __enter__(self: _Reader) -> _Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class FindingStore(ABC):
+    """Where findings are kept: written once per id (idempotent), read back by model, job and time."""
+
     @abstractmethod
     def write_findings(self, findings: Sequence[Finding]) -> None:
         """Store findings; writing the same finding id again replaces it (idempotent)."""
@@ -249,6 +239,10 @@ class Store(ABC):
         self, model: str | None = None, job: str | None = None, since: Any = None, until: Any = None
     ) -> list[Finding]:
         """Stored findings, oldest window first, filtered by model, job and window end time."""
+
+
+class StateStore(ABC):
+    """Where alert state, the outbox and heartbeats live: documents by key with optimistic concurrency."""
 
     @abstractmethod
     def get_state(self, key: str) -> tuple[dict[str, Any], Any] | None:
@@ -268,18 +262,6 @@ class Store(ABC):
     def list_state(self, prefix: str = "") -> dict[str, tuple[dict[str, Any], Any]]:
         """Every state document whose key starts with ``prefix``, with its version token."""
 
-    # ---- data quality -----------------------------------------------------------------
-    @abstractmethod
-    def quality(self, query: Query) -> QualityReport:
-        """The lines of the query's window (model and time range; other filters ignored) that were considered,
-        and those quarantined or set aside, counted by reason with the first place each was seen."""
 
-    # ---- housekeeping -----------------------------------------------------------------
-    def close(self) -> None:
-        """Release connections and files."""
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+class Store(PredictionReader, FindingStore, StateStore):
+    """Everything a configured store provides: predictions to read, findings and alert state to keep."""

@@ -31,10 +31,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from analyzers.config.models import DEFAULT_MEMORY_LIMIT
 from analyzers.stats.binning import bin_counts
 from analyzers.store.base import ROW_COLUMNS, ColumnInfo, Histogram, NumericSummary, Query, ReasonCount, StoreError
 from analyzers.store.errors import describe
+from analyzers.store.settings import DEFAULT_MEMORY_LIMIT
 from logshipper.schema import FEATURE_PREFIX, GROUP_PREFIX
 
 T = TypeVar("T")

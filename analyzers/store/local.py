@@ -26,7 +26,6 @@ from typing import Any
 
 import duckdb
 
-from analyzers.config.models import DEFAULT_MEMORY_LIMIT, LocalStoreConfig
 from analyzers.findings import Finding
 from analyzers.store.base import QualityReport, Query, Store, StoreError
 from analyzers.store.duck import DuckAggregates
@@ -34,6 +33,7 @@ from analyzers.store.jsonparse import Limits
 from analyzers.store.logfiles import Directory, LogFile
 from analyzers.store.private_files import private_dir
 from analyzers.store.registry import ParseError, Registry, Snapshot, service_folder
+from analyzers.store.settings import DEFAULT_MEMORY_LIMIT, LocalStoreConfig
 from analyzers.store.sqlite_state import SqliteState
 from analyzers.store.window import EMPTY_EVENTS, WindowTables, build, quality_counts
 from analyzers.timeutil import Window

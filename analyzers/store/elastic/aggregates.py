@@ -167,8 +167,13 @@ def quantiles(conn: Connection, ctx: Context, column: str, qs: Sequence[float]) 
         return [None] * len(qs)
     if len(mixture) == 1:
         points = mixture[0][1]
-        return [float(min(points, key=lambda p, q=q: abs(p[0] - q * 100))[1]) for q in qs]
+        return [float(_nearest(points, q * 100)[1]) for q in qs]
     return _mixed_quantiles(mixture, qs)
+
+
+def _nearest(points: Sequence[tuple[float, float]], percent: float) -> tuple[float, float]:
+    """The (percent, value) point whose percent is closest to ``percent``."""
+    return min(points, key=lambda p: abs(p[0] - percent))
 
 
 def _mixed_quantiles(mixture: list[tuple[float, list[tuple[float, float]]]], qs: Sequence[float]) -> list[float | None]:

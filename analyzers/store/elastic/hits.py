@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -48,7 +49,7 @@ def sorted_hits(
         }
         if after is not None:
             args["search_after"] = after
-        hits = conn.call(what, lambda args=args: conn.es.search(**args))["hits"]["hits"]
+        hits = conn.call(what, functools.partial(conn.es.search, **args))["hits"]["hits"]
         yield from hits
         if len(hits) < page:
             return
@@ -88,7 +89,7 @@ def scan(
                 args["search_after"] = after
             if runtime:
                 args["runtime_mappings"] = runtime
-            answer = conn.call(f"reading {indices}", lambda args=args: conn.es.search(**args))
+            answer = conn.call(f"reading {indices}", functools.partial(conn.es.search, **args))
             pit_id = answer.get("pit_id", pit_id)
             hits = answer["hits"]["hits"]
             yield from hits

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -48,14 +49,15 @@ class Feedback:
             filters = [*feedback_filter(query.model, query.window), {"terms": {PREDICTION_ID: batch}}]
             answer = self._conn.call(
                 f"reading feedback from {indices}",
-                lambda batch=batch, filters=filters: self._conn.es.search(
+                functools.partial(
+                    self._conn.es.search,
                     index=indices,
                     ignore_unavailable=True,
                     allow_no_indices=True,
                     query={"bool": {"filter": filters}},
                     collapse={"field": PREDICTION_ID},
                     sort=[{TIMESTAMP: {"order": "desc"}}],
-                    source=[PREDICTION_ID, LABEL],
+                    source=[PREDICTION_ID, LABEL],  # type: ignore[arg-type]  # the API takes a field list too
                     size=len(batch),
                     track_total_hits=False,
                 ),

@@ -72,8 +72,8 @@ class Labels:
                 "type": "double",
                 "script": {"source": _LABEL_SCRIPT % "((Number) v).doubleValue()", "params": {"labels": params}},
             }
-        params = {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in self.values.items()}
-        return {"type": "keyword", "script": {"source": _LABEL_SCRIPT % "(String) v", "params": {"labels": params}}}
+        texts = {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in self.values.items()}
+        return {"type": "keyword", "script": {"source": _LABEL_SCRIPT % "(String) v", "params": {"labels": texts}}}
 
 
 @dataclass

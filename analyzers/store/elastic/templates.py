@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from analyzers.store.elastic.connection import Connection
 from logshipper import index_template
 
@@ -19,5 +21,5 @@ def install(conn: Connection, delete_after_days: int = 30) -> None:
     ):
         conn.call(
             f"putting index template {name}",
-            lambda name=name, body=body: conn.es.indices.put_index_template(name=name, body=body),
+            functools.partial(conn.es.indices.put_index_template, name=name, body=body),
         )
