@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from analyzers.findings import Finding, Severity
+from analyzers.findings.quality import describe_reasons
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 MONITORING = "monitoring"
@@ -70,7 +71,7 @@ def _quality_alert(finding: Finding, severity: Severity) -> list[Alert]:
     if quality is None or quality.report is None or not quality.exceeded():
         return []
     report = quality.report
-    named = "; ".join(f"{r.count} {reason} (first at {r.first or 'unknown'})" for reason, r in report.largest(3))
+    named = "; ".join(describe_reasons(report)[:3])
     message = f"{report.share:.1%} of {report.lines} lines set aside, more than {quality.max_bad_share:.1%}: {named}"
     key = alert_key(finding.model, finding.job, QUALITY)
     return [Alert(key, finding.model, finding.job, QUALITY, severity, message, report.share, quality.max_bad_share)]

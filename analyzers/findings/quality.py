@@ -7,9 +7,14 @@ report and the ``quality`` alert read.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from analyzers.timeutil import Window
+
+if TYPE_CHECKING:
+    from analyzers.findings.base import Finding
 
 
 @dataclass
@@ -94,3 +99,43 @@ class WindowQuality:
         report = None if data.get("lines") is None else QualityReport.from_dict(data)
         error = data.get("error")
         return cls(report, float(data.get("max_bad_share") or 0.0), None if error is None else str(error))
+
+
+@dataclass
+class QualityRow:
+    """The quality of one model's window, and the jobs whose findings over that window carry it."""
+
+    model: str
+    window: Window
+    jobs: list[str]
+    quality: WindowQuality
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "window": self.window.to_dict(), "jobs": self.jobs, **self.quality.to_dict()}
+
+
+def quality_rows(findings: Sequence[Finding]) -> list[QualityRow]:
+    """One row per model window (jobs over the same window share it), in the findings' order; findings that
+    carry no quality (stored before it was measured) are left out."""
+    rows: list[QualityRow] = []
+    for finding in findings:
+        if finding.quality is None:
+            continue
+        same = next(
+            (
+                r
+                for r in rows
+                if (r.model, r.window) == (finding.model, finding.window) and r.quality == finding.quality
+            ),
+            None,
+        )
+        if same is None:
+            rows.append(QualityRow(finding.model, finding.window, [finding.job], finding.quality))
+        elif finding.job not in same.jobs:
+            same.jobs.append(finding.job)
+    return rows
+
+
+def describe_reasons(report: QualityReport) -> list[str]:
+    """Each reason as ``count reason (first at file:line)``, largest first."""
+    return [f"{r.count:,} {name} (first at {r.first or 'unknown'})" for name, r in report.largest(len(report.reasons))]
