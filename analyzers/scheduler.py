@@ -165,8 +165,10 @@ class Scheduler:
                 "error": finding.error,
             },
         )
-        log.info(
-            "job finished",
+        failed = finding.status == "error"  # a failed run (its store, its job, a timeout) is logged as an error
+        log.log(
+            logging.ERROR if failed else logging.INFO,
+            "job failed" if failed else "job finished",
             extra={
                 "predwatch": {
                     "model": model,
@@ -174,6 +176,7 @@ class Scheduler:
                     "status": finding.status,
                     "window": finding.window.to_dict(),
                     "duration_s": round(duration, 3),
+                    **({"error": finding.error} if failed else {}),
                     **delivered,
                 }
             },

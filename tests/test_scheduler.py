@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -152,7 +153,7 @@ def test_predwatch_run_runs_on_schedule_and_stops_cleanly_on_sigterm(tmp_path: P
 
 
 def test_a_run_longer_than_its_timeout_is_reported_and_the_next_one_skipped(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     loaded = load_config(config_file(tmp_path))
     ops = loaded.config.models["fraud"].ops
@@ -179,6 +180,9 @@ def test_a_run_longer_than_its_timeout_is_reported_and_the_next_one_skipped(
         assert "timed out" in doc["error"]
         assert doc["window_end"] == "2026-11-20T10:00:00Z"
         assert store.get_state("alert:fraud:ops:monitoring")[0]["status"] == "firing"
+        (failed,) = [r for r in caplog.records if r.getMessage() == "job failed"]
+        assert failed.levelno == logging.ERROR
+        assert "timed out" in failed.predwatch["error"]
         assert scheduler.run_once("fraud", "ops", fire + timedelta(hours=1)) is None, "still running: skipped"
     finally:
         release.set()
