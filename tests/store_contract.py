@@ -21,6 +21,7 @@ from analyzers.timeutil import Window
 
 DAY1 = Window("2026-11-20T00:00:00Z", "2026-11-21T00:00:00Z")
 DAY2 = Window("2026-11-21T00:00:00Z", "2026-11-22T00:00:00Z")
+DAY3 = Window("2026-11-22T00:00:00Z", "2026-11-23T00:00:00Z")
 
 
 def prediction(
@@ -66,9 +67,25 @@ def feedback(pid: str, ts: str, label, model="fraud") -> dict:
     }
 
 
+def value_events(model: str) -> list[dict]:
+    """Day 3: v1, v2, v3 with values of every JSON type (the value contract) and their feedback the same day."""
+    values = [
+        ("v1", {"code": "1", "flag": True, "tags": ["a", "b"], "amount": 1}, 1),
+        ("v2", {"code": 1, "flag": False, "tags": {"k": 1}, "amount": 1.0}, 1.0),
+        ("v3", {"code": None, "amount": 2.5}, 0),
+    ]
+    events = []
+    for i, (pid, features, label) in enumerate(values, start=1):
+        event = prediction(pid, f"2026-11-22T0{i}:00:00Z", model=model)
+        event["ml"]["features"] = features
+        event["ml"]["prediction"]["label"] = label
+        events.append(event)
+    return events + [feedback(pid, "2026-11-22T09:00:00Z", label, model=model) for pid, _, label in values]
+
+
 def contract_events(model: str, other: str) -> list[dict]:
     """Day 1 holds a, b, c (rate 0.5), a again, failure f and one event of ``other``; feedback of a and b
-    arrives on days 1, 2 and 4 (a's latest label is 1); day 2 holds prediction d."""
+    arrives on days 1, 2 and 4 (a's latest label is 1); day 2 holds prediction d; day 3 the value events."""
     return [
         prediction("a", "2026-11-20T01:00:00Z", amount=1.0, model=model),
         prediction("b", "2026-11-20T02:00:00.500Z", amount=2.0, country="FR", region="US", label=0, model=model),
@@ -80,6 +97,7 @@ def contract_events(model: str, other: str) -> list[dict]:
         prediction("d", "2026-11-21T01:00:00Z", amount=4.0, model=model),
         feedback("b", "2026-11-21T02:00:00Z", 0, model=model),
         feedback("a", "2026-11-23T02:00:00Z", 1, model=model),
+        *value_events(model),
     ]
 
 
@@ -206,3 +224,33 @@ class StoreContract:
         assert list(store.list_state(f"alert:{subject.model}:")) == [key]
         store.delete_state(key, version=v2)
         assert store.get_state(key) is None
+
+    # ---- the value contract ---------------------------------------------------------------
+    def test_strings_numbers_and_booleans_keep_their_json_type(self, subject: Subject):
+        store, q = subject.store, Query(subject.model, DAY3)
+        codes = store.category_counts(q, "features.code")
+        assert codes == {"1": 1.0, 1: 1.0, None: 1.0}  # "1" stays a string, 1 an int
+        assert sorted(type(k).__name__ for k in codes if k is not None) == ["int", "str"]
+        flags = store.category_counts(q, "features.flag")
+        assert flags == {True: 1.0, False: 1.0, None: 1.0}
+        assert all(isinstance(k, bool) for k in flags if k is not None)
+
+    def test_arrays_and_objects_are_categories_of_their_compact_json(self, subject: Subject):
+        store, q = subject.store, Query(subject.model, DAY3)
+        assert store.category_counts(q, "features.tags") == {'["a","b"]': 1.0, '{"k":1}': 1.0, None: 1.0}
+        assert {c.name: c.kind for c in store.columns(q)}["features.tags"] == "categorical"
+        assert store.quality(q).reasons["nested value in features.tags"].count == 2
+
+    def test_integers_and_fractions_are_equal_keys(self, subject: Subject):
+        store, q = subject.store, Query(subject.model, DAY3)
+        assert store.category_counts(q, "features.amount") == {1: 2.0, 2.5: 1.0}
+        table = store.crosstab(q, ["prediction", "label"])
+        cells = {(p, y): c for p, y, c in zip(table["prediction"], table["label"], table["count"], strict=True)}
+        assert cells == {(1, 1): 2.0, (0, 0): 1.0}  # 1 and 1.0 never split a confusion matrix
+
+    def test_quality_counts_the_lines_of_a_window(self, subject: Subject):
+        report = subject.store.quality(Query(subject.model, DAY1))
+        assert report.lines >= 5  # a, b, c, f and a's repeat (which Elasticsearch stores once)
+        assert all(r.count > 0 for r in report.reasons.values())
+        assert all(r.first is None or isinstance(r.first, str) for r in report.reasons.values())
+        assert report.to_dict()["set_aside"] == sum(r.count for r in report.reasons.values())

@@ -169,8 +169,10 @@ def _score_metrics(store: PredictionReader, labeled: Query, config: PerformanceC
     unit = summary.min >= 0 and summary.max <= 1
     acc = ScoreAccumulator.for_range(0.0, 1.0) if unit else ScoreAccumulator.for_range(summary.min, summary.max)
     for chunk in store.rows(labeled, columns=["score", "label", "sample_rate"]):
-        positive = np.array([is_positive(v, config.positive_label) for v in chunk["label"]], dtype=bool)
-        acc.add(numeric_values(chunk["score"]), positive, row_weights(chunk))
+        # Each distinct label is compared once, not each row (a window holds few classes and many rows).
+        codes, classes = pd.factorize(chunk["label"], use_na_sentinel=True)
+        flags = np.array([is_positive(c, config.positive_label) for c in classes] + [False], dtype=bool)
+        acc.add(numeric_values(chunk["score"]), flags[codes], row_weights(chunk))
     return {
         "roc_auc": acc.roc_auc(),
         "log_loss": acc.log_loss(),

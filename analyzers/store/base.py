@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal, TypeVar
 
@@ -31,6 +31,8 @@ import numpy as np
 import pandas as pd
 
 from analyzers.findings import Finding
+from analyzers.findings.quality import QualityReport as QualityReport  # defined with findings, which carry it
+from analyzers.findings.quality import ReasonCount as ReasonCount
 from analyzers.timeutil import Window
 
 Outcome = Literal["success", "failure"]
@@ -120,35 +122,28 @@ class Histogram:
     missing: float = 0.0
 
 
-@dataclass(frozen=True)
-class SkippedLine:
-    """A line the store could not use, and why; ``source`` is a file path or an index name."""
-
-    source: str
-    line: int | None
-    reason: str
-
-
-@dataclass
-class ScanReport:
-    """What a scan passed over: bad lines with file and line number, duplicate ids."""
-
-    skipped: list[SkippedLine] = field(default_factory=list)
-    duplicates: int = 0
-
-
 _Reader = TypeVar("_Reader", bound="PredictionReader")
 
 
 class PredictionReader(ABC):
-    """Where predictions are read: windows in, rows, samples and aggregates out."""
+    """Where predictions are read: windows in, rows, samples and aggregates out.
+
+    The value contract, for ``prediction``, ``label``, ``features.*`` and ``groups.*`` cells, the same in every
+    adapter: a JSON string comes back as ``str`` (even ``"1"`` stays ``"1"``); a JSON integer as ``int``; a
+    JSON float as ``float`` (so ``1`` and ``1.0`` are equal keys and never split a confusion matrix);
+    ``true``/``false`` as ``bool``; null or absent as ``None``; an array or object as its compact JSON text (a
+    categorical string), counted in :meth:`quality` under ``nested value in <column>``.  A column is numeric
+    when most of its non-null values are numbers (booleans are not numbers); its values that are not numbers
+    are set aside (neither values nor missing in numeric reads) and counted in :meth:`quality` as ``type
+    mismatch in <column>``.  The same file gives the same values whether or not it also holds bad lines.
+    """
 
     # ---- schema discovery -------------------------------------------------------------
     @abstractmethod
     def columns(self, query: Query) -> list[ColumnInfo]:
         """Features (``features.*``), groups (``groups.*``) and ``prediction``, ``score``, ``label``
-        present in the window, with their kind: numeric when every non-null value is a number
-        (booleans count as categorical), categorical otherwise."""
+        present in the window, with their kind: numeric when most non-null values are numbers
+        (booleans count as categorical; groups are always categorical), categorical otherwise."""
 
     # ---- rows -------------------------------------------------------------------------
     @abstractmethod
@@ -215,11 +210,13 @@ class PredictionReader(ABC):
         """Counts per time bucket over the whole window, empty buckets included: columns
         ``start`` (tz-aware UTC), ``count`` (all events) and ``failures`` (``outcome == failure``)."""
 
-    # ---- housekeeping -----------------------------------------------------------------
-    def scan_report(self) -> ScanReport:
-        """What the last reads passed over (bad lines, duplicates)."""
-        return ScanReport()
+    # ---- data quality -----------------------------------------------------------------
+    @abstractmethod
+    def quality(self, query: Query) -> QualityReport:
+        """The lines of the query's window (model and time range; other filters ignored) that were considered,
+        and those quarantined or set aside, counted by reason with the first place each was seen."""
 
+    # ---- housekeeping -----------------------------------------------------------------
     def close(self) -> None:
         """Release connections and files."""
 

@@ -12,7 +12,7 @@ import pandas as pd
 
 from analyzers.config.models import ElasticsearchStoreConfig
 from analyzers.findings import Finding
-from analyzers.store.base import ColumnInfo, ColumnKind, Histogram, NumericSummary, Query, Store
+from analyzers.store.base import ColumnInfo, ColumnKind, Histogram, NumericSummary, QualityReport, Query, Store
 from analyzers.store.elastic import aggregates, alert_state, limits, queries, rows, templates
 from analyzers.store.elastic import findings as monitor_findings
 from analyzers.store.elastic.connection import Connection, client_from_config
@@ -43,6 +43,16 @@ class ElasticsearchStore(Store):
         fields = self._mappings.columns(query)
         labels = self._feedback.window_labels(query) if needs_label or query.has_label is not None else None
         return queries.context(query, window_indices(query.model, query.window), fields, labels)
+
+    def quality(self, query: Query) -> QualityReport:
+        """The window's documents, none set aside yet: a line shipped twice is stored once (its id is the ``_id``),
+        and the documents the cluster refused (the dead-letter index) are not read here yet."""
+        ctx = self._context(Query(query.model, query.window))
+        answer = self._conn.call(
+            f"counting lines over {ctx.indices}",
+            lambda: self._conn.es.search(**ctx.search_args(), size=0, track_total_hits=True),
+        )
+        return QualityReport(int(((answer.get("hits") or {}).get("total") or {}).get("value") or 0))
 
     # ---- aggregates ---------------------------------------------------------------------------
     def count(self, query: Query) -> float:
