@@ -179,6 +179,29 @@ class StoreContract:
         assert vol["failures"].tolist() == [1.0, 0.0, 0.0, 0.0]
         assert str(vol["start"].iloc[1]) == "2026-11-20 06:00:00+00:00"
 
+    def test_bucketed_histograms_split_by_time_and_value(self, subject: Subject):
+        q = Query(subject.model, DAY1, outcome="success")
+        # a (01:00, amount 1, prediction 1), b (02:00, 2, 0), c (03:00, 3, 1, weight 2): buckets of two hours
+        hist = subject.store.bucketed_histograms(
+            q, "features.amount", [0, 1.5, 2.5], bucket=timedelta(hours=2), by="prediction"
+        )
+        assert hist.keys == [0, 1]
+        assert hist.counts.shape == (12, 2, 4)
+        assert str(hist.starts[1]) == "2026-11-20 02:00:00+00:00"
+        assert hist.counts[0, 1].tolist() == [0.0, 1.0, 0.0, 0.0]  # a
+        assert hist.counts[1, 0].tolist() == [0.0, 0.0, 1.0, 0.0]  # b
+        assert hist.counts[1, 1].tolist() == [0.0, 0.0, 0.0, 2.0]  # c, weighted, above the last edge
+        assert hist.counts[2:].sum() == 0.0
+        assert hist.missing.sum() == 0.0
+
+    def test_bucketed_histograms_without_by_hold_every_row(self, subject: Subject):
+        hist = subject.store.bucketed_histograms(
+            Query(subject.model, DAY3), "features.amount", [0, 1.5, 5], bucket=timedelta(days=1)
+        )
+        assert hist.keys == [None]
+        assert hist.counts.tolist() == [[[0.0, 2.0, 1.0, 0.0]]]  # v1's 1 and v2's 1.0, then v3's 2.5
+        assert hist.missing.tolist() == [[0.0]]
+
     def test_sample_is_bounded_and_reproducible(self, subject: Subject):
         store, q = subject.store, Query(subject.model, DAY1)
         one = store.sample(q, 2, seed=3)

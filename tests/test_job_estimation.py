@@ -148,12 +148,12 @@ def test_realized_stands_next_to_estimated_once_labels_arrive(tmp_path: Path) ->
         assert abs(entry["realized"] - entry["estimated"]) < 0.05, entry["name"]
 
 
-def test_predictions_that_follow_no_threshold_are_read_as_rows_and_match_the_hand_computed_expectation(
+def test_predictions_that_follow_no_threshold_are_split_by_class_and_match_the_hand_computed_expectation(
     tmp_path: Path,
 ) -> None:
     truth = log_days(tmp_path / "logs", label_shift_day=False, rule="coin", seed=2)
     finding = _run(tmp_path, SHIFT_DAY, calibration="none")
-    assert finding["window_read"] == "rows"
+    assert finding["window_read"] == "aggregates"  # the histograms are split by the logged class
     assert finding["decision_threshold"] is None
     day = truth[3]
     p, predicted = day["score"], day["predicted"]

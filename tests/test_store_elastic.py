@@ -263,6 +263,38 @@ def test_histogram_uses_a_range_aggregation_over_the_edges(fake: FakeElasticsear
         store.histogram(Query("fraud", DAY1), "features.amount", [2, 1])
 
 
+def test_bucketed_histograms_page_a_composite_of_time_and_value_with_ranges(
+    fake: FakeElasticsearch, store: ElasticsearchStore, monkeypatch
+):
+    monkeypatch.setattr(elastic, "MAX_BUCKETS", 12)  # 12 // (3 edges + 3) = 2 composite buckets a page
+    fake.on("POST", f"/{WINDOW_INDEX}/_search", "search_bucketed_page1", "search_bucketed_page2")
+    hist = store.bucketed_histograms(
+        Query("fraud", DAY1), "features.amount", [0, 1.5, 2.5], bucket=timedelta(hours=2), by="prediction"
+    )
+    assert hist.keys == [0, 1, None]
+    assert hist.counts.shape == (12, 3, 4)
+    assert hist.counts[0, 1].tolist() == [0.0, 1.0, 0.0, 0.0]
+    assert hist.counts[1, 0].tolist() == [0.0, 0.0, 1.0, 0.0]
+    assert hist.counts[1, 1].tolist() == [0.0, 0.0, 0.0, 2.0]
+    assert hist.missing[1].tolist() == [0.0, 1.0, 1.0]  # weight 3 in the bucket, 2 of it binned; no amount at all
+    assert hist.counts[2:].sum() == 0.0
+    assert str(hist.starts[1]) == "2026-11-20 02:00:00+00:00"
+    first, second = _searches(fake)
+    composite = first.body["aggs"]["h"]["composite"]
+    assert composite["size"] == 2
+    assert composite["sources"][0]["t"]["date_histogram"] == {
+        "field": "@timestamp",
+        "fixed_interval": "7200000ms",
+        "offset": "+0ms",
+    }
+    assert composite["sources"][1]["k"]["terms"] == {"field": "ml.prediction.label", "missing_bucket": True}
+    ranges = first.body["aggs"]["h"]["aggs"]["bins"]["range"]
+    assert ranges["field"] == "ml.features.amount"
+    assert [r["key"] for r in ranges["ranges"]] == ["under", "b0", "b1", "over"]
+    assert "after" not in composite
+    assert second.body["aggs"]["h"]["composite"]["after"] == {"t": 1795140000000, "k": 0.0}
+
+
 def test_numeric_summary_from_weighted_sums(fake: FakeElasticsearch, store: ElasticsearchStore):
     fake.on("POST", f"/{WINDOW_INDEX}/_search", "search_summary")
     summary = store.numeric_summary(Query("fraud", DAY1), "features.amount")

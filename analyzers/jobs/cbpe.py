@@ -4,17 +4,18 @@ Reference: a uniform sample of at most ``sample_size`` labelled predictions (sco
 the calibration, the decision rule, the score cells and the reference's realized metrics with a bootstrap
 interval (200 multinomial resamples of its cells, standard error about ``1/sqrt(n)``).
 
-Window: one crosstab (predictions and labels) and one histogram of the score over the reference's score
-cells.  When the reference shows that a prediction is positive exactly when its score reaches a threshold,
-and the window's count of positive predictions agrees with its scores, that is all (aggregates: the work
-grows with the cells, not the predictions); otherwise, or when many windows are read together, the rows
-are read once.  Labelled predictions of a window, when at least ``min_labels`` have arrived, give the
-realized metrics (one pass over them).
+Windows: windows of one length on one grid (back-to-back hours, a single window) are read together by one
+aggregate, the histogram of the score over the reference's score cells per window and logged class (the class
+says whether a prediction was predicted positive, so no decision rule is assumed), and one count of labelled
+predictions per window: work that grows with the windows and cells, not the predictions.  Other windows are
+read from one pass over their rows.  Labelled predictions of a window, when at least ``min_labels`` have
+arrived, give the realized metrics (one pass over them).
 """
 
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,7 @@ from analyzers.jobs.estimator import (
     WindowEstimate,
     finite,
     numeric,
+    routed,
     weights,
 )
 from analyzers.stats.binning import quantile_edges, quantile_levels
@@ -43,6 +45,7 @@ from analyzers.stats.estimation import (
 )
 from analyzers.stats.performance import is_positive
 from analyzers.store.base import PredictionReader, Query
+from analyzers.timeutil import Window
 
 SCORE_CELLS = 2000  # reference score quantiles that bound the cells (atoms of repeated scores get their own)
 BOOTSTRAP = 200  # resamples of the reference for its interval
@@ -119,29 +122,31 @@ class ClassificationEstimator(Estimator):
             f" > max_calibration_error {config.max_calibration_error:g} ({self.fitted.method})"
         )
 
-    # ---- one window by aggregates ------------------------------------------------------------
-    def read_one(self, store: PredictionReader, query: Query, config: EstimationConfig) -> WindowEstimate | None:
-        if self.decision_threshold is None:
-            return None
-        table = store.crosstab(query, ["prediction", "label"])
-        counts = table["count"].to_numpy(dtype=float)
-        predicted = self.flags(table["prediction"])
-        n_predicted_positive = float(counts[predicted].sum())
-        n_labeled = float(counts[table["label"].notna().to_numpy()].sum())
-        hist = store.histogram(query, "score", self.edges.tolist())
-        full = np.concatenate([[hist.underflow], hist.counts, [hist.overflow]])
-        above = np.concatenate([[False], self.edges >= self.decision_threshold])  # cell i + 1 starts at edges[i]
-        positive = np.where(above, full, 0.0)
-        agrees = abs(float(positive.sum()) - n_predicted_positive) <= 1e-9 * max(1.0, n_predicted_positive)
-        if hist.missing != 0 or not agrees:
-            return None
-        sums = _Sums(self)
-        sums.positive, sums.negative = positive, np.where(above, 0.0, full)
-        sums.n_labeled = n_labeled
-        if n_labeled >= config.min_labels:
-            for chunk in store.rows(query.with_(has_label=True), columns=list(self.columns)):
-                sums.add_realized(self.prepare(chunk))
-        return sums.result(config, source="aggregates")
+    # ---- windows on one grid by aggregates -------------------------------------------------------
+    def read_grid(
+        self, store: PredictionReader, span: Query, bucket: timedelta, config: EstimationConfig
+    ) -> list[WindowEstimate]:
+        """Each bucket of the span from one aggregate: the score's histogram over the cells per bucket and
+        logged class (the class says predicted positive or negative, so no decision rule is assumed); the
+        labelled predictions per bucket from one volume count, and, where ``min_labels`` arrived, their rows."""
+        hist = store.bucketed_histograms(span, "score", self.edges.tolist(), bucket=bucket, by="prediction")
+        predicted = self.flags(pd.Series(hist.keys, dtype=object))
+        positive = hist.counts[:, predicted, :].sum(axis=1)
+        negative = hist.counts[:, ~predicted, :].sum(axis=1)
+        labelled = store.volume(span.with_(has_label=True), bucket)["count"].to_numpy(dtype=float)
+        sums = []
+        for b in range(len(hist.starts)):
+            one = _Sums(self)
+            one.positive, one.negative, one.n_labeled = positive[b], negative[b], float(labelled[b])
+            sums.append(one)
+        realized = [b for b in range(len(sums)) if labelled[b] >= config.min_labels]
+        if realized:
+            starts = [hist.starts[b].to_pydatetime() for b in realized]
+            windows = [Window(start, min(start + bucket, span.window.end)) for start in starts]
+            read = span.with_(window=Window(windows[0].start, windows[-1].end), has_label=True)
+            for i, rows in routed(store, read, windows, self):
+                sums[realized[i]].add_realized(rows)
+        return [s.result(config, source="aggregates") for s in sums]
 
     # ---- rows -----------------------------------------------------------------------------------
     def prepare(self, chunk: pd.DataFrame) -> Rows:

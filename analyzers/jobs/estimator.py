@@ -11,8 +11,9 @@ from __future__ import annotations
 import itertools
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -85,8 +86,10 @@ class Estimator(ABC):
         """Why the fit is too poor to estimate anything, ``None`` when it is good enough."""
         return None
 
-    def read_one(self, store: PredictionReader, query: Query, config: EstimationConfig) -> WindowEstimate | None:
-        """One window from aggregates, ``None`` when its rows must be read."""
+    def read_grid(
+        self, store: PredictionReader, span: Query, bucket: timedelta, config: EstimationConfig
+    ) -> list[WindowEstimate] | None:
+        """Every ``bucket`` of the span's window (from its start) from aggregates, ``None`` when rows must be read."""
         return None
 
     @abstractmethod
@@ -108,26 +111,67 @@ def read_windows(
 ) -> dict[Window, WindowEstimate]:
     """Each query's window read by the estimator.
 
-    ``rows`` is how many predictions the windows hold together.  Windows of at most ``STREAM_ROWS`` predictions
-    on average are read in one pass over their rows (time-ordered by the store, so each window is a run of
-    rows): a few queries in all, work that grows with the rows.  Larger windows are read one by one by
-    aggregates where the method can (work that grows with the windows and the cells, not the rows), else by
-    their rows.
+    Windows of one length on one grid (back-to-back hours, days; a single window) are read by aggregates per
+    grid bucket where the method can: a few queries in all, work that grows with the windows and the cells,
+    not the rows.  Otherwise, windows of at most ``STREAM_ROWS`` predictions on average are read in one pass
+    over their rows (time-ordered by the store, so each window is a run of rows), and larger ones one by one.
+    ``rows`` is how many predictions the windows hold together.
     """
     if not queries:
         return {}
-    if len(queries) == 1 or rows / len(queries) > STREAM_ROWS:
-        out: dict[Window, WindowEstimate] = {}
-        for query in queries:
-            alone = estimator.read_one(store, query, config)
-            out[query.window] = alone if alone is not None else _stream(store, [query], estimator, config)[0]
-        return out
+    grid = _grid(queries)
+    if grid is not None:
+        span, bucket = grid
+        read = estimator.read_grid(store, span, bucket, config)
+        if read is not None:
+            return {q.window: read[(q.window.start - span.window.start) // bucket] for q in queries}
     ordered = sorted(queries, key=lambda q: q.window.start)
     apart = all(a.window.end <= b.window.start for a, b in itertools.pairwise(ordered))
     same = all(q.with_(window=ordered[0].window) == ordered[0] for q in ordered)
-    if not (apart and same):
-        return {q.window: _stream(store, [q], estimator, config)[0] for q in ordered}
+    if rows / len(queries) > STREAM_ROWS or not (apart and same):
+        return {q.window: _one(store, q, estimator, config) for q in ordered}
     return {q.window: read for q, read in zip(ordered, _stream(store, ordered, estimator, config), strict=True)}
+
+
+def _grid(queries: list[Query]) -> tuple[Query, timedelta] | None:
+    """The span and bucket of windows that differ only in their window, all of one length ``L``, starting at
+    multiples of ``L`` from the first and filling at least half the span (else ``None``)."""
+    first = min(queries, key=lambda q: q.window.start)
+    length = first.window.length
+    if length <= timedelta(0) or any(q.with_(window=first.window) != first for q in queries):
+        return None
+    if any(q.window.length != length or (q.window.start - first.window.start) % length for q in queries):
+        return None
+    end = max(q.window.end for q in queries)
+    if (end - first.window.start) // length > 2 * len({q.window for q in queries}):
+        return None
+    return first.with_(window=Window(first.window.start, end)), length
+
+
+def _one(store: PredictionReader, query: Query, estimator: Estimator, config: EstimationConfig) -> WindowEstimate:
+    """One window, by aggregates where the method can, else by its rows."""
+    read = estimator.read_grid(store, query, query.window.length, config)
+    return read[0] if read is not None else _stream(store, [query], estimator, config)[0]
+
+
+def routed(
+    store: PredictionReader, span: Query, windows: Sequence[Window], estimator: Estimator
+) -> Iterator[tuple[int, Rows]]:
+    """The span's rows, prepared by the estimator, as (index of the window, its rows) for ``windows`` (in time
+    order, not overlapping); one pass, rows outside every window dropped."""
+    first = np.array([_ns(w.start) for w in windows], dtype=np.int64)
+    last = np.array([_ns(w.end) for w in windows], dtype=np.int64)
+    for chunk in store.rows(span, columns=[*estimator.columns, "timestamp"]):
+        times = _times_ns(chunk["timestamp"])
+        low = np.searchsorted(times, first, side="left")
+        high = np.searchsorted(times, last, side="left")
+        touched = np.flatnonzero(high > low)
+        if touched.size == 0:
+            continue
+        rows = estimator.prepare(chunk)
+        for i in touched:
+            a, b = int(low[i]), int(high[i])
+            yield int(i), {name: values[a:b] for name, values in rows.items()}
 
 
 def _stream(
@@ -135,20 +179,9 @@ def _stream(
 ) -> list[WindowEstimate]:
     """Windows that do not overlap, in time order, read in one pass over their span."""
     span = ordered[0].with_(window=Window(ordered[0].window.start, ordered[-1].window.end))
-    starts = np.array([_ns(q.window.start) for q in ordered], dtype=np.int64)
-    ends = np.array([_ns(q.window.end) for q in ordered], dtype=np.int64)
     sums = [estimator.accumulator() for _ in ordered]
-    for chunk in store.rows(span, columns=[*estimator.columns, "timestamp"]):
-        times = _times_ns(chunk["timestamp"])
-        first = np.searchsorted(times, starts, side="left")
-        last = np.searchsorted(times, ends, side="left")
-        touched = np.flatnonzero(last > first)
-        if touched.size == 0:
-            continue
-        rows = estimator.prepare(chunk)
-        for i in touched:
-            a, b = int(first[i]), int(last[i])
-            sums[i].add({name: values[a:b] for name, values in rows.items()})
+    for i, rows in routed(store, span, [q.window for q in ordered], estimator):
+        sums[i].add(rows)
     return [s.result(config) for s in sums]
 
 

@@ -18,7 +18,15 @@ import pandas as pd
 from analyzers.config.jobs import JobConfig
 from analyzers.findings import Finding, Signal, Status, VersionFinding, VersionSplit, version_subject
 from analyzers.jobs.base import Job
-from analyzers.store.base import ColumnInfo, Histogram, NumericSummary, PredictionReader, QualityReport, Query
+from analyzers.store.base import (
+    BucketedHistograms,
+    ColumnInfo,
+    Histogram,
+    NumericSummary,
+    PredictionReader,
+    QualityReport,
+    Query,
+)
 from analyzers.timeutil import Window
 
 VERSION_COLUMN = "model_version"
@@ -118,6 +126,11 @@ class VersionSlice(PredictionReader):
 
     def histograms(self, query: Query, edges: Mapping[str, Sequence[float]]) -> dict[str, Histogram]:
         return self.store.histograms(self._narrow(query), edges)
+
+    def bucketed_histograms(
+        self, query: Query, column: str, edges: Sequence[float], *, bucket: timedelta, by: str | None = None
+    ) -> BucketedHistograms:
+        return self.store.bucketed_histograms(self._narrow(query), column, edges, bucket=bucket, by=by)
 
     def quantiles(self, query: Query, column: str, qs: Sequence[float]) -> list[float | None]:
         return self.store.quantiles(self._narrow(query), column, qs)

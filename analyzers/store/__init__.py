@@ -11,6 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from analyzers.store.base import (
+    BucketedHistograms,
     ColumnInfo,
     ConflictError,
     FindingStore,
@@ -37,6 +38,7 @@ _ADAPTERS = {
 }
 
 __all__ = [
+    "BucketedHistograms",
     "ColumnInfo",
     "ConflictError",
     "FindingStore",

@@ -122,6 +122,28 @@ class Histogram:
     missing: float = 0.0
 
 
+@dataclass(frozen=True)
+class BucketedHistograms:
+    """Weighted histograms of one numeric column per time bucket and per value of a ``by`` column.
+
+    ``counts[b, k]`` is ``[underflow, counts over the edges..., overflow]`` (``len(edges) + 1`` cells, as
+    :class:`Histogram` splits them) of the rows in the bucket starting at ``starts[b]`` whose ``by`` value is
+    ``keys[k]`` (``None``: missing; without ``by``, ``keys == [None]`` holds every row); ``missing[b, k]``
+    counts those rows with no value in the column.  Empty buckets are included.
+    """
+
+    starts: pd.DatetimeIndex
+    edges: np.ndarray
+    keys: list[Any]
+    counts: np.ndarray
+    missing: np.ndarray
+
+    @staticmethod
+    def key_order(value: Any) -> tuple[bool, str, str]:
+        """The order of ``keys`` in every adapter: by type, then text, ``None`` last."""
+        return (value is None, type(value).__name__, str(value))
+
+
 _Reader = TypeVar("_Reader", bound="PredictionReader")
 
 
@@ -193,6 +215,14 @@ class PredictionReader(ABC):
         This default asks once per column.
         """
         return {column: self.histogram(query, column, column_edges) for column, column_edges in edges.items()}
+
+    @abstractmethod
+    def bucketed_histograms(
+        self, query: Query, column: str, edges: Sequence[float], *, bucket: timedelta, by: str | None = None
+    ) -> BucketedHistograms:
+        """Weighted histograms of a numeric column over ``edges`` per time bucket of length ``bucket`` from the
+        window's start and per value of ``by`` (a column of few values, such as ``prediction``), in one query:
+        many windows' histograms for the price of one, so that a job judging every hour of a week asks once."""
 
     @abstractmethod
     def quantiles(self, query: Query, column: str, qs: Sequence[float]) -> list[float | None]:

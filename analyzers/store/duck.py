@@ -32,7 +32,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analyzers.stats.binning import bin_counts
-from analyzers.store.base import ROW_COLUMNS, ColumnInfo, Histogram, NumericSummary, Query, ReasonCount, StoreError
+from analyzers.store.base import (
+    ROW_COLUMNS,
+    BucketedHistograms,
+    ColumnInfo,
+    Histogram,
+    NumericSummary,
+    Query,
+    ReasonCount,
+    StoreError,
+)
 from analyzers.store.errors import describe
 from analyzers.store.settings import DEFAULT_MEMORY_LIMIT
 from logshipper.schema import FEATURE_PREFIX, GROUP_PREFIX
@@ -77,6 +86,43 @@ def _edges(edges: Sequence[float]) -> np.ndarray:
     if out.ndim != 1 or len(out) < 2 or np.any(np.diff(out) < 0):
         raise ValueError("histogram edges must be at least two ascending numbers")
     return out
+
+
+def _key_index(column: pa.Array, keys: dict[Any, int], json_text: bool) -> np.ndarray:
+    """Each row's index in ``keys`` (value to index, grown as new values appear; null is ``None``)."""
+    if pa.types.is_null(column.type):
+        return np.full(len(column), keys.setdefault(None, len(keys)))
+    encoded = pc.dictionary_encode(column)
+    values = [decode(v) if json_text else v for v in encoded.dictionary.to_pylist()]
+    index = np.array([keys.setdefault(v, len(keys)) for v in values] + [keys.setdefault(None, len(keys))])
+    return index[pc.fill_null(encoded.indices, len(values)).to_numpy(zero_copy_only=False)]
+
+
+def _grown(flat: np.ndarray, size: int) -> np.ndarray:
+    """``flat`` padded with zeros to ``size`` (counts of keys first seen in a later batch)."""
+    return np.concatenate([flat, np.zeros(size - len(flat))]) if len(flat) < size else flat
+
+
+def _bucketed_result(
+    query: Query,
+    seconds: float,
+    n_buckets: int,
+    bins: np.ndarray,
+    keys: dict[Any, int],
+    counts: np.ndarray,
+    missing: np.ndarray,
+) -> BucketedHistograms:
+    """Flat (key, bucket, cell) counts as ``BucketedHistograms``: the keys that occurred, sorted (``None`` last)."""
+    cells = len(bins) + 1
+    by_key = _grown(counts, len(keys) * n_buckets * cells).reshape(len(keys), n_buckets, cells)
+    lost = _grown(missing, len(keys) * n_buckets).reshape(len(keys), n_buckets)
+    occurred = by_key.sum(axis=(1, 2)) + lost.sum(axis=1) > 0
+    seen = sorted((v for v, i in keys.items() if occurred[i]), key=BucketedHistograms.key_order)
+    order = [keys[v] for v in seen]
+    starts = pd.date_range(start=query.window.start, periods=n_buckets, freq=pd.Timedelta(seconds=seconds), tz="UTC")
+    return BucketedHistograms(
+        starts, bins, seen, by_key[order].transpose(1, 0, 2).copy(), lost[order].transpose(1, 0).copy()
+    )
 
 
 @dataclass(frozen=True)
@@ -395,6 +441,60 @@ class DuckAggregates:
         finally:
             cursor.close()
         return {c: Histogram(bins[c], full[c][1:-1], full[c][0], full[c][-1], missing[c]) for c in names}
+
+    def bucketed_histograms(
+        self, query: Query, column: str, edges: Sequence[float], *, bucket: timedelta, by: str | None = None
+    ) -> BucketedHistograms:
+        """One streamed pass: each row's bucket (SQL), ``by`` value and value (Arrow batches) go into one
+        ``bincount`` over (bucket, key, cell), so memory holds one batch and the counts, whatever the window."""
+        bins = _edges(edges)
+        seconds = bucket.total_seconds()
+        if seconds <= 0:
+            raise ValueError("histogram bucket must be positive")
+        n_buckets = max(int(np.ceil(query.window.length.total_seconds() / seconds)), 1)
+        return self._retrying(
+            f"binning {column} per {bucket}", query, lambda: self._bucketed(query, column, bins, seconds, n_buckets, by)
+        )
+
+    def _bucketed(
+        self, query: Query, column: str, bins: np.ndarray, seconds: float, n_buckets: int, by: str | None
+    ) -> BucketedHistograms:
+        source, params, cols = self._source(query, [column] + ([by] if by else []))
+        key_sql = "NULL" if by is None else self._raw(by, cols)
+        sql = (
+            f"SELECT CAST(floor((epoch(timestamp) - ?) / ?) AS BIGINT), {key_sql}, {self._value(column, cols)}, _w"
+            f" {source}"
+        )
+        json_key = by is not None and (by in JSON_COLUMNS or by.startswith((FEATURE_PREFIX, GROUP_PREFIX)))
+        cells = len(bins) + 1
+        keys: dict[Any, int] = {}
+        counts = np.zeros(0)  # flat (key, bucket, cell) counts, grown as keys appear
+        missing = np.zeros(0)  # flat (key, bucket)
+        with self._lock:
+            cursor = self._con.cursor()
+        try:
+            reader = cursor.sql(sql, params=[query.window.start.timestamp(), seconds, *params]).to_arrow_reader(
+                _BATCH_ROWS
+            )
+            for batch in reader:
+                b = batch.column(0).to_numpy(zero_copy_only=False)
+                key = _key_index(batch.column(1), keys, json_key)
+                x = batch.column(2).to_numpy(zero_copy_only=False).astype(float)
+                absent = batch.column(2).is_null().to_numpy(zero_copy_only=False)
+                weight = batch.column(3).to_numpy(zero_copy_only=False).astype(float)
+                inside = (b >= 0) & (b < n_buckets)
+                use = inside & ~np.isnan(x)  # NaN: missing, or set aside (not a number)
+                lost = inside & absent
+                slot = key * n_buckets + b
+                cell = np.searchsorted(bins, x[use], side="right")
+                size = len(keys) * n_buckets
+                counts = _grown(counts, size * cells) + np.bincount(
+                    slot[use] * cells + cell, weight[use], minlength=size * cells
+                )
+                missing = _grown(missing, size) + np.bincount(slot[lost], weight[lost], minlength=size)
+        finally:
+            cursor.close()
+        return _bucketed_result(query, seconds, n_buckets, bins, keys, counts, missing)
 
     def quantiles(self, query: Query, column: str, qs: Sequence[float]) -> list[float | None]:
         if any(not 0.0 <= q <= 1.0 for q in qs):

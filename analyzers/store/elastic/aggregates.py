@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analyzers.store.base import ColumnInfo, Histogram, NumericSummary
+from analyzers.store.base import BucketedHistograms, ColumnInfo, Histogram, NumericSummary
 from analyzers.store.elastic import limits
 from analyzers.store.elastic.connection import Connection
+from analyzers.store.elastic.mapping import Field
 from analyzers.store.elastic.queries import Context, weight_agg, weighted_value_agg
 from analyzers.timeutil import Window
 from logshipper.schema import (
@@ -263,3 +264,87 @@ def volume(conn: Connection, ctx: Context, window: Window, bucket: timedelta) ->
             failures[index] += float(b["failures"]["w"]["value"] or 0.0) if b["failures"].get("doc_count") else 0.0
     starts = pd.date_range(start=start, periods=n_buckets, freq=pd.Timedelta(milliseconds=interval_ms), tz="UTC")
     return pd.DataFrame({"start": starts, "count": counts, "failures": failures})
+
+
+def bucketed_histograms(
+    conn: Connection,
+    ctx: Context,
+    column: str,
+    edges_arr: np.ndarray,
+    *,
+    window: Window,
+    bucket: timedelta,
+    by: str | None,
+) -> BucketedHistograms:
+    """Per time bucket (from the window's start) and value of ``by``: a composite aggregation of a date histogram
+    and the ``by`` terms, each composite bucket holding a range aggregation over the edges, paged so that one
+    response stays within ``search.max_buckets``."""
+    interval_ms = max(round(bucket.total_seconds() * 1000), 1)
+    start_ms = int(window.start.timestamp() * 1000)
+    n_buckets = max(int(np.ceil(window.length.total_seconds() * 1000 / interval_ms)), 1)
+    time_source = {"date_histogram": {"field": TIMESTAMP, "fixed_interval": f"{interval_ms}ms"}}
+    time_source["date_histogram"]["offset"] = f"+{start_ms % interval_ms}ms"
+    sources: list[dict[str, Any]] = [{"t": time_source}]
+    by_field = ctx.fields.get(by) if by is not None else None
+    if by_field is not None:
+        sources.append({"k": {"terms": {"field": by_field.path, "missing_bucket": True}}})
+    inner: dict[str, Any] = {"w": weight_agg()}
+    field = ctx.fields.get(column)
+    if field is not None and field.kind == "numeric":
+        ranges = [{"key": "under", "to": float(edges_arr[0])}]
+        ranges += [
+            {"key": f"b{i}", "from": float(lo), "to": float(hi)}
+            for i, (lo, hi) in enumerate(itertools.pairwise(edges_arr))
+        ]
+        ranges.append({"key": "over", "from": float(edges_arr[-1])})
+        inner["bins"] = {"range": {"field": field.path, "ranges": ranges, "keyed": True}, "aggs": {"w": weight_agg()}}
+    page = max(1, min(limits.COMPOSITE_PAGE, limits.MAX_BUCKETS // (len(edges_arr) + 3)))
+    cells = len(edges_arr) + 1
+    found: dict[Any, tuple[np.ndarray, np.ndarray]] = {}  # key: (counts per bucket and cell, missing per bucket)
+    after: dict[str, Any] | None = None
+    while True:
+        composite: dict[str, Any] = {"size": page, "sources": sources}
+        if after is not None:
+            composite["after"] = after
+        answer = _aggregate(conn, ctx, {"h": {"composite": composite, "aggs": inner}}, f"binning {column} over time")
+        part = answer.get("h") or {}
+        buckets = part.get("buckets") or []
+        for composite_bucket in buckets:
+            _add_bucket(composite_bucket, found, start_ms, interval_ms, n_buckets, cells, by_field)
+        after = part.get("after_key")
+        if not buckets or after is None or len(buckets) < page:
+            break
+    keys = sorted(found, key=BucketedHistograms.key_order)
+    counts = np.zeros((n_buckets, len(keys), cells))
+    missing = np.zeros((n_buckets, len(keys)))
+    for position, key in enumerate(keys):
+        counts[:, position, :], missing[:, position] = found[key]
+    starts = pd.date_range(start=window.start, periods=n_buckets, freq=pd.Timedelta(milliseconds=interval_ms), tz="UTC")
+    return BucketedHistograms(starts, edges_arr, keys, counts, missing)
+
+
+def _add_bucket(
+    composite_bucket: dict[str, Any],
+    found: dict[Any, tuple[np.ndarray, np.ndarray]],
+    start_ms: int,
+    interval_ms: int,
+    n_buckets: int,
+    cells: int,
+    by_field: Field | None,
+) -> None:
+    """One composite bucket's weighted counts per cell and missing count into ``found``."""
+    index = (int(composite_bucket["key"]["t"]) - start_ms) // interval_ms
+    if not 0 <= index < n_buckets or not composite_bucket.get("doc_count"):
+        return
+    key = _plain(composite_bucket["key"].get("k"), by_field.es_type) if by_field is not None else None
+    counts, missing = found.setdefault(key, (np.zeros((n_buckets, cells)), np.zeros(n_buckets)))
+    ranges = (composite_bucket.get("bins") or {}).get("buckets") or {}
+
+    def weight(name: str) -> float:
+        one = ranges.get(name) or {}
+        return float((one.get("w") or {}).get("value") or 0.0) if one.get("doc_count") else 0.0
+
+    row = np.array([weight("under")] + [weight(f"b{i}") for i in range(cells - 2)] + [weight("over")])
+    counts[index] += row
+    total = float((composite_bucket.get("w") or {}).get("value") or 0.0)
+    missing[index] += max(total - float(row.sum()), 0.0)

@@ -9,3 +9,4 @@ COMPOSITE_PAGE = 1_000
 PIT_KEEP_ALIVE = "2m"
 FIELD_CAPS_TTL = 30.0  # seconds a window's mapping is reused
 LABELS_TTL = 30.0  # seconds a window's feedback map is reused by the aggregates of one job run
+MAX_BUCKETS = 65_536  # Elasticsearch's default search.max_buckets: the buckets one response may hold

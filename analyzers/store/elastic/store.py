@@ -12,7 +12,16 @@ import pandas as pd
 
 from analyzers.config.models import ElasticsearchStoreConfig
 from analyzers.findings import Finding
-from analyzers.store.base import ColumnInfo, ColumnKind, Histogram, NumericSummary, QualityReport, Query, Store
+from analyzers.store.base import (
+    BucketedHistograms,
+    ColumnInfo,
+    ColumnKind,
+    Histogram,
+    NumericSummary,
+    QualityReport,
+    Query,
+    Store,
+)
 from analyzers.store.elastic import aggregates, alert_state, limits, queries, rows, templates
 from analyzers.store.elastic import findings as monitor_findings
 from analyzers.store.elastic.connection import Connection, client_from_config
@@ -72,6 +81,17 @@ class ElasticsearchStore(Store):
         edges_arr = aggregates.histogram_edges(edges)
         ctx = self._context(query, needs_label=column == "label")
         return aggregates.histogram(self._conn, ctx, column, edges_arr)
+
+    def bucketed_histograms(
+        self, query: Query, column: str, edges: Sequence[float], *, bucket: timedelta, by: str | None = None
+    ) -> BucketedHistograms:
+        edges_arr = aggregates.histogram_edges(edges)
+        if bucket.total_seconds() <= 0:
+            raise ValueError("histogram bucket must be positive")
+        ctx = self._context(query, needs_label="label" in (column, by))
+        return aggregates.bucketed_histograms(
+            self._conn, ctx, column, edges_arr, window=query.window, bucket=bucket, by=by
+        )
 
     def quantiles(self, query: Query, column: str, qs: Sequence[float]) -> list[float | None]:
         """TDigest percentiles per sample-rate stratum, mixed by weight: approximate, as Elasticsearch's are."""
