@@ -315,3 +315,29 @@ def test_regression_metrics_on_a_classifier_are_a_configuration_error() -> None:
         EstimationConfig(metrics=["mae", "accuracy"])
     with pytest.raises(ValueError, match="not estimated for the task 'classification'"):
         EstimationConfig(metrics=["mae"], task="classification")
+
+
+def test_windows_on_one_grid_are_read_by_one_aggregate_and_match_the_hand_computed_values(tmp_path: Path) -> None:
+    truth = log_days(tmp_path / "logs", label_shift_day=True, seed=3)
+    config = EstimationConfig(reference=REFERENCE, window="6h", min_rows=50, min_labels=50, calibration="none")
+    windows = [
+        Window(SHIFT_DAY.start + timedelta(hours=6 * k), SHIFT_DAY.start + timedelta(hours=6 * (k + 1)))
+        for k in range(3)  # the day's predictions fill 22 hours: the last quarter is too empty to judge
+    ]
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
+        findings = [as_json(f) for f in estimation.run_windows(store, "m", config, windows)]
+    day = truth[3]
+    row = np.arange(N) * 40 // (6 * 3600)  # the window of each of the day's predictions (one every 40 s)
+    labelled = np.arange(N) % 2 == 0
+    for k, finding in enumerate(findings):
+        assert finding["window_read"] == "aggregates"
+        inside = row == k
+        p, predicted, y = day["score"][inside], day["predicted"][inside], day["y"][inside]
+        entries = _by_name(finding)
+        assert finding["n_labeled"] == inside[labelled].sum()
+        # CBPE by hand; a score cell may hold two neighbouring scores (their mean probability): within 1e-4
+        assert entries["accuracy"]["estimated"] == pytest.approx(np.mean(np.where(predicted, p, 1 - p)), abs=1e-4)
+        assert entries["precision"]["estimated"] == pytest.approx(p[predicted].mean(), abs=1e-4)
+        mine = labelled[inside]
+        assert entries["accuracy"]["realized"] == pytest.approx(accuracy_score(y[mine], predicted[mine]), abs=1e-12)
+        assert entries["roc_auc"]["realized"] == pytest.approx(roc_auc_score(y[mine], p[mine]), abs=1e-3)

@@ -681,6 +681,16 @@ class DuckAggregates:
         names = self._select_list(columns, cols)
         kinds = {c.name: c.kind for c in self._column_counts(query)}
         salt = f"#{int(seed)}"
+        select = self._select_sql(names, cols)
+        with self._lock:
+            (total,) = self._con.execute(f"SELECT count(*) {source}", params).fetchall()[0]
+            if total <= n:  # every row: one read, put in the order the picking below would give
+                table = self._con.sql(
+                    f"SELECT {select}, hash(prediction_id || ?) AS _pw_key, prediction_id AS _pw_id {source}",
+                    params=[salt, *params],
+                ).to_arrow_table()
+                order = pc.sort_indices(table, sort_keys=[("_pw_key", "ascending"), ("_pw_id", "ascending")])
+                return self._frame(table.take(order).drop_columns(["_pw_key", "_pw_id"]), kinds)
         picking = f"SELECT prediction_id AS _pw_id {source} ORDER BY hash(prediction_id || ?), prediction_id LIMIT ?"
         with self._lock:
             # The ids are picked on one narrow column, then only the picked rows are read in full and
@@ -690,7 +700,7 @@ class DuckAggregates:
             self._con.register("_pw_picked", picked)
             try:
                 table = self._con.sql(
-                    f"SELECT {self._select_sql(names, cols)}, p._pw_rank FROM (SELECT * {source}) s"
+                    f"SELECT {select}, p._pw_rank FROM (SELECT * {source}) s"
                     " JOIN _pw_picked p ON s.prediction_id = p._pw_id",
                     params=params,
                 ).to_arrow_table()
