@@ -191,6 +191,7 @@ class StoreContract:
         assert hist.counts[0, 1].tolist() == [0.0, 1.0, 0.0, 0.0]  # a
         assert hist.counts[1, 0].tolist() == [0.0, 0.0, 1.0, 0.0]  # b
         assert hist.counts[1, 1].tolist() == [0.0, 0.0, 0.0, 2.0]  # c, weighted, above the last edge
+        assert hist.weight_sq[1, 1].tolist() == [0.0, 0.0, 0.0, 4.0]  # c alone, logged at rate 0.5
         assert hist.counts[2:].sum() == 0.0
         assert hist.missing.sum() == 0.0
 

@@ -276,6 +276,7 @@ def test_bucketed_histograms_page_a_composite_of_time_and_value_with_ranges(
     assert hist.counts[0, 1].tolist() == [0.0, 1.0, 0.0, 0.0]
     assert hist.counts[1, 0].tolist() == [0.0, 0.0, 1.0, 0.0]
     assert hist.counts[1, 1].tolist() == [0.0, 0.0, 0.0, 2.0]
+    assert hist.weight_sq[1, 1].tolist() == [0.0, 0.0, 0.0, 4.0]  # one prediction logged at rate 0.5
     assert hist.missing[1].tolist() == [0.0, 1.0, 1.0]  # weight 3 in the bucket, 2 of it binned; no amount at all
     assert hist.counts[2:].sum() == 0.0
     assert str(hist.starts[1]) == "2026-11-20 02:00:00+00:00"
@@ -291,6 +292,7 @@ def test_bucketed_histograms_page_a_composite_of_time_and_value_with_ranges(
     ranges = first.body["aggs"]["h"]["aggs"]["bins"]["range"]
     assert ranges["field"] == "ml.features.amount"
     assert [r["key"] for r in ranges["ranges"]] == ["under", "b0", "b1", "over"]
+    assert set(first.body["aggs"]["h"]["aggs"]["bins"]["aggs"]) == {"w", "w2"}
     assert "after" not in composite
     assert second.body["aggs"]["h"]["composite"]["after"] == {"t": 1795140000000, "k": 0.0}
 

@@ -136,6 +136,7 @@ class BucketedHistograms:
     edges: np.ndarray
     keys: list[Any]
     counts: np.ndarray
+    weight_sq: np.ndarray
     missing: np.ndarray
 
     @staticmethod

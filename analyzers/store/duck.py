@@ -109,19 +109,25 @@ def _bucketed_result(
     n_buckets: int,
     bins: np.ndarray,
     keys: dict[Any, int],
-    counts: np.ndarray,
+    counted: tuple[np.ndarray, np.ndarray],
     missing: np.ndarray,
 ) -> BucketedHistograms:
-    """Flat (key, bucket, cell) counts as ``BucketedHistograms``: the keys that occurred, sorted (``None`` last)."""
+    """Flat (key, bucket, cell) counts and squared weights as ``BucketedHistograms``: the keys that occurred,
+    sorted (``None`` last)."""
     cells = len(bins) + 1
-    by_key = _grown(counts, len(keys) * n_buckets * cells).reshape(len(keys), n_buckets, cells)
+    by_key, squares = (_grown(c, len(keys) * n_buckets * cells).reshape(len(keys), n_buckets, cells) for c in counted)
     lost = _grown(missing, len(keys) * n_buckets).reshape(len(keys), n_buckets)
     occurred = by_key.sum(axis=(1, 2)) + lost.sum(axis=1) > 0
     seen = sorted((v for v, i in keys.items() if occurred[i]), key=BucketedHistograms.key_order)
     order = [keys[v] for v in seen]
     starts = pd.date_range(start=query.window.start, periods=n_buckets, freq=pd.Timedelta(seconds=seconds), tz="UTC")
     return BucketedHistograms(
-        starts, bins, seen, by_key[order].transpose(1, 0, 2).copy(), lost[order].transpose(1, 0).copy()
+        starts,
+        bins,
+        seen,
+        by_key[order].transpose(1, 0, 2).copy(),
+        squares[order].transpose(1, 0, 2).copy(),
+        lost[order].transpose(1, 0).copy(),
     )
 
 
@@ -469,6 +475,7 @@ class DuckAggregates:
         cells = len(bins) + 1
         keys: dict[Any, int] = {}
         counts = np.zeros(0)  # flat (key, bucket, cell) counts, grown as keys appear
+        squares = np.zeros(0)  # the same cells' sums of squared weights
         missing = np.zeros(0)  # flat (key, bucket)
         with self._lock:
             cursor = self._con.cursor()
@@ -488,13 +495,13 @@ class DuckAggregates:
                 slot = key * n_buckets + b
                 cell = np.searchsorted(bins, x[use], side="right")
                 size = len(keys) * n_buckets
-                counts = _grown(counts, size * cells) + np.bincount(
-                    slot[use] * cells + cell, weight[use], minlength=size * cells
-                )
+                flat = slot[use] * cells + cell
+                counts = _grown(counts, size * cells) + np.bincount(flat, weight[use], minlength=size * cells)
+                squares = _grown(squares, size * cells) + np.bincount(flat, weight[use] ** 2, minlength=size * cells)
                 missing = _grown(missing, size) + np.bincount(slot[lost], weight[lost], minlength=size)
         finally:
             cursor.close()
-        return _bucketed_result(query, seconds, n_buckets, bins, keys, counts, missing)
+        return _bucketed_result(query, seconds, n_buckets, bins, keys, (counts, squares), missing)
 
     def quantiles(self, query: Query, column: str, qs: Sequence[float]) -> list[float | None]:
         if any(not 0.0 <= q <= 1.0 for q in qs):

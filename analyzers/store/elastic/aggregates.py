@@ -17,7 +17,7 @@ from analyzers.store.base import BucketedHistograms, ColumnInfo, Histogram, Nume
 from analyzers.store.elastic import limits
 from analyzers.store.elastic.connection import Connection
 from analyzers.store.elastic.mapping import Field
-from analyzers.store.elastic.queries import Context, weight_agg, weighted_value_agg
+from analyzers.store.elastic.queries import Context, weight_agg, weight_sq_agg, weighted_value_agg
 from analyzers.timeutil import Window
 from logshipper.schema import (
     EVENT_OUTCOME,
@@ -297,10 +297,11 @@ def bucketed_histograms(
             for i, (lo, hi) in enumerate(itertools.pairwise(edges_arr))
         ]
         ranges.append({"key": "over", "from": float(edges_arr[-1])})
-        inner["bins"] = {"range": {"field": field.path, "ranges": ranges, "keyed": True}, "aggs": {"w": weight_agg()}}
+        sums = {"w": weight_agg(), "w2": weight_sq_agg()}
+        inner["bins"] = {"range": {"field": field.path, "ranges": ranges, "keyed": True}, "aggs": sums}
     page = max(1, min(limits.COMPOSITE_PAGE, limits.MAX_BUCKETS // (len(edges_arr) + 3)))
     cells = len(edges_arr) + 1
-    found: dict[Any, tuple[np.ndarray, np.ndarray]] = {}  # key: (counts per bucket and cell, missing per bucket)
+    found: dict[Any, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # key: counts, squared weights, missing
     after: dict[str, Any] | None = None
     while True:
         composite: dict[str, Any] = {"size": page, "sources": sources}
@@ -316,16 +317,17 @@ def bucketed_histograms(
             break
     keys = sorted(found, key=BucketedHistograms.key_order)
     counts = np.zeros((n_buckets, len(keys), cells))
+    squares = np.zeros((n_buckets, len(keys), cells))
     missing = np.zeros((n_buckets, len(keys)))
     for position, key in enumerate(keys):
-        counts[:, position, :], missing[:, position] = found[key]
+        counts[:, position, :], squares[:, position, :], missing[:, position] = found[key]
     starts = pd.date_range(start=window.start, periods=n_buckets, freq=pd.Timedelta(milliseconds=interval_ms), tz="UTC")
-    return BucketedHistograms(starts, edges_arr, keys, counts, missing)
+    return BucketedHistograms(starts, edges_arr, keys, counts, squares, missing)
 
 
 def _add_bucket(
     composite_bucket: dict[str, Any],
-    found: dict[Any, tuple[np.ndarray, np.ndarray]],
+    found: dict[Any, tuple[np.ndarray, np.ndarray, np.ndarray]],
     start_ms: int,
     interval_ms: int,
     n_buckets: int,
@@ -337,14 +339,17 @@ def _add_bucket(
     if not 0 <= index < n_buckets or not composite_bucket.get("doc_count"):
         return
     key = _plain(composite_bucket["key"].get("k"), by_field.es_type) if by_field is not None else None
-    counts, missing = found.setdefault(key, (np.zeros((n_buckets, cells)), np.zeros(n_buckets)))
+    empty = (np.zeros((n_buckets, cells)), np.zeros((n_buckets, cells)), np.zeros(n_buckets))
+    counts, squares, missing = found.setdefault(key, empty)
     ranges = (composite_bucket.get("bins") or {}).get("buckets") or {}
 
-    def weight(name: str) -> float:
+    def weight(name: str, sum_of: str) -> float:
         one = ranges.get(name) or {}
-        return float((one.get("w") or {}).get("value") or 0.0) if one.get("doc_count") else 0.0
+        return float((one.get(sum_of) or {}).get("value") or 0.0) if one.get("doc_count") else 0.0
 
-    row = np.array([weight("under")] + [weight(f"b{i}") for i in range(cells - 2)] + [weight("over")])
+    names = ["under", *(f"b{i}" for i in range(cells - 2)), "over"]
+    row = np.array([weight(name, "w") for name in names])
     counts[index] += row
+    squares[index] += [weight(name, "w2") for name in names]
     total = float((composite_bucket.get("w") or {}).get("value") or 0.0)
     missing[index] += max(total - float(row.sum()), 0.0)
