@@ -11,8 +11,9 @@ Measured, each tool in its own process:
 
 * predwatch: the estimation job (ROC AUC and accuracy, calibration ``auto``) over every hour, through
   the ``LocalStore`` reading the log files; and the drift job's multivariate step (``pca``) over every
-  hour.  "predwatch" judges all hours in one call (``run_windows``, ``multivariate_windows``: a fixed number
-  of store queries, the hours' rows read in one pass), as NannyML judges its chunks; "one window" is the
+  hour.  "predwatch" judges all hours in one call (``run_windows``: one score histogram aggregate per hour and
+  logged class, in one store query; ``multivariate_windows``: the hours' rows read in one pass), as NannyML
+  judges its chunks; "one window" is the
   whole period as one window (aggregates); ``--per-hour`` adds one job run per hour, as a scheduler runs
   them (five store queries each).  Cold: the JSON lines are parsed (nothing kept from an earlier run);
   warm: the days the cold run parsed are read back as Parquet, as a scheduler's later runs do.
