@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 
 from analyzers.config.models import DEFAULT_MEMORY_LIMIT
 from analyzers.stats.binning import bin_counts
+from analyzers.stats.sampling import SampleSize
 from analyzers.store.base import ROW_COLUMNS, ColumnInfo, ColumnKind, Histogram, NumericSummary, Query, StoreError
 from logshipper.schema import FEATURE_PREFIX, GROUP_PREFIX
 
@@ -194,6 +195,12 @@ class DuckAggregates:
         source, params, _ = self._source(query)
         return float(self._fetch(f"SELECT coalesce(sum(_w), 0) {source}", params)[0][0])
 
+    def sample_size(self, query: Query) -> SampleSize:
+        source, params, _ = self._source(query)
+        sql = f"SELECT coalesce(sum(_w), 0), coalesce(sum(_w * _w), 0), count(*) {source}"
+        weighted, squares, rows = self._fetch(sql, params)[0]
+        return SampleSize(float(weighted), float(squares), float(rows))
+
     def numeric_summary(self, query: Query, column: str) -> NumericSummary:
         return self.numeric_summaries(query, [column])[column]
 
@@ -297,14 +304,15 @@ class DuckAggregates:
             raise ValueError("crosstab needs at least one column")
         source, params, cols = self._source(query)
         exprs = [quote(c) if c in cols else f"CAST(NULL AS VARCHAR) AS {quote(c)}" for c in columns]
-        sql = f"SELECT {', '.join(exprs)}, sum(_w) AS count {source} GROUP BY ALL"
+        sql = f"SELECT {', '.join(exprs)}, sum(_w) AS count, sum(_w * _w) AS weight_sq {source} GROUP BY ALL"
         rows = self._fetch(sql, params)
         json_cols = [c in JSON_COLUMNS or c.startswith((FEATURE_PREFIX, GROUP_PREFIX)) for c in columns]
         data = [
-            [decode(v) if js else v for v, js in zip(row[:-1], json_cols, strict=True)] + [float(row[-1])]
+            [decode(v) if js else v for v, js in zip(row[:-2], json_cols, strict=True)]
+            + [float(row[-2]), float(row[-1])]
             for row in rows
         ]
-        frame = pd.DataFrame(data, columns=[*columns, "count"])
+        frame = pd.DataFrame(data, columns=[*columns, "count", "weight_sq"])
         return frame.astype({c: object for c in columns}) if len(frame) else frame
 
     def volume(self, query: Query, bucket: timedelta) -> pd.DataFrame:
