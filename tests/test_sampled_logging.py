@@ -166,6 +166,8 @@ def test_findings_report_the_traffic_and_the_rows_observed(store: LocalStore) ->
     labelled = store.sample_size(query.with_(has_label=True))
     assert found["performance"]["n_labeled"] == pytest.approx(labelled.weighted)
     assert found["performance"]["n_labeled_observed"] == labelled.rows
+    assert found["performance"]["label_coverage"] == pytest.approx(1.0)
+    assert found["performance"]["reference"]["label_coverage"] == pytest.approx(1.0)
 
 
 def test_mixed_rates_count_kish_effective_size(store: LocalStore) -> None:

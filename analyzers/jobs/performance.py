@@ -108,6 +108,7 @@ def _run(store: PredictionReader, model: str, config: PerformanceConfig, window:
     reference.update(
         n_labeled=ref_labeled,
         n_labeled_observed=ref_labels.rows,
+        label_coverage=ref_labeled / ref_total if (ref_total := covered["reference"].count) > 0 else None,
         status="ok" if ref is not None else "insufficient_data",
         max_drop=config.max_drop,
         thresholds=dict(config.thresholds),
