@@ -101,7 +101,8 @@ def test_a_thin_candidate_is_held_with_the_predictions_it_still_needs(tmp_path: 
     assert alerts_of(finding) == []  # waiting for data is not a problem to page about
     assert m.candidate is not None
     assert m.candidate.events < 100
-    assert f"{100 - m.candidate.events:g} more events before a verdict" in m.reason
+    assert m.candidate.events_observed == m.candidate.events  # logged unsampled
+    assert f"{100 - m.candidate.events_observed:g} more events logged before a verdict" in m.reason
     assert finding.summary() == m.reason
 
 

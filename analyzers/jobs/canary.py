@@ -461,8 +461,8 @@ def _reason(decision: Decision, metrics: CanaryMetrics, config: CanaryConfig) ->
     waits: list[str] = []
     if decision.rows_short > 0:
         waits.append(
-            f"{format_number(decision.rows_short)} more events before a verdict (min_rows {config.min_rows}; "
-            f"baseline {format_number(base.events)}, candidate {format_number(cand.events)})"
+            f"{format_number(decision.rows_short)} more events logged before a verdict (min_rows {config.min_rows}; "
+            f"baseline {format_number(base.events_observed)}, candidate {format_number(cand.events_observed)})"
         )
     if size is None or size.required is None:
         waits.append(f"{config.metric} cannot be compared yet ({_missing_metric(config, metrics)})")
