@@ -278,11 +278,10 @@ def _numeric_columns(
             )
             continue
         pair = samples.get(column)
-        effective: tuple[float | None, float | None] = (None, None)
         if pair is not None:  # every row read, all of one weight: the counts are rows times that weight
             ref_rows, cur_rows = bin_counts(pair[0], column_bins.fine), bin_counts(pair[1], column_bins.fine)
             ref_fine, cur_fine = ref_rows * ref.row_weight, cur_rows * cur.row_weight
-            effective = (float(ref_rows.sum()), float(cur_rows.sum()))
+            effective: tuple[float, float] = (float(ref_rows.sum()), float(cur_rows.sum()))
         else:
             ref_fine, cur_fine = _full(ref_hists[column]), _full(cur_hists[column])
             effective = (ref.effective(float(ref_fine.sum())), cur.effective(float(cur_fine.sum())))
