@@ -118,6 +118,18 @@ class StoreContract:
         assert store.count(q.with_(outcome="success")) == 4
         assert store.count(Query(subject.model, DAY2)) == 1
 
+    def test_sample_size_gives_rows_and_squared_weights_beside_the_weighted_count(self, subject: Subject):
+        size = subject.store.sample_size(Query(subject.model, DAY1))
+        assert (size.weighted, size.squares, size.rows) == (5.0, 1 + 1 + 4 + 1, 4.0)  # c at rate 0.5 weighs 2
+        assert size.effective == pytest.approx(25 / 7)
+        assert subject.store.sample_size(Query(subject.model, DAY1, outcome="failure")).rows == 1.0
+
+    def test_crosstab_sums_squared_weights_per_combination(self, subject: Subject):
+        q = Query(subject.model, DAY1, outcome="success")
+        table = subject.store.crosstab(q, ["features.country"])
+        rows = {r[0]: (r[1], r[2]) for r in table[["features.country", "count", "weight_sq"]].itertuples(index=False)}
+        assert rows == {"DE": (3.0, 5.0), "FR": (1.0, 1.0)}  # DE: a (weight 1) and c (weight 2)
+
     def test_duplicate_prediction_ids_count_once(self, subject: Subject):
         rows = next(subject.store.rows(Query(subject.model, DAY1), columns=["prediction_id", "features.amount"]))
         assert sorted(rows["prediction_id"]) == ["a", "b", "c", "f"]

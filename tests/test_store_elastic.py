@@ -163,6 +163,17 @@ def test_count_reads_only_the_window_days_with_filters(fake: FakeElasticsearch, 
     assert (time_range["gte"], time_range["lt"]) == ("2026-11-20T12:00:00.000Z", "2026-11-21T06:00:00.000Z")
 
 
+def test_sample_size_sums_weights_and_their_squares_beside_the_documents(
+    fake: FakeElasticsearch, store: ElasticsearchStore
+):
+    fake.on("POST", f"/{WINDOW_INDEX}/_search", "search_count")
+    size = store.sample_size(Query("fraud", DAY1))
+    assert (size.weighted, size.squares, size.rows) == (5.0, 7.0, 4.0)
+    aggs = _searches(fake)[0].body["aggs"]
+    assert aggs["w2"]["sum"]["script"]["source"].endswith("return w * w;")
+    assert aggs["all"] == {"filter": {"match_all": {}}}
+
+
 def test_long_windows_name_their_indices_by_wildcard(fake: FakeElasticsearch, store: ElasticsearchStore):
     fake.on("POST", r"/ml-predictions-fraud-\*/_field_caps", "field_caps_window")
     fake.on("POST", r"/ml-predictions-fraud-\*/_search", "search_count")
@@ -222,7 +233,10 @@ def test_crosstab_pages_a_composite_aggregation(fake: FakeElasticsearch, store: 
     table = store.crosstab(Query("fraud", DAY1), ["groups.region", "prediction", "label"])
     rows = {tuple(r[:3]): r[3] for r in table.itertuples(index=False)}
     assert rows == {("EU", 1, 1): 1.0, ("EU", 1, None): 2.0, ("US", 0, 0): 1.0}
+    squares = {tuple(r[:3]): r[4] for r in table.itertuples(index=False)}
+    assert squares == {("EU", 1, 1): 1.0, ("EU", 1, None): 4.0, ("US", 0, 0): 1.0}  # one document of weight 2
     first, second = _searches(fake)
+    assert set(first.body["aggs"]["t"]["aggs"]) == {"w", "w2"}
     sources = first.body["aggs"]["t"]["composite"]["sources"]
     assert [next(iter(s.values()))["terms"]["field"] for s in sources] == [
         "ml.groups.region",

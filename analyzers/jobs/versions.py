@@ -18,6 +18,7 @@ import pandas as pd
 from analyzers.config.jobs import JobConfig
 from analyzers.findings import Finding, Signal, Status, VersionFinding, VersionSplit, version_subject
 from analyzers.jobs.base import Job
+from analyzers.stats.sampling import SampleSize
 from analyzers.store.base import ColumnInfo, Histogram, NumericSummary, PredictionReader, QualityReport, Query
 from analyzers.timeutil import Window
 
@@ -103,6 +104,9 @@ class VersionSlice(PredictionReader):
 
     def count(self, query: Query) -> float:
         return self.store.count(self._narrow(query))
+
+    def sample_size(self, query: Query) -> SampleSize:
+        return self.store.sample_size(self._narrow(query))
 
     def numeric_summary(self, query: Query, column: str) -> NumericSummary:
         return self.store.numeric_summary(self._narrow(query), column)

@@ -13,6 +13,9 @@ Jobs speak in queries (model, time window, filters) and logical column names
 see ``logshipper.schema.COLUMNS``).  Aggregates are computed where the data is, so a job's work
 grows with its bins and groups, not with the number of predictions.  Every count is weighted by
 ``1 / sample_rate`` of the events it counts (a missing rate is 1), so sampled logging reweights.
+Tests and intervals need what was observed instead: :meth:`PredictionReader.sample_size` gives a
+window's weighted count beside its rows and the sum of squared weights, and ``crosstab`` gives each
+combination's ``weight_sq`` beside its ``count`` (see :mod:`analyzers.stats.sampling`).
 
 ``label`` is the ground truth joined by ``prediction_id`` from ``ml.feedback`` events, which may
 arrive days after the prediction (in a later day's file or index); the latest feedback wins.
@@ -33,6 +36,7 @@ import pandas as pd
 from analyzers.findings import Finding
 from analyzers.findings.quality import QualityReport as QualityReport  # defined with findings, which carry it
 from analyzers.findings.quality import ReasonCount as ReasonCount
+from analyzers.stats.sampling import SampleSize
 from analyzers.timeutil import Window
 
 Outcome = Literal["success", "failure"]
@@ -168,6 +172,11 @@ class PredictionReader(ABC):
         """Weighted number of predictions in the window."""
 
     @abstractmethod
+    def sample_size(self, query: Query) -> SampleSize:
+        """The window's weighted number of predictions, the rows logged and their sum of squared weights:
+        what estimates stand for and what tests may count on."""
+
+    @abstractmethod
     def numeric_summary(self, query: Query, column: str) -> NumericSummary:
         """Count, missing, mean, std, min, max of a numeric column (non-finite values are missing)."""
 
@@ -202,8 +211,10 @@ class PredictionReader(ABC):
     @abstractmethod
     def crosstab(self, query: Query, columns: Sequence[str]) -> pd.DataFrame:
         """Weighted counts per combination of the columns' values: one row per combination,
-        the given columns plus ``count``.  E.g. ``["groups.region", "prediction", "label"]`` gives
-        per-group confusion counts; nulls are kept as their own value."""
+        the given columns plus ``count`` and ``weight_sq`` (the sum of the squared weights, equal to
+        ``count`` without sampling, for the combination's effective size).  E.g.
+        ``["groups.region", "prediction", "label"]`` gives per-group confusion counts; nulls are kept
+        as their own value."""
 
     @abstractmethod
     def volume(self, query: Query, bucket: timedelta) -> pd.DataFrame:

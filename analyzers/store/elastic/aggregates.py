@@ -1,6 +1,7 @@
 """Aggregates as Elasticsearch aggregations over a query's context: the request bodies and the reading of answers.
 
-Every count is the sum of the sample-rate weight; percentiles are TDigest estimates, so quantiles are approximate.
+Every count is the sum of the sample-rate weight (with the sum of its square where tests need the effective
+size); percentiles are TDigest estimates, so quantiles are approximate.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analyzers.stats.sampling import SampleSize
 from analyzers.store.base import ColumnInfo, Histogram, NumericSummary
 from analyzers.store.elastic import limits
 from analyzers.store.elastic.connection import Connection
-from analyzers.store.elastic.queries import Context, weight_agg, weighted_value_agg
+from analyzers.store.elastic.queries import Context, weight_agg, weight_sq_agg, weighted_value_agg
 from analyzers.timeutil import Window
 from logshipper.schema import (
     EVENT_OUTCOME,
@@ -50,6 +52,17 @@ def count(conn: Connection, ctx: Context) -> float:
     """Weighted number of the context's predictions."""
     aggs = _aggregate(conn, ctx, {"w": weight_agg()}, "counting")
     return float((aggs.get("w") or {}).get("value") or 0.0)
+
+
+def sample_size(conn: Connection, ctx: Context) -> SampleSize:
+    """Weighted count, sum of squared weights and number of documents of the context's predictions."""
+    aggs = {"w": weight_agg(), "w2": weight_sq_agg(), "all": {"filter": {"match_all": {}}}}
+    answer = _aggregate(conn, ctx, aggs, "sizing")
+    return SampleSize(
+        float((answer.get("w") or {}).get("value") or 0.0),
+        float((answer.get("w2") or {}).get("value") or 0.0),
+        float((answer.get("all") or {}).get("doc_count") or 0),
+    )
 
 
 def columns(conn: Connection, ctx: Context) -> list[ColumnInfo]:
@@ -193,10 +206,11 @@ def _mixed_quantiles(mixture: list[tuple[float, list[tuple[float, float]]]], qs:
     return out
 
 
-def crosstab(conn: Connection, ctx: Context, columns: Sequence[str], total: Callable[[], float]) -> pd.DataFrame:
-    """Weighted count per combination of values (missing as None), paging a composite aggregation.
+def crosstab(conn: Connection, ctx: Context, columns: Sequence[str], total: Callable[[], SampleSize]) -> pd.DataFrame:
+    """Weighted count and sum of squared weights per combination of values (missing as None), paging a
+    composite aggregation.
 
-    ``total`` counts the query when none of the columns is mapped (one row of Nones, or none).
+    ``total`` sizes the query when none of the columns is mapped (one row of Nones, or none).
     """
     for column in columns:
         column_path(column)  # unknown names fail with the list of known ones
@@ -207,7 +221,7 @@ def crosstab(conn: Connection, ctx: Context, columns: Sequence[str], total: Call
     rows: list[list[Any]] = []
     if not sources:
         everything = total()
-        rows = [[None] * len(columns) + [everything]] if everything else []
+        rows = [[None] * len(columns) + [everything.weighted, everything.squares]] if everything.weighted else []
     else:
         after: dict[str, Any] | None = None
         while True:
@@ -215,19 +229,29 @@ def crosstab(conn: Connection, ctx: Context, columns: Sequence[str], total: Call
             if after is not None:
                 composite["after"] = after
             answer = _aggregate(
-                conn, ctx, {"t": {"composite": composite, "aggs": {"w": weight_agg()}}}, "counting combinations"
+                conn,
+                ctx,
+                {"t": {"composite": composite, "aggs": {"w": weight_agg(), "w2": weight_sq_agg()}}},
+                "counting combinations",
             )
             part = answer.get("t") or {}
             buckets = part.get("buckets") or []
             for bucket in buckets:
                 key = bucket["key"]
                 values = {c: _plain(key.get(f"k{i}"), ctx.fields[c].es_type) for i, c in enumerate(mapped)}
-                rows.append([values.get(c) for c in columns] + [float(bucket["w"]["value"] or 0.0)])
+                weighted = float(bucket["w"]["value"] or 0.0)
+                rows.append([values.get(c) for c in columns] + [weighted, float(bucket["w2"]["value"] or 0.0)])
             after = part.get("after_key")
             if not buckets or after is None or len(buckets) < limits.COMPOSITE_PAGE:
                 break
     data = {c: pd.Series([r[i] for r in rows], dtype=object) for i, c in enumerate(columns)}
-    return pd.DataFrame({**data, "count": pd.Series([r[-1] for r in rows], dtype=float)})
+    return pd.DataFrame(
+        {
+            **data,
+            "count": pd.Series([r[-2] for r in rows], dtype=float),
+            "weight_sq": pd.Series([r[-1] for r in rows], dtype=float),
+        }
+    )
 
 
 def volume(conn: Connection, ctx: Context, window: Window, bucket: timedelta) -> pd.DataFrame:

@@ -39,6 +39,11 @@ def weight_agg() -> dict[str, Any]:
     return {"sum": {"script": {"source": _WEIGHT + " return w;", "lang": "painless"}}}
 
 
+def weight_sq_agg() -> dict[str, Any]:
+    """Sum of the squared weights: with the weighted count, a bucket's effective number of observations."""
+    return {"sum": {"script": {"source": _WEIGHT + " return w * w;", "lang": "painless"}}}
+
+
 def weighted_value_agg(field: str, power: int) -> dict[str, Any]:
     """Sum of ``weight * value ** power`` over a numeric field, for weighted moments."""
     value = " * v" * power

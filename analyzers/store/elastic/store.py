@@ -12,6 +12,7 @@ import pandas as pd
 
 from analyzers.config.models import ElasticsearchStoreConfig
 from analyzers.findings import Finding
+from analyzers.stats.sampling import SampleSize
 from analyzers.store.base import ColumnInfo, ColumnKind, Histogram, NumericSummary, QualityReport, Query, Store
 from analyzers.store.elastic import aggregates, alert_state, limits, queries, rows, templates
 from analyzers.store.elastic import findings as monitor_findings
@@ -58,6 +59,9 @@ class ElasticsearchStore(Store):
     def count(self, query: Query) -> float:
         return aggregates.count(self._conn, self._context(query))
 
+    def sample_size(self, query: Query) -> SampleSize:
+        return aggregates.sample_size(self._conn, self._context(query))
+
     def columns(self, query: Query) -> list[ColumnInfo]:
         return aggregates.columns(self._conn, self._context(query, needs_label=True))
 
@@ -85,7 +89,7 @@ class ElasticsearchStore(Store):
         if not columns:
             raise ValueError("crosstab needs at least one column")
         ctx = self._context(query, needs_label="label" in columns)
-        return aggregates.crosstab(self._conn, ctx, columns, lambda: self.count(query))
+        return aggregates.crosstab(self._conn, ctx, columns, lambda: self.sample_size(query))
 
     def volume(self, query: Query, bucket: timedelta) -> pd.DataFrame:
         if bucket.total_seconds() <= 0:
