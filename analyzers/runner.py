@@ -42,9 +42,11 @@ def with_paths_resolved(job: JobConfig, base: Path | None) -> JobConfig:
 
 
 def run_job(store: Store, model: str, name: str, job: JobConfig, window: Window) -> Finding:
-    """One job over one window; an exception becomes an ``error`` finding, never a crash."""
+    """One job over one window, its reads bounded by the job's timeout; an exception becomes an ``error``
+    finding, never a crash."""
     try:
-        return job_function(name)(store, model, job, window)
+        with store.budget(job.timeout.total_seconds()):
+            return job_function(name)(store, model, job, window)
     except Exception as exc:
         return error_finding(model, name, window, exc)
 

@@ -1,7 +1,9 @@
 """The store contract (``store_contract.py``) run against every adapter over the same events.
 
-``local`` is a LocalStore over the logger's daily files and always runs; ``elastic-live`` indexes the
-events into the cluster at ``ES_URL`` (see ``live_es.py``) and is skipped when it is not set.
+``local`` is a LocalStore over the logger's daily files and always runs; ``elastic-emulated`` is the
+Elasticsearch store over the emulator (``es_emulator.py``: the real client and templates, a stand-in server,
+every request checked against the specification) and always runs; ``elastic-live`` indexes the events into
+the cluster at ``ES_URL`` (see ``live_es.py``) and is skipped when it is not set.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import pytest
 
 from analyzers.store import LocalStore
 from tests import live_es
+from tests.conftest import check_requests
 from tests.log_events import write_events
 from tests.store_contract import StoreContract, Subject, contract_events
 
@@ -20,6 +23,7 @@ from tests.store_contract import StoreContract, Subject, contract_events
     scope="module",
     params=[
         "local",
+        "elastic-emulated",
         pytest.param(
             "elastic-live",
             marks=[
@@ -40,6 +44,10 @@ def subject(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         write_events(root / "logs", contract_events("fraud", "other"), service="fraud-api")
         with LocalStore(root / "logs", root / "state") as store:
             yield Subject(store, "fraud")
+    elif request.param == "elastic-emulated":
+        with live_es.emulated(contract_events) as (store, model, emulator):
+            yield Subject(store, model)
+        check_requests(emulator.requests)
     else:
         with live_es.indexed(contract_events) as (store, model):
             yield Subject(store, model)

@@ -14,6 +14,7 @@ A prediction id seen twice counts once.
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -235,6 +236,11 @@ class Store(ABC):
         """Every state document whose key starts with ``prefix``, with its version token."""
 
     # ---- housekeeping -----------------------------------------------------------------
+    def budget(self, seconds: float) -> contextlib.AbstractContextManager[None]:
+        """Bound the reads made by this thread inside the block to ``seconds`` in total (a job's timeout),
+        for stores that wait on a server; this default sets no bound."""
+        return contextlib.nullcontext()
+
     def scan_report(self) -> ScanReport:
         """What the last reads passed over (bad lines, duplicates)."""
         return ScanReport()
