@@ -251,6 +251,7 @@ class Emulator:
         self.aliases: dict[str, list[str]] = {}
         self.pits: dict[str, list[str]] = {}
         self.requests: list[Request] = []
+        self.answers: list[tuple[int, Any]] = []  # what each request was answered, in order
         self.lock = threading.RLock()
         self.url = ""
 
@@ -444,8 +445,12 @@ class Emulator:
             return mapping.get("type") != "constant_keyword" or mapping.get("value") in (None, value)
         if kind == "range":
             ((path, bounds),) = spec.items()
+            if index.mapped_type(path) not in {"date", *_NUMERIC}:
+                return True  # only points fields know their bounds before the search
             seen = [v for d in index.docs.values() for v in self._values(index, d, path)]
             return bool(seen) and self._spans(index, path, min(seen), max(seen), bounds)
+        if kind == "function_score":
+            return self.can_match(index, spec.get("query", {"match_all": {}}))
         return kind != "match_none"
 
     def _spans(self, index: Index, path: str, low: Any, high: Any, bounds: dict[str, Any]) -> bool:
@@ -481,6 +486,9 @@ class Emulator:
         else:
             names = self.resolve(expression or "*", params.get("ignore_unavailable") == "true")
         query = body.get("query", {"match_all": {}})
+        if "pre_filter_shard_size" in params:  # the can-match phase: shards that cannot match are skipped
+            kept = [n for n in names if n in self.indices and self.can_match(self.indices[n], query)]
+            names = kept or names[:1]
         matched = self.hits_of(names, query)
         indices = [self.indices[n] for n in names if n in self.indices]
         out: dict[str, Any] = {
@@ -594,8 +602,8 @@ class Emulator:
         sub = spec.get("aggregations", spec.get("aggs"))
         return self._aggregations(sub, docs, indices) if sub else {}
 
-    def _key(self, path: str, value: Any, indices: list[Index], *, composite: bool = False) -> Any:
-        kind = self.field_type(indices, path)
+    def _key(self, path: str, value: Any, index: Index, *, composite: bool = False) -> Any:
+        kind = index.mapped_type(path)
         if kind == "boolean":
             return value if composite else int(value)
         if kind in ("double", "float"):
@@ -623,28 +631,7 @@ class Emulator:
                     for p in body["percents"]
                 ]
                 return {"values": points}
-            if not values:
-                return {
-                    "count": 0,
-                    "min": None,
-                    "max": None,
-                    "avg": None,
-                    "sum": 0.0,
-                    "sum_of_squares": None,
-                    "variance": None,
-                    "std_deviation": None,
-                }
-            arr = np.array(values)
-            return {
-                "count": len(values),
-                "min": float(arr.min()),
-                "max": float(arr.max()),
-                "avg": float(arr.mean()),
-                "sum": float(arr.sum()),
-                "sum_of_squares": float((arr**2).sum()),
-                "variance": float(arr.var()),
-                "std_deviation": float(arr.std()),
-            }
+            return _extended_stats(values)
         if kind == "range":
             buckets = {}
             for r in body["ranges"]:
@@ -674,17 +661,28 @@ class Emulator:
             return {"hits": {"total": {"value": len(docs), "relation": "eq"}, "max_score": None, "hits": hits}}
         raise EsError(400, "parsing_exception", f"unknown aggregation [{kind}] in the emulator")
 
+    def _one_type(self, path: str, indices: list[Index]) -> None:
+        """A terms or composite aggregation over indices that map the field to different types fails to reduce."""
+        kinds = {i.mapped_type(path) for i in indices} - {None}
+        if len(kinds) > 1:
+            raise EsError(
+                400,
+                "illegal_argument_exception",
+                f"[{path}] is of different types {sorted(kinds)} in the indices searched",
+            )
+
     def _terms(
         self, spec: dict[str, Any], body: dict[str, Any], docs: list[tuple[Index, dict[str, Any]]], indices: list[Index]
     ) -> dict[str, Any]:
         path = body["field"]
+        self._one_type(path, indices)
         groups: dict[Any, list[tuple[Index, dict[str, Any]]]] = {}
         for i, d in docs:
             values = set(self._values(i, d, path))
             if not values and "missing" in body:
                 values = {self._coerce(i, path, body["missing"])}
             for v in values:
-                groups.setdefault(self._key(path, v, indices), []).append((i, d))
+                groups.setdefault(self._key(path, v, i), []).append((i, d))
         ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
         size = int(body.get("size", 10))
         buckets = []
@@ -700,6 +698,8 @@ class Emulator:
         self, spec: dict[str, Any], body: dict[str, Any], docs: list[tuple[Index, dict[str, Any]]], indices: list[Index]
     ) -> dict[str, Any]:
         sources = [next(iter(s.items())) for s in body["sources"]]
+        for _, source in sources:
+            self._one_type(source["terms"]["field"], indices)
         groups: dict[tuple[Any, ...], list[tuple[Index, dict[str, Any]]]] = {}
         for i, d in docs:
             per_source = []
@@ -710,7 +710,7 @@ class Emulator:
                     if not source["terms"].get("missing_bucket"):
                         break
                     values = [None]
-                per_source.append([None if v is None else self._key(path, v, indices, composite=True) for v in values])
+                per_source.append([None if v is None else self._key(path, v, i, composite=True) for v in values])
             else:
                 for combination in itertools.product(*per_source):
                     groups.setdefault(tuple(combination), []).append((i, d))
@@ -796,14 +796,16 @@ class Emulator:
             body = (
                 [json.loads(line) for line in raw.decode().splitlines() if line.strip()] if ndjson else json.loads(raw)
             )
-        self.requests.append(Request(method, path, params, body, len(raw)))
         with self.lock:
+            self.requests.append(Request(method, path, params, body, len(raw)))
             try:
-                return 200, self._route(method, path, params, body)
+                answered: tuple[int, Any] = (200, self._route(method, path, params, body))
             except EsError as exc:
-                return exc.status, exc.body()
+                answered = (exc.status, exc.body())
             except Exception as exc:  # a gap in the emulator: answer at once, naming it
-                return 500, EsError(500, "emulator_exception", f"{type(exc).__name__}: {exc}").body()
+                answered = (500, EsError(500, "emulator_exception", f"{type(exc).__name__}: {exc}").body())
+            self.answers.append(answered)
+            return answered
 
     def _route(self, method: str, path: str, params: dict[str, str], body: Any) -> Any:
         parts = [p for p in path.split("/") if p]
@@ -973,6 +975,37 @@ class Emulator:
         finally:
             server.shutdown()
             server.server_close()
+
+
+def _extended_stats(values: list[float]) -> dict[str, Any]:
+    """An ``extended_stats`` answer, every key Elasticsearch gives (population and sampling variants)."""
+    names = ("upper", "lower", "upper_population", "lower_population", "upper_sampling", "lower_sampling")
+    if not values:
+        empty = dict.fromkeys(("min", "max", "avg", "sum_of_squares", "variance", "variance_population"))
+        empty |= dict.fromkeys(("variance_sampling", "std_deviation", "std_deviation_population"))
+        empty |= dict.fromkeys(("std_deviation_sampling",))
+        return {"count": 0, "sum": 0.0, **empty, "std_deviation_bounds": dict.fromkeys(names)}
+    arr = np.array(values)
+    mean, var = float(arr.mean()), float(arr.var())
+    var_s = float(arr.var(ddof=1)) if len(arr) > 1 else None
+    std, std_s = var**0.5, (var_s**0.5 if var_s is not None else None)
+    bounds: list[float | None] = [mean + 2 * std, mean - 2 * std] * 2
+    bounds += [mean + 2 * std_s, mean - 2 * std_s] if std_s is not None else [None, None]
+    return {
+        "count": len(values),
+        "min": float(arr.min()),
+        "max": float(arr.max()),
+        "avg": mean,
+        "sum": float(arr.sum()),
+        "sum_of_squares": float((arr**2).sum()),
+        "variance": var,
+        "variance_population": var,
+        "variance_sampling": var_s,
+        "std_deviation": std,
+        "std_deviation_population": std,
+        "std_deviation_sampling": std_s,
+        "std_deviation_bounds": dict(zip(names, bounds, strict=True)),
+    }
 
 
 def _missing() -> tuple[int, dict[str, Any]]:

@@ -21,6 +21,7 @@ from analyzers.timeutil import Window
 
 DAY1 = Window("2026-11-20T00:00:00Z", "2026-11-21T00:00:00Z")
 DAY2 = Window("2026-11-21T00:00:00Z", "2026-11-22T00:00:00Z")
+VALUES_DAY = Window("2026-11-25T00:00:00Z", "2026-11-26T00:00:00Z")
 
 
 def prediction(
@@ -66,9 +67,47 @@ def feedback(pid: str, ts: str, label, model="fraud") -> dict:
     }
 
 
+def value_events(model: str) -> list[dict]:
+    """The value contract's cases, on a day of their own: booleans, integers and floats (2.0 among them),
+    strings that look like numbers, nulls and absent values, arrays; the labels are booleans."""
+
+    def event(pid: str, hour: int, features: dict, prediction: bool, groups: dict) -> dict:
+        line = prediction_line(pid, f"2026-11-25T{hour:02d}:00:00Z", model)
+        line["ml"].update(features=features, prediction={"label": prediction}, groups=groups)
+        return line
+
+    return [
+        event("v1", 1, {"flag": True, "n_items": 3, "ratio": 0.5, "code": "1", "tags": ["a", "b"]}, True, {"tier": 1}),
+        event("v2", 2, {"flag": False, "n_items": 4, "ratio": 2.0, "code": "01234", "note": None}, False, {"tier": 2}),
+        event(
+            "v3",
+            3,
+            {"flag": True, "n_items": 5, "ratio": 1.5, "code": "1", "tags": ["c", "d"], "note": "x"},
+            False,
+            {"tier": 1},
+        ),
+        feedback("v1", "2026-11-25T05:00:00Z", True, model=model),
+        feedback("v2", "2026-11-25T06:00:00Z", False, model=model),
+    ]
+
+
+def prediction_line(pid: str, ts: str, model: str) -> dict:
+    """A bare prediction event (no features, prediction or groups yet)."""
+    return {
+        "@timestamp": ts,
+        "event": {"dataset": "ml.prediction", "kind": "event", "outcome": "success"},
+        "ml": {"prediction_id": pid, "model": {"name": model, "version": "v1"}},
+    }
+
+
 def contract_events(model: str, other: str) -> list[dict]:
     """Day 1 holds a, b, c (rate 0.5), a again, failure f and one event of ``other``; feedback of a and b
-    arrives on days 1, 2 and 4 (a's latest label is 1); day 2 holds prediction d."""
+    arrives on days 1, 2 and 4 (a's latest label is 1); day 2 holds prediction d; the value contract's cases
+    (:func:`value_events`) are on day 6."""
+    return [*_base_events(model, other), *value_events(model)]
+
+
+def _base_events(model: str, other: str) -> list[dict]:
     return [
         prediction("a", "2026-11-20T01:00:00Z", amount=1.0, model=model),
         prediction("b", "2026-11-20T02:00:00.500Z", amount=2.0, country="FR", region="US", label=0, model=model),
@@ -198,3 +237,60 @@ class StoreContract:
         assert list(store.list_state(f"alert:{subject.model}:")) == [key]
         store.delete_state(key, version=v2)
         assert store.get_state(key) is None
+
+    # ---- the value contract: the same lines give the same Python values from every store -------------------
+    def test_booleans_stay_booleans(self, subject: Subject):
+        counts = subject.store.category_counts(Query(subject.model, VALUES_DAY), "features.flag")
+        assert counts == {True: 2.0, False: 1.0}
+        assert {type(k) for k in counts} == {bool}
+
+    def test_strings_that_look_like_numbers_stay_strings(self, subject: Subject):
+        counts = subject.store.category_counts(Query(subject.model, VALUES_DAY), "features.code")
+        assert counts == {"1": 2.0, "01234": 1.0}
+        assert {type(k) for k in counts} == {str}
+
+    def test_integer_categories_stay_integers(self, subject: Subject):
+        counts = subject.store.category_counts(Query(subject.model, VALUES_DAY), "groups.tier")
+        assert counts == {1: 2.0, 2: 1.0}
+        assert {type(k) for k in counts} == {int}
+
+    def test_integers_and_floats_are_numbers_and_equal_keys(self, subject: Subject):
+        store, q = subject.store, Query(subject.model, VALUES_DAY)
+        kinds = {c.name: c.kind for c in store.columns(q)}
+        assert kinds["features.n_items"] == "numeric"
+        assert kinds["features.ratio"] == "numeric"
+        assert store.category_counts(q, "features.ratio") == {0.5: 1.0, 2: 1.0, 1.5: 1.0}
+        assert store.numeric_summary(q, "features.ratio").max == 2.0
+
+    def test_booleans_and_strings_make_categorical_columns(self, subject: Subject):
+        kinds = {c.name: c.kind for c in subject.store.columns(Query(subject.model, VALUES_DAY))}
+        assert kinds["features.flag"] == "categorical"
+        assert kinds["features.code"] == "categorical"
+        assert kinds["groups.tier"] == "categorical"
+        assert kinds["prediction"] == "categorical"
+        assert kinds["label"] == "categorical"
+
+    def test_nulls_and_absent_values_are_none(self, subject: Subject):
+        counts = subject.store.category_counts(Query(subject.model, VALUES_DAY), "features.note")
+        assert counts == {None: 2.0, "x": 1.0}
+
+    def test_arrays_are_their_compact_json_text(self, subject: Subject):
+        store, q = subject.store, Query(subject.model, VALUES_DAY)
+        assert store.category_counts(q, "features.tags") == {'["a","b"]': 1.0, '["c","d"]': 1.0, None: 1.0}
+        rows = next(store.rows(q, columns=["prediction_id", "features.tags"]))
+        assert rows["features.tags"].tolist() == ['["a","b"]', None, '["c","d"]']
+
+    def test_rows_keep_the_logged_types(self, subject: Subject):
+        columns = ["prediction_id", "features.flag", "features.code", "groups.tier", "prediction", "label"]
+        rows = next(subject.store.rows(Query(subject.model, VALUES_DAY), columns=columns))
+        assert rows["features.flag"].tolist() == [True, False, True]
+        assert rows["features.code"].tolist() == ["1", "01234", "1"]
+        assert rows["groups.tier"].tolist() == [1, 2, 1]
+        assert rows["prediction"].tolist() == [True, False, False]
+        assert rows["label"].tolist() == [True, False, None]
+        assert [type(v) for v in rows["features.flag"]] == [bool, bool, bool]
+
+    def test_boolean_predictions_and_labels_cross_as_booleans(self, subject: Subject):
+        tab = subject.store.crosstab(Query(subject.model, VALUES_DAY), ["prediction", "label"])
+        counts = {(p, y): c for p, y, c in tab.itertuples(index=False, name=None)}
+        assert counts == {(True, True): 1.0, (False, False): 1.0, (False, None): 1.0}

@@ -53,5 +53,20 @@ def subject(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
             yield Subject(store, model)
 
 
+# Value-contract cases the local store does not meet yet; its rewrite (issue 16's local half) meets them, and
+# then these strict expectations fail, to be removed.
+LOCAL_GAPS = {
+    "test_integer_categories_stay_integers": "the local store reads group values as text",
+    "test_arrays_are_their_compact_json_text": "the local store gives arrays back as lists",
+}
+
+
+@pytest.fixture(autouse=True)
+def _known_local_gaps(request: pytest.FixtureRequest) -> None:
+    name = request.node.originalname
+    if name in LOCAL_GAPS and request.node.callspec.params.get("subject") == "local":
+        request.applymarker(pytest.mark.xfail(strict=True, reason=LOCAL_GAPS[name]))
+
+
 class TestStoreContract(StoreContract):
     """The contract, once per adapter."""

@@ -22,7 +22,15 @@ from analyzers.store.elastic.connection import Connection
 from analyzers.store.elastic.indices import predictions_pattern
 from analyzers.store.elastic.keys import key_value
 from analyzers.store.elastic.mapping import Field
-from analyzers.store.elastic.queries import bool_filter, prediction_filter, strata, strata_of, term, weight
+from analyzers.store.elastic.queries import (
+    SEARCH_OPTIONS,
+    bool_filter,
+    prediction_filter,
+    strata,
+    strata_of,
+    term,
+    weight,
+)
 from analyzers.store.elastic.rowset import table
 from analyzers.timeutil import Window
 from logshipper.schema import EVENT_OUTCOME, OUTCOME_FAILURE, SAMPLE_RATE, TIMESTAMP
@@ -35,8 +43,7 @@ def search_aggs(conn: Connection, query: Query, aggs: dict[str, Any], what: str)
         f"{what} over {index}",
         lambda es: es.search(
             index=index,
-            ignore_unavailable=True,
-            allow_no_indices=True,
+            **SEARCH_OPTIONS,
             query=bool_filter(prediction_filter(query)),
             aggregations=aggs,
             size=0,

@@ -130,6 +130,7 @@ def scan(
                 "size": size,
                 "track_total_hits": False,
                 "allow_partial_search_results": False,
+                "pre_filter_shard_size": 1,
             }
             if after is not None:
                 args["search_after"] = after
@@ -153,6 +154,8 @@ def scan(
             seen += len(hits)
             if len(hits) < size:
                 break
+            if hits[-1].get("sort") == after:
+                raise StoreError(f"Elasticsearch at {conn.where}: reading {index} did not move past {after}")
             after = hits[-1]["sort"]
     finally:
         pit.close()

@@ -30,7 +30,7 @@ from analyzers.store.elastic.connection import Connection
 from analyzers.store.elastic.hits import scan, source_value
 from analyzers.store.elastic.indices import feedback_pattern, predictions_pattern
 from analyzers.store.elastic.profile import WindowFacts
-from analyzers.store.elastic.queries import bool_filter, feedback_filter, window_filter
+from analyzers.store.elastic.queries import SEARCH_OPTIONS, bool_filter, feedback_filter, window_filter
 from analyzers.store.elastic.rows import cells, group_cells, source_paths
 from analyzers.store.elastic.rowset import RowSet, kind_of, plain
 from logshipper.schema import GROUPS, LABEL, PREDICTION_ID, TIMESTAMP
@@ -62,19 +62,17 @@ class LabelledWindow:
     rows: RowSet
     label_kind: ColumnKind
     columns: set[str] = field(default_factory=set)
+    _by_id: dict[str, Any] | None = None
 
     @property
     def prediction_ids(self) -> list[str]:
-        return [str(p) for p in self.rows.frame["prediction_id"]] if len(self.rows) else []
+        return self.rows.frame["prediction_id"].astype(str).tolist() if len(self.rows) else []
 
     def labels_of(self, pids: Sequence[Any]) -> list[Any]:
         """The label of each of these prediction ids (``None`` without one)."""
-        if not len(self.rows):
-            return [None] * len(pids)
-        index = pd.Index(self.rows.frame["prediction_id"].astype(str))
-        positions = index.get_indexer([str(p) if p is not None else "" for p in pids])
-        labels = self.rows.frame["label"].tolist()
-        return [labels[i] if i >= 0 else None for i in positions]
+        if self._by_id is None:
+            self._by_id = dict(zip(self.prediction_ids, self.rows.values("label").tolist(), strict=True))
+        return [self._by_id.get(str(p)) if p is not None else None for p in pids]
 
 
 def _latest_labels(conn: Connection, query: Query, facts: WindowFacts) -> Iterator[dict[str, Any]]:
@@ -112,8 +110,7 @@ def lookup(
         f"looking up {len(pids)} labelled predictions in {index}",
         lambda es: es.search(
             index=index,
-            ignore_unavailable=True,
-            allow_no_indices=True,
+            **SEARCH_OPTIONS,
             query=bool_filter([*window_filter(query.model, query.window), {"terms": {PREDICTION_ID: pids}}]),
             collapse={"field": PREDICTION_ID},
             sort=[{TIMESTAMP: {"order": "asc"}}],
@@ -138,15 +135,19 @@ def join(conn: Connection, query: Query, facts: WindowFacts) -> LabelledWindow:
         return LabelledWindow(
             RowSet(pd.DataFrame({c: pd.Series([], dtype=object) for c in (*BASE_COLUMNS, "label")})), "numeric"
         )
-    records: list[dict[str, Any]] = []
+    columns: dict[str, list[Any]] = {name: [] for name in (*BASE_COLUMNS, "label")}
+    count = 0
     for batch in _latest_labels(conn, query, facts):
         for record in lookup(conn, query, list(batch), BASE_COLUMNS, groups=True):
             record["label"] = batch.get(str(record.get("prediction_id")))
-            records.append(record)
-    records.sort(key=lambda r: (str(r.get("timestamp") or ""), str(r.get("prediction_id") or "")))
-    names = sorted({k for r in records for k in r} | {*BASE_COLUMNS, "label"})
-    frame = pd.DataFrame({n: pd.Series([r.get(n) for r in records], dtype=object) for n in names})
-    return LabelledWindow(RowSet(frame), kind_of(list(frame["label"])), set(names))
+            for name in record.keys() - columns.keys():
+                columns[name] = [None] * count
+            for name, values in columns.items():
+                values.append(record.get(name))
+            count += 1
+    frame = pd.DataFrame({n: pd.Series(v, dtype=object) for n, v in columns.items()})
+    frame = frame.sort_values(["timestamp", "prediction_id"], kind="stable", key=lambda c: c.astype(str))
+    return LabelledWindow(RowSet(frame), kind_of(list(frame["label"].dropna())), set(columns))
 
 
 def add_columns(conn: Connection, query: Query, labelled: LabelledWindow, names: Sequence[str]) -> None:

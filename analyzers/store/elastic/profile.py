@@ -21,6 +21,7 @@ from analyzers.store.elastic.indices import both_patterns
 from analyzers.store.elastic.keys import key_value
 from analyzers.store.elastic.mapping import Field
 from analyzers.store.elastic.queries import (
+    SEARCH_OPTIONS,
     bool_filter,
     feedback_filter,
     prediction_filter,
@@ -114,8 +115,7 @@ def window_facts(conn: Connection, query: Query) -> WindowFacts:
         f"finding the prediction ids and feedback of {index}",
         lambda es: es.search(
             index=index,
-            ignore_unavailable=True,
-            allow_no_indices=True,
+            **SEARCH_OPTIONS,
             query={"bool": {"should": facts_query(query), "minimum_should_match": 1}},
             aggregations=facts_aggs(query.model, query),
             size=0,
@@ -146,8 +146,7 @@ def profile(conn: Connection, query: Query, fields: dict[str, Field]) -> Profile
         f"profiling the columns of {index}",
         lambda es: es.search(
             index=index,
-            ignore_unavailable=True,
-            allow_no_indices=True,
+            **SEARCH_OPTIONS,
             query={"bool": {"should": [selected, *facts_query(query)], "minimum_should_match": 1}},
             aggregations=aggs,
             size=0,

@@ -18,7 +18,7 @@ from analyzers.store.elastic.connection import Connection, error_reason
 from analyzers.store.elastic.hits import scan, source_value
 from analyzers.store.elastic.indices import predictions_pattern
 from analyzers.store.elastic.mapping import Field
-from analyzers.store.elastic.queries import bool_filter, prediction_filter
+from analyzers.store.elastic.queries import SEARCH_OPTIONS, bool_filter, prediction_filter
 from analyzers.store.elastic.rowset import RowSet, plain
 from elasticsearch import ApiError
 from logshipper.schema import FEATURE_PREFIX, GROUP_PREFIX, GROUPS, PREDICTION_ID, TIMESTAMP, column_path
@@ -155,8 +155,7 @@ def sample_hits(conn: Connection, query: Query, n: int, seed: int, names: list[s
                 f"sampling {index}",
                 lambda es: es.search(
                     index=index,
-                    ignore_unavailable=True,
-                    allow_no_indices=True,
+                    **SEARCH_OPTIONS,
                     query=scored,
                     sort=order,
                     source={"includes": source_paths(names)},

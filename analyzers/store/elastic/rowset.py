@@ -17,7 +17,6 @@ import orjson
 import pandas as pd
 
 from analyzers.store.base import ColumnKind, Histogram, NumericSummary, Query
-from analyzers.store.elastic.queries import weight
 
 
 def plain(value: Any) -> Any:
@@ -38,24 +37,23 @@ def kind_of(values: Sequence[Any]) -> ColumnKind:
 
 
 def _numbers(values: pd.Series) -> np.ndarray:
-    """The numbers of a column as floats (anything else, and NaN, as NaN)."""
-    return np.array([float(v) if is_number(v) else np.nan for v in values], dtype=float)
+    """The numbers of a column as floats (anything else, booleans included, and NaN, as NaN)."""
+    if values.dtype.kind in "if":
+        return values.to_numpy(dtype=float)
+    numbers = values.map(lambda v: float(v) if is_number(v) else np.nan)
+    return numbers.to_numpy(dtype=float, na_value=np.nan)
 
 
-def _matches(value: Any, wanted: tuple[Any, ...]) -> bool:
-    """Whether a cell equals one of the filter's values (``"true"`` matches ``True``, as a terms query does)."""
-    for w in wanted:
-        if value == w and isinstance(value, bool) == isinstance(w, bool):
-            return True
-        if isinstance(value, bool) and str(w).lower() == str(value).lower():
-            return True
-        if not isinstance(value, bool) and is_number(value) and not isinstance(w, bool):
-            try:
-                if float(w) == float(value):
-                    return True
-            except (TypeError, ValueError):
-                continue
-    return False
+def _accepted(values: tuple[Any, ...]) -> list[Any]:
+    """Cell values a filter's values match: themselves, and ``True`` for ``"true"`` (as a terms query does)."""
+    out: list[Any] = []
+    for value in values:
+        out.append(value)
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            out.append(value.lower() == "true")
+        elif isinstance(value, bool):
+            out.append(str(value).lower())
+    return out
 
 
 class RowSet:
@@ -70,7 +68,8 @@ class RowSet:
     def weights(self) -> np.ndarray:
         if "sample_rate" not in self.frame:
             return np.ones(len(self.frame))
-        return np.array([weight(r) if r is not None else 1.0 for r in self.frame["sample_rate"]], dtype=float)
+        rate = _numbers(self.frame["sample_rate"])
+        return np.where(np.isfinite(rate) & (rate > 0), 1.0 / np.where(rate > 0, rate, 1.0), 1.0)
 
     def select(self, query: Query) -> RowSet:
         """The rows that pass the query's filters (the window and ``has_label`` are the caller's)."""
@@ -86,16 +85,16 @@ class RowSet:
             keep &= self._isin(f"groups.{attribute}", tuple(values))
         if query.outcome is not None:
             keep &= self._isin("outcome", (query.outcome,))
-        return RowSet(self.frame[keep])
+        return self if keep.all() else RowSet(self.frame[keep])
 
     def _isin(self, column: str, values: tuple[Any, ...]) -> np.ndarray:
         if column not in self.frame:
             return np.zeros(len(self.frame), dtype=bool)
-        return np.array([v is not None and _matches(v, values) for v in self.frame[column]], dtype=bool)
+        return self.frame[column].isin(_accepted(values)).to_numpy(dtype=bool)
 
     def without(self, prediction_ids: set[str]) -> RowSet:
         """The rows whose prediction id is not among these."""
-        keep = np.array([p not in prediction_ids for p in self.frame["prediction_id"]], dtype=bool)
+        keep = ~self.frame["prediction_id"].astype(str).isin(prediction_ids).to_numpy(dtype=bool)
         return RowSet(self.frame[keep])
 
     def values(self, column: str) -> pd.Series:
@@ -109,11 +108,11 @@ class RowSet:
 
     def present(self, column: str) -> float:
         """Weighted number of rows holding a value in the column."""
-        has = np.array([v is not None for v in self.values(column)], dtype=bool)
+        has = self.values(column).notna().to_numpy(dtype=bool)
         return float(self.weights()[has].sum())
 
     def kind(self, column: str) -> ColumnKind:
-        return kind_of(list(self.values(column)))
+        return kind_of(list(self.values(column).dropna()))
 
     def numeric_summary(self, column: str) -> NumericSummary:
         w = self.weights()
@@ -128,11 +127,10 @@ class RowSet:
         return NumericSummary(n, max(total - n, 0.0), mean, std, float(x[ok].min()), float(x[ok].max()))
 
     def category_counts(self, column: str) -> dict[Any, float]:
-        out: dict[Any, float] = {}
-        for value, w in zip(self.values(column), self.weights(), strict=True):
-            key = None if value is None or (isinstance(value, float) and np.isnan(value)) else value
-            out[key] = out.get(key, 0.0) + float(w)
-        return out
+        values = self.values(column).astype(object)
+        values = values.where(values.notna(), None)
+        sums = pd.Series(self.weights()).groupby(values.to_numpy(), dropna=False, sort=False).sum()
+        return {(None if _missing(k) else k): float(v) for k, v in sums.items()}
 
     def histogram(self, column: str, edges: np.ndarray) -> Histogram:
         w = self.weights()
@@ -165,11 +163,15 @@ class RowSet:
 
     def crosstab(self, columns: Sequence[str]) -> pd.DataFrame:
         counts: dict[tuple[Any, ...], float] = {}
-        cols = [list(self.values(c)) for c in columns]
-        for i, w in enumerate(self.weights()):
-            key = tuple(c[i] for c in cols)
-            counts[key] = counts.get(key, 0.0) + float(w)
+        keys = zip(*(self.values(c).tolist() for c in columns), strict=True)
+        for key, w in zip(keys, self.weights(), strict=True):
+            clean = tuple(None if _missing(v) else v for v in key)
+            counts[clean] = counts.get(clean, 0.0) + float(w)
         return table(columns, counts)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
 
 
 def table(columns: Sequence[str], counts: Mapping[tuple[Any, ...], float]) -> pd.DataFrame:
