@@ -6,6 +6,11 @@ its finding, passes it through the alerts, and records a heartbeat (``heartbeat:
 that ``predwatch status`` shows.  After a restart the windows missed since the last heartbeat are
 run first (at most ``scheduler.catch_up`` per job).  SIGTERM and SIGINT stop it after the running
 job.  Its own events are JSON lines (logshipper's formatter) on stderr.
+
+While the store cannot be reached (Elasticsearch restarting, say) the daemon stays up: the runs go on and
+fail fast, one monitoring problem is logged and sent (alert state lives in the store, so this notice is
+sent straight through the configured channel), and when the store answers again a resolved notice follows
+and the windows missed meanwhile are caught up.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from analyzers.findings import Finding
 from analyzers.runner import run_job, with_paths_resolved
 from analyzers.schedule import fire_times, latest_fire_time, make_trigger
 from analyzers.store import open_store
-from analyzers.store.base import ConflictError, Store
+from analyzers.store.base import ConflictError, Store, StoreError
 from analyzers.timeutil import Window, format_time, parse_time, utcnow
 
 log = logging.getLogger("predwatch.scheduler")
@@ -65,6 +70,50 @@ def write_heartbeat(store: Store, model: str, job: str, doc: dict[str, Any]) -> 
             continue
 
 
+class StoreOutage:
+    """Whether the store is reachable, and the one notice of each change: problem when it goes, resolved when
+    it is back.  The notices go straight through the alert channel, since alert state lives in the store."""
+
+    def __init__(self, config: Any, on_recovery: Any) -> None:
+        self.config = config
+        self.on_recovery = on_recovery
+        self.since: datetime | None = None
+        self.reason = ""
+        self._lock = threading.Lock()
+
+    def down(self, exc: Exception) -> None:
+        with self._lock:
+            if self.since is not None:
+                return
+            self.since, self.reason = utcnow(), str(exc)
+        log.error("monitoring problem: the store cannot be reached", extra={"predwatch": {"error": self.reason}})
+        self._notify("firing", f"the store cannot be reached, no job can run: {self.reason}")
+
+    def up(self) -> None:
+        with self._lock:
+            if self.since is None:
+                return
+            since, self.since = self.since, None
+        log.info("the store answers again", extra={"predwatch": {"down_since": format_time(since)}})
+        self._notify("resolved", f"the store could not be reached from {format_time(since)}")
+        self.on_recovery()
+
+    def _notify(self, kind: str, message: str) -> None:
+        from analyzers.alerts.pipeline import sender_for
+        from analyzers.alerts.render import build_message
+        from analyzers.alerts.state import Notification
+
+        now = format_time(utcnow())
+        alert = {"key": "predwatch:store:monitoring", "model": "predwatch", "job": "store", "subject": "monitoring"}
+        alert |= {"severity": "critical", "message": message}
+        start = format_time(self.since) if self.since is not None else now
+        note = Notification(kind, alert, {"start": start, "end": now}, finding_id="store-outage")  # type: ignore[arg-type]
+        try:
+            sender_for(self.config, quiet=True).send(build_message([note], self.config))
+        except Exception:
+            log.exception("the store outage notice could not be delivered")
+
+
 class Scheduler:
     """Runs the configured jobs of one configuration against one store."""
 
@@ -74,6 +123,13 @@ class Scheduler:
         self.store = store
         self.stopping = threading.Event()
         self._running: dict[tuple[str, str], threading.Thread] = {}
+        self._scheduler: BlockingScheduler | None = None
+        self.outage = StoreOutage(self.config, self._catch_up_soon)
+
+    def _catch_up_soon(self) -> None:
+        """After an outage: the windows missed meanwhile, run by the daemon's scheduler as soon as it can."""
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.add_job(self.catch_up, id="catch-up", replace_existing=True)
 
     def jobs(self) -> list[tuple[str, ModelConfig, str, JobConfig]]:
         return [(m, mc, name, job) for m, mc in self.config.models.items() for name, job in mc.jobs().items()]
@@ -113,6 +169,12 @@ class Scheduler:
         delivered: dict[str, Any] = {}
         try:
             self.store.write_findings([finding])
+        except StoreError as exc:  # nothing can be stored or alerted on: one monitoring problem, then wait
+            self.outage.down(exc)
+            log.debug("finding not stored", extra={"predwatch": {"model": model, "job": name, "error": str(exc)}})
+            return
+        self.outage.up()
+        try:
             report = process(self.store, self.config, [finding], quiet=True)
             delivered = {"alerts_created": report.created, "sent": report.sent, "pending": report.pending}
             if report.errors:
@@ -120,22 +182,21 @@ class Scheduler:
         except Exception as exc:
             log.exception("storing or alerting failed", extra={"predwatch": {"model": model, "job": name}})
             finding = Finding(model, name, finding.window, "error", error=f"{type(exc).__name__}: {exc}")
-        write_heartbeat(
-            self.store,
-            model,
-            name,
-            {
-                "model": model,
-                "job": name,
-                "ran_at": format_time(utcnow()),
-                "scheduled": format_time(scheduled),
-                "window_start": format_time(finding.window.start),
-                "window_end": format_time(finding.window.end),
-                "status": finding.status,
-                "duration_s": round(duration, 3),
-                "error": finding.error,
-            },
-        )
+        heartbeat = {
+            "model": model,
+            "job": name,
+            "ran_at": format_time(utcnow()),
+            "scheduled": format_time(scheduled),
+            "window_start": format_time(finding.window.start),
+            "window_end": format_time(finding.window.end),
+            "status": finding.status,
+            "duration_s": round(duration, 3),
+            "error": finding.error,
+        }
+        try:
+            write_heartbeat(self.store, model, name, heartbeat)
+        except StoreError as exc:
+            self.outage.down(exc)
         log.info(
             "job finished",
             extra={
@@ -174,7 +235,12 @@ class Scheduler:
         for _ in range(rounds):
             now, before = utcnow(), ran
             for model, model_config, name, job in self.jobs():
-                for scheduled in self.missed(model, model_config, name, job, now):
+                try:
+                    missed = self.missed(model, model_config, name, job, now)
+                except StoreError as exc:  # caught up when the store answers again
+                    self.outage.down(exc)
+                    return ran
+                for scheduled in missed:
                     if self.stopping.is_set():
                         return ran
                     self.run_once(model, name, scheduled)
@@ -216,6 +282,7 @@ class Scheduler:
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        self._scheduler = scheduler
         jobs = self.jobs()
         log.info(
             "started",

@@ -79,13 +79,21 @@ class Responder:
             if spec.get("after"):
                 return {"buckets": []}
             names = [next(iter(s)) for s in spec["sources"]]
-            keys = [{k: ("x" if "rate" not in k else None) for k in names}, {k: ("y" if "rate" not in k else None) for k in names}]
-            return {"buckets": [{"key": k, "doc_count": n / 2, **self.aggs(sub_spec, n / 2)} for k in keys], "after_key": keys[-1]}
+            keys = [
+                {k: ("x" if "rate" not in k else None) for k in names},
+                {k: ("y" if "rate" not in k else None) for k in names},
+            ]
+            return {
+                "buckets": [{"key": k, "doc_count": n / 2, **self.aggs(sub_spec, n / 2)} for k in keys],
+                "after_key": keys[-1],
+            }
         if kind == "date_histogram":
             lo, hi = spec["extended_bounds"]["min"], spec["extended_bounds"]["max"]
             step = int(spec["fixed_interval"].removesuffix("ms"))
             keys = list(range(lo, hi + 1, step))
-            return {"buckets": [{"key": k, "doc_count": n / len(keys), **self.aggs(sub_spec, n / len(keys))} for k in keys]}
+            return {
+                "buckets": [{"key": k, "doc_count": n / len(keys), **self.aggs(sub_spec, n / len(keys))} for k in keys]
+            }
         if kind == "top_hits":
             last = spec.get("sort", [{}])[0]
             order = next(iter(last.values()), {}).get("order", "asc") if isinstance(last, dict) else "asc"
@@ -120,7 +128,9 @@ class Responder:
             ids = _terms(body.get("query"))
             if ids is not None:
                 return [{"_source": self.feedback(int(p[4:], 16)), "sort": [p]} for p in ids]
-            start = int(after[0][4:], 16) + 1 if after and isinstance(after[0], str) else (after[-1] + 1 if after else 0)
+            start = (
+                int(after[0][4:], 16) + 1 if after and isinstance(after[0], str) else (after[-1] + 1 if after else 0)
+            )
             stop = min(start + size, self.labels)
             return [{"_source": self.feedback(i), "sort": [_pid(i), 0, i]} for i in range(start, stop)]
         ids = _terms(body.get("query"))

@@ -504,7 +504,7 @@ class Emulator:
                 "illegal_argument_exception",
                 f"Result window is too large, from + size must be less than or equal to: [{window}] but was [{size}].",
             )
-        hits = self._sorted_hits(matched, body, names)
+        hits = self._sorted_hits(matched, body, names) if size else []
         if "collapse" in body:
             seen: set[Any] = set()
             kept = []
@@ -633,21 +633,15 @@ class Emulator:
                 return {"values": points}
             return _extended_stats(values)
         if kind == "range":
+            pairs = [(k, float(v)) for k, (i, d) in enumerate(docs) for v in self._values(i, d, body["field"])]
+            owner = np.array([k for k, _ in pairs], dtype=int)
+            values = np.array([v for _, v in pairs], dtype=float)
             buckets = {}
             for r in body["ranges"]:
-                inside = [
-                    (i, d)
-                    for i, d in docs
-                    if any(
-                        (("from" not in r) or v >= r["from"]) and (("to" not in r) or v < r["to"])
-                        for v in self._values(i, d, body["field"])
-                    )
-                ]
+                low, high = r.get("from", -np.inf), r.get("to", np.inf)
+                inside = [docs[k] for k in np.unique(owner[(values >= low) & (values < high)])]
                 bucket = {"doc_count": len(inside), **self._sub(spec, inside, indices)}
-                if "from" in r:
-                    bucket["from"] = r["from"]
-                if "to" in r:
-                    bucket["to"] = r["to"]
+                bucket |= {k: r[k] for k in ("from", "to") if k in r}
                 buckets[r["key"]] = bucket
             return {"buckets": buckets if body.get("keyed") else [{"key": k, **v} for k, v in buckets.items()]}
         if kind == "composite":

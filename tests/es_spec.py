@@ -42,6 +42,8 @@ _DROP = {
     "format",
     "default",
 }
+# What a plain object schema may hold (an allOf of such is merged into one object and closed once).
+_PLAIN = {"type", "properties", "required", "minProperties", "maxProperties", *_DROP}
 
 
 def _def_name(ref: str, open_: bool) -> str:
@@ -89,6 +91,39 @@ class _Converter:
         absent = {"if": {"not": {"required": [name]}}, "then": {"anyOf": untagged} if untagged else False}
         return {"type": "object", "properties": {name: {"enum": tags}}, "allOf": [*branches, absent]}
 
+    def _members(self, node: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """The plain object schemas an ``allOf`` is made of (references followed, nested ``allOf`` opened), or
+        None when a member is anything else (a union, a dictionary), which is then validated as composed."""
+        out: list[dict[str, Any]] = []
+        own = {k: v for k, v in node.items() if k != "allOf"}
+        for member in [*node["allOf"], *([own] if "properties" in own else [])]:
+            target = self.schemas[member["$ref"][len(_PREFIX) :]] if "$ref" in member else member
+            parts = self._members(target) if "allOf" in target else [target]
+            if parts is None or any(set(p) - _PLAIN for p in parts):
+                return None
+            out += parts
+        return out
+
+    def _flat(self, node: dict[str, Any], members: list[dict[str, Any]], open_: bool) -> dict[str, Any]:
+        """An ``allOf`` of plain objects as one object: the members' properties together, closed once."""
+        properties: dict[str, Any] = {}
+        required: list[str] = []
+        out: dict[str, Any] = {"type": "object"}
+        for member in members:
+            properties.update(member.get("properties") or {})
+            required += member.get("required") or []
+            if member.get("maxProperties") == 1 and member.get("properties"):
+                if len(members) == 1:
+                    out.update(minProperties=1, maxProperties=1)
+                else:  # exactly one of these keys, beside the shared ones: at least one
+                    out["anyOf"] = [{"required": [k]} for k in member["properties"]]
+        out["properties"] = {k: self.convert(v) for k, v in properties.items()}
+        if required:
+            out["required"] = sorted(set(required))
+        if not open_:
+            out["additionalProperties"] = False
+        return out
+
     def convert(self, node: Any, *, open_: bool = False, in_all_of: bool = False) -> Any:
         if isinstance(node, list):
             return [self.convert(n) for n in node]
@@ -100,6 +135,10 @@ class _Converter:
             return self._union(node)
         if _bare_object(node):
             return {}
+        if "allOf" in node and not in_all_of:
+            members = self._members(node)
+            if members is not None:
+                return self._flat(node, members, open_)
         out: dict[str, Any] = {}
         for key, value in node.items():
             if key in _DROP or key.startswith("x-") or key == "nullable":
@@ -123,7 +162,8 @@ class _Converter:
             out["anyOf"] = [{"required": [k]} for k in node["properties"]]
         closes = ("properties" in node or "allOf" in node) and "additionalProperties" not in node
         if closes and not open_:
-            out["unevaluatedProperties"] = False
+            composed = "allOf" in node or "oneOf" in node or "anyOf" in node
+            out["unevaluatedProperties" if composed else "additionalProperties"] = False
         return out
 
 
