@@ -293,7 +293,7 @@ def test_volume_is_a_date_histogram_aligned_to_the_window(fake: FakeElasticsearc
 
 
 # ---- the label join -------------------------------------------------------------------------------------
-def test_labels_join_once_through_sorted_feedback_and_bounded_lookups(
+def test_labels_join_once_through_feedback_in_time_order_and_bounded_lookups(
     fake: FakeElasticsearch, store: ElasticsearchStore
 ):
     _with_labels(fake)
@@ -305,7 +305,7 @@ def test_labels_join_once_through_sorted_feedback_and_bounded_lookups(
     (pit,) = fake.sent("POST", r"/.+/_pit")
     assert pit.path == "/ml-feedback-fraud-*/_pit"  # feedback lives in its own indices, by day of arrival
     scan = next(r for r in fake.requests if r.path == "/_search")
-    assert scan.body["sort"][:2] == [{"ml.prediction_id": {"order": "asc"}}, {"@timestamp": {"order": "asc"}}]
+    assert scan.body["sort"][:2] == [{"@timestamp": {"order": "asc"}}, {"ml.prediction_id": {"order": "asc"}}]
     pid_range = next(f["range"]["ml.prediction_id"] for f in _filters(scan) if "ml.prediction_id" in f.get("range", {}))
     assert pid_range == {"gte": "a", "lte": "f"}  # the window's smallest and largest prediction id
     (lookup,) = [r for r in fake.searches() if "collapse" in r.body]

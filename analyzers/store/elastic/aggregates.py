@@ -123,8 +123,13 @@ def quantiles(conn: Connection, query: Query, field: Field, qs: Sequence[float])
         return [None] * len(qs)
     if len(mixture) == 1:
         points = mixture[0][1]
-        return [float(min(points, key=lambda p, q=q: abs(p[0] - q * 100))[1]) for q in qs]
+        return [_nearest(points, float(q) * 100) for q in qs]
     return _mixed_quantiles(mixture, qs)
+
+
+def _nearest(points: list[tuple[float, float]], percent: float) -> float:
+    """The value at the percentile nearest ``percent``."""
+    return float(min(points, key=lambda p: abs(p[0] - percent))[1])
 
 
 def _mixed_quantiles(mixture: list[tuple[float, list[tuple[float, float]]]], qs: Sequence[float]) -> list[float | None]:

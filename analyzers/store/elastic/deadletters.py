@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from analyzers.store.elastic.connection import Connection
 from analyzers.store.elastic.queries import time_range
 from analyzers.timeutil import Window
+from elasticsearch import NotFoundError
 from logshipper.schema import DEAD_LETTER_INDEX, ERROR_TYPE
 
 
@@ -27,10 +28,14 @@ class DeadLetters:
 
 def report(conn: Connection, window: Window) -> DeadLetters:
     """The dead-letter alias's size (``_stats``) and the window's dead letters by ``error.type`` (one search)."""
-    stats = conn.call(
-        f"measuring {DEAD_LETTER_INDEX}",
-        lambda es: es.indices.stats(index=DEAD_LETTER_INDEX, metric="docs,store", ignore_unavailable=True),
-    )
+    try:
+        stats = conn.call(
+            f"measuring {DEAD_LETTER_INDEX}",
+            lambda es: es.indices.stats(index=DEAD_LETTER_INDEX, metric="docs,store"),
+            keep=(NotFoundError,),
+        )
+    except NotFoundError:  # setup has not created the alias yet: nothing was rejected
+        return DeadLetters(0, 0, 0, {})
     primaries = (stats.get("_all") or {}).get("primaries") or {}
     documents = int((primaries.get("docs") or {}).get("count") or 0)
     size = int((primaries.get("store") or {}).get("size_in_bytes") or 0)

@@ -9,6 +9,7 @@ on from the last hit, instead of failing: the deleted day's hits are gone, the o
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from analyzers.store.base import StoreError
 from analyzers.store.elastic import limits
 from analyzers.store.elastic.connection import Connection, error_reason
-from elasticsearch import ApiError, TransportError
+from elasticsearch import ApiError, Elasticsearch, TransportError
 
 log = logging.getLogger("predwatch.store")
 
@@ -40,6 +41,10 @@ def source_value(source: dict[str, Any], path: str) -> Any:
     return None
 
 
+def _search(es: Elasticsearch, *, args: dict[str, Any]) -> Any:
+    return es.search(**args)
+
+
 def sorted_hits(
     conn: Connection, what: str, index: str, query: dict[str, Any], sort: list[Any], **extra: Any
 ) -> Iterator[dict[str, Any]]:
@@ -61,7 +66,7 @@ def sorted_hits(
         }
         if after is not None:
             args["search_after"] = after
-        hits = conn.call(what, lambda es, args=args: es.search(**args))["hits"]["hits"]
+        hits = conn.call(what, functools.partial(_search, args=args))["hits"]["hits"]
         yield from hits
         if len(hits) < page:
             return
@@ -135,11 +140,8 @@ def scan(
             if after is not None:
                 args["search_after"] = after
             try:
-                answer = conn.call(
-                    f"reading {index}",
-                    lambda es, args=args: es.search(pit={"id": pit.id, "keep_alive": limits.PIT_KEEP_ALIVE}, **args),
-                    keep=(ApiError,),
-                )
+                args["pit"] = {"id": pit.id, "keep_alive": limits.PIT_KEEP_ALIVE}
+                answer = conn.call(f"reading {index}", functools.partial(_search, args=args), keep=(ApiError,))
             except ApiError as exc:
                 if _vanished(exc):
                     pit.reopen()

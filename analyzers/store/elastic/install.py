@@ -8,6 +8,7 @@ templates), and is safe to run again: everything is an upsert, and an existing a
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,7 +18,14 @@ from analyzers.config.models import ElasticsearchStoreConfig
 from analyzers.store.base import StoreError
 from analyzers.store.elastic import templates
 from analyzers.store.elastic.connection import Connection, client_from_config, error_reason, safe_host
-from elasticsearch import ApiError, AuthenticationException, AuthorizationException, NotFoundError, TransportError
+from elasticsearch import (
+    ApiError,
+    AuthenticationException,
+    AuthorizationException,
+    Elasticsearch,
+    NotFoundError,
+    TransportError,
+)
 from logshipper.schema import DEAD_LETTER_INDEX
 
 StepStatus = Literal["created", "updated", "kept", "imported", "skipped"]
@@ -100,6 +108,30 @@ def _wait(es: Any, where: str, wait: float, retry_interval: float) -> str:
         time.sleep(retry_interval)
 
 
+def _policy_exists(conn: Connection, name: str) -> bool:
+    try:
+        conn.call(f"reading lifecycle policy {name}", functools.partial(_get_policy, name=name), keep=(NotFoundError,))
+    except NotFoundError:
+        return False
+    return True
+
+
+def _get_policy(es: Elasticsearch, *, name: str) -> Any:
+    return es.ilm.get_lifecycle(name=name)
+
+
+def _put_policy(es: Elasticsearch, *, name: str, policy: dict[str, Any]) -> Any:
+    return es.ilm.put_lifecycle(name=name, policy=policy)
+
+
+def _template_exists(es: Elasticsearch, *, name: str) -> bool:
+    return bool(es.indices.exists_index_template(name=name))
+
+
+def _put_template(es: Elasticsearch, *, name: str, body: dict[str, Any]) -> Any:
+    return es.indices.put_index_template(name=name, **body)
+
+
 def _dead_letter_alias(conn: Connection) -> SetupStep:
     """Create the first dead-letter index behind the write alias, unless the alias is there already."""
     name = f"dead_letter_alias {DEAD_LETTER_INDEX}"
@@ -143,30 +175,13 @@ def install(
         conn = Connection(es, cfg.hosts, request_timeout=max(cfg.request_timeout, 30.0), max_retries=cfg.max_retries)
         steps: list[SetupStep] = []
         for name, body in assets.policies.items():
-            try:
-                conn.call(
-                    f"reading lifecycle policy {name}",
-                    lambda es, name=name: es.ilm.get_lifecycle(name=name),
-                    keep=(NotFoundError,),
-                )
-                existed = True
-            except NotFoundError:
-                existed = False
+            existed = _policy_exists(conn, name)
             policy = body.get("policy", body)
-            conn.call(
-                f"putting lifecycle policy {name}",
-                lambda es, name=name, policy=policy: es.ilm.put_lifecycle(name=name, policy=policy),
-            )
+            conn.call(f"putting lifecycle policy {name}", functools.partial(_put_policy, name=name, policy=policy))
             steps.append(SetupStep(f"lifecycle_policy {name}", "updated" if existed else "created"))
         for name, body in assets.templates.items():
-            existed = conn.call(
-                f"looking for index template {name}",
-                lambda es, name=name: bool(es.indices.exists_index_template(name=name)),
-            )
-            conn.call(
-                f"putting index template {name}",
-                lambda es, name=name, body=body: es.indices.put_index_template(name=name, **dict(body)),
-            )
+            existed = conn.call(f"looking for index template {name}", functools.partial(_template_exists, name=name))
+            conn.call(f"putting index template {name}", functools.partial(_put_template, name=name, body=dict(body)))
             patterns = ", ".join(body.get("index_patterns", []))
             steps.append(SetupStep(f"index_template {name}", "updated" if existed else "created", patterns))
         if assets.dead_letter_alias:

@@ -4,13 +4,13 @@ Feedback lives in ``ml-feedback-<model>-<day it arrived>`` with ``_id`` = the pr
 one label per prediction, the last one shipped).  A window's labels are found by one scan of the model's
 feedback since shortly before the window's first day, narrowed to the window's prediction ids (between its
 smallest and largest: ids are UUIDv7, ordered by time, so this keeps the scan to the window's own labels),
-sorted by prediction id then time so the latest label of each id comes last.  Each batch of
-``LOOKUP_BATCH`` labelled ids is then looked up among the window's predictions (one ``terms`` search, about
-0.4 MB of request body), which gives the columns the label is counted with (prediction, score, groups,
-sample rate, the filters' fields).  The cost grows with the window's labelled predictions, never with all
-its predictions, and request bodies stay bounded whatever the window.  A label that arrives 30 days late
-sits in that day's feedback index and is found by any later job over its prediction's window, as long as
-retention keeps the prediction.
+oldest first so the latest label of each id comes last.  Each batch of ``LOOKUP_BATCH`` newly met ids is
+looked up among the window's predictions (one ``terms`` search, about 0.4 MB of request body), which gives
+the columns the label is counted with (prediction, score, groups, sample rate, the filters' fields).
+The cost grows with the window's labelled predictions, never with all its predictions, and request bodies
+stay bounded whatever the window; the labelled predictions are held in memory for the job (about 200 bytes
+each).  A label that arrives 30 days late sits in that day's feedback index and is found by any later job
+over its prediction's window, as long as retention keeps the prediction.
 """
 
 from __future__ import annotations
@@ -48,9 +48,11 @@ BASE_COLUMNS = (
     "latency_ms",
     "error_type",
 )
+# Oldest first, so the latest label of an id comes last; a date sort lets Elasticsearch skip what a page
+# cannot reach, so each page costs about its size (a keyword sort would read every candidate each page).
 FEEDBACK_ORDER = [
-    {PREDICTION_ID: {"order": "asc"}},
     {TIMESTAMP: {"order": "asc"}},
+    {PREDICTION_ID: {"order": "asc"}},
     {"_shard_doc": "asc"},
 ]
 
@@ -75,26 +77,17 @@ class LabelledWindow:
         return [self._by_id.get(str(p)) if p is not None else None for p in pids]
 
 
-def _latest_labels(conn: Connection, query: Query, facts: WindowFacts) -> Iterator[dict[str, Any]]:
-    """Prediction id -> latest label, in batches of ``LOOKUP_BATCH`` ids, from one sorted scan of the feedback."""
+def _feedback(conn: Connection, query: Query, facts: WindowFacts) -> Iterator[tuple[str, Any]]:
+    """(prediction id, label) of every labelled feedback event that may belong to the window, oldest first."""
     assert facts.pid_range is not None
     index = feedback_pattern(query.model)
     filters = feedback_filter(query.model, query.window, facts.pid_range)
-    batch: dict[str, Any] = {}
-    last: str | None = None
-    for hit in scan(conn, index, bool_filter(filters), {"includes": [PREDICTION_ID, LABEL, TIMESTAMP]}, FEEDBACK_ORDER):
-        source = hit.get("_source") or {}
-        pid, label = source_value(source, PREDICTION_ID), source_value(source, LABEL)
-        if pid is None or label is None:
-            continue
-        pid = str(pid)
-        if pid != last and len(batch) >= limits.LOOKUP_BATCH:
-            yield batch
-            batch = {}
-        batch[pid] = plain(label)  # later feedback of the same id comes later: the latest wins
-        last = pid
-    if batch:
-        yield batch
+    source = {"includes": [PREDICTION_ID, LABEL, TIMESTAMP]}
+    for hit in scan(conn, index, bool_filter(filters), source, FEEDBACK_ORDER):
+        doc = hit.get("_source") or {}
+        pid, label = source_value(doc, PREDICTION_ID), source_value(doc, LABEL)
+        if pid is not None and label is not None:
+            yield str(pid), plain(label)
 
 
 def lookup(
@@ -130,24 +123,38 @@ def lookup(
 
 
 def join(conn: Connection, query: Query, facts: WindowFacts) -> LabelledWindow:
-    """The labelled predictions of the query's (model, window), with the base columns and every group."""
+    """The labelled predictions of the query's (model, window), with the base columns, every group and the
+    latest label: each id is looked up once, in batches, as the feedback scan first meets it."""
     if facts.feedback == 0 or facts.pid_range is None:
-        return LabelledWindow(
-            RowSet(pd.DataFrame({c: pd.Series([], dtype=object) for c in (*BASE_COLUMNS, "label")})), "numeric"
-        )
-    columns: dict[str, list[Any]] = {name: [] for name in (*BASE_COLUMNS, "label")}
+        empty = pd.DataFrame({c: pd.Series([], dtype=object) for c in (*BASE_COLUMNS, "label")})
+        return LabelledWindow(RowSet(empty), "numeric")
+    labels: dict[str, Any] = {}
+    pending: list[str] = []
+    columns: dict[str, list[Any]] = {name: [] for name in BASE_COLUMNS}
     count = 0
-    for batch in _latest_labels(conn, query, facts):
-        for record in lookup(conn, query, list(batch), BASE_COLUMNS, groups=True):
-            record["label"] = batch.get(str(record.get("prediction_id")))
+
+    def look_up() -> None:
+        nonlocal count
+        for record in lookup(conn, query, pending, BASE_COLUMNS, groups=True):
             for name in record.keys() - columns.keys():
                 columns[name] = [None] * count
             for name, values in columns.items():
                 values.append(record.get(name))
             count += 1
+        pending.clear()
+
+    for pid, label in _feedback(conn, query, facts):
+        if pid not in labels:
+            pending.append(pid)
+        labels[pid] = label  # feedback comes oldest first: the latest label wins
+        if len(pending) >= limits.LOOKUP_BATCH:
+            look_up()
+    if pending:
+        look_up()
     frame = pd.DataFrame({n: pd.Series(v, dtype=object) for n, v in columns.items()})
+    frame["label"] = pd.Series([labels.get(str(p)) for p in frame["prediction_id"]], dtype=object)
     frame = frame.sort_values(["timestamp", "prediction_id"], kind="stable", key=lambda c: c.astype(str))
-    return LabelledWindow(RowSet(frame), kind_of(list(frame["label"].dropna())), set(columns))
+    return LabelledWindow(RowSet(frame), kind_of(list(frame["label"].dropna())), set(frame.columns))
 
 
 def add_columns(conn: Connection, query: Query, labelled: LabelledWindow, names: Sequence[str]) -> None:

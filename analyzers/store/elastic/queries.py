@@ -35,7 +35,7 @@ RATES = "rates"
 # Every search over a model's pattern: missing indices are fine, and the shards of days outside the window
 # and of other models are skipped before they are searched (the can-match phase, forced for any shard count),
 # so their mappings never meet the window's in an aggregation.
-SEARCH_OPTIONS = {"ignore_unavailable": True, "allow_no_indices": True, "pre_filter_shard_size": 1}
+SEARCH_OPTIONS: dict[str, Any] = {"ignore_unavailable": True, "allow_no_indices": True, "pre_filter_shard_size": 1}
 # Feedback stamped up to this long before its window's first day is still read (clocks differ).
 FEEDBACK_EARLY = timedelta(days=1)
 

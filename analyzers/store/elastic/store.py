@@ -477,10 +477,10 @@ class ElasticsearchStore(Store):
         if query.has_label is None:
             return rows.sample(self._conn, base, n, seed, names, kinds, lookup)
         assert label_window is not None
-        labelled = set(label_window.prediction_ids)
+        labelled_ids = set(label_window.prediction_ids)
         read = [*names, "prediction_id"] if "prediction_id" not in names else names
-        wide = rows.sample(self._conn, base, n + len(labelled), seed, read, kinds, lookup)
-        kept = wide[~wide["prediction_id"].astype(str).isin(labelled)].head(n)
+        wide = rows.sample(self._conn, base, n + len(labelled_ids), seed, read, kinds, lookup)
+        kept = wide[~wide["prediction_id"].astype(str).isin(labelled_ids)].head(n)
         return kept[names].reset_index(drop=True)
 
     # ---- findings and alert state -----------------------------------------------------------------

@@ -282,7 +282,7 @@ def dead_letter_index_template(policy: str = DEAD_LETTER_POLICY) -> dict[str, An
 
     Nothing but the time, the text and the error is mapped, so a rejected document is never rejected again.
     """
-    fields = {
+    fields: dict[str, dict[str, Any]] = {
         schema.TIMESTAMP: dict(_DATE),
         schema.MESSAGE: dict(_TEXT),
         schema.ERROR_TYPE: dict(_KEYWORD),
