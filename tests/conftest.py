@@ -6,9 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-import pytest
-
-from tests.es_spec import Spec
+from tests import es_spec
 
 
 class SentRequest(Protocol):
@@ -18,30 +16,15 @@ class SentRequest(Protocol):
     body: Any
 
 
-_spec: Spec | None = None
-
-
-def spec() -> Spec:
-    global _spec
-    if _spec is None:
-        _spec = Spec()
-    return _spec
-
-
 def check_requests(requests: Iterable[SentRequest]) -> None:
     """Fail with every way these requests depart from the specification."""
-    problems = [p for r in list(requests) for p in spec().check(r.method, r.path, r.params, r.body)]
+    spec = es_spec.shared()
+    problems = [p for r in list(requests) for p in spec.check(r.method, r.path, r.params, r.body)]
     assert not problems, "requests the Elasticsearch specification does not allow:\n" + "\n".join(problems[:20])
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if _spec is not None and _spec.validated:
+    if es_spec.validated():
         terminalreporter.write_line(
-            f"Elasticsearch requests checked against the 8.17 OpenAPI specification: {_spec.validated}"
+            f"Elasticsearch requests checked against the 8.17 OpenAPI specification: {es_spec.validated()}"
         )
-
-
-@pytest.fixture
-def spec_checked() -> Any:
-    """``check_requests``, for fixtures that serve a stand-in Elasticsearch."""
-    return check_requests

@@ -285,3 +285,19 @@ def _candidates(value: str) -> Iterable[Any]:
     except ValueError:
         pass
     yield value.split(",")
+
+
+_shared: Spec | None = None
+
+
+def shared() -> Spec:
+    """The one Spec the test session checks the store's requests with (and counts them)."""
+    global _shared
+    if _shared is None:
+        _shared = Spec()
+    return _shared
+
+
+def validated() -> int:
+    """How many requests the session's checks have validated."""
+    return _shared.validated if _shared is not None else 0

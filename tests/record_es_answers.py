@@ -1,5 +1,5 @@
 """Record the answers the request tests (``test_store_elastic.py``) replay, from the emulator holding the contract
-events under the templates ``predwatch setup`` installs:
+suite's events under the templates ``predwatch setup`` installs:
 
     python -m tests.record_es_answers
 
@@ -21,7 +21,7 @@ from typing import Any
 from analyzers.store import Query
 from analyzers.store.elastic import ElasticsearchStore, limits
 from tests import live_es
-from tests.store_contract import DAY1, VALUES_DAY, contract_events
+from tests.store_contract import DAY1, VALUES_DAY, all_events
 
 HERE = Path(__file__).resolve().parent / "recorded_es"
 
@@ -126,7 +126,7 @@ def record() -> list[Path]:
         # pages of two, so that the paging tests have a second page to ask for
         limits.COMPOSITE_PAGE = 2 if "composite_page" in name else defaults[0]
         limits.PAGE = 2 if "rows_page" in name else defaults[1]
-        with live_es.emulated(contract_events) as (store, model, emulator):
+        with live_es.emulated(all_events) as (store, model, emulator):
             ask(store, model)
             answers = [
                 answer

@@ -1,6 +1,6 @@
 """The behaviour every ``Store`` must have, written only against the public ``Store`` interface.
 
-``contract_events`` are the shared fixture events; an adapter under test holds exactly them (the
+``all_events`` are the shared fixture events; an adapter under test holds exactly them (the
 local store as daily log files, Elasticsearch as daily indices the way Filebeat ships them).
 ``StoreContract`` holds the tests; a test module subclasses it and provides the ``subject``
 fixture: the store and the model name the events were written under.
@@ -100,14 +100,14 @@ def prediction_line(pid: str, ts: str, model: str) -> dict:
     }
 
 
+def all_events(model: str, other: str) -> list[dict]:
+    """What the contract suite's stores hold: :func:`contract_events` and, on day 6, :func:`value_events`."""
+    return [*contract_events(model, other), *value_events(model)]
+
+
 def contract_events(model: str, other: str) -> list[dict]:
     """Day 1 holds a, b, c (rate 0.5), a again, failure f and one event of ``other``; feedback of a and b
-    arrives on days 1, 2 and 4 (a's latest label is 1); day 2 holds prediction d; the value contract's cases
-    (:func:`value_events`) are on day 6."""
-    return [*_base_events(model, other), *value_events(model)]
-
-
-def _base_events(model: str, other: str) -> list[dict]:
+    arrives on days 1, 2 and 4 (a's latest label is 1); day 2 holds prediction d."""
     return [
         prediction("a", "2026-11-20T01:00:00Z", amount=1.0, model=model),
         prediction("b", "2026-11-20T02:00:00.500Z", amount=2.0, country="FR", region="US", label=0, model=model),
@@ -124,7 +124,7 @@ def _base_events(model: str, other: str) -> list[dict]:
 
 @dataclass(frozen=True)
 class Subject:
-    """A store holding ``contract_events(model, ...)``."""
+    """A store holding ``all_events(model, ...)``."""
 
     store: Store
     model: str

@@ -16,7 +16,7 @@ from analyzers.store import LocalStore
 from tests import live_es
 from tests.conftest import check_requests
 from tests.log_events import write_events
-from tests.store_contract import StoreContract, Subject, contract_events
+from tests.store_contract import StoreContract, Subject, all_events
 
 
 @pytest.fixture(
@@ -38,18 +38,18 @@ from tests.store_contract import StoreContract, Subject, contract_events
     ],
 )
 def subject(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Subject]:
-    """Each adapter holding ``contract_events``, shared by the module's tests (indexing a cluster is slow)."""
+    """Each adapter holding ``all_events``, shared by the module's tests (indexing a cluster is slow)."""
     if request.param == "local":
         root = tmp_path_factory.mktemp("contract")
-        write_events(root / "logs", contract_events("fraud", "other"), service="fraud-api")
+        write_events(root / "logs", all_events("fraud", "other"), service="fraud-api")
         with LocalStore(root / "logs", root / "state") as store:
             yield Subject(store, "fraud")
     elif request.param == "elastic-emulated":
-        with live_es.emulated(contract_events) as (store, model, emulator):
+        with live_es.emulated(all_events) as (store, model, emulator):
             yield Subject(store, model)
         check_requests(emulator.requests)
     else:
-        with live_es.indexed(contract_events) as (store, model):
+        with live_es.indexed(all_events) as (store, model):
             yield Subject(store, model)
 
 
