@@ -131,3 +131,20 @@ def test_the_label_join_is_read_once_per_job(es: tuple[Any, str, Emulator]) -> N
     ]
     assert len(feedback_pits) == 2  # the window and its reference, once each, for every call of the job
     assert max(r.size for r in emulator.requests[start:]) < 1_000_000
+
+
+def test_dead_letters_are_measured_for_the_ops_report() -> None:
+    from analyzers.store.elastic.deadletters import DeadLetters
+
+    def rejects(model: str, other: str) -> list[dict[str, Any]]:
+        return []
+
+    with emulated(rejects) as (store, _, emulator):
+        for i, reason in enumerate(["400", "400", "json"]):
+            line = {"@timestamp": f"2026-11-21T0{i}:00:00Z", "message": "{not json", "error": {"type": reason}}
+            emulator.put_doc("ml-deadletter", f"r{i}", line, "index", {})
+        found = store.dead_letters(WINDOW)
+        check_requests(emulator.requests)
+    assert isinstance(found, DeadLetters)
+    assert (found.documents, found.in_window, found.by_reason) == (3, 3, {"400": 2, "json": 1})
+    assert found.bytes > 0

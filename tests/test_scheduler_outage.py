@@ -167,3 +167,21 @@ def test_predwatch_run_stays_up_while_elasticsearch_refuses(tmp_path: Path) -> N
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_jobs_budget_bounds_its_requests_whatever_their_own_timeout(monkeypatch) -> None:
+    from analyzers.config.models import ElasticsearchStoreConfig
+    from analyzers.store import Query, StoreError
+    from analyzers.store.elastic import ElasticsearchStore
+    from analyzers.timeutil import Window
+
+    port = free_port()
+    cfg = ElasticsearchStoreConfig(hosts=[f"http://127.0.0.1:{port}"], request_timeout=600, max_retries=5)
+    window = Window("2026-11-20T00:00:00Z", "2026-11-21T00:00:00Z")
+    with (
+        hanging(port),
+        ElasticsearchStore.from_config(cfg) as store,
+        store.budget(0.5),
+        pytest.raises(StoreError, match="before the job's time ran out"),
+    ):
+        store.count(Query("fraud", window))
