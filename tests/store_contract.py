@@ -238,6 +238,16 @@ class StoreContract:
         store.delete_state(key, version=v2)
         assert store.get_state(key) is None
 
+    def test_labelled_and_unlabelled_predictions_answer_every_question(self, subject: Subject):
+        store, q = subject.store, Query(subject.model, DAY1)
+        labelled, unlabelled = q.with_(has_label=True), q.with_(has_label=False)
+        assert sorted(next(store.rows(unlabelled, columns=["prediction_id"]))["prediction_id"]) == ["c", "f"]
+        assert sorted(store.sample(labelled, 10, columns=["prediction_id"])["prediction_id"]) == ["a", "b"]
+        assert store.category_counts(unlabelled, "features.country") == {"DE": 3.0}  # c weighs 2
+        assert store.histogram(unlabelled, "features.amount", [0, 10]).counts.tolist() == [3.0]
+        tab = store.crosstab(labelled, ["prediction", "label"])
+        assert {(p, y): c for p, y, c in tab.itertuples(index=False, name=None)} == {(1, 1): 1.0, (0, 0): 1.0}
+
     # ---- the value contract: the same lines give the same Python values from every store -------------------
     def test_booleans_stay_booleans(self, subject: Subject):
         counts = subject.store.category_counts(Query(subject.model, VALUES_DAY), "features.flag")

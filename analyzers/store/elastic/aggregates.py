@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analyzers.store.base import Histogram, Query, StoreError
+from analyzers.store.base import Histogram, Query
 from analyzers.store.elastic import limits
 from analyzers.store.elastic.connection import Connection
 from analyzers.store.elastic.indices import predictions_pattern
@@ -219,12 +219,3 @@ def volume(conn: Connection, query: Query, window: Window, bucket: timedelta) ->
             failures[index] += s.weight * float((s.bucket.get("failures") or {}).get("doc_count") or 0)
     starts = pd.date_range(start=window.start, periods=n_buckets, freq=pd.Timedelta(milliseconds=interval_ms), tz="UTC")
     return pd.DataFrame({"start": starts, "count": counts, "failures": failures})
-
-
-def check_quantiles(qs: Sequence[float]) -> None:
-    if any(not 0.0 <= q <= 1.0 for q in qs):
-        raise ValueError("quantiles must lie in [0, 1]")
-
-
-def no_column(column: str) -> StoreError:
-    return StoreError(f"column {column!r} is not numeric")

@@ -161,13 +161,19 @@ class RowSet:
         idx = np.searchsorted(shares, np.asarray(qs, dtype=float) - 1e-12, side="left")
         return [float(xs[min(i, len(xs) - 1)]) for i in idx]
 
-    def crosstab(self, columns: Sequence[str]) -> pd.DataFrame:
+    def counts(self, columns: Sequence[str]) -> dict[tuple[Any, ...], float]:
+        """Weighted count per combination of the columns' values (missing as None)."""
+        if not columns:
+            return {(): self.count()} if len(self) else {}
         counts: dict[tuple[Any, ...], float] = {}
         keys = zip(*(self.values(c).tolist() for c in columns), strict=True)
         for key, w in zip(keys, self.weights(), strict=True):
             clean = tuple(None if _missing(v) else v for v in key)
             counts[clean] = counts.get(clean, 0.0) + float(w)
-        return table(columns, counts)
+        return counts
+
+    def crosstab(self, columns: Sequence[str]) -> pd.DataFrame:
+        return table(columns, self.counts(columns))
 
 
 def _missing(value: Any) -> bool:

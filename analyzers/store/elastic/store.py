@@ -15,6 +15,7 @@ Where each answer comes from:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import threading
 import time
@@ -194,13 +195,13 @@ class ElasticsearchStore(Store):
             for n, f in self._fields(query).items()
             if n in _OUTPUTS or n.startswith((FEATURE_PREFIX, GROUP_PREFIX))
         }
-        if query.has_label is True:
+        if query.has_label is True:  # the labelled predictions' own values say each column's kind
             labelled = self._labelled(query, list(fields))
             found = [
-                ColumnInfo(n, labelled.kind(n) if not self._numeric(query, n, f) else "numeric", labelled.present(n))
-                for n, f in fields.items()
+                ColumnInfo(n, "categorical" if n.startswith(GROUP_PREFIX) else labelled.kind(n), labelled.present(n))
+                for n in fields
             ]
-            found.append(ColumnInfo("label", self._label_kind(query), labelled.present("label")))
+            found.append(ColumnInfo("label", labelled.kind("label"), labelled.present("label")))
             return sorted((c for c in found if c.count > 0), key=lambda c: _order(c.name))
         prof = self._profile(query)
         labelled = self._labelled(query, list(fields) if query.has_label is False else [])
@@ -211,7 +212,7 @@ class ElasticsearchStore(Store):
             if query.has_label is False:
                 present -= labelled.present(name)
             kind = self._scanned(query, name).kind(name) if column.scanned else field.kind
-            out.append(ColumnInfo(name, kind, present))
+            out.append(ColumnInfo(name, "categorical" if name.startswith(GROUP_PREFIX) else kind, present))
         if query.has_label is None:
             out.append(ColumnInfo("label", self._label_kind(query), labelled.present("label")))
         return sorted((c for c in out if c.count > 1e-9), key=lambda c: _order(c.name))
@@ -357,18 +358,7 @@ class ElasticsearchStore(Store):
         if not needs_join:
             return table(columns, whole)
         labelled = self._labelled(query, others)
-        labelled_counts = (
-            dict(
-                zip(
-                    map(tuple, labelled.crosstab(others)[others].itertuples(index=False, name=None)),
-                    labelled.crosstab(others)["count"],
-                    strict=True,
-                )
-            )
-            if others
-            else {(): labelled.count()}
-        )
-        unlabelled = _subtract(whole, labelled_counts)
+        unlabelled = _subtract(whole, labelled.counts(others))
         if "label" not in columns:
             return table(columns, unlabelled)
         counts: dict[tuple[Any, ...], float] = {}
@@ -377,8 +367,8 @@ class ElasticsearchStore(Store):
             full = (*key[:position], None, *key[position:])
             counts[full] = counts.get(full, 0.0) + value
         if query.has_label is None:
-            for row in labelled.crosstab(list(columns)).itertuples(index=False, name=None):
-                counts[tuple(row[:-1])] = counts.get(tuple(row[:-1]), 0.0) + float(row[-1])
+            for key, value in labelled.counts(columns).items():
+                counts[key] = counts.get(key, 0.0) + value
         return table(columns, counts)
 
     def _counts(self, query: Query, columns: list[str]) -> dict[tuple[Any, ...], float]:
@@ -439,14 +429,15 @@ class ElasticsearchStore(Store):
             if "label" in names or query.has_label is False
             else None
         )
-        keep = None
-        if query.has_label is False:
-            labelled = {str(p) for p in self._labelled(base).values("prediction_id")}
-            keep = lambda record: str(record.get("prediction_id")) not in labelled  # noqa: E731
-            if "prediction_id" not in names:
-                names_read = [*names, "prediction_id"]
-                return (f[names] for f in rows.frames(self._conn, base, names_read, kinds, chunk_size, lookup, keep))
-        return rows.frames(self._conn, base, names, kinds, chunk_size, lookup, keep)
+        if query.has_label is None:
+            return rows.frames(self._conn, base, names, kinds, chunk_size, lookup)
+        labelled = {str(p) for p in self._labelled(base).values("prediction_id")}
+
+        def unlabelled(record: dict[str, Any]) -> bool:
+            return str(record.get("prediction_id")) not in labelled
+
+        read = names if "prediction_id" in names else [*names, "prediction_id"]
+        return (f[names] for f in rows.frames(self._conn, base, read, kinds, chunk_size, lookup, unlabelled))
 
     def _labelled_frames(
         self, query: Query, names: list[str], kinds: dict[str, ColumnKind], chunk_size: int
@@ -462,9 +453,7 @@ class ElasticsearchStore(Store):
             return rows.frame([], names, kinds)
         if query.has_label is True:
             labelled = self._labelled(query, names)
-            order = np.argsort(
-                [hash((seed, str(p))) & 0xFFFFFFFF for p in labelled.values("prediction_id")], kind="stable"
-            )
+            order = np.argsort([_seeded(seed, p) for p in labelled.values("prediction_id")], kind="stable")
             picked = labelled.frame.iloc[order[:n]].sort_index()
             return rows.frame(picked.to_dict("records"), names, kinds)
         base = query.with_(has_label=None)
@@ -515,6 +504,11 @@ class ElasticsearchStore(Store):
     def close(self) -> None:
         if self._owns:
             self._conn.es.close()
+
+
+def _seeded(seed: int, prediction_id: Any) -> int:
+    """A prediction's place in a seeded shuffle, the same in every process."""
+    return int.from_bytes(hashlib.blake2b(f"{seed}|{prediction_id}".encode(), digest_size=8).digest(), "big")
 
 
 def _local_volume(labelled: RowSet, window: Window, bucket: timedelta, starts: pd.Series) -> pd.DataFrame:
