@@ -8,7 +8,6 @@ whatever the window, so the request line stays short (never the list of 45 daily
 
 from __future__ import annotations
 
-from analyzers.timeutil import Window
 from logshipper.schema import FEEDBACK_INDEX_PREFIX, PREDICTIONS_INDEX_PREFIX
 
 
@@ -25,8 +24,3 @@ def feedback_pattern(model: str) -> str:
 def both_patterns(model: str) -> str:
     """Predictions and feedback of the model, for one search that looks at both."""
     return f"{predictions_pattern(model)},{feedback_pattern(model)}"
-
-
-def window_days(window: Window) -> list[str]:
-    """The ``YYYY.MM.DD`` days a window touches (for messages)."""
-    return [d.strftime("%Y.%m.%d") for d in window.days()]

@@ -4,7 +4,7 @@ A column whose field has one type in every index of the window is aggregated by 
 (``double``), strings (``keyword``) and booleans (``boolean``), as the templates map each JSON type.  A
 column whose type changed from one day to the next (a number one day, a string the next) has no single
 field type to aggregate on; it is marked ``exact=False`` and its aggregates are computed from its values
-read back (see :mod:`analyzers.store.elastic.scanned`), so it answers the same as the local store.
+read back (see :mod:`analyzers.store.elastic.rowset`), so it answers the same as the local store.
 """
 
 from __future__ import annotations

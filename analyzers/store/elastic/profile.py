@@ -6,7 +6,7 @@ categorical one; all of it comes from this one search (answers for ``columns``, 
 ``category_counts`` of the same query are read from it), so a side costs a count, this profile, the
 reference sample and the histograms.  A column Elasticsearch cannot aggregate as it is (its type changed
 between days, a value of another type was set aside into ``_ignored``, or it holds arrays) is flagged here;
-its aggregates are then computed from its values (:mod:`analyzers.store.elastic.scanned`).
+its aggregates are then computed from its values (:mod:`analyzers.store.elastic.rowset`).
 """
 
 from __future__ import annotations

@@ -143,14 +143,3 @@ def strata_of(aggregations: dict[str, Any], where: str) -> Iterator[Stratum]:
         )
     for bucket in part.get("buckets") or []:
         yield Stratum(weight(bucket.get("key")), bucket)
-
-
-def weighted_docs(aggregations: dict[str, Any], where: str, path: tuple[str, ...] = ()) -> float:
-    """Weighted number of documents in a sub-aggregation ``path`` of every stratum (the strata themselves: ``()``)."""
-    total = 0.0
-    for stratum in strata_of(aggregations, where):
-        node: Any = stratum.bucket
-        for name in path:
-            node = (node or {}).get(name)
-        total += stratum.weight * float((node or {}).get("doc_count") or 0)
-    return total
