@@ -6,31 +6,25 @@ scheduled time), so that both analyse the same windows the same way.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 
-from analyzers.config.models import Config, JobConfig, ModelConfig
+from analyzers.config.models import Config, JobConfig, VersionedJobConfig
 from analyzers.findings import Finding
 from analyzers.jobs.base import Job, error_finding
-from analyzers.store.base import Store
-from analyzers.timeutil import Window, parse_time, utcnow
+from analyzers.jobs.registry import JOB_NAMES, job_spec
+from analyzers.jobs.versions import run_by_version
+from analyzers.store.base import PredictionReader, Store
+from analyzers.timeutil import Window
+from analyzers.windows import job_window
 
-JOB_NAMES = ("drift", "fairness", "performance", "ops")
+__all__ = ["JOB_NAMES", "job_function", "job_window", "run_job", "run_jobs", "with_paths_resolved"]
 
 
 def job_function(name: str) -> Job:
-    """The ``run`` function of a job module (``analyzers.jobs.<name>``)."""
-    if name not in JOB_NAMES:
-        raise ValueError(f"unknown job {name!r}: expected one of {', '.join(JOB_NAMES)}")
-    return importlib.import_module(f"analyzers.jobs.{name}").run
-
-
-def job_window(model: ModelConfig, job: JobConfig, at: datetime | None) -> Window:
-    """The window a job analyses: its length, ending at ``at`` (or now less the model's ingest delay)."""
-    end = parse_time(at) if at is not None else utcnow() - model.ingest_delay
-    return Window.ending(end, job.window)
+    """The ``run`` function of a job of the job table (:mod:`analyzers.jobs.registry`)."""
+    return job_spec(name).run
 
 
 def with_paths_resolved(job: JobConfig, base: Path | None) -> JobConfig:
@@ -41,11 +35,13 @@ def with_paths_resolved(job: JobConfig, base: Path | None) -> JobConfig:
     return job.model_copy(update={"reference": reference.model_copy(update={"file": str(base / reference.file)})})
 
 
-def run_job(store: Store, model: str, name: str, job: JobConfig, window: Window) -> Finding:
-    """One job over one window, its reads bounded by the job's timeout; an exception becomes an ``error``
-    finding, never a crash."""
+def run_job(store: PredictionReader, model: str, name: str, job: JobConfig, window: Window) -> Finding:
+    """One job over one window (and each model version alone with ``by_version``), its reads bounded by the
+    job's timeout; an exception becomes an ``error`` finding, never a crash."""
     try:
         with store.budget(job.timeout.total_seconds()):
+            if isinstance(job, VersionedJobConfig) and job.by_version:
+                return run_by_version(job_function(name), store, model, job, window)
             return job_function(name)(store, model, job, window)
     except Exception as exc:
         return error_finding(model, name, window, exc)
@@ -60,8 +56,10 @@ def run_jobs(
     at: datetime | None = None,
     base: Path | None = None,
     progress: Callable[[str, str], None] | None = None,
+    record: bool = True,
 ) -> list[Finding]:
-    """Every selected job of every selected model, once; findings are written to the store."""
+    """Every selected job of every selected model, once; findings are written to the store unless
+    ``record`` is false (a dry run)."""
     wanted_models = set(models) if models is not None else None
     wanted_jobs = set(jobs) if jobs is not None else None
     unknown = (wanted_models or set()) - set(config.models)
@@ -78,6 +76,6 @@ def run_jobs(
                 progress(model, name)
             window = job_window(model_config, job, at)
             findings.append(run_job(store, model, name, with_paths_resolved(job, base), window))
-    if findings:
+    if findings and record:
         store.write_findings(findings)
     return findings

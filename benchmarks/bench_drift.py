@@ -152,7 +152,7 @@ def run_ours(data: Path) -> dict:
     seconds = time.perf_counter() - start
     if finding.status == "error":
         raise RuntimeError(finding.error)
-    columns = finding.metrics["features"]
+    columns = finding.to_dict()["features"]
     return {
         "tool": "predwatch",
         "seconds": seconds,

@@ -1,12 +1,23 @@
-"""What services import: ``configure``, ``PredictionLogger`` and the ECS ``JsonFormatter``.
+"""What services import: ``configure``, ``PredictionLogger``, ``stats()`` and the ECS ``JsonFormatter``.
 
 Lean on purpose: python-json-logger and (optionally) orjson, nothing from the analyzers' stack.
 """
 
+from logshipper.counts import LoggerStats
 from logshipper.formatter import JsonFormatter
-from logshipper.handlers import configure, flush, shutdown
 from logshipper.ids import new_prediction_id
+from logshipper.lifecycle import configure, flush, shutdown, stats
 from logshipper.logger import PredictionLogger
 from logshipper.redaction import RedactionError
 
-__all__ = ["JsonFormatter", "PredictionLogger", "RedactionError", "configure", "flush", "new_prediction_id", "shutdown"]
+__all__ = [
+    "JsonFormatter",
+    "LoggerStats",
+    "PredictionLogger",
+    "RedactionError",
+    "configure",
+    "flush",
+    "new_prediction_id",
+    "shutdown",
+    "stats",
+]

@@ -137,19 +137,19 @@ def prediction_event(
     """A successful prediction (``event.dataset: ml.prediction``) and the notes its encoding made."""
     event, ml, notes = _request(
         service,
-        "info",
-        "prediction",
-        schema.OUTCOME_SUCCESS,
-        time_ns,
-        prediction_id,
-        model,
-        version,
-        features,
-        groups,
-        entity_id,
-        latency_ms,
-        sample_rate,
-        problems,
+        level="info",
+        message="prediction",
+        outcome=schema.OUTCOME_SUCCESS,
+        time_ns=time_ns,
+        prediction_id=prediction_id,
+        model=model,
+        version=version,
+        features=features,
+        groups=groups,
+        entity_id=entity_id,
+        latency_ms=latency_ms,
+        sample_rate=sample_rate,
+        problems=problems,
     )
     out: dict[str, Any] = {"label": encoding.clean_scalar(prediction, "ml.prediction.label", notes)}
     if score is not None:
@@ -181,19 +181,19 @@ def failure_event(
     """
     event, _, notes = _request(
         service,
-        "error",
-        "prediction failed",
-        schema.OUTCOME_FAILURE,
-        time_ns,
-        prediction_id,
-        model,
-        version,
-        features,
-        groups,
-        entity_id,
-        latency_ms,
-        sample_rate,
-        problems,
+        level="error",
+        message="prediction failed",
+        outcome=schema.OUTCOME_FAILURE,
+        time_ns=time_ns,
+        prediction_id=prediction_id,
+        model=model,
+        version=version,
+        features=features,
+        groups=groups,
+        entity_id=entity_id,
+        latency_ms=latency_ms,
+        sample_rate=sample_rate,
+        problems=problems,
     )
     if isinstance(error, BaseException):
         error_type, message = type(error).__name__, str(error)
@@ -210,6 +210,7 @@ def failure_event(
 
 def _request(
     service: Service,
+    *,
     level: str,
     message: str,
     outcome: str,
@@ -244,6 +245,7 @@ def feedback_event(
     model: str,
     version: str | None,
     label: Any,
+    entity_id: Any = None,
     extra: dict[str, Any] | None = None,
     problems: list[str] | None = None,
 ) -> tuple[dict[str, Any], encoding.Notes]:
@@ -252,6 +254,7 @@ def feedback_event(
     event = _base(service, time_ns, "info", "feedback", schema.DATASET_FEEDBACK, schema.OUTCOME_SUCCESS)
     ml = _ml(model, version, prediction_id)
     ml["label"] = encoding.clean_scalar(label, "ml.label", notes)
+    _inputs(ml, None, None, entity_id, notes)
     event["ml"] = ml
     _extra(event, extra, notes)
     return event, notes

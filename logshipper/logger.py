@@ -10,25 +10,17 @@ writes them in the same shape, so a service that already configures logging keep
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar
 
-from logshipper import events, handlers
+from logshipper import events, lifecycle, sampling
 from logshipper.ids import new_prediction_id
 
 PAYLOAD_ATTR = "predwatch_event"  # LogRecord attribute that carries (builder, fields) to the formatter
 LOGGER_NAME = "predwatch.predictions"
 _F = TypeVar("_F", bound=Callable[..., Any])
-_TWO_64 = float(2**64)
-
-
-def sample_fraction(key: str) -> float:
-    """A stable number in [0, 1) for a key: the same entity or id is always kept or always skipped."""
-    digest = hashlib.blake2b(key.encode("utf-8", "backslashreplace"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / _TWO_64
 
 
 class PredictionLogger:
@@ -37,7 +29,10 @@ class PredictionLogger:
     ``sample_rate`` < 1 logs that fraction of predictions, chosen deterministically by
     ``entity_id`` (``sample_by="entity"``: an entity is always in or always out, falling back to
     the id when there is none) or by prediction id; the rate is written in each event
-    (``ml.sample_rate``) so that analyzers weight counts by its inverse.  Failures are always logged.
+    (``ml.sample_rate``) so that analyzers weight counts by its inverse.  The decision is written into
+    the prediction id, and feedback is kept exactly when its prediction was, decided from the id alone
+    (so a process that only has the id, with the same ``sample_rate``, keeps the same pairs).  A
+    ``prediction_id`` given by the caller is sampled by that id.  Failures are always logged.
     """
 
     def __init__(
@@ -81,8 +76,8 @@ class PredictionLogger:
     ) -> str:
         """Log a prediction; returns its id (time-ordered, unique across processes) to attach feedback."""
         time_ns, problems = _event_time(timestamp)
-        pid = prediction_id if prediction_id is not None else new_prediction_id(None if timestamp is None else time_ns)
-        if self.sample_rate < 1.0 and not self._keep(entity_id, pid):
+        pid, keep = self._new_id(None if timestamp is None else time_ns, prediction_id, entity_id)
+        if not keep:
             return pid
         self._emit(
             events.prediction_event,
@@ -113,8 +108,12 @@ class PredictionLogger:
         entity_id: Any = None,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
-        """Log the ground truth of an earlier prediction (it may come days later)."""
-        if self.sample_rate < 1.0 and not self._keep(entity_id, str(prediction_id)):
+        """Log the ground truth of an earlier prediction (it may come days later).
+
+        With sampling, it is written exactly when its prediction was (decided from ``prediction_id``);
+        ``entity_id`` is written with it.
+        """
+        if self.sample_rate < 1.0 and not sampling.id_kept(str(prediction_id), self.sample_rate):
             return
         time_ns, problems = _event_time(timestamp)
         self._emit(
@@ -125,6 +124,7 @@ class PredictionLogger:
                 "model": self.model,
                 "version": self.version,
                 "label": label,
+                "entity_id": entity_id,
                 "extra": _copy(extra),
                 "problems": problems,
             },
@@ -211,13 +211,22 @@ class PredictionLogger:
         return decorate(func) if func is not None else decorate
 
     # ---- internals -------------------------------------------------------------------------
-    def _keep(self, entity_id: Any, prediction_id: str) -> bool:
-        key = str(entity_id) if self.sample_by == "entity" and entity_id is not None else prediction_id
-        return sample_fraction(key) < self.sample_rate
+    def _new_id(self, time_ns: int | None, given: str | None, entity_id: Any) -> tuple[str, bool]:
+        """The prediction's id and whether it is kept; with sampling by entity, the id carries the decision."""
+        rate = self.sample_rate
+        if given is not None:
+            return given, rate >= 1.0 or sampling.id_kept(given, rate)
+        if rate >= 1.0:
+            return new_prediction_id(time_ns), True
+        if self.sample_by == "entity" and entity_id is not None:
+            keep, bits = sampling.entity_range(entity_id, rate)
+            return new_prediction_id(time_ns, random_range=bits), keep
+        pid = new_prediction_id(time_ns)
+        return pid, sampling.id_kept(pid, rate)
 
     def _emit(self, builder: events.Builder, fields: dict[str, Any]) -> None:
         try:
-            pipeline = handlers.current()
+            pipeline = lifecycle.current()
             if pipeline is not None:
                 pipeline.submit(builder, fields)
             elif self._logger.isEnabledFor(logging.INFO):

@@ -132,3 +132,25 @@ def build(log_dir: Path, days: int = 4, per_day: int = 600, seed: int = 0, last_
         regressor += regressor_day(day, per_day // 2, rng, shift=1.0 if day == days - 1 and last_day.shift else 0.0)
     write_lines(log_dir, "fraud-api", classifier)
     write_lines(log_dir, "price-api", regressor)
+
+
+def degenerate_logs(log_dir: Path) -> None:
+    """One day where group "all" is always selected and always right (41 rows: Wilson's upper bound of its
+    rates, 0.9999999999999999, ends a rounding error below them), "none" never selected, "solo" one row."""
+    rng = np.random.default_rng(3)
+    events = []
+    for i in range(120):
+        group = "all" if i < 41 else "none" if i < 81 else "mixed" if i < 119 else "solo"
+        label = 1 if group in ("all", "solo") else 0 if group == "none" else int(rng.random() < 0.5)
+        ts = T0 + timedelta(minutes=12 * i)
+        ml = {
+            "features": {"x": float(rng.normal())},
+            "prediction": {"label": label, "score": float(label)},
+            "groups": {"segment": group},
+            "latency_ms": 5.0,
+        }
+        events.append(_event(ts, "svc", "m", f"p{i}", ml, "ml.prediction", "success"))
+        events.append(
+            _event(ts + timedelta(minutes=1), "svc", "m", f"p{i}", {"label": label}, "ml.feedback", "success")
+        )
+    write_lines(log_dir, "svc", events)

@@ -1,16 +1,30 @@
-"""A stand-in for Slack on 127.0.0.1: the Web API's chat.postMessage and an incoming webhook, recording posts.
+"""A stand-in for Slack on 127.0.0.1: chat.postMessage, conversations.list and .history, an incoming webhook.
 
-``replies`` scripts the next responses (status, headers, body); ``down()`` and ``up()`` stop and restart
-the listener on the same port to simulate an outage.
+``posts`` records every message Slack took (the API's and the webhook's); ``calls`` every API call.
+``replies`` scripts the next responses to posts (status, headers, body); ``stall_s`` makes Slack take
+a post and then answer only that much later (a crash between Slack's acceptance and the sender's
+outbox update); ``down()`` and ``up()`` stop and restart the listener on the same port (an outage).
+Channel ``#ml`` has the id ``CML000001``; history lists the posts with their metadata, newest first.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
+
+CHANNEL_IDS = {"ml": "CML000001", "ml-alerts": "CMLALERTS1"}
+
+
+class _Server(ThreadingHTTPServer):
+    """Handler threads never hold up a stop (a stalled answer to a killed client)."""
+
+    allow_reuse_address = True
+    daemon_threads = True
+    block_on_close = False
 
 
 class FakeSlack:
@@ -18,8 +32,10 @@ class FakeSlack:
 
     def __init__(self) -> None:
         self.posts: list[dict[str, Any]] = []
+        self.calls: list[str] = []
         self.attempts = 0
         self.replies: list[tuple[int, dict[str, str], str]] = []
+        self.stall_s = 0.0
         self._server: ThreadingHTTPServer | None = None
         self.port = 0
         self.up()
@@ -32,6 +48,21 @@ class FakeSlack:
     def webhook_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/services/T000/B000/webhooksecretXYZ"
 
+    def messages(self) -> list[dict[str, Any]]:
+        """The posts made through chat.postMessage."""
+        return [p for p in self.posts if p["path"] == "/api/chat.postMessage"]
+
+    def _history(self) -> list[dict[str, Any]]:
+        out = []
+        for i, post in enumerate(self.messages()):
+            body = post["body"]
+            metadata = body.get("metadata")
+            if isinstance(metadata, str):
+                metadata = json.loads(metadata)
+            out.append({"type": "message", "ts": f"{post['ts']:.6f}", "text": body.get("text"), "metadata": metadata})
+            out[-1]["client_msg_id"] = str(i)
+        return list(reversed(out))
+
     def up(self) -> None:
         owner = self
 
@@ -41,32 +72,63 @@ class FakeSlack:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+                if "json" in (self.headers.get("Content-Type") or ""):
+                    data = json.loads(body or "{}")
+                else:
+                    data = {k: v[0] for k, v in parse_qs(body).items()}
+                method = self.path.removeprefix("/api/")
+                if self.path.startswith("/api/") and method != "chat.postMessage":
+                    owner.calls.append(method)
+                    self._api(method, data)
+                    return
                 owner.attempts += 1
                 if owner.replies:
                     status, headers, text = owner.replies.pop(0)
                     self._answer(status, headers, text)
                     return
-                if "json" in (self.headers.get("Content-Type") or ""):
-                    data = json.loads(body or "{}")
-                else:
-                    data = {k: v[0] for k, v in parse_qs(body).items()}
-                owner.posts.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": data})
+                owner.posts.append(
+                    {"path": self.path, "auth": self.headers.get("Authorization"), "body": data, "ts": time.time()}
+                )
+                if owner.stall_s:
+                    time.sleep(owner.stall_s)
                 if self.path.startswith("/api/"):
-                    self._answer(200, {"Content-Type": "application/json"}, json.dumps({"ok": True, "ts": "1.0"}))
+                    channel = CHANNEL_IDS.get(str(data.get("channel", "")).lstrip("#"), data.get("channel"))
+                    answer = {"ok": True, "ts": f"{owner.posts[-1]['ts']:.6f}", "channel": channel}
+                    self._answer(200, {"Content-Type": "application/json"}, json.dumps(answer))
                 else:
                     self._answer(200, {"Content-Type": "text/plain"}, "ok")
 
+            def _api(self, method: str, data: dict[str, Any]) -> None:
+                if method == "conversations.list":
+                    channels = [{"id": cid, "name": name} for name, cid in CHANNEL_IDS.items()]
+                    answer: dict[str, Any] = {
+                        "ok": True,
+                        "channels": channels,
+                        "response_metadata": {"next_cursor": ""},
+                    }
+                elif method == "conversations.history":
+                    oldest = float(data.get("oldest") or 0)
+                    found = [m for m in owner._history() if float(m["ts"]) >= oldest]
+                    if data.get("include_all_metadata") not in ("1", "true", True):
+                        found = [{k: v for k, v in m.items() if k != "metadata"} for m in found]
+                    answer = {"ok": True, "messages": found, "has_more": False, "response_metadata": {}}
+                else:
+                    answer = {"ok": False, "error": "unknown_method"}
+                self._answer(200, {"Content-Type": "application/json"}, json.dumps(answer))
+
             def _answer(self, status: int, headers: dict[str, str], text: str) -> None:
                 payload = text.encode()
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                try:
+                    self.send_response(status)
+                    for key, value in headers.items():
+                        self.send_header(key, value)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a timeout, a killed sender)
 
-        ThreadingHTTPServer.allow_reuse_address = True
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server = _Server(("127.0.0.1", self.port), Handler)
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
 

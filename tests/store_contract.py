@@ -14,7 +14,7 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from analyzers.findings import Finding, Signal
+from analyzers.findings import DriftMetrics, Finding, Signal
 from analyzers.store import ConflictError, Query, Store
 from analyzers.store.base import ROW_COLUMNS
 from analyzers.timeutil import Window
@@ -148,7 +148,9 @@ class StoreContract:
         store, q = subject.store, Query(subject.model, DAY1)
         rows = next(store.rows(q, columns=["prediction_id", "label"]))
         labels = dict(zip(rows["prediction_id"], rows["label"], strict=False))
-        assert labels["a"] == 1 and labels["b"] == 0 and np.isnan(labels["c"])  # numeric column: NaN when missing
+        assert labels["a"] == 1
+        assert labels["b"] == 0
+        assert np.isnan(labels["c"])  # numeric column: NaN when missing
         assert store.count(q.with_(has_label=True)) == 2
         assert store.count(q.with_(has_label=False)) == 3
 
@@ -157,7 +159,8 @@ class StoreContract:
         assert kinds["features.amount"] == "numeric"
         assert kinds["features.country"] == "categorical"
         assert kinds["groups.region"] == "categorical"
-        assert kinds["score"] == "numeric" and "label" in kinds
+        assert kinds["score"] == "numeric"
+        assert "label" in kinds
 
     def test_count_filters_on_groups(self, subject: Subject):
         assert subject.store.count(Query(subject.model, DAY1, groups={"region": ("US",)})) == 1
@@ -169,18 +172,21 @@ class StoreContract:
     def test_histogram_counts_bins_underflow_and_overflow(self, subject: Subject):
         q = Query(subject.model, DAY1, outcome="success")
         hist = subject.store.histogram(q, "features.amount", [0, 1.5, 2.5, 10])
-        assert hist.counts.tolist() == [1.0, 1.0, 2.0] and hist.missing == 0
+        assert hist.counts.tolist() == [1.0, 1.0, 2.0]
+        assert hist.missing == 0
         hist = subject.store.histogram(q, "features.amount", [1.5, 2.5])
         assert (hist.underflow, hist.counts.tolist(), hist.overflow) == (1.0, [1.0], 2.0)
 
     def test_numeric_summary_is_weighted(self, subject: Subject):
         summary = subject.store.numeric_summary(Query(subject.model, DAY1, outcome="success"), "features.amount")
-        assert summary.count == 4 and summary.mean == pytest.approx((1 + 2 + 3 * 2) / 4)
+        assert summary.count == 4
+        assert summary.mean == pytest.approx((1 + 2 + 3 * 2) / 4)
 
     def test_quantiles_span_the_values(self, subject: Subject):
         q = Query(subject.model, DAY1, outcome="success")
         low, mid, top = subject.store.quantiles(q, "features.amount", [0.0, 0.5, 1.0])  # may be approximate
-        assert (low, top) == (1.0, 3.0) and 1.0 <= mid <= 3.0
+        assert (low, top) == (1.0, 3.0)
+        assert 1.0 <= mid <= 3.0
 
     def test_crosstab_counts_per_combination(self, subject: Subject):
         q = Query(subject.model, DAY1, outcome="success")
@@ -215,13 +221,14 @@ class StoreContract:
             "drift",
             DAY1,
             "alert",
-            {"share_drifted": 0.5},
+            DriftMetrics(n_cur=100, share_drifted=0.5),
             signals=[Signal("feature:amount", "drifted", value=0.3)],
         )
         store.write_findings([f])
         store.write_findings([f])
         back = store.read_findings(model=model)
-        assert len(back) == 1 and back[0].signals[0].subject == "feature:amount"
+        assert len(back) == 1
+        assert back[0].signals[0].subject == "feature:amount"
         assert store.read_findings(model=model, job="ops") == []
 
     def test_state_optimistic_concurrency(self, subject: Subject):
@@ -233,7 +240,8 @@ class StoreContract:
         with pytest.raises(ConflictError):
             store.put_state(key, {"x": 1}, version=v1)
         doc, version = store.get_state(key)
-        assert doc == {"firing": False} and version == v2
+        assert doc == {"firing": False}
+        assert version == v2
         assert list(store.list_state(f"alert:{subject.model}:")) == [key]
         store.delete_state(key, version=v2)
         assert store.get_state(key) is None

@@ -75,17 +75,27 @@ def test_analyze_prints_findings_json_and_stores_them(config_file: Path, capsys)
     assert set(by_job) == {"drift", "fairness", "ops"}
     drift = by_job["drift"]
     assert drift["window"] == {"start": "2026-11-21T00:00:00Z", "end": "2026-11-22T00:00:00Z"}
-    amount = next(f for f in drift["features"] if f["name"] == "features.amount" or f["name"] == "amount")
-    assert amount["drifted"] is True and drift["status"] == "alert"
+    features = {f["name"]: f for f in drift["features"]}
+    assert {"amount", "country", "prediction", "score"} <= set(features), "features by their own names"
+    assert features["amount"]["drifted"] is True
+    assert drift["status"] == "alert"
     assert code == 1  # an alert fired and --fail-on-alert
-    assert (config_file.parent / ".predwatch" / "predwatch.sqlite").exists()
     assert main(["status", "--config", str(config_file), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["latest"] == [], "a dry run stores no finding"
+    assert main(["analyze", "--config", str(config_file), "--at", "2026-11-22T00:00:00Z", "--format", "json"]) == 0
+    by_job = {f["job"]: f for f in json.loads(capsys.readouterr().out)["findings"]}
+    assert main(["status", "--config", str(config_file), "--format", "json"]) == 0
+    stored = {f["job"]: f for f in json.loads(capsys.readouterr().out)["latest"]}
+    assert stored.keys() == by_job.keys(), "every finding was stored"
+    for job, finding in by_job.items():
+        assert stored[job] == finding, f"the stored {job} finding reads back as printed"
 
 
 def test_analyze_text_table(config_file: Path, capsys):
     assert main(["analyze", "--config", str(config_file), "--at", "2026-11-22T00:00:00Z", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "drift" in out and "alert" in out
+    assert "drift" in out
+    assert "alert" in out
 
 
 def test_unknown_model_is_an_error(config_file: Path, capsys):

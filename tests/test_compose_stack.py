@@ -80,7 +80,8 @@ def test_elastic_images_are_pinned_to_one_8x_release(services: dict[str, Any]) -
     versions = set()
     for name, svc in services.items():
         image = svc["image"]
-        assert ":" in image and not image.endswith(":latest"), f"{name}: image {image} is not pinned"
+        assert ":" in image, f"{name}: image {image} is not pinned"
+        assert not image.endswith(":latest"), f"{name}: image {image} is not pinned"
         if image.startswith("docker.elastic.co/"):
             versions.add(image.rsplit(":", 1)[1])
     assert len(versions) == 1, versions
@@ -105,7 +106,8 @@ def test_dependencies_wait_for_health_or_completion(services: dict[str, Any]) ->
             else:
                 pytest.fail(f"{name} -> {dep}: condition {condition} does not wait for readiness")
     long_running = [d for d in depended_on if services[d].get("restart") != "no"]
-    assert long_running and all("healthcheck" in services[d] for d in long_running)
+    assert long_running
+    assert all("healthcheck" in services[d] for d in long_running)
 
 
 def test_start_up_order(services: dict[str, Any]) -> None:
@@ -130,15 +132,19 @@ def test_start_up_order(services: dict[str, Any]) -> None:
 
 def test_memory_limits_fit_a_laptop(services: dict[str, Any]) -> None:
     units = {"k": 1 / 1024, "m": 1, "g": 1024}
-    total = 0.0
+    by_profile: dict[str, float] = {}
     for name, svc in services.items():
         limit = str(svc.get("mem_limit", ""))
         m = re.fullmatch(r"(\d+(?:\.\d+)?)([kmg])", limit.lower())
         assert m, f"{name}: mem_limit missing or unreadable ({limit!r})"
-        total += float(m.group(1)) * units[m.group(2)]
-    assert total <= 4096, f"the stack needs {total:.0f} MiB"
+        for profile in svc.get("profiles") or ["default"]:
+            by_profile[profile] = by_profile.get(profile, 0.0) + float(m.group(1)) * units[m.group(2)]
+    assert by_profile["default"] <= 4096, f"the stack needs {by_profile['default']:.0f} MiB"
+    for profile, extra in by_profile.items():
+        assert profile == "default" or extra <= 512, f"the {profile} profile adds {extra:.0f} MiB"
     heap = re.search(r"-Xmx(\d+)m", services["elasticsearch"]["environment"]["ES_JAVA_OPTS"])
-    assert heap and int(heap.group(1)) <= 1024 * 0.6
+    assert heap
+    assert int(heap.group(1)) <= 1024 * 0.6
 
 
 def test_named_volumes_are_declared_and_used(compose: dict[str, Any], services: dict[str, Any]) -> None:
@@ -202,9 +208,12 @@ def test_the_mounted_predwatch_config_is_valid_with_the_services_environment(
     env = {k: interpolate(str(v), env_example()) for k, v in svc["environment"].items()}
     config = Config.model_validate(yaml.safe_load(interpolate(source.read_text(), env)))
     es = config.store.elasticsearch
-    assert es is not None and es.hosts == [env["ES_URL"]]
-    assert es.username == env["ES_USERNAME"] and es.password == env["ES_PASSWORD"]
-    assert config.kibana is not None and config.kibana.url == env["KIBANA_URL"]
+    assert es is not None
+    assert es.hosts == [env["ES_URL"]]
+    assert es.username == env["ES_USERNAME"]
+    assert es.password == env["ES_PASSWORD"]
+    assert config.kibana is not None
+    assert config.kibana.url == env["KIBANA_URL"]
     assert config.models, "the demo's model is monitored"
 
 
@@ -220,3 +229,62 @@ def test_kibana_has_its_three_encryption_keys_from_the_environment(services: dic
     example = env_example()
     for name in names:
         assert len(example[name]) >= 32, f"{name}: Kibana needs 32 or more characters"
+
+
+def test_prometheus_and_grafana_are_an_optional_profile(services: dict[str, Any]) -> None:
+    optional = {name: svc["profiles"] for name, svc in services.items() if "profiles" in svc}
+    assert optional == {"prometheus": ["metrics"], "grafana": ["metrics"]}
+    # nothing the default stack starts waits for an optional service
+    for name, svc in services.items():
+        if name not in optional:
+            assert not set(svc.get("depends_on", {})) & set(optional), name
+    grafana_env = services["grafana"]["environment"]
+    assert VAR.fullmatch(grafana_env["GF_SECURITY_ADMIN_PASSWORD"])
+    assert grafana_env["GF_USERS_ALLOW_SIGN_UP"] == "false"
+    for name in optional:
+        assert all(p.startswith("127.0.0.1:") for p in services[name]["ports"]), f"{name} is published beyond localhost"
+
+
+def _mount(svc: dict[str, Any], source: str) -> str:
+    """Where a service mounts a file or folder of the repository."""
+    return next(v.split(":")[1] for v in svc["volumes"] if v.split(":")[0] == source)
+
+
+def test_prometheus_scrapes_the_scheduler_where_it_serves(services: dict[str, Any]) -> None:
+    svc = services["scheduler"]
+    config_path = svc["command"][svc["command"].index("--config") + 1]
+    source = next(v.split(":")[0] for v in svc["volumes"] if v.split(":")[1] == config_path)
+    env = {k: interpolate(str(v), env_example()) for k, v in svc["environment"].items()}
+    scheduler = Config.model_validate(yaml.safe_load(interpolate((ROOT / source).read_text(), env))).scheduler
+    assert scheduler.metrics_port is not None
+    assert scheduler.metrics_address == "0.0.0.0", "Prometheus scrapes from another container"
+    prometheus = services["prometheus"]
+    config_file = next(a.split("=", 1)[1] for a in prometheus["command"] if a.startswith("--config.file="))
+    assert _mount(prometheus, "./deploy/prometheus/prometheus.yml") == config_file
+    scrape = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    (job,) = scrape["scrape_configs"]
+    assert job["static_configs"] == [{"targets": [f"scheduler:{scheduler.metrics_port}"]}]
+    rules_dir = _mount(prometheus, "./deploy/prometheus/rules")
+    assert scrape["rule_files"] == [f"{rules_dir}/*.yml"]
+    assert list((ROOT / "deploy/prometheus/rules").glob("*.yml"))
+
+
+def test_grafana_is_provisioned_with_prometheus_and_the_dashboard(services: dict[str, Any]) -> None:
+    grafana = services["grafana"]
+    provisioning = _mount(grafana, "./deploy/grafana/provisioning")
+    assert provisioning == "/etc/grafana/provisioning"
+    (source,) = yaml.safe_load((ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text())[
+        "datasources"
+    ]
+    port = services["prometheus"]["ports"][0].rsplit(":", 1)[1]
+    assert source["url"] == f"http://prometheus:{port}"
+    (provider,) = yaml.safe_load((ROOT / "deploy/grafana/provisioning/dashboards/predwatch.yml").read_text())[
+        "providers"
+    ]
+    dashboards = _mount(grafana, "./deploy/grafana/dashboards")
+    assert provider["options"]["path"] == dashboards
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home.startswith(dashboards + "/")
+    dashboard = json.loads((ROOT / "deploy/grafana/dashboards" / home.removeprefix(dashboards + "/")).read_text())
+    uids = {p["datasource"]["uid"] for p in dashboard["panels"] if "datasource" in p}
+    assert uids == {source["uid"]}

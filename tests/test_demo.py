@@ -30,7 +30,16 @@ def slack() -> Iterator[FakeSlack]:
     server.close()
 
 
-@pytest.mark.parametrize(("seed", "delivery"), [(7, "terminal"), (11, "token"), (23, "webhook")])
+# One seed covers the demo in the default run; delivery itself is covered by test_alerts.py.  The other seeds
+# (and the demo's Slack paths) run with `python -m pytest -m slow`.
+@pytest.mark.parametrize(
+    ("seed", "delivery"),
+    [
+        (7, "terminal"),
+        pytest.param(11, "token", marks=pytest.mark.slow),
+        pytest.param(23, "webhook", marks=pytest.mark.slow),
+    ],
+)
 def test_demo_catches_every_incident_and_nothing_else(
     tmp_path: Path, seed: int, delivery: str, slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -54,22 +63,27 @@ def test_demo_catches_every_incident_and_nothing_else(
     )
     text = out.getvalue()
     assert code == 0, text
-    assert "6/6 incidents caught, 0 false alarm(s)" in text
-    assert not stale.exists() and not (tmp_path / "state" / "leftover").exists()
+    assert "8/8 incidents caught, 0 false alarm(s)" in text
+    assert not stale.exists()
+    assert not (tmp_path / "state" / "leftover").exists()
     settings = (tmp_path / "predwatch.yml").read_text(encoding="utf-8")
     assert load_config(tmp_path / "predwatch.yml").config.models.keys() == {"fraud", "eta"}
     assert "&id" not in settings  # readable: no YAML anchors
-    assert "xoxb-demo-secret" not in settings + text and "webhooksecret" not in settings + text
+    assert "xoxb-demo-secret" not in settings + text
+    assert "webhooksecret" not in settings + text
     if delivery == "terminal":
         assert not slack.posts
-        assert "predwatch alert: fraud" in text and "predwatch alert: eta" in text
+        assert "predwatch alert: fraud" in text
+        assert "predwatch alert: eta" in text
         assert "notification(s) printed above" in text
     else:
         assert "predwatch alert:" not in text
         posted = " ".join(json.dumps(post["body"]) for post in slack.posts)
-        assert "fraud" in posted and "eta" in posted
+        assert "fraud" in posted
+        assert "eta" in posted
         sent = re.search(r"alerts: (\d+) notification\(s\) sent to the Slack", text)
-        assert sent is not None and int(sent.group(1)) >= len(slack.posts) > 0  # one message per model and day
+        assert sent is not None
+        assert int(sent.group(1)) >= len(slack.posts) > 0  # one message per model and day
         assert "not delivered" not in text
         if delivery == "token":
             assert {post["auth"] for post in slack.posts} == {"Bearer xoxb-demo-secret"}
@@ -79,6 +93,9 @@ def test_demo_catches_every_incident_and_nothing_else(
         assert report.exists() == reports
         if reports:
             assert "<svg" in report.read_text(encoding="utf-8")
+    if reports:  # the version rollout is among the recent verdicts of the fraud report's canary section
+        fraud = (tmp_path / "report-fraud.html").read_text(encoding="utf-8")
+        assert '<td>v2.0.0</td><td><span class="badge v-rollback">ROLL BACK</span></td>' in fraud
 
 
 def test_alerts_on_other_days_or_subjects_are_false_alarms() -> None:
@@ -98,7 +115,8 @@ def test_alerts_on_other_days_or_subjects_are_false_alarms() -> None:
         Finding("fraud", "ops", Window(start, start + timedelta(days=1)), "error", error="boom"),
     ]
     outcomes, false_alarms = score(findings, injected, start)
-    assert outcomes[0].caught and outcomes[0].also == ["drift feature:score"]
+    assert outcomes[0].caught
+    assert outcomes[0].also == ["drift feature:score"]
     assert not any(o.caught for o in outcomes[1:])
     assert [(f.finding.model, f.subject) for f in false_alarms] == [
         ("fraud", "feature:amount"),

@@ -26,7 +26,8 @@ def test_a_channel_starting_with_hash_and_the_token_stay_in_the_environment(
     assert config.slack is not None
     assert (config.slack.token, config.slack.channel) == ("xoxb-123-secret", "#ml-alerts")
     text = (tmp_path / "predwatch.yml").read_text(encoding="utf-8")
-    assert "${SLACK_BOT_TOKEN}" in text and "xoxb-123-secret" not in text
+    assert "${SLACK_BOT_TOKEN}" in text
+    assert "xoxb-123-secret" not in text
 
 
 def test_without_slack_variables_there_is_no_slack_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -34,7 +35,8 @@ def test_without_slack_variables_there_is_no_slack_section(tmp_path: Path, monke
         monkeypatch.delenv(name, raising=False)
     config = write_settings(demo_settings(START, END, tmp_path), tmp_path / "predwatch.yml")
     assert config.slack is None
-    assert config.models["fraud"].fairness is not None and config.models["eta"].fairness is None
+    assert config.models["fraud"].fairness is not None
+    assert config.models["eta"].fairness is None
 
 
 def test_environment_values_are_strings_the_model_converts(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -46,6 +48,9 @@ def test_environment_values_are_strings_the_model_converts(monkeypatch: pytest.M
         "slack: {token: t, channel: '${PW_CHANNEL}'}\n"
         "models: {m: {fairness: {min_group_size: '${PW_GROUP_SIZE}'}}}\n"
     )
-    assert config.models["m"].fairness is not None and config.models["m"].fairness.min_group_size == 150
-    assert config.store.elasticsearch is not None and config.store.elasticsearch.password == "123456"
-    assert config.slack is not None and config.slack.channel == "#alerts"
+    assert config.models["m"].fairness is not None
+    assert config.models["m"].fairness.min_group_size == 150
+    assert config.store.elasticsearch is not None
+    assert config.store.elasticsearch.password == "123456"
+    assert config.slack is not None
+    assert config.slack.channel == "#alerts"

@@ -116,7 +116,8 @@ def _has(event: dict[str, Any], dotted: str) -> bool:
 
 
 def test_file_input_reads_where_the_logger_writes(file_input: dict[str, Any]) -> None:
-    assert file_input["type"] == "filestream" and file_input["id"]
+    assert file_input["type"] == "filestream"
+    assert file_input["id"]
     (pattern,) = file_input["paths"]
     log_dir = "/var/log/predwatch"
     resolved = beats_value(pattern, {"PREDWATCH_LOG_DIR": log_dir})
@@ -193,7 +194,8 @@ def test_lines_that_fail_to_decode_and_rejected_documents_are_kept(config: dict[
 
 def test_credentials_come_from_the_environment(config: dict[str, Any]) -> None:
     output = config["output.elasticsearch"]
-    assert BEATS_VAR.fullmatch(output["password"]) and BEATS_VAR.fullmatch(output["password"]).group(2) is None
+    assert BEATS_VAR.fullmatch(output["password"])
+    assert BEATS_VAR.fullmatch(output["password"]).group(2) is None
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     env = compose["services"]["filebeat"]["environment"]
     for m in BEATS_VAR.finditer(FILEBEAT.read_text()):
@@ -203,7 +205,8 @@ def test_credentials_come_from_the_environment(config: dict[str, Any]) -> None:
 
 def test_container_logs_are_a_disabled_alternative() -> None:
     (inp,) = yaml.safe_load(CONTAINERS.read_text())
-    assert inp["enabled"] is False and inp["type"] == "filestream"
+    assert inp["enabled"] is False
+    assert inp["type"] == "filestream"
     assert inp["id"] != "predwatch-prediction-files"
     kinds = [next(iter(p)) for p in inp["parsers"]]
     assert kinds == ["container", "ndjson"]

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from analyzers.config.models import Config
-from analyzers.findings import Finding, Signal
+from analyzers.findings import DriftMetrics, Finding, Signal
 from analyzers.timeutil import Window, format_duration, parse_duration, parse_time
 from logshipper import schema
 
@@ -51,15 +51,18 @@ def test_finding_json_shape_and_round_trip():
         "drift",
         w,
         "alert",
-        {"share_drifted": float("nan"), "features": []},
+        DriftMetrics(n_cur=10, share_drifted=float("nan")),
         signals=[Signal("feature:amount", "amount drifted", value=0.3, threshold=0.1)],
     )
     d = f.to_dict()
     assert d["window"] == {"start": "2026-11-21T00:00:00Z", "end": "2026-11-22T00:00:00Z"}
     assert d["share_drifted"] is None
     back = Finding.from_dict(d)
-    assert back.id == f.id and back.signals[0].subject == "feature:amount"
-    assert back.metrics["features"] == []
+    assert back.id == f.id
+    assert back.signals[0].subject == "feature:amount"
+    assert isinstance(back.metrics, DriftMetrics)
+    assert back.metrics.features == []
+    assert back.to_dict() == d
 
 
 def test_config_shape_from_design():

@@ -93,7 +93,8 @@ def _dynamic_rule(template: dict, path: str, json_type: str) -> dict | None:
 def test_each_value_is_mapped_by_its_json_type(path: str, json_type: str, expected: str) -> None:
     for template in (templates.index_template(), templates.feedback_index_template()):
         rule = _dynamic_rule(template, path, json_type)
-        assert rule is not None and rule["type"] == expected
+        assert rule is not None
+        assert rule["type"] == expected
 
 
 def test_a_value_of_another_type_is_set_aside_not_the_prediction() -> None:

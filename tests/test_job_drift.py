@@ -13,6 +13,7 @@ from analyzers.config.models import DriftConfig, FeatureOverride, ReferenceConfi
 from analyzers.jobs import drift
 from analyzers.store import LocalStore
 from analyzers.timeutil import Window, parse_time
+from tests.finding_json import as_json
 from tests.log_events import event, write_events
 
 T0 = parse_time("2026-11-20T00:00:00Z")
@@ -54,7 +55,7 @@ def two_days(log_dir: Path, n: int = 1500, seed: int = 0, **day2) -> None:
 def run(tmp_path: Path, config: DriftConfig | None = None) -> dict:
     config = config or DriftConfig(reference=ReferenceConfig(last=timedelta(days=1)))
     with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
-        return drift.run(store, "m", config, DAY2).to_dict()
+        return as_json(drift.run(store, "m", config, DAY2))
 
 
 def by_name(finding: dict) -> dict[str, dict]:
@@ -67,12 +68,16 @@ def test_no_drift_is_ok_and_reports_every_column(tmp_path: Path) -> None:
     assert finding["status"] == "ok", [f for f in finding["features"] if f["drifted"]]
     columns = by_name(finding)
     assert set(columns) == {"amount", "country", "n_items", "x", "prediction", "score", "label"}
-    assert columns["x"]["kind"] == "numeric" and columns["x"]["method"] == "ks"
-    assert columns["country"]["kind"] == "categorical" and columns["country"]["method"] == "chisquare"
+    assert columns["x"]["kind"] == "numeric"
+    assert columns["x"]["method"] == "ks"
+    assert columns["country"]["kind"] == "categorical"
+    assert columns["country"]["method"] == "chisquare"
     assert columns["prediction"]["method"] == "chisquare"  # 0/1 classes are tested as categories
     assert columns["x"]["test_mode"] == "exact"
-    assert finding["share_drifted"] == 0 and finding["dataset_drift"] is False
-    assert finding["reference"]["window"] == DAY1.to_dict() and finding["reference"]["n"] == 1500
+    assert finding["share_drifted"] == 0
+    assert finding["dataset_drift"] is False
+    assert finding["reference"]["window"] == DAY1.to_dict()
+    assert finding["reference"]["n"] == 1500
     assert finding["n_cur"] == 1500  # the failed prediction is left out
     for column in finding["features"]:
         assert column["p_value_adjusted"] >= column["p_value"]
@@ -95,12 +100,15 @@ def test_shifted_mean_is_flagged_on_its_column_only(tmp_path: Path) -> None:
     finding = run(tmp_path)
     columns = by_name(finding)
     assert finding["status"] == "alert"
-    assert columns["x"]["drifted"] and columns["x"]["effect_size"] == pytest.approx(0.3, abs=0.08)
-    assert not columns["country"]["drifted"] and not columns["amount"]["drifted"]
+    assert columns["x"]["drifted"]
+    assert columns["x"]["effect_size"] == pytest.approx(0.3, abs=0.08)
+    assert not columns["country"]["drifted"]
+    assert not columns["amount"]["drifted"]
     assert not columns["n_items"]["drifted"]
     assert "feature:x" in {s["subject"] for s in finding["signals"]}
     signal = next(s for s in finding["signals"] if s["subject"] == "feature:x")
-    assert "wasserstein" in signal["message"] and signal["threshold"] == 0.03
+    assert "wasserstein" in signal["message"]
+    assert signal["threshold"] == 0.03
 
 
 def test_binned_path_agrees_with_the_exact_one(tmp_path: Path) -> None:
@@ -109,7 +117,8 @@ def test_binned_path_agrees_with_the_exact_one(tmp_path: Path) -> None:
     config = DriftConfig(reference=ReferenceConfig(last=timedelta(days=1)), sample_size=100)
     binned = by_name(run(tmp_path, config))
     assert binned["x"]["test_mode"] == "binned"
-    assert binned["x"]["drifted"] and not binned["amount"]["drifted"]
+    assert binned["x"]["drifted"]
+    assert not binned["amount"]["drifted"]
     assert binned["x"]["effect_size"] == pytest.approx(exact["x"]["effect_size"], rel=0.05)
     assert binned["x"]["statistic"] <= exact["x"]["statistic"] + 1e-9
 
@@ -128,8 +137,11 @@ def test_changed_missing_rate_is_a_finding(tmp_path: Path) -> None:
     two_days(tmp_path / "logs", n=2000, missing=0.1)
     finding = run(tmp_path)
     amount = by_name(finding)["amount"]
-    assert amount["missing_rate_ref"] == 0 and amount["missing_rate_cur"] == pytest.approx(0.1, abs=0.02)
-    assert amount["missing_drifted"] and amount["drifted"] and not amount["distribution_drifted"]
+    assert amount["missing_rate_ref"] == 0
+    assert amount["missing_rate_cur"] == pytest.approx(0.1, abs=0.02)
+    assert amount["missing_drifted"]
+    assert amount["drifted"]
+    assert not amount["distribution_drifted"]
     signal = next(s for s in finding["signals"] if s["subject"] == "feature:amount")
     assert "missing rate" in signal["message"]
 
@@ -144,7 +156,8 @@ def test_overrides_change_method_threshold_kind_and_ignore(tmp_path: Path) -> No
     config = DriftConfig(reference=ReferenceConfig(last=timedelta(days=1)), features=features)
     columns = by_name(run(tmp_path, config))
     assert "amount" not in columns
-    assert columns["x"]["effect_size_method"] == "psi" and columns["x"]["threshold"] == 0.5
+    assert columns["x"]["effect_size_method"] == "psi"
+    assert columns["x"]["threshold"] == 0.5
     assert not columns["x"]["drifted"]  # a 0.3 sd shift has a PSI near 0.09
     assert columns["n_items"]["kind"] == "categorical"
 
@@ -169,10 +182,11 @@ def test_fixed_relative_and_file_references(tmp_path: Path) -> None:
             store, "m", DriftConfig(reference=ReferenceConfig(file=str(tmp_path / "train.parquet"))), window
         )
     assert relative.reference == fixed.reference
-    assert relative.reference["window"] == DAY1.to_dict() and relative.status == "ok"
+    assert relative.reference["window"] == DAY1.to_dict()
+    assert relative.status == "ok"
     assert from_file.status == "ok", from_file.error
     assert from_file.reference == {"file": str(tmp_path / "train.parquet"), "n": 800}
-    assert {f["name"] for f in from_file.metrics["features"]} >= {"x", "n_items", "country", "amount"}
+    assert {f["name"] for f in from_file.to_dict()["features"]} >= {"x", "n_items", "country", "amount"}
 
 
 def test_insufficient_data_and_errors_are_findings(tmp_path: Path) -> None:
@@ -180,4 +194,5 @@ def test_insufficient_data_and_errors_are_findings(tmp_path: Path) -> None:
     assert run(tmp_path)["status"] == "insufficient_data"
     missing_file = DriftConfig(reference=ReferenceConfig(file=str(tmp_path / "nope.parquet")), min_rows=10)
     finding = run(tmp_path, missing_file)
-    assert finding["status"] == "error" and "nope.parquet" in finding["error"]
+    assert finding["status"] == "error"
+    assert "nope.parquet" in finding["error"]

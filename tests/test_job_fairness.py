@@ -12,13 +12,10 @@ from fairlearn.metrics import demographic_parity_difference, demographic_parity_
 
 from analyzers.config.models import FairnessConfig
 from analyzers.jobs import fairness
+from analyzers.store import LocalStore
 from analyzers.timeutil import Window, parse_time
+from tests.finding_json import as_json
 from tests.log_events import event, write_events
-
-try:
-    from analyzers.store import LocalStore
-except ImportError:  # the local store is written in parallel; these tests run once it exists
-    pytest.skip("analyzers.store.LocalStore is not available yet", allow_module_level=True)
 
 T0 = parse_time("2026-11-20T00:00:00Z")
 WINDOW = Window(T0, T0 + timedelta(days=1))
@@ -61,7 +58,7 @@ def log_dir(tmp_path: Path) -> Path:
 
 def _run(log_dir: Path, tmp_path: Path, **cfg) -> dict:
     with LocalStore(log_dir, tmp_path / "state") as store:
-        return fairness.run(store, "m", FairnessConfig(**cfg), WINDOW).to_dict()
+        return as_json(fairness.run(store, "m", FairnessConfig(**cfg), WINDOW))
 
 
 def test_group_served_worse_alerts_and_agrees_with_fairlearn(log_dir: Path, tmp_path: Path) -> None:
@@ -74,7 +71,8 @@ def test_group_served_worse_alerts_and_agrees_with_fairlearn(log_dir: Path, tmp_
     (attr,) = out["attributes"]
     assert attr["name"] == "region"
     by_group = {g["group"]: g for g in attr["groups"]}
-    assert by_group["APAC"]["status"] == "alert" and by_group["EU"]["status"] == "ok"
+    assert by_group["APAC"]["status"] == "alert"
+    assert by_group["EU"]["status"] == "ok"
     assert attr["demographic_parity_difference"] == pytest.approx(
         demographic_parity_difference(labels, preds, sensitive_features=groups)
     )
@@ -85,7 +83,8 @@ def test_group_served_worse_alerts_and_agrees_with_fairlearn(log_dir: Path, tmp_
         equalized_odds_difference(labels, preds, sensitive_features=groups)
     )
     apac = by_group["APAC"]
-    assert apac["n"] == 800 and apac["n_labeled"] == 800
+    assert apac["n"] == 800
+    assert apac["n_labeled"] == 800
     assert apac["accuracy"] == pytest.approx(np.mean(preds[groups == "APAC"] == labels[groups == "APAC"]))
     assert apac["accuracy_difference_ci"][1] < 0
 
@@ -93,7 +92,8 @@ def test_group_served_worse_alerts_and_agrees_with_fairlearn(log_dir: Path, tmp_
 def test_fair_data_gives_no_alert(log_dir: Path, tmp_path: Path) -> None:
     generate(log_dir, 1, {}, {"EU": 700, "US": 700, "APAC": 700})
     out = _run(log_dir, tmp_path, min_group_size=100)
-    assert out["status"] == "ok" and out["signals"] == []
+    assert out["status"] == "ok"
+    assert out["signals"] == []
 
 
 def test_small_group_gets_no_verdict(log_dir: Path, tmp_path: Path) -> None:

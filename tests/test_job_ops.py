@@ -10,13 +10,10 @@ import pytest
 
 from analyzers.config.models import OpsConfig
 from analyzers.jobs import ops
+from analyzers.store import LocalStore
 from analyzers.timeutil import Window, format_time, parse_time
+from tests.finding_json import as_json
 from tests.log_events import write_events
-
-try:
-    from analyzers.store import LocalStore
-except ImportError:  # the local store is written in parallel; these tests run once it exists
-    pytest.skip("analyzers.store.LocalStore is not available yet", allow_module_level=True)
 
 T0 = parse_time("2026-11-20T00:00:00Z")
 
@@ -57,7 +54,7 @@ def traffic(log_dir: Path, start, minutes: int, skip: range = range(0), spike: r
 
 def _run(tmp_path: Path, span: Window, **cfg) -> dict:
     with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
-        return ops.run(store, "m", OpsConfig(**cfg), span).to_dict()
+        return as_json(ops.run(store, "m", OpsConfig(**cfg), span))
 
 
 def test_an_hour_without_traffic_alerts(tmp_path: Path) -> None:
@@ -65,10 +62,44 @@ def test_an_hour_without_traffic_alerts(tmp_path: Path) -> None:
     out = _run(tmp_path, Window(T0, T0 + timedelta(hours=3)), window="3h")
     assert out["status"] == "alert", out.get("error")
     (signal,) = out["signals"]
-    assert signal["subject"] == "metric:silence" and signal["value"] == 3600
-    assert out["silence"]["start"] == format_time(T0 + timedelta(hours=1))
+    assert signal["subject"] == "metric:silence"
+    # exact to the predictions: the last at 00:59:45, the next at 02:00:00 (not the buckets' 01:00 to 02:00)
+    assert signal["value"] == 3615
+    assert out["silence"]["start"] == format_time(T0 + timedelta(minutes=59, seconds=45))
+    assert out["silence"]["end"] == format_time(T0 + timedelta(hours=2))
+    assert "from the last one at 2026-11-20T00:59:45Z to the next at 2026-11-20T02:00:00Z" in signal["message"]
     assert out["silence"]["ongoing"] is False
-    assert out["volume"]["total"] == 480 and out["volume"]["empty_buckets"] == 12
+    assert out["volume"]["total"] == 480
+    assert out["volume"]["empty_buckets"] == 12
+
+
+def test_a_silence_across_two_windows_is_measured_from_the_last_prediction(tmp_path: Path) -> None:
+    traffic(tmp_path / "logs", T0, 120, skip=range(95, 120))  # the last event at 01:34:45, none after
+    first = _run(tmp_path, Window(T0, T0 + timedelta(hours=1)), max_silence="40m")
+    assert first["status"] == "ok"
+    later = _run(
+        tmp_path, Window(T0 + timedelta(hours=1, minutes=20), T0 + timedelta(hours=2, minutes=20)), max_silence="40m"
+    )
+    (signal,) = later["signals"]
+    assert later["silence"]["start"] == format_time(T0 + timedelta(hours=1, minutes=34, seconds=45))
+    assert later["silence"]["ongoing"] is True
+    assert signal["value"] == 45 * 60 + 15, "from 01:34:45 to the window's end at 02:20"
+
+
+def test_low_traffic_is_judged_for_silence_and_raises_no_monitoring_alert(tmp_path: Path) -> None:
+    from analyzers.alerts.rules import alerts_of
+    from analyzers.findings import Finding
+
+    events = [event(T0 + timedelta(minutes=m), f"q{m}", 12.0) for m in range(0, 60, 4)]  # 15 an hour
+    write_events(tmp_path / "logs", events)
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
+        finding = ops.run(store, "m", OpsConfig(), Window(T0, T0 + timedelta(hours=1)))
+    assert isinstance(finding, Finding)
+    assert finding.status == "insufficient_data", "15 events: too few to judge the error rate (min_rows 20)"
+    assert alerts_of(finding) == [], "a quiet hour is not a monitoring problem"
+    assert finding.metrics is not None
+    assert finding.metrics.judged("metric:silence") is True
+    assert finding.metrics.judged("metric:latency_p95") is False
 
 
 def test_latency_spike_with_errors(tmp_path: Path) -> None:
@@ -85,7 +116,8 @@ def test_latency_spike_with_errors(tmp_path: Path) -> None:
 def test_healthy_service_is_ok(tmp_path: Path) -> None:
     traffic(tmp_path / "logs", T0, 60, seed=2)
     out = _run(tmp_path, Window(T0, T0 + timedelta(hours=1)))
-    assert out["status"] == "ok" and out["signals"] == []
+    assert out["status"] == "ok"
+    assert out["signals"] == []
     assert out["error_rate"]["value"] == 0.0
     assert out["latency_ms"]["p95"]["threshold"] == 500.0
 
@@ -94,7 +126,8 @@ def test_no_predictions_at_all_is_an_alert(tmp_path: Path) -> None:
     (tmp_path / "logs").mkdir()
     out = _run(tmp_path, Window(T0, T0 + timedelta(hours=1)))
     assert out["status"] == "alert"
-    assert out["signals"][0]["subject"] == "metric:silence" and out["silence"]["ongoing"] is True
+    assert out["signals"][0]["subject"] == "metric:silence"
+    assert out["silence"]["ongoing"] is True
 
 
 def test_longest_silence_and_percentile_names() -> None:
@@ -104,6 +137,7 @@ def test_longest_silence_and_percentile_names() -> None:
     tie = longest_silence([0, 0, 5, 0, 0])
     assert (tie.start, tie.buckets, tie.ongoing) == (3, 2, True)
     assert longest_silence([1, 2]).start is None
-    assert percentile_level("p99.9") == pytest.approx(0.999) and percentile_level("P50") == 0.5
+    assert percentile_level("p99.9") == pytest.approx(0.999)
+    assert percentile_level("P50") == 0.5
     with pytest.raises(ValueError, match="percentile"):
         percentile_level("max")

@@ -11,13 +11,10 @@ from sklearn.metrics import accuracy_score, f1_score, log_loss, mean_absolute_er
 
 from analyzers.config.models import PerformanceConfig
 from analyzers.jobs import performance
+from analyzers.store import LocalStore
 from analyzers.timeutil import Window, parse_time
+from tests.finding_json import as_json
 from tests.log_events import event, write_events
-
-try:
-    from analyzers.store import LocalStore
-except ImportError:  # the local store is written in parallel; these tests run once it exists
-    pytest.skip("analyzers.store.LocalStore is not available yet", allow_module_level=True)
 
 T0 = parse_time("2026-11-20T00:00:00Z")
 DAY1 = Window(T0, T0 + timedelta(days=1))
@@ -52,7 +49,7 @@ def classification_days(log_dir: Path, flip_day2: float, seed: int = 0, n: int =
 
 def _run(tmp_path: Path, window: Window = DAY2, **cfg) -> dict:
     with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
-        return performance.run(store, "m", PerformanceConfig(window="1d", **cfg), window).to_dict()
+        return as_json(performance.run(store, "m", PerformanceConfig(window="1d", **cfg), window))
 
 
 def test_changed_relationship_drops_performance(tmp_path: Path) -> None:
@@ -85,17 +82,20 @@ def test_stable_relationship_rarely_alerts(tmp_path: Path) -> None:
 def test_threshold_and_label_coverage(tmp_path: Path) -> None:
     truth = classification_days(tmp_path / "logs", flip_day2=0.0, seed=2, label_share=0.4)
     out = _run(tmp_path, thresholds={"accuracy": 0.99})
-    assert out["n"] == 1500 and out["n_labeled"] == len(truth["y"])
+    assert out["n"] == 1500
+    assert out["n_labeled"] == len(truth["y"])
     assert out["label_coverage"] == pytest.approx(len(truth["y"]) / 1500)
     signal = next(s for s in out["signals"] if s["subject"] == "metric:accuracy")
-    assert signal["threshold"] == 0.99 and "below floor" in signal["message"]
+    assert signal["threshold"] == 0.99
+    assert "below floor" in signal["message"]
 
 
 def test_too_few_labels_is_insufficient(tmp_path: Path) -> None:
     classification_days(tmp_path / "logs", flip_day2=0.0, seed=3, n=200, label_share=0.1)
     out = _run(tmp_path, min_labels=50)
     assert out["status"] == "insufficient_data"
-    assert out["n"] == 200 and out["label_coverage"] < 0.25
+    assert out["n"] == 200
+    assert out["label_coverage"] < 0.25
 
 
 def test_regression_inferred_and_matches_sklearn(tmp_path: Path) -> None:
@@ -113,4 +113,7 @@ def test_regression_inferred_and_matches_sklearn(tmp_path: Path) -> None:
     assert out["task"] == "regression"
     assert out["mae"]["value"] == pytest.approx(mean_absolute_error(ys, ps))
     assert out["r2"]["value"] == pytest.approx(r2_score(ys, ps))
-    assert out["reference"]["status"] == "insufficient_data" and out["status"] == "ok"
+    assert out["reference"]["status"] == "insufficient_data"
+    assert "0 of its 24 slots" in out["reference"]["reason"]
+    assert out["status"] == "insufficient_data"  # no reference and no floor: nothing to judge against
+    assert out["reason"].startswith("nothing to judge against: the reference")

@@ -27,15 +27,17 @@ WINDOW = Window("2026-11-21T00:00:00Z", "2026-11-22T00:00:00Z")
 
 
 def events(model: str, other: str) -> list[dict[str, Any]]:
-    """Two days of 300 predictions of each model with 20 features, a region, a prediction and a score;
-    ``model`` has 43 labels a day, ``other`` none."""
+    """Two days of 300 predictions of each model, spread over each day, with 20 features, a region, a prediction
+    and a score; ``model`` has 43 labels a day, ``other`` none."""
     rng = random.Random(5)
     out = []
     for name in (model, other):
         for day in DAYS:
             for i in range(300):
                 pid = f"{name}-{day}-{i:03d}"
-                line = prediction_line(pid, f"{day}T{i // 60:02d}:{i % 60:02d}:00Z", name)
+                second = i * 288  # spread over the day, so every hour of the window holds predictions
+                at = f"{day}T{second // 3600:02d}:{second % 3600 // 60:02d}:{second % 60:02d}Z"
+                line = prediction_line(pid, at, name)
                 features: dict[str, Any] = {f: rng.gauss(0, 1) for f in NUMERIC}
                 features |= {c: rng.choice("abcd") for c in CATEGORICAL}
                 line["ml"].update(
@@ -45,7 +47,7 @@ def events(model: str, other: str) -> list[dict[str, Any]]:
                 )
                 out.append(line)
                 if name == model and i % 7 == 0:
-                    out.append(feedback(pid, f"{day}T20:{i % 60:02d}:00Z", i % 3 % 2, model=name))
+                    out.append(feedback(pid, f"{day}T23:{i % 60:02d}:30Z", i % 3 % 2, model=name))
     return out
 
 
@@ -85,11 +87,12 @@ def test_drift_over_20_columns_takes_at_most_4_searches_per_side(es: tuple[Any, 
     config = DriftConfig(reference={"last": "1d"}, sample_size=100, min_rows=10)
     finding = drift.run(store, "other", config, WINDOW)  # no labels: 20 features, prediction and score
     assert finding.status in ("ok", "alert"), finding.error
-    assert len(finding.metrics["features"]) >= 20
+    assert len(finding.to_dict()["features"]) >= 20
     per_side: dict[str, int] = {}
     for request in _searches_since(emulator, start):
         per_side[_side(request)] = per_side.get(_side(request), 0) + 1
-    # count, profile (columns, summaries, categories), the reference sample, histograms
+    # volume (coverage, and the count with it), profile (columns, summaries, categories), the reference sample,
+    # histograms
     assert per_side == {DAYS[0]: 4, DAYS[1]: 3}
 
 
@@ -98,13 +101,12 @@ def test_labels_add_their_join_once_per_side(es: tuple[Any, str, Emulator]) -> N
     start = len(emulator.requests)
     finding = drift.run(store, model, DriftConfig(reference={"last": "1d"}, sample_size=100, min_rows=10), WINDOW)
     assert finding.status in ("ok", "alert"), finding.error
-    assert "label" in [f["name"] for f in finding.metrics["features"]]
+    assert "label" in [f["name"] for f in finding.to_dict()["features"]]
     searches = _searches_since(emulator, start)
     assert sum(_side(r) == "labels" for r in searches) == 2  # one feedback scan per side, read once
     lookups = [r for r in searches if "collapse" in r.body]
-    assert len(lookups) == 2 and all(
-        len(r.body["query"]["bool"]["filter"][-1]["terms"]["ml.prediction_id"]) == 43 for r in lookups
-    )
+    assert len(lookups) == 2
+    assert all(len(r.body["query"]["bool"]["filter"][-1]["terms"]["ml.prediction_id"]) == 43 for r in lookups)
 
 
 def test_fairness_group_metrics_are_one_composite_aggregation(es: tuple[Any, str, Emulator]) -> None:

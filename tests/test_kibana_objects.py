@@ -22,7 +22,8 @@ JSON_STRING_ATTRIBUTES = ("panelsJSON", "optionsJSON", "visState", "uiStateJSON"
 
 def _load_generator() -> Any:
     spec = importlib.util.spec_from_file_location("predwatch_kibana_generate", KIBANA / "generate.py")
-    assert spec and spec.loader
+    assert spec
+    assert spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -105,7 +106,8 @@ def test_dashboard_panels_have_their_references(objects: list[dict[str, Any]]) -
         assert len({p["panelIndex"] for p in panels}) == len(panels)
         for p in panels:
             assert p["gridData"]["i"] == p["panelIndex"]
-            assert p["gridData"]["x"] >= 0 and p["gridData"]["x"] + p["gridData"]["w"] <= 48
+            assert p["gridData"]["x"] >= 0
+            assert p["gridData"]["x"] + p["gridData"]["w"] <= 48
             if "panelRefName" in p:
                 ref = refs[f"{p['panelIndex']}:{p['panelRefName']}"]
                 assert ref["type"] == p["type"]
@@ -222,12 +224,14 @@ def test_vega_charts_read_the_results_through_the_dashboard_context(objects: lis
 
 def test_vega_charts_follow_the_findings_shape() -> None:
     """The arrays the charts flatten are the ones the drift and fairness findings carry."""
-    from analyzers.findings import Finding
+    from analyzers.findings import DriftMetrics, FairnessMetrics, Finding
     from analyzers.timeutil import Window, parse_time
 
     window = Window(parse_time("2026-11-22T00:00:00Z"), parse_time("2026-11-23T00:00:00Z"))
-    drift = Finding("fraud", "drift", window, "ok", {"features": [{"name": "amount", "effect_size": 0.1}]})
-    fairness = Finding("fraud", "fairness", window, "ok", {"attributes": [{"name": "region", "groups": []}]})
+    amount = {"name": "amount", "kind": "numeric", "method": "ks", "effect_size": 0.1}
+    drift = Finding("fraud", "drift", window, "ok", DriftMetrics.from_dict({"n_cur": 100, "features": [amount]}))
+    region = {"name": "region", "groups": []}
+    fairness = Finding("fraud", "fairness", window, "ok", FairnessMetrics.from_dict({"n": 100, "attributes": [region]}))
     description = generate.load_description()
     for finding, key in ((drift, "drift-features"), (fairness, "fairness-selection-rate")):
         doc = finding.to_dict()

@@ -34,7 +34,8 @@ def line_for(features: dict, **kwargs) -> dict:
         **kwargs,
     )
     raw = events.encode(event, notes)
-    assert raw.endswith(b"\n") and raw.count(b"\n") == 1, "one event, one line"
+    assert raw.endswith(b"\n"), "one event, one line"
+    assert raw.count(b"\n") == 1, "one event, one line"
     return json.loads(raw.decode("utf-8"))  # strict stdlib parser: no NaN, valid UTF-8
 
 
@@ -63,10 +64,14 @@ def test_numpy_and_pandas_values() -> None:
         prediction=np.int64(1),
     )
     f = doc["ml"]["features"]
-    assert f["i"] == 3 and f["f"] == 0.25 and f["b"] is True
-    assert f["arr"] == [1.0, None, 2.0] and "ml.features.arr[1]" in doc["ml"]["non_finite"]
+    assert f["i"] == 3
+    assert f["f"] == 0.25
+    assert f["b"] is True
+    assert f["arr"] == [1.0, None, 2.0]
+    assert "ml.features.arr[1]" in doc["ml"]["non_finite"]
     assert f["ts"] == "2026-01-02T02:04:05.000000Z"
-    assert f["na"] is None and f["nat"] is None
+    assert f["na"] is None
+    assert f["nat"] is None
     assert f["series"] == [1, 2]
     assert f["dt64"] == "2026-01-01T00:00:00.000000Z"
     assert doc["ml"]["prediction"]["label"] == 1
@@ -93,11 +98,19 @@ def test_standard_library_types() -> None:
         }
     )
     f = doc["ml"]["features"]
-    assert f["naive"] == "2026-01-01T12:00:00.000000Z" and f["aware"] == "2026-01-01T10:00:00.000000Z"
-    assert f["day"] == "2026-01-01" and f["dur"] == 60.0
-    assert f["dec"] == 1.25 and f["dec_int"] == 7 and f["dec_nan"] is None
-    assert f["uuid"] == str(u) and f["set"] == [1, 2, 3] and sorted(map(str, f["mixed_set"])) == ["1", "a"]
-    assert f["enum"] == "red" and f["path"] == "/tmp/x" and f["tuple"] == [1, 2]
+    assert f["naive"] == "2026-01-01T12:00:00.000000Z"
+    assert f["aware"] == "2026-01-01T10:00:00.000000Z"
+    assert f["day"] == "2026-01-01"
+    assert f["dur"] == 60.0
+    assert f["dec"] == 1.25
+    assert f["dec_int"] == 7
+    assert f["dec_nan"] is None
+    assert f["uuid"] == str(u)
+    assert f["set"] == [1, 2, 3]
+    assert sorted(map(str, f["mixed_set"])) == ["1", "a"]
+    assert f["enum"] == "red"
+    assert f["path"] == "/tmp/x"
+    assert f["tuple"] == [1, 2]
     assert f["big"] == str(10**40)
     assert any(e.startswith("ml.features.big") for e in doc["ml"]["encoding_errors"])
 
@@ -110,7 +123,9 @@ def test_bytes_huge_strings_and_bad_unicode_are_written_and_noted() -> None:
     assert len(f["huge"]) == encoding.MAX_STRING
     assert f["surrogate"] == "a\\udcffb"
     errors = " ".join(doc["ml"]["encoding_errors"])
-    assert "ml.features.bad" in errors and "ml.features.huge" in errors and "surrogate" in errors
+    assert "ml.features.bad" in errors
+    assert "ml.features.huge" in errors
+    assert "surrogate" in errors
 
 
 def test_unknown_and_broken_objects_never_raise() -> None:
@@ -129,7 +144,9 @@ def test_unknown_and_broken_objects_never_raise() -> None:
         node = node["n"]
     doc = line_for({"o": Opaque(), "b": Broken(), "deep": nested, 3: "int key"}, prediction=Opaque())
     f = doc["ml"]["features"]
-    assert f["o"] == "opaque!" and f["b"] == "<unprintable Broken>" and f["3"] == "int key"
+    assert f["o"] == "opaque!"
+    assert f["b"] == "<unprintable Broken>"
+    assert f["3"] == "int key"
     assert doc["ml"]["prediction"]["label"] == "opaque!"
     assert any("nested too deep" in e for e in doc["ml"]["encoding_errors"])
 

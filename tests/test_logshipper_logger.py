@@ -19,7 +19,7 @@ import pytest
 import logshipper
 from logshipper import PredictionLogger, RedactionError, configure, schema, shutdown
 from logshipper.ids import new_prediction_id, prediction_id_time_ms
-from logshipper.logger import sample_fraction
+from logshipper.sampling import fraction
 
 
 @pytest.fixture(autouse=True)
@@ -58,17 +58,22 @@ def test_design_example_writes_daily_files_in_the_event_shape(tmp_path: Path) ->
         "outcome": "success",
         "duration": 12_000_000,
     }
-    assert prediction["ml"]["prediction_id"] == pid and prediction["ml"]["model"] == {
+    assert prediction["ml"]["prediction_id"] == pid
+    assert prediction["ml"]["model"] == {
         "name": "fraud",
         "version": "v2.1.0",
     }
     assert prediction["ml"]["features"] == {"amount": 12.5, "country": "DE"}
     assert prediction["ml"]["prediction"] == {"label": 1, "score": 0.87}
-    assert prediction["ml"]["groups"] == {"region": "EU"} and prediction["ml"]["entity_id"] == "user-1"
-    assert prediction["ml"]["latency_ms"] == 12.0 and prediction["service"] == {"name": "fraud-api"}
-    assert prediction["ecs.version"] == schema.ECS_VERSION and prediction["log.level"] == "info"
+    assert prediction["ml"]["groups"] == {"region": "EU"}
+    assert prediction["ml"]["entity_id"] == "user-1"
+    assert prediction["ml"]["latency_ms"] == 12.0
+    assert prediction["service"] == {"name": "fraud-api"}
+    assert prediction["ecs.version"] == schema.ECS_VERSION
+    assert prediction["log.level"] == "info"
     assert prediction["@timestamp"].endswith("Z")
-    assert feedback["event"]["dataset"] == "ml.feedback" and feedback["ml"]["label"] == 0
+    assert feedback["event"]["dataset"] == "ml.feedback"
+    assert feedback["ml"]["label"] == 0
     assert feedback["ml"]["prediction_id"] == pid
 
 
@@ -83,7 +88,8 @@ def test_explicit_timestamps_go_to_their_utc_day_file(tmp_path: Path) -> None:
     days = {p.name: [json.loads(x) for x in p.read_text().splitlines()] for p in (tmp_path / "svc").iterdir()}
     assert [e["ml"]["features"]["x"] for e in days["predictions-2026-03-01.ndjson"]] == [2]
     second = days["predictions-2026-03-02.ndjson"]
-    assert second[0]["@timestamp"] == "2026-03-02T01:30:00.000Z" and second[1]["ml"]["label"] == 1
+    assert second[0]["@timestamp"] == "2026-03-02T01:30:00.000Z"
+    assert second[1]["ml"]["label"] == 1
     bad = next(e for name, es in days.items() for e in es if e["ml"].get("features", {}).get("x") == 3)
     assert "unusable" in bad["ml"]["encoding_errors"][0]
 
@@ -127,12 +133,17 @@ def test_failures_context_manager_and_decorator(tmp_path: Path) -> None:
         predict({"x": -1, "user": "u4"})
     shutdown()
     ok, failed, decorated, decorated_failed = read_lines(tmp_path)
-    assert ok["ml"]["prediction"] == {"label": 1, "score": 0.9} and ok["ml"]["latency_ms"] >= 0
+    assert ok["ml"]["prediction"] == {"label": 1, "score": 0.9}
+    assert ok["ml"]["latency_ms"] >= 0
     assert ok["ml"]["prediction_id"] == t.prediction_id
-    assert failed["event"]["outcome"] == "failure" and failed["error"]["type"] == "KeyError"
-    assert "missing" in failed["error"]["message"] and "Traceback" in failed["error"]["stack_trace"]
-    assert failed["ml"]["prediction_id"] == t2.prediction_id and failed["log.level"] == "error"
-    assert decorated["ml"]["entity_id"] == "u3" and decorated["ml"]["prediction"]["score"] == 0.1
+    assert failed["event"]["outcome"] == "failure"
+    assert failed["error"]["type"] == "KeyError"
+    assert "missing" in failed["error"]["message"]
+    assert "Traceback" in failed["error"]["stack_trace"]
+    assert failed["ml"]["prediction_id"] == t2.prediction_id
+    assert failed["log.level"] == "error"
+    assert decorated["ml"]["entity_id"] == "u3"
+    assert decorated["ml"]["prediction"]["score"] == 0.1
     assert decorated_failed["error"]["message"] == "negative"
 
 
@@ -144,7 +155,7 @@ def test_sampling_is_deterministic_and_recorded(tmp_path: Path) -> None:
         entity = f"user-{i % 400}"
         pid = plog.prediction({"i": i}, 0, entity_id=entity)
         plog.feedback(pid, 1, entity_id=entity)
-        if sample_fraction(entity) < 0.25:
+        if fraction(entity) < 0.25:
             kept_entities.add(entity)
     shutdown()
     lines = read_lines(tmp_path)
@@ -164,7 +175,8 @@ def test_sampling_by_id_keeps_feedback_of_kept_predictions_only(tmp_path: Path) 
     lines = read_lines(tmp_path)
     predicted = {e["ml"]["prediction_id"] for e in lines if e["event"]["dataset"] == "ml.prediction"}
     labelled = {e["ml"]["prediction_id"] for e in lines if e["event"]["dataset"] == "ml.feedback"}
-    assert predicted == labelled and 150 < len(predicted) < 350
+    assert predicted == labelled
+    assert 150 < len(predicted) < 350
 
 
 def test_redaction_hashes_with_the_environment_key_and_drops(tmp_path: Path, monkeypatch) -> None:
@@ -185,9 +197,11 @@ def test_redaction_hashes_with_the_environment_key_and_drops(tmp_path: Path, mon
     raw = "\n".join(p.read_text() for p in tmp_path.rglob("*.ndjson"))
     for secret in ("a@b.c", "123-45", "25-34", "u1", "s3cret-key-value"):
         assert secret not in raw
-    assert first["ml"]["entity_id"].startswith("hmac:") and first["ml"]["entity_id"] == second["ml"]["entity_id"]
+    assert first["ml"]["entity_id"].startswith("hmac:")
+    assert first["ml"]["entity_id"] == second["ml"]["entity_id"]
     assert first["ml"]["groups"]["age_band"] == second["ml"]["groups"]["age_band"] != "25-34"
-    assert "ssn" not in first["ml"]["features"] and first["ml"]["features"]["amount"] == 3
+    assert "ssn" not in first["ml"]["features"]
+    assert first["ml"]["features"]["amount"] == 3
     assert first["ml"]["redacted"] == sorted(
         ["ml.entity_id", "ml.features.email", "ml.features.ssn", "ml.groups.age_band"]
     )
@@ -224,16 +238,21 @@ def test_a_full_queue_drops_instead_of_blocking() -> None:
             return super().write(text)
 
     stream = StalledStream()
-    pipeline = configure(service="svc", stream=stream, max_queue=10)
+    before = logshipper.stats()
+    configure(service="svc", stream=stream, max_queue=10)
     plog = PredictionLogger(model="m")
     plog.prediction({"i": 0}, 0)
     assert stream.entered.wait(30), "the writer took the first event and is stuck writing it"
     for i in range(1, 5000):
         plog.prediction({"i": i}, 0)  # returns although nothing can be written: events beyond the queue drop
-    assert pipeline.dropped == 5000 - 1 - 10
+    during = logshipper.stats()
+    assert during.dropped["queue_full"] - before.dropped.get("queue_full", 0) == 5000 - 1 - 10
+    assert during.queued - before.queued == 1 + 10
     stream.release.set()
     shutdown()
-    assert len(stream.getvalue().splitlines()) + pipeline.dropped == 5000
+    after = logshipper.stats()
+    assert len(stream.getvalue().splitlines()) == 1 + 10
+    assert after.written - before.written == 1 + 10
 
 
 def test_bad_arguments_are_rejected_when_the_logger_is_made(tmp_path: Path) -> None:
@@ -273,11 +292,15 @@ def test_without_configure_events_go_through_logging_with_the_formatter(tmp_path
                 handler.close()
             logging.getLogger(name).handlers.clear()
     prediction, warning, error = (json.loads(x) for x in path.read_text().splitlines())
-    assert prediction["ml"]["prediction_id"] == pid and prediction["ml"]["non_finite"] == ["ml.features.x"]
+    assert prediction["ml"]["prediction_id"] == pid
+    assert prediction["ml"]["non_finite"] == ["ml.features.x"]
     assert prediction["service"] == {"name": "legacy-api"}
-    assert warning["message"] == "slow request 900 ms" and warning["log.level"] == "warning"
-    assert warning["http"] == {"status": 200} and warning["log"]["logger"] == "app"
-    assert error["error"]["type"] == "RuntimeError" and "Traceback" in error["error"]["stack_trace"]
+    assert warning["message"] == "slow request 900 ms"
+    assert warning["log.level"] == "warning"
+    assert warning["http"] == {"status": 200}
+    assert warning["log"]["logger"] == "app"
+    assert error["error"]["type"] == "RuntimeError"
+    assert "Traceback" in error["error"]["stack_trace"]
 
 
 def test_formatter_falls_back_to_stdlib_json_without_orjson(tmp_path: Path) -> None:
@@ -292,7 +315,8 @@ def test_formatter_falls_back_to_stdlib_json_without_orjson(tmp_path: Path) -> N
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
     doc = json.loads(out.stdout)
-    assert doc["ml"]["features"] == {"x": None, "b": "\\xff"} and doc["ml"]["non_finite"] == ["ml.features.x"]
+    assert doc["ml"]["features"] == {"x": None, "b": "\\xff"}
+    assert doc["ml"]["non_finite"] == ["ml.features.x"]
 
 
 def test_logshipper_imports_nothing_from_the_analyzers_stack() -> None:
@@ -353,7 +377,8 @@ def test_workers_forked_after_configure_write_their_own_events(tmp_path: Path) -
     shutdown()
     lines = read_lines(tmp_path)
     who = [e["ml"]["features"]["who"] for e in lines]
-    assert who.count("parent") == 1 and all(who.count(f"child{w}") == 500 for w in range(3))
+    assert who.count("parent") == 1
+    assert all(who.count(f"child{w}") == 500 for w in range(3))
     assert len({e["ml"]["prediction_id"] for e in lines}) == len(lines)
 
 
@@ -384,5 +409,7 @@ def test_observe_finds_the_features_of_a_method_or_a_keyword(tmp_path: Path) -> 
     model.predict(features={"x": 0.1}, threshold=0.2)
     shutdown()
     first, second = read_lines(tmp_path)
-    assert first["ml"]["features"] == {"x": 0.9} and first["ml"]["prediction"] == {"label": 1, "score": 0.9}
-    assert second["ml"]["features"] == {"x": 0.1} and second["ml"]["prediction"]["label"] == 0
+    assert first["ml"]["features"] == {"x": 0.9}
+    assert first["ml"]["prediction"] == {"label": 1, "score": 0.9}
+    assert second["ml"]["features"] == {"x": 0.1}
+    assert second["ml"]["prediction"]["label"] == 0

@@ -10,7 +10,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 from browser import find_chromium, load, screenshot
-from report_events import T0, Incidents, build
+from report_events import T0, Incidents, build, degenerate_logs
 
 from analyzers.config.models import (
     Config,
@@ -24,7 +24,6 @@ from analyzers.config.models import (
 from analyzers.report import write_report
 from analyzers.report.charts import CUR_COLOR
 from analyzers.store import LocalStore
-from analyzers.timeutil import Window
 
 CHROMIUM = find_chromium()
 pytestmark = [
@@ -48,23 +47,48 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ops=OpsConfig(window=DAY, min_rows=50),
     )
     with LocalStore(root / "logs", root / "state") as store:
-        window = Window(T0 + 2 * DAY, T0 + 3 * DAY)
-        return write_report(store, "fraud", window, root / "fraud.html", config=Config(models={"fraud": model}))
+        return write_report(
+            store, "fraud", root / "fraud.html", config=Config(models={"fraud": model}), at=T0 + 3 * DAY
+        )
 
 
-def test_chromium_renders_every_plot_without_script_errors(report: Path) -> None:
+@pytest.fixture(scope="module")
+def degenerate(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A report over groups with rates of 0 and 1 and a one-row group (see test_report_charts)."""
+    root = tmp_path_factory.mktemp("degenerate")
+    degenerate_logs(root / "logs")
+    model = ModelConfig(
+        ingest_delay="0s",
+        fairness=FairnessConfig(window="1d", min_group_size=1, min_rows=1, groups=["segment"]),
+        ops=OpsConfig(window="1d", min_rows=1),
+    )
+    with LocalStore(root / "logs", root / "state") as store:
+        return write_report(store, "m", root / "m.html", config=Config(models={"m": model}), at=T0 + DAY)
+
+
+def _rendered(path: Path, minimum: int) -> None:
+    """Chromium ran the page's scripts, drew every plot and reported no error."""
     assert CHROMIUM is not None
-    page = load(CHROMIUM, report)
+    page = load(CHROMIUM, path)
     body = re.search(r"<body([^>]*)>", page.dom)
     assert body, page.dom[:500]
     attributes = dict(re.findall(r'([\w-]+)="([^"]*)"', body.group(1)))
-    expected = report.read_text(encoding="utf-8").count('<svg class="plot"')
-    assert expected >= 10
+    expected = path.read_text(encoding="utf-8").count('<svg class="plot"')
+    assert expected >= minimum
     assert attributes["data-rendered"] == "1"
     assert attributes["data-errors"] == "0"
     assert int(attributes["data-plots"]) == expected
     problems = [m for m in page.console if re.search(r"Uncaught|Refused|error", m, flags=re.I)]
     assert problems == []
+
+
+def test_chromium_renders_every_plot_without_script_errors(report: Path) -> None:
+    _rendered(report, 14)
+
+
+def test_chromium_renders_a_report_over_degenerate_groups(degenerate: Path) -> None:
+    assert "could not be drawn" not in degenerate.read_text(encoding="utf-8")
+    _rendered(degenerate, 5)
 
 
 def test_screenshot_shows_the_plots(report: Path, tmp_path: Path) -> None:

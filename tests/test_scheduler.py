@@ -17,10 +17,10 @@ import pytest
 from analyzers.config.loader import load_config
 from analyzers.config.models import Schedule
 from analyzers.findings import Finding
-from analyzers.schedule import fire_times, latest_fire_time, make_trigger
 from analyzers.scheduler import Scheduler, heartbeat_key
 from analyzers.store import LocalStore
 from analyzers.timeutil import Window
+from analyzers.triggers import fire_times, latest_fire_time, make_trigger
 
 UTC = timezone.utc
 
@@ -98,7 +98,8 @@ def test_a_restart_catches_up_on_missed_windows(tmp_path: Path) -> None:
     scheduler = Scheduler(loaded, store)
     assert scheduler.catch_up() == 1, "first start: the latest window only"
     doc, _ = store.get_state(heartbeat_key("fraud", "ops"))
-    assert doc["window_end"] == now.strftime("%Y-%m-%dT%H:%M:%SZ") and doc["status"] in ("ok", "alert")
+    assert doc["window_end"] == now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert doc["status"] in ("ok", "alert")
     assert set(doc) >= {"ran_at", "window_end", "status", "duration_s"}
     store.put_state(
         heartbeat_key("fraud", "ops"),
@@ -141,10 +142,13 @@ def test_predwatch_run_runs_on_schedule_and_stops_cleanly_on_sigterm(tmp_path: P
     assert proc.returncode == 0, err[-2000:]
     events = [json.loads(line) for line in err.splitlines() if line.strip()]
     messages = [e["message"] for e in events]
-    assert messages[0] == "started" and "job finished" in messages and messages[-1] == "stopped"
+    assert messages[0] == "started"
+    assert "job finished" in messages
+    assert messages[-1] == "stopped"
     assert all(e["service"]["name"] == "predwatch-scheduler" and "@timestamp" in e for e in events)
     finished = next(e for e in events if e["message"] == "job finished")
-    assert finished["predwatch"]["model"] == "fraud" and finished["predwatch"]["job"] == "ops"
+    assert finished["predwatch"]["model"] == "fraud"
+    assert finished["predwatch"]["job"] == "ops"
 
 
 def test_a_run_longer_than_its_timeout_is_reported_and_the_next_one_skipped(
@@ -167,11 +171,55 @@ def test_a_run_longer_than_its_timeout_is_reported_and_the_next_one_skipped(
     fire = at("2026-11-20T10:00:00")
     try:
         finding = scheduler.run_once("fraud", "ops", fire)
-        assert finding is not None and finding.status == "error" and "timed out" in (finding.error or "")
+        assert finding is not None
+        assert finding.status == "error"
+        assert "timed out" in (finding.error or "")
         doc, _ = store.get_state(heartbeat_key("fraud", "ops"))
-        assert doc["status"] == "error" and "timed out" in doc["error"] and doc["window_end"] == "2026-11-20T10:00:00Z"
+        assert doc["status"] == "error"
+        assert "timed out" in doc["error"]
+        assert doc["window_end"] == "2026-11-20T10:00:00Z"
         assert store.get_state("alert:fraud:ops:monitoring")[0]["status"] == "firing"
         assert scheduler.run_once("fraud", "ops", fire + timedelta(hours=1)) is None, "still running: skipped"
     finally:
         release.set()
         store.close()
+
+
+def test_one_message_per_model_per_tick(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from analyzers.alerts.channels.recording import RecordingSender
+    from analyzers.findings import Signal
+
+    path = tmp_path / "predwatch.yml"
+    path.write_text(
+        "store: {local: {path: logs}}\nstate: {path: state}\nscheduler: {group_wait: 1h}\n"
+        "models:\n"
+        "  fraud:\n    ingest_delay: 0s\n    drift: {window: 1h}\n    ops: {window: 1h}\n"
+        "  eta:\n    ingest_delay: 0s\n    ops: {window: 1h}\n"
+    )
+
+    def alerting(_store: object, model: str, name: str, _job: object, window: Window) -> Finding:
+        return Finding(model, name, window, "alert", signals=[Signal(f"metric:{name}", f"{name} is off")])
+
+    monkeypatch.setattr("analyzers.scheduler.run_job", alerting)
+    (tmp_path / "logs").mkdir()
+    channel = RecordingSender("test channel")
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
+        scheduler = Scheduler(load_config(path), store, senders={"terminal": channel})
+        fire = at("2026-11-20T10:00:00")
+        scheduler.run_once("fraud", "ops", fire)
+        assert channel.messages == [], "fraud's drift fired at the same time and is still running"
+        scheduler.run_once("eta", "ops", fire)
+        scheduler.run_once("fraud", "drift", fire)
+        assert [(m.model, sorted(i.job for i in m.items)) for m in channel.messages] == [
+            ("eta", ["ops"]),
+            ("fraud", ["drift", "ops"]),
+        ]
+    with LocalStore(tmp_path / "logs", tmp_path / "restarted") as store:
+        for model, job in (("fraud", "drift"), ("fraud", "ops"), ("eta", "ops")):
+            store.put_state(heartbeat_key(model, job), {"window_end": "2026-11-20T08:00:00Z"})
+        monkeypatch.setattr("analyzers.scheduler.utcnow", lambda: at("2026-11-20T10:30:00"))
+        channel.messages.clear()
+        scheduler = Scheduler(load_config(path), store, senders={"terminal": channel})
+        assert scheduler.catch_up() == 6, "09:00 and 10:00 for three jobs"
+        assert [m.model for m in channel.messages] == ["eta", "fraud"], "09:00: one message per model"
+        assert sorted(i.job for i in channel.messages[1].items) == ["drift", "ops"]

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from analyzers.alerts import pipeline
 from analyzers.config.loader import load_config
 from analyzers.scheduler import Scheduler
 from analyzers.store import open_store
@@ -71,7 +70,9 @@ def hanging(port: int) -> Iterator[None]:
 class Recorder:
     """A sender that keeps the messages instead of delivering them."""
 
+    name = "terminal"
     target = "recorder"
+    per_alert = False
 
     def __init__(self) -> None:
         self.messages: list[Any] = []
@@ -80,7 +81,7 @@ class Recorder:
         self.messages.append(message)
 
     def outage_notices(self) -> list[str]:
-        return [m.headline for m in self.messages if m.model == "predwatch"]
+        return [m.headline() for m in self.messages if m.model == "predwatch"]
 
 
 def config_file(tmp_path: Path, port: int) -> Path:
@@ -113,37 +114,42 @@ def emulator_with_predictions(port: int) -> tuple[Emulator, Any]:
 
 def test_runs_survive_a_refused_then_hung_then_returning_elasticsearch(tmp_path: Path, monkeypatch) -> None:
     recorder = Recorder()
-    monkeypatch.setattr(pipeline, "sender_for", lambda config, quiet=False: recorder)
     monkeypatch.setattr(connection, "DOWN_FOR", 0.0)  # every run asks the server again
     port = free_port()
     loaded = load_config(config_file(tmp_path, port))
     with open_store(loaded.config, loaded.directory) as store:
-        scheduler = Scheduler(loaded, store)
+        scheduler = Scheduler(loaded, store, senders={"terminal": recorder})
 
         # refused: the daemon's start-up catch-up does not crash, and one monitoring problem is reported
         assert scheduler.catch_up() == 0
         refused = scheduler.run_once("fraud", "ops", SCHEDULED)
-        assert refused is not None and refused.status == "error" and "cannot reach" in (refused.error or "")
+        assert refused is not None
+        assert refused.status == "error"
+        assert "cannot reach" in (refused.error or "")
         assert len(recorder.outage_notices()) == 1
 
         # hung: the run ends within its budget with an error, and nothing more is reported
         with hanging(port):
             hung = scheduler.run_once("fraud", "ops", SCHEDULED)
-        assert hung is not None and hung.status == "error" and "did not answer" in (hung.error or "")
+        assert hung is not None
+        assert hung.status == "error"
+        assert "did not answer" in (hung.error or "")
         assert len(recorder.outage_notices()) == 1
 
         # answering again: the run's finding is stored, and the outage is announced as resolved, once
         emulator, serving = emulator_with_predictions(port)
         try:
             back = scheduler.run_once("fraud", "ops", SCHEDULED)
-            assert back is not None and back.status != "error"
+            assert back is not None
+            assert back.status != "error"
             assert [f.job for f in store.read_findings(model="fraud")] == ["ops"]
             assert store.get_state("heartbeat:fraud:ops") is not None
         finally:
             serving.__exit__(None, None, None)
         check_requests(emulator.requests)
     notices = recorder.outage_notices()
-    assert len(notices) == 2 and "resolved" in notices[1]
+    assert len(notices) == 2
+    assert "resolved" in notices[1]
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")

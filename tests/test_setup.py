@@ -202,7 +202,8 @@ def test_running_again_updates_in_place_and_keeps_the_alias() -> None:
 def test_an_older_elasticsearch_is_refused_before_anything_is_installed() -> None:
     with Server(recorded_es(version="8.12.2")) as es, pytest.raises(SetupError) as err:
         run_setup(es_config(es.url), es_only=True, retry_interval=0.01)
-    assert "8.12.2" in str(err.value) and "8.13" in str(err.value)
+    assert "8.12.2" in str(err.value)
+    assert "8.13" in str(err.value)
     assert not [r for r in checked(es) if r.method == "PUT"]
     assert templates.MIN_VERSION == (8, 13, 0)
 
@@ -230,7 +231,8 @@ def test_gives_up_when_elasticsearch_never_becomes_ready() -> None:
 def test_wrong_elasticsearch_credentials_give_a_clear_error_without_the_password() -> None:
     with Server(recorded_es(health=[401])) as es, pytest.raises(SetupError) as err:
         run_setup(es_config(es.url), es_only=True, retry_interval=0.01)
-    assert "401" in str(err.value) and es.url in str(err.value)
+    assert "401" in str(err.value)
+    assert es.url in str(err.value)
     assert PASSWORD not in str(err.value)
     assert len(es.seen) == 1, "credentials refused: no retry"
 
@@ -259,7 +261,8 @@ def parse_multipart(req: Seen) -> tuple[dict[str, str], bytes]:
     assert ctype.startswith("multipart/form-data; boundary=")
     boundary = ctype.split("boundary=", 1)[1].encode()
     parts = req.body.split(b"--" + boundary)
-    assert parts[0] == b"" and parts[-1] == b"--\r\n", "body must start with the boundary and close it"
+    assert parts[0] == b"", "body must start with the boundary and close it"
+    assert parts[-1] == b"--\r\n", "body must start with the boundary and close it"
     (part,) = parts[1:-1]
     head, _, content = part.partition(b"\r\n\r\n")
     headers = dict(line.split(": ", 1) for line in head.decode().strip().split("\r\n"))
@@ -314,7 +317,8 @@ def test_imports_saved_objects_with_overwrite_headers_and_multipart_ndjson(tmp_p
     assert headers["Content-Type"] == "application/ndjson"
     assert content == path.read_bytes()
     (step,) = report.steps
-    assert step.status == "imported" and "2 objects" in step.detail
+    assert step.status == "imported"
+    assert "2 objects" in step.detail
 
 
 def test_imports_into_a_space_with_an_api_key(tmp_path: Path) -> None:
@@ -329,7 +333,8 @@ def test_imports_into_a_space_with_an_api_key(tmp_path: Path) -> None:
 def test_wrong_kibana_credentials_give_a_clear_error_without_the_password(tmp_path: Path) -> None:
     with Server(kibana(status_codes=[401])) as kb, pytest.raises(SetupError) as err:
         run_setup(kibana_config(kb.url), kibana_only=True, saved_objects=saved_objects_file(tmp_path))
-    assert "rejected the credentials" in str(err.value) and "401" in str(err.value)
+    assert "rejected the credentials" in str(err.value)
+    assert "401" in str(err.value)
     assert PASSWORD not in str(err.value)
     assert base64.b64encode(f"elastic:{PASSWORD}".encode()).decode() not in str(err.value)
 
@@ -383,7 +388,8 @@ def test_the_committed_saved_objects_are_found_from_the_source_tree(tmp_path: Pa
 
     monkeypatch.chdir(tmp_path)
     found = find_saved_objects()
-    assert found.name == "saved_objects.ndjson" and found.parent.name == "kibana"
+    assert found.name == "saved_objects.ndjson"
+    assert found.parent.name == "kibana"
 
 
 # Live -------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+import logshipper
 from logshipper import schema
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _load_demo() -> Any:
     spec = importlib.util.spec_from_file_location("predwatch_demo_service", ROOT / "examples" / "demo_service.py")
-    assert spec and spec.loader
+    assert spec
+    assert spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
@@ -80,7 +82,8 @@ def recorded() -> Iterator[tuple[dict[str, RecordingLogger], str]]:
 def test_model_scores_are_probabilities_and_bad_input_is_named() -> None:
     model = demo.MODELS["v1.0.0"]
     label, score = model.predict({"amount": 120.0, "country": "DE", "n_items": 2}, {"region": "EU"})
-    assert 0 < score < 1 and label == int(score >= 0.5)
+    assert 0 < score < 1
+    assert label == int(score >= 0.5)
     assert model.predict({"amount": 5000.0, "country": "BR", "n_items": 6}, {})[1] > score
     with pytest.raises(ValueError, match=r"features\.amount"):
         model.predict({"amount": "n/a"}, {})
@@ -110,20 +113,25 @@ def test_traffic_is_reproducible_drifts_and_has_some_bad_requests() -> None:
     bad = sum(not isinstance(x, float) for x in high + low)
     assert 10 <= bad <= 80
     body, truth = traffic.request(0.0)
-    assert set(body) == {"features", "groups", "entity_id"} and 0 < truth < 1
+    assert set(body) == {"features", "groups", "entity_id"}
+    assert 0 < truth < 1
     assert body["groups"]["region"] in demo.REGIONS
 
 
 def test_routes_log_predictions_failures_and_feedback(recorded: tuple[dict[str, RecordingLogger], str]) -> None:
     loggers, url = recorded
     status, answer = post(f"{url}/predict", {"features": {"amount": 80.5, "country": "FR"}, "entity_id": "u1"})
-    assert status == 200 and answer["model_version"] in demo.MODELS
+    assert status == 200
+    assert answer["model_version"] in demo.MODELS
     calls = loggers[answer["model_version"]].calls
     kind, _, kwargs = calls[-1]
-    assert kind == "prediction" and kwargs["entity_id"] == "u1" and kwargs["score"] == answer["score"]
+    assert kind == "prediction"
+    assert kwargs["entity_id"] == "u1"
+    assert kwargs["score"] == answer["score"]
     assert kwargs["latency_ms"] >= 0
     status, answer = post(f"{url}/predict", {"features": {"amount": "n/a"}})
-    assert status == 422 and "features.amount" in answer["error"]
+    assert status == 422
+    assert "features.amount" in answer["error"]
     assert any(c[0] == "failure" for lg in loggers.values() for c in lg.calls)
     assert post(f"{url}/feedback", {"prediction_id": "pid-1", "label": 1})[0] == 202
     assert post(f"{url}/feedback", {"prediction_id": "pid-1", "label": "yes"})[0] == 422
@@ -147,9 +155,6 @@ def test_load_generator_sends_requests_until_stopped(recorded: tuple[dict[str, R
 
 
 def test_demo_writes_lines_where_filebeat_reads_them(tmp_path: Path) -> None:
-    logshipper = pytest.importorskip("logshipper")
-    if not hasattr(logshipper, "PredictionLogger"):
-        pytest.skip("logshipper.PredictionLogger is not built yet")
     logshipper.configure(service="fraud-api", log_dir=str(tmp_path))
     service = demo.Service({v: logshipper.PredictionLogger(model=demo.MODEL, version=v) for v in demo.MODELS})
     server, url = serve(service)
@@ -168,7 +173,8 @@ def test_demo_writes_lines_where_filebeat_reads_them(tmp_path: Path) -> None:
     path = tmp_path / "fraud-api" / schema.log_file_name(day)
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     datasets = [line["event"]["dataset"] for line in lines]
-    assert datasets.count(schema.DATASET_PREDICTION) == 2 and datasets.count(schema.DATASET_FEEDBACK) == 1
+    assert datasets.count(schema.DATASET_PREDICTION) == 2
+    assert datasets.count(schema.DATASET_FEEDBACK) == 1
     outcomes = {line["event"].get("outcome") for line in lines if line["event"]["dataset"] == schema.DATASET_PREDICTION}
     assert outcomes == {schema.OUTCOME_SUCCESS, schema.OUTCOME_FAILURE}
     assert all(line["ml"]["model"]["name"] == demo.MODEL for line in lines)

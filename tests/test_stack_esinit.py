@@ -116,7 +116,8 @@ def test_creates_least_privilege_users_and_kibanas_token(es: tuple[FakeES, str],
     }
     assert puts["/_security/user/predwatch_filebeat"]["password"] == PASSWORDS["FILEBEAT_ES_PASSWORD"]
     filebeat = {tuple(i["names"]): i["privileges"] for i in puts["/_security/role/predwatch_filebeat"]["indices"]}
-    assert "create_doc" in filebeat[("ml-predictions-*",)] and "index" not in filebeat[("ml-predictions-*",)]
+    assert "create_doc" in filebeat[("ml-predictions-*",)]
+    assert "index" not in filebeat[("ml-predictions-*",)]
     assert "index" in filebeat[("ml-feedback-*",)]  # a later label replaces the day's earlier one
     assert "create_doc" in filebeat[("ml-deadletter*",)]
     assert not any("delete" in p for p in filebeat.values())
@@ -134,7 +135,8 @@ def test_running_again_keeps_a_valid_token(es: tuple[FakeES, str], tmp_path: Pat
     assert run(url, token_file).returncode == 0
     fake.seen.clear()
     result = run(url, token_file)
-    assert result.returncode == 0 and "still valid" in result.stdout
+    assert result.returncode == 0
+    assert "still valid" in result.stdout
     assert not [p for m, p, _, _ in fake.seen if "/credential/token/" in p]
     assert token_file.read_text() == TOKEN
 
@@ -168,6 +170,7 @@ def test_a_refused_password_while_waiting_stops_at_once_saying_so(es: tuple[Fake
     _, url = es
     result = run(url, tmp_path / "kibana", ELASTIC_PASSWORD="not-the-password")
     assert result.returncode == 1
-    assert "HTTP 401" in result.stderr and "ELASTIC_PASSWORD" in result.stderr
+    assert "HTTP 401" in result.stderr
+    assert "ELASTIC_PASSWORD" in result.stderr
     assert "not-the-password" not in result.stdout + result.stderr
     assert not (tmp_path / "kibana").exists()

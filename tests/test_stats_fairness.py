@@ -109,15 +109,18 @@ def test_unlabelled_rows_count_only_in_volume() -> None:
     assert counts["b"] == ConfusionCounts(n=1, tn=1)
     result = assess_attribute("g", counts)
     b = next(g for g in result.groups if g.group == "b")
-    assert b.tpr.value is None and b.fpr.value == 0.0
+    assert b.tpr.value is None
+    assert b.fpr.value == 0.0
 
 
 def test_wilson_known_values() -> None:
     # Newcombe (1998), table I: 81/263 -> 0.2553 to 0.3662 at 95%.
     est = wilson(81, 263)
-    assert est.low == pytest.approx(0.2553, abs=1e-4) and est.high == pytest.approx(0.3662, abs=1e-4)
+    assert est.low == pytest.approx(0.2553, abs=1e-4)
+    assert est.high == pytest.approx(0.3662, abs=1e-4)
     zero = wilson(0, 10)
-    assert zero.low == 0.0 and zero.high == pytest.approx(0.2775, abs=1e-4)
+    assert zero.low == 0.0
+    assert zero.high == pytest.approx(0.2775, abs=1e-4)
     assert wilson(0, 0).value is None
 
 
@@ -125,7 +128,8 @@ def test_newcombe_known_values() -> None:
     # Newcombe (1998), table II example (56/70 vs 48/80): difference 0.2, method 10 gives 0.0524 to 0.3339.
     est = newcombe_difference(56, 70, 48, 80)
     assert est.value == pytest.approx(0.2)
-    assert est.low == pytest.approx(0.0524, abs=1e-4) and est.high == pytest.approx(0.3339, abs=1e-4)
+    assert est.low == pytest.approx(0.0524, abs=1e-4)
+    assert est.high == pytest.approx(0.3339, abs=1e-4)
     assert est.excludes_zero
     assert not newcombe_difference(5, 10, 4, 10).excludes_zero
     assert newcombe_difference(1, 0, 1, 10).value is None

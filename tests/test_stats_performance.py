@@ -62,13 +62,17 @@ def test_multiclass_macro_matches_sklearn() -> None:
 
 def test_undefined_precision_is_none() -> None:
     m = classification_metrics({(0, 0): 10.0, (0, 1): 5.0}, positive_label=1)
-    assert m.precision is None and m.recall == 0.0 and m.accuracy.value == pytest.approx(10 / 15)
+    assert m.precision is None
+    assert m.recall == 0.0
+    assert m.accuracy.value == pytest.approx(10 / 15)
 
 
 def test_labels_match_across_types() -> None:
     assert normalize_label(1.0) == normalize_label(True) == normalize_label(np.int64(1)) == 1
     assert normalize_label(float("nan")) is None
-    assert is_positive("1", 1) and is_positive(1.0, "1") and not is_positive(0, 1)
+    assert is_positive("1", 1)
+    assert is_positive(1.0, "1")
+    assert not is_positive(0, 1)
 
 
 @pytest.mark.parametrize("weighted", [False, True])
@@ -96,7 +100,8 @@ def test_auc_exact_on_coarse_scores_and_undefined_cases() -> None:
     assert one_class.roc_auc() is None
     logits = ScoreAccumulator.for_range(-5.0, 5.0)
     logits.add(np.array([-2.0, 3.0]), np.array([False, True]))
-    assert logits.log_loss() is None and logits.roc_auc() == 1.0
+    assert logits.log_loss() is None
+    assert logits.roc_auc() == 1.0
 
 
 @pytest.mark.parametrize("weighted", [False, True])
@@ -119,7 +124,8 @@ def test_regression_without_data_or_spread() -> None:
     assert RegressionAccumulator().metrics()["mae"] is None
     acc = RegressionAccumulator()
     acc.add(np.array([1.0, 2.0, np.nan]), np.array([3.0, 3.0, 1.0]))
-    assert acc.metrics()["r2"] is None and acc.metrics()["mae"] == pytest.approx(1.5)
+    assert acc.metrics()["r2"] is None
+    assert acc.metrics()["mae"] == pytest.approx(1.5)
 
 
 def test_standard_errors() -> None:

@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 
 from analyzers.config.models import ElasticsearchStoreConfig
-from analyzers.findings import Finding, Signal
+from analyzers.findings import DriftMetrics, Finding, Signal
 from analyzers.store import ConflictError, Query, StoreError
 from analyzers.store.elastic import ElasticsearchStore, limits
 from analyzers.timeutil import Window
@@ -224,11 +224,14 @@ def test_values_keep_their_types_from_the_typed_mapping(fake: FakeElasticsearch,
     fake.on("POST", re.escape(PREDICTIONS) + "/_search", "search_lookup", body='"collapse"')
     q = Query("fraud", VALUES_DAY)
     kinds = {c.name: c.kind for c in store.columns(q)}
-    assert kinds["features.flag"] == "categorical" and kinds["features.n_items"] == "numeric"
+    assert kinds["features.flag"] == "categorical"
+    assert kinds["features.n_items"] == "numeric"
     flags = store.category_counts(q, "features.flag")  # a boolean field's terms keys are 1 and 0
-    assert flags == {True: 2.0, False: 1.0} and {type(k) for k in flags} == {bool}
+    assert flags == {True: 2.0, False: 1.0}
+    assert {type(k) for k in flags} == {bool}
     tiers = store.category_counts(q, "groups.tier")  # a number is a double field; whole ones come back as int
-    assert tiers == {1: 2.0, 2: 1.0} and {type(k) for k in tiers} == {int}
+    assert tiers == {1: 2.0, 2: 1.0}
+    assert {type(k) for k in tiers} == {int}
     assert store.category_counts(q, "features.code") == {"1": 2.0, "01234": 1.0}
     # arrays are many values to Elasticsearch: the profile sees more values than documents, and the column is
     # counted from its values read back, as compact JSON text
@@ -255,7 +258,8 @@ def test_histograms_of_many_columns_in_one_search(fake: FakeElasticsearch, store
     assert (hist.underflow, hist.overflow, hist.missing) == (0.0, 0.0, 0.0)
     (sent,) = fake.searches()
     ranges = sent.body["aggregations"]["rates"]["aggregations"]["h0"]["range"]["ranges"]
-    assert ranges[0] == {"key": "under", "to": 0.0} and ranges[-1] == {"key": "over", "from": 10.0}
+    assert ranges[0] == {"key": "under", "to": 0.0}
+    assert ranges[-1] == {"key": "over", "from": 10.0}
     with pytest.raises(ValueError, match="ascending"):
         store.histogram(q, "features.amount", [2, 1])
 
@@ -265,7 +269,8 @@ def test_quantiles_mix_the_percentiles_of_each_sample_rate(fake: FakeElasticsear
     q = Query("fraud", DAY1, outcome="success")
     low, mid, top = store.quantiles(q, "features.amount", [0.0, 0.5, 1.0])
     # values 1 and 2 at rate 1, value 3 at rate 0.5 (weight 2): the weighted median lies between 2 and 3
-    assert (low, top) == (1.0, 3.0) and 2.0 <= mid <= 3.0
+    assert (low, top) == (1.0, 3.0)
+    assert 2.0 <= mid <= 3.0
     aggs = fake.searches()[0].body["aggregations"]["rates"]["aggregations"]
     assert {0.0, 50.0, 100.0} <= set(aggs["p"]["percentiles"]["percents"])
 
@@ -288,7 +293,8 @@ def test_volume_is_a_date_histogram_aligned_to_the_window(fake: FakeElasticsearc
     assert vol["count"].tolist() == [5.0, 0.0, 0.0, 0.0]
     assert vol["failures"].tolist() == [1.0, 0.0, 0.0, 0.0]
     hist = fake.searches()[0].body["aggregations"]["v"]["date_histogram"]
-    assert hist["fixed_interval"] == "21600000ms" and hist["min_doc_count"] == 0
+    assert hist["fixed_interval"] == "21600000ms"
+    assert hist["min_doc_count"] == 0
     assert hist["extended_bounds"] == {"min": 1795132800000, "max": 1795219199999}
 
 
@@ -337,14 +343,10 @@ def test_rows_page_through_a_point_in_time(fake: FakeElasticsearch, store: Elast
     columns = ["prediction_id", "features.amount", "features.country"]
     chunks = list(store.rows(Query("fraud", DAY1), columns=columns, chunk_size=2))
     assert [c["prediction_id"].tolist() for c in chunks] == [["a", "b"], ["c", "f"]]
-    assert chunks[0]["features.amount"].tolist() == [1.0, 2.0] and chunks[0]["features.country"].tolist() == [
-        "DE",
-        "FR",
-    ]
-    assert chunks[1]["features.amount"].tolist() == [3.0, 1.0] and chunks[1]["features.country"].tolist() == [
-        "DE",
-        "DE",
-    ]
+    assert chunks[0]["features.amount"].tolist() == [1.0, 2.0]
+    assert chunks[0]["features.country"].tolist() == ["DE", "FR"]
+    assert chunks[1]["features.amount"].tolist() == [3.0, 1.0]
+    assert chunks[1]["features.country"].tolist() == ["DE", "DE"]
     first, second, _ = [r for r in fake.requests if r.path == "/_search"]
     assert first.params == {"allow_partial_search_results": "false", "pre_filter_shard_size": "1"}
     assert first.body["sort"][:2] == [
@@ -389,7 +391,8 @@ def test_a_sample_is_one_search(fake: FakeElasticsearch, store: ElasticsearchSto
 
 # ---- findings and alert state ------------------------------------------------------------------------------
 def _finding(**metrics: Any) -> Finding:
-    return Finding("fraud", "drift", DAY1, "alert", metrics, signals=[Signal("feature:amount", "drifted", value=0.3)])
+    payload = DriftMetrics(n_cur=100, **metrics)
+    return Finding("fraud", "drift", DAY1, "alert", payload, signals=[Signal("feature:amount", "drifted", value=0.3)])
 
 
 def test_findings_are_bulk_indexed_by_id(fake: FakeElasticsearch, store: ElasticsearchStore):
@@ -412,7 +415,7 @@ def test_rejected_findings_are_reported_per_document(fake: FakeElasticsearch, st
 def test_read_findings_sorted_by_window_end(fake: FakeElasticsearch, store: ElasticsearchStore):
     fake.on("POST", r"/ml-monitor-fraud-\*,-ml-monitor-state/_search", "search_findings")
     back = store.read_findings(model="fraud", job="drift", since="2026-11-20T00:00:00Z")
-    assert [(f.job, f.metrics["share_drifted"], f.signals[0].subject) for f in back] == [
+    assert [(f.job, f.to_dict()["share_drifted"], f.signals[0].subject) for f in back] == [
         ("drift", 0.5, "feature:amount")
     ]
     body = fake.requests[-1].body
@@ -440,7 +443,8 @@ def test_state_uses_optimistic_concurrency(fake: FakeElasticsearch, store: Elast
     with pytest.raises(ConflictError, match="changed since"):
         store.put_state(KEY, {"x": 1}, version=v1)
     doc, version = store.get_state(KEY)
-    assert doc == {"firing": False} and version == (1, 1)
+    assert doc == {"firing": False}
+    assert version == (1, 1)
     assert store.get_state("alert:fraud:none") is None
     assert store.list_state("alert:fraud:") == {KEY: ({"firing": False}, (1, 1))}
     store.delete_state(KEY, version=(1, 1))
@@ -470,7 +474,9 @@ def test_401_names_the_host_never_the_password(fake: FakeElasticsearch):
     with ElasticsearchStore.from_config(cfg, None) as s, pytest.raises(StoreError) as err:
         s.count(Query("fraud", DAY1))
     message = str(err.value)
-    assert fake.url in message and "401" in message and "s3cret-pw" not in message
+    assert fake.url in message
+    assert "401" in message
+    assert "s3cret-pw" not in message
 
 
 def test_unreachable_cluster_names_the_host():

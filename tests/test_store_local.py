@@ -63,7 +63,8 @@ def test_quantiles_are_exact(store: LocalStore):
 def test_missing_directory_is_empty_not_an_error(tmp_path: Path):
     with LocalStore(tmp_path / "nothing", tmp_path / "state") as s:
         q = Query("fraud", DAY1)
-        assert s.count(q) == 0 and s.columns(q) == []
+        assert s.count(q) == 0
+        assert s.columns(q) == []
         assert s.quantiles(q, "features.amount", [0.5]) == [None]
 
 
@@ -182,7 +183,8 @@ def test_open_store_from_config(tmp_path: Path, logs: Path):
 
     cfg = Config.model_validate({"store": {"local": {"path": "logs"}}})
     with open_store(cfg, config_dir=tmp_path) as s:
-        assert isinstance(s, LocalStore) and s.count(Query("fraud", DAY1)) == 5
+        assert isinstance(s, LocalStore)
+        assert s.count(Query("fraud", DAY1)) == 5
         assert s.state_dir == tmp_path.resolve() / ".predwatch"
 
 
@@ -199,7 +201,8 @@ def test_settled_files_are_parsed_once_and_reparsed_when_changed(logs: Path, tmp
     assert len(cached) == 3
     with LocalStore(logs, state) as second:
         q = Query("fraud", DAY1)
-        assert second.count(q) == 5 and second.count(q.with_(has_label=True)) == 2
+        assert second.count(q) == 5
+        assert second.count(q.with_(has_label=True)) == 2
         assert second.category_counts(q.with_(outcome="success"), "features.country") == {"DE": 3.0, "FR": 1.0}
     day = logs / "fraud-api" / "predictions-2026-11-20.ndjson"
     with open(day, "ab") as handle:
@@ -229,13 +232,15 @@ def test_a_file_still_written_is_parsed_to_a_private_file_replaced_as_it_grows(l
     with LocalStore(logs, state) as store:
         assert store.count(Query("fraud", DAY1)) == 5
         first = sorted(live.glob("*.parquet"))
-        assert len(first) == 3 and not list((state / "parsed").glob("*.parquet"))  # nothing settled is shared
+        assert len(first) == 3
+        assert not list((state / "parsed").glob("*.parquet"))  # nothing settled is shared
         day = logs / "fraud-api" / "predictions-2026-11-20.ndjson"
         with open(day, "ab") as handle:
             handle.write(orjson.dumps(prediction("late", "2026-11-20T23:00:00Z")) + b"\n")
         assert store.count(Query("fraud", DAY1)) == 6
         second = sorted(live.glob("*.parquet"))
-        assert len(second) == 3 and set(first) != set(second)  # the grown day's old parse is gone
+        assert len(second) == 3
+        assert set(first) != set(second)  # the grown day's old parse is gone
     assert not list(live.glob("*.parquet"))  # closing removes this process's own parses
 
 
@@ -251,7 +256,8 @@ def test_parses_left_by_a_killed_process_are_swept(logs: Path, tmp_path: Path):
     partial.write_bytes(b"")
     with LocalStore(logs, tmp_path / "state") as store:
         assert store.count(Query("fraud", DAY1)) == 5
-    assert not orphan.exists() and not partial.exists()
+    assert not orphan.exists()
+    assert not partial.exists()
 
 
 def test_rows_sorted_slice_by_slice_stay_in_time_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -294,7 +300,8 @@ def test_histograms_of_many_columns_in_batches_match_numpy(tmp_path: Path, monke
     hist = found["features.amount"]
     expected = [w[(x >= lo) & (x < hi)].sum() if lo < hi else 0.0 for lo, hi in itertools.pairwise(edges)]
     assert hist.counts == pytest.approx(expected)
-    assert hist.underflow == pytest.approx(w[x < -3].sum()) and hist.overflow == pytest.approx(w[x >= 2].sum())
+    assert hist.underflow == pytest.approx(w[x < -3].sum())
+    assert hist.overflow == pytest.approx(w[x >= 2].sum())
     assert hist.missing == pytest.approx(weights[~present].sum())
     assert found["score"].counts == pytest.approx([weights.sum()])
 
@@ -308,7 +315,8 @@ def test_the_store_answers_within_a_small_memory_limit(tmp_path: Path):
     write(tmp_path / "logs" / "svc" / "predictions-2026-11-20.ndjson", lines)
     with LocalStore(tmp_path / "logs", tmp_path / "state", memory_limit="48MB") as s:
         q = Query("fraud", DAY1)
-        assert s.count(q) == 120_000 and s.scan_report().duplicates == 40_000
+        assert s.count(q) == 120_000
+        assert s.scan_report().duplicates == 40_000
         chunks = list(s.rows(q, columns=["timestamp", "prediction_id", "features.amount"], chunk_size=5_000))
         assert sum(len(c) for c in chunks) == 120_000
         stamps = [t for c in chunks for t in c["timestamp"]]

@@ -4,7 +4,9 @@ The key ``model:job:subject`` (``fraud:drift:feature:amount``) recognises the sa
 run.  Its severity is the signal's own (each job sets it from its configured ``severity``; a signal
 without a known severity takes the job's).  A job that failed or timed out, an ops job that could
 not judge its window, or any job whose window (or reference) held no predictions at all is itself an
-alert (subject ``monitoring``): silence from a job must never look like good news.
+alert (subject ``monitoring``): silence from a job must never look like good news.  What counts as
+"could not judge" and which counts are read from the job's payload (``Metrics.unjudged_needs_attention``,
+``row_counts``, ``no_verdict_reason``).
 """
 
 from __future__ import annotations
@@ -37,30 +39,23 @@ def alert_key(model: str, job: str, subject: str) -> str:
     return f"{model}:{job}:{subject}"
 
 
-def _row_counts(finding: Finding) -> list[float]:
-    """The prediction counts a finding's numbers report (current window, reference, volume)."""
-    m = finding.metrics
-    volume = m.get("volume")
-    candidates = [m.get("n_cur"), m.get("n_ref"), m.get("n"), volume.get("total") if isinstance(volume, dict) else None]
-    return [float(v) for v in candidates if isinstance(v, (int, float)) and not isinstance(v, bool)]
-
-
 def is_monitoring_problem(finding: Finding) -> bool:
-    """A failed job, an ops job that could not judge, or a window (or reference) without any predictions."""
+    """A failed job, or a window the job could not judge in a way that needs attention (an ops job that
+    could not judge, a window or reference without any predictions)."""
     if finding.status == "error":
         return True
     if finding.status != "insufficient_data":
         return False
-    return finding.job == "ops" or any(n == 0 for n in _row_counts(finding))
+    return finding.metrics is not None and finding.metrics.unjudged_needs_attention()
 
 
 def _monitoring_message(finding: Finding) -> str:
     if finding.status == "error":
         return f"{finding.job} failed: {finding.error or 'unknown error'}"
-    reason = finding.metrics.get("reason")
-    if isinstance(reason, str) and reason:
+    reason = finding.metrics.no_verdict_reason() if finding.metrics is not None else None
+    if reason:
         return f"{finding.job} could not judge its window: {reason}"
-    rows = _row_counts(finding)
+    rows = finding.metrics.row_counts() if finding.metrics is not None else []
     if rows and min(rows) == 0:
         return f"{finding.job} found no predictions in its window"
     return f"{finding.job} could not judge its window ({max(rows, default=0):g} predictions)"

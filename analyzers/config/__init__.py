@@ -1,5 +1,1 @@
-"""Configuration: the models (``models.py``) and the YAML loader with environment interpolation."""
-
-from analyzers.config.models import Config, ModelConfig
-
-__all__ = ["Config", "ModelConfig"]
+"""Configuration: the models (``models.py``, ``jobs.py``) and the YAML loader with environment interpolation."""

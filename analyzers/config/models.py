@@ -1,102 +1,77 @@
 """The configuration's shape: store, Slack, Kibana, state and each monitored model's jobs.
 
 Unknown keys are errors (``extra="forbid"``) so typos are caught at load time.  Durations are
-strings such as ``15m`` or ``7d``; times are ISO 8601 (UTC when no offset).
+strings such as ``15m`` or ``7d``; times are ISO 8601 (UTC when no offset).  Each job's section is
+its class in :mod:`analyzers.config.jobs`, named by the job table (:mod:`analyzers.jobs.registry`);
+the ``store`` section is :mod:`analyzers.store.settings`.  Every configuration class can be imported
+from here.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Literal
+from datetime import timedelta
+from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, create_model, field_validator, model_validator
 
-from analyzers.timeutil import parse_duration, parse_time
+from analyzers.config.base import Strict, duration
+from analyzers.config.channels import (
+    ChannelSettings,
+    ConfirmConfig,
+    DeliveryConfig,
+    RouteConfig,
+    SlackConfig,
+    WebhookConfig,
+)
+from analyzers.config.jobs import (
+    CanaryConfig,
+    DriftConfig,
+    EstimatedMetric,
+    EstimationConfig,
+    FairnessConfig,
+    FeatureOverride,
+    JobConfig,
+    MultivariateConfig,
+    OpsConfig,
+    PerformanceConfig,
+    ReferenceConfig,
+    Schedule,
+    VersionedJobConfig,
+)
+from analyzers.jobs.registry import JOBS
+from analyzers.store.settings import DEFAULT_MEMORY_LIMIT, ElasticsearchStoreConfig, LocalStoreConfig, StoreConfig
 
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-def _duration(value: object) -> timedelta:
-    return parse_duration(value)  # type: ignore[arg-type]
-
-
-class Schedule(Strict):
-    """When a job runs: ``every`` an interval, or a ``cron`` expression (UTC)."""
-
-    every: timedelta | None = None
-    cron: str | None = None
-
-    _v = field_validator("every", mode="before")(lambda v: None if v is None else _duration(v))
-
-    @model_validator(mode="after")
-    def _one_of(self) -> Schedule:
-        if (self.every is None) == (self.cron is None):
-            raise ValueError("give exactly one of 'every' or 'cron'")
-        if self.every is not None and self.every.total_seconds() <= 0:
-            raise ValueError("'every' must be longer than zero")
-        if self.cron is not None:
-            from analyzers.schedule import make_trigger
-
-            make_trigger(self)  # raises ValueError naming the bad field
-        return self
-
-
-# DuckDB's working memory in the local store: past it, sorts, joins and aggregates spill to disk instead
-# of growing the process, so a window costs about this much memory whatever its size.
-DEFAULT_MEMORY_LIMIT = "256MB"
-_MEMORY_SIZE = r"(?i)^\s*\d+(\.\d+)?\s*(b|kb|mb|gb|tb|kib|mib|gib|tib|%)\s*$"
-
-
-class LocalStoreConfig(Strict):
-    path: str = "./logs"
-    # DuckDB's working memory for scans ("256MB", "2GB", "25%"); beyond it, work spills to <state>/spill.
-    memory_limit: str = Field(DEFAULT_MEMORY_LIMIT, pattern=_MEMORY_SIZE)
-
-
-class ElasticsearchStoreConfig(Strict):
-    hosts: list[str]
-    api_key: str | None = None
-    username: str | None = None
-    password: str | None = None
-    ca_certs: str | None = None
-    verify_certs: bool = True
-    request_timeout: float = 30.0
-    max_retries: int = 5
-
-
-class StoreConfig(Strict):
-    local: LocalStoreConfig | None = None
-    elasticsearch: ElasticsearchStoreConfig | None = None
-
-    @model_validator(mode="after")
-    def _one_of(self) -> StoreConfig:
-        if self.local is not None and self.elasticsearch is not None:
-            raise ValueError("give one of 'local' or 'elasticsearch', not both")
-        if self.local is None and self.elasticsearch is None:
-            self.local = LocalStoreConfig()
-        return self
-
-
-class SlackConfig(Strict):
-    token: str | None = None
-    channel: str | None = None
-    webhook_url: str | None = None
-    base_url: str | None = None
-    mention: str | None = None  # e.g. "<!here>" for critical alerts
-    report_url: str | None = None  # embedded mode: where the HTML reports are served, linked from alerts
-    max_items: int = Field(10, ge=1, le=40)  # alerts listed in one message before "and N more"
-
-    @model_validator(mode="after")
-    def _how(self) -> SlackConfig:
-        if self.token and not self.channel:
-            raise ValueError("a bot token needs a 'channel'")
-        return self
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.token or self.webhook_url)
+__all__ = [
+    "DEFAULT_MEMORY_LIMIT",
+    "CanaryConfig",
+    "ChannelSettings",
+    "Config",
+    "ConfirmConfig",
+    "DeliveryConfig",
+    "DriftConfig",
+    "ElasticsearchStoreConfig",
+    "EstimatedMetric",
+    "EstimationConfig",
+    "FairnessConfig",
+    "FeatureOverride",
+    "JobConfig",
+    "KibanaConfig",
+    "LocalStoreConfig",
+    "ModelConfig",
+    "MultivariateConfig",
+    "OpsConfig",
+    "PerformanceConfig",
+    "ReferenceConfig",
+    "RouteConfig",
+    "Schedule",
+    "SchedulerConfig",
+    "SlackConfig",
+    "StateConfig",
+    "StoreConfig",
+    "Strict",
+    "VersionedJobConfig",
+    "WebhookConfig",
+]
 
 
 class KibanaConfig(Strict):
@@ -111,122 +86,54 @@ class StateConfig(Strict):
     path: str | None = None  # default: .predwatch/ beside the log directory
 
 
-class ReferenceConfig(Strict):
-    """A fixed window (``start``/``end``), a relative one (``last``/``ending``), or a ``file``."""
+class ModelJobs(Strict):
+    """A monitored model: one optional section per job of the job table, and how late its lines arrive."""
 
-    start: datetime | None = None
-    end: datetime | None = None
-    last: timedelta | None = None
-    ending: timedelta | None = None
-    file: str | None = None
-
-    _t = field_validator("start", "end", mode="before")(lambda v: None if v is None else parse_time(v))
-    _d = field_validator("last", "ending", mode="before")(lambda v: None if v is None else _duration(v))
-
-    @model_validator(mode="after")
-    def _one_of(self) -> ReferenceConfig:
-        kinds = [self.start is not None or self.end is not None, self.last is not None, self.file is not None]
-        if sum(kinds) != 1:
-            raise ValueError("give one of {start, end}, {last, ending} or {file}")
-        if kinds[0] and (self.start is None or self.end is None):
-            raise ValueError("a fixed reference needs both 'start' and 'end'")
-        if self.ending is not None and self.last is None:
-            raise ValueError("'ending' goes with 'last'")
-        return self
-
-
-class JobConfig(Strict):
-    """What every job has: its window, schedule, whether it runs, and alert handling."""
-
-    enabled: bool = True
-    window: timedelta = timedelta(days=1)
-    schedule: Schedule = Field(default_factory=lambda: Schedule(every=timedelta(hours=1)))
-    severity: Literal["info", "warning", "critical"] = "warning"
-    cooldown: timedelta = timedelta(hours=6)
-    cooldown_backoff: float = Field(1.0, ge=1.0)  # each re-send of a still-firing alert waits this many times longer
-    max_cooldown: timedelta = timedelta(days=1)
-    timeout: timedelta = timedelta(minutes=15)  # a run that takes longer is reported as a monitoring problem
-    min_rows: int = 100
-
-    _w = field_validator("window", "cooldown", "max_cooldown", "timeout", mode="before")(lambda v: _duration(v))
-
-
-class FeatureOverride(Strict):
-    method: str | None = None  # e.g. ks, wasserstein, psi, chisquare, jensenshannon
-    threshold: float | None = None
-    kind: Literal["numeric", "categorical"] | None = None
-    ignore: bool = False
-
-
-class DriftConfig(JobConfig):
-    reference: ReferenceConfig = Field(default_factory=lambda: ReferenceConfig(last=timedelta(days=7)))
-    alpha: float = 0.05
-    correction: Literal["bh", "bonferroni", "none"] = "bh"
-    drift_share: float = 0.5  # dataset-level verdict when at least this share of columns drifted
-    features: dict[str, FeatureOverride] = Field(default_factory=dict)
-    sample_size: int = 50_000  # windows up to this many rows are tested exactly on their values
-    missing_threshold: float = 0.05  # Cohen's h between missing rates that counts as drift
-
-
-class FairnessConfig(JobConfig):
-    window: timedelta = timedelta(days=7)
-    groups: list[str] | None = None  # default: every attribute in ml.groups
-    positive_label: str | int | float | bool = 1
-    score_threshold: float | None = None  # selection is score >= threshold when given
-    reference_group: dict[str, str] = Field(default_factory=dict)  # attribute -> group
-    min_group_size: int = 100
-    parity_ratio: float = 0.8  # the four-fifths rule
-    max_difference: float = 0.1
-    confidence: float = 0.95
-
-
-class PerformanceConfig(JobConfig):
-    window: timedelta = timedelta(days=7)
-    task: Literal["classification", "regression"] | None = None  # inferred when None
-    positive_label: str | int | float | bool = 1
-    reference: ReferenceConfig | None = None
-    thresholds: dict[str, float] = Field(default_factory=dict)  # metric -> floor (or ceiling for errors)
-    max_drop: float = 0.05  # relative drop against the reference that alerts
-    min_labels: int = 50
-
-
-class OpsConfig(JobConfig):
-    window: timedelta = timedelta(hours=1)
-    bucket: timedelta = timedelta(minutes=5)
-    max_silence: timedelta = timedelta(minutes=30)  # no predictions for this long alerts
-    max_error_rate: float = 0.05
-    latency_ms: dict[str, float] = Field(default_factory=lambda: {"p95": 500.0})
-
-    _b = field_validator("bucket", "max_silence", mode="before")(lambda v: _duration(v))
-
-
-class ModelConfig(Strict):
-    drift: DriftConfig | None = None
-    fairness: FairnessConfig | None = None
-    performance: PerformanceConfig | None = None
-    ops: OpsConfig | None = None
     ingest_delay: timedelta = timedelta(minutes=2)
 
-    _d = field_validator("ingest_delay", mode="before")(lambda v: _duration(v))
+    _d = field_validator("ingest_delay", mode="before")(lambda v: duration(v))
+
+    def job(self, name: str) -> JobConfig | None:
+        """The configuration of the job ``name``, ``None`` when it is not configured."""
+        job = getattr(self, name, None)
+        return job if isinstance(job, JobConfig) else None
 
     def jobs(self) -> dict[str, JobConfig]:
-        """Configured and enabled jobs by name."""
+        """Configured and enabled jobs by name, in the job table's order."""
         out: dict[str, JobConfig] = {}
-        for name in ("drift", "fairness", "performance", "ops"):
-            job = getattr(self, name)
+        for name in JOBS:
+            job = self.job(name)
             if job is not None and job.enabled:
                 out[name] = job
         return out
 
 
-class SchedulerConfig(Strict):
-    """``predwatch run``: how many missed windows a restart catches up on, and how late a run may start."""
+if TYPE_CHECKING:
+    ModelConfig = ModelJobs
+else:
+    ModelConfig = create_model(
+        "ModelConfig",
+        __base__=ModelJobs,
+        __module__=__name__,
+        **{name: (spec.config | None, None) for name, spec in JOBS.items()},
+    )
 
-    catch_up: int = Field(24, ge=0)
+
+class SchedulerConfig(Strict):
+    """``predwatch run``: how many missed windows a restart catches up on, how late a run may start, and
+    where Prometheus metrics are served."""
+
+    catch_up: int = Field(default=24, ge=0)
     misfire_grace: timedelta = timedelta(minutes=10)
     outbox_every: timedelta = timedelta(minutes=1)  # how often undelivered alerts are retried
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)  # serve /metrics (predwatch run --metrics-port)
+    metrics_address: str = "127.0.0.1"  # where /metrics listens; 0.0.0.0 for every interface (containers)
+    metrics_max_columns: int = Field(default=50, ge=0)  # drift columns exported per model (drifted first)
+    metrics_max_groups: int = Field(default=50, ge=0)  # fairness groups exported per model (alerting first)
+    # a message waits this long at most for the other jobs of its model fired at the same time
+    group_wait: timedelta = timedelta(minutes=1)
 
-    _d = field_validator("misfire_grace", "outbox_every", mode="before")(lambda v: _duration(v))
+    _d = field_validator("misfire_grace", "outbox_every", "group_wait", mode="before")(lambda v: duration(v))
 
 
 class Config(Strict):
@@ -234,5 +141,43 @@ class Config(Strict):
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     state: StateConfig = Field(default_factory=StateConfig)
     slack: SlackConfig | None = None
+    webhooks: dict[str, WebhookConfig] = Field(default_factory=dict)
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     kibana: KibanaConfig | None = None
     models: dict[str, ModelConfig] = Field(default_factory=dict)
+    # last: its validation sees every channel above it
+    routes: list[RouteConfig] | None = None  # default: every channel receives every alert
+
+    def channel_settings(self) -> dict[str, ChannelSettings]:
+        """Every configured channel by its name: a field holding settings (``slack``), or each entry of a
+        field holding a mapping of them (``webhooks``)."""
+        return _channels({name: getattr(self, name) for name in type(self).model_fields})
+
+    @field_validator("routes")
+    @classmethod
+    def _known_channels(cls, routes: list[RouteConfig] | None, info: ValidationInfo) -> list[RouteConfig] | None:
+        known = _channels(info.data)
+        for route in routes or []:
+            for channel in route.channels:
+                if channel not in known:
+                    names = ", ".join(sorted(known)) or "none"
+                    raise ValueError(f"unknown channel {channel!r} in a route (configured channels: {names})")
+        return routes
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> Config:
+        for name in self.webhooks:
+            if name in type(self).model_fields or name == "terminal":
+                raise ValueError(f"webhooks.{name}: {name!r} names another channel or section; pick another name")
+        return self
+
+
+def _channels(fields: dict[str, object]) -> dict[str, ChannelSettings]:
+    """Channel settings among a configuration's fields, by channel name."""
+    out: dict[str, ChannelSettings] = {}
+    for name, value in fields.items():
+        if isinstance(value, ChannelSettings):
+            out[name] = value
+        elif isinstance(value, dict):
+            out.update({key: item for key, item in value.items() if isinstance(item, ChannelSettings)})
+    return out

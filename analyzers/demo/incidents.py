@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+CANDIDATE_VERSION = "v2.0.0"  # the version a rollout brings in (see ``traffic``)
+
 
 @dataclass(frozen=True)
 class Incident:
@@ -31,7 +33,12 @@ class Incident:
 
 
 def incidents(days: int) -> list[Incident]:
-    """The six incidents, placed on the days after the reference half of a ``days``-day simulation."""
+    """The eight incidents, placed on the six days after the reference half of a ``days``-day simulation.
+
+    The version rollout of ``fraud`` shares its day with ``eta``'s concept drift, and the last incident day
+    holds two, one per model; when it is analysed, as it ends, the fraud model's labels for it have only
+    partly arrived, as on any day that has just finished.
+    """
     first = days // 2
     span = days - first
     if span < 6:
@@ -51,7 +58,9 @@ def incidents(days: int) -> list[Incident]:
                 ("drift", "feature:score"),
                 ("drift", "feature:prediction"),
                 ("drift", "feature:label"),
+                ("drift", "multivariate"),
                 ("performance", "metric:"),
+                ("estimation", "metric:"),
             ),
         ),
         Incident(
@@ -61,7 +70,7 @@ def incidents(days: int) -> list[Incident]:
             "drift",
             "feature:country",
             "a new market (country BR) starts sending 20% of the traffic",
-            (("drift", "feature:score"), ("drift", "feature:prediction")),
+            (("drift", "feature:score"), ("drift", "feature:prediction"), ("drift", "multivariate")),
         ),
         Incident(
             "concept drift",
@@ -71,6 +80,16 @@ def incidents(days: int) -> list[Incident]:
             "metric:mae",
             "deliveries take 40% longer at the same distance (traffic): inputs do not move, errors grow",
             (("performance", "metric:"), ("drift", "feature:label")),
+        ),
+        Incident(
+            "version rollout",
+            "fraud",
+            day[2],
+            "canary",
+            f"rollback:{CANDIDATE_VERSION}",
+            f"version {CANDIDATE_VERSION} serves 10% of the traffic: miscalibrated, it flags 4x as many transactions",
+            # its scores and flags are higher: the day's score and prediction distributions move a little
+            (("drift", "feature:score"), ("drift", "feature:prediction"), ("performance", "metric:")),
         ),
         Incident(
             "group served worse",
@@ -85,6 +104,7 @@ def incidents(days: int) -> list[Incident]:
                 ("drift", "feature:score"),
                 ("drift", "feature:prediction"),
                 ("performance", "metric:"),
+                ("estimation", "metric:"),
             ),
         ),
         Incident(
@@ -103,5 +123,22 @@ def incidents(days: int) -> list[Incident]:
             "ops",
             "metric:silence",
             "a deploy takes the service down: no predictions for an hour",
+        ),
+        Incident(
+            "relationship change",
+            "fraud",
+            day[5],
+            "estimation",
+            "metric:recall",
+            "big purchases move to old accounts: amount and account age, each unchanged, now rise together;"
+            " the model, which trusts old accounts, stops flagging. Chargebacks take hours: the estimate falls today",
+            (
+                ("estimation", "metric:"),
+                ("drift", "multivariate"),
+                ("drift", "feature:score"),
+                ("drift", "feature:prediction"),
+                ("drift", "feature:label"),
+                ("performance", "metric:"),
+            ),
         ),
     ]

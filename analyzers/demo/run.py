@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import importlib
+import io
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from analyzers.alerts.pipeline import DeliveryReport, TerminalSender, process, sender_for
-from analyzers.alerts.render import Message
+from analyzers.alerts.channels import open_channel
+from analyzers.alerts.dispatch import DeliveryReport, process
 from analyzers.config.models import Config
 from analyzers.demo.incidents import incidents
 from analyzers.demo.scoring import score
@@ -22,20 +23,9 @@ from analyzers.demo.table import print_outcomes
 from analyzers.demo.traffic import MODELS, simulate
 from analyzers.findings import Finding
 from analyzers.runner import run_job
-from analyzers.store import LocalStore
+from analyzers.store.base import Store
+from analyzers.store.local import LocalStore
 from analyzers.timeutil import Window, format_time, utcnow
-
-
-class _Collect:
-    """Holds terminal alerts until the progress bar is gone, then prints them in order."""
-
-    target = "terminal"
-
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-
-    def send(self, message: Message) -> None:
-        self.messages.append(message)
 
 
 def _end_of_simulation() -> datetime:
@@ -43,7 +33,7 @@ def _end_of_simulation() -> datetime:
     return now.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def _analyse(store: LocalStore, config: Config, days: Sequence[Window], advance: callable) -> list[Finding]:
+def _analyse(store: Store, config: Config, days: Sequence[Window], advance: Callable[[], None]) -> list[Finding]:
     findings: list[Finding] = []
     for window in days:
         for model, model_config in config.models.items():
@@ -54,6 +44,7 @@ def _analyse(store: LocalStore, config: Config, days: Sequence[Window], advance:
 
 
 def run_demo(
+    *,
     days: int = 14,
     per_day: int = 2000,
     seed: int = 7,
@@ -85,15 +76,24 @@ def run_demo(
     config = write_settings(demo_settings(start, reference_end, out), out / "predwatch.yml")
     windows = [Window(start + timedelta(days=d), start + timedelta(days=d + 1)) for d in range(days // 2, days)]
     jobs = sum(len(m.jobs()) for m in config.models.values())
-    sender = sender_for(config)
-    if isinstance(sender, TerminalSender):
-        sender = TerminalSender(console)
-    held = _Collect() if isinstance(sender, TerminalSender) else sender
+    # Whatever a channel prints waits until the progress bar is gone, then shows in order.
+    held = io.StringIO()
+    sender = open_channel(
+        config, console=Console(file=held, width=console.width, force_terminal=console.is_terminal, highlight=False)
+    )
     started = time.monotonic()
     columns = (TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as bar:
         traffic = bar.add_task("simulating traffic", total=days * len(MODELS))
-        logged = simulate(out / "logs", days, per_day, seed, end, injected, lambda: bar.advance(traffic))
+        logged = simulate(
+            out / "logs",
+            days=days,
+            per_day=per_day,
+            seed=seed,
+            end=end,
+            injected=injected,
+            progress=lambda: bar.advance(traffic),
+        )
         analysis = bar.add_task("analysing each day", total=len(windows) * jobs)
         store = LocalStore(out / "logs", out / "state")
         with store:
@@ -103,12 +103,10 @@ def run_demo(
             deliveries = []
             for window in windows:
                 day = [f for f in findings if f.window == window]
-                deliveries.append(process(store, config, day, now=window.end, sender=held))
+                deliveries.append(process(store, config, day, now=window.end, sender=sender))
                 bar.advance(alerts)
-            written = _reports(store, config, Window(reference_end, end), out, bar) if reports else []
-    if isinstance(held, _Collect):
-        for message in held.messages:
-            sender.send(message)
+            written = _reports(store, config, end, timedelta(days=days), out, bar) if reports else []
+    console.file.write(held.getvalue())
     outcomes, false_alarms = score(findings, injected, start)
     print_outcomes(outcomes, false_alarms, start, console)
     console.print(
@@ -122,7 +120,7 @@ def run_demo(
     last_day = format_time(windows[-1].end)
     console.print(
         f"[dim]again by hand: predwatch analyze -c {settings} --at {last_day}; "
-        f"predwatch report -c {settings} --window {days - days // 2}d --at {last_day}[/]"
+        f"predwatch report -c {settings} --at {last_day} --out {out}/[/]"
     )
     return 0 if all(o.caught for o in outcomes) and not false_alarms else 1
 
@@ -138,8 +136,8 @@ def _print_deliveries(deliveries: Sequence[DeliveryReport], target: str, console
         console.print(f"[yellow]{waiting} notification(s) not delivered yet: {'; '.join(errors[:3]) or 'waiting'}[/]")
 
 
-def _reports(store: LocalStore, config: Config, window: Window, out: Path, bar: Progress) -> list[Path]:
-    """One HTML report per model over the days with incidents (when the report part is installed)."""
+def _reports(store: Store, config: Config, at: datetime, span: timedelta, out: Path, bar: Progress) -> list[Path]:
+    """One HTML report per model as of the end of the simulation, trends over every simulated day."""
     try:
         report = importlib.import_module("analyzers.report")
     except ImportError:
@@ -147,6 +145,7 @@ def _reports(store: LocalStore, config: Config, window: Window, out: Path, bar: 
     task = bar.add_task("writing reports", total=len(config.models))
     paths = []
     for model in config.models:
-        paths.append(report.write_report(store, model, window, out / f"report-{model}.html", config=config))
+        path = out / f"report-{model}.html"
+        paths.append(report.write_report(store, model, path, config=config, at=at, span=span, base=out))
         bar.advance(task)
     return paths

@@ -53,7 +53,7 @@ def demo_settings(reference_start: datetime, reference_end: datetime, report_dir
         "models": {
             "fraud": {
                 "ingest_delay": "0s",
-                "drift": {**daily, "reference": reference, "alpha": 0.01},
+                "drift": {**daily, "reference": reference, "alpha": 0.01, "multivariate": {"method": "classifier"}},
                 "fairness": {
                     **daily,
                     "groups": ["region"],
@@ -62,7 +62,9 @@ def demo_settings(reference_start: datetime, reference_end: datetime, report_dir
                     "confidence": 0.99,
                 },
                 "performance": {**daily, "reference": reference, "min_labels": 200, "max_drop": 0.1},
+                "estimation": {**daily, "reference": reference, "max_drop": 0.1},
                 "ops": {**ops, "latency_ms": {"p95": 120}},
+                "canary": {**daily, "metric": "accuracy", "min_detectable": 0.05, "min_rows": 50},
             },
             "eta": {
                 "ingest_delay": "0s",

@@ -47,6 +47,6 @@ def print_outcomes(
             f = fa.finding
             alarms.add_row(f.model, f.job, f.window.to_dict()["start"], fa.subject, fa.message)
         console.print(alarms)
-    caught = sum(o.caught for o in outcomes)
-    style = "bold green" if caught == len(outcomes) and not false_alarms else "bold red"
-    console.print(f"[{style}]{caught}/{len(outcomes)} incidents caught, {len(false_alarms)} false alarm(s)[/]")
+    n_caught = sum(o.caught for o in outcomes)
+    style = "bold green" if n_caught == len(outcomes) and not false_alarms else "bold red"
+    console.print(f"[{style}]{n_caught}/{len(outcomes)} incidents caught, {len(false_alarms)} false alarm(s)[/]")

@@ -3,7 +3,9 @@
 ``fraud`` is a binary classifier with scores (amount, items, account age, country, channel; groups
 region and age band); ``eta`` a delivery-time regressor (distance, items, courier, weather).  Labels
 arrive later (hours for fraud, minutes for eta) and not for every prediction; only feedback that has
-arrived by the end of the simulation is logged.  Incidents change the data on their day only.
+arrived by the end of the simulation is logged.  Incidents change the data on their day only.  Each
+model is ``STABLE``; on the day of a version rollout a ``CANDIDATE`` version serves ``CANARY_SHARE`` of
+the fraud model's traffic.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from analyzers.demo.incidents import Incident
+from analyzers.demo.incidents import CANDIDATE_VERSION, Incident
 from logshipper import PredictionLogger, configure, shutdown
 
 COUNTRIES = np.array(["DE", "FR", "ES", "IT", "NL", "PL"])
@@ -28,6 +30,16 @@ COURIERS = np.array(["bike", "scooter", "car"])
 COURIER_SPEED = {"bike": 1.3, "scooter": 1.0, "car": 0.8}
 WEATHER = np.array(["clear", "rain", "wind"])
 FRAUD_THRESHOLD = 0.1  # flags about 10% of transactions for review
+STABLE, CANDIDATE = "v1.0.0", CANDIDATE_VERSION
+CANARY_SHARE = 0.1  # of the traffic the candidate serves on the day of a version rollout
+
+
+@dataclass(frozen=True)
+class Loggers:
+    """A model's loggers: the stable version's and the candidate's (rolled out on an incident day)."""
+
+    stable: PredictionLogger
+    candidate: PredictionLogger
 
 
 @dataclass(frozen=True)
@@ -50,13 +62,20 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def log_fraud_day(plog: PredictionLogger, rng: np.random.Generator, day: Day, n: int, end: datetime) -> int:
-    """One day of the fraud classifier; returns how many predictions were logged."""
+def log_fraud_day(loggers: Loggers, rng: np.random.Generator, day: Day, n: int, end: datetime) -> int:
+    """One day of the fraud classifier; returns how many predictions were logged.
+
+    On a version rollout the candidate serves ``CANARY_SHARE`` of the requests with a miscalibrated,
+    noisier score: it flags four times as many transactions (about 40%), so its accuracy falls from
+    about 87% to about 60%.
+    """
     seconds = _times(rng, day, n, None)
     n = len(seconds)
     amount = rng.lognormal(3.4, 0.7, n) * (1.6 if "feature shift" in day.incidents else 1.0)
     items = rng.poisson(2.0, n) + 1
     age = rng.exponential(400.0, n)
+    if "relationship change" in day.incidents:  # same marginals; the largest amounts now go with the oldest accounts
+        age = np.sort(age)[np.argsort(np.argsort(amount))]
     country = rng.choice(COUNTRIES, n, p=COUNTRY_P).astype(object)
     if "new category" in day.incidents:
         country[rng.random(n) < 0.2] = "BR"
@@ -67,6 +86,8 @@ def log_fraud_day(plog: PredictionLogger, rng: np.random.Generator, day: Day, n:
     logit = -3.0 + 0.9 * np.log(amount / 30.0) + 0.25 * (items > 3) - 0.0015 * age + risk + 0.3 * (channel == "web")
     bias = np.where((region == "south") & ("group served worse" in day.incidents), 1.6, 0.0)
     score = _sigmoid(logit + rng.normal(0, 0.15, n) + bias)
+    canary = rng.random(n) < (CANARY_SHARE if "version rollout" in day.incidents else 0.0)
+    score[canary] = _sigmoid(logit[canary] + 0.8 + rng.normal(0, 0.6, int(canary.sum())))
     label = (rng.random(n) < _sigmoid(logit)).astype(int)
     latency = rng.lognormal(np.log(25.0), 0.35, n)
     failed = np.zeros(n, dtype=bool)
@@ -87,6 +108,7 @@ def log_fraud_day(plog: PredictionLogger, rng: np.random.Generator, day: Day, n:
         }
         groups = {"region": str(region[i]), "age_band": str(age_band[i])}
         entity = f"user-{int(rng.integers(0, 50_000))}"
+        plog = loggers.candidate if canary[i] else loggers.stable
         if failed[i]:
             plog.failure(TimeoutError("feature store timed out"), features, groups, entity, float(latency[i]), ts)
             continue
@@ -105,8 +127,9 @@ def log_fraud_day(plog: PredictionLogger, rng: np.random.Generator, day: Day, n:
     return n
 
 
-def log_eta_day(plog: PredictionLogger, rng: np.random.Generator, day: Day, n: int, end: datetime) -> int:
-    """One day of the delivery-time regressor; returns how many predictions were logged."""
+def log_eta_day(loggers: Loggers, rng: np.random.Generator, day: Day, n: int, end: datetime) -> int:
+    """One day of the delivery-time regressor (its stable version only); returns how many predictions were logged."""
+    plog = loggers.stable
     silent = (13, 14) if "silent hour" in day.incidents else None
     seconds = _times(rng, day, n, silent)
     n = len(seconds)
@@ -151,6 +174,7 @@ MODELS: dict[str, tuple[str, Callable[..., int]]] = {
 
 def simulate(
     log_dir: Path,
+    *,
     days: int,
     per_day: int,
     seed: int,
@@ -163,12 +187,14 @@ def simulate(
     for offset, (model, (service, log_day)) in enumerate(MODELS.items()):
         rng = np.random.default_rng([seed, offset])
         configure(service=service, log_dir=log_dir)
-        plog = PredictionLogger(model=model, version="v1.0.0")
+        loggers = Loggers(
+            PredictionLogger(model=model, version=STABLE), PredictionLogger(model=model, version=CANDIDATE)
+        )
         try:
             for index in range(days):
                 start = end - timedelta(days=days - index)
                 names = frozenset(i.name for i in injected if i.model == model and i.day == index)
-                total += log_day(plog, rng, Day(index, start, names), per_day, end)
+                total += log_day(loggers, rng, Day(index, start, names), per_day, end)
                 if progress is not None:
                     progress()
         finally:

@@ -6,7 +6,7 @@ from typing import Protocol
 
 from analyzers.config.models import JobConfig
 from analyzers.findings import Finding
-from analyzers.store.base import Store
+from analyzers.store.base import PredictionReader
 from analyzers.timeutil import Window
 
 
@@ -17,7 +17,7 @@ class Job(Protocol):
     inside is ``error`` with the message, so a scheduler can report either.
     """
 
-    def __call__(self, store: Store, model: str, config: JobConfig, window: Window) -> Finding: ...
+    def __call__(self, store: PredictionReader, model: str, config: JobConfig, window: Window) -> Finding: ...
 
 
 def error_finding(model: str, job: str, window: Window, exc: BaseException) -> Finding:

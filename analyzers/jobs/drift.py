@@ -1,7 +1,9 @@
 """Drift job: every feature, the prediction, the score and the label of a window against a reference.
 
 The reference is a fixed window (``start``/``end``), the ``last`` long window that ended ``ending``
-(default 0) before this window's start, or a training-data ``file``.  Only successful predictions
+(default 0) before this window's start, or a training-data ``file`` (resolved by :mod:`analyzers.windows`).
+When the window or a reference window holds data in less than ``min_coverage`` of its slots (see
+:mod:`analyzers.jobs.coverage`), the finding is ``insufficient_data`` with the reason.  Only successful predictions
 count; the label column compares labelled predictions only (feedback coverage is not drift).
 
 Numeric columns are binned on the reference's percentiles (see :mod:`analyzers.stats.binning`),
@@ -13,36 +15,30 @@ one pass, so memory grows with the bins and the bounded sample, not the rows.  W
 hold at most ``config.sample_size`` unweighted rows, their values are read whole and KS and
 Wasserstein are computed exactly.  Categorical columns use ``store.category_counts``.
 Every p-value of the run (distribution and missing-rate tests) is corrected together; a column
-drifts when its adjusted p-value is below ``alpha`` and its effect size exceeds its threshold (see
-:mod:`analyzers.stats.drift`).
+drifts when its adjusted p-value is below ``alpha`` and its effect size, less the part sampling alone
+gives at these sizes (``effect_size_noise``), exceeds its threshold (see :mod:`analyzers.stats.drift`).
 """
 
 from __future__ import annotations
 
 import math
-from datetime import timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from analyzers.config.models import DriftConfig, FeatureOverride, ReferenceConfig
-from analyzers.findings import Finding, Signal
+from analyzers.config.models import DriftConfig, FeatureOverride
+from analyzers.findings import Coverage, DriftMetrics, Finding, Signal
+from analyzers.jobs import coverage
 from analyzers.jobs.base import error_finding
-from analyzers.stats.binning import bin_counts, fine_edges, merge_bins, quantile_edges, quantile_levels
-from analyzers.stats.drift import (
-    ColumnDrift,
-    categorical_drift,
-    decide,
-    is_discrete,
-    missing_rate_test,
-    numeric_drift,
-    resolve_method,
-    spread,
-)
+from analyzers.jobs.multivariate import multivariate_drift
+from analyzers.stats.binning import bin_counts, fine_edges, quantile_edges, quantile_levels
+from analyzers.stats.drift import ColumnDrift, Kind, MissingRate, decide, is_discrete, missing_rate_test, spread
+from analyzers.stats.drift_methods import NumericColumn, categorical_drift, default_effect_size, numeric_drift
 from analyzers.store import open_reference_file
-from analyzers.store.base import ColumnInfo, Histogram, NumericSummary, Query, Store
+from analyzers.store.base import ColumnInfo, Histogram, NumericSummary, PredictionReader, Query
 from analyzers.timeutil import Window
+from analyzers.windows import reference_window
 from logshipper.schema import FEATURE_PREFIX
 
 JOB = "drift"
@@ -51,7 +47,7 @@ N_COARSE = 10  # PSI bins: reference deciles
 OUTPUTS = ("prediction", "score", "label")
 
 
-def run(store: Store, model: str, config: DriftConfig, window: Window) -> Finding:
+def run(store: PredictionReader, model: str, config: DriftConfig, window: Window) -> Finding:
     """Compare the window with the reference; never raises (a failure is an ``error`` finding)."""
     try:
         return _run(store, model, config, window)
@@ -59,20 +55,10 @@ def run(store: Store, model: str, config: DriftConfig, window: Window) -> Findin
         return error_finding(model, JOB, window, exc)
 
 
-def reference_window(window: Window, reference: ReferenceConfig) -> Window:
-    """The reference window of a fixed or relative reference (see the module docstring)."""
-    if reference.start is not None and reference.end is not None:
-        return Window(reference.start, reference.end)
-    if reference.last is None:
-        raise ValueError("the drift reference is a file, not a window")
-    end = window.start - (reference.ending or timedelta(0))
-    return Window(end - reference.last, end)
-
-
 class _Side:
     """One side of the comparison: a store, its query, its row count and a bounded sample of its values."""
 
-    def __init__(self, store: Store, query: Query) -> None:
+    def __init__(self, store: PredictionReader, query: Query) -> None:
         self.store = store
         self.query = query
         self.n = store.count(query)
@@ -95,29 +81,43 @@ class _Side:
         return [float(v) for v in np.quantile(x, levels)] if x.size else None
 
 
-def _run(store: Store, model: str, config: DriftConfig, window: Window) -> Finding:
+def _run(store: PredictionReader, model: str, config: DriftConfig, window: Window) -> Finding:
     reference = config.reference
+    resolved = reference_window(window, reference)
+    described: dict[str, Any] = {"file": reference.file} if resolved is None else {"window": resolved.to_dict()}
+    query = Query(model=model, window=window, outcome="success")
+    covered = coverage.measure_spans(store, query, {"window": window, "reference": resolved})
+    thin = coverage.shortfall(covered, config.min_coverage)
+    if thin is not None:
+        n_ref = covered["reference"].count if "reference" in covered else None
+        if n_ref is not None:
+            described["n"] = n_ref
+        metrics = DriftMetrics(n_cur=covered["window"].count, n_ref=n_ref, coverage=covered, reason=thin)
+        return Finding(model, JOB, window, "insufficient_data", metrics, described)
     ref_store = open_reference_file(reference.file, model) if reference.file is not None else store
     try:
-        ref_window = window if reference.file is not None else reference_window(window, reference)
-        cur = _Side(store, Query(model=model, window=window, outcome="success"))
-        ref = _Side(ref_store, Query(model=model, window=ref_window, outcome="success"))
-        described: dict[str, Any] = (
-            {"file": reference.file} if reference.file is not None else {"window": ref_window.to_dict()}
-        )
+        cur = _Side(store, query)
+        ref = _Side(ref_store, query.with_(window=resolved or window))
         described["n"] = ref.n
         if min(ref.n, cur.n) < max(config.min_rows, 1):
             reason = f"{min(ref.n, cur.n):g} rows < min_rows {config.min_rows} (reference {ref.n:g}, current {cur.n:g})"
-            metrics = {"n_cur": cur.n, "n_ref": ref.n, "reason": reason}
+            metrics = DriftMetrics(n_cur=cur.n, n_ref=ref.n, coverage=covered, reason=reason)
             return Finding(model, JOB, window, "insufficient_data", metrics, described)
-        return _compare(model, config, window, ref, cur, described)
+        return _compare(model, config, window, ref=ref, cur=cur, described=described, covered=covered)
     finally:
         if ref_store is not store:
             ref_store.close()
 
 
 def _compare(
-    model: str, config: DriftConfig, window: Window, ref: _Side, cur: _Side, described: dict[str, Any]
+    model: str,
+    config: DriftConfig,
+    window: Window,
+    *,
+    ref: _Side,
+    cur: _Side,
+    described: dict[str, Any],
+    covered: dict[str, Coverage],
 ) -> Finding:
     columns = _columns(ref, cur, config)
     numeric = [c for c, kind in columns.items() if kind == "numeric" and c != "label"]
@@ -125,7 +125,7 @@ def _compare(
     if cur.n <= config.sample_size:
         cur.load_values(numeric, config.sample_size)
     exact = ref.complete and cur.complete
-    numeric_results = _numeric_columns(numeric, ref, cur, config, exact)
+    numeric_results = _numeric_columns(numeric, config, ref=ref, cur=cur, exact=exact)
     results: list[ColumnDrift] = []
     for column, kind in columns.items():
         if column == "label":
@@ -135,22 +135,33 @@ def _compare(
         elif kind == "numeric":
             results.append(numeric_results[column])
         else:
-            results.append(_categorical(column, ref, cur, _override(config, column)))
-    verdict = decide(results, config.alpha, config.correction, config.drift_share, config.missing_threshold)
+            results.append(_categorical(column, feature_override(config, column), ref=ref, cur=cur))
+    verdict = decide(
+        results,
+        alpha=config.alpha,
+        correction=config.correction,
+        drift_share=config.drift_share,
+        missing_threshold=config.missing_threshold,
+    )
     signals = [_signal(r, config) for r in results if r.drifted]
-    metrics = {
-        "features": [r.to_dict() for r in results],
-        "share_drifted": verdict.share_drifted,
-        "dataset_drift": verdict.dataset_drift,
-        "n_drifted": verdict.n_drifted,
-        "n_columns": verdict.n_columns,
-        "n_cur": cur.n,
-        "alpha": config.alpha,
-        "correction": config.correction,
-        "drift_share": config.drift_share,
-    }
-    status = "alert" if signals else "ok"
-    return Finding(model, JOB, window, status, metrics, described, signals)
+    metrics = DriftMetrics(
+        features=results,
+        share_drifted=verdict.share_drifted,
+        dataset_drift=verdict.dataset_drift,
+        n_drifted=verdict.n_drifted,
+        n_columns=verdict.n_columns,
+        n_cur=cur.n,
+        alpha=config.alpha,
+        correction=config.correction,
+        drift_share=config.drift_share,
+        coverage=covered,
+    )
+    if config.multivariate is not None:
+        metrics.multivariate, signal = multivariate_drift(
+            (ref.store, ref.query), (cur.store, cur.query), columns, config, reference=described
+        )
+        signals.extend([signal] if signal is not None else [])
+    return Finding(model, JOB, window, "alert" if signals else "ok", metrics, described, signals)
 
 
 def _columns(ref: _Side, cur: _Side, config: DriftConfig) -> dict[str, str]:
@@ -166,7 +177,7 @@ def _columns(ref: _Side, cur: _Side, config: DriftConfig) -> dict[str, str]:
             infos.pop(output, None)
     out: dict[str, str] = {}
     for column in sorted(infos, key=lambda c: (c in OUTPUTS, OUTPUTS.index(c) if c in OUTPUTS else 0, c)):
-        override = _override(config, column)
+        override = feature_override(config, column)
         if override is not None and override.ignore:
             continue
         kinds = {i.kind for i in infos[column]}
@@ -180,7 +191,8 @@ def display_name(column: str) -> str:
     return column[len(FEATURE_PREFIX) :] if column.startswith(FEATURE_PREFIX) else column
 
 
-def _override(config: DriftConfig, column: str) -> FeatureOverride | None:
+def feature_override(config: DriftConfig, column: str) -> FeatureOverride | None:
+    """The ``features.<name>`` settings of a column, looked up by its display name or its store column."""
     return config.features.get(display_name(column)) or config.features.get(column)
 
 
@@ -194,12 +206,12 @@ class _Bins:
 
 
 def _numeric_columns(
-    columns: list[str], ref: _Side, cur: _Side, config: DriftConfig, exact: bool, missing: bool = True
+    columns: list[str], config: DriftConfig, *, ref: _Side, cur: _Side, exact: bool, missing: bool = True
 ) -> dict[str, ColumnDrift]:
     """Every numeric column compared, with one batched summary and one batched histogram call per side.
 
     The bins of all columns are fixed first (from the reference sample and summaries), so each side's
-    counts come from a single :meth:`Store.histograms` call instead of one scan per column.
+    counts come from a single :meth:`PredictionReader.histograms` call instead of one scan per column.
     """
     if not columns:
         return {}
@@ -211,7 +223,7 @@ def _numeric_columns(
         for c, b in bins.items()
         if b is not None and exact and ref.values is not None and cur.values is not None
     }
-    counted = {c: b.fine for c, b in bins.items() if b is not None and c not in samples}
+    counted = {c: b.fine.tolist() for c, b in bins.items() if b is not None and c not in samples}
     ref_hists = ref.store.histograms(ref.query, counted) if counted else {}
     cur_hists = cur.store.histograms(cur.query, counted) if counted else {}
     out: dict[str, ColumnDrift] = {}
@@ -220,38 +232,38 @@ def _numeric_columns(
         name = display_name(column)
         missing_test = (
             missing_rate_test(
-                ref_summary.missing,
-                ref_summary.count + ref_summary.missing,
-                cur_summary.missing,
-                cur_summary.count + cur_summary.missing,
+                missing_ref=ref_summary.missing,
+                n_ref=ref_summary.count + ref_summary.missing,
+                missing_cur=cur_summary.missing,
+                n_cur=cur_summary.count + cur_summary.missing,
             )
             if missing
             else None
         )
         if column_bins is None:
-            out[column] = _untestable(name, "numeric", ref_summary.count, cur_summary.count, missing_test)
+            out[column] = _untestable(
+                name, "numeric", n_ref=ref_summary.count, n_cur=cur_summary.count, missing=missing_test
+            )
             continue
         pair = samples.get(column)
         if pair is not None:
             ref_fine, cur_fine = bin_counts(pair[0], column_bins.fine), bin_counts(pair[1], column_bins.fine)
         else:
             ref_fine, cur_fine = _full(ref_hists[column]), _full(cur_hists[column])
-        override = _override(config, column)
-        result = numeric_drift(
-            name,
-            ref_fine,
-            cur_fine,
-            column_bins.fine,
-            merge_bins(column_bins.fine, ref_fine, column_bins.coarse),
-            merge_bins(column_bins.fine, cur_fine, column_bins.coarse),
-            min(ref_summary.min, cur_summary.min),
-            max(ref_summary.max, cur_summary.max),
-            spread(ref_summary.std, cur_summary.std, ref_summary.mean),
-            resolve_method("numeric", column_bins.discrete, override.method if override else None),
-            override.threshold if override else None,
+        override = feature_override(config, column)
+        counts = NumericColumn(
+            ref_fine=ref_fine,
+            cur_fine=cur_fine,
+            fine_edges=column_bins.fine,
+            coarse_edges=column_bins.coarse,
+            low=min(v for v in (ref_summary.min, cur_summary.min) if v is not None),
+            high=max(v for v in (ref_summary.max, cur_summary.max) if v is not None),
+            scale=spread(ref_std=ref_summary.std, cur_std=cur_summary.std, ref_mean=ref_summary.mean),
             discrete=column_bins.discrete,
             samples=pair,
         )
+        effect, test, threshold = column_methods(override, "numeric", discrete=counts.discrete)
+        result = numeric_drift(name, counts, effect=effect, test=test, threshold=threshold)
         result.missing = missing_test
         result.extra.update(mean_ref=ref_summary.mean, mean_cur=cur_summary.mean, std_ref=ref_summary.std)
         result.extra["std_cur"] = cur_summary.std
@@ -262,8 +274,9 @@ def _numeric_columns(
 def _bins(column: str, ref: _Side, ref_summary: NumericSummary, cur_summary: NumericSummary) -> _Bins | None:
     """The column's bins from the reference's percentiles, ``None`` when either side has no values."""
     levels = quantile_levels(N_BINS)
-    quantiles = ref.sample_quantiles(column, levels) or ref.store.quantiles(ref.query, column, levels)
-    if quantiles[0] is None or cur_summary.count <= 0:
+    found = ref.sample_quantiles(column, levels) or ref.store.quantiles(ref.query, column, levels)
+    quantiles = [q for q in found if q is not None]
+    if len(quantiles) < len(found) or ref_summary.min is None or ref_summary.max is None or cur_summary.count <= 0:
         return None
     # The sample's extremes widened to the reference's own.
     quantiles[0], quantiles[-1] = min(quantiles[0], ref_summary.min), max(quantiles[-1], ref_summary.max)
@@ -271,14 +284,17 @@ def _bins(column: str, ref: _Side, ref_summary: NumericSummary, cur_summary: Num
 
 
 def _categorical(
-    column: str, ref: _Side, cur: _Side, override: FeatureOverride | None, missing: bool = True
+    column: str, override: FeatureOverride | None, *, ref: _Side, cur: _Side, missing: bool = True
 ) -> ColumnDrift:
     name = display_name(column)
     ref_counts = ref.store.category_counts(ref.query, column)
     cur_counts = cur.store.category_counts(cur.query, column)
     missing_test = (
         missing_rate_test(
-            ref_counts.get(None, 0.0), sum(ref_counts.values()), cur_counts.get(None, 0.0), sum(cur_counts.values())
+            missing_ref=ref_counts.get(None, 0.0),
+            n_ref=sum(ref_counts.values()),
+            missing_cur=cur_counts.get(None, 0.0),
+            n_cur=sum(cur_counts.values()),
         )
         if missing
         else None
@@ -286,9 +302,9 @@ def _categorical(
     present_ref = sum(v for k, v in ref_counts.items() if k is not None)
     present_cur = sum(v for k, v in cur_counts.items() if k is not None)
     if present_ref <= 0 or present_cur <= 0:
-        return _untestable(name, "categorical", present_ref, present_cur, missing_test)
-    method = resolve_method("categorical", False, override.method if override else None)
-    result = categorical_drift(name, ref_counts, cur_counts, method, override.threshold if override else None)
+        return _untestable(name, "categorical", n_ref=present_ref, n_cur=present_cur, missing=missing_test)
+    effect, test, threshold = column_methods(override, "categorical")
+    result = categorical_drift(name, ref_counts, cur_counts, effect=effect, test=test, threshold=threshold)
     result.missing = missing_test
     return result
 
@@ -300,8 +316,10 @@ def _compare_label(ref: _Side, cur: _Side, kind: str, config: DriftConfig) -> Co
     if min(labelled_ref.n, labelled_cur.n) < max(config.min_rows, 1):
         return None
     if kind == "numeric":
-        return _numeric_columns(["label"], labelled_ref, labelled_cur, config, False, missing=False)["label"]
-    return _categorical("label", labelled_ref, labelled_cur, _override(config, "label"), missing=False)
+        return _numeric_columns(["label"], config, ref=labelled_ref, cur=labelled_cur, exact=False, missing=False)[
+            "label"
+        ]
+    return _categorical("label", feature_override(config, "label"), ref=labelled_ref, cur=labelled_cur, missing=False)
 
 
 def _full(hist: Histogram) -> np.ndarray:
@@ -313,28 +331,52 @@ def _floats(values: pd.Series) -> np.ndarray:
     return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
-def _untestable(name: str, kind: Any, n_ref: float, n_cur: float, missing: Any) -> ColumnDrift:
+def column_methods(
+    override: FeatureOverride | None, kind: Kind, *, discrete: bool = False
+) -> tuple[str, str | None, float | None]:
+    """The effect size, test (``None``: its default) and threshold of a column, as configured or by default."""
+    effect = override.method if override is not None and override.method else None
+    return (
+        effect or default_effect_size(kind, discrete=discrete),
+        override.test if override is not None else None,
+        override.threshold if override is not None else None,
+    )
+
+
+def _untestable(name: str, kind: Kind, *, n_ref: float, n_cur: float, missing: MissingRate | None) -> ColumnDrift:
     """A column with no values on one side: only its missing rate can be compared."""
-    return ColumnDrift(name, kind, "none", math.nan, math.nan, "none", math.nan, math.nan, n_ref, n_cur, missing)
+    return ColumnDrift(
+        name=name,
+        kind=kind,
+        method="none",
+        statistic=math.nan,
+        p_value=math.nan,
+        effect_size_method="none",
+        effect_size=math.nan,
+        threshold=math.nan,
+        n_ref=n_ref,
+        n_cur=n_cur,
+        missing=missing,
+    )
 
 
 def _signal(result: ColumnDrift, config: DriftConfig) -> Signal:
     parts = []
     if result.distribution_drifted:
         parts.append(
-            f"{result.effect_size_method} {result.effect_size:.3g} > {result.threshold:g}"
-            f" ({result.method} adjusted p={result.p_value_adjusted:.2g})"
+            f"{result.effect_size_method} {result.effect_size:.3g} (noise {result.effect_size_noise:.2g})"
+            f" > {result.threshold:g} + noise ({result.method} adjusted p={result.p_value_adjusted:.2g})"
         )
     if result.missing_drifted and result.missing is not None:
         parts.append(
             f"missing rate {result.missing.rate_ref:.2%} -> {result.missing.rate_cur:.2%}"
             f" (adjusted p={result.missing_p_value_adjusted:.2g})"
         )
-    missing_only = not result.distribution_drifted and result.missing is not None
+    missing_only = result.missing if not result.distribution_drifted else None
     return Signal(
         subject=f"feature:{result.name}",
         message=f"{result.name} drifted: " + "; ".join(parts),
         severity=config.severity,
-        value=abs(result.missing.effect_size) if missing_only else result.effect_size,
-        threshold=config.missing_threshold if missing_only else result.threshold,
+        value=abs(missing_only.effect_size) if missing_only is not None else result.effect_size,
+        threshold=config.missing_threshold if missing_only is not None else result.threshold,
     )

@@ -4,7 +4,8 @@ Selection is ``prediction == positive_label``, or ``score >= score_threshold`` w
 configured (rows without a score then take no part).  Counts come from the store's crosstab (or, with a
 score threshold, one streamed pass over group, score and label columns).  A verdict needs a gap that is
 both significant (its Newcombe interval, Bonferroni-widened over the pairs of groups since the compared
-groups are picked from the data, excludes zero) and beyond the configured limit; groups smaller
+groups are picked from the data, excludes zero) and beyond the configured limit.  A window holding data in
+less than ``min_coverage`` of its slots (see :mod:`analyzers.jobs.coverage`) gets no verdict.  Groups smaller
 than ``min_group_size`` (in predictions, or in labelled predictions for label-based rates) get
 ``insufficient_data`` and take no part.  Rows without a value for the attribute are counted as
 ``missing`` and are not a group.
@@ -19,7 +20,9 @@ import numpy as np
 import pandas as pd
 
 from analyzers.config.models import FairnessConfig
-from analyzers.findings import Finding, Signal
+from analyzers.findings import FairnessMetrics, Finding, Signal, Status
+from analyzers.findings.fairness import RATES, AttributeResult, GapResult, GroupResult, Rate, SpreadResult
+from analyzers.jobs import coverage
 from analyzers.jobs.base import error_finding
 from analyzers.stats.fairness import (
     AttributeFairness,
@@ -31,16 +34,15 @@ from analyzers.stats.fairness import (
 )
 from analyzers.stats.intervals import Estimate
 from analyzers.stats.performance import is_positive
-from analyzers.store.base import Query, Store
+from analyzers.store.base import PredictionReader, Query
 from analyzers.timeutil import Window
 
 JOB = "fairness"
 GROUP_PREFIX = "groups."
-_RATES = ("selection_rate", "accuracy", "tpr", "fpr", "precision")
 _GROUP_GAPS = ("tpr", "fpr", "accuracy")  # rates whose gap marks one group as served worse
 
 
-def run(store: Store, model: str, config: FairnessConfig, window: Window) -> Finding:
+def run(store: PredictionReader, model: str, config: FairnessConfig, window: Window) -> Finding:
     """Measure fairness over the window; never raises (failures become an ``error`` finding)."""
     try:
         return _run(store, model, config, window)
@@ -48,24 +50,28 @@ def run(store: Store, model: str, config: FairnessConfig, window: Window) -> Fin
         return error_finding(model, JOB, window, exc)
 
 
-def _run(store: Store, model: str, config: FairnessConfig, window: Window) -> Finding:
+def _run(store: PredictionReader, model: str, config: FairnessConfig, window: Window) -> Finding:
     query = Query(model=model, window=window, outcome="success")
     reference = _reference(config)
-    total = store.count(query)
-    attributes = list(config.groups) if config.groups else _group_attributes(store, query)
-    if total < max(config.min_rows, 1) or not attributes:
-        why = "no group attributes logged" if not attributes else f"{total:g} predictions < min_rows {config.min_rows}"
-        return Finding(
-            model, JOB, window, "insufficient_data", {"n": total, "attributes": [], "reason": why}, reference
-        )
-    counts = _counts(store, query, attributes, config)
-    out: list[dict[str, Any]] = []
+    covered = coverage.measure_spans(store, query, {"window": window})
+    total = covered["window"].count
+    attributes = list(config.groups) if config.groups else group_attributes(store, query)
+    why = coverage.shortfall(covered, config.min_coverage)
+    if why is None and total < max(config.min_rows, 1):
+        why = f"{total:g} predictions < min_rows {config.min_rows}"
+    if why is None and not attributes:
+        why = "no group attributes logged"
+    if why is not None:
+        metrics = FairnessMetrics(n=total, coverage=covered, reason=why)
+        return Finding(model, JOB, window, "insufficient_data", metrics, reference)
+    counts = group_counts(store, query, attributes, config)
+    out: list[AttributeResult] = []
     signals: list[Signal] = []
     judged = False
     for attr in attributes:
         groups = counts[attr]
         missing = groups.pop(None, ConfusionCounts()).n
-        named = _match_group(config.reference_group.get(attr), groups)
+        named = match_group(config.reference_group.get(attr), groups)
         result = assess_attribute(
             attr,
             groups,
@@ -77,9 +83,10 @@ def _run(store: Store, model: str, config: FairnessConfig, window: Window) -> Fi
         attr_signals = _attribute_signals(result, config) + _group_signals(result, config)
         signals += attr_signals
         judged = judged or result.demographic_parity_difference.value is not None
-        out.append(_attribute_dict(result, missing, attr_signals, config))
-    status = "alert" if signals else ("ok" if judged else "insufficient_data")
-    return Finding(model, JOB, window, status, {"n": total, "attributes": out}, reference, signals)
+        out.append(_attribute_result(result, missing, attr_signals))
+    status: Status = "alert" if signals else ("ok" if judged else "insufficient_data")
+    metrics = FairnessMetrics(n=total, attributes=out, coverage=covered)
+    return Finding(model, JOB, window, status, metrics, reference, signals)
 
 
 def _reference(config: FairnessConfig) -> dict[str, Any]:
@@ -95,12 +102,12 @@ def _reference(config: FairnessConfig) -> dict[str, Any]:
     }
 
 
-def _group_attributes(store: Store, query: Query) -> list[str]:
+def group_attributes(store: PredictionReader, query: Query) -> list[str]:
     return sorted(c.name[len(GROUP_PREFIX) :] for c in store.columns(query) if c.name.startswith(GROUP_PREFIX))
 
 
-def _counts(
-    store: Store, query: Query, attributes: list[str], config: FairnessConfig
+def group_counts(
+    store: PredictionReader, query: Query, attributes: list[str], config: FairnessConfig
 ) -> dict[str, dict[Hashable, ConfusionCounts]]:
     """Weighted confusion counts per group of each attribute."""
     if config.score_threshold is None:
@@ -147,7 +154,7 @@ def _missing(value: Any) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
 
 
-def _match_group(name: str | None, groups: dict[Hashable, ConfusionCounts]) -> Hashable | None:
+def match_group(name: str | None, groups: dict[Hashable, ConfusionCounts]) -> Hashable | None:
     """The configured reference group as it appears in the data (the config holds it as text)."""
     if name is None:
         return None
@@ -223,50 +230,46 @@ def _ci(est: Estimate) -> list[float | None] | None:
     return None if est.low is None else [est.low, est.high]
 
 
-def _spread(prefix: str, spread: Spread) -> dict[str, Any]:
-    return {
-        prefix: spread.value,
-        f"{prefix}_ci": _ci(spread.interval),
-        f"{prefix}_groups": list(spread.groups) if spread.groups else None,
-    }
+def _spread(spread: Spread) -> SpreadResult:
+    return SpreadResult(spread.value, _ci(spread.interval), list(spread.groups) if spread.groups else None)
 
 
-def _attribute_dict(
-    result: AttributeFairness, missing: float, signals: list[Signal], config: FairnessConfig
-) -> dict[str, Any]:
+def _group_status(result: AttributeFairness, group: Hashable, counts: ConfusionCounts, flagged: set[str]) -> str:
+    if not result.eligible[group]:
+        return "insufficient_data"
+    if f"group:{result.name}={group}" in flagged:
+        return "alert"
+    return "ok" if result.label_eligible[group] or counts.labeled == 0 else "insufficient_labels"
+
+
+def _attribute_result(result: AttributeFairness, missing: float, signals: list[Signal]) -> AttributeResult:
     flagged = {s.subject for s in signals}
-    groups = []
-    for gm in result.groups:
-        c = gm.counts
-        row: dict[str, Any] = {"group": gm.group, "n": c.n, "n_labeled": c.labeled}
-        for rate in _RATES:
-            est = getattr(gm, rate)
-            row[rate] = est.value
-            row[f"{rate}_ci"] = _ci(est)
-        for metric, gap in result.gaps.get(gm.group, {}).items():
-            row[f"{metric}_difference"] = gap.difference.value
-            row[f"{metric}_difference_ci"] = _ci(gap.difference)
-            row[f"{metric}_ratio"] = gap.ratio.value
-            row[f"{metric}_reference_group"] = gap.reference
-        if not result.eligible[gm.group]:
-            row["status"] = "insufficient_data"
-        elif f"group:{result.name}={gm.group}" in flagged:
-            row["status"] = "alert"
-        else:
-            row["status"] = "ok" if result.label_eligible[gm.group] or c.labeled == 0 else "insufficient_labels"
-        groups.append(row)
-    out: dict[str, Any] = {"name": result.name, "groups": groups, "missing": missing}
-    out.update(_spread("demographic_parity_difference", result.demographic_parity_difference))
-    out.update(_spread("demographic_parity_ratio", result.demographic_parity_ratio))
-    out.update(_spread("equalized_odds_difference", result.equalized_odds_difference))
-    out.update(_spread("equal_opportunity_difference", result.equal_opportunity_difference))
-    out.update(_spread("false_positive_rate_difference", result.fpr_difference))
-    out.update(_spread("accuracy_difference", result.accuracy_difference))
-    out["reference_group"] = result.reference_group
-    out["eligible_groups"] = sum(result.eligible.values())
-    out["status"] = (
-        "alert"
-        if signals
-        else ("ok" if result.demographic_parity_difference.value is not None else "insufficient_data")
+    groups = [
+        GroupResult(
+            group=gm.group,
+            n=gm.counts.n,
+            n_labeled=gm.counts.labeled,
+            rates={rate: Rate(getattr(gm, rate).value, _ci(getattr(gm, rate))) for rate in RATES},
+            gaps={
+                metric: GapResult(gap.difference.value, _ci(gap.difference), gap.ratio.value, gap.reference)
+                for metric, gap in result.gaps.get(gm.group, {}).items()
+            },
+            status=_group_status(result, gm.group, gm.counts, flagged),
+        )
+        for gm in result.groups
+    ]
+    judged = result.demographic_parity_difference.value is not None
+    return AttributeResult(
+        name=result.name,
+        groups=groups,
+        missing=missing,
+        demographic_parity_difference=_spread(result.demographic_parity_difference),
+        demographic_parity_ratio=_spread(result.demographic_parity_ratio),
+        equalized_odds_difference=_spread(result.equalized_odds_difference),
+        equal_opportunity_difference=_spread(result.equal_opportunity_difference),
+        false_positive_rate_difference=_spread(result.fpr_difference),
+        accuracy_difference=_spread(result.accuracy_difference),
+        reference_group=result.reference_group,
+        eligible_groups=sum(result.eligible.values()),
+        status="alert" if signals else ("ok" if judged else "insufficient_data"),
     )
-    return out

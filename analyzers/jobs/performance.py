@@ -1,13 +1,16 @@
 """Performance job: feedback joined to predictions (the store's ``label``), metrics against a reference.
 
-The reference is ``config.reference`` (a fixed window, ``{last, ending}`` for the ``last`` long window
-that ended ``ending`` before this window's end, or ``{last}`` for the one just before this window), or
-by default the previous window of the same length.  A metric alerts when it crosses its configured
-floor (ceiling for errors and losses) or falls more than ``max_drop`` (relative) behind the reference;
-the drop must also be significant at 95% family-wise (Bonferroni over the metrics compared, since each
-run tests several): Newcombe's interval of the difference for accuracy, precision
-and recall (proportions); a z-test on standard errors for ROC AUC (Hanley–McNeil), log loss, MAE, MAPE,
-RMSE and R² (delta method); precision or recall for F1.  Both windows need ``min_labels`` labelled rows.
+The reference is ``config.reference`` (a fixed window, or ``{last, ending}`` for the ``last`` long window
+that ended ``ending`` (default 0) before this window's start), or by default the previous window of the same
+length (see :mod:`analyzers.windows`). A window holding data in less than ``min_coverage`` of its slots gets
+no verdict; a reference that thin, or with fewer than ``min_labels`` labels, is not compared with, and a
+finding with neither a reference nor a configured floor to judge by is ``insufficient_data``. A metric
+alerts when it crosses its configured floor (ceiling for errors and losses) or falls more than ``max_drop``
+(relative) behind the reference; the drop must also be significant at 95% family-wise (Bonferroni over the
+metrics compared, since each run tests several): Newcombe's interval of the difference for accuracy,
+precision and recall (proportions); a z-test on standard errors for ROC AUC (Hanley–McNeil), log loss, MAE,
+MAPE, RMSE and R² (delta method); precision or recall for F1. Both windows need ``min_labels`` labelled
+rows.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ import pandas as pd
 from scipy.stats import norm
 
 from analyzers.config.models import PerformanceConfig, ReferenceConfig
-from analyzers.findings import Finding, Signal
+from analyzers.findings import Finding, PerformanceMetrics, Signal, Status
+from analyzers.findings.performance import Comparison, MetricResult
+from analyzers.jobs import coverage
 from analyzers.jobs.base import error_finding
 from analyzers.stats.intervals import newcombe_difference
 from analyzers.stats.performance import (
@@ -30,8 +35,9 @@ from analyzers.stats.performance import (
     higher_is_better,
     is_positive,
 )
-from analyzers.store.base import Query, Store
+from analyzers.store.base import PredictionReader, Query
 from analyzers.timeutil import Window
+from analyzers.windows import reference_window
 
 JOB = "performance"
 CLASSIFICATION_MAX_CLASSES = 20  # integer predictions with at most this many values are classes
@@ -39,7 +45,7 @@ _SAMPLE_FOR_TASK = 2_000
 SIGNIFICANCE_LEVEL = 0.95  # changes against the reference must be significant at this level, family-wise
 
 
-def run(store: Store, model: str, config: PerformanceConfig, window: Window) -> Finding:
+def run(store: PredictionReader, model: str, config: PerformanceConfig, window: Window) -> Finding:
     """Measure performance over the window; never raises (failures become an ``error`` finding)."""
     try:
         return _run(store, model, config, window)
@@ -47,54 +53,69 @@ def run(store: Store, model: str, config: PerformanceConfig, window: Window) -> 
         return error_finding(model, JOB, window, exc)
 
 
-def reference_window(window: Window, reference: ReferenceConfig | None) -> Window:
-    """The window the current one is compared with (see the module docstring)."""
-    if reference is None:
-        return window.shift(-window.length)
-    if reference.file is not None:
+def reference_span(window: Window, reference: ReferenceConfig | None) -> Window:
+    """The window the current one is compared with (see :mod:`analyzers.windows`); a file cannot be one."""
+    resolved = reference_window(window, reference)
+    if resolved is None:
         raise ValueError("performance needs labelled predictions: a reference file is not supported, use a window")
-    if reference.start is not None and reference.end is not None:
-        return Window(reference.start, reference.end)
-    assert reference.last is not None
-    end = window.end - reference.ending if reference.ending is not None else window.start
-    return Window(end - reference.last, end)
+    return resolved
 
 
-def _run(store: Store, model: str, config: PerformanceConfig, window: Window) -> Finding:
+def _run(store: PredictionReader, model: str, config: PerformanceConfig, window: Window) -> Finding:
     query = Query(model=model, window=window, outcome="success")
-    total = store.count(query)
+    ref_window = reference_span(window, config.reference)
+    covered = coverage.measure_spans(store, query, {"window": window, "reference": ref_window})
+    total = covered["window"].count
     labeled = store.count(query.with_(has_label=True))
-    coverage = {"n": total, "n_labeled": labeled, "label_coverage": labeled / total if total > 0 else None}
-    ref_window = reference_window(window, config.reference)
-    if labeled < max(config.min_labels, 1):
-        reason = f"{labeled:g} labelled predictions < min_labels {config.min_labels}"
-        return Finding(model, JOB, window, "insufficient_data", {**coverage, "reason": reason}, {"window": ref_window})
+    metrics = PerformanceMetrics(
+        n=total, n_labeled=labeled, label_coverage=labeled / total if total > 0 else None, coverage=covered
+    )
+    reference: dict[str, Any] = {"window": ref_window}
+    thin = coverage.shortfall({"window": covered["window"]}, config.min_coverage)
+    if thin is None and labeled < max(config.min_labels, 1):
+        thin = f"{labeled:g} labelled predictions < min_labels {config.min_labels}"
+    if thin is not None:
+        metrics.reason = thin
+        return Finding(model, JOB, window, "insufficient_data", metrics, reference)
     task = config.task or infer_task(store, query)
     current = measure(store, query, task, config)
-    ref_query = Query(model=model, window=ref_window, outcome="success")
+    ref_query = query.with_(window=ref_window)
     ref_labeled = store.count(ref_query.with_(has_label=True))
-    ref = measure(store, ref_query, task, config) if ref_labeled >= max(config.min_labels, 1) else None
-    out: dict[str, Any] = {"task": task, **coverage}
+    ref_thin = coverage.shortfall({"reference": covered["reference"]}, config.min_coverage)
+    if ref_thin is None and ref_labeled < max(config.min_labels, 1):
+        ref_thin = f"the reference has {ref_labeled:g} labelled predictions < min_labels {config.min_labels}"
+    ref = measure(store, ref_query, task, config) if ref_thin is None else None
+    metrics.task = task
     signals: list[Signal] = []
     names = [n for n in current if not n.startswith("_")]
     compared = sum(1 for n in names if current[n] is not None and ref is not None and ref.get(n) is not None)
     level = 1 - (1 - SIGNIFICANCE_LEVEL) / max(compared, 1)  # Bonferroni over the metrics compared
     for name in names:
-        entry, signal = _compare(name, current[name], ref, current, config, level)
-        out[name] = entry
+        entry, signal = _compare(name, current[name], config, ref=ref, current=current, level=level)
+        metrics.measured[name] = entry
         if signal is not None:
             signals.append(signal)
-    reference = {
-        "window": ref_window,
-        "n_labeled": ref_labeled,
-        "status": "ok" if ref is not None else "insufficient_data",
-        "max_drop": config.max_drop,
-        "thresholds": dict(config.thresholds),
-    }
-    return Finding(model, JOB, window, "alert" if signals else "ok", out, reference, signals)
+    floors = sum(1 for n in names if current[n] is not None and config.thresholds.get(n) is not None)
+    reference.update(
+        n_labeled=ref_labeled,
+        status="ok" if ref is not None else "insufficient_data",
+        max_drop=config.max_drop,
+        thresholds=dict(config.thresholds),
+    )
+    if ref_thin is not None:
+        reference["reason"] = ref_thin
+    status: Status
+    if signals:
+        status = "alert"
+    elif compared or floors:
+        status = "ok"
+    else:  # neither a reference to compare with nor a floor to check: no verdict
+        why = ref_thin or "no metric could be computed on both sides"
+        status, metrics.reason = "insufficient_data", f"nothing to judge against: {why}"
+    return Finding(model, JOB, window, status, metrics, reference, signals)
 
 
-def infer_task(store: Store, query: Query) -> str:
+def infer_task(store: PredictionReader, query: Query) -> str:
     """Classification when predictions are categorical, or integers with few distinct values; else regression."""
     kinds = {c.name: c.kind for c in store.columns(query)}
     if kinds.get("prediction", "categorical") == "categorical":
@@ -106,17 +127,17 @@ def infer_task(store: Store, query: Query) -> str:
     return "regression"
 
 
-def measure(store: Store, query: Query, task: str, config: PerformanceConfig) -> dict[str, Any]:
+def measure(store: PredictionReader, query: Query, task: str, config: PerformanceConfig) -> dict[str, Any]:
     """Every metric of the task over the labelled predictions of the query (keys with ``_`` are internals)."""
     labeled = query.with_(has_label=True)
     if task == "regression":
         acc = RegressionAccumulator()
         for chunk in store.rows(labeled, columns=["prediction", "label", "sample_rate"]):
-            acc.add(_numeric(chunk["prediction"]), _numeric(chunk["label"]), _weights(chunk))
+            acc.add(numeric_values(chunk["prediction"]), numeric_values(chunk["label"]), row_weights(chunk))
         return {**acc.metrics(), "_se": acc.standard_errors()}
     table = store.crosstab(labeled, ["prediction", "label"])
     confusion = {(p, y): float(c) for p, y, c in zip(table["prediction"], table["label"], table["count"], strict=True)}
-    cm = classification_metrics(confusion, config.positive_label)
+    cm = classification_metrics(confusion, positive_label=config.positive_label)
     out: dict[str, Any] = {
         "accuracy": cm.accuracy.value,
         "precision": cm.precision,
@@ -137,7 +158,7 @@ def measure(store: Store, query: Query, task: str, config: PerformanceConfig) ->
     return out
 
 
-def _score_metrics(store: Store, labeled: Query, config: PerformanceConfig) -> dict[str, Any]:
+def _score_metrics(store: PredictionReader, labeled: Query, config: PerformanceConfig) -> dict[str, Any]:
     """ROC AUC and log loss from one streamed pass over scores (fine bins; see the stats module)."""
     kinds = {c.name: c.kind for c in store.columns(labeled)}
     if kinds.get("score") != "numeric":
@@ -149,7 +170,7 @@ def _score_metrics(store: Store, labeled: Query, config: PerformanceConfig) -> d
     acc = ScoreAccumulator.for_range(0.0, 1.0) if unit else ScoreAccumulator.for_range(summary.min, summary.max)
     for chunk in store.rows(labeled, columns=["score", "label", "sample_rate"]):
         positive = np.array([is_positive(v, config.positive_label) for v in chunk["label"]], dtype=bool)
-        acc.add(_numeric(chunk["score"]), positive, _weights(chunk))
+        acc.add(numeric_values(chunk["score"]), positive, row_weights(chunk))
     return {
         "roc_auc": acc.roc_auc(),
         "log_loss": acc.log_loss(),
@@ -157,34 +178,39 @@ def _score_metrics(store: Store, labeled: Query, config: PerformanceConfig) -> d
     }
 
 
-def _numeric(series: pd.Series) -> np.ndarray:
+def numeric_values(series: pd.Series) -> np.ndarray:
+    """A column as floats, NaN where a value is missing or not a number."""
     return pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
-def _weights(chunk: pd.DataFrame) -> np.ndarray:
+def row_weights(chunk: pd.DataFrame) -> np.ndarray:
     """``1 / sample_rate`` per row (1 when the rate is missing), as the store weights its aggregates."""
     if "sample_rate" not in chunk:
         return np.ones(len(chunk))
-    rate = _numeric(chunk["sample_rate"])
+    rate = numeric_values(chunk["sample_rate"])
     return np.where(np.isfinite(rate) & (rate > 0), 1.0 / np.where(rate > 0, rate, 1.0), 1.0)
 
 
 def _compare(
     name: str,
     value: float | None,
+    config: PerformanceConfig,
+    *,
     ref: dict[str, Any] | None,
     current: dict[str, Any],
-    config: PerformanceConfig,
     level: float = SIGNIFICANCE_LEVEL,
-) -> tuple[dict[str, Any], Signal | None]:
+) -> tuple[MetricResult, Signal | None]:
     """One metric's entry (value, reference, threshold, change) and its signal if it breached."""
     better_high = higher_is_better(name)
     ref_value = ref.get(name) if ref is not None else None
-    entry: dict[str, Any] = {"value": value, "reference": ref_value, "higher_is_better": better_high}
-    if name in current.get("_ci", {}):
-        entry["ci"] = current["_ci"][name]
     threshold = config.thresholds.get(name)
-    entry["threshold"] = threshold
+    entry = MetricResult(
+        value=value,
+        reference=ref_value,
+        higher_is_better=better_high,
+        threshold=threshold,
+        ci=current.get("_ci", {}).get(name),
+    )
     if value is None:
         return entry, None
     reasons = []
@@ -192,15 +218,13 @@ def _compare(
         reasons.append(f"{'below floor' if better_high else 'above ceiling'} {threshold:g}")
     limit = None
     if ref_value is not None:
-        entry["change"] = value - ref_value
         drop = (ref_value - value if better_high else value - ref_value) / abs(ref_value) if ref_value else None
-        entry["relative_drop"] = drop
         limit = ref_value * (1 - config.max_drop if better_high else 1 + config.max_drop)
-        significant = _significant(name, current, ref, level)
-        entry["significant"] = significant
+        significant = _significant(name, current, ref, level=level)
+        entry.versus_reference = Comparison(value - ref_value, drop, significant)
         if drop is not None and drop > config.max_drop and significant is not False:
             reasons.append(f"{drop:.1%} worse than the reference {ref_value:.4g} (limit {config.max_drop:.0%})")
-    entry["breached"] = bool(reasons)
+    entry.breached = bool(reasons)
     if not reasons:
         return entry, None
     return entry, Signal(
@@ -213,19 +237,20 @@ def _compare(
 
 
 def _significant(
-    name: str, current: dict[str, Any], ref: dict[str, Any] | None, level: float = SIGNIFICANCE_LEVEL
+    name: str, current: dict[str, Any], ref: dict[str, Any] | None, *, level: float = SIGNIFICANCE_LEVEL
 ) -> bool | None:
     """Whether the change from the reference is significant: Newcombe's interval for proportions, a z-test on
     the standard errors for the others, precision or recall for F1; None when it cannot be told."""
     if ref is None:
         return None
     if name == "f1":
-        parts = [_significant(m, current, ref, level) for m in ("precision", "recall")]
+        parts = [_significant(m, current, ref, level=level) for m in ("precision", "recall")]
         return None if all(p is None for p in parts) else any(parts)
     counts_now = current.get("_counts", {}).get(name)
     counts_ref = ref.get("_counts", {}).get(name)
     if counts_now and counts_ref:
-        return newcombe_difference(*counts_now, *counts_ref, confidence=level).excludes_zero
+        (x1, n1), (x2, n2) = counts_now, counts_ref
+        return newcombe_difference(x1, n1, x2, n2, confidence=level).excludes_zero
     se_now, se_ref = current.get("_se", {}).get(name), ref.get("_se", {}).get(name)
     if se_now is None or se_ref is None or current.get(name) is None or ref.get(name) is None:
         return None

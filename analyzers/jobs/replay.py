@@ -10,8 +10,14 @@ whose first parameter is annotated as a list/sequence gets records, any other ge
 that raise TypeError, KeyError, AttributeError or IndexError, records.  It returns one of: a sequence of
 predictions; a sequence of ``(prediction, score)`` pairs or of dicts with ``prediction`` (or ``label``) and
 ``score``; a DataFrame with those columns; or a tuple ``(predictions, scores)``.  Predictions match when
-equal as classes (``1``, ``1.0`` and ``True`` alike) or, for non-integral numbers, within ``tolerance``;
+equal as classes (``1``, ``1.0`` and ``True`` alike) or, for non-integral numbers, within the tolerance;
 scores mismatch when they differ by more than it.
+
+The tolerance is ``atol + rtol * |logged|``.  ``rtol`` (default ``DEFAULT_RTOL``) absorbs the float noise of
+recomputing a value; ``atol`` defaults to half a unit in the last decimal place the logged values were written
+with (the most decimals among a sample of them), so a service that logs scores rounded to 5 decimals is
+compared within 5e-06.  The logger itself does not round: it writes each float's shortest exact form, so
+for its scores ``atol`` is negligible and only ``rtol`` counts.
 """
 
 from __future__ import annotations
@@ -20,25 +26,29 @@ import heapq
 import importlib
 import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from analyzers.findings import Finding, Signal
+from analyzers.findings import Finding, ReplayMetrics, Signal, Status
+from analyzers.findings.replay import Mismatch, Tolerance
 from analyzers.jobs.base import error_finding
 from analyzers.stats.performance import normalize_label
-from analyzers.store.base import Query, Store
+from analyzers.store.base import PredictionReader, Query
 from analyzers.timeutil import Window, utcnow
 
 JOB = "replay"
 FEATURE_PREFIX = "features."
 DEFAULT_LOOKBACK = timedelta(days=365)
 EXAMPLES = 10
+DEFAULT_RTOL = 1e-9  # relative float noise of recomputing a value (summation order, another BLAS)
+PRECISION_SAMPLE = 2_000  # logged values looked at to tell how many decimals they were written with
 EXPORT_COLUMNS = (
     "prediction_id",
     "timestamp",
@@ -57,31 +67,66 @@ Predictor = Callable[[pd.DataFrame], tuple[list[Any], np.ndarray | None]]
 
 
 def replay(
-    store: Store,
+    store: PredictionReader,
     model: str,
     window: Window | None = None,
+    *,
     entity_id: str | Sequence[str] | None = None,
     prediction_ids: Sequence[str] | None = None,
     target: str | Any = "module:callable",
-    tolerance: float = 1e-6,
-    *,
+    atol: float | None = None,
+    rtol: float = DEFAULT_RTOL,
     features_as: str = "auto",
     lookback: timedelta = DEFAULT_LOOKBACK,
 ) -> Finding:
     """Re-run the selected logged predictions of ``model`` through ``target`` and report mismatches.
 
-    Without a window, an entity or ids select from the last ``lookback``.  Never raises: a bad target or
-    a failing model gives an ``error`` finding with the message.
+    Without a window, an entity or ids select from the last ``lookback``.  ``atol=None`` takes the absolute
+    tolerance from the precision of the logged values (see the module docstring).  Never raises: a bad
+    target or a failing model gives an ``error`` finding with the message.
     """
     span = window or Window(utcnow() - lookback, utcnow() + timedelta(minutes=1))
     try:
         if window is None and entity_id is None and not prediction_ids:
             raise ValueError("replay needs a window, an entity_id or prediction ids")
+        if rtol < 0 or (atol is not None and atol < 0):
+            raise ValueError("tolerances cannot be negative")
         query = _query(model, span, entity_id, prediction_ids)
         predictor = load_predictor(target, features_as)
-        return _compare(store, query, predictor, _describe(target), tolerance)
+        return _compare(store, query, predictor, _describe(target), tolerances(store, query, atol, rtol))
     except Exception as exc:  # replay reports its failure instead of raising
         return error_finding(model, JOB, span, exc)
+
+
+def logged_decimals(values: Iterable[Any]) -> int | None:
+    """The most decimal places among the finite numbers, each read in its shortest exact form (as logged)."""
+    most: int | None = None
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            continue
+        exponent = Decimal(repr(float(value))).as_tuple().exponent
+        decimals = max(0, -int(exponent))
+        most = decimals if most is None else max(most, decimals)
+    return most
+
+
+def tolerances(store: PredictionReader, query: Query, atol: float | None, rtol: float) -> dict[str, Tolerance]:
+    """The score's and the (numeric) prediction's tolerance: ``atol`` when given, else from the logged precision."""
+    if atol is not None:
+        given = Tolerance(atol, rtol, "given")
+        return {"score": given, "prediction": given}
+    present = [c.name for c in store.columns(query) if c.name in ("score", "prediction") and c.kind == "numeric"]
+    sample = store.sample(query, PRECISION_SAMPLE, columns=present) if present else None
+    out = {}
+    for column in ("score", "prediction"):
+        values = sample[column].tolist() if sample is not None and column in sample else []
+        decimals = logged_decimals(values)
+        if decimals is None:
+            out[column] = Tolerance(0.0, rtol, f"no numeric {column} logged")
+        else:
+            half_unit = 0.5 * 10.0**-decimals
+            out[column] = Tolerance(half_unit, rtol, f"{column}s logged with at most {decimals} decimals")
+    return out
 
 
 def _query(model: str, window: Window, entity_id: Any, prediction_ids: Sequence[str] | None) -> Query:
@@ -230,17 +275,19 @@ class _Tally:
     max_diff: float | None = None
 
 
-def _same_prediction(logged: Any, replayed: Any, tolerance: float) -> bool:
+def _same_prediction(logged: Any, replayed: Any, tolerance: Tolerance) -> bool:
     a, b = normalize_label(logged), normalize_label(replayed)
     if isinstance(a, float) or isinstance(b, float):  # a regression output: equal within the tolerance
-        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and abs(a - b) <= tolerance
+        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and tolerance.matches(float(a), float(b))
     return a == b or str(a) == str(b)
 
 
-def _compare(store: Store, query: Query, predictor: Predictor, target: str, tolerance: float) -> Finding:
+def _compare(
+    store: PredictionReader, query: Query, predictor: Predictor, target: str, tolerance: dict[str, Tolerance]
+) -> Finding:
     tally = _Tally()
-    largest: list[tuple[float, int, dict[str, Any]]] = []
-    examples: list[dict[str, Any]] = []
+    largest: list[tuple[float, int, Mismatch]] = []
+    examples: list[Mismatch] = []
     for chunk in store.rows(query):
         features = chunk[[c for c in chunk.columns if c.startswith(FEATURE_PREFIX)]]
         features = features.rename(columns=lambda c: c[len(FEATURE_PREFIX) :]).reset_index(drop=True)
@@ -252,29 +299,30 @@ def _compare(store: Store, query: Query, predictor: Predictor, target: str, tole
         )
         for i, row in enumerate(chunk[["prediction_id", "entity_id", "timestamp", "prediction"]].itertuples(False)):
             tally.n += 1
-            same = _same_prediction(row.prediction, preds[i], tolerance)
+            same = _same_prediction(row.prediction, preds[i], tolerance["prediction"])
             diff = None
+            score_bad = False
             if scores is not None and np.isfinite(logged_scores[i]) and np.isfinite(scores[i]):
                 diff = abs(float(scores[i]) - float(logged_scores[i]))
                 tally.scores_compared += 1
                 tally.abs_diff_sum += diff
                 tally.max_diff = diff if tally.max_diff is None else max(tally.max_diff, diff)
-            score_bad = diff is not None and diff > tolerance
+                score_bad = not tolerance["score"].matches(float(logged_scores[i]), float(scores[i]))
             tally.prediction_mismatches += not same
             tally.score_mismatches += score_bad
             if same and not score_bad:
                 continue
             tally.mismatched_rows += 1
-            record = {
-                "prediction_id": row.prediction_id,
-                "entity_id": row.entity_id,
-                "timestamp": row.timestamp,
-                "logged": row.prediction,
-                "replayed": preds[i],
-                "logged_score": None if np.isnan(logged_scores[i]) else float(logged_scores[i]),
-                "replayed_score": None if scores is None or np.isnan(scores[i]) else float(scores[i]),
-                "score_difference": diff,
-            }
+            record = Mismatch(
+                prediction_id=row.prediction_id,
+                entity_id=row.entity_id,
+                timestamp=row.timestamp,
+                logged=row.prediction,
+                replayed=preds[i],
+                logged_score=None if np.isnan(logged_scores[i]) else float(logged_scores[i]),
+                replayed_score=None if scores is None or np.isnan(scores[i]) else float(scores[i]),
+                score_difference=diff,
+            )
             if len(examples) < EXAMPLES and not same:
                 examples.append(record)
             if diff is not None and score_bad:
@@ -283,21 +331,22 @@ def _compare(store: Store, query: Query, predictor: Predictor, target: str, tole
                     heapq.heappush(largest, entry)
                 else:
                     heapq.heappushpop(largest, entry)
-    metrics: dict[str, Any] = {
-        "target": target,
-        "filters": {"entity_ids": query.entity_ids, "prediction_ids": query.prediction_ids},
-        "n": tally.n,
-        "mismatches": tally.mismatched_rows,
-        "mismatch_rate": tally.mismatched_rows / tally.n if tally.n else None,
-        "prediction_mismatches": tally.prediction_mismatches,
-        "score_mismatches": tally.score_mismatches,
-        "scores_compared": tally.scores_compared,
-        "max_score_difference": tally.max_diff,
-        "mean_abs_score_difference": tally.abs_diff_sum / tally.scores_compared if tally.scores_compared else None,
-        "tolerance": tolerance,
-        "largest_differences": [r for _, _, r in sorted(largest, key=lambda e: (-e[0], e[1]))],
-        "examples": examples,
-    }
+    metrics = ReplayMetrics(
+        target=target,
+        entity_ids=list(query.entity_ids) if query.entity_ids is not None else None,
+        prediction_ids=list(query.prediction_ids) if query.prediction_ids is not None else None,
+        n=tally.n,
+        mismatches=tally.mismatched_rows,
+        mismatch_rate=tally.mismatched_rows / tally.n if tally.n else None,
+        prediction_mismatches=tally.prediction_mismatches,
+        score_mismatches=tally.score_mismatches,
+        scores_compared=tally.scores_compared,
+        max_score_difference=tally.max_diff,
+        mean_abs_score_difference=tally.abs_diff_sum / tally.scores_compared if tally.scores_compared else None,
+        tolerance=tolerance,
+        largest_differences=[r for _, _, r in sorted(largest, key=lambda e: (-e[0], e[1]))],
+        examples=examples,
+    )
     if tally.n == 0:
         return Finding(query.model, JOB, query.window, "insufficient_data", metrics, {"logged": "no predictions"})
     signals = []
@@ -308,17 +357,21 @@ def _compare(store: Store, query: Query, predictor: Predictor, target: str, tole
                 message=(
                     f"replay through {target}: {tally.mismatched_rows} of {tally.n} predictions differ from the "
                     f"log ({tally.prediction_mismatches} predictions, {tally.score_mismatches} scores beyond "
-                    f"{tolerance:g})"
+                    f"{_describe_tolerance(tolerance['score'])})"
                 ),
-                value=metrics["mismatch_rate"],
+                value=metrics.mismatch_rate,
                 threshold=0.0,
             )
         )
-    status = "alert" if signals else "ok"
+    status: Status = "alert" if signals else "ok"
     return Finding(query.model, JOB, query.window, status, metrics, {"logged": "predictions as logged"}, signals)
 
 
-def export_predictions(store: Store, query: Query, path: str | Path) -> int:
+def _describe_tolerance(tolerance: Tolerance) -> str:
+    return f"{tolerance.atol:.3g} + {tolerance.rtol:.3g} x |score|"
+
+
+def export_predictions(store: PredictionReader, query: Query, path: str | Path) -> int:
     """Write the query's logged predictions (every column, features and groups included) to CSV or Parquet,
     chosen by the file suffix; returns the number of rows written."""
     out = Path(path)

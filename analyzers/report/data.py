@@ -1,9 +1,14 @@
 """What the HTML report shows, gathered from the store and the configuration.
 
-Each job's finding for the report's window is read from the stored findings when one covers exactly
-that window, and otherwise computed now (and not stored: writing a report changes nothing).  Stored
-findings of the preceding ``history`` span give the series over time.  The drift section's
-distributions are counted afresh from the store on common bins, since findings keep only statistics.
+The report is "as of" one evaluation time ``T`` (``--at``, else now less the model's ingest delay).
+Each job's finding is for the window that job analyses at ``T``, resolved by :mod:`analyzers.windows`
+exactly as ``analyze`` and the scheduler resolve it (its configured window, or ``window`` when the
+caller overrides every job's window): read from the stored findings when one covers exactly that window,
+and otherwise computed now (and not stored: writing a report changes nothing).  The "over time" sections
+are computed from the store over ``[T - span, T)`` by :mod:`analyzers.report.trends`, so they show every
+logged day even before any finding was stored; stored findings mark where a job alerted.  The drift
+section's distributions are counted afresh from the store on common bins, since findings keep only
+statistics.
 """
 
 from __future__ import annotations
@@ -17,29 +22,28 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from analyzers.config.models import Config, DriftConfig, FairnessConfig, JobConfig, OpsConfig, PerformanceConfig
-from analyzers.findings import Finding
-from analyzers.jobs.drift import reference_window
-from analyzers.runner import JOB_NAMES, run_job, with_paths_resolved
+from analyzers.config.models import Config, JobConfig, ModelConfig, OpsConfig
+from analyzers.findings import DriftMetrics, Finding
+from analyzers.jobs.registry import JOBS
+from analyzers.report.trends import Trends, compute
+from analyzers.runner import run_job, with_paths_resolved
+from analyzers.stats.drift import ColumnDrift
 from analyzers.stats.ops import percentile_level
 from analyzers.store import open_reference_file
-from analyzers.store.base import Query, Store
+from analyzers.store.base import PredictionReader, Query, Store
 from analyzers.timeutil import Window, utcnow
+from analyzers.windows import JobWindows, evaluation_time, resolve
 from logshipper.schema import FEATURE_PREFIX
 
-DEFAULT_JOBS: dict[str, type[JobConfig]] = {
-    "drift": DriftConfig,
-    "fairness": FairnessConfig,
-    "performance": PerformanceConfig,
-    "ops": OpsConfig,
-}
+DEFAULT_JOBS: dict[str, type[JobConfig]] = {name: spec.config for name, spec in JOBS.items()}
+DEFAULT_SPAN = timedelta(days=30)  # how far back the "over time" sections reach (trimmed to the first event)
+UNCONFIGURED_WINDOW = timedelta(days=1)  # the operations plot's window when no ops job is configured
 OUTPUT_COLUMNS = ("prediction", "score", "label")
 MAX_DISTRIBUTIONS = 24  # features plotted (drifted and largest effects first); the table lists all
 MAX_CATEGORIES = 10  # categories shown per categorical feature; the rest are pooled as "other"
 NUMERIC_BINS = 30
 MAX_DISCRETE_BINS = 40  # an integer feature spanning at most this many values gets one bin per value
 TAIL = 0.005  # numeric bins span the 0.5-99.5% quantiles of both windows; tails fold into the end bins
-MAX_HISTORY = 400  # points per series over time (the most recent ones)
 MAX_BUCKETS = 200  # operations buckets over the window
 LATENCY_SAMPLE = 20_000  # events read for latency percentiles per bucket
 LATENCY_PERCENTILES = ("p50", "p95", "p99")
@@ -54,15 +58,20 @@ Source = Literal["stored", "computed"]
 
 @dataclass
 class JobSection:
-    """One job in the report: its finding for the window (if any), where it came from, and its history."""
+    """One job in the report: its window and reference at ``T``, its finding (if any) and where it came from."""
 
     name: str
     configured: bool
+    windows: JobWindows
     finding: Finding | None = None
     source: Source | None = None
-    history: list[Finding] = field(default_factory=list)
+    history: list[Finding] = field(default_factory=list)  # stored findings over the span, and this one
     config: JobConfig | None = None
     note: str | None = None
+
+    @property
+    def window(self) -> Window:
+        return self.windows.window
 
 
 @dataclass
@@ -85,6 +94,7 @@ class Distribution:
 class OpsSeries:
     """Events and failures per bucket over the window, and latency percentiles per bucket."""
 
+    window: Window
     bucket: timedelta
     starts: list[datetime]
     counts: list[float]
@@ -98,73 +108,117 @@ class OpsSeries:
 
 @dataclass
 class ReportData:
-    """Everything one model's report shows for one window."""
+    """Everything one model's report shows as of ``at``: each job's window, and the trends over the span."""
 
     model: str
-    window: Window
+    at: datetime
     generated_at: datetime
-    n_events: float
-    n_failures: float
     jobs: dict[str, JobSection]
+    trends: Trends
     distributions: list[Distribution] = field(default_factory=list)
     distribution_notes: list[str] = field(default_factory=list)
-    reference: str | None = None
     ops: OpsSeries | None = None
     ops_note: str | None = None
+    window_override: timedelta | None = None
+
+    @property
+    def span(self) -> Window:
+        return self.trends.span
+
+    @property
+    def n_events(self) -> float:
+        return sum(self.trends.ops.counts) if self.trends.ops is not None else 0.0
+
+    @property
+    def n_failures(self) -> float:
+        return sum(self.trends.ops.failures) if self.trends.ops is not None else 0.0
 
 
 def gather(
     store: Store,
     model: str,
-    window: Window,
+    *,
     config: Config | None = None,
-    history: timedelta = timedelta(days=30),
+    at: datetime | None = None,
+    window: timedelta | None = None,
+    span: timedelta = DEFAULT_SPAN,
     base: Path | None = None,
 ) -> ReportData:
-    """Collect findings, history, distributions and operations series for one model and window."""
-    jobs = {name: _job_section(store, model, window, name, config, history, base) for name in JOB_NAMES}
-    volume = store.volume(Query(model=model, window=window), _bucket(window, jobs["ops"].config))
+    """Collect findings, trends, distributions and the operations series of one model as of ``at``.
+
+    ``window`` replaces every job's configured window (references resolve from it as the jobs would).
+    """
+    model_config = config.models[model] if config is not None and model in config.models else ModelConfig()
+    job_configs = _job_configs(config, model)
+    t = evaluation_time(model_config, at)
+    jobs = {
+        name: _job_section(
+            store,
+            model,
+            name,
+            model_config=model_config,
+            job_config=job_configs[name],
+            at=t,
+            window=window,
+            since=t - span,
+            base=base,
+        )
+        for name in JOBS
+    }
+    findings = [f for section in jobs.values() for f in section.history]
+    configured = {name: job for name, job in job_configs.items() if job is not None}
     data = ReportData(
         model=model,
-        window=window,
+        at=t,
         generated_at=utcnow(),
-        n_events=float(volume["count"].sum()),
-        n_failures=float(volume["failures"].sum()),
         jobs=jobs,
+        trends=compute(store, model, configured, t, span, findings, base=base),
+        window_override=window,
     )
-    _add_distributions(store, data, config, base)
-    if data.n_events > 0:
-        data.ops = _ops_series(store, model, window, volume)
-    else:
-        data.ops_note = "No events were logged for this model in the window."
+    _add_distributions(store, data, base)
+    ops_window = jobs["ops"].window
+    volume = store.volume(Query(model=model, window=ops_window), _bucket(ops_window, jobs["ops"].config))
+    if float(volume["count"].sum()) <= 0:
+        data.ops_note = "No events were logged for this model in the operations window."
+        return data
+    try:
+        data.ops = _ops_series(store, model, ops_window, volume)
+    except Exception as exc:  # the operations plot's data cannot be read: the rest of the report stands
+        data.ops_note = f"The operations series could not be read: {type(exc).__name__}: {exc}"
     return data
 
 
-def _model_jobs(config: Config | None, model: str) -> dict[str, JobConfig] | None:
-    """The model's enabled jobs, or ``None`` when there is no configuration for it (then defaults apply)."""
+def _job_configs(config: Config | None, model: str) -> dict[str, JobConfig | None]:
+    """The model's enabled jobs (``None`` for the others); every job with defaults for a model not configured."""
     if config is None or model not in config.models:
-        return None
-    return config.models[model].jobs()
+        return {name: DEFAULT_JOBS[name]() for name in JOBS}
+    enabled = config.models[model].jobs()
+    return {name: enabled.get(name) for name in JOBS}
 
 
 def _job_section(
     store: Store,
     model: str,
-    window: Window,
     name: str,
-    config: Config | None,
-    history: timedelta,
+    *,
+    model_config: ModelConfig,
+    job_config: JobConfig | None,
+    at: datetime,
+    window: timedelta | None,
+    since: datetime,
     base: Path | None,
 ) -> JobSection:
-    configured = _model_jobs(config, model)
-    job_config = DEFAULT_JOBS[name]() if configured is None else configured.get(name)
-    past = store.read_findings(model, name, since=window.end - history, until=window.end)
-    stored = [f for f in past if f.window == window]
-    section = JobSection(name, job_config is not None, config=job_config)
+    if job_config is not None:
+        windows = resolve(model_config, job_config, at, length=window)
+    else:
+        windows = JobWindows(Window.ending(at, window or UNCONFIGURED_WINDOW), compares=False)
+    past = store.read_findings(model, name, since=since, until=at)
+    stored = [f for f in past if f.window == windows.window]
+    section = JobSection(name, job_config is not None, windows, config=job_config)
     if stored:
         section.finding, section.source = stored[-1], "stored"
     elif job_config is not None:
-        section.finding = run_job(store, model, name, with_paths_resolved(job_config, base), window)
+        section.finding = run_job(store, model, name, with_paths_resolved(job_config, base), windows.window)
         section.source = "computed"
     else:
         section.note = (
@@ -175,76 +229,69 @@ def _job_section(
     if section.finding is not None:
         series.append(section.finding)
     series.sort(key=lambda f: (f.window.end, f.window.start))
-    section.history = series[-MAX_HISTORY:]
+    section.history = series
     return section
 
 
 # ---- drift distributions -------------------------------------------------------------------------
-def _add_distributions(store: Store, data: ReportData, config: Config | None, base: Path | None) -> None:
+def _add_distributions(store: PredictionReader, data: ReportData, base: Path | None) -> None:
     section = data.jobs["drift"]
     finding = section.finding
-    if finding is None or not finding.metrics.get("features"):
+    metrics = finding.metrics_as(DriftMetrics) if finding is not None else None
+    if finding is None or metrics is None or not metrics.features:
         return
-    features = sorted(finding.metrics["features"], key=_drift_rank)
+    features = sorted(metrics.features, key=_drift_rank)
     if len(features) > MAX_DISTRIBUTIONS:
         data.distribution_notes.append(
             f"Distributions are drawn for the {MAX_DISTRIBUTIONS} columns with the largest effects "
             f"(drifted first) of {len(features)}; the table lists them all."
         )
     try:
-        ref_store, ref_query, data.reference = _reference(store, data, finding, section.config, base)
+        ref_store, ref_query = _reference(store, data.model, section, finding, base)
     except Exception as exc:  # a reference that cannot be opened leaves the statistics, drops the plots
         data.distribution_notes.append(f"The reference could not be read for the distributions: {exc}")
         return
-    cur_query = Query(model=data.model, window=data.window, outcome="success")
+    cur_query = Query(model=data.model, window=section.window, outcome="success")
     try:
         for feature in features[:MAX_DISTRIBUTIONS]:
-            data.distributions.append(_distribution(store, cur_query, ref_store, ref_query, feature))
+            data.distributions.append(
+                _distribution(feature, store=store, cur_query=cur_query, ref_store=ref_store, ref_query=ref_query)
+            )
     finally:
         if ref_store is not store:
             ref_store.close()
 
 
-def _drift_rank(feature: dict[str, Any]) -> tuple[int, float]:
-    """Drifted columns first, then by effect size relative to its threshold (largest first)."""
-    return (0 if feature.get("drifted") else 1, -(_relative_effect(feature) or 0.0))
+def _drift_rank(feature: ColumnDrift) -> tuple[int, float]:
+    """Drifted columns first, then by effect size beyond noise relative to its threshold (largest first)."""
+    return (0 if feature.drifted else 1, -(_relative_effect(feature) or 0.0))
 
 
-def _relative_effect(feature: dict[str, Any]) -> float | None:
+def _relative_effect(feature: ColumnDrift) -> float | None:
     """Effect size over its threshold (1 is where a column starts to count as drifted)."""
-    effect, threshold = feature.get("effect_size"), feature.get("threshold")
-    if not _finite(effect):
+    effect, threshold = feature.effect_beyond_noise, feature.threshold
+    if not math.isfinite(effect):
         return None
-    return effect / threshold if _finite(threshold) and threshold > 0 else effect
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return effect / threshold if math.isfinite(threshold) and threshold > 0 else effect
 
 
 def _reference(
-    store: Store, data: ReportData, finding: Finding, config: JobConfig | None, base: Path | None
-) -> tuple[Store, Query, str]:
-    """The store and query of the drift reference, as the finding describes it (else as configured)."""
+    store: PredictionReader, model: str, section: JobSection, finding: Finding, base: Path | None
+) -> tuple[PredictionReader, Query]:
+    """The store and query of the drift reference, as the finding describes it (else as resolved for the job)."""
     described = finding.reference or {}
-    if described.get("file"):
-        return _file_reference(described["file"], data, base)
-    if described.get("window"):
-        ref_window = Window.from_dict(described["window"])
-    else:
-        drift_config = config if isinstance(config, DriftConfig) else DriftConfig()
-        if drift_config.reference.file is not None:
-            return _file_reference(drift_config.reference.file, data, base)
-        ref_window = reference_window(data.window, drift_config.reference)
-    query = Query(model=data.model, window=ref_window, outcome="success")
-    window = ref_window.to_dict()
-    return store, query, f"the window {window['start']} to {window['end']}"
+    file = described.get("file") or section.windows.reference_file
+    if file:
+        return _file_reference(file, model, section.window, base)
+    ref_window = Window.from_dict(described["window"]) if described.get("window") else section.windows.reference
+    if ref_window is None:
+        raise ValueError("the drift job has no reference window")
+    return store, Query(model=model, window=ref_window, outcome="success")
 
 
-def _file_reference(path: str, data: ReportData, base: Path | None) -> tuple[Store, Query, str]:
+def _file_reference(path: str, model: str, window: Window, base: Path | None) -> tuple[PredictionReader, Query]:
     resolved = Path(path) if Path(path).is_absolute() or base is None else base / path
-    ref_store = open_reference_file(str(resolved), data.model)
-    return ref_store, Query(model=data.model, window=data.window), f"the file {path}"
+    return open_reference_file(str(resolved), model), Query(model=model, window=window)
 
 
 def _column(name: str) -> str:
@@ -252,22 +299,37 @@ def _column(name: str) -> str:
 
 
 def _distribution(
-    store: Store, cur_query: Query, ref_store: Store, ref_query: Query, feature: dict[str, Any]
+    feature: ColumnDrift, *, store: PredictionReader, cur_query: Query, ref_store: PredictionReader, ref_query: Query
 ) -> Distribution:
-    name, kind = str(feature.get("name")), str(feature.get("kind"))
+    name, kind = feature.name, feature.kind
     column = _column(name)
     if column == "label":
         cur_query, ref_query = cur_query.with_(has_label=True), ref_query.with_(has_label=True)
     try:
         if kind == "numeric":
-            return _numeric(store, cur_query, ref_store, ref_query, column, name, bool(feature.get("discrete")))
-        return _categorical(store, cur_query, ref_store, ref_query, column, name)
+            return _numeric(
+                column,
+                name,
+                feature.discrete,
+                store=store,
+                cur_query=cur_query,
+                ref_store=ref_store,
+                ref_query=ref_query,
+            )
+        return _categorical(column, name, store=store, cur_query=cur_query, ref_store=ref_store, ref_query=ref_query)
     except Exception as exc:  # one column that cannot be counted does not stop the report
         return Distribution(name, kind, [], [], 0.0, 0.0, note=f"could not be counted: {type(exc).__name__}: {exc}")
 
 
 def _numeric(
-    store: Store, cur_query: Query, ref_store: Store, ref_query: Query, column: str, name: str, discrete: bool
+    column: str,
+    name: str,
+    discrete: bool,
+    *,
+    store: PredictionReader,
+    cur_query: Query,
+    ref_store: PredictionReader,
+    ref_query: Query,
 ) -> Distribution:
     ref_q = ref_store.quantiles(ref_query, column, [TAIL, 1 - TAIL])
     cur_q = store.quantiles(cur_query, column, [TAIL, 1 - TAIL])
@@ -275,8 +337,8 @@ def _numeric(
     if not bounds:
         return Distribution(name, "numeric", [], [], 0.0, 0.0, note="no values in either window")
     edges = numeric_edges(min(bounds), max(bounds), discrete)
-    ref = _folded_shares(ref_store.histogram(ref_query, column, edges))
-    cur = _folded_shares(store.histogram(cur_query, column, edges))
+    ref = _folded_shares(ref_store.histogram(ref_query, column, edges.tolist()))
+    cur = _folded_shares(store.histogram(cur_query, column, edges.tolist()))
     unit_bins = discrete and bool(np.allclose(np.diff(edges), 1.0))
     return Distribution(
         name, "numeric", ref[0], cur[0], ref[1], cur[1], edges=[float(e) for e in edges], discrete=unit_bins
@@ -304,7 +366,7 @@ def _folded_shares(hist: Any) -> tuple[list[float], float]:
 
 
 def _categorical(
-    store: Store, cur_query: Query, ref_store: Store, ref_query: Query, column: str, name: str
+    column: str, name: str, *, store: PredictionReader, cur_query: Query, ref_store: PredictionReader, ref_query: Query
 ) -> Distribution:
     ref = {k: float(v) for k, v in ref_store.category_counts(ref_query, column).items() if k is not None}
     cur = {k: float(v) for k, v in store.category_counts(cur_query, column).items() if k is not None}
@@ -343,7 +405,7 @@ def _bucket(window: Window, config: JobConfig | None) -> timedelta:
     return window.length / MAX_BUCKETS
 
 
-def _ops_series(store: Store, model: str, window: Window, volume: pd.DataFrame) -> OpsSeries:
+def _ops_series(store: PredictionReader, model: str, window: Window, volume: pd.DataFrame) -> OpsSeries:
     bucket = volume["start"].iloc[1] - volume["start"].iloc[0] if len(volume) > 1 else window.length
     total = float(volume["count"].sum())
     wanted = bucket * (max(1, math.ceil(LATENCY_EVENTS_PER_BUCKET * len(volume) / total)) if total > 0 else 1)
@@ -351,6 +413,7 @@ def _ops_series(store: Store, model: str, window: Window, volume: pd.DataFrame) 
     n_latency = math.ceil(window.length / latency_bucket)
     sample = store.sample(Query(model=model, window=window), LATENCY_SAMPLE, columns=["timestamp", "latency_ms"])
     return OpsSeries(
+        window=window,
         bucket=bucket,
         starts=[pd.Timestamp(s).to_pydatetime() for s in volume["start"]],
         counts=[float(c) for c in volume["count"]],

@@ -14,10 +14,24 @@ from string import Template
 from typing import Any
 
 from analyzers.config.models import FairnessConfig, OpsConfig
+from analyzers.findings import (
+    CanaryMetrics,
+    DriftMetrics,
+    EstimationMetrics,
+    FairnessMetrics,
+    Finding,
+    MultivariateDrift,
+    OpsMetrics,
+    PerformanceMetrics,
+)
+from analyzers.findings.canary import MetricComparison
+from analyzers.findings.fairness import AttributeResult
+from analyzers.formatting import format_number
+from analyzers.formatting import format_percent as pct
+from analyzers.jobs.registry import JOBS
 from analyzers.report import charts
 from analyzers.report.data import Distribution, JobSection, ReportData
-from analyzers.report_text import format_number, summarize
-from analyzers.report_text import format_percent as pct
+from analyzers.stats.drift import ColumnDrift
 from analyzers.timeutil import Window, format_duration, format_time
 
 STATUS_TEXT = {
@@ -27,7 +41,7 @@ STATUS_TEXT = {
     "error": "ERROR",
     None: "NOT RUN",
 }
-JOB_TITLES = {"drift": "Drift", "fairness": "Fairness", "performance": "Performance", "ops": "Operations"}
+JOB_TITLES = {name: spec.title for name, spec in JOBS.items()}
 
 _PAGE = Template("""<!DOCTYPE html>
 <html lang="en">
@@ -56,12 +70,14 @@ td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 white-space:nowrap}
 .s-ok{background:#2e7d32}.s-alert{background:#c62828}.s-insufficient_data{background:#b26a00}
 .s-error{background:#6a1b9a}.s-none{background:#757575}
+.v-promote{background:#2e7d32}.v-hold{background:#b26a00}.v-rollback{background:#c62828}
 tr.alert td{background:#fdecea}
 .cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(230px,1fr));gap:.75rem}
 .card{border:1px solid #e5e7eb;border-left:6px solid #757575;border-radius:6px;padding:.6rem .75rem}
 .card.s-ok-b{border-left-color:#2e7d32}.card.s-alert-b{border-left-color:#c62828}
 .card.s-insufficient_data-b{border-left-color:#b26a00}.card.s-error-b{border-left-color:#6a1b9a}
-.card h3{margin:0 0 .3rem;display:flex;justify-content:space-between;align-items:center}
+.card h3{margin:0 0 .3rem;display:flex;flex-wrap:wrap;gap:.25rem .5rem;justify-content:space-between;
+align-items:center}
 .card p{margin:.2rem 0;font-size:.85rem}
 .note{background:#fff8e1;border-left:4px solid #b26a00;padding:.5rem .75rem;margin:.5rem 0;font-size:.9rem}
 .muted{color:#6b7280;font-size:.85rem}
@@ -94,20 +110,24 @@ if(document.readyState==="complete"){done();}else{window.addEventListener("load"
 
 
 def render(data: ReportData) -> str:
-    """The whole page for one model and window."""
-    window = data.window.to_dict()
+    """The whole page for one model as of one time."""
+    at, span = format_time(data.at), data.span.to_dict()
+    windows = f"window of {format_duration(data.window_override)}" if data.window_override else "configured window"
     sections = [
         _summary(data),
         _drift(data),
         _fairness(data),
         _performance(data),
+        _estimation(data),
         _operations(data),
+        _canary(data),
     ]
     return _PAGE.substitute(
-        title=escape(f"predwatch report: {data.model}, {window['start']} to {window['end']}"),
+        title=escape(f"predwatch report: {data.model} as of {at}"),
         heading=escape(f"predwatch report: {data.model}"),
         subtitle=escape(
-            f"window {window['start']} to {window['end']} ({format_duration(data.window.length)}), "
+            f"as of {at}: each job over its {windows}"
+            f" ending then; trends from {span['start']} to {span['end']} per {format_duration(data.trends.bucket)}, "
             f"{data.n_events:,.0f} events of which {data.n_failures:,.0f} failed"
         ),
         sections="\n".join(sections),
@@ -169,8 +189,56 @@ def _missing(section: JobSection) -> str | None:
     if finding.status == "error":
         return note(f"The {section.name} job failed: {finding.error or 'unknown error'}")
     if finding.status == "insufficient_data":
-        return note(f"Not enough data for a {section.name} verdict: {summarize(finding)}")
+        return note(f"Not enough data for a {section.name} verdict: {finding.summary()}")
     return None
+
+
+def window_text(window: Window) -> str:
+    """``start → end (length)`` of a window."""
+    bounds = window.to_dict()
+    return f"{bounds['start']} → {bounds['end']} ({format_duration(window.length)})"
+
+
+def _coverage_text(finding: Finding | None) -> str:
+    """How much of the window and reference held data, from the finding's ``coverage`` entry."""
+    metrics = finding.metrics if finding is not None else None
+    covered = (
+        metrics.coverage
+        if isinstance(metrics, (DriftMetrics, FairnessMetrics, PerformanceMetrics, EstimationMetrics))
+        else None
+    )
+    parts = [f"{name} {pct(entry.share)} of {fmt(entry.slots)} slots" for name, entry in (covered or {}).items()]
+    return f" Slots holding data: {', '.join(parts)}." if parts else ""
+
+
+def _window_line(section: JobSection) -> str:
+    """The section's window and what it was compared with (as its finding says, else as resolved), and coverage;
+    nothing for a job that is neither configured nor stored."""
+    if section.finding is None:
+        return ""
+    text = f"Window {window_text(section.window)}"
+    described = (section.finding.reference or {}) if section.finding is not None else {}
+    window = described.get("window")
+    if described.get("file") or section.windows.reference_file is not None:
+        text += f", compared with the file {described.get('file') or section.windows.reference_file}"
+    else:
+        reference = Window.from_dict(window) if isinstance(window, dict) else window or section.windows.reference
+        if isinstance(reference, Window):
+            text += f", compared with the reference {window_text(reference)}"
+    return f'<p class="muted">{escape(text + ".")}{escape(_coverage_text(section.finding))}</p>'
+
+
+def _card_window(section: JobSection) -> str:
+    return f"{window_text(section.window)}; " if section.finding is not None else ""
+
+
+def _fired_note(data: ReportData, job: str) -> str:
+    """Which buckets are shaded: those where a finding of ``job`` alerted (stored, or computed for this report)."""
+    fired = data.trends.fired.get(job) or []
+    title = JOB_TITLES[job].lower()
+    if not any(fired):
+        return f"The {title} job did not alert in this span."
+    return f"Shaded: the {sum(fired)} bucket(s) of {format_duration(data.trends.bucket)} where the {title} job alerted."
 
 
 def _source(section: JobSection) -> str:
@@ -187,89 +255,105 @@ def _summary(data: ReportData) -> str:
     for name, section in data.jobs.items():
         finding = section.finding
         status = finding.status if finding is not None else None
-        text = summarize(finding) if finding is not None else (section.note or "not run")
+        text = finding.summary() if finding is not None else (section.note or "not run")
         css = f"s-{status}-b" if status else ""
         cards.append(
             f'<div class="card {css}"><h3><a href="#{name}">{escape(JOB_TITLES[name])}</a>{badge(status)}</h3>'
-            f'<p>{escape(text)}</p><p class="muted">{escape(_source(section))}</p></div>'
+            f'<p>{escape(text)}</p><p class="muted">{escape(_card_window(section) + _source(section))}</p></div>'
         )
     return f'<section id="summary"><h2>Verdicts</h2><div class="cards">{"".join(cards)}</div></section>'
 
 
 def _drift(data: ReportData) -> str:
     section = data.jobs["drift"]
-    parts = []
+    parts = [_window_line(section)]
     missing = _missing(section)
+    finding = section.finding
+    m = finding.metrics_as(DriftMetrics) if finding is not None else None
     if missing is not None:
         parts.append(missing)
-    else:
-        finding = section.finding
-        assert finding is not None
-        m = finding.metrics
-        reference = data.reference or _describe_reference(finding.reference)
+    elif m is not None:
         parts.append(
-            f"<p>Compared with {escape(reference)}. {fmt(m.get('n_drifted'))} of {fmt(m.get('n_columns'))} columns "
-            f"drifted (share {fmt(m.get('share_drifted'))}; dataset drift when at least {fmt(m.get('drift_share'))}): "
-            f"<strong>{'dataset drift' if m.get('dataset_drift') else 'no dataset drift'}</strong>. "
-            f"p-values adjusted with {escape(str(m.get('correction', '')))} at alpha {fmt(m.get('alpha'))}; a column "
-            "drifts when its adjusted p-value is below alpha and its effect size above its threshold.</p>"
+            f"<p>{fmt(m.n_drifted)} of {fmt(m.n_columns)} columns "
+            f"drifted (share {fmt(m.share_drifted)}; dataset drift when at least {fmt(m.drift_share)}): "
+            f"<strong>{'dataset drift' if m.dataset_drift else 'no dataset drift'}</strong>. "
+            f"p-values adjusted with {escape(m.correction or '')} at alpha {fmt(m.alpha)}; a column "
+            "drifts when its adjusted p-value is below alpha and its effect size, less the noise sampling alone "
+            "gives at these sizes, above its threshold.</p>"
         )
-        parts.append(_drift_table(m.get("features") or []))
+        parts.append(_drift_table(m.features))
         parts.extend(note(text) for text in data.distribution_notes)
-        by_name = {str(f.get("name")): f for f in m.get("features") or []}
-        plots = [_distribution_plot(d, by_name.get(d.name, {}), i) for i, d in enumerate(data.distributions)]
+        by_name = {f.name: f for f in m.features}
+        plots = [_distribution_plot(d, by_name.get(d.name), i) for i, d in enumerate(data.distributions)]
         if plots:
             parts.append("<h3>Distributions: reference against current</h3>")
             parts.append(f'<div class="plots">{"".join(plots)}</div>')
+        if m.multivariate is not None:
+            parts.extend(_multivariate(m.multivariate))
     parts.append("<h3>Over time</h3>")
-    history = [f for f in section.history if f.metrics.get("features")]
-    if history:
-        parts.append(plot(charts.drift_history, history, "drift-history"))
-        parts.append(f'<p class="muted">{len(history)} drift result(s) by window end.</p>')
+    trend = data.trends.drift
+    if trend is not None and trend.ratios:
+        trends = data.trends
+        parts.append(
+            plot(charts.drift_trend, trend, trends.starts, trends.bucket, trends.fired.get("drift"), "drift-trend")
+        )
+        parts.append(
+            f'<p class="muted">Each column against {escape(trend.reference)}, from the logs per '
+            f"{escape(format_duration(trends.bucket))}; effect sizes beyond sampling noise (a column drifts when its "
+            f"test is also significant). {escape(_fired_note(data, 'drift'))}</p>"
+        )
     else:
-        parts.append(note("No stored drift results with feature scores to draw over time."))
+        parts.append(note(data.trends.notes.get("drift") or "No drift trend: no column could be compared."))
+    joint = [f for f in section.history if (d := f.metrics_as(DriftMetrics)) is not None and d.multivariate]
+    if joint:
+        parts.append(plot(charts.multivariate_history, joint, "multivariate-history"))
+        parts.append(
+            f'<p class="muted">The features taken together in each of the {len(joint)} drift result(s) stored or '
+            "computed for this report, by window end.</p>"
+        )
+    parts.append(_versions(section))
     return _section("drift", "\n".join(parts))
 
 
-def _describe_reference(reference: dict[str, Any] | None) -> str:
-    if not reference:
-        return "the reference"
-    if reference.get("file"):
-        return f"the file {reference['file']}"
-    window = reference.get("window")
-    if isinstance(window, Window):
-        window = window.to_dict()
-    if not isinstance(window, dict):
-        return "the reference"
-    return f"the window {window.get('start')} to {window.get('end')}"
+def _multivariate(joint: MultivariateDrift) -> list[str]:
+    """The multivariate verdict of a drift finding."""
+    method = "PCA reconstruction error" if joint.method == "pca" else "domain classifier ROC AUC"
+    if joint.statistic is None:
+        return ["<h3>Features together</h3>", note(f"Multivariate drift could not be judged: {joint.reason}")]
+    return [
+        "<h3>Features together</h3>",
+        f"<p>{escape(method)} {fmt(joint.statistic, 4)} against threshold {fmt(joint.threshold, 4)} "
+        f"{badge('alert' if joint.drifted else 'ok')} ({fmt(joint.n_reference)} reference and "
+        f"{fmt(joint.n_current)} current rows sampled; features {escape(', '.join(joint.features))}).</p>",
+    ]
 
 
-def _drift_table(features: list[dict[str, Any]]) -> str:
+def _drift_table(features: list[ColumnDrift]) -> str:
     rows = []
     for f in features:
         missing = "—"
-        if f.get("missing_rate_ref") is not None:
-            missing = f"{pct(f.get('missing_rate_ref'))} → {pct(f.get('missing_rate_cur'))}"
-        new = f.get("new_categories") or []
-        new_text = ", ".join(f"{escape(str(c.get('value')))} ({pct(c.get('share'))})" for c in new[:3])
+        if f.missing is not None:
+            missing = f"{pct(f.missing.rate_ref)} → {pct(f.missing.rate_cur)}"
+        new_text = ", ".join(f"{escape(str(c.get('value')))} ({pct(c.get('share'))})" for c in f.new_categories[:3])
         cells = [
-            escape(str(f.get("name"))),
-            escape(str(f.get("kind"))),
-            escape(str(f.get("method"))),
-            fmt(f.get("statistic")),
-            fmt(f.get("p_value_adjusted"), 2),
-            f"{escape(str(f.get('effect_size_method', '')))} {fmt(f.get('effect_size'))}",
-            fmt(f.get("threshold")),
+            escape(f.name),
+            escape(f.kind),
+            escape(f.method),
+            fmt(f.statistic),
+            fmt(f.p_value_adjusted, 2),
+            f"{escape(f.effect_size_method)} {fmt(f.effect_size)}",
+            fmt(f.effect_size_noise),
+            fmt(f.threshold),
             missing,
             new_text or "—",
-            badge("alert") if f.get("drifted") else badge("ok"),
+            badge("alert") if f.drifted else badge("ok"),
         ]
-        rows.append(("alert" if f.get("drifted") else "", cells))
-    headers = ["column", "kind", "test", "statistic", "adjusted p", "effect size", "threshold", "missing", "new", ""]
-    return table(headers, rows, numeric={3, 4, 6})
+        rows.append(("alert" if f.drifted else "", cells))
+    headers = ["column", "kind", "test", "statistic", "adjusted p", "effect size", "noise", "threshold"]
+    return table([*headers, "missing", "new", ""], rows, numeric={3, 4, 6, 7})
 
 
-def _distribution_plot(dist: Distribution, feature: dict[str, Any], index: int) -> str:
+def _distribution_plot(dist: Distribution, feature: ColumnDrift | None, index: int) -> str:
     if dist.note is not None or not dist.ref:
         reason = dist.note or "no values to draw"
         return f"<div>{note(f'{dist.name}: {reason}')}</div>"
@@ -279,9 +363,10 @@ def _distribution_plot(dist: Distribution, feature: dict[str, Any], index: int) 
 def _fairness(data: ReportData) -> str:
     section = data.jobs["fairness"]
     missing = _missing(section)
-    parts = [missing] if missing is not None else []
+    parts = [_window_line(section)] + ([missing] if missing is not None else [])
     finding = section.finding
-    attributes = finding.metrics.get("attributes") or [] if finding is not None else []
+    fairness = finding.metrics_as(FairnessMetrics) if finding is not None else None
+    attributes = fairness.attributes if fairness is not None else []
     if missing is None and not attributes:
         parts.append(note("No group attributes were logged in this window."))
     config = section.config if isinstance(section.config, FairnessConfig) else FairnessConfig()
@@ -294,43 +379,77 @@ def _fairness(data: ReportData) -> str:
             f"verdict. Intervals at {pct(reference.get('confidence', config.confidence))}: "
             f"{escape(str(reference.get('interval', 'Wilson')))}.</p>"
         )
-        parts.append(plot(charts.fairness_gaps, attributes, parity_ratio, max_difference, "fair-gaps"))
-        parts.append(_gap_table(attributes, parity_ratio))
+        flagged = _parity_breaches(finding)
+        parts.append(plot(charts.fairness_gaps, attributes, parity_ratio, max_difference, flagged, "fair-gaps"))
+        parts.append(_gap_table(attributes, parity_ratio, flagged))
     for i, attribute in enumerate(attributes):
-        parts.append(f"<h3>{escape(str(attribute.get('name')))} {badge(attribute.get('status'))}</h3>")
-        if attribute.get("groups"):
+        parts.append(f"<h3>{escape(attribute.name)} {badge(attribute.status)}</h3>")
+        if attribute.groups:
             parts.append(plot(charts.fairness_groups, attribute, f"fair{i}"))
         parts.append(_group_table(attribute))
+    parts.append("<h3>Over time</h3>")
+    trend = data.trends.fairness
+    if trend is not None and trend.attributes:
+        trends = data.trends
+        parts.append(
+            plot(charts.fairness_trend, trend, trends.starts, trends.bucket, trends.fired.get("fairness"), "fair-trend")
+        )
+        parts.append(
+            f'<p class="muted">Parity measures per {escape(format_duration(trends.bucket))} from the logs, over the '
+            f"groups of at least {fmt(trend.min_group_size)} predictions in the bucket (no point where fewer than two "
+            f"are). {escape(_fired_note(data, 'fairness'))}</p>"
+        )
+    else:
+        parts.append(note(data.trends.notes.get("fairness") or "No fairness trend: no group attribute was logged."))
+    parts.append(_versions(section))
     return _section("fairness", "\n".join(parts))
 
 
-def _gap_table(attributes: list[dict[str, Any]], parity_ratio: float) -> str:
+def _parity_breaches(finding: Finding | None) -> frozenset[str]:
+    """The attributes whose demographic parity the fairness job flagged (significant and beyond a limit)."""
+    signals = finding.signals if finding is not None else []
+    return frozenset(s.subject.removeprefix("attribute:") for s in signals if s.subject.startswith("attribute:"))
+
+
+def _gap_table(attributes: list[AttributeResult], parity_ratio: float, flagged: frozenset[str]) -> str:
+    """Each attribute's parity gaps; a row is highlighted only when its verdict is an alert, and a ratio below
+    ``parity_ratio`` that the job did not flag (its difference is not significant) says so."""
     rows = []
     for a in attributes:
-        ratio = a.get("demographic_parity_ratio")
+        difference, ratio, odds = (
+            a.demographic_parity_difference,
+            a.demographic_parity_ratio,
+            a.equalized_odds_difference,
+        )
         cells = [
-            escape(str(a.get("name"))),
-            f"{fmt(a.get('demographic_parity_difference'))} ({ci(a.get('demographic_parity_difference_ci'))})",
-            f"{fmt(ratio)} ({ci(a.get('demographic_parity_ratio_ci'))})",
-            f"{fmt(a.get('equalized_odds_difference'))} ({ci(a.get('equalized_odds_difference_ci'))})",
-            fmt(a.get("eligible_groups")),
-            fmt(a.get("missing")),
-            badge(a.get("status")),
+            escape(a.name),
+            f"{fmt(difference.value)} ({ci(difference.ci)})",
+            f"{fmt(ratio.value)} ({ci(ratio.ci)}){_unflagged_ratio(a, parity_ratio, flagged)}",
+            f"{fmt(odds.value)} ({ci(odds.ci)})",
+            fmt(a.eligible_groups),
+            fmt(a.missing),
+            badge(a.status),
         ]
-        breached = ratio is not None and ratio < parity_ratio
-        rows.append(("alert" if a.get("status") == "alert" or breached else "", cells))
+        rows.append(("alert" if a.status == "alert" else "", cells))
     headers = ["attribute", "parity difference (CI)", "parity ratio (CI)", "equalized odds diff. (CI)"]
     return table([*headers, "groups judged", "rows without a group", ""], rows)
 
 
-def _group_table(attribute: dict[str, Any]) -> str:
+def _unflagged_ratio(attribute: AttributeResult, parity_ratio: float, flagged: frozenset[str]) -> str:
+    ratio = attribute.demographic_parity_ratio.value
+    if ratio is None or ratio >= parity_ratio or attribute.name in flagged:
+        return ""
+    return f'<br><span class="muted">below {fmt(parity_ratio)}, not significant</span>'
+
+
+def _group_table(attribute: AttributeResult) -> str:
     rows = []
-    for g in attribute.get("groups") or []:
-        cells = [escape(str(g.get("group"))), fmt(g.get("n")), fmt(g.get("n_labeled"))]
+    for g in attribute.groups:
+        cells = [escape(str(g.group)), fmt(g.n), fmt(g.n_labeled)]
         for rate, _label in charts.FAIRNESS_RATES:
-            cells.append(f"{pct(g.get(rate))} ({ci(g.get(f'{rate}_ci'), as_pct=True)})")
-        cells.append(badge(g.get("status")))
-        rows.append(("alert" if g.get("status") == "alert" else "", cells))
+            cells.append(f"{pct(g.rate(rate).value)} ({ci(g.rate(rate).ci, as_pct=True)})")
+        cells.append(badge(g.status))
+        rows.append(("alert" if g.status == "alert" else "", cells))
     headers = ["group", "n", "labelled", *(label for _r, label in charts.FAIRNESS_RATES), ""]
     return table(headers, rows, numeric={1, 2})
 
@@ -338,59 +457,122 @@ def _group_table(attribute: dict[str, Any]) -> str:
 def _performance(data: ReportData) -> str:
     section = data.jobs["performance"]
     missing = _missing(section)
-    parts = [missing] if missing is not None else []
+    parts = [_window_line(section)] + ([missing] if missing is not None else [])
     finding = section.finding
-    if missing is None and finding is not None:
-        m = finding.metrics
+    m = finding.metrics_as(PerformanceMetrics) if finding is not None else None
+    if missing is None and finding is not None and m is not None:
         reference = finding.reference or {}
-        ref_text = _describe_reference(reference)
         parts.append(
-            f"<p>Task: {escape(str(m.get('task')))}. {fmt(m.get('n_labeled'))} of {fmt(m.get('n'))} predictions "
-            f"labelled (coverage {pct(m.get('label_coverage'))}). Compared with {escape(ref_text)} "
-            f"({fmt(reference.get('n_labeled'))} labelled).</p>"
+            f"<p>Task: {escape(str(m.task))}. {fmt(m.n_labeled)} of {fmt(m.n)} predictions "
+            f"labelled (coverage {pct(m.label_coverage)}); the reference has {fmt(reference.get('n_labeled'))} "
+            "labelled.</p>"
         )
         rows = []
-        for name, entry in m.items():
-            if not isinstance(entry, dict) or "value" not in entry:
-                continue
+        for name, entry in m.measured.items():
+            compared = entry.versus_reference
             cells = [
                 escape(name),
-                fmt(entry.get("value"), 4),
-                ci(entry.get("ci")),
-                fmt(entry.get("reference"), 4),
-                fmt(entry.get("change"), 3),
-                fmt(entry.get("significant")),
-                badge("alert") if entry.get("breached") else badge("ok"),
+                fmt(entry.value, 4),
+                ci(entry.ci),
+                fmt(entry.reference, 4),
+                fmt(compared.change if compared is not None else None, 3),
+                fmt(compared.significant if compared is not None else None),
+                badge("alert") if entry.breached else badge("ok"),
             ]
-            rows.append(("alert" if entry.get("breached") else "", cells))
+            rows.append(("alert" if entry.breached else "", cells))
         headers = ["metric", "value", "95% CI", "reference", "change", "significant", ""]
         parts.append(table(headers, rows, numeric={1, 3, 4}))
     parts.append("<h3>Over time</h3>")
-    history = [f for f in section.history if f.metrics.get("label_coverage") is not None]
-    if history:
-        parts.append(plot(charts.performance_history, history, "perf-history"))
-        parts.append(f'<p class="muted">{len(history)} performance result(s) by window end.</p>')
+    trend = data.trends.performance
+    if trend is not None:
+        trends = data.trends
+        fired = trends.fired.get("performance")
+        references = _metric_references(finding)
+        parts.append(
+            plot(charts.performance_trend, trend, trends.starts, trends.bucket, fired, references, "perf-trend")
+        )
+        parts.append(
+            f'<p class="muted">Task: {escape(trend.task)}. Metrics and label coverage per '
+            f"{escape(format_duration(trends.bucket))} from the logs ({fmt(sum(trend.n_labeled))} labelled of "
+            f"{fmt(sum(trend.n))} predictions); dotted lines: the reference values of the current window's "
+            f"finding. {escape(_fired_note(data, 'performance'))}</p>"
+        )
     else:
-        parts.append(note("No performance results with labels to draw over time."))
+        parts.append(note(data.trends.notes.get("performance") or "No performance trend."))
+    parts.append(_versions(section))
     return _section("performance", "\n".join(parts))
+
+
+def _metric_references(finding: Finding | None) -> dict[str, float]:
+    """Each metric's reference value in a finding (the dotted lines of the trend)."""
+    m = finding.metrics_as(PerformanceMetrics) if finding is not None else None
+    if m is None:
+        return {}
+    return {name: float(entry.reference) for name, entry in m.measured.items() if entry.reference is not None}
+
+
+def _estimation(data: ReportData) -> str:
+    section = data.jobs["estimation"]
+    missing = _missing(section)
+    parts = [_window_line(section)] + ([missing] if missing is not None else [])
+    finding = section.finding
+    m = finding.metrics_as(EstimationMetrics) if finding is not None else None
+    if missing is None and m is not None:
+        calibration = m.calibration
+        method = (
+            f"calibration {escape(calibration.method)} (out-of-fold calibration error {fmt(calibration.ece)}) on "
+            f"{fmt(calibration.n)} labelled reference predictions"
+            if calibration is not None and m.task is None
+            else f"loss models fitted on {fmt(calibration.n if calibration is not None else None)} labelled "
+            "reference predictions"
+        )
+        parts.append(
+            f"<p>Estimated from {fmt(m.n_scored)} predictions without their labels ({fmt(m.n_labeled)} labelled so "
+            f"far); {method}. Intervals at {pct(m.confidence)}: the sampling error of the realized value.</p>"
+        )
+        rows = []
+        for entry in m.estimates:
+            cells = [
+                escape(entry.name),
+                fmt(entry.estimated, 4),
+                ci([entry.lower, entry.upper]),
+                fmt(entry.realized, 4),
+                f"{fmt(entry.reference, 4)} ({ci([entry.reference_lower, entry.reference_upper])})",
+                badge("alert") if entry.dropped else badge("ok"),
+            ]
+            rows.append(("alert" if entry.dropped else "", cells))
+        headers = ["metric", "estimated", "interval", "realized", "reference (interval)", ""]
+        parts.append(table(headers, rows, numeric={1, 3}))
+    parts.append("<h3>Over time</h3>")
+    trend = data.trends.estimation
+    if trend is not None and any(f.metrics_as(EstimationMetrics) for f in trend.findings):
+        trends = data.trends
+        fired = trends.fired.get("estimation")
+        parts.append(plot(charts.estimation_trend, trend, trends.starts, trends.bucket, fired, "estimation-trend"))
+        parts.append(
+            f'<p class="muted">Estimated per {escape(format_duration(trends.bucket))} from the logs against '
+            f"{escape(trend.reference)} (a bucket short of the job's min_coverage or min_rows has no point). "
+            f"{escape(_fired_note(data, 'estimation'))}</p>"
+        )
+    else:
+        parts.append(note(data.trends.notes.get("estimation") or "No estimation trend."))
+    return _section("estimation", "\n".join(parts))
 
 
 def _operations(data: ReportData) -> str:
     section = data.jobs["ops"]
     missing = _missing(section)
-    parts = [missing] if missing is not None else []
+    parts = [_window_line(section)] + ([missing] if missing is not None else [])
     finding = section.finding
-    if finding is not None and finding.status in ("ok", "alert", "insufficient_data") and finding.metrics:
-        m = finding.metrics
-        err = m.get("error_rate") or {}
-        latency = m.get("latency_ms") or {}
-        silence = m.get("silence") or {}
+    m = finding.metrics_as(OpsMetrics) if finding is not None else None
+    if finding is not None and m is not None and finding.status in ("ok", "alert", "insufficient_data"):
+        err = m.error_rate
         cells = [
-            fmt((m.get("volume") or {}).get("total")),
-            fmt(err.get("failures")),
-            f"{pct(err.get('value'))} ({ci(err.get('ci'), as_pct=True)})",
-            ", ".join(f"{escape(k)} {fmt(v.get('value'))} ms" for k, v in latency.items()) or "—",
-            escape(format_duration_s(silence.get("value_s"))),
+            fmt(m.volume.total),
+            fmt(err.failures),
+            f"{pct(err.value)} ({ci(err.ci, as_pct=True)})",
+            ", ".join(f"{escape(k)} {fmt(v.value)} ms" for k, v in m.latency_ms.items()) or "—",
+            escape(format_duration_s(m.silence.value_s)),
         ]
         parts.append(table(["events", "failures", "error rate (CI)", "latency", "longest silence"], [("", cells)]))
         for signal in finding.signals:
@@ -406,6 +588,18 @@ def _operations(data: ReportData) -> str:
         )
     else:
         parts.append(note(data.ops_note or "No operations data."))
+    parts.append("<h3>Over time</h3>")
+    trend = data.trends.ops
+    if trend is not None:
+        trends = data.trends
+        parts.append(plot(charts.ops_trend, trend, trends.starts, trends.bucket, trends.fired.get("ops"), "ops-trend"))
+        parts.append(
+            f'<p class="muted">Events, error rate and latency percentiles per {escape(format_duration(trends.bucket))}'
+            f" from the logs. {escape(_fired_note(data, 'ops'))}</p>"
+        )
+    else:
+        parts.append(note(data.trends.notes.get("ops") or "No operations trend."))
+    parts.append(_versions(section))
     return _section("ops", "\n".join(parts))
 
 
@@ -414,3 +608,125 @@ def format_duration_s(seconds: Any) -> str:
     if not isinstance(seconds, (int, float)) or seconds <= 0:
         return "0s"
     return format_duration(timedelta(seconds=round(seconds)))
+
+
+def _versions(section: JobSection) -> str:
+    """Each model version's own result when the job splits its findings per version (``by_version``)."""
+    finding = section.finding
+    split = finding.by_version if finding is not None else None
+    if split is None:
+        return ""
+    rows = [
+        (
+            "alert" if v.status == "alert" else "",
+            [escape(v.version), fmt(v.events), pct(v.share), badge(v.status), escape(v.summary())],
+        )
+        for v in split.versions
+    ]
+    more = f" {split.left_out} more version(s) were not analysed alone." if split.left_out else ""
+    return (
+        "<h3>By version</h3>"
+        + table(["version", "events", "share", "", "what was found"], rows, numeric={1, 2})
+        + f'<p class="muted">Each version alone against the same reference.{escape(more)}</p>'
+    )
+
+
+VERDICT_TEXT = {"promote": "PROMOTE", "hold": "HOLD", "rollback": "ROLL BACK"}
+
+
+def verdict_badge(verdict: str | None) -> str:
+    """The canary verdict as a coloured badge (grey when there was no canary)."""
+    if verdict not in VERDICT_TEXT:
+        return '<span class="badge s-none">NO CANARY</span>'
+    return f'<span class="badge v-{verdict}">{VERDICT_TEXT[verdict]}</span>'
+
+
+def _canary(data: ReportData) -> str:
+    section = data.jobs["canary"]
+    finding = section.finding
+    m = finding.metrics_as(CanaryMetrics) if finding is not None else None
+    if finding is None or finding.status == "error" or m is None:
+        return _section("canary", _missing(section) or note("No canary result for this window."))
+    parts = [f"<p>{verdict_badge(m.verdict)} {escape(m.reason)}</p>"]
+    if m.traffic:
+        rows = [
+            (
+                "",
+                [
+                    escape(t.version),
+                    fmt(t.events),
+                    pct(t.share),
+                    escape(format_time(t.first_seen) if t.first_seen else "—"),
+                ],
+            )
+            for t in m.traffic
+        ]
+        parts.append("<h3>Traffic</h3>" + table(["version", "events", "share", "first seen"], rows, numeric={1, 2}))
+    sides = [s for s in (m.baseline, m.candidate) if s is not None]
+    if sides:
+        latency = list(sides[0].latency_ms)
+        rows = [
+            (
+                "",
+                [
+                    escape(s.version),
+                    escape(s.chosen_as),
+                    fmt(s.events),
+                    fmt(s.labeled),
+                    pct(s.error_rate),
+                    *(fmt(s.latency_ms.get(p)) for p in latency),
+                ],
+            )
+            for s in sides
+        ]
+        headers = ["version", "chosen as", "events", "labelled", "error rate", *(f"latency {p} (ms)" for p in latency)]
+        parts.append("<h3>Baseline and candidate</h3>" + table(headers, rows, numeric=set(range(2, 5 + len(latency)))))
+    if m.comparisons:
+        parts.append(
+            f"<h3>Candidate minus baseline</h3><p>Intervals at {pct(m.level)} each, so the gated metrics together "
+            f"hold {pct(m.confidence)}; latency is the share of events at or above the baseline's percentile.</p>"
+        )
+        parts.append(_comparison_table(m.comparisons))
+    size = m.sample_size
+    if size is not None and size.required is not None:
+        parts.append(
+            f"<p>Power calculation for {escape(size.metric)}: {fmt(size.required)} candidate observations detect a "
+            f"worsening of {fmt(m.min_detectable)} with power {pct(m.power)}; the window has {fmt(size.observed)}.</p>"
+        )
+    if m.drift:
+        parts.append("<h3>Prediction and score: candidate against baseline</h3>" + _drift_table(m.drift))
+    parts.append(_verdict_history(section.history))
+    return _section("canary", "\n".join(parts))
+
+
+def _comparison_table(comparisons: list[MetricComparison]) -> str:
+    rows = []
+    for c in comparisons:
+        shown = pct if c.is_share else fmt
+        state = "worse" if c.worse else "better" if c.better else "no significant difference"
+        cells = [
+            escape(c.metric),
+            shown(c.baseline),
+            shown(c.candidate),
+            escape(c.describe_difference().removeprefix("difference ")),
+            fmt(c.n_baseline),
+            fmt(c.n_candidate),
+            "yes" if c.gated else "no",
+            escape(state),
+        ]
+        rows.append(("alert" if c.worse else "", cells))
+    headers = ["metric", "baseline", "candidate", "difference (interval)", "n baseline", "n candidate", "gated", ""]
+    return table(headers, rows, numeric={1, 2, 4, 5})
+
+
+def _verdict_history(history: list[Finding]) -> str:
+    rows = []
+    for f in history[-10:][::-1]:
+        m = f.metrics_as(CanaryMetrics)
+        if m is None:
+            continue
+        candidate = m.candidate.version if m.candidate is not None else "—"
+        rows.append(("", [escape(format_time(f.window.end)), escape(candidate), verdict_badge(m.verdict)]))
+    if not rows:
+        return ""
+    return "<h3>Recent verdicts</h3>" + table(["window end", "candidate", "verdict"], rows)

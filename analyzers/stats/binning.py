@@ -28,7 +28,7 @@ def quantile_levels(n_bins: int) -> list[float]:
     return [i / n_bins for i in range(n_bins + 1)]
 
 
-def quantile_edges(quantiles: Sequence[float | None], outer: bool = True) -> np.ndarray:
+def quantile_edges(quantiles: Sequence[float | None], *, outer: bool = True) -> np.ndarray:
     """Ascending, unique bin edges from reference quantiles at evenly spaced levels (``0`` .. ``1``).
 
     With ``outer`` the reference's minimum and (just above) its maximum are edges too, so the
@@ -51,7 +51,7 @@ def quantile_edges(quantiles: Sequence[float | None], outer: bool = True) -> np.
     return np.unique(edges)
 
 
-def fine_edges(quantiles: Sequence[float | None], grid: int = 50) -> np.ndarray:
+def fine_edges(quantiles: Sequence[float | None], *, grid: int = 50) -> np.ndarray:
     """Edges for KS and Wasserstein: the reference quantiles (with its range, see :func:`quantile_edges`),
     ``grid`` evenly spaced edges across that range, and edges beyond it at ``2**k`` range widths.
 
@@ -87,7 +87,7 @@ def bin_counts(values: np.ndarray, edges: np.ndarray, weights: np.ndarray | None
     return np.bincount(index, weights=np.asarray(weights, dtype=float)[keep], minlength=len(e) + 1).astype(float)
 
 
-def merge_bins(fine_edges: np.ndarray, fine_counts: np.ndarray, coarse_edges: np.ndarray) -> np.ndarray:
+def merge_bins(fine_counts: np.ndarray, *, fine_edges: np.ndarray, coarse_edges: np.ndarray) -> np.ndarray:
     """Full counts over ``coarse_edges`` from full counts over ``fine_edges`` (coarse edges must be fine edges)."""
     fine = np.asarray(fine_edges, dtype=float)
     coarse = np.asarray(coarse_edges, dtype=float)
@@ -99,7 +99,7 @@ def merge_bins(fine_edges: np.ndarray, fine_counts: np.ndarray, coarse_edges: np
     return np.bincount(target, weights=np.asarray(fine_counts, dtype=float), minlength=len(coarse) + 1)
 
 
-def bin_boundaries(edges: np.ndarray, low: float, high: float) -> np.ndarray:
+def bin_boundaries(edges: np.ndarray, *, low: float, high: float) -> np.ndarray:
     """Positions ``[low, e_0, ..., e_k, high]`` of the full bins' ends, clipped into ``[low, high]``.
 
     ``low`` and ``high`` are the smallest and largest value seen on either side; with them the

@@ -1,4 +1,8 @@
-"""Drift statistics: tests and effect sizes comparing a reference distribution with a current one.
+"""Drift statistics: the tests and distances comparing a reference distribution with a current one.
+
+The named methods a configuration chooses between are classes in :mod:`analyzers.stats.drift_methods`
+(one per test and per effect size); this module holds the computations they share, the per-column
+result and the verdict.
 
 Everything works on binned counts (full vectors ``[underflow, counts..., overflow]``, see
 :mod:`analyzers.stats.binning`) or category counts, so a window of millions costs only its bins;
@@ -24,9 +28,17 @@ Missing values
 
 Verdict: with many rows every tiny shift is "significant", with few rows a large effect may be
 noise, so a column drifts only when its adjusted p-value is below ``alpha`` *and* its effect size
-exceeds its threshold.  Default thresholds (``DEFAULT_THRESHOLDS``) flag shifts of about 0.03
-standard deviations and up, well below Evidently's 0.1 (which misses a mean shift of 0.05 sd); the
-p-value gate keeps them from firing on sampling noise in small windows.  PSI keeps its customary 0.1.
+exceeds its threshold by more than sampling alone would give.  Every effect size is positive on two
+samples of one distribution, and by about ``1/sqrt(n)``: Wasserstein averages 0.03 sd between a day
+of 2,000 rows and a week of 14,000 drawn alike, exactly the default threshold.  A threshold met by
+noise is no second gate, so each column also reports ``effect_size_noise``, the mean effect size of
+its method between samples of the same sizes drawn from both sides pooled (computed by
+:mod:`analyzers.stats.drift_methods`), and the effect beyond it (``effect_size - effect_size_noise``)
+is what must exceed the threshold.  With a million rows the noise is a thousandth of a standard
+deviation and a shift of 0.05 sd still counts; on a day of 2,000 rows a column needs about 0.06 sd.
+Default thresholds (each effect size's ``threshold``) flag shifts of about 0.03 standard deviations
+beyond the noise, well below Evidently's 0.1 (which misses a mean shift of 0.05 sd).  PSI keeps its
+customary 0.1.
 """
 
 from __future__ import annotations
@@ -51,15 +63,6 @@ MIN_EXPECTED = 5.0  # chi-square cells expected below this are pooled (Cochran's
 KS_EXACT_MAX_N = 10_000  # above this effective size the binned KS p-value uses the asymptotic distribution
 MAX_NEW_CATEGORIES = 20  # new categories listed by name (their total share is always reported)
 MISSING_THRESHOLD = 0.05  # Cohen's h of the missing rates; 0% -> 0.1% missing is h = 0.063
-DEFAULT_THRESHOLDS: dict[str, float] = {
-    "wasserstein": 0.03,  # in reference standard deviations
-    "ks": 0.015,  # largest CDF gap; a normal mean shift of d sd gives about 0.4 d
-    "jensenshannon": 0.02,  # base 2; a normal mean shift of d sd gives about d / 2.4
-    "chisquare": 0.02,  # Cramér's V of the 2×k table
-    "psi": 0.1,  # the customary "moderate shift" line
-}
-NUMERIC_METHODS = ("wasserstein", "ks", "psi", "jensenshannon", "chisquare")
-CATEGORICAL_METHODS = ("jensenshannon", "psi", "chisquare")
 
 
 @dataclass(frozen=True)
@@ -82,9 +85,13 @@ class MissingRate:
     effect_size: float
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ColumnDrift:
-    """One column's comparison; ``p_value_adjusted`` and the verdicts are filled by :func:`decide`."""
+    """One column's comparison; ``p_value_adjusted`` and the verdicts are filled by :func:`decide`.
+
+    ``extra`` holds the numbers behind the result that are reported as they are (test mode, raw
+    Wasserstein and its scale, means, new categories, ...).
+    """
 
     name: str
     kind: Kind
@@ -96,6 +103,7 @@ class ColumnDrift:
     threshold: float
     n_ref: float
     n_cur: float
+    effect_size_noise: float = 0.0  # the effect size sampling alone gives at these sizes (see the module docstring)
     missing: MissingRate | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     p_value_adjusted: float = math.nan
@@ -107,8 +115,23 @@ class ColumnDrift:
     def drifted(self) -> bool:
         return self.distribution_drifted or self.missing_drifted
 
+    @property
+    def effect_beyond_noise(self) -> float:
+        """The effect size less what sampling alone gives: what the threshold is compared with."""
+        return self.effect_size - self.effect_size_noise
+
+    @property
+    def discrete(self) -> bool:
+        """A numeric column with few distinct values, tested as categories."""
+        return bool(self.extra.get("discrete"))
+
+    @property
+    def new_categories(self) -> list[dict[str, Any]]:
+        """Categories seen only in the current window (``value``, ``count``, ``share``), largest first."""
+        return list(self.extra.get("new_categories") or [])
+
     def to_dict(self) -> dict[str, Any]:
-        """The DESIGN.md feature entry plus the effect-size method, counts and missing-rate test."""
+        """The feature entry of a drift finding: test, effect size, verdicts, counts and the missing-rate test."""
         out: dict[str, Any] = {
             "name": self.name,
             "kind": self.kind,
@@ -119,6 +142,7 @@ class ColumnDrift:
             "effect_size": self.effect_size,
             "drifted": self.drifted,
             "effect_size_method": self.effect_size_method,
+            "effect_size_noise": self.effect_size_noise,
             "threshold": self.threshold,
             "distribution_drifted": self.distribution_drifted,
             "n_ref": self.n_ref,
@@ -135,6 +159,68 @@ class ColumnDrift:
             )
         out.update(self.extra)
         return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ColumnDrift:
+        """The column back from :meth:`to_dict`'s output (a null number reads as NaN)."""
+        missing = None
+        if "missing_rate_ref" in data:
+            missing = MissingRate(
+                rate_ref=_number(data["missing_rate_ref"]),
+                rate_cur=_number(data.get("missing_rate_cur")),
+                statistic=math.nan,
+                p_value=_number(data.get("missing_p_value")),
+                effect_size=_number(data.get("missing_effect_size")),
+            )
+        return cls(
+            name=str(data["name"]),
+            kind=data["kind"],
+            method=str(data["method"]),
+            statistic=_number(data.get("statistic")),
+            p_value=_number(data.get("p_value")),
+            effect_size_method=str(data.get("effect_size_method")),
+            effect_size=_number(data.get("effect_size")),
+            effect_size_noise=_number(data.get("effect_size_noise", 0.0)),
+            threshold=_number(data.get("threshold")),
+            n_ref=_number(data.get("n_ref")),
+            n_cur=_number(data.get("n_cur")),
+            missing=missing,
+            extra={k: v for k, v in data.items() if k not in _COLUMN_KEYS},
+            p_value_adjusted=_number(data.get("p_value_adjusted")),
+            missing_p_value_adjusted=_number(data.get("missing_p_value_adjusted")),
+            distribution_drifted=bool(data.get("distribution_drifted")),
+            missing_drifted=bool(data.get("missing_drifted")),
+        )
+
+
+_COLUMN_KEYS = frozenset(
+    (
+        "name",
+        "kind",
+        "method",
+        "statistic",
+        "p_value",
+        "p_value_adjusted",
+        "effect_size",
+        "drifted",
+        "effect_size_method",
+        "effect_size_noise",
+        "threshold",
+        "distribution_drifted",
+        "n_ref",
+        "n_cur",
+        "missing_rate_ref",
+        "missing_rate_cur",
+        "missing_p_value",
+        "missing_p_value_adjusted",
+        "missing_effect_size",
+        "missing_drifted",
+    )
+)
+
+
+def _number(value: Any) -> float:
+    return math.nan if value is None else float(value)
 
 
 @dataclass(frozen=True)
@@ -180,7 +266,7 @@ def ks_from_samples(ref: np.ndarray, cur: np.ndarray) -> TestResult:
     return TestResult("ks", float(result.statistic), float(result.pvalue))
 
 
-def wasserstein_from_counts(ref: np.ndarray, cur: np.ndarray, edges: np.ndarray, low: float, high: float) -> float:
+def wasserstein_from_counts(ref: np.ndarray, cur: np.ndarray, *, edges: np.ndarray, low: float, high: float) -> float:
     """Wasserstein-1 distance of two binned distributions, linear CDFs inside each bin.
 
     ``low``/``high`` bound the values of both sides (they close the underflow and overflow bins).
@@ -188,7 +274,7 @@ def wasserstein_from_counts(ref: np.ndarray, cur: np.ndarray, edges: np.ndarray,
     n, m = float(np.sum(ref)), float(np.sum(cur))
     if n <= 0 or m <= 0:
         return math.nan
-    x = bin_boundaries(edges, low, high)
+    x = bin_boundaries(edges, low=low, high=high)
     gap = np.concatenate([[0.0], np.cumsum(ref) / n - np.cumsum(cur) / m])  # CDF gap at each boundary
     width = np.diff(x)
     d0, d1 = gap[:-1], gap[1:]
@@ -208,7 +294,7 @@ def wasserstein_from_samples(ref: np.ndarray, cur: np.ndarray) -> float:
     return float(stats.wasserstein_distance(a, b))
 
 
-def spread(ref_std: float | None, cur_std: float | None, ref_mean: float | None) -> float:
+def spread(*, ref_std: float | None, cur_std: float | None, ref_mean: float | None) -> float:
     """What a Wasserstein distance is divided by: the reference's std, else the current's, else |mean|, else 1."""
     for value in (ref_std, cur_std, abs(ref_mean) if ref_mean is not None else None):
         if value is not None and math.isfinite(value) and value > 0:
@@ -219,7 +305,7 @@ def spread(ref_std: float | None, cur_std: float | None, ref_mean: float | None)
 # ---- distances on shares -------------------------------------------------------------------
 
 
-def psi(ref: np.ndarray, cur: np.ndarray, epsilon: float = EPSILON) -> float:
+def psi(ref: np.ndarray, cur: np.ndarray, *, epsilon: float = EPSILON) -> float:
     """Population stability index ``Σ (c - r) ln(c / r)``, shares below ``epsilon`` raised to it."""
     r, c = _shares(ref), _shares(cur)
     if np.isnan(r).any() or np.isnan(c).any():
@@ -275,7 +361,7 @@ def _pool_sparse(table: np.ndarray) -> np.ndarray:
 # ---- missing values ------------------------------------------------------------------------
 
 
-def missing_rate_test(missing_ref: float, n_ref: float, missing_cur: float, n_cur: float) -> MissingRate:
+def missing_rate_test(*, missing_ref: float, n_ref: float, missing_cur: float, n_cur: float) -> MissingRate:
     """Two-proportion z-test (pooled) of the missing rates, with Cohen's h as the effect size.
 
     ``n_*`` count all rows, missing ones included.
@@ -301,151 +387,33 @@ def is_discrete(quantiles: Sequence[float | None]) -> bool:
     return 0 < len(values) <= MAX_DISCRETE_LEVELS
 
 
-def resolve_method(kind: Kind, discrete: bool, override: str | None) -> str:
-    """The effect-size method of a column: the override when valid, else by type.
-
-    Defaults: normalised Wasserstein for numeric columns, Jensen–Shannon distance for categorical
-    and discrete numeric ones (Evidently's large-sample choices, with a p-value gate in front).
-    """
-    allowed = NUMERIC_METHODS if kind == "numeric" else CATEGORICAL_METHODS
-    if override is not None:
-        method = override.lower().replace("-", "").replace("_", "")
-        aliases = {"chi2": "chisquare", "js": "jensenshannon", "kolmogorovsmirnov": "ks"}
-        method = aliases.get(method, method)
-        if method not in allowed:
-            raise ValueError(f"drift method {override!r} does not apply to a {kind} column: use one of {allowed}")
-        return method
-    return "jensenshannon" if kind == "categorical" or discrete else "wasserstein"
-
-
-def numeric_drift(
-    name: str,
-    ref_fine: np.ndarray,
-    cur_fine: np.ndarray,
-    fine_edges: np.ndarray,
-    ref_coarse: np.ndarray,
-    cur_coarse: np.ndarray,
-    low: float,
-    high: float,
-    scale: float,
-    method: str,
-    threshold: float | None = None,
-    discrete: bool = False,
-    samples: tuple[np.ndarray, np.ndarray] | None = None,
-) -> ColumnDrift:
-    """Compare a numeric column from its fine (percentile) and coarse (decile) bin counts.
-
-    Continuous columns are tested with KS (exact on ``samples`` when given), discrete ones and
-    ``method="chisquare"`` with chi-square (on the fine bins, which hold a discrete column's values,
-    or the deciles).  The effect size is ``method``'s measure.
-    """
-    threshold = DEFAULT_THRESHOLDS[method] if threshold is None else threshold
-    cramers_v = math.nan
-    if discrete:
-        test, cramers_v = chi_square(ref_fine, cur_fine)
-    elif method == "chisquare":
-        test, cramers_v = chi_square(ref_coarse, cur_coarse)
-    else:
-        test = ks_from_samples(*samples) if samples is not None else ks_from_counts(ref_fine, cur_fine)
-    extra: dict[str, Any] = {"test_mode": "exact" if samples is not None else "binned"}
-    if method == "wasserstein":
-        raw = wasserstein_from_samples(*samples) if samples is not None else None
-        if raw is None:
-            raw = wasserstein_from_counts(ref_fine, cur_fine, fine_edges, low, high)
-        effect = raw / scale
-        extra.update(wasserstein=raw, scale=scale)
-    elif method == "ks":
-        effect = test.statistic if test.method == "ks" else ks_from_counts(ref_fine, cur_fine).statistic
-    elif method == "psi":
-        effect = psi(ref_coarse, cur_coarse)
-    elif method == "jensenshannon":
-        effect = js_distance(ref_fine, cur_fine) if discrete else js_distance(ref_coarse, cur_coarse)
-    elif method == "chisquare":
-        effect = cramers_v if math.isfinite(cramers_v) else chi_square(ref_coarse, cur_coarse)[1]
-    else:
-        raise ValueError(f"unknown drift method {method!r}: expected one of {NUMERIC_METHODS}")
-    if discrete:
-        extra["discrete"] = True
-    return ColumnDrift(
-        name=name,
-        kind="numeric",
-        method=test.method,
-        statistic=test.statistic,
-        p_value=test.p_value,
-        effect_size_method=method,
-        effect_size=effect,
-        threshold=threshold,
-        n_ref=float(np.sum(ref_fine)),
-        n_cur=float(np.sum(cur_fine)),
-        extra=extra,
-    )
-
-
-def categorical_drift(
-    name: str,
-    ref_counts: Mapping[Any, float],
-    cur_counts: Mapping[Any, float],
-    method: str = "jensenshannon",
-    threshold: float | None = None,
-) -> ColumnDrift:
-    """Compare category counts (the key ``None``, missing, is left out: see :func:`missing_rate_test`).
-
-    Categories seen only in the current window stay in the table (a new category is drift) and are
-    listed in ``new_categories`` (largest first) with their share of the current window.
-    """
-    threshold = DEFAULT_THRESHOLDS[method] if threshold is None else threshold
-    ref = {k: float(v) for k, v in ref_counts.items() if k is not None and v > 0}
-    cur = {k: float(v) for k, v in cur_counts.items() if k is not None and v > 0}
-    keys = sorted(set(ref) | set(cur), key=lambda k: (type(k).__name__, str(k)))
-    r = np.array([ref.get(k, 0.0) for k in keys])
-    c = np.array([cur.get(k, 0.0) for k in keys])
-    test, cramers_v = chi_square(r, c)
-    n_cur = float(c.sum())
-    new = sorted(((k, v) for k, v in cur.items() if k not in ref), key=lambda kv: -kv[1])
-    effects = {"jensenshannon": js_distance, "psi": psi}
-    effect = cramers_v if method == "chisquare" else effects[method](r, c)
-    extra = {
-        "n_categories_ref": len(ref),
-        "n_categories_cur": len(cur),
-        "new_categories": [{"value": k, "count": v, "share": v / n_cur} for k, v in new[:MAX_NEW_CATEGORIES]],
-        "new_categories_share": sum(v for _, v in new) / n_cur if n_cur > 0 else None,
-    }
-    return ColumnDrift(
-        name=name,
-        kind="categorical",
-        method=test.method,
-        statistic=test.statistic,
-        p_value=test.p_value,
-        effect_size_method=method,
-        effect_size=effect,
-        threshold=threshold,
-        n_ref=float(r.sum()),
-        n_cur=n_cur,
-        extra=extra,
-    )
-
-
 def decide(
     columns: Sequence[ColumnDrift],
+    *,
     alpha: float = 0.05,
     correction: Correction = "bh",
     drift_share: float = 0.5,
     missing_threshold: float = MISSING_THRESHOLD,
 ) -> DatasetDrift:
     """Adjust every p-value of the family (distribution and missing-rate tests together), set each
-    column's verdicts, and give the dataset verdict (share of drifted columns >= ``drift_share``)."""
+    column's verdicts, and give the dataset verdict (share of drifted columns >= ``drift_share``).
+
+    A column's distribution drifted when its adjusted p-value is below ``alpha`` and its effect size
+    beyond sampling noise (``effect_size - effect_size_noise``) exceeds its threshold; its missing rate
+    when that test's adjusted p-value is below ``alpha`` and ``|Cohen's h|`` exceeds ``missing_threshold``.
+    """
     p_values: list[float] = []
     for column in columns:
         p_values.append(column.p_value)
         p_values.append(column.missing.p_value if column.missing is not None else math.nan)
-    adjusted = adjust(np.asarray(p_values, dtype=float), correction) if p_values else np.empty(0)
+    adjusted = adjust(np.asarray(p_values, dtype=float), method=correction) if p_values else np.empty(0)
     for i, column in enumerate(columns):
         column.p_value_adjusted = float(adjusted[2 * i])
         column.missing_p_value_adjusted = float(adjusted[2 * i + 1])
         column.distribution_drifted = bool(
             column.p_value_adjusted < alpha
-            and math.isfinite(column.effect_size)
-            and column.effect_size > column.threshold
+            and math.isfinite(column.effect_beyond_noise)
+            and column.effect_beyond_noise > column.threshold
         )
         missing = column.missing
         column.missing_drifted = bool(

@@ -97,17 +97,17 @@ class GroupMetrics:
     precision: Estimate
 
 
-def group_metrics(group: Hashable, counts: ConfusionCounts, confidence: float = 0.95) -> GroupMetrics:
+def group_metrics(group: Hashable, counts: ConfusionCounts, *, confidence: float = 0.95) -> GroupMetrics:
     """Rates of one group; a rate whose denominator is 0 is ``None``."""
     c = counts
     return GroupMetrics(
         group=group,
         counts=c,
-        selection_rate=wilson(c.selected, c.n, confidence),
-        accuracy=wilson(c.tp + c.tn, c.labeled, confidence),
-        tpr=wilson(c.tp, c.tp + c.fn, confidence),
-        fpr=wilson(c.fp, c.fp + c.tn, confidence),
-        precision=wilson(c.tp, c.tp + c.fp, confidence),
+        selection_rate=wilson(c.selected, c.n, confidence=confidence),
+        accuracy=wilson(c.tp + c.tn, c.labeled, confidence=confidence),
+        tpr=wilson(c.tp, c.tp + c.fn, confidence=confidence),
+        fpr=wilson(c.fp, c.fp + c.tn, confidence=confidence),
+        precision=wilson(c.tp, c.tp + c.fp, confidence=confidence),
     )
 
 
@@ -198,9 +198,11 @@ def _spread(
         hi = max(rates, key=lambda g: rates[g])
         lo = min(rates, key=lambda g: rates[g])
         rhi, rlo = hi, lo
-    diff = newcombe_difference(*_count_pair(metric, counts[hi]), *_count_pair(metric, counts[lo]), confidence)
+    (x_hi, n_hi), (x_lo, n_lo) = _count_pair(metric, counts[hi]), _count_pair(metric, counts[lo])
+    diff = newcombe_difference(x_hi, n_hi, x_lo, n_lo, confidence=confidence)
     ratio_value = _safe_ratio(rates[rlo], rates[rhi])
-    ratio_ci = ratio_interval(*_count_pair(metric, counts[rlo]), *_count_pair(metric, counts[rhi]), confidence)
+    (x_rlo, n_rlo), (x_rhi, n_rhi) = _count_pair(metric, counts[rlo]), _count_pair(metric, counts[rhi])
+    ratio_ci = ratio_interval(x_rlo, n_rlo, x_rhi, n_rhi, confidence=confidence)
     return (
         Spread(rates[hi] - rates[lo], diff, (hi, lo)),
         Spread(ratio_value, Estimate(ratio_value, ratio_ci.low, ratio_ci.high), (rlo, rhi)),
@@ -234,7 +236,7 @@ def assess_attribute(
     Selection-rate measures need ``n >= min_group_size``; label-based ones need that many labelled rows.
     A named reference group that is too small or absent leaves the parity measures ``None``.
     """
-    metrics = [group_metrics(g, c, confidence) for g, c in counts.items()]
+    metrics = [group_metrics(g, c, confidence=confidence) for g, c in counts.items()]
     eligible = {g: c.n >= min_group_size and c.n > 0 for g, c in counts.items()}
     label_eligible = {g: eligible[g] and c.labeled >= max(min_group_size, 1) for g, c in counts.items()}
     sel_counts = {g: c for g, c in counts.items() if eligible[g]}
@@ -265,8 +267,8 @@ def assess_attribute(
                 metric,
                 g,
                 ref,
-                newcombe_difference(gx, gn, rx, rn, compare),
-                ratio_interval(gx, gn, rx, rn, compare),
+                newcombe_difference(gx, gn, rx, rn, confidence=compare),
+                ratio_interval(gx, gn, rx, rn, confidence=compare),
             )
     return AttributeFairness(
         name=name,

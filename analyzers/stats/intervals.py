@@ -6,6 +6,7 @@ sample size, which is exact without sampling and somewhat optimistic with it.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -34,8 +35,9 @@ class Estimate:
 NONE = Estimate(None, None, None)
 
 
+@functools.lru_cache(maxsize=256)
 def z_value(confidence: float) -> float:
-    """Two-sided normal quantile for a confidence level in (0, 1)."""
+    """Two-sided normal quantile for a confidence level in (0, 1) (remembered: jobs ask for a few levels often)."""
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be between 0 and 1, got {confidence!r}")
     return float(norm.ppf(1 - (1 - confidence) / 2))
@@ -46,7 +48,7 @@ def proportion(successes: float, n: float) -> float | None:
     return successes / n if n > 0 else None
 
 
-def wilson(successes: float, n: float, confidence: float = 0.95) -> Estimate:
+def wilson(successes: float, n: float, *, confidence: float = 0.95) -> Estimate:
     """Proportion with the Wilson score interval (good coverage for small n and rates near 0 or 1)."""
     if n <= 0:
         return NONE
@@ -61,13 +63,13 @@ def wilson(successes: float, n: float, confidence: float = 0.95) -> Estimate:
     return Estimate(p, max(0.0, center - half), min(1.0, center + half))
 
 
-def newcombe_difference(x1: float, n1: float, x2: float, n2: float, confidence: float = 0.95) -> Estimate:
+def newcombe_difference(x1: float, n1: float, x2: float, n2: float, *, confidence: float = 0.95) -> Estimate:
     """``p1 - p2`` with Newcombe's hybrid score interval (method 10, built from two Wilson intervals).
 
     Unlike the Wald interval it stays inside [-1, 1] and keeps its coverage for small or extreme counts.
     """
-    a, b = wilson(x1, n1, confidence), wilson(x2, n2, confidence)
-    if a.value is None or b.value is None:
+    a, b = wilson(x1, n1, confidence=confidence), wilson(x2, n2, confidence=confidence)
+    if a.value is None or b.value is None or a.low is None or a.high is None or b.low is None or b.high is None:
         return NONE
     p1, p2 = a.value, b.value
     diff = p1 - p2
@@ -76,7 +78,7 @@ def newcombe_difference(x1: float, n1: float, x2: float, n2: float, confidence: 
     return Estimate(diff, max(-1.0, low), min(1.0, high))
 
 
-def ratio_interval(x1: float, n1: float, x2: float, n2: float, confidence: float = 0.95) -> Estimate:
+def ratio_interval(x1: float, n1: float, x2: float, n2: float, *, confidence: float = 0.95) -> Estimate:
     """``p1 / p2`` with the Katz log interval; the interval is ``None`` when either count of successes is 0."""
     p1, p2 = proportion(x1, n1), proportion(x2, n2)
     if p1 is None or p2 is None or p2 == 0:

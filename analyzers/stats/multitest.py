@@ -40,7 +40,7 @@ def bonferroni(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
     return np.minimum(p * max(m, 1), 1.0)
 
 
-def adjust(p_values: Sequence[float] | np.ndarray, method: Correction = "bh") -> np.ndarray:
+def adjust(p_values: Sequence[float] | np.ndarray, *, method: Correction = "bh") -> np.ndarray:
     """Adjusted p-values by ``bh`` (default), ``bonferroni`` or ``none`` (unchanged)."""
     if method == "bh":
         return benjamini_hochberg(p_values)

@@ -66,7 +66,7 @@ class ClassificationMetrics:
 
 
 def classification_metrics(
-    confusion: Mapping[tuple[Any, Any], float], positive_label: Any = 1, confidence: float = 0.95
+    confusion: Mapping[tuple[Any, Any], float], *, positive_label: Any = 1, confidence: float = 0.95
 ) -> ClassificationMetrics:
     """Metrics from weighted counts keyed by ``(prediction, label)``.
 
@@ -84,6 +84,8 @@ def classification_metrics(
     correct = sum(w for (p, y), w in cells.items() if p == y)
     classes = sorted({k for pair in cells for k in pair if k is not None}, key=lambda v: (str(type(v)), v))
     pos = next((c for c in classes if is_positive(c, positive_label)), None)
+    precision_counts: tuple[float, float] | None
+    recall_counts: tuple[float, float] | None
     if len(classes) <= 2 and pos is not None:
         p, r, f = _prf(cells, pos)
         average = "binary"
@@ -96,7 +98,7 @@ def classification_metrics(
         average = "macro"
         precision_counts = recall_counts = None
     return ClassificationMetrics(
-        n, wilson(correct, n, confidence), p, r, f, average, classes, precision_counts, recall_counts
+        n, wilson(correct, n, confidence=confidence), p, r, f, average, classes, precision_counts, recall_counts
     )
 
 
@@ -134,7 +136,7 @@ class ScoreAccumulator:
         self.neg = np.zeros(len(self.edges) - 1)
 
     @classmethod
-    def for_range(cls, low: float, high: float, bins: int = 20_000) -> ScoreAccumulator:
+    def for_range(cls, low: float, high: float, *, bins: int = 20_000) -> ScoreAccumulator:
         """Fine bins over ``[low, high]`` (``[0, 1]`` for probabilities)."""
         if not high > low:
             high = low + 1.0

@@ -1,4 +1,11 @@
-"""The ``Store`` interface: what the jobs need from wherever predictions live.
+"""The store's ports: reading predictions, keeping findings, keeping alert state; ``Store`` is all three.
+
+``PredictionReader`` is what jobs and reports read through, ``FindingStore`` where findings are
+written and read back, ``StateStore`` where alert state, the outbox and heartbeats live.  Each part of
+predwatch asks for the narrowest port it uses, so an adapter may implement one port alone (a reference
+file is only a ``PredictionReader``) or reuse another's (the local store keeps findings and state in
+``SqliteState``, which any new store can hold too).  ``analyzers.store.factory`` is the one place that
+picks the adapter a configuration names.
 
 Jobs speak in queries (model, time window, filters) and logical column names
 (``features.amount``, ``groups.region``, ``prediction``, ``score``, ``label``, ``latency_ms``,
@@ -19,7 +26,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -131,8 +138,11 @@ class ScanReport:
     duplicates: int = 0
 
 
-class Store(ABC):
-    """Where predictions are read and analyzer results and alert state are kept."""
+_Reader = TypeVar("_Reader", bound="PredictionReader")
+
+
+class PredictionReader(ABC):
+    """Where predictions are read: windows in, rows, samples and aggregates out."""
 
     # ---- schema discovery -------------------------------------------------------------
     @abstractmethod
@@ -206,7 +216,29 @@ class Store(ABC):
         """Counts per time bucket over the whole window, empty buckets included: columns
         ``start`` (tz-aware UTC), ``count`` (all events) and ``failures`` (``outcome == failure``)."""
 
-    # ---- results and alert state ------------------------------------------------------
+    # ---- housekeeping -----------------------------------------------------------------
+    def budget(self, seconds: float) -> contextlib.AbstractContextManager[None]:
+        """Bound the reads made by this thread inside the block to ``seconds`` in total (a job's timeout),
+        for stores that wait on a server; this default sets no bound."""
+        return contextlib.nullcontext()
+
+    def scan_report(self) -> ScanReport:
+        """What the last reads passed over (bad lines, duplicates)."""
+        return ScanReport()
+
+    def close(self) -> None:
+        """Release connections and files."""
+
+    def __enter__(self: _Reader) -> _Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class FindingStore(ABC):
+    """Where findings are kept: written once per id (idempotent), read back by model, job and time."""
+
     @abstractmethod
     def write_findings(self, findings: Sequence[Finding]) -> None:
         """Store findings; writing the same finding id again replaces it (idempotent)."""
@@ -216,6 +248,10 @@ class Store(ABC):
         self, model: str | None = None, job: str | None = None, since: Any = None, until: Any = None
     ) -> list[Finding]:
         """Stored findings, oldest window first, filtered by model, job and window end time."""
+
+
+class StateStore(ABC):
+    """Where alert state, the outbox and heartbeats live: documents by key with optimistic concurrency."""
 
     @abstractmethod
     def get_state(self, key: str) -> tuple[dict[str, Any], Any] | None:
@@ -235,21 +271,6 @@ class Store(ABC):
     def list_state(self, prefix: str = "") -> dict[str, tuple[dict[str, Any], Any]]:
         """Every state document whose key starts with ``prefix``, with its version token."""
 
-    # ---- housekeeping -----------------------------------------------------------------
-    def budget(self, seconds: float) -> contextlib.AbstractContextManager[None]:
-        """Bound the reads made by this thread inside the block to ``seconds`` in total (a job's timeout),
-        for stores that wait on a server; this default sets no bound."""
-        return contextlib.nullcontext()
 
-    def scan_report(self) -> ScanReport:
-        """What the last reads passed over (bad lines, duplicates)."""
-        return ScanReport()
-
-    def close(self) -> None:
-        """Release connections and files."""
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+class Store(PredictionReader, FindingStore, StateStore):
+    """Everything a configured store provides: predictions to read, findings and alert state to keep."""

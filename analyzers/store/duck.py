@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 
 from analyzers.config.models import DEFAULT_MEMORY_LIMIT
 from analyzers.stats.binning import bin_counts
-from analyzers.store.base import ROW_COLUMNS, ColumnInfo, Histogram, NumericSummary, Query, StoreError
+from analyzers.store.base import ROW_COLUMNS, ColumnInfo, ColumnKind, Histogram, NumericSummary, Query, StoreError
 from logshipper.schema import FEATURE_PREFIX, GROUP_PREFIX
 
 NUMERIC_COLUMNS = ("score", "latency_ms", "sample_rate")
@@ -186,7 +186,7 @@ class DuckAggregates:
             weighted, present, numeric = row[3 * i], row[3 * i + 1], row[3 * i + 2]
             if not present:
                 continue
-            kind = "numeric" if (present == numeric and not c.startswith(GROUP_PREFIX)) else "categorical"
+            kind: ColumnKind = "numeric" if (present == numeric and not c.startswith(GROUP_PREFIX)) else "categorical"
             out.append(ColumnInfo(c, kind, float(weighted or 0.0)))
         return out
 
@@ -341,7 +341,7 @@ class DuckAggregates:
         return fixed + dynamic
 
     @staticmethod
-    def _frame(table: pa.Table, kinds: dict[str, str]) -> pd.DataFrame:
+    def _frame(table: pa.Table, kinds: Mapping[str, str]) -> pd.DataFrame:
         """An Arrow result as rows() and sample() promise it: JSON-text cells decoded, times in UTC."""
         columns: dict[str, Any] = {}
         for name, column in zip(table.column_names, table.columns, strict=True):

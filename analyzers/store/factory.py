@@ -1,13 +1,21 @@
-"""Open the store a configuration names: local files by default, Elasticsearch when configured."""
+"""Open the store a configuration names: the one place that picks an adapter.
+
+Each kind of store in ``store:`` (see :mod:`analyzers.store.settings`) has an opener here; the adapter's
+module is imported only when it is opened, so a local installation never loads Elasticsearch.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from analyzers.config.models import DEFAULT_MEMORY_LIMIT, Config
 from analyzers.store.base import Store
-from analyzers.store.local import LocalStore, default_state_dir
+
+if TYPE_CHECKING:
+    from analyzers.config.models import Config
+    from analyzers.store.settings import ElasticsearchStoreConfig, LocalStoreConfig
 
 
 def _resolve(path: str, base: Path | None) -> Path:
@@ -15,14 +23,27 @@ def _resolve(path: str, base: Path | None) -> Path:
     return candidate if candidate.is_absolute() or base is None else base / candidate
 
 
+def _open_local(config: Config, settings: LocalStoreConfig, base: Path | None) -> Store:
+    from analyzers.store.local import LocalStore, default_state_dir
+
+    log_dir = _resolve(settings.path, base)
+    state_dir = _resolve(config.state.path, base) if config.state.path else default_state_dir(log_dir)
+    return LocalStore(log_dir, state_dir, memory_limit=settings.memory_limit)
+
+
+def _open_elasticsearch(config: Config, settings: ElasticsearchStoreConfig, base: Path | None) -> Store:
+    from analyzers.store.elastic import ElasticsearchStore
+
+    return ElasticsearchStore.from_config(settings, config_dir=base)
+
+
+OPENERS: dict[str, Callable[[Config, Any, Path | None], Store]] = {
+    "local": _open_local,
+    "elasticsearch": _open_elasticsearch,
+}
+
+
 def open_store(config: Config, config_dir: str | os.PathLike[str] | None = None) -> Store:
     """The configured store; relative paths are taken from the config file's directory."""
-    base = Path(config_dir) if config_dir is not None else None
-    if config.store.elasticsearch is not None:
-        from analyzers.store.elastic import ElasticsearchStore
-
-        return ElasticsearchStore.from_config(config.store.elasticsearch, config_dir=base)
-    local = config.store.local
-    log_dir = _resolve(local.path if local else "./logs", base)
-    state_dir = _resolve(config.state.path, base) if config.state.path else default_state_dir(log_dir)
-    return LocalStore(log_dir, state_dir, memory_limit=local.memory_limit if local else DEFAULT_MEMORY_LIMIT)
+    kind, settings = config.store.chosen()
+    return OPENERS[kind](config, settings, Path(config_dir) if config_dir is not None else None)

@@ -235,8 +235,8 @@ class LocalStore(DuckAggregates, Store):
             QUALIFY row_number() OVER (PARTITION BY pid ORDER BY ts DESC, file DESC, line_no DESC) = 1""",
             [model],
         )
-        (repeated,) = self._con.execute(f"SELECT count(*) FROM {dups}").fetchone()
-        (labelled,) = self._con.execute(f"SELECT count(*) FROM {feedback}").fetchone()
+        (repeated,) = self._con.execute(f"SELECT count(*) FROM {dups}").fetchone() or (0,)
+        (labelled,) = self._con.execute(f"SELECT count(*) FROM {feedback}").fetchone() or (0,)
         joins = f" ANTI JOIN {dups} USING (file, line_no)" if repeated else ""
         label = "CAST(NULL AS VARCHAR)"
         if labelled:

@@ -12,12 +12,16 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import duckdb
 import pandas as pd
 
 from analyzers.store.base import SkippedLine
 from logshipper import schema
+
+if TYPE_CHECKING:
+    from duckdb.sqltypes import DuckDBPyType  # duckdb.typing before DuckDB 2
 
 FILE_PATTERN = re.compile(
     re.escape(schema.LOG_FILE_PREFIX) + r"(\d{4}-\d{2}-\d{2})" + re.escape(schema.LOG_FILE_SUFFIX) + r"(\.\d+)?(\.gz)?$"
@@ -62,7 +66,7 @@ class LogFile:
 
 def discover(log_dir: Path) -> list[LogFile]:
     """Every daily log file under ``log_dir`` (one folder per service, or the files directly)."""
-    found = []
+    found: list[LogFile] = []
     if not log_dir.is_dir():
         return found
     for path in sorted([*log_dir.glob("*/predictions-*"), *log_dir.glob("predictions-*")]):
@@ -241,12 +245,12 @@ _NUMBER = {
 }
 
 
-def _type_name(dtype: duckdb.typing.DuckDBPyType) -> str:
+def _type_name(dtype: DuckDBPyType) -> str:
     return str(dtype.id).upper()
 
 
-def _children(dtype: duckdb.typing.DuckDBPyType) -> dict[str, duckdb.typing.DuckDBPyType]:
-    return dict(dtype.children) if _type_name(dtype) == "STRUCT" else {}
+def _children(dtype: DuckDBPyType) -> dict[str, DuckDBPyType]:
+    return cast("dict[str, DuckDBPyType]", dict(dtype.children)) if _type_name(dtype) == "STRUCT" else {}
 
 
 def _load_typed(con: duckdb.DuckDBPyConnection, log_file: LogFile, table: str, parquet: Path | None) -> bool:
@@ -267,7 +271,7 @@ def _load_typed(con: duckdb.DuckDBPyConnection, log_file: LogFile, table: str, p
     except duckdb.Error:
         return False
 
-    def field(*path: str) -> tuple[str, duckdb.typing.DuckDBPyType] | None:
+    def field(*path: str) -> tuple[str, DuckDBPyType] | None:
         if path[0] not in top:
             return None
         expr, dtype = _ident(path[0]), top[path[0]]
@@ -288,7 +292,7 @@ def _load_typed(con: duckdb.DuckDBPyConnection, log_file: LogFile, table: str, p
             return "CAST(NULL AS DOUBLE)"
         return f"CAST({found[0]} AS DOUBLE)" if _type_name(found[1]) in _NUMBER else None
 
-    def value(expr: str, dtype: duckdb.typing.DuckDBPyType) -> str:
+    def value(expr: str, dtype: DuckDBPyType) -> str:
         name = _type_name(dtype)
         if name in _NUMBER:
             return f"CAST({expr} AS DOUBLE)"
@@ -360,11 +364,11 @@ def _load_typed(con: duckdb.DuckDBPyConnection, log_file: LogFile, table: str, p
             write(typed_source)
         except duckdb.Error:
             write(source)
-        invalid = con.execute(
+        (invalid,) = con.execute(
             f"""SELECT count(*) FROM {written} WHERE ts IS NULL OR pid IS NULL OR pid = ''
                 OR dataset IS NULL OR dataset NOT IN ('ml.prediction', 'ml.feedback')
                 OR (dataset = 'ml.prediction' AND model IS NULL) OR rate <= 0 OR rate > 1"""
-        ).fetchone()[0]
+        ).fetchone() or (1,)
     except duckdb.Error:
         invalid = 1
     if invalid:

@@ -1,4 +1,4 @@
-"""A reference data set from a file (Parquet, CSV or NDJSON of the training data) as a read-only Store.
+"""A reference data set from a file (Parquet, CSV or NDJSON of the training data) as a ``PredictionReader``.
 
 Columns are feature names; ``prediction``, ``score``, ``label``, ``prediction_id``, ``entity_id`` and
 ``model_version`` keep their meaning, and ``groups.<name>`` columns are group attributes.  Every
@@ -8,12 +8,9 @@ row is in every window: a training set has no time.  The SQL is the local store'
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from analyzers.findings import Finding
-from analyzers.store.base import Query, Store, StoreError
+from analyzers.store.base import PredictionReader, Query, StoreError
 from analyzers.store.duck import DuckAggregates, quote
 from logshipper.schema import FEATURE_PREFIX, GROUP_PREFIX
 
@@ -30,8 +27,8 @@ _KEPT = {"prediction_id", "entity_id", "model_version"}
 _JSON = {"prediction", "label"}
 
 
-class ReferenceFileStore(DuckAggregates, Store):
-    """Read-only Store over one table file; results and state are not kept here."""
+class ReferenceFileStore(DuckAggregates, PredictionReader):
+    """Predictions read from one table file; it keeps no findings or state (it is not a ``Store``)."""
 
     def __init__(self, path: str | os.PathLike[str], model: str) -> None:
         super().__init__()
@@ -78,25 +75,7 @@ class ReferenceFileStore(DuckAggregates, Store):
     def _table(self, query: Query) -> str:
         return "_pw_reference"
 
-    def _read_only(self, *args: Any, **kwargs: Any) -> Any:
-        raise StoreError(f"reference file {self.path} is read-only: results and state live in the main store")
 
-    def write_findings(self, findings: Sequence[Finding]) -> None:
-        self._read_only()
-
-    def read_findings(self, model: str | None = None, job: str | None = None, since: Any = None, until: Any = None):
-        return []
-
-    def get_state(self, key: str) -> tuple[dict[str, Any], Any] | None:
-        return None
-
-    put_state = _read_only
-    delete_state = _read_only
-
-    def list_state(self, prefix: str = "") -> dict[str, tuple[dict[str, Any], Any]]:
-        return {}
-
-
-def open_reference_file(path: str | os.PathLike[str], model: str) -> Store:
-    """A Store over a training-data file; its rows count as inside any window."""
+def open_reference_file(path: str | os.PathLike[str], model: str) -> PredictionReader:
+    """The predictions of a training-data file; its rows count as inside any window."""
     return ReferenceFileStore(path, model)

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from analyzers.findings import Finding
-from analyzers.store.base import ConflictError, StoreError
+from analyzers.store.base import ConflictError, FindingStore, StateStore, StoreError
 from analyzers.timeutil import format_time, parse_time
 
 _SCHEMA = """
@@ -27,7 +27,7 @@ CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, version INTEGER NOT NULL
 """
 
 
-class SqliteState:
+class SqliteState(FindingStore, StateStore):
     """Findings and versioned state documents in ``<state_dir>/predwatch.sqlite``."""
 
     def __init__(self, state_dir: Path) -> None:

@@ -3,7 +3,8 @@ result modules.
 
 Where each answer comes from:
 
-- Aggregates over predictions are Elasticsearch aggregations (:mod:`aggregates`, :mod:`profile`); the column
+- Aggregates over predictions are Elasticsearch aggregations (:mod:`aggregates`, :mod:`profile`); a count is
+  taken from the query's volume when that was read (the coverage check reads it first); the column
   profile of a query (presence, numeric summaries, categories) is one search, reused by ``columns``,
   ``numeric_summaries`` and ``category_counts`` of that query for ``CACHE_TTL`` seconds.
 - Anything that involves the label (the ``label`` column, ``has_label``) is computed here over the window's
@@ -119,6 +120,7 @@ class ElasticsearchStore(Store):
         self._profiles = _Cache()
         self._facts = _Cache()
         self._scans = _Cache()
+        self._totals = _Cache()
         self._state_index_ready = False
 
     @classmethod
@@ -179,8 +181,12 @@ class ElasticsearchStore(Store):
         return rows.rowset(self._conn, base, [c for c in columns if c != "label"]).without(labelled)
 
     def _total(self, query: Query) -> float:
-        cached = self._profiles.peek(_key(query.with_(has_label=None)))
-        return cached.total if cached is not None else aggregates.count(self._conn, query.with_(has_label=None))
+        """The query's weighted count: from its profile or its volume when either was read, else one search."""
+        base = query.with_(has_label=None)
+        cached = self._profiles.peek(_key(base))
+        if cached is not None:
+            return float(cached.total)
+        return self._totals.get(_key(base), lambda: aggregates.count(self._conn, base))
 
     # ---- aggregates ---------------------------------------------------------------------------------
     def count(self, query: Query) -> float:
@@ -392,6 +398,7 @@ class ElasticsearchStore(Store):
         if bucket.total_seconds() <= 0:
             raise ValueError("volume bucket must be positive")
         whole = aggregates.volume(self._conn, query.with_(has_label=None), query.window, bucket)
+        self._totals.put(_key(query.with_(has_label=None)), float(whole["count"].sum()))  # a count comes free
         if query.has_label is None:
             return whole
         part = _local_volume(self._labelled(query, ["outcome", "timestamp"]), query.window, bucket, whole["start"])
