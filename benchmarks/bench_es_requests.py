@@ -217,26 +217,55 @@ def _terms(query: Any) -> list[str] | None:
     return None
 
 
+def _replayed(frame: Any) -> list[int]:
+    """The model the replay job re-runs: it predicts what the stand-in logged (``label = i % 2``) for none."""
+    return [0] * len(frame)
+
+
+JOB_CONFIGS = {  # each job's settings, by the name of its configuration class (absent in older checkouts)
+    "drift": ("DriftConfig", {"reference": {"last": "1d"}}),
+    "fairness": ("FairnessConfig", {"groups": ["region"], "min_group_size": 1}),
+    "performance": ("PerformanceConfig", {}),
+    "ops": ("OpsConfig", {}),
+    "canary": ("CanaryConfig", {"window": "1d"}),
+    "estimation": ("EstimationConfig", {"reference": {"last": "1d"}}),
+}
+
+
+def _job(job: str) -> Any:
+    """A function of (store, window) running ``job`` over the model ``fraud``, or ``None`` when this checkout
+    has no such job."""
+    from analyzers.config import models
+
+    if job == "replay":
+        from analyzers.jobs.replay import replay
+
+        return lambda store, window: replay(store, "fraud", window, target=_replayed)
+    name, settings = JOB_CONFIGS[job]
+    config_class = getattr(models, name, None)
+    if config_class is None:
+        return None
+    from analyzers.runner import job_function
+
+    config = config_class(**settings)
+    return lambda store, window: job_function(job)(store, "fraud", config, window)
+
+
 def run(job: str, rows: int, labels: int) -> dict[str, Any]:
     """One job over a day against the stand-in: its searches, requests and request bodies."""
-    from analyzers.config.models import DriftConfig, FairnessConfig, OpsConfig, PerformanceConfig
-    from analyzers.runner import job_function
     from analyzers.store.elastic import ElasticsearchStore
     from analyzers.timeutil import Window
     from elasticsearch import Elasticsearch
 
+    task = _job(job)
+    if task is None:
+        return {"job": job, "status": "not in this checkout"}
     responder = Responder(rows, labels)
     server, url = responder.serve()
-    configs = {
-        "drift": DriftConfig(reference={"last": "1d"}),
-        "fairness": FairnessConfig(groups=["region"], min_group_size=1),
-        "performance": PerformanceConfig(),
-        "ops": OpsConfig(),
-    }
     client = Elasticsearch(url, max_retries=0, request_timeout=600)
     store = ElasticsearchStore(client)
     window = Window(START, START + timedelta(days=1))
-    finding = job_function(job)(store, "fraud", configs[job], window)
+    finding = task(store, window)
     client.close()
     server.shutdown()
     searches = [s for s in responder.sent if s[1].endswith("_search")]
@@ -255,7 +284,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="predictions in each window")
     parser.add_argument("--labels", type=int, default=1_000_000, help="feedback events of the window")
-    parser.add_argument("--jobs", default="drift,fairness,performance,ops")
+    parser.add_argument("--jobs", default="drift,fairness,performance,ops,replay,canary,estimation")
     args = parser.parse_args()
     for job in args.jobs.split(","):
         print(json.dumps(run(job, args.rows, args.labels)))

@@ -152,6 +152,30 @@ def test_runs_survive_a_refused_then_hung_then_returning_elasticsearch(tmp_path:
     assert "resolved" in notices[1]
 
 
+def test_the_outbox_round_sees_the_outage_end_when_no_job_runs(tmp_path: Path, monkeypatch) -> None:
+    recorder = Recorder()
+    monkeypatch.setattr(connection, "DOWN_FOR", 0.0)
+    port = free_port()
+    loaded = load_config(config_file(tmp_path, port))
+    with open_store(loaded.config, loaded.directory) as store:
+        scheduler = Scheduler(loaded, store, senders={"terminal": recorder})
+        scheduler.flush_outbox()  # refused: one monitoring problem, and nothing to deliver meanwhile
+        scheduler.flush_outbox()
+        assert scheduler.outage.active
+        assert scheduler.deliver() is None
+        emulator, serving = emulator_with_predictions(port)
+        try:
+            scheduler.flush_outbox()
+        finally:
+            serving.__exit__(None, None, None)
+        check_requests(emulator.requests)
+    assert not scheduler.outage.active
+    notices = recorder.outage_notices()
+    assert len(notices) == 2
+    assert "(critical)" in notices[0]
+    assert "resolved" in notices[1]
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_predwatch_run_stays_up_while_elasticsearch_refuses(tmp_path: Path) -> None:
     port = free_port()
