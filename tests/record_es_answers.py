@@ -23,6 +23,13 @@ from analyzers.store.elastic import ElasticsearchStore, limits
 from tests import live_es
 from tests.store_contract import DAY1, VALUES_DAY, all_events
 
+# Dead letters as Filebeat writes them (the event's time, its text, ``error.type``), in the contract's first day.
+DEAD_LETTERS = [
+    ("r0", {"@timestamp": "2026-11-20T01:00:00Z", "message": "{not json", "error": {"type": "json"}}),
+    ("r1", {"@timestamp": "2026-11-20T02:00:00Z", "message": '{"ml": {}}', "error": {"type": "400"}}),
+    ("r2", {"@timestamp": "2026-11-20T03:00:00Z", "message": '{"ml": {}}', "error": {"type": "400"}}),
+]
+
 HERE = Path(__file__).resolve().parent / "recorded_es"
 
 # file -> (what the store is asked, which of its requests' answers: method, path pattern, nth match)
@@ -116,6 +123,8 @@ SCENARIOS: dict[str, tuple[Callable[[ElasticsearchStore, str], Any], str, str, i
         r"/ml-predictions-[^,]*/_search",
         0,
     ),
+    "stats_deadletter": (lambda s, m: s.dead_letters(DAY1), "GET", r"/ml-deadletter/_stats/docs,store", 0),
+    "search_deadletters": (lambda s, m: s.dead_letters(DAY1), "POST", r"/ml-deadletter/_search", 0),
 }
 
 
@@ -127,6 +136,8 @@ def record() -> list[Path]:
         limits.COMPOSITE_PAGE = 2 if "composite_page" in name else defaults[0]
         limits.PAGE = 2 if "rows_page" in name else defaults[1]
         with live_es.emulated(all_events) as (store, model, emulator):
+            for doc_id, letter in DEAD_LETTERS:
+                emulator.put_doc("ml-deadletter", doc_id, letter, "index", {})
             ask(store, model)
             answers = [
                 answer

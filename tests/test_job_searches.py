@@ -149,4 +149,5 @@ def test_dead_letters_are_measured_for_the_ops_report() -> None:
         check_requests(emulator.requests)
     assert isinstance(found, DeadLetters)
     assert (found.documents, found.in_window, found.by_reason) == (3, 3, {"400": 2, "json": 1})
+    assert found.first == {"400": "ml-deadletter-000001/r0", "json": "ml-deadletter-000001/r2"}
     assert found.bytes > 0

@@ -389,6 +389,21 @@ def test_a_sample_is_one_search(fake: FakeElasticsearch, store: ElasticsearchSto
     assert sent.body["size"] == 3
 
 
+def test_dead_letters_are_counted_by_reason_with_the_first_of_each(fake: FakeElasticsearch, store: ElasticsearchStore):
+    fake.on("GET", "/ml-deadletter/_stats/docs,store", "stats_deadletter")
+    fake.on("POST", "/ml-deadletter/_search", "search_deadletters")
+    found = store.dead_letters(DAY1)
+    assert (found.documents, found.bytes, found.in_window) == (3, 277, 3)
+    assert found.by_reason == {"400": 2, "json": 1}
+    assert found.first == {"400": "ml-deadletter-000001/r1", "json": "ml-deadletter-000001/r0"}
+    (sent,) = fake.sent("POST", "/ml-deadletter/_search")
+    assert sent.body["size"] == 0
+    assert sent.body["query"]["range"]["@timestamp"]["lt"] == "2026-11-21T00:00:00.000Z"
+    reasons = sent.body["aggregations"]["reasons"]
+    assert reasons["terms"]["field"] == "error.type"
+    assert reasons["aggregations"]["first"]["top_hits"]["sort"] == [{"@timestamp": {"order": "asc"}}]
+
+
 # ---- findings and alert state ------------------------------------------------------------------------------
 def _finding(**metrics: Any) -> Finding:
     payload = DriftMetrics(n_cur=100, **metrics)

@@ -1,8 +1,9 @@
 """What the dead-letter alias holds: lines Filebeat could not decode and documents the cluster rejected.
 
-The ops job reports it (wired through the store's quality report): the alias's size, so a growing pile is
-seen, and the window's dead letters by reason (Filebeat's ``error.type``: the HTTP status of a rejection,
-``json`` for a line that was not JSON).
+What a data-quality report needs of it: the alias's size, so a growing pile is seen, and the window's dead
+letters by reason (Filebeat's ``error.type``: the HTTP status of a rejection, ``json`` for a line that was not
+JSON), each with the first one seen (``index/_id``).  A dead letter has no model (a line that is not JSON has
+none to read, and a rejected document keeps its event only as text), so the counts are every model's.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from analyzers.store.elastic.connection import Connection
 from analyzers.store.elastic.queries import time_range
 from analyzers.timeutil import Window
 from elasticsearch import NotFoundError
-from logshipper.schema import DEAD_LETTER_INDEX, ERROR_TYPE
+from logshipper.schema import DEAD_LETTER_INDEX, ERROR_TYPE, TIMESTAMP
 
 
 @dataclass(frozen=True)
@@ -24,10 +25,12 @@ class DeadLetters:
     bytes: int
     in_window: int
     by_reason: dict[str, int] = field(default_factory=dict)
+    first: dict[str, str] = field(default_factory=dict)  # reason -> "index/_id" of its earliest dead letter
 
 
 def report(conn: Connection, window: Window) -> DeadLetters:
-    """The dead-letter alias's size (``_stats``) and the window's dead letters by ``error.type`` (one search)."""
+    """The dead-letter alias's size (``_stats``) and the window's dead letters by ``error.type``, each reason with
+    its earliest dead letter (one search)."""
     try:
         stats = conn.call(
             f"measuring {DEAD_LETTER_INDEX}",
@@ -46,14 +49,24 @@ def report(conn: Connection, window: Window) -> DeadLetters:
             ignore_unavailable=True,
             allow_no_indices=True,
             query=time_range(window),
-            aggregations={"reasons": {"terms": {"field": ERROR_TYPE, "size": 50, "missing": "unknown"}}},
+            aggregations={
+                "reasons": {
+                    "terms": {"field": ERROR_TYPE, "size": 50, "missing": "unknown"},
+                    "aggregations": {
+                        "first": {"top_hits": {"size": 1, "_source": False, "sort": [{TIMESTAMP: {"order": "asc"}}]}}
+                    },
+                }
+            },
             size=0,
             track_total_hits=True,
         ),
     )
-    by_reason = {
-        str(b["key"]): int(b["doc_count"])
-        for b in ((answer.get("aggregations") or {}).get("reasons") or {}).get("buckets") or []
-    }
+    buckets = ((answer.get("aggregations") or {}).get("reasons") or {}).get("buckets") or []
+    by_reason = {str(b["key"]): int(b["doc_count"]) for b in buckets}
+    first = {}
+    for b in buckets:
+        hits = ((b.get("first") or {}).get("hits") or {}).get("hits") or []
+        if hits:
+            first[str(b["key"])] = f"{hits[0]['_index']}/{hits[0]['_id']}"
     total = (answer.get("hits") or {}).get("total") or {}
-    return DeadLetters(documents, size, int(total.get("value") or 0), by_reason)
+    return DeadLetters(documents, size, int(total.get("value") or 0), by_reason, first)
