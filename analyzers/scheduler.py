@@ -47,7 +47,7 @@ from analyzers.config.models import Config, JobConfig, ModelConfig
 from analyzers.findings import Finding
 from analyzers.runner import run_job, with_paths_resolved
 from analyzers.store import open_store
-from analyzers.store.base import ConflictError, Store, StoreError
+from analyzers.store.base import ConflictError, Store, StoreUnavailable
 from analyzers.timeutil import format_time, parse_time, utcnow
 from analyzers.triggers import fire_times, latest_fire_time, make_trigger
 from analyzers.windows import job_window
@@ -215,17 +215,16 @@ class Scheduler:
         delivered: dict[str, Any] = {}
         try:
             self.store.write_findings([finding])
-        except StoreError as exc:  # nothing can be stored or alerted on: one monitoring problem, then wait
+            self.outage.up()
+            recorded = dispatch.record(self.store, self.config, [finding])
+            delivered = {"alerts_created": recorded.created, "alerts_silenced": recorded.silenced}
+        except StoreUnavailable as exc:  # nothing can be stored or alerted on: one monitoring problem, then wait
             self.outage.down(exc)
             log.info(
                 "job finished, its finding not stored",
                 extra={"predwatch": {"model": model, "job": name, "status": finding.status, "error": str(exc)}},
             )
             return
-        self.outage.up()
-        try:
-            recorded = dispatch.record(self.store, self.config, [finding])
-            delivered = {"alerts_created": recorded.created, "alerts_silenced": recorded.silenced}
         except Exception as exc:
             log.exception("storing or alerting failed", extra={"predwatch": {"model": model, "job": name}})
             finding = Finding(model, name, finding.window, "error", error=f"{type(exc).__name__}: {exc}")
@@ -242,7 +241,7 @@ class Scheduler:
         }
         try:
             write_heartbeat(self.store, model, name, heartbeat)
-        except StoreError as exc:
+        except StoreUnavailable as exc:
             self.outage.down(exc)
         log.info(
             "job finished",
@@ -290,7 +289,7 @@ class Scheduler:
                     for model, model_config, name, job in self.jobs()
                     for scheduled in self.missed(model, model_config, name, job, now)
                 )
-            except StoreError as exc:  # caught up when the store answers again
+            except StoreUnavailable as exc:  # caught up when the store answers again
                 self.outage.down(exc)
                 return ran
             for i, (scheduled, model, name) in enumerate(runs):
@@ -353,7 +352,7 @@ class Scheduler:
                     pacing=self.pacing,
                     wanted=None if models is None else (lambda n: n.model in models),
                 )
-        except StoreError as exc:
+        except StoreUnavailable as exc:
             self.outage.down(exc)
             return None
         except Exception:
@@ -374,7 +373,7 @@ class Scheduler:
             busy = {model for model, _ in self._ticks}
         try:  # also how an outage is seen to end when no job runs meanwhile
             unconfigured = self._unconfigured()
-        except StoreError as exc:
+        except StoreUnavailable as exc:
             self.outage.down(exc)
             return
         self.outage.up()

@@ -25,7 +25,7 @@ import pytest
 
 from analyzers.config.models import ElasticsearchStoreConfig
 from analyzers.findings import DriftMetrics, Finding, Signal
-from analyzers.store import ConflictError, Query, StoreError
+from analyzers.store import ConflictError, Query, StoreError, StoreUnavailable
 from analyzers.store.elastic import ElasticsearchStore, limits
 from analyzers.timeutil import Window
 from tests.conftest import check_requests
@@ -423,8 +423,9 @@ def test_findings_are_bulk_indexed_by_id(fake: FakeElasticsearch, store: Elastic
 
 def test_rejected_findings_are_reported_per_document(fake: FakeElasticsearch, store: ElasticsearchStore):
     fake.on("PUT", "/_bulk", "bulk_partial_failure")
-    with pytest.raises(StoreError, match=r"rejected 1 of 2 findings: ID1: HTTP 400 document_parsing_exception"):
+    with pytest.raises(StoreError, match=r"rejected 1 of 2 findings: ID1: HTTP 400 document_parsing_exception") as err:
         store.write_findings([_finding(share_drifted=0.5), _finding(share_drifted="lots")])
+    assert not isinstance(err.value, StoreUnavailable), "a rejected document is no outage"
 
 
 def test_read_findings_sorted_by_window_end(fake: FakeElasticsearch, store: ElasticsearchStore):
@@ -486,7 +487,7 @@ def test_429_is_retried(fake: FakeElasticsearch, store: ElasticsearchStore):
 def test_401_names_the_host_never_the_password(fake: FakeElasticsearch):
     fake.on("POST", r"/.+/_search", (401, "error_401"))
     cfg = ElasticsearchStoreConfig(hosts=[fake.url], username="elastic", password="s3cret-pw", max_retries=0)
-    with ElasticsearchStore.from_config(cfg, None) as s, pytest.raises(StoreError) as err:
+    with ElasticsearchStore.from_config(cfg, None) as s, pytest.raises(StoreUnavailable) as err:
         s.count(Query("fraud", DAY1))
     message = str(err.value)
     assert fake.url in message
@@ -499,7 +500,7 @@ def test_unreachable_cluster_names_the_host():
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     cfg = ElasticsearchStoreConfig(hosts=[f"http://elastic:pw@127.0.0.1:{port}"], max_retries=0, request_timeout=2)
-    with ElasticsearchStore.from_config(cfg, None) as s, pytest.raises(StoreError) as err:
+    with ElasticsearchStore.from_config(cfg, None) as s, pytest.raises(StoreUnavailable) as err:
         s.count(Query("fraud", DAY1))
     assert f"http://127.0.0.1:{port}" in str(err.value)
     assert "elastic:pw" not in str(err.value)

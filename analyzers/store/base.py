@@ -59,6 +59,11 @@ class StoreError(RuntimeError):
     """The store cannot answer: unreachable, bad credentials, bad input.  The message names the place."""
 
 
+class StoreUnavailable(StoreError):
+    """The store cannot serve anyone now: unreachable, not answering in time, overloaded, or refusing the
+    credentials.  What a daemon waits out (one monitoring problem), unlike a request the store rejects."""
+
+
 class ConflictError(StoreError):
     """An optimistic-concurrency write lost: someone else changed the document first."""
 

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from analyzers.config.models import ElasticsearchStoreConfig
-from analyzers.store.base import StoreError
+from analyzers.store.base import StoreError, StoreUnavailable
 from elasticsearch import (
     ApiError,
     AuthenticationException,
@@ -133,7 +133,7 @@ class Connection:
         StoreError naming the host, never the credentials."""
         started = time.monotonic()
         if started < self._down_until:
-            raise StoreError(
+            raise StoreUnavailable(
                 f"cannot reach Elasticsearch at {self.where} while {what} ({self._down_reason}; "
                 f"not asked again for {self._down_until - started:.0f} s)"
             )
@@ -148,7 +148,7 @@ class Connection:
             if remaining <= 0:
                 if unreachable:
                     self._mark_down(unreachable)
-                raise StoreError(self._timeout_message(what, started, job_end))
+                raise StoreUnavailable(self._timeout_message(what, started, job_end))
             try:
                 return fn(self.es.options(request_timeout=remaining))
             except (ApiError, TransportError) as exc:
@@ -165,14 +165,19 @@ class Connection:
                 time.sleep(pause)
 
     def _error(self, what: str, exc: ApiError | TransportError, started: float, job_end: float | None) -> StoreError:
-        """The StoreError a failed call ends in: the host and what went wrong, never the credentials."""
+        """The StoreError a failed call ends in: the host and what went wrong, never the credentials.  A server
+        out of reach, too slow, overloaded or refusing the credentials is a :class:`StoreUnavailable`."""
         if isinstance(exc, TransportError):
             self._mark_down(type(exc).__name__)
             if time.monotonic() >= started + self.request_timeout or (job_end and time.monotonic() >= job_end):
-                return StoreError(self._timeout_message(what, started, job_end))
-            return StoreError(f"cannot reach Elasticsearch at {self.where} while {what} ({type(exc).__name__})")
+                return StoreUnavailable(self._timeout_message(what, started, job_end))
+            return StoreUnavailable(f"cannot reach Elasticsearch at {self.where} while {what} ({type(exc).__name__})")
         if isinstance(exc, AuthenticationException):
-            return StoreError(f"Elasticsearch at {self.where} rejected the credentials (HTTP 401) while {what}")
+            return StoreUnavailable(f"Elasticsearch at {self.where} rejected the credentials (HTTP 401) while {what}")
+        if exc.meta.status in RETRY_ON_STATUS:
+            return StoreUnavailable(
+                f"Elasticsearch at {self.where} answered HTTP {exc.meta.status} while {what}: {error_reason(exc.body)}"
+            )
         if isinstance(exc, AuthorizationException):
             return StoreError(
                 f"Elasticsearch at {self.where}: the user may not do this (HTTP 403) while {what}: "
