@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-from analyzers.config.loader import LoadedConfig
+from analyzers.config.loader import ConfigProblem, LoadedConfig
 from analyzers.config.models import DriftConfig, FairnessConfig, LocalStoreConfig, ModelConfig, PerformanceConfig
 from analyzers.stats.drift_methods import drift_test, effect_size
 from analyzers.store import Query, open_store
@@ -30,18 +30,13 @@ OUTPUTS = ("prediction", "score", "label")
 
 
 @dataclass(frozen=True)
-class Issue:
-    """One problem: how bad, where (file, line, key) and what."""
+class Issue(ConfigProblem):
+    """One problem a check found: a configuration problem with how bad it is."""
 
-    level: Level
-    file: str
-    line: int | None
-    key: str
-    message: str
+    level: Level = "error"
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{self.level}: {where}: {self.key}: {self.message}"
+        return f"{self.level}: {super().__str__()}"
 
 
 class _Report:
@@ -50,7 +45,7 @@ class _Report:
 
     def add(self, level: Level, path: tuple[str | int, ...], message: str) -> None:
         key = ".".join(str(p) for p in path)
-        self.issues.append(Issue(level, self.file, self.loaded.line_of(*path), key, message))
+        self.issues.append(Issue(self.file, self.loaded.line_of(*path), key, message, level=level))
 
 
 def _resolve(path: str, base: Path) -> Path:

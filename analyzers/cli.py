@@ -74,9 +74,10 @@ def _print_json(data: Any) -> None:
 
 # ---- analyze ----------------------------------------------------------------------------------
 def cmd_analyze(args: argparse.Namespace) -> int:
+    from analyzers.findings.quality import quality_rows
     from analyzers.runner import run_jobs
     from analyzers.store import open_store
-    from analyzers.terminal import print_findings
+    from analyzers.terminal import print_findings, print_quality
 
     loaded = _load(args, lenient=DELIVERY_SECTIONS if args.dry_run else frozenset())
     with open_store(loaded.config, loaded.directory) as store, _job_progress(loaded.config, args) as progress:
@@ -95,6 +96,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         _print_json({"findings": [f.to_dict() for f in findings]})
     else:
         print_findings(findings)
+        rows = quality_rows(findings)
+        if rows:
+            print_quality(rows)
     for line in delivery.lines() if delivery is not None else []:
         print(line, file=sys.stderr)
     if any(f.status == "error" for f in findings):

@@ -10,12 +10,12 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 
-from analyzers.config.models import Config, JobConfig, VersionedJobConfig
-from analyzers.findings import Finding
+from analyzers.config.models import Config, JobConfig, QualityConfig, VersionedJobConfig
+from analyzers.findings import Finding, WindowQuality
 from analyzers.jobs.base import Job, error_finding
 from analyzers.jobs.registry import JOB_NAMES, job_spec
 from analyzers.jobs.versions import run_by_version
-from analyzers.store.base import PredictionReader, Store
+from analyzers.store.base import PredictionReader, Query, Store
 from analyzers.timeutil import Window
 from analyzers.windows import job_window
 
@@ -35,16 +35,35 @@ def with_paths_resolved(job: JobConfig, base: Path | None) -> JobConfig:
     return job.model_copy(update={"reference": reference.model_copy(update={"file": str(base / reference.file)})})
 
 
-def run_job(store: PredictionReader, model: str, name: str, job: JobConfig, window: Window) -> Finding:
-    """One job over one window (and each model version alone with ``by_version``), its reads bounded by the
-    job's timeout; an exception becomes an ``error`` finding, never a crash."""
+def window_quality(store: PredictionReader, model: str, window: Window, quality: QualityConfig) -> WindowQuality:
+    """The ``quality`` every finding carries: the window's lines set aside by reason, and the share that alerts."""
     try:
-        with store.budget(job.timeout.total_seconds()):
-            if isinstance(job, VersionedJobConfig) and job.by_version:
-                return run_by_version(job_function(name), store, model, job, window)
-            return job_function(name)(store, model, job, window)
+        return WindowQuality(store.quality(Query(model, window)), quality.max_bad_share)
     except Exception as exc:
-        return error_finding(model, name, window, exc)
+        return WindowQuality(None, quality.max_bad_share, error=str(exc))
+
+
+def run_job(
+    store: PredictionReader,
+    model: str,
+    name: str,
+    job: JobConfig,
+    window: Window,
+    *,
+    quality: QualityConfig | None = None,
+) -> Finding:
+    """One job over one window (and each model version alone with ``by_version``), with its window's quality, its
+    reads bounded by the job's timeout; an exception becomes an ``error`` finding, never a crash."""
+    with store.budget(job.timeout.total_seconds()):
+        try:
+            if isinstance(job, VersionedJobConfig) and job.by_version:
+                finding = run_by_version(job_function(name), store, model, job, window)
+            else:
+                finding = job_function(name)(store, model, job, window)
+        except Exception as exc:
+            finding = error_finding(model, name, window, exc)
+        finding.quality = window_quality(store, model, window, quality or QualityConfig())
+    return finding
 
 
 def run_jobs(
@@ -75,7 +94,9 @@ def run_jobs(
             if progress is not None:
                 progress(model, name)
             window = job_window(model_config, job, at)
-            findings.append(run_job(store, model, name, with_paths_resolved(job, base), window))
+            findings.append(
+                run_job(store, model, name, with_paths_resolved(job, base), window, quality=config.quality_for(model))
+            )
     if findings and record:
         store.write_findings(findings)
     return findings

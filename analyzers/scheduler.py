@@ -190,7 +190,9 @@ class Scheduler:
         result: list[Finding] = []
         # a daemon thread: a run that never ends is reported and abandoned, and cannot block the stop
         worker = threading.Thread(
-            target=lambda: result.append(run_job(self.store, model, name, job, window)),
+            target=lambda: result.append(
+                run_job(self.store, model, name, job, window, quality=self.config.quality_for(model))
+            ),
             name=f"predwatch-{model}-{name}",
             daemon=True,
         )
@@ -243,8 +245,10 @@ class Scheduler:
             write_heartbeat(self.store, model, name, heartbeat)
         except StoreUnavailable as exc:
             self.outage.down(exc)
-        log.info(
-            "job finished",
+        failed = finding.status == "error"  # a failed run (its store, its job, a timeout) is logged as an error
+        log.log(
+            logging.ERROR if failed else logging.INFO,
+            "job failed" if failed else "job finished",
             extra={
                 "predwatch": {
                     "model": model,
@@ -252,6 +256,7 @@ class Scheduler:
                     "status": finding.status,
                     "window": finding.window.to_dict(),
                     "duration_s": round(duration, 3),
+                    **({"error": finding.error} if failed else {}),
                     **delivered,
                 }
             },

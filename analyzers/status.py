@@ -3,7 +3,8 @@
 Read from the store's state documents (docs/alerting.md describes their shape) for the configured
 models only: scheduler heartbeats, firing alerts (since when, last sent, the next reminder after the
 cooldown, silenced or not), the outbox (per channel: pending or sent, attempts, last error, next try),
-the active silences, and the latest finding of each job.
+the active silences, the latest finding of each job, and the data quality of those findings' windows (lines
+set aside by reason, with the first file:line of each).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from analyzers.alerts.message import format_moment
 from analyzers.alerts.state import STATE_PREFIX, cooldown_for
 from analyzers.config.models import Config
 from analyzers.findings import Finding
+from analyzers.findings.quality import quality_rows
 from analyzers.store.base import Store
-from analyzers.terminal import print_findings
+from analyzers.terminal import print_findings, print_quality
 from analyzers.timeutil import format_time, parse_time
 
 HEARTBEAT_PREFIX = "heartbeat:"
@@ -45,6 +47,7 @@ class Status:
             "outbox": self.outbox,
             "silences": self.silences,
             "latest": [f.to_dict() for f in self.latest],
+            "quality": [row.to_dict() for row in quality_rows(self.latest)],
         }
 
 
@@ -188,3 +191,6 @@ def print_status(status: Status, console: Console | None = None) -> None:
         console.print(table)
     if status.latest:
         print_findings(status.latest, console)
+        rows = quality_rows(status.latest)
+        if rows:
+            print_quality(rows, console)

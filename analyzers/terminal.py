@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from analyzers.findings import Finding, ReplayMetrics
+from analyzers.findings.quality import QualityRow, describe_reasons
 from analyzers.findings.replay import Mismatch
 from analyzers.formatting import format_number, format_percent
 from analyzers.stats.performance import normalize_label
@@ -31,6 +32,31 @@ def print_findings(findings: Sequence[Finding], console: Console | None = None) 
         window = f"{f.window.to_dict()['start']} → {f.window.to_dict()['end']}"
         status = Text(f.status, style=_STYLE.get(f.status, ""))
         table.add_row(Text(f.model), Text(f.job), Text(window), status, Text(f.summary()))
+    console.print(table)
+
+
+def quality_cells(row: QualityRow) -> tuple[str, str, str]:
+    """Lines considered, lines set aside (share and the limit that alerts), and the reasons with their first
+    file:line, as plain text."""
+    quality, report = row.quality, row.quality.report
+    if report is None:
+        return "—", "not measured", quality.error or "the store could not tell"
+    aside = f"{format_number(report.set_aside)} ({format_percent(report.share)}; alert above "
+    aside += f"{format_percent(quality.max_bad_share)})"
+    return format_number(report.lines), aside, "\n".join(describe_reasons(report)) or "none"
+
+
+def print_quality(rows: Sequence[QualityRow], console: Console | None = None) -> None:
+    """The data quality of each model window: lines considered and set aside, by reason with the first file:line
+    of each (out-of-time lines, invalid UTF-8 and repeated ids among them)."""
+    console = console or Console()
+    table = Table(title="data quality: lines set aside per window", show_lines=False)
+    for column in ("model", "window", "jobs", "lines", "set aside", "reasons (first file:line)"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        bounds = row.window.to_dict()
+        cells = (row.model, f"{bounds['start']} → {bounds['end']}", ", ".join(row.jobs), *quality_cells(row))
+        table.add_row(*(Text(c) for c in cells))
     console.print(table)
 
 

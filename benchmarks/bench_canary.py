@@ -80,7 +80,7 @@ class Counting(VersionSlice):
 
     def __getattribute__(self, name: str) -> Any:
         attribute = super().__getattribute__(name)
-        if callable(attribute) and not name.startswith("_") and name not in ("scan_report", "close"):
+        if callable(attribute) and not name.startswith("_") and name not in ("quality", "close"):
             super().__getattribute__("calls")[name] += 1
         return attribute
 

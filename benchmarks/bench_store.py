@@ -1,17 +1,22 @@
 """Local store speed and memory on 1,000,000 prediction lines (20 features) over 7 daily files.
 
-``full_scan`` is the first scan (JSON parsed); every later measurement is a new process over the same
-settled files, which reads the parsed days the first one kept as Parquet under the state dir.
+``cold_parse`` parses the JSON lines with no parsed state (the files look still written: nothing is
+compacted), and is set beside other readers of the same files in the same run, each reading every line's
+fields into memory: DuckDB's JSON reader with every column declared (features as a struct of the 20 keys
+it knows: a key first seen late would be dropped), pyarrow's and polars' JSON readers (types inferred) and
+orjson line by line.  The page cache is warmed before each.  ``full_scan`` then reads every row of the
+window through ``rows()`` over that state, the files now backdated (settled, compacted before timing);
+the aggregates follow over the same state; ``pandas_read_json`` is the full-scan baseline.
 
 Run: ``python benchmarks/bench_store.py [--rows 1000000]``.  Each measurement runs in a fresh
-process so that peak memory (ru_maxrss) is its own; the baseline, ``pandas.read_json(lines=True)``
-on the same files, runs in the same way in the same run.
+process so that peak memory is its own.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -23,6 +28,7 @@ import orjson
 from peak_memory import peak_rss_mib  # benchmarks/, on the path when run as a script
 
 DATA = Path(__file__).parent / "data" / "store"
+SETTLED = 1_700_000_000  # an mtime long past: a day no longer written
 WINDOW = ("2026-11-01T00:00:00Z", "2026-11-08T00:00:00Z")
 
 
@@ -69,26 +75,80 @@ def generate(rows: int) -> Path:
     return logs
 
 
+READERS = ("duckdb_explicit", "pyarrow_json", "polars", "orjson")
+
+
+def read_with(kind: str, files: list[Path]) -> int:
+    """Every line of the files into memory with one of the other readers; the number of rows."""
+    if kind == "duckdb_explicit":
+        import duckdb
+
+        features = ", ".join([f"n{j} DOUBLE" for j in range(15)] + [f"c{j} VARCHAR" for j in range(5)])
+        ml = (
+            "STRUCT(prediction_id VARCHAR, model STRUCT(name VARCHAR, version VARCHAR), "
+            f"features STRUCT({features}), prediction STRUCT(label BIGINT, score DOUBLE), "
+            "groups STRUCT(region VARCHAR), latency_ms DOUBLE)"
+        )
+        columns = {
+            "@timestamp": "VARCHAR",
+            "log.level": "VARCHAR",
+            "message": "VARCHAR",
+            "ecs.version": "VARCHAR",
+            "event": "STRUCT(dataset VARCHAR, kind VARCHAR, outcome VARCHAR)",
+            "service": "STRUCT(name VARCHAR)",
+            "ml": ml,
+        }
+        spec = "{" + ", ".join(f"'{k}': '{v}'" for k, v in columns.items()) + "}"
+        listing = "[" + ", ".join(f"'{f}'" for f in files) + "]"
+        con = duckdb.connect(config={"threads": os.cpu_count() or 1})
+        return (
+            con.sql(f"SELECT * FROM read_json({listing}, format='newline_delimited', columns={spec})")
+            .to_arrow_table()
+            .num_rows
+        )
+    if kind == "pyarrow_json":
+        import pyarrow.json
+
+        return sum(pyarrow.json.read_json(f).num_rows for f in files)
+    if kind == "polars":
+        import polars
+
+        return sum(polars.read_ndjson(f).height for f in files)
+    rows = 0
+    for path in files:
+        with open(path, "rb") as handle:
+            rows += len([orjson.loads(line) for line in handle])
+    return rows
+
+
 def measure(kind: str, logs: str) -> dict:
     """One measurement in this process: seconds and peak memory."""
+    files = sorted(Path(logs).glob("*/*.ndjson"))
+    for path in files:  # the page cache holds the files for every reader alike
+        path.read_bytes()
     start = time.perf_counter()
     if kind == "pandas_read_json":
         import pandas as pd
 
-        n = sum(len(pd.read_json(p, lines=True)) for p in sorted(Path(logs).glob("*/*.ndjson")))
+        n = sum(len(pd.read_json(p, lines=True)) for p in files)
         return {"seconds": time.perf_counter() - start, "rows": n, "peak_mib": peak_rss_mib()}
-    from datetime import timedelta  # noqa: F401
-
+    if kind in READERS:
+        n = read_with(kind, files)
+        return {"seconds": time.perf_counter() - start, "rows": n, "peak_mib": peak_rss_mib()}
     from analyzers.store import LocalStore, Query
     from analyzers.timeutil import Window
 
-    state = Path(logs).parent / "state-scan"  # after the first (cold) scan, every measurement is warm
-    store = LocalStore(logs, state)
+    state = Path(logs).parent / "state-scan"  # after the first (cold) parse, every measurement is warm
     query = Query("fraud", Window(*WINDOW))
-    if kind.startswith("full_scan"):
+    if kind == "cold_parse":
+        with LocalStore(logs, state) as store:
+            n = store.count(query)
+        return {"seconds": time.perf_counter() - start, "rows": n, "peak_mib": peak_rss_mib()}
+    store = LocalStore(logs, state)
+    if kind == "full_scan":
         n = sum(len(chunk) for chunk in store.rows(query))
         return {"seconds": time.perf_counter() - start, "rows": n, "peak_mib": peak_rss_mib()}
-    store.count(query)  # the scan, so that what follows times the aggregate alone
+    store.count(query)  # the window's tables, so that what follows times the aggregate alone
     scanned = time.perf_counter() - start
     start = time.perf_counter()
     if kind == "histogram":
@@ -110,12 +170,15 @@ def main() -> None:
         print(json.dumps(measure(args.measure, args.logs)))
         return
     logs = generate(args.rows)
-    size_mib = sum(p.stat().st_size for p in logs.glob("*/*.ndjson")) / 2**20
-    print(f"{args.rows:,} lines in 7 files, {size_mib:.0f} MiB")
+    files = sorted(logs.glob("*/*.ndjson"))
+    size_mib = sum(p.stat().st_size for p in files) / 2**20
+    load = os.getloadavg()
+    print(f"{args.rows:,} lines in 7 files, {size_mib:.0f} MiB; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     results = {}
     for state in logs.parent.glob("state-*"):
         shutil.rmtree(state)
-    for kind in ("full_scan", "full_scan_warm", "histogram", "group_counts", "sample_50k", "pandas_read_json"):
+
+    def run(kind: str) -> dict:
         out = subprocess.run(
             [sys.executable, __file__, "--measure", kind, "--logs", str(logs)],
             check=True,
@@ -123,16 +186,39 @@ def main() -> None:
             text=True,
         )
         results[kind] = json.loads(out.stdout.strip().splitlines()[-1])
-        print(kind, results[kind])
-    base = results["pandas_read_json"]
-    for kind in ("full_scan", "full_scan_warm"):
-        full = results[kind]
-        ours, theirs = full["rows"] / full["seconds"], base["rows"] / base["seconds"]
+        print(kind, results[kind], flush=True)
+        return results[kind]
+
+    now = time.time()
+    for path in files:  # as if still written: the cold parse is the parse alone, nothing compacted
+        os.utime(path, (now, now))
+    run("cold_parse")
+    for kind in READERS:
+        run(kind)
+    print("cold parse (no parsed state, JSON to Parquet) against readers (JSON to memory), same files, same run:")
+    for kind in ("cold_parse", *READERS):
+        r = results[kind]
         print(
-            f"{kind}: {ours:,.0f} rows/s vs pandas {theirs:,.0f} rows/s"
-            f" = {base['seconds'] / full['seconds']:.1f}x faster; peak {full['peak_mib']:.0f} MiB"
-            f" vs pandas {base['peak_mib']:.0f} MiB (files {size_mib:.0f} MiB)"
+            f"  {kind:<16} {size_mib / r['seconds']:7.0f} MiB/s  {r['seconds']:6.2f} s  peak {r['peak_mib']:5.0f} MiB"
         )
+    fastest = min(READERS, key=lambda k: results[k]["seconds"])
+    ratio = results[fastest]["seconds"] / results["cold_parse"]["seconds"]
+    print(f"  cold parse = {ratio:.2f} of the fastest reader ({fastest})")
+    for path in files:  # settled days: the first read compacts them, then every measurement is warm
+        os.utime(path, (SETTLED, SETTLED))
+    subprocess.run(
+        [sys.executable, __file__, "--measure", "count", "--logs", str(logs)], check=True, capture_output=True
+    )
+    print("state measured from here: warm (settled days, parsed and compacted by an earlier process)")
+    for kind in ("full_scan", "histogram", "group_counts", "sample_50k", "pandas_read_json"):
+        run(kind)
+    base, full = results["pandas_read_json"], results["full_scan"]
+    ours, theirs = full["rows"] / full["seconds"], base["rows"] / base["seconds"]
+    print(
+        f"full_scan (warm): {ours:,.0f} rows/s vs pandas {theirs:,.0f} rows/s"
+        f" = {base['seconds'] / full['seconds']:.1f}x faster; peak {full['peak_mib']:.0f} MiB"
+        f" vs pandas {base['peak_mib']:.0f} MiB (files {size_mib:.0f} MiB)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Turning any Python value into JSON that parses back, and noting what had to change.
 
-Rules (DESIGN.md "The event"): NaN and ±inf become null and their paths are listed under
+Rules (docs/event-schema.md): NaN and ±inf become null and their paths are listed under
 ``ml.non_finite``; numpy and pandas scalars become Python numbers, arrays lists; datetimes UTC
 ISO 8601 (naive ones are taken as UTC); ``Decimal`` a number; ``UUID``, paths and enums their
 string or value; bytes UTF-8 text (``\\xNN`` escapes when not UTF-8, noted); sets sorted lists;

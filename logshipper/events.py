@@ -1,4 +1,4 @@
-"""Prediction, feedback and failure events: the ECS-shaped dicts of DESIGN.md, and their JSON lines.
+"""Prediction, feedback and failure events: the ECS-shaped dicts of docs/event-schema.md, and their JSON lines.
 
 Building and encoding happen off the caller's thread (in the handler's listener), so the
 service pays only for handing over its arguments.  Every name comes from :mod:`logshipper.schema`.

@@ -45,7 +45,7 @@ class JsonFormatter(_Base):  # type: ignore[misc, valid-type]
         self.service = events.Service(service, service_version, environment, redactor)
 
     def format(self, record: logging.LogRecord) -> str:
-        """The record as one JSON line (no newline); prediction events in DESIGN.md's shape."""
+        """The record as one JSON line (no newline); prediction events in the shape of docs/event-schema.md."""
         try:
             payload = getattr(record, PAYLOAD_ATTR, None)
             if payload is not None:

@@ -9,6 +9,7 @@ under model names unique to the run; everything is removed after.
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from analyzers.store.elastic.connection import client_from_config
 from analyzers.store.elastic.install import default_assets, install
 from logshipper.schema import (
     DATASET_FEEDBACK,
+    DEAD_LETTER_INDEX,
     FEEDBACK_INDEX_PREFIX,
     MONITOR_INDEX_PREFIX,
     PREDICTIONS_INDEX_PREFIX,
@@ -88,14 +90,20 @@ def emulated(
 
     emulator = Emulator()
     with emulator.serve():
-        cfg = ElasticsearchStoreConfig(hosts=[emulator.url], request_timeout=10, max_retries=0)
+        # no time bound that a busy machine could reach: the emulator answers, however slowly
+        cfg = ElasticsearchStoreConfig(hosts=[emulator.url], request_timeout=600, max_retries=0)
         install(cfg, default_assets(), wait=5, retry_interval=0.1)
         for event in events(model, other):
             action = shipped(event)
             try:
                 emulator.put_doc(action["_index"], action["_id"], action["_source"], action["_op_type"], {})
             except EsError as exc:
-                if exc.status != 409:  # a second copy of a prediction is refused, as Filebeat's create is
+                if exc.status == 409:  # a second copy of a prediction is refused, as Filebeat's create is
+                    continue
+                if exc.status != 400:
                     raise
+                # a document the mapping refuses goes to the dead letters, as Filebeat writes them
+                letter = {"@timestamp": event["@timestamp"], "message": json.dumps(event), "error": {"type": "400"}}
+                emulator.put_doc(DEAD_LETTER_INDEX, action["_id"], letter, "index", {})
         with ElasticsearchStore.from_config(cfg) as store:
             yield store, model, emulator

@@ -1,4 +1,4 @@
-"""Prediction and feedback events shaped as DESIGN.md's schema, written where the logger writes them.
+"""Prediction and feedback events as in docs/event-schema.md, written where the logger writes them.
 
 Tests that need exact control over every field (bad values, duplicates, fixed ids) build events
 here rather than through ``PredictionLogger``.

@@ -123,6 +123,7 @@ SCENARIOS: dict[str, tuple[Callable[[ElasticsearchStore, str], Any], str, str, i
         r"/ml-predictions-[^,]*/_search",
         0,
     ),
+    "search_lines": (lambda s, m: s.quality(Query(m, DAY1)), "POST", r"/ml-predictions-.*,ml-feedback-.*/_search", 0),
     "stats_deadletter": (lambda s, m: s.dead_letters(DAY1), "GET", r"/ml-deadletter/_stats/docs,store", 0),
     "search_deadletters": (lambda s, m: s.dead_letters(DAY1), "POST", r"/ml-deadletter/_search", 0),
 }

@@ -1,6 +1,6 @@
 """Test data for the report: a few days of a classifier's and a regressor's events as raw NDJSON lines.
 
-Lines follow DESIGN.md's event shape and go to ``<log_dir>/<service>/predictions-YYYY-MM-DD.ndjson``.
+Lines follow the event schema (docs/event-schema.md) and go to ``<log_dir>/<service>/predictions-YYYY-MM-DD.ndjson``.
 The last day can carry incidents: a shifted feature, a new category, a group served worse, slow and
 failing requests.  Feature names and category values include HTML-special text on purpose.
 """

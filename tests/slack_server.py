@@ -10,24 +10,17 @@ Channel ``#ml`` has the id ``CML000001``; history lists the posts with their met
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs
+
+from local_http import LocalListener, QuietHandler
 
 CHANNEL_IDS = {"ml": "CML000001", "ml-alerts": "CMLALERTS1"}
 
 
-class _Server(ThreadingHTTPServer):
-    """Handler threads never hold up a stop (a stalled answer to a killed client)."""
-
-    allow_reuse_address = True
-    daemon_threads = True
-    block_on_close = False
-
-
-class FakeSlack:
+class FakeSlack(LocalListener):
     """Records every post; answers like Slack unless a scripted reply is queued."""
 
     def __init__(self) -> None:
@@ -36,9 +29,7 @@ class FakeSlack:
         self.attempts = 0
         self.replies: list[tuple[int, dict[str, str], str]] = []
         self.stall_s = 0.0
-        self._server: ThreadingHTTPServer | None = None
-        self.port = 0
-        self.up()
+        super().__init__()
 
     @property
     def api_url(self) -> str:
@@ -63,13 +54,10 @@ class FakeSlack:
             out[-1]["client_msg_id"] = str(i)
         return list(reversed(out))
 
-    def up(self) -> None:
+    def handler(self) -> type[BaseHTTPRequestHandler]:
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
                 if "json" in (self.headers.get("Content-Type") or ""):
@@ -84,7 +72,7 @@ class FakeSlack:
                 owner.attempts += 1
                 if owner.replies:
                     status, headers, text = owner.replies.pop(0)
-                    self._answer(status, headers, text)
+                    self.answer(status, headers, text)
                     return
                 owner.posts.append(
                     {"path": self.path, "auth": self.headers.get("Authorization"), "body": data, "ts": time.time()}
@@ -94,9 +82,9 @@ class FakeSlack:
                 if self.path.startswith("/api/"):
                     channel = CHANNEL_IDS.get(str(data.get("channel", "")).lstrip("#"), data.get("channel"))
                     answer = {"ok": True, "ts": f"{owner.posts[-1]['ts']:.6f}", "channel": channel}
-                    self._answer(200, {"Content-Type": "application/json"}, json.dumps(answer))
+                    self.answer(200, {"Content-Type": "application/json"}, json.dumps(answer))
                 else:
-                    self._answer(200, {"Content-Type": "text/plain"}, "ok")
+                    self.answer(200, {"Content-Type": "text/plain"}, "ok")
 
             def _api(self, method: str, data: dict[str, Any]) -> None:
                 if method == "conversations.list":
@@ -114,29 +102,6 @@ class FakeSlack:
                     answer = {"ok": True, "messages": found, "has_more": False, "response_metadata": {}}
                 else:
                     answer = {"ok": False, "error": "unknown_method"}
-                self._answer(200, {"Content-Type": "application/json"}, json.dumps(answer))
+                self.answer(200, {"Content-Type": "application/json"}, json.dumps(answer))
 
-            def _answer(self, status: int, headers: dict[str, str], text: str) -> None:
-                payload = text.encode()
-                try:
-                    self.send_response(status)
-                    for key, value in headers.items():
-                        self.send_header(key, value)
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (a timeout, a killed sender)
-
-        self._server = _Server(("127.0.0.1", self.port), Handler)
-        self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def down(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def close(self) -> None:
-        self.down()
+        return Handler

@@ -21,6 +21,7 @@ from analyzers.timeutil import Window
 
 DAY1 = Window("2026-11-20T00:00:00Z", "2026-11-21T00:00:00Z")
 DAY2 = Window("2026-11-21T00:00:00Z", "2026-11-22T00:00:00Z")
+DAY3 = Window("2026-11-22T00:00:00Z", "2026-11-23T00:00:00Z")
 VALUES_DAY = Window("2026-11-25T00:00:00Z", "2026-11-26T00:00:00Z")
 
 
@@ -67,6 +68,22 @@ def feedback(pid: str, ts: str, label, model="fraud") -> dict:
     }
 
 
+def day3_events(model: str) -> list[dict]:
+    """Day 3: v1, v2, v3 with values of every JSON type (the value contract) and their feedback the same day."""
+    values = [
+        ("v1", {"code": "1", "flag": True, "tags": ["a", "b"], "amount": 1}, 1),
+        ("v2", {"code": 1, "flag": False, "tags": {"k": 1}, "amount": 1.0}, 1.0),
+        ("v3", {"code": None, "amount": 2.5}, 0),
+    ]
+    events = []
+    for i, (pid, features, label) in enumerate(values, start=1):
+        event = prediction(pid, f"2026-11-22T0{i}:00:00Z", model=model)
+        event["ml"]["features"] = features
+        event["ml"]["prediction"]["label"] = label
+        events.append(event)
+    return events + [feedback(pid, "2026-11-22T09:00:00Z", label, model=model) for pid, _, label in values]
+
+
 def value_events(model: str) -> list[dict]:
     """The value contract's cases, on a day of their own: booleans, integers and floats (2.0 among them),
     strings that look like numbers, nulls and absent values, arrays; the labels are booleans."""
@@ -77,17 +94,17 @@ def value_events(model: str) -> list[dict]:
         return line
 
     return [
-        event("v1", 1, {"flag": True, "n_items": 3, "ratio": 0.5, "code": "1", "tags": ["a", "b"]}, True, {"tier": 1}),
-        event("v2", 2, {"flag": False, "n_items": 4, "ratio": 2.0, "code": "01234", "note": None}, False, {"tier": 2}),
+        event("t1", 1, {"flag": True, "n_items": 3, "ratio": 0.5, "code": "1", "tags": ["a", "b"]}, True, {"tier": 1}),
+        event("t2", 2, {"flag": False, "n_items": 4, "ratio": 2.0, "code": "01234", "note": None}, False, {"tier": 2}),
         event(
-            "v3",
+            "t3",
             3,
             {"flag": True, "n_items": 5, "ratio": 1.5, "code": "1", "tags": ["c", "d"], "note": "x"},
             False,
             {"tier": 1},
         ),
-        feedback("v1", "2026-11-25T05:00:00Z", True, model=model),
-        feedback("v2", "2026-11-25T06:00:00Z", False, model=model),
+        feedback("t1", "2026-11-25T05:00:00Z", True, model=model),
+        feedback("t2", "2026-11-25T06:00:00Z", False, model=model),
     ]
 
 
@@ -107,7 +124,7 @@ def all_events(model: str, other: str) -> list[dict]:
 
 def contract_events(model: str, other: str) -> list[dict]:
     """Day 1 holds a, b, c (rate 0.5), a again, failure f and one event of ``other``; feedback of a and b
-    arrives on days 1, 2 and 4 (a's latest label is 1); day 2 holds prediction d."""
+    arrives on days 1, 2 and 4 (a's latest label is 1); day 2 holds prediction d; day 3 the value events."""
     return [
         prediction("a", "2026-11-20T01:00:00Z", amount=1.0, model=model),
         prediction("b", "2026-11-20T02:00:00.500Z", amount=2.0, country="FR", region="US", label=0, model=model),
@@ -119,6 +136,7 @@ def contract_events(model: str, other: str) -> list[dict]:
         prediction("d", "2026-11-21T01:00:00Z", amount=4.0, model=model),
         feedback("b", "2026-11-21T02:00:00Z", 0, model=model),
         feedback("a", "2026-11-23T02:00:00Z", 1, model=model),
+        *day3_events(model),
     ]
 
 
@@ -138,6 +156,18 @@ class StoreContract:
         assert store.count(q) == 1 + 1 + 2 + 1  # a, b, c (rate 0.5 weighs 2), f; not d, not the other model
         assert store.count(q.with_(outcome="success")) == 4
         assert store.count(Query(subject.model, DAY2)) == 1
+
+    def test_sample_size_gives_rows_and_squared_weights_beside_the_weighted_count(self, subject: Subject):
+        size = subject.store.sample_size(Query(subject.model, DAY1))
+        assert (size.weighted, size.squares, size.rows) == (5.0, 1 + 1 + 4 + 1, 4.0)  # c at rate 0.5 weighs 2
+        assert size.effective == pytest.approx(25 / 7)
+        assert subject.store.sample_size(Query(subject.model, DAY1, outcome="failure")).rows == 1.0
+
+    def test_crosstab_sums_squared_weights_per_combination(self, subject: Subject):
+        q = Query(subject.model, DAY1, outcome="success")
+        table = subject.store.crosstab(q, ["features.country"])
+        rows = {r[0]: (r[1], r[2]) for r in table[["features.country", "count", "weight_sq"]].itertuples(index=False)}
+        assert rows == {"DE": (3.0, 5.0), "FR": (1.0, 1.0)}  # DE: a (weight 1) and c (weight 2)
 
     def test_duplicate_prediction_ids_count_once(self, subject: Subject):
         rows = next(subject.store.rows(Query(subject.model, DAY1), columns=["prediction_id", "features.amount"]))
@@ -254,7 +284,8 @@ class StoreContract:
         assert store.category_counts(unlabelled, "features.country") == {"DE": 3.0}  # c weighs 2
         assert store.histogram(unlabelled, "features.amount", [0, 10]).counts.tolist() == [3.0]
         tab = store.crosstab(labelled, ["prediction", "label"])
-        assert {(p, y): c for p, y, c in tab.itertuples(index=False, name=None)} == {(1, 1): 1.0, (0, 0): 1.0}
+        cells = tab[["prediction", "label", "count"]].itertuples(index=False, name=None)
+        assert {(p, y): c for p, y, c in cells} == {(1, 1): 1.0, (0, 0): 1.0}
 
     # ---- the value contract: the same lines give the same Python values from every store -------------------
     def test_booleans_stay_booleans(self, subject: Subject):
@@ -310,5 +341,35 @@ class StoreContract:
 
     def test_boolean_predictions_and_labels_cross_as_booleans(self, subject: Subject):
         tab = subject.store.crosstab(Query(subject.model, VALUES_DAY), ["prediction", "label"])
-        counts = {(p, y): c for p, y, c in tab.itertuples(index=False, name=None)}
+        counts = {(p, y): c for p, y, c in tab[["prediction", "label", "count"]].itertuples(index=False, name=None)}
         assert counts == {(True, True): 1.0, (False, False): 1.0, (False, None): 1.0}
+
+    # ---- the value contract ---------------------------------------------------------------
+    def test_strings_numbers_and_booleans_keep_their_json_type(self, subject: Subject):
+        store, q = subject.store, Query(subject.model, DAY3)
+        codes = store.category_counts(q, "features.code")
+        assert codes == {"1": 1.0, 1: 1.0, None: 1.0}  # "1" stays a string, 1 an int
+        assert sorted(type(k).__name__ for k in codes if k is not None) == ["int", "str"]
+        flags = store.category_counts(q, "features.flag")
+        assert flags == {True: 1.0, False: 1.0, None: 1.0}
+        assert all(isinstance(k, bool) for k in flags if k is not None)
+
+    def test_arrays_and_objects_are_categories_of_their_compact_json(self, subject: Subject):
+        store, q = subject.store, Query(subject.model, DAY3)
+        assert store.category_counts(q, "features.tags") == {'["a","b"]': 1.0, '{"k":1}': 1.0, None: 1.0}
+        assert {c.name: c.kind for c in store.columns(q)}["features.tags"] == "categorical"
+        assert store.quality(q).reasons["nested value in features.tags"].count == 2
+
+    def test_integers_and_fractions_are_equal_keys(self, subject: Subject):
+        store, q = subject.store, Query(subject.model, DAY3)
+        assert store.category_counts(q, "features.amount") == {1: 2.0, 2.5: 1.0}
+        table = store.crosstab(q, ["prediction", "label"])
+        cells = {(p, y): c for p, y, c in zip(table["prediction"], table["label"], table["count"], strict=True)}
+        assert cells == {(1, 1): 2.0, (0, 0): 1.0}  # 1 and 1.0 never split a confusion matrix
+
+    def test_quality_counts_the_lines_of_a_window(self, subject: Subject):
+        report = subject.store.quality(Query(subject.model, DAY1))
+        assert report.lines >= 5  # a, b, c, f and a's repeat (which Elasticsearch stores once)
+        assert all(r.count > 0 for r in report.reasons.values())
+        assert all(r.first is None or isinstance(r.first, str) for r in report.reasons.values())
+        assert report.to_dict()["set_aside"] == sum(r.count for r in report.reasons.values())

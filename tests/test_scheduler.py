@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -152,7 +153,7 @@ def test_predwatch_run_runs_on_schedule_and_stops_cleanly_on_sigterm(tmp_path: P
 
 
 def test_a_run_longer_than_its_timeout_is_reported_and_the_next_one_skipped(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     loaded = load_config(config_file(tmp_path))
     ops = loaded.config.models["fraud"].ops
@@ -160,7 +161,7 @@ def test_a_run_longer_than_its_timeout_is_reported_and_the_next_one_skipped(
     ops.timeout = timedelta(milliseconds=50)
     release = threading.Event()
 
-    def stuck(_store: object, model: str, name: str, _job: object, window: Window) -> Finding:
+    def stuck(_store: object, model: str, name: str, _job: object, window: Window, *, quality: object) -> Finding:
         release.wait(5)
         return Finding(model, name, window, "ok")  # too late: the run was already reported
 
@@ -179,6 +180,9 @@ def test_a_run_longer_than_its_timeout_is_reported_and_the_next_one_skipped(
         assert "timed out" in doc["error"]
         assert doc["window_end"] == "2026-11-20T10:00:00Z"
         assert store.get_state("alert:fraud:ops:monitoring")[0]["status"] == "firing"
+        (failed,) = [r for r in caplog.records if r.getMessage() == "job failed"]
+        assert failed.levelno == logging.ERROR
+        assert "timed out" in failed.predwatch["error"]
         assert scheduler.run_once("fraud", "ops", fire + timedelta(hours=1)) is None, "still running: skipped"
     finally:
         release.set()
@@ -197,7 +201,7 @@ def test_one_message_per_model_per_tick(tmp_path: Path, monkeypatch: pytest.Monk
         "  eta:\n    ingest_delay: 0s\n    ops: {window: 1h}\n"
     )
 
-    def alerting(_store: object, model: str, name: str, _job: object, window: Window) -> Finding:
+    def alerting(_store: object, model: str, name: str, _job: object, window: Window, *, quality: object) -> Finding:
         return Finding(model, name, window, "alert", signals=[Signal(f"metric:{name}", f"{name} is off")])
 
     monkeypatch.setattr("analyzers.scheduler.run_job", alerting)

@@ -53,19 +53,24 @@ def subject(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
             yield Subject(store, model)
 
 
-# Value-contract cases the local store does not meet yet; its rewrite (issue 16's local half) meets them, and
-# then these strict expectations fail, to be removed.
-LOCAL_GAPS = {
-    "test_integer_categories_stay_integers": "the local store reads group values as text",
-    "test_arrays_are_their_compact_json_text": "the local store gives arrays back as lists",
+# Day 3 mixes JSON types within one field on one day; Elasticsearch maps a field by its first value of the day,
+# so these cases come out otherwise there (docs/elasticsearch.md, "Values keep their JSON type").  When they pass
+# there these strict expectations fail, to be removed.
+REFUSED = "v2's object in features.tags, where the day began with an array of strings, is refused (a dead letter)"
+ELASTIC_GAPS = {
+    "test_strings_numbers_and_booleans_keep_their_json_type": REFUSED
+    + "; an integer in features.code, which began as a string, is indexed as its text",
+    "test_arrays_and_objects_are_categories_of_their_compact_json": REFUSED
+    + ", counted as a rejected document, not a nested value",
+    "test_integers_and_fractions_are_equal_keys": REFUSED + ", so its amount and its confusion cell are missing",
 }
 
 
 @pytest.fixture(autouse=True)
-def _known_local_gaps(request: pytest.FixtureRequest) -> None:
+def _known_elastic_gaps(request: pytest.FixtureRequest) -> None:
     name = request.node.originalname
-    if name in LOCAL_GAPS and request.node.callspec.params.get("subject") == "local":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=LOCAL_GAPS[name]))
+    if name in ELASTIC_GAPS and str(request.node.callspec.params.get("subject", "")).startswith("elastic"):
+        request.applymarker(pytest.mark.xfail(strict=True, reason=ELASTIC_GAPS[name]))
 
 
 class TestStoreContract(StoreContract):

@@ -170,6 +170,33 @@ def test_count_reads_the_models_pattern_with_exact_filters(fake: FakeElasticsear
     assert "script" not in json.dumps(sent.body)
 
 
+def test_sample_size_sums_weights_and_their_squares_beside_the_documents(
+    fake: FakeElasticsearch, store: ElasticsearchStore
+):
+    fake.on("POST", re.escape(PREDICTIONS) + "/_search", "search_count")
+    size = store.sample_size(Query("fraud", DAY1))
+    assert (size.weighted, size.squares, size.rows) == (5.0, 7.0, 4.0)  # c at rate 0.5 weighs 2, its square 4
+    (sent,) = fake.searches()
+    assert "script" not in json.dumps(sent.body)  # the strata give both sums
+
+
+def test_quality_counts_the_models_lines_and_the_windows_dead_letters(
+    fake: FakeElasticsearch, store: ElasticsearchStore
+):
+    fake.on("POST", re.escape(BOTH) + "/_search", "search_lines")
+    fake.on("GET", "/ml-deadletter/_stats/docs,store", "stats_deadletter")
+    fake.on("POST", "/ml-deadletter/_search", "search_deadletters")
+    report = store.quality(Query("fraud", DAY1))
+    assert report.lines == 5 + 3  # a, b, c, f (a's repeat is stored once) and a's feedback; three dead letters
+    assert {name: (r.count, r.first) for name, r in report.reasons.items()} == {
+        "rejected by Elasticsearch (HTTP 400)": (2, "ml-deadletter-000001/r1"),
+        "bad JSON": (1, "ml-deadletter-000001/r0"),
+    }
+    (sent,) = fake.sent("POST", re.escape(BOTH) + "/_search")
+    assert sent.body["track_total_hits"] is True
+    assert {"term": {"ml.model.name": {"value": "fraud"}}} in _filters(sent)
+
+
 def test_request_line_stays_short_for_any_window(fake: FakeElasticsearch, store: ElasticsearchStore):
     model = "a-model-with-a-rather-long-name-" + "x" * 150
     fake.on("POST", r"/ml-predictions-a-model-.*/_search", "search_count")
@@ -242,7 +269,7 @@ def test_boolean_composite_keys_come_back_as_booleans(fake: FakeElasticsearch, s
     fake.on("POST", re.escape(PREDICTIONS) + "/_field_caps", "field_caps_values")
     fake.on("POST", re.escape(PREDICTIONS) + "/_search", "search_composite_booleans")
     table = store.crosstab(Query("fraud", VALUES_DAY), ["features.flag", "prediction"])
-    rows = {(f, p): c for f, p, c in table.itertuples(index=False, name=None)}
+    rows = {(f, p): c for f, p, c, _ in table.itertuples(index=False, name=None)}
     assert rows == {(True, True): 1.0, (False, False): 1.0, (True, False): 1.0}
     sources = fake.searches()[0].body["aggregations"]["t"]["composite"]["sources"]
     assert sources[-1] == {"rate": {"terms": {"field": "ml.sample_rate", "missing_bucket": True}}}
@@ -281,6 +308,8 @@ def test_crosstab_pages_one_composite_aggregation(fake: FakeElasticsearch, store
     table = store.crosstab(Query("fraud", DAY1), ["groups.region", "prediction"])
     rows = {tuple(r[:2]): r[2] for r in table.itertuples(index=False)}
     assert rows == {("EU", 1): 4.0, ("US", 0): 1.0}  # c (rate 0.5) weighs 2
+    squares = {tuple(r[:2]): r[3] for r in table.itertuples(index=False)}
+    assert squares == {("EU", 1): 6.0, ("US", 0): 1.0}  # a and f weigh 1, c weighs 2: 1 + 1 + 4
     first, second = fake.searches()
     assert "after" not in first.body["aggregations"]["t"]["composite"]
     after = recorded("search_composite_page1")["aggregations"]["t"]["after_key"]
@@ -393,7 +422,7 @@ def test_dead_letters_are_counted_by_reason_with_the_first_of_each(fake: FakeEla
     fake.on("GET", "/ml-deadletter/_stats/docs,store", "stats_deadletter")
     fake.on("POST", "/ml-deadletter/_search", "search_deadletters")
     found = store.dead_letters(DAY1)
-    assert (found.documents, found.bytes, found.in_window) == (3, 277, 3)
+    assert (found.documents, found.bytes, found.in_window) == (4, 852, 3)  # and day 3's refused document
     assert found.by_reason == {"400": 2, "json": 1}
     assert found.first == {"400": "ml-deadletter-000001/r1", "json": "ml-deadletter-000001/r0"}
     (sent,) = fake.sent("POST", "/ml-deadletter/_search")

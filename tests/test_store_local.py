@@ -1,11 +1,14 @@
-"""What only the local store does: rotated gzip days, duplicate and bad-line reports, quarantine, exact quantiles,
-the Parquet cache, concurrent processes, reference files; what every store does is in ``store_contract.py``."""
+"""What only the local store does: rotated gzip days, repeated ids and bad lines in quality, exact quantiles,
+the parsed Parquet kept under the state dir, concurrent processes, reference files; what every store does is
+in ``store_contract.py``; hostile lines and live files are in ``test_store_local_hostile.py`` and
+``test_store_local_live.py``."""
 
 from __future__ import annotations
 
 import gzip
 import itertools
 import multiprocessing
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from analyzers.store import ConflictError, LocalStore, Query
+from analyzers.timeutil import Window
 from tests.store_contract import DAY1, DAY2, contract_events, prediction
 
 
@@ -26,6 +30,17 @@ def write(path: Path, lines: list) -> Path:
     else:
         path.write_bytes(body)
     return path
+
+
+def settle(logs: Path, at: float = 1_700_000_000) -> None:
+    """Backdate every log file, as a day no longer written looks (its parse may be compacted)."""
+    for path in logs.rglob("predictions-*"):
+        os.utime(path, (at, at))
+
+
+def registry(state: Path, service: str) -> dict:
+    (folder,) = (state / "parsed").glob(f"*/{service}")
+    return orjson.loads((folder / "registry.json").read_bytes())
 
 
 @pytest.fixture
@@ -46,10 +61,12 @@ def store(logs: Path, tmp_path: Path):
         yield s
 
 
-def test_rotated_gzip_days_are_read_and_duplicates_reported(store: LocalStore):
+def test_rotated_gzip_days_are_read_and_repeated_ids_counted_in_quality(store: LocalStore, logs: Path):
     q = Query("fraud", DAY1)
     assert store.count(q) == 5
-    assert store.scan_report().duplicates == 1
+    repeated = store.quality(q).reasons["repeated id"]
+    assert repeated.count == 1
+    assert repeated.first == f"{logs / 'fraud-api' / 'predictions-2026-11-20.ndjson'}:4"
     assert store.count(Query("fraud", DAY2)) == 1  # its only prediction is in the .gz file
     rows = next(store.rows(q.with_(has_label=True), columns=["prediction_id", "label"]))
     assert dict(zip(rows["prediction_id"], rows["label"], strict=True)) == {"a": 1, "b": 0}  # b's in the .gz file
@@ -68,7 +85,7 @@ def test_missing_directory_is_empty_not_an_error(tmp_path: Path):
         assert s.quantiles(q, "features.amount", [0.5]) == [None]
 
 
-def test_bad_lines_are_skipped_and_reported_with_line_numbers(tmp_path: Path):
+def test_bad_lines_are_set_aside_and_counted_by_reason_with_their_first_line(tmp_path: Path):
     path = write(
         tmp_path / "logs" / "svc" / "predictions-2026-11-20.ndjson",
         [
@@ -85,12 +102,20 @@ def test_bad_lines_are_skipped_and_reported_with_line_numbers(tmp_path: Path):
         ],
     )
     with LocalStore(tmp_path / "logs", tmp_path / "state") as s:
-        assert s.count(Query("fraud", DAY1)) == 2
-        skipped = {(x.line, x.reason.split(" ")[0]) for x in s.scan_report().skipped}
-        assert {line for line, _ in skipped} == {2, 3, 5, 6, 7, 8, 9}
-        assert all(x.source == str(path) for x in s.scan_report().skipped)
-    report = orjson.loads((tmp_path / "state" / "quarantine" / f"svc__{path.name}.json").read_bytes())
-    assert {r["line"] for r in report} == {2, 3, 5, 6, 7, 8, 9}
+        q = Query("fraud", DAY1)
+        assert s.count(q) == 2
+        report = s.quality(q)
+    firsts = {reason: r.first for reason, r in report.reasons.items()}
+    assert firsts == {
+        "bad JSON": f"{path}:2",
+        "bad time": f"{path}:5",
+        "missing prediction id": f"{path}:6",
+        "bad number in ml.prediction.score": f"{path}:7",
+        "not a JSON object": f"{path}:8",
+        "invalid UTF-8": f"{path}:9",
+    }
+    assert report.reasons["bad JSON"].count == 2
+    assert report.lines == 2 + 7  # the blank line is neither an event nor a problem
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -188,29 +213,32 @@ def test_open_store_from_config(tmp_path: Path, logs: Path):
         assert s.state_dir == tmp_path.resolve() / ".predwatch"
 
 
-def test_settled_files_are_parsed_once_and_reparsed_when_changed(logs: Path, tmp_path: Path):
-    import os
-
-    old = 1_700_000_000
-    for path in logs.rglob("predictions-*"):
-        os.utime(path, (old, old))
+def test_settled_days_are_parsed_once_into_a_month_and_parsed_again_when_changed(logs: Path, tmp_path: Path):
+    settle(logs)
     state = tmp_path / "state"
     with LocalStore(logs, state) as first:
         assert first.count(Query("fraud", DAY1)) == 5
-    cached = sorted(p.name for p in (state / "parsed").glob("*.parquet"))
-    assert len(cached) == 3
+    parsed = registry(state, "fraud-api")
+    assert list(parsed["bins"]) == ["2026-11.0"]  # every settled day in one Parquet file
+    files = parsed["files"].values()
+    assert len(files) == 4  # the four days of the contract events
+    assert [entry["bins"] for entry in files] == [["2026-11.0"]] * len(files)
+    assert [entry["parts"] for entry in files] == [[]] * len(files)
     with LocalStore(logs, state) as second:
         q = Query("fraud", DAY1)
         assert second.count(q) == 5
         assert second.count(q.with_(has_label=True)) == 2
         assert second.category_counts(q.with_(outcome="success"), "features.country") == {"DE": 3.0, "FR": 1.0}
+    assert registry(state, "fraud-api")["version"] == parsed["version"]  # nothing parsed again
     day = logs / "fraud-api" / "predictions-2026-11-20.ndjson"
     with open(day, "ab") as handle:
         handle.write(orjson.dumps(prediction("late", "2026-11-20T23:00:00Z")) + b"\n")
-    os.utime(day, (old + 10, old + 10))
+    settle(logs, 1_700_000_010)
     with LocalStore(logs, state) as third:
         assert third.count(Query("fraud", DAY1)) == 6
-    assert len(list((state / "parsed").glob("*.parquet"))) == 3
+    entry = registry(state, "fraud-api")["files"]["predictions-2026-11-20.ndjson"]
+    assert entry["lines"] == 8  # the appended line only was parsed, and compacted with the rest
+    assert entry["bins"] == ["2026-11.0"]
 
 
 def test_reference_file_without_labels_has_no_labelled_rows(tmp_path: Path):
@@ -226,38 +254,38 @@ def test_reference_file_without_labels_has_no_labelled_rows(tmp_path: Path):
         assert ref.count(q.with_(has_label=False)) == 2
 
 
-def test_a_file_still_written_is_parsed_to_a_private_file_replaced_as_it_grows(logs: Path, tmp_path: Path):
+def test_a_file_still_written_is_parsed_only_where_it_grew(logs: Path, tmp_path: Path):
     state = tmp_path / "state"
-    live = state / "parsed" / "live"
+    day = logs / "fraud-api" / "predictions-2026-11-20.ndjson"
     with LocalStore(logs, state) as store:
         assert store.count(Query("fraud", DAY1)) == 5
-        first = sorted(live.glob("*.parquet"))
-        assert len(first) == 3
-        assert not list((state / "parsed").glob("*.parquet"))  # nothing settled is shared
-        day = logs / "fraud-api" / "predictions-2026-11-20.ndjson"
         with open(day, "ab") as handle:
             handle.write(orjson.dumps(prediction("late", "2026-11-20T23:00:00Z")) + b"\n")
+            handle.write(b'{"@timestamp": "2026-11-20T23:30:00Z", "ml": {"predic')  # a line still being written
         assert store.count(Query("fraud", DAY1)) == 6
-        second = sorted(live.glob("*.parquet"))
-        assert len(second) == 3
-        assert set(first) != set(second)  # the grown day's old parse is gone
-    assert not list(live.glob("*.parquet"))  # closing removes this process's own parses
+        parts = registry(state, "fraud-api")["files"][day.name]["parts"]
+        assert [p["rows"] for p in parts] == [7, 1]  # the new complete line only; the unfinished one waits
+        with open(day, "ab") as handle:
+            handle.write(b'tion_id": "z"}}\n')
+        q = Query("fraud", DAY1)
+        assert store.quality(q).reasons["not a prediction or feedback event"].first == f"{day}:9"
 
 
-def test_parses_left_by_a_killed_process_are_swept(logs: Path, tmp_path: Path):
-    live = tmp_path / "state" / "parsed" / "live"
-    live.mkdir(parents=True)
+def test_temporary_files_left_by_a_killed_process_are_swept(logs: Path, tmp_path: Path):
+    state = tmp_path / "state"
+    with LocalStore(logs, state) as store:
+        assert store.count(Query("fraud", DAY1)) == 5
     child = multiprocessing.get_context("spawn").Process(target=int)
     child.start()
     child.join()
-    orphan = live / f"fraud-api__predictions-2026-11-20.ndjson__1_2_v2.{child.pid}.7.parquet"
+    (folder,) = (state / "parsed").glob("*/fraud-api")
+    orphan = folder / f".predictions-2026-11-20.ndjson.1.2.parquet.{child.pid}.tmp"
     orphan.write_bytes(b"")
-    partial = live / f".x.parquet.{child.pid}.tmp"
-    partial.write_bytes(b"")
-    with LocalStore(logs, tmp_path / "state") as store:
-        assert store.count(Query("fraud", DAY1)) == 5
+    with open(logs / "fraud-api" / "predictions-2026-11-20.ndjson", "ab") as handle:
+        handle.write(orjson.dumps(prediction("late", "2026-11-20T23:00:00Z")) + b"\n")
+    with LocalStore(logs, state) as store:
+        assert store.count(Query("fraud", DAY1)) == 6
     assert not orphan.exists()
-    assert not partial.exists()
 
 
 def test_rows_sorted_slice_by_slice_stay_in_time_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -316,7 +344,7 @@ def test_the_store_answers_within_a_small_memory_limit(tmp_path: Path):
     with LocalStore(tmp_path / "logs", tmp_path / "state", memory_limit="48MB") as s:
         q = Query("fraud", DAY1)
         assert s.count(q) == 120_000
-        assert s.scan_report().duplicates == 40_000
+        assert s.quality(q).reasons["repeated id"].count == 40_000
         chunks = list(s.rows(q, columns=["timestamp", "prediction_id", "features.amount"], chunk_size=5_000))
         assert sum(len(c) for c in chunks) == 120_000
         stamps = [t for c in chunks for t in c["timestamp"]]
@@ -324,18 +352,17 @@ def test_the_store_answers_within_a_small_memory_limit(tmp_path: Path):
         assert len(s.sample(q, 1_000, seed=1)) == 1_000
 
 
-def test_clean_files_take_the_typed_reader_within_the_default_memory_limit(tmp_path: Path):
-    import os
-
+def test_numbers_are_kept_as_numbers_within_the_default_memory_limit(tmp_path: Path):
     import pyarrow.parquet as pq
 
     lines = [prediction(f"p{i}", f"2026-11-20T{i % 24:02d}:00:00Z", amount=float(i)) for i in range(2_000)]
-    path = write(tmp_path / "logs" / "svc" / "predictions-2026-11-20.ndjson", lines)
-    os.utime(path, (1_700_000_000, 1_700_000_000))
+    write(tmp_path / "logs" / "svc" / "predictions-2026-11-20.ndjson", lines)
     with LocalStore(tmp_path / "logs", tmp_path / "state") as s:
         assert s.count(Query("fraud", DAY1)) == 2_000
-    (parsed,) = (tmp_path / "state" / "parsed").glob("*.parquet")
-    assert str(pq.read_schema(parsed).field("features.amount").type) == "double"  # not JSON text from the exact path
+    (parsed,) = (tmp_path / "state" / "parsed").glob("*/svc/*.parquet")
+    schema = pq.read_schema(parsed)
+    assert str(schema.field("features.amount").type) == "double"  # not JSON text
+    assert str(schema.field("prediction").type) == "int64"
 
 
 def test_a_feature_first_seen_late_in_a_clean_file_is_kept(tmp_path: Path):
@@ -346,3 +373,18 @@ def test_a_feature_first_seen_late_in_a_clean_file_is_kept(tmp_path: Path):
         q = Query("fraud", DAY1)
         assert "features.late" in {c.name for c in s.columns(q)}
         assert s.numeric_summary(q, "features.late").count == 1
+
+
+def test_a_column_numeric_one_day_and_text_the_next_keeps_each_value_as_logged(tmp_path: Path):
+    folder = tmp_path / "logs" / "svc"
+    write(
+        folder / "predictions-2026-11-20.ndjson",
+        [prediction(f"a{i}", "2026-11-20T01:00:00Z", amount=1) for i in range(3)],
+    )
+    write(folder / "predictions-2026-11-21.ndjson", [prediction("b", "2026-11-21T01:00:00Z", amount="1")])
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as s:
+        both = Query("fraud", Window(DAY1.start, DAY2.end))
+        assert s.category_counts(both, "features.amount") == {1: 3.0, "1": 1.0}  # as within one file
+        assert {c.name: c.kind for c in s.columns(both)}["features.amount"] == "numeric"  # most are numbers
+        assert s.quality(both).reasons["type mismatch in features.amount"].count == 1
+        assert {c.name: c.kind for c in s.columns(Query("fraud", DAY2))}["features.amount"] == "categorical"

@@ -8,11 +8,12 @@ Airflow that answers 409 for a dag_run_id it already has); ``down()``/``up()`` s
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from local_http import LocalListener, QuietHandler
 
 
 @dataclass
@@ -30,13 +31,7 @@ class Request:
 Reply = tuple[int, dict[str, str], str]
 
 
-class _Server(ThreadingHTTPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-    block_on_close = False
-
-
-class FakeEndpoint:
+class FakeEndpoint(LocalListener):
     """Takes POSTs and records those it answered with a 2xx."""
 
     def __init__(self, answer: Callable[[Request], Reply] | None = None) -> None:
@@ -44,21 +39,16 @@ class FakeEndpoint:
         self.attempts: list[Request] = []
         self.replies: list[Reply] = []
         self.answer = answer
-        self._server: _Server | None = None
-        self.port = 0
-        self.up()
+        super().__init__()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def up(self) -> None:
+    def handler(self) -> type[BaseHTTPRequestHandler]:
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 request = Request("POST", self.path, {k: v for k, v in self.headers.items()}, body)
@@ -71,23 +61,6 @@ class FakeEndpoint:
                     status, headers, text = 200, {"Content-Type": "application/json"}, "{}"
                 if 200 <= status < 300:
                     owner.requests.append(request)
-                payload = text.encode()
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                self.answer(status, headers, text)
 
-        self._server = _Server(("127.0.0.1", self.port), Handler)
-        self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def down(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def close(self) -> None:
-        self.down()
+        return Handler

@@ -6,7 +6,8 @@ without a known severity takes the job's).  A job that failed or timed out, an o
 not judge its window, or any job whose window (or reference) held no predictions at all is itself an
 alert (subject ``monitoring``): silence from a job must never look like good news.  What counts as
 "could not judge" and which counts are read from the job's payload (``Metrics.unjudged_needs_attention``,
-``row_counts``, ``no_verdict_reason``).
+``row_counts``, ``no_verdict_reason``).  A window whose share of lines set aside (its finding's ``quality``) is
+above ``quality.max_bad_share`` raises one more alert (subject ``quality``), whatever the job found.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from analyzers.findings import Finding, Severity
+from analyzers.findings.quality import describe_reasons
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 MONITORING = "monitoring"
+QUALITY = "quality"
+QUALITY = "quality"
 
 
 @dataclass(frozen=True)
@@ -61,13 +65,28 @@ def _monitoring_message(finding: Finding) -> str:
     return f"{finding.job} could not judge its window ({max(rows, default=0):g} predictions)"
 
 
+def _quality_alert(finding: Finding, severity: Severity) -> list[Alert]:
+    """An alert when the share of the window's lines set aside is above the configured one."""
+    quality = finding.quality
+    if quality is None or quality.report is None or not quality.exceeded():
+        return []
+    report = quality.report
+    named = "; ".join(describe_reasons(report)[:3])
+    message = f"{report.share:.1%} of {report.lines} lines set aside, more than {quality.max_bad_share:.1%}: {named}"
+    key = alert_key(finding.model, finding.job, QUALITY)
+    return [Alert(key, finding.model, finding.job, QUALITY, severity, message, report.share, quality.max_bad_share)]
+
+
 def alerts_of(finding: Finding, default_severity: Severity = "warning") -> list[Alert]:
-    """The alerts a finding raises: one per signal when it alerts, one monitoring alert when it could not judge."""
+    """The alerts a finding raises: one per signal when it alerts, one monitoring alert when it could not judge,
+    and one when too many of its window's lines were set aside."""
+    quality = _quality_alert(finding, default_severity)
     if is_monitoring_problem(finding):
         key = alert_key(finding.model, finding.job, MONITORING)
-        return [Alert(key, finding.model, finding.job, MONITORING, default_severity, _monitoring_message(finding))]
+        monitoring = Alert(key, finding.model, finding.job, MONITORING, default_severity, _monitoring_message(finding))
+        return [monitoring, *quality]
     if finding.status != "alert":
-        return []
+        return quality
     alerts: dict[str, Alert] = {}
     for signal in finding.signals:
         key = alert_key(finding.model, finding.job, signal.subject)
@@ -87,7 +106,7 @@ def alerts_of(finding: Finding, default_severity: Severity = "warning") -> list[
     if not alerts:  # an alert without signals still says so
         key = alert_key(finding.model, finding.job, "finding")
         alerts[key] = Alert(key, finding.model, finding.job, "finding", default_severity, f"{finding.job} alerted")
-    return list(alerts.values())
+    return [*alerts.values(), *quality]
 
 
 def judges_subjects(finding: Finding) -> bool:

@@ -61,6 +61,7 @@ __all__ = [
     "MultivariateConfig",
     "OpsConfig",
     "PerformanceConfig",
+    "QualityConfig",
     "ReferenceConfig",
     "RouteConfig",
     "Schedule",
@@ -86,10 +87,18 @@ class StateConfig(Strict):
     path: str | None = None  # default: .predwatch/ beside the log directory
 
 
+class QualityConfig(Strict):
+    """When the lines of a job's window that were set aside (bad JSON, repeated ids, ...) raise an alert."""
+
+    max_bad_share: float = Field(default=0.01, ge=0.0, le=1.0)
+
+
 class ModelJobs(Strict):
-    """A monitored model: one optional section per job of the job table, and how late its lines arrive."""
+    """A monitored model: one optional section per job of the job table, how late its lines arrive, and its
+    own data-quality limit."""
 
     ingest_delay: timedelta = timedelta(minutes=2)
+    quality: QualityConfig | None = None  # default: the configuration's top-level ``quality``
 
     _d = field_validator("ingest_delay", mode="before")(lambda v: duration(v))
 
@@ -140,6 +149,7 @@ class Config(Strict):
     store: StoreConfig = Field(default_factory=StoreConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     state: StateConfig = Field(default_factory=StateConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
     slack: SlackConfig | None = None
     webhooks: dict[str, WebhookConfig] = Field(default_factory=dict)
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
@@ -152,6 +162,11 @@ class Config(Strict):
         """Every configured channel by its name: a field holding settings (``slack``), or each entry of a
         field holding a mapping of them (``webhooks``)."""
         return _channels({name: getattr(self, name) for name in type(self).model_fields})
+
+    def quality_for(self, model: str) -> QualityConfig:
+        """The model's own ``quality`` settings, else the configuration's."""
+        own = self.models[model].quality if model in self.models else None
+        return own or self.quality
 
     @field_validator("routes")
     @classmethod

@@ -38,7 +38,7 @@ def _analyse(store: Store, config: Config, days: Sequence[Window], advance: Call
     for window in days:
         for model, model_config in config.models.items():
             for name, job in model_config.jobs().items():
-                findings.append(run_job(store, model, name, job, window))
+                findings.append(run_job(store, model, name, job, window, quality=config.quality_for(model)))
                 advance()
     return findings
 

@@ -18,6 +18,7 @@ from analyzers.findings.estimation import EstimationMetrics
 from analyzers.findings.fairness import FairnessMetrics
 from analyzers.findings.ops import OpsMetrics
 from analyzers.findings.performance import PerformanceMetrics
+from analyzers.findings.quality import QualityReport, ReasonCount, WindowQuality
 from analyzers.findings.replay import ReplayMetrics
 from analyzers.findings.versions import VersionFinding, VersionSplit, version_subject
 
@@ -34,6 +35,8 @@ __all__ = [
     "MultivariateDrift",
     "OpsMetrics",
     "PerformanceMetrics",
+    "QualityReport",
+    "ReasonCount",
     "ReplayMetrics",
     "Severity",
     "Signal",
@@ -41,6 +44,7 @@ __all__ = [
     "StoredMetrics",
     "VersionFinding",
     "VersionSplit",
+    "WindowQuality",
     "clean",
     "version_subject",
 ]

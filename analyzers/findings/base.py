@@ -23,10 +23,23 @@ Severity = Literal["info", "warning", "critical"]
 STATUSES: tuple[str, ...] = ("ok", "alert", "insufficient_data", "error")
 SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
 _RESERVED = frozenset(
-    ("id", "model", "job", "status", "window", "created_at", "reference", "signals", "error", "by_version")
+    (
+        "id",
+        "model",
+        "job",
+        "status",
+        "window",
+        "created_at",
+        "reference",
+        "signals",
+        "error",
+        "by_version",
+        "quality",
+    )
 )
 
 if TYPE_CHECKING:
+    from analyzers.findings.quality import WindowQuality
     from analyzers.findings.versions import VersionSplit
 
 _M = TypeVar("_M", bound="Metrics")
@@ -138,7 +151,8 @@ class Finding:
     ``metrics`` is the job's payload (``None`` for a job that failed); it is merged into the top
     level of :meth:`to_dict`. ``reference`` says what the numbers were compared with.  ``by_version``
     holds each model version's own result when the job splits its findings per version
-    (:mod:`analyzers.findings.versions`).
+    (:mod:`analyzers.findings.versions`).  ``quality`` is the window's data quality (lines set aside by
+    reason, :mod:`analyzers.findings.quality`), added by the runner to every finding.
     """
 
     model: str
@@ -151,6 +165,7 @@ class Finding:
     error: str | None = None
     created_at: datetime = field(default_factory=utcnow)
     by_version: VersionSplit | None = None
+    quality: WindowQuality | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -198,11 +213,14 @@ class Finding:
             out["error"] = self.error
         if self.by_version is not None:
             out["by_version"] = self.by_version.to_dict()
+        if self.quality is not None:
+            out["quality"] = clean(self.quality.to_dict())
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Finding:
         """A finding back from :meth:`to_dict`'s output; a job without a payload class keeps its numbers as they are."""
+        from analyzers.findings.quality import WindowQuality
         from analyzers.findings.versions import VersionSplit
 
         job = str(data["job"])
@@ -222,6 +240,7 @@ class Finding:
             error=data.get("error"),
             created_at=parse_time(data["created_at"]) if data.get("created_at") else utcnow(),
             by_version=VersionSplit.from_dict(data["by_version"], job) if data.get("by_version") else None,
+            quality=WindowQuality.from_dict(data["quality"]) if data.get("quality") else None,
         )
 
 

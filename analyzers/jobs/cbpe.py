@@ -29,7 +29,6 @@ from analyzers.jobs.estimator import (
     WindowEstimate,
     finite,
     numeric,
-    weights,
 )
 from analyzers.stats.binning import quantile_edges, quantile_levels
 from analyzers.stats.calibration import Calibration, calibrate
@@ -42,6 +41,7 @@ from analyzers.stats.estimation import (
     realized_metrics,
 )
 from analyzers.stats.performance import is_positive
+from analyzers.stats.sampling import SampleSize, row_weights
 from analyzers.store.base import PredictionReader, Query
 
 SCORE_CELLS = 2000  # reference score quantiles that bound the cells (atoms of repeated scores get their own)
@@ -137,6 +137,11 @@ class ClassificationEstimator(Estimator):
             return None
         sums = _Sums(self)
         sums.positive, sums.negative = positive, np.where(above, 0.0, full)
+        # The histogram holds weighted counts only: each cell's squared weights are taken at the window's mean
+        # square per unit of weight (exact with one sample rate).
+        total = float(counts.sum())
+        per_weight = float(table["weight_sq"].sum()) / total if total > 0 else 1.0
+        sums.positive_sq, sums.negative_sq = sums.positive * per_weight, sums.negative * per_weight
         sums.n_labeled = n_labeled
         if n_labeled >= config.min_labels:
             for chunk in store.rows(query.with_(has_label=True), columns=list(self.columns)):
@@ -153,7 +158,7 @@ class ClassificationEstimator(Estimator):
             "predicted": self.flags(chunk["prediction"]),
             "labelled": labelled,
             "positive": self.flags(chunk["label"]) & labelled,
-            "weight": weights(chunk),
+            "weight": row_weights(chunk),
         }
 
     def accumulator(self) -> Accumulator:
@@ -172,6 +177,8 @@ class _Sums(Accumulator):
         self.estimator = estimator
         self.positive = np.zeros(size)
         self.negative = np.zeros(size)
+        self.positive_sq = np.zeros(size)  # squared weights: the observations behind the weighted counts
+        self.negative_sq = np.zeros(size)
         self.confusion = [np.zeros(size) for _ in range(4)]  # tp, fp, fn, tn
         self.n_labeled = 0.0
 
@@ -181,6 +188,8 @@ class _Sums(Accumulator):
         cell = rows["cell"]
         self.positive += np.bincount(cell[scored & predicted], w[scored & predicted], minlength=size)
         self.negative += np.bincount(cell[scored & ~predicted], w[scored & ~predicted], minlength=size)
+        self.positive_sq += np.bincount(cell[scored & predicted], w[scored & predicted] ** 2, minlength=size)
+        self.negative_sq += np.bincount(cell[scored & ~predicted], w[scored & ~predicted] ** 2, minlength=size)
         self.n_labeled += float(w[rows["labelled"]].sum())
         self.add_realized(rows)
 
@@ -200,7 +209,9 @@ class _Sums(Accumulator):
         names = fit.metrics(config)
         n_scored = float(self.positive.sum() + self.negative.sum())
         estimates = estimate_metrics(
-            Cells(fit.probability, self.positive, self.negative), metrics=names, confidence=config.confidence
+            Cells(fit.probability, self.positive, self.negative, self.positive_sq, self.negative_sq),
+            metrics=names,
+            confidence=config.confidence,
         )
         realized: dict[str, float | None] = {}
         if self.n_labeled >= config.min_labels and sum(float(c.sum()) for c in self.confusion) > 0:
@@ -225,7 +236,7 @@ def fit_reference(sample: pd.DataFrame, config: EstimationConfig) -> Classificat
     s = scores[keep]
     y = _flags(sample["label"], config.positive_label)
     predicted = _flags(sample["prediction"], config.positive_label)
-    w = weights(sample)
+    w = row_weights(sample)
     # The store returns a sample in no set order; the folds must not depend on it (the same rows, from a
     # window or a file, give the same fit).
     order = np.lexsort((w, y, predicted, s))
@@ -250,7 +261,7 @@ def fit_reference(sample: pd.DataFrame, config: EstimationConfig) -> Classificat
         edges=edges,
         probability=probability,
         realized=realized,
-        interval=_bootstrap(counts, len(s), config.confidence),
+        interval=_bootstrap(counts, max(round(SampleSize.of(w).effective), 1), config.confidence),
         held_out={m: {"estimated": held_estimates[m].value, "realized": realized[m]} for m in held_estimates},
         n_sample=len(s),
         positive_label=config.positive_label,

@@ -168,14 +168,6 @@ def numeric(series: pd.Series) -> np.ndarray:
     return pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
-def weights(chunk: pd.DataFrame) -> np.ndarray:
-    """``1 / sample_rate`` per row (1 when the rate is missing), as the store weights its aggregates."""
-    if "sample_rate" not in chunk:
-        return np.ones(len(chunk))
-    rate = numeric(chunk["sample_rate"])
-    return np.where(np.isfinite(rate) & (rate > 0), 1.0 / np.where(rate > 0, rate, 1.0), 1.0)
-
-
 def finite(value: Any) -> float | None:
     """A number, or ``None`` for NaN and infinities."""
     v = float(value)

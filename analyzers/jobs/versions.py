@@ -18,7 +18,8 @@ import pandas as pd
 from analyzers.config.jobs import JobConfig
 from analyzers.findings import Finding, Signal, Status, VersionFinding, VersionSplit, version_subject
 from analyzers.jobs.base import Job
-from analyzers.store.base import ColumnInfo, Histogram, NumericSummary, PredictionReader, Query, ScanReport
+from analyzers.stats.sampling import SampleSize
+from analyzers.store.base import ColumnInfo, Histogram, NumericSummary, PredictionReader, QualityReport, Query
 from analyzers.timeutil import Window
 
 VERSION_COLUMN = "model_version"
@@ -104,6 +105,9 @@ class VersionSlice(PredictionReader):
     def count(self, query: Query) -> float:
         return self.store.count(self._narrow(query))
 
+    def sample_size(self, query: Query) -> SampleSize:
+        return self.store.sample_size(self._narrow(query))
+
     def numeric_summary(self, query: Query, column: str) -> NumericSummary:
         return self.store.numeric_summary(self._narrow(query), column)
 
@@ -128,8 +132,8 @@ class VersionSlice(PredictionReader):
     def volume(self, query: Query, bucket: timedelta) -> pd.DataFrame:
         return self.store.volume(self._narrow(query), bucket)
 
-    def scan_report(self) -> ScanReport:
-        return self.store.scan_report()
+    def quality(self, query: Query) -> QualityReport:
+        return self.store.quality(self._narrow(query))
 
 
 def _combined_status(whole: Finding, parts: Sequence[VersionFinding], signals: Sequence[Signal]) -> Status:

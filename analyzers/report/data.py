@@ -22,11 +22,12 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from analyzers.config.models import Config, JobConfig, ModelConfig, OpsConfig
+from analyzers.config.models import Config, JobConfig, ModelConfig, OpsConfig, QualityConfig
 from analyzers.findings import DriftMetrics, Finding
+from analyzers.findings.quality import QualityRow, quality_rows
 from analyzers.jobs.registry import JOBS
 from analyzers.report.trends import Trends, compute
-from analyzers.runner import run_job, with_paths_resolved
+from analyzers.runner import run_job, window_quality, with_paths_resolved
 from analyzers.stats.drift import ColumnDrift
 from analyzers.stats.ops import percentile_level
 from analyzers.store import open_reference_file
@@ -126,6 +127,11 @@ class ReportData:
         return self.trends.span
 
     @property
+    def quality(self) -> list[QualityRow]:
+        """The data quality of each job's window (jobs over the same window share a row)."""
+        return quality_rows([s.finding for s in self.jobs.values() if s.finding is not None])
+
+    @property
     def n_events(self) -> float:
         return sum(self.trends.ops.counts) if self.trends.ops is not None else 0.0
 
@@ -150,6 +156,7 @@ def gather(
     """
     model_config = config.models[model] if config is not None and model in config.models else ModelConfig()
     job_configs = _job_configs(config, model)
+    quality = config.quality_for(model) if config is not None else QualityConfig()
     t = evaluation_time(model_config, at)
     jobs = {
         name: _job_section(
@@ -162,6 +169,7 @@ def gather(
             window=window,
             since=t - span,
             base=base,
+            quality=quality,
         )
         for name in JOBS
     }
@@ -207,6 +215,7 @@ def _job_section(
     window: timedelta | None,
     since: datetime,
     base: Path | None,
+    quality: QualityConfig,
 ) -> JobSection:
     if job_config is not None:
         windows = resolve(model_config, job_config, at, length=window)
@@ -217,8 +226,11 @@ def _job_section(
     section = JobSection(name, job_config is not None, windows, config=job_config)
     if stored:
         section.finding, section.source = stored[-1], "stored"
+        if section.finding.quality is None:  # stored before findings carried it: measured now, for the page only
+            section.finding.quality = window_quality(store, model, windows.window, quality)
     elif job_config is not None:
-        section.finding = run_job(store, model, name, with_paths_resolved(job_config, base), windows.window)
+        job = with_paths_resolved(job_config, base)
+        section.finding = run_job(store, model, name, job, windows.window, quality=quality)
         section.source = "computed"
     else:
         section.note = (

@@ -26,6 +26,7 @@ from analyzers.findings import (
 )
 from analyzers.findings.canary import MetricComparison
 from analyzers.findings.fairness import AttributeResult
+from analyzers.findings.quality import describe_reasons
 from analyzers.formatting import format_number
 from analyzers.formatting import format_percent as pct
 from analyzers.jobs.registry import JOBS
@@ -115,6 +116,7 @@ def render(data: ReportData) -> str:
     windows = f"window of {format_duration(data.window_override)}" if data.window_override else "configured window"
     sections = [
         _summary(data),
+        _quality(data),
         _drift(data),
         _fairness(data),
         _performance(data),
@@ -262,6 +264,37 @@ def _summary(data: ReportData) -> str:
             f'<p>{escape(text)}</p><p class="muted">{escape(_card_window(section) + _source(section))}</p></div>'
         )
     return f'<section id="summary"><h2>Verdicts</h2><div class="cards">{"".join(cards)}</div></section>'
+
+
+def _quality(data: ReportData) -> str:
+    """Each job window's lines considered and set aside, by reason with the first file:line of each."""
+    rows = []
+    for row in data.quality:
+        report = row.quality.report
+        jobs = escape(", ".join(JOB_TITLES.get(j, j) for j in row.jobs))
+        if report is None:
+            cause = escape(row.quality.error or "the store could not tell")
+            rows.append(("", [jobs, escape(window_text(row.window)), "—", "—", f"not measured: {cause}"]))
+            continue
+        reasons = "<br>".join(escape(r) for r in describe_reasons(report)) or "none"
+        share = f"{fmt(report.set_aside)} ({pct(report.share)})"
+        rows.append(
+            (
+                "alert" if row.quality.exceeded() else "",
+                [jobs, escape(window_text(row.window)), fmt(report.lines), share, reasons],
+            )
+        )
+    if not rows:
+        body = note("No job window to describe.")
+    else:
+        limits = sorted({pct(row.quality.max_bad_share) for row in data.quality})
+        body = (
+            f'<p class="muted">Log lines of each job\'s window that were set aside (bad JSON, a time out of any '
+            f"plausible range, invalid UTF-8, repeated ids, ...), with the file and line of the first of each "
+            f"reason.  A share above {escape(' / '.join(limits))} raises a quality alert (highlighted).</p>"
+            + table(["jobs", "window", "lines", "set aside", "reasons (first file:line)"], rows, numeric={2, 3})
+        )
+    return f'<section id="quality"><h2>Data quality</h2>\n{body}\n</section>'
 
 
 def _drift(data: ReportData) -> str:

@@ -13,6 +13,9 @@ Jobs speak in queries (model, time window, filters) and logical column names
 see ``logshipper.schema.COLUMNS``).  Aggregates are computed where the data is, so a job's work
 grows with its bins and groups, not with the number of predictions.  Every count is weighted by
 ``1 / sample_rate`` of the events it counts (a missing rate is 1), so sampled logging reweights.
+Tests and intervals need what was observed instead: :meth:`PredictionReader.sample_size` gives a
+window's weighted count beside its rows and the sum of squared weights, and ``crosstab`` gives each
+combination's ``weight_sq`` beside its ``count`` (see :mod:`analyzers.stats.sampling`).
 
 ``label`` is the ground truth joined by ``prediction_id`` from ``ml.feedback`` events, which may
 arrive days after the prediction (in a later day's file or index); the latest feedback wins.
@@ -24,7 +27,7 @@ from __future__ import annotations
 import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal, TypeVar
 
@@ -32,6 +35,9 @@ import numpy as np
 import pandas as pd
 
 from analyzers.findings import Finding
+from analyzers.findings.quality import QualityReport as QualityReport  # defined with findings, which carry it
+from analyzers.findings.quality import ReasonCount as ReasonCount
+from analyzers.stats.sampling import SampleSize
 from analyzers.timeutil import Window
 
 Outcome = Literal["success", "failure"]
@@ -126,35 +132,28 @@ class Histogram:
     missing: float = 0.0
 
 
-@dataclass(frozen=True)
-class SkippedLine:
-    """A line the store could not use, and why; ``source`` is a file path or an index name."""
-
-    source: str
-    line: int | None
-    reason: str
-
-
-@dataclass
-class ScanReport:
-    """What a scan passed over: bad lines with file and line number, duplicate ids."""
-
-    skipped: list[SkippedLine] = field(default_factory=list)
-    duplicates: int = 0
-
-
 _Reader = TypeVar("_Reader", bound="PredictionReader")
 
 
 class PredictionReader(ABC):
-    """Where predictions are read: windows in, rows, samples and aggregates out."""
+    """Where predictions are read: windows in, rows, samples and aggregates out.
+
+    The value contract, for ``prediction``, ``label``, ``features.*`` and ``groups.*`` cells, the same in every
+    adapter: a JSON string comes back as ``str`` (even ``"1"`` stays ``"1"``); a JSON integer as ``int``; a
+    JSON float as ``float`` (so ``1`` and ``1.0`` are equal keys and never split a confusion matrix);
+    ``true``/``false`` as ``bool``; null or absent as ``None``; an array or object as its compact JSON text (a
+    categorical string), counted in :meth:`quality` under ``nested value in <column>``.  A column is numeric
+    when most of its non-null values are numbers (booleans are not numbers); its values that are not numbers
+    are set aside (neither values nor missing in numeric reads) and counted in :meth:`quality` as ``type
+    mismatch in <column>``.  The same file gives the same values whether or not it also holds bad lines.
+    """
 
     # ---- schema discovery -------------------------------------------------------------
     @abstractmethod
     def columns(self, query: Query) -> list[ColumnInfo]:
         """Features (``features.*``), groups (``groups.*``) and ``prediction``, ``score``, ``label``
-        present in the window, with their kind: numeric when every non-null value is a number
-        (booleans count as categorical), categorical otherwise."""
+        present in the window, with their kind: numeric when most non-null values are numbers
+        (booleans count as categorical; groups are always categorical), categorical otherwise."""
 
     # ---- rows -------------------------------------------------------------------------
     @abstractmethod
@@ -177,6 +176,11 @@ class PredictionReader(ABC):
     @abstractmethod
     def count(self, query: Query) -> float:
         """Weighted number of predictions in the window."""
+
+    @abstractmethod
+    def sample_size(self, query: Query) -> SampleSize:
+        """The window's weighted number of predictions, the rows logged and their sum of squared weights:
+        what estimates stand for and what tests may count on."""
 
     @abstractmethod
     def numeric_summary(self, query: Query, column: str) -> NumericSummary:
@@ -213,23 +217,27 @@ class PredictionReader(ABC):
     @abstractmethod
     def crosstab(self, query: Query, columns: Sequence[str]) -> pd.DataFrame:
         """Weighted counts per combination of the columns' values: one row per combination,
-        the given columns plus ``count``.  E.g. ``["groups.region", "prediction", "label"]`` gives
-        per-group confusion counts; nulls are kept as their own value."""
+        the given columns plus ``count`` and ``weight_sq`` (the sum of the squared weights, equal to
+        ``count`` without sampling, for the combination's effective size).  E.g.
+        ``["groups.region", "prediction", "label"]`` gives per-group confusion counts; nulls are kept
+        as their own value."""
 
     @abstractmethod
     def volume(self, query: Query, bucket: timedelta) -> pd.DataFrame:
         """Counts per time bucket over the whole window, empty buckets included: columns
         ``start`` (tz-aware UTC), ``count`` (all events) and ``failures`` (``outcome == failure``)."""
 
+    # ---- data quality -----------------------------------------------------------------
+    @abstractmethod
+    def quality(self, query: Query) -> QualityReport:
+        """The lines of the query's window (model and time range; other filters ignored) that were considered,
+        and those quarantined or set aside, counted by reason with the first place each was seen."""
+
     # ---- housekeeping -----------------------------------------------------------------
     def budget(self, seconds: float) -> contextlib.AbstractContextManager[None]:
         """Bound the reads made by this thread inside the block to ``seconds`` in total (a job's timeout),
         for stores that wait on a server; this default sets no bound."""
         return contextlib.nullcontext()
-
-    def scan_report(self) -> ScanReport:
-        """What the last reads passed over (bad lines, duplicates)."""
-        return ScanReport()
 
     def close(self) -> None:
         """Release connections and files."""

@@ -2,11 +2,15 @@
 
 A window table has the columns ``prediction_id``, ``timestamp`` (TIMESTAMPTZ), ``model_version``,
 ``entity_id``, ``outcome``, ``error_type``, ``error_message``, ``score``, ``latency_ms``,
-``sample_rate`` (DOUBLE), ``_w`` (the weight ``1 / sample_rate``), and JSON-text columns (a value as
-JSON writes it, NULL when missing) for ``prediction``, ``label``, every ``features.<name>`` and
-``groups.<name>``.  JSON text keeps ``1``, ``"1"`` and ``true`` apart; numeric reads cast it.
+``sample_rate`` (DOUBLE), ``_w`` (the weight ``1 / sample_rate``), and value columns for ``prediction``,
+``label``, every ``features.<name>`` and ``groups.<name>``: numbers (BIGINT or DOUBLE), or the JSON text of
+the value (NULL when missing).  JSON text keeps ``1``, ``"1"`` and ``true`` apart; numeric reads cast it.
 Both the local log-file store and the reference-file store produce such tables, so the SQL is
 written once, here.
+
+A column is numeric when most of its values are numbers (booleans are not); its values that are not
+numbers are set aside (read as neither a number nor missing) and counted in quality as a type mismatch.
+A failed read is retried once over freshly built tables; a second failure is a ``StoreError`` in words.
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import numpy as np
@@ -26,12 +31,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from analyzers.config.models import DEFAULT_MEMORY_LIMIT
 from analyzers.stats.binning import bin_counts
-from analyzers.store.base import ROW_COLUMNS, ColumnInfo, ColumnKind, Histogram, NumericSummary, Query, StoreError
+from analyzers.stats.sampling import SampleSize
+from analyzers.store.base import ROW_COLUMNS, ColumnInfo, Histogram, NumericSummary, Query, ReasonCount, StoreError
+from analyzers.store.errors import describe
+from analyzers.store.settings import DEFAULT_MEMORY_LIMIT
 from logshipper.schema import FEATURE_PREFIX, GROUP_PREFIX
 
+T = TypeVar("T")
 NUMERIC_COLUMNS = ("score", "latency_ms", "sample_rate")
+_NUMBER_TYPES = ("BIGINT", "DOUBLE", "INTEGER", "HUGEINT", "UBIGINT", "FLOAT", "DECIMAL", "SMALLINT", "TINYINT")
 _BATCH_ROWS = 131_072  # rows per Arrow batch when a pass over the window is binned in Python
 _SLICE_ROWS = 100_000  # rows() sorts at most about this many rows at a time (or one hour, when it holds more)
 JSON_COLUMNS = ("prediction", "label")
@@ -71,6 +80,21 @@ def _edges(edges: Sequence[float]) -> np.ndarray:
     return out
 
 
+@dataclass(frozen=True)
+class ColumnCounts:
+    """How many rows of a window carry a value in a column, and how many of those are numbers."""
+
+    name: str
+    weighted: float
+    present: int
+    numbers: int
+
+    @property
+    def kind(self) -> str:
+        majority = self.numbers * 2 > self.present
+        return "numeric" if majority and not self.name.startswith(GROUP_PREFIX) else "categorical"
+
+
 def decode(text: Any) -> Any:
     """A JSON-text cell back to its Python value (None for NULL)."""
     if text is None or (isinstance(text, float) and np.isnan(text)):
@@ -90,27 +114,61 @@ class DuckAggregates:
                 "temp_directory": str(spill_dir or Path(tempfile.gettempdir()) / "predwatch-spill"),
             }
         )
+        self._con.execute("SET parquet_metadata_cache = true")  # parsed files never change in place
         self._lock = threading.RLock()
+        self.memory_limit = memory_limit
         # Window tables never change once built (a changed file makes a new one), so what they hold is kept.
-        self._columns_seen: dict[tuple[str, tuple[Any, ...]], list[ColumnInfo]] = {}
-        self._described: dict[str, list[str]] = {}
+        self._columns_seen: dict[tuple[str, tuple[Any, ...]], list[ColumnCounts]] = {}
+        self._described: dict[str, dict[str, str]] = {}
 
     # ---- what subclasses provide --------------------------------------------------------
-    def _table(self, query: Query) -> str:
-        """Name of the window table that holds the query's window (filters not yet applied)."""
+    def _table(self, query: Query, label: bool = True) -> str:
+        """Name of the window table that holds the query's window (filters not yet applied); ``label`` says
+        whether the ``label`` column is needed (joining feedback costs, so a table may leave it out)."""
         raise NotImplementedError
 
-    def _table_columns(self, table: str) -> list[str]:
+    def _invalidate(self) -> None:
+        """Forget the tables built so far, so that the next read builds them again (after a failure)."""
+        self._forget_described()
+
+    def _forget_described(self) -> None:
+        with self._lock:
+            self._described.clear()
+            self._columns_seen.clear()
+
+    def _table_types(self, table: str) -> dict[str, str]:
         with self._lock:
             if table not in self._described:
-                self._described[table] = [r[0] for r in self._con.execute(f"DESCRIBE {table}").fetchall()]
+                rows = self._con.execute(f"DESCRIBE {table}").fetchall()
+                self._described[table] = {r[0]: str(r[1]) for r in rows}
             return self._described[table]
+
+    def _table_columns(self, table: str) -> list[str]:
+        return list(self._table_types(table))
+
+    def _retrying(self, action: str, query: Query, work: Callable[[], T]) -> T:
+        """``work`` once more over tables built again when it fails (a parsed file another process replaced);
+        a second failure is a ``StoreError`` saying what was done, on which window, and what to do."""
+        doing = f"{action} ({query.model}, {query.window.to_dict()['start']} to {query.window.to_dict()['end']})"
+        for attempt in (1, 2):
+            try:
+                return work()
+            except duckdb.Error as exc:
+                self._invalidate()
+                if attempt == 2:
+                    raise StoreError(describe(doing, exc, self.memory_limit)) from exc
+            except StoreError as exc:
+                self._invalidate()
+                if attempt == 2:
+                    raise StoreError(f"{doing} failed: {exc}") from exc
+        raise AssertionError("unreachable")
 
     # ---- filters ------------------------------------------------------------------------
     def _where(self, query: Query, table: str) -> tuple[str, list[Any]]:
         clauses: list[str] = []
         params: list[Any] = []
-        cols = set(self._table_columns(table))
+        types = self._table_types(table)
+        cols = set(types)
 
         def any_of(column: str, values: Sequence[Any]) -> None:
             if column not in cols:
@@ -119,6 +177,23 @@ class DuckAggregates:
             clauses.append(f"{quote(column)} IN ({', '.join('?' for _ in values)})")
             params.extend(values)
 
+        def any_value(column: str, values: Sequence[Any]) -> None:
+            """A value column holds numbers or JSON text: numbers compare as numbers, anything else as JSON."""
+            if column not in cols:
+                clauses.append("FALSE")
+                return
+            numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            others = [orjson.dumps(v).decode() for v in values if v not in numbers]
+            typed = types[column].upper().startswith(_NUMBER_TYPES)
+            parts = []
+            if numbers:
+                parts.append(f"TRY_CAST({quote(column)} AS DOUBLE) IN ({', '.join('?' for _ in numbers)})")
+                params.extend(float(v) for v in numbers)
+            if others and not typed:
+                parts.append(f"{quote(column)} IN ({', '.join('?' for _ in others)})")
+                params.extend(others)
+            clauses.append("(" + " OR ".join(parts) + ")" if parts else "FALSE")
+
         if query.model_versions is not None:
             any_of("model_version", query.model_versions)
         if query.entity_ids is not None:
@@ -126,7 +201,7 @@ class DuckAggregates:
         if query.prediction_ids is not None:
             any_of("prediction_id", query.prediction_ids)
         for attribute, values in (query.groups or {}).items():
-            any_of(GROUP_PREFIX + attribute, [orjson.dumps(v).decode() for v in values])
+            any_value(GROUP_PREFIX + attribute, values)
         if query.outcome is not None:
             clauses.append("outcome = ?")
             params.append(query.outcome)
@@ -137,9 +212,11 @@ class DuckAggregates:
                 clauses.append("FALSE")
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
-    def _source(self, query: Query) -> tuple[str, list[Any], set[str]]:
-        """``FROM ... WHERE ...`` for the query, its parameters and the table's columns."""
-        table = self._table(query)
+    def _source(self, query: Query, columns: Sequence[str] | None = None) -> tuple[str, list[Any], set[str]]:
+        """``FROM ... WHERE ...`` for the query, its parameters and the table's columns; ``columns`` are those the
+        caller reads (all when None), so that a read without ``label`` is spared the feedback join."""
+        label = columns is None or "label" in columns or query.has_label is not None
+        table = self._table(query, label)
         where, params = self._where(query, table)
         return f"FROM {table}{where}", params, set(self._table_columns(table))
 
@@ -152,103 +229,166 @@ class DuckAggregates:
 
     def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
         with self._lock:
-            try:
-                return self._con.execute(sql, params).fetchall()
-            except duckdb.Error as exc:
-                raise StoreError(f"query failed: {exc}") from exc
+            return self._con.execute(sql, params).fetchall()
+
+    def _raw(self, column: str, cols: set[str]) -> str:
+        return quote(column) if column in cols else "NULL"
+
+    def _value(self, column: str, cols: set[str]) -> str:
+        """A numeric read that tells apart missing (NULL) from set aside (NaN: a value that is not a number)."""
+        if column not in cols or column in NUMERIC_COLUMNS:
+            return self._num(column, cols)
+        number = self._num(column, cols)
+        return f"CASE WHEN {quote(column)} IS NULL THEN NULL ELSE coalesce({number}, CAST('NaN' AS DOUBLE)) END"
 
     # ---- Store methods ----------------------------------------------------------------------
-    def columns(self, query: Query) -> list[ColumnInfo]:
-        source, params, cols = self._source(query)
+    def _column_counts(self, query: Query) -> list[ColumnCounts]:
+        """Every value column present in the query's rows, with its counts (kept while the tables live).
+
+        A column stored as numbers needs no count of its numbers; ``label`` is counted apart over the table with
+        feedback joined, so that the other columns are counted without the join.
+        """
+        source, params, cols = self._source(query, ())
         key = (source, tuple(params))
         if key not in self._columns_seen:
             if len(self._columns_seen) > 256:
                 self._columns_seen.clear()
-            self._columns_seen[key] = self._columns(query, source, params, cols)
+            types = self._table_types(self._table(query, False))
+            wanted = [c for c in types if c.startswith((FEATURE_PREFIX, GROUP_PREFIX)) or c in ("prediction", "score")]
+            counted = self._count_columns(wanted, types, source, params, cols)
+            labelled, label_params, label_cols = self._source(query, ("label",))
+            label_types = self._table_types(self._table(query, True))
+            label = ["label"] if "label" in label_types else []
+            counted += self._count_columns(label, label_types, labelled, label_params, label_cols)
+            self._columns_seen[key] = counted
         return list(self._columns_seen[key])
 
-    def _columns(self, query: Query, source: str, params: list[Any], cols: set[str]) -> list[ColumnInfo]:
-        wanted = [
-            c
-            for c in self._table_columns(self._table(query))
-            if c.startswith((FEATURE_PREFIX, GROUP_PREFIX)) or c in ("prediction", "score", "label")
-        ]
+    def _count_columns(
+        self, wanted: list[str], types: dict[str, str], source: str, params: list[Any], cols: set[str]
+    ) -> list[ColumnCounts]:
         if not wanted:
             return []
         parts = []
         for c in wanted:
             parts.append(f"sum(CASE WHEN {quote(c)} IS NOT NULL THEN _w ELSE 0 END)")
             parts.append(f"count({quote(c)})")
-            parts.append(f"count({self._num(c, cols)})")
+            typed = types.get(c, "").upper().startswith(_NUMBER_TYPES)
+            parts.append(f"count({quote(c)})" if typed else f"count({self._num(c, cols)})")
         row = self._fetch(f"SELECT {', '.join(parts)} {source}", params)[0]
-        out = []
+        counted = []
         for i, c in enumerate(wanted):
-            weighted, present, numeric = row[3 * i], row[3 * i + 1], row[3 * i + 2]
-            if not present:
+            weighted, present, numbers = row[3 * i], row[3 * i + 1], row[3 * i + 2]
+            if present:
+                counted.append(ColumnCounts(c, float(weighted or 0.0), int(present), int(numbers)))
+        return counted
+
+    def columns(self, query: Query) -> list[ColumnInfo]:
+        return self._retrying(
+            "listing columns",
+            query,
+            lambda: [ColumnInfo(c.name, c.kind, c.weighted) for c in self._column_counts(query)],  # type: ignore[arg-type]
+        )
+
+    def _mismatches(self, query: Query) -> dict[str, ReasonCount]:
+        """``type mismatch in <column>``: values of a numeric column that are not numbers, and where the first is."""
+        out: dict[str, ReasonCount] = {}
+        source, params, cols = self._source(query)
+        for counts in self._column_counts(query):
+            if counts.kind != "numeric" or counts.present == counts.numbers or "_file" not in cols:
                 continue
-            kind: ColumnKind = "numeric" if (present == numeric and not c.startswith(GROUP_PREFIX)) else "categorical"
-            out.append(ColumnInfo(c, kind, float(weighted or 0.0)))
+            file, line = self._fetch(
+                f"SELECT _file, _line {source}{' AND' if 'WHERE' in source else ' WHERE'}"
+                f" {quote(counts.name)} IS NOT NULL AND {self._num(counts.name, cols)} IS NULL"
+                " ORDER BY _file, _line LIMIT 1",
+                params,
+            )[0]
+            out[f"type mismatch in {counts.name}"] = ReasonCount(counts.present - counts.numbers, f"{file}:{line}")
         return out
 
     def count(self, query: Query) -> float:
-        source, params, _ = self._source(query)
-        return float(self._fetch(f"SELECT coalesce(sum(_w), 0) {source}", params)[0][0])
+        def work() -> float:
+            source, params, _ = self._source(query, ())
+            return float(self._fetch(f"SELECT coalesce(sum(_w), 0) {source}", params)[0][0])
+
+        return self._retrying("counting predictions", query, work)
+
+    def sample_size(self, query: Query) -> SampleSize:
+        def work() -> SampleSize:
+            source, params, _ = self._source(query, ())
+            sql = f"SELECT coalesce(sum(_w), 0), coalesce(sum(_w * _w), 0), count(*) {source}"
+            weighted, squares, rows = self._fetch(sql, params)[0]
+            return SampleSize(float(weighted), float(squares), float(rows))
+
+        return self._retrying("counting predictions", query, work)
 
     def numeric_summary(self, query: Query, column: str) -> NumericSummary:
         return self.numeric_summaries(query, [column])[column]
 
     def numeric_summaries(self, query: Query, columns: Sequence[str]) -> dict[str, NumericSummary]:
-        """Every column's summary in one pass over the window."""
+        """Every column's summary in one pass over the window; values set aside count as neither present nor missing."""
         if not columns:
             return {}
-        source, params, cols = self._source(query)
-        parts = []
-        for i in range(len(columns)):
-            v, present = f"v{i}", f"CASE WHEN v{i} IS NOT NULL THEN _w END"
-            parts += [
-                f"coalesce(sum({present}), 0)",
-                f"coalesce(sum(CASE WHEN {v} IS NULL THEN _w END), 0)",
-                f"sum(_w * {v}) / nullif(sum({present}), 0)",
-                f"sum(_w * {v} * {v}) / nullif(sum({present}), 0)",
-                f"min({v})",
-                f"max({v})",
-            ]
-        inner = ", ".join(f"{self._num(c, cols)} AS v{i}" for i, c in enumerate(columns))
-        row = self._fetch(f"SELECT {', '.join(parts)} FROM (SELECT {inner}, _w {source})", params)[0]
-        out = {}
-        for i, column in enumerate(columns):
-            n, missing, mean, mean_sq, lo, hi = row[6 * i : 6 * i + 6]
-            std = None if mean is None else float(np.sqrt(max(mean_sq - mean * mean, 0.0)))
-            out[column] = NumericSummary(float(n), float(missing), mean, std, lo, hi)
-        return out
+
+        def work() -> dict[str, NumericSummary]:
+            source, params, cols = self._source(query, columns)
+            parts = []
+            for i, column in enumerate(columns):
+                v, present = f"v{i}", f"CASE WHEN v{i} IS NOT NULL THEN _w END"
+                parts += [
+                    f"coalesce(sum({present}), 0)",
+                    f"coalesce(sum(CASE WHEN {self._raw(column, cols)} IS NULL THEN _w END), 0)",
+                    f"sum(_w * {v}) / nullif(sum({present}), 0)",
+                    f"sum(_w * {v} * {v}) / nullif(sum({present}), 0)",
+                    f"min({v})",
+                    f"max({v})",
+                ]
+            inner = ", ".join(f"{self._num(c, cols)} AS v{i}" for i, c in enumerate(columns))
+            raws = ", ".join(quote(c) for c in dict.fromkeys(columns) if c in cols)
+            raws = f", {raws}" if raws else ""
+            row = self._fetch(f"SELECT {', '.join(parts)} FROM (SELECT {inner}, _w{raws} {source})", params)[0]
+            out = {}
+            for i, column in enumerate(columns):
+                n, missing, mean, mean_sq, lo, hi = row[6 * i : 6 * i + 6]
+                std = None if mean is None else float(np.sqrt(max(mean_sq - mean * mean, 0.0)))
+                out[column] = NumericSummary(float(n), float(missing), mean, std, lo, hi)
+            return out
+
+        return self._retrying("summarising numeric columns", query, work)
 
     def category_counts(self, query: Query, column: str) -> dict[Any, float]:
-        source, params, cols = self._source(query)
-        if column not in cols:
-            total = self._fetch(f"SELECT coalesce(sum(_w), 0) {source}", params)[0][0]
-            return {None: float(total)} if total else {}
-        sql = f"SELECT {quote(column)}, sum(_w) {source} GROUP BY 1"
-        json_text = column in JSON_COLUMNS or column.startswith((FEATURE_PREFIX, GROUP_PREFIX))
-        out: dict[Any, float] = {}
-        for value, weight in self._fetch(sql, params):
-            key = decode(value) if json_text else value
-            out[key] = out.get(key, 0.0) + float(weight)
-        return out
+        def work() -> dict[Any, float]:
+            source, params, cols = self._source(query, (column,))
+            if column not in cols:
+                total = self._fetch(f"SELECT coalesce(sum(_w), 0) {source}", params)[0][0]
+                return {None: float(total)} if total else {}
+            sql = f"SELECT {quote(column)}, sum(_w) {source} GROUP BY 1"
+            json_text = column in JSON_COLUMNS or column.startswith((FEATURE_PREFIX, GROUP_PREFIX))
+            out: dict[Any, float] = {}
+            for value, weight in self._fetch(sql, params):
+                key = decode(value) if json_text else value
+                out[key] = out.get(key, 0.0) + float(weight)
+            return out
+
+        return self._retrying(f"counting the values of {column}", query, work)
 
     def histogram(self, query: Query, column: str, edges: Sequence[float]) -> Histogram:
         return self.histograms(query, {column: edges})[column]
 
     def histograms(self, query: Query, edges: Mapping[str, Sequence[float]]) -> dict[str, Histogram]:
         """Every column's histogram in one streamed pass: values arrive in Arrow batches and are binned
-        with numpy (``bin_counts``), so memory holds one batch whatever the window's size."""
+        with numpy (``bin_counts``), so memory holds one batch whatever the window's size.  A value set aside
+        (not a number) is neither counted nor missing."""
         bins = {column: _edges(e) for column, e in edges.items()}
         if not bins:
             return {}
-        source, params, cols = self._source(query)
+        return self._retrying("binning numeric columns", query, lambda: self._histograms(query, bins))
+
+    def _histograms(self, query: Query, bins: dict[str, np.ndarray]) -> dict[str, Histogram]:
+        source, params, cols = self._source(query, list(bins))
         names = list(bins)
         full = {c: np.zeros(len(bins[c]) + 1) for c in names}  # [underflow, counts..., overflow]
         missing = dict.fromkeys(names, 0.0)
-        inner = ", ".join(f"{self._num(c, cols)} AS v{i}" for i, c in enumerate(names))
+        inner = ", ".join(f"{self._value(c, cols)} AS v{i}" for i, c in enumerate(names))
         with self._lock:
             cursor = self._con.cursor()
         try:
@@ -257,12 +397,11 @@ class DuckAggregates:
                 weight = batch.column(len(names)).to_numpy(zero_copy_only=False)
                 unweighted = bool(np.all(weight == 1.0))
                 for i, column in enumerate(names):
-                    x = batch.column(i).to_numpy(zero_copy_only=False).astype(float)
-                    absent = np.isnan(x)
+                    values = batch.column(i)
+                    x = values.to_numpy(zero_copy_only=False).astype(float)
+                    absent = values.is_null().to_numpy(zero_copy_only=False)
                     missing[column] += float(weight[absent].sum())
                     full[column] += bin_counts(x, bins[column], None if unweighted else weight)
-        except duckdb.Error as exc:
-            raise StoreError(f"histogram failed: {exc}") from exc
         finally:
             cursor.close()
         return {c: Histogram(bins[c], full[c][1:-1], full[c][0], full[c][-1], missing[c]) for c in names}
@@ -272,53 +411,67 @@ class DuckAggregates:
             raise ValueError("quantiles must lie in [0, 1]")
         if not qs:
             return []
-        source, params, cols = self._source(query)
-        x = self._num(column, cols)
-        inner = f"(SELECT {x} AS v, _w {source}) WHERE v IS NOT NULL"
-        uniform = self._fetch(f"SELECT count(DISTINCT _w) <= 1 FROM {inner}", params)[0][0]
-        if uniform:
-            q_list = "[" + ", ".join(repr(float(q)) for q in qs) + "]"
-            (values,) = self._fetch(f"SELECT quantile_cont(v, {q_list}) FROM {inner}", params)[0]
-            return [None] * len(qs) if values is None else [float(v) for v in values]
-        # Weighted: the smallest value whose cumulative weight share reaches q.
-        rows = self._fetch(
-            f"SELECT v, sum(_w) OVER (ORDER BY v ROWS UNBOUNDED PRECEDING) / sum(_w) OVER () FROM {inner} ORDER BY v",
-            params,
-        )
-        if not rows:
-            return [None] * len(qs)
-        values = np.array([r[0] for r in rows])
-        shares = np.array([r[1] for r in rows])
-        idx = np.searchsorted(shares, np.asarray(qs, dtype=float) - 1e-12, side="left")
-        return [float(values[min(i, len(values) - 1)]) for i in idx]
+
+        def work() -> list[float | None]:
+            source, params, cols = self._source(query, (column,))
+            x = self._num(column, cols)
+            inner = f"(SELECT {x} AS v, _w {source}) WHERE v IS NOT NULL"
+            uniform = self._fetch(f"SELECT count(DISTINCT _w) <= 1 FROM {inner}", params)[0][0]
+            if uniform:
+                q_list = "[" + ", ".join(repr(float(q)) for q in qs) + "]"
+                (values,) = self._fetch(f"SELECT quantile_cont(v, {q_list}) FROM {inner}", params)[0]
+                return [None] * len(qs) if values is None else [float(v) for v in values]
+            # Weighted: the smallest value whose cumulative weight share reaches q.
+            rows = self._fetch(
+                f"SELECT v, sum(_w) OVER (ORDER BY v ROWS UNBOUNDED PRECEDING) / sum(_w) OVER () FROM {inner}"
+                " ORDER BY v",
+                params,
+            )
+            if not rows:
+                return [None] * len(qs)
+            values = np.array([r[0] for r in rows])
+            shares = np.array([r[1] for r in rows])
+            idx = np.searchsorted(shares, np.asarray(qs, dtype=float) - 1e-12, side="left")
+            return [float(values[min(i, len(values) - 1)]) for i in idx]
+
+        return self._retrying(f"computing quantiles of {column}", query, work)
 
     def crosstab(self, query: Query, columns: Sequence[str]) -> pd.DataFrame:
         if not columns:
             raise ValueError("crosstab needs at least one column")
-        source, params, cols = self._source(query)
-        exprs = [quote(c) if c in cols else f"CAST(NULL AS VARCHAR) AS {quote(c)}" for c in columns]
-        sql = f"SELECT {', '.join(exprs)}, sum(_w) AS count {source} GROUP BY ALL"
-        rows = self._fetch(sql, params)
-        json_cols = [c in JSON_COLUMNS or c.startswith((FEATURE_PREFIX, GROUP_PREFIX)) for c in columns]
-        data = [
-            [decode(v) if js else v for v, js in zip(row[:-1], json_cols, strict=True)] + [float(row[-1])]
-            for row in rows
-        ]
-        frame = pd.DataFrame(data, columns=[*columns, "count"])
-        return frame.astype({c: object for c in columns}) if len(frame) else frame
+
+        def work() -> pd.DataFrame:
+            source, params, cols = self._source(query, columns)
+            exprs = [quote(c) if c in cols else f"CAST(NULL AS VARCHAR) AS {quote(c)}" for c in columns]
+            sql = f"SELECT {', '.join(exprs)}, sum(_w) AS count, sum(_w * _w) AS weight_sq {source} GROUP BY ALL"
+            rows = self._fetch(sql, params)
+            json_cols = [c in JSON_COLUMNS or c.startswith((FEATURE_PREFIX, GROUP_PREFIX)) for c in columns]
+            merged: dict[tuple[Any, ...], tuple[float, float]] = {}
+            for row in rows:
+                key = tuple(decode(v) if js else v for v, js in zip(row[:-2], json_cols, strict=True))
+                count, squares = merged.get(key, (0.0, 0.0))
+                merged[key] = (count + float(row[-2]), squares + float(row[-1]))
+            frame = pd.DataFrame([[*k, c, q] for k, (c, q) in merged.items()], columns=[*columns, "count", "weight_sq"])
+            return frame.astype({c: object for c in columns}) if len(frame) else frame
+
+        return self._retrying("counting combinations of " + ", ".join(columns), query, work)
 
     def volume(self, query: Query, bucket: timedelta) -> pd.DataFrame:
         seconds = bucket.total_seconds()
         if seconds <= 0:
             raise ValueError("volume bucket must be positive")
-        source, params, _ = self._source(query)
         start = query.window.start
         n_buckets = int(np.ceil(query.window.length.total_seconds() / seconds))
-        rows = self._fetch(
-            f"SELECT CAST(floor((epoch(timestamp) - ?) / ?) AS BIGINT) AS b, sum(_w),"
-            f" sum(CASE WHEN outcome = 'failure' THEN _w ELSE 0 END) {source} GROUP BY 1",
-            [start.timestamp(), seconds, *params],
-        )
+
+        def work() -> list[tuple[Any, ...]]:
+            source, params, _ = self._source(query, ())
+            return self._fetch(
+                f"SELECT CAST(floor((epoch(timestamp) - ?) / ?) AS BIGINT) AS b, sum(_w),"
+                f" sum(CASE WHEN outcome = 'failure' THEN _w ELSE 0 END) {source} GROUP BY 1",
+                [start.timestamp(), seconds, *params],
+            )
+
+        rows = self._retrying("counting predictions over time", query, work)
         counts = np.zeros(n_buckets)
         failures = np.zeros(n_buckets)
         for b, n, f in rows:
@@ -341,7 +494,7 @@ class DuckAggregates:
         return fixed + dynamic
 
     @staticmethod
-    def _frame(table: pa.Table, kinds: Mapping[str, str]) -> pd.DataFrame:
+    def _frame(table: pa.Table, kinds: dict[str, str]) -> pd.DataFrame:
         """An Arrow result as rows() and sample() promise it: JSON-text cells decoded, times in UTC."""
         columns: dict[str, Any] = {}
         for name, column in zip(table.column_names, table.columns, strict=True):
@@ -362,9 +515,26 @@ class DuckAggregates:
     ) -> Iterator[pd.DataFrame]:
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
-        source, params, cols = self._source(query)
+        action = "reading rows"
+        doing = f"{action} ({query.model}, {query.window.to_dict()['start']} to {query.window.to_dict()['end']})"
+        yielded = False
+        for attempt in (1, 2):
+            try:
+                for frame in self._rows(query, columns, chunk_size):
+                    yielded = True
+                    yield frame
+                return
+            except (duckdb.Error, StoreError) as exc:
+                self._invalidate()
+                if yielded or attempt == 2:  # rows already handed out cannot be taken back: no second try
+                    if isinstance(exc, StoreError):
+                        raise
+                    raise StoreError(describe(doing, exc, self.memory_limit)) from exc
+
+    def _rows(self, query: Query, columns: Sequence[str] | None, chunk_size: int) -> Iterator[pd.DataFrame]:
+        source, params, cols = self._source(query, columns)
         names = self._select_list(columns, cols)
-        kinds = {c.name: c.kind for c in self.columns(query)}
+        kinds = {c.name: c.kind for c in self._column_counts(query)}
         select = self._select_sql(names, cols)
         with self._lock:
             cursor = self._con.cursor()
@@ -390,8 +560,6 @@ class DuckAggregates:
                     pending, held = [rest], rest.num_rows
             if held:
                 yield self._frame(pa.concat_tables(pending), kinds)
-        except duckdb.Error as exc:
-            raise StoreError(f"reading rows failed: {exc}") from exc
         finally:
             cursor.close()
 
@@ -417,28 +585,28 @@ class DuckAggregates:
                 start, held = None, 0
 
     def sample(self, query: Query, n: int, seed: int = 0, columns: Sequence[str] | None = None) -> pd.DataFrame:
-        source, params, cols = self._source(query)
+        return self._retrying("sampling predictions", query, lambda: self._sample(query, n, seed, columns))
+
+    def _sample(self, query: Query, n: int, seed: int, columns: Sequence[str] | None) -> pd.DataFrame:
+        source, params, cols = self._source(query, columns)
         names = self._select_list(columns, cols)
-        kinds = {c.name: c.kind for c in self.columns(query)}
+        kinds = {c.name: c.kind for c in self._column_counts(query)}
         salt = f"#{int(seed)}"
         picking = f"SELECT prediction_id AS _pw_id {source} ORDER BY hash(prediction_id || ?), prediction_id LIMIT ?"
         with self._lock:
+            # The ids are picked on one narrow column, then only the picked rows are read in full and
+            # put in the picked order by Arrow: DuckDB never holds a wide top-n within its memory budget.
+            picked = self._con.sql(picking, params=[*params, salt, int(n)]).to_arrow_table()
+            picked = picked.append_column("_pw_rank", pa.array(np.arange(picked.num_rows)))
+            self._con.register("_pw_picked", picked)
             try:
-                # The ids are picked on one narrow column, then only the picked rows are read in full and
-                # put in the picked order by Arrow: DuckDB never holds a wide top-n within its memory budget.
-                picked = self._con.sql(picking, params=[*params, salt, int(n)]).to_arrow_table()
-                picked = picked.append_column("_pw_rank", pa.array(np.arange(picked.num_rows)))
-                self._con.register("_pw_picked", picked)
-                try:
-                    table = self._con.sql(
-                        f"SELECT {self._select_sql(names, cols)}, p._pw_rank FROM (SELECT * {source}) s"
-                        " JOIN _pw_picked p ON s.prediction_id = p._pw_id",
-                        params=params,
-                    ).to_arrow_table()
-                finally:
-                    self._con.unregister("_pw_picked")
-            except duckdb.Error as exc:
-                raise StoreError(f"sample failed: {exc}") from exc
+                table = self._con.sql(
+                    f"SELECT {self._select_sql(names, cols)}, p._pw_rank FROM (SELECT * {source}) s"
+                    " JOIN _pw_picked p ON s.prediction_id = p._pw_id",
+                    params=params,
+                ).to_arrow_table()
+            finally:
+                self._con.unregister("_pw_picked")
         order = pc.sort_indices(table, sort_keys=[("_pw_rank", "ascending")])
         table = table.take(order).drop_columns(["_pw_rank"]).slice(0, int(n))
         return self._frame(table, kinds)

@@ -24,11 +24,13 @@ def _resolve(path: str, base: Path | None) -> Path:
 
 
 def _open_local(config: Config, settings: LocalStoreConfig, base: Path | None) -> Store:
+    from analyzers.store.jsonparse import Limits
     from analyzers.store.local import LocalStore, default_state_dir
 
     log_dir = _resolve(settings.path, base)
     state_dir = _resolve(config.state.path, base) if config.state.path else default_state_dir(log_dir)
-    return LocalStore(log_dir, state_dir, memory_limit=settings.memory_limit)
+    limits = Limits(settings.max_line_bytes, settings.max_keys_per_line, settings.max_keys_per_file)
+    return LocalStore(log_dir, state_dir, memory_limit=settings.memory_limit, limits=limits)
 
 
 def _open_elasticsearch(config: Config, settings: ElasticsearchStoreConfig, base: Path | None) -> Store:

@@ -1,67 +1,56 @@
-"""The embedded default: the logger's daily files are the indices, scanned in place with DuckDB.
+"""The embedded default: the logger's daily files are the indices, parsed once into Parquet and scanned with DuckDB.
 
-A window reads only the files of the days it touches (plus later days for feedback, which may
-arrive days after its prediction), keeps each line whose ``@timestamp`` falls inside, counts a
-prediction id once, joins the latest feedback label, and spreads ``ml.features``/``ml.groups``
-into one column each.  Parsed files and windows are cached until a file changes, so the many
-aggregates of one job cost one scan.
+A window reads the files of the days it touches (plus later days for feedback, which may arrive days after
+its prediction), keeps each line whose ``@timestamp`` falls inside, counts a prediction id once, joins the
+latest feedback label, and spreads ``ml.features``/``ml.groups`` into one column each.
+
+What is parsed is kept under ``<state>/parsed/`` (see ``registry.py``): a file still being written is parsed
+a little more at each read (only its new complete lines), settled days are compacted per service and month,
+and every change is published atomically, so several processes may read and parse at once.
+
+Values (``prediction``, ``label``, ``features.*``, ``groups.*``) follow the stores' value contract: a JSON
+string comes back as ``str`` (``"1"`` stays ``"1"``), an integer as ``int``, a fraction as ``float`` (a column
+that mixes integers and fractions in one file reads them all as ``float``: ``1 == 1.0``, so keys never split),
+``true``/``false`` as ``bool``, null or absent as ``None``, an array or object as the string of its compact
+JSON (counted in quality as ``nested value in <column>``).  Bad lines elsewhere in a file never change how its
+good lines read.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
-import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import duckdb
-import orjson
 
-from analyzers.config.models import DEFAULT_MEMORY_LIMIT
 from analyzers.findings import Finding
-from analyzers.store.base import Query, ScanReport, SkippedLine, Store
-from analyzers.store.duck import DuckAggregates, quote
-from analyzers.store.logfiles import LogFile, discover, load_file, sql_string
+from analyzers.store.base import QualityReport, Query, Store, StoreError
+from analyzers.store.duck import DuckAggregates
+from analyzers.store.jsonparse import Limits
+from analyzers.store.logfiles import Directory, LogFile
+from analyzers.store.private_files import private_dir
+from analyzers.store.registry import ParseError, Registry, Snapshot, service_folder
+from analyzers.store.settings import DEFAULT_MEMORY_LIMIT, LocalStoreConfig
 from analyzers.store.sqlite_state import SqliteState
+from analyzers.store.window import EMPTY_EVENTS, WindowTables, build, quality_counts
 from analyzers.timeutil import Window
-from logshipper.schema import FEATURE_PREFIX, GROUP_PREFIX
 
 _MAX_WINDOWS = 6
-_SETTLED_SECONDS = 600  # a file untouched this long is no longer being written: its parse is kept
-# Parsed files are kept per DuckDB version: ``pid_hash`` holds DuckDB's hash of the prediction id.
-_CACHE_FORMAT = "v2-duckdb" + duckdb.__version__.replace(".", "_")
-_EMPTY_EVENTS = """CREATE TABLE IF NOT EXISTS _pw_no_events (file VARCHAR, line_no BIGINT, ts TIMESTAMPTZ,
-    dataset VARCHAR, outcome VARCHAR, pid VARCHAR, pid_hash UBIGINT, model VARCHAR, version VARCHAR, entity VARCHAR,
-    prediction VARCHAR, score DOUBLE, label VARCHAR, latency DOUBLE, rate DOUBLE,
-    error_type VARCHAR, error_message VARCHAR)"""
-
-
-def _union(sources: list[str]) -> str:
-    """One relation of many files' events, columns matched by name (a feature absent from a file is null)."""
-    return " UNION ALL BY NAME ".join(f"SELECT * FROM {s}" for s in sources) or "SELECT * FROM _pw_no_events"
-
-
-def _timestamp(moment: datetime) -> str:
-    return f"TIMESTAMPTZ {sql_string(moment.astimezone(timezone.utc).isoformat())}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+# Parsed files are kept per parser version and DuckDB version (``pid_hash`` is DuckDB's hash of the id).
+PARSE_FORMAT = "v3-duckdb" + duckdb.__version__.replace(".", "_")
 
 
 def default_state_dir(log_dir: str | os.PathLike[str]) -> Path:
-    """``.predwatch/`` beside the log directory, as DESIGN.md sets it."""
+    """``.predwatch/`` beside the log directory, as docs/storage.md describes it."""
     return Path(log_dir).resolve().parent / ".predwatch"
+
+
+def default_limits() -> Limits:
+    config = LocalStoreConfig()
+    return Limits(config.max_line_bytes, config.max_keys_per_line, config.max_keys_per_file)
 
 
 class LocalStore(DuckAggregates, Store):
@@ -72,202 +61,87 @@ class LocalStore(DuckAggregates, Store):
         log_dir: str | os.PathLike[str],
         state_dir: str | os.PathLike[str] | None = None,
         memory_limit: str = DEFAULT_MEMORY_LIMIT,
+        limits: Limits | None = None,
     ) -> None:
         state = Path(state_dir) if state_dir is not None else default_state_dir(log_dir)
-        super().__init__(memory_limit, state / "spill")
-        self.log_dir = Path(log_dir)
+        private_dir(state)
+        super().__init__(memory_limit, private_dir(state / "spill"))
+        self.log_dir = Path(log_dir).resolve()
         self.state_dir = state
+        self.limits = limits or default_limits()
         self._state = SqliteState(self.state_dir)
-        # Per log file: its signature, the relation of its parsed events, and what to release when it
-        # changes (a table in memory, or this process's own Parquet file).
-        self._files: dict[str, tuple[tuple[str, int, int], str, str | None, Path | None]] = {}
-        self._windows: OrderedDict[tuple[Any, ...], tuple[str, str, str]] = OrderedDict()
-        self._names = itertools.count()
-        self._report = ScanReport()
-        self._skipped: dict[str, list[SkippedLine]] = {}
+        self._directory = Directory(self.log_dir)
+        self._parsed = self.state_dir / "parsed" / PARSE_FORMAT
+        self._registries: dict[str, Registry] = {}
+        self._windows: OrderedDict[tuple[Any, ...], WindowTables] = OrderedDict()
         with self._lock:
-            self._con.execute(_EMPTY_EVENTS)
-        self._sweep_live()
+            self._con.execute(EMPTY_EVENTS)
 
     # ---- scanning -------------------------------------------------------------------------
-    def _file_source(self, log_file: LogFile) -> str:
-        """A relation (``read_parquet(...)``, or a table for a file with bad lines) of one file's parsed events.
+    def _registry(self, service: str) -> Registry:
+        if service not in self._registries:
+            self._registries[service] = Registry(service_folder(self._parsed, service), self.limits)
+        return self._registries[service]
 
-        A settled file is parsed once for every process into the shared cache; a file still being
-        written is parsed into this process's own Parquet file, replaced when the file grows, so that
-        neither is held in memory.
-        """
-        signature = log_file.signature()
-        cached = self._files.get(signature[0])
-        if cached and cached[0] == signature:
-            return cached[1]
-        if cached:
-            self._forget(*cached[2:])
-        parquet = self._parsed_cache(log_file, signature)
-        skipped: list[SkippedLine] = []
-        table: str | None = None
-        own: Path | None = None
-        if parquet.exists():
-            source = f"read_parquet({sql_string(str(parquet))})"
-        else:
-            settled = time.time() - signature[2] / 1e9 > _SETTLED_SECONDS
-            live_name = f"{parquet.stem}.{os.getpid()}.{next(self._names)}.parquet"
-            target = parquet if settled else self._live_dir() / live_name
-            partial = self._partial(target)
-            table = f"_pw_file_{next(self._names)}"
-            in_parquet, skipped = load_file(self._con, log_file, table, partial)
-            source = table
-            if partial is not None and in_parquet:
-                written = self._publish(partial, parquet) if settled else partial.replace(target)
-                source, table, own = f"read_parquet({sql_string(str(written))})", None, None if settled else written
-            self._quarantine(log_file, skipped)
-        self._files[signature[0]] = (signature, source, table, own)
-        self._skipped[signature[0]] = skipped
-        return source
-
-    def _live_dir(self) -> Path:
-        return self.state_dir / "parsed" / "live"
-
-    def _forget(self, table: str | None, own: Path | None) -> None:
-        """Release a replaced parse: drop its table, or delete this process's own Parquet file."""
-        if table is not None:
-            self._con.execute(f"DROP TABLE IF EXISTS {table}")
-        if own is not None:
-            own.unlink(missing_ok=True)
-
-    def _sweep_live(self) -> None:
-        """Delete the live parses and partial files left by processes that are gone (killed before they could)."""
-        leftovers = [(p, p.name.rsplit(".", 3)[-3]) for p in self._live_dir().glob("*.parquet")]
-        for folder in (self.state_dir / "parsed", self._live_dir()):
-            leftovers += [(p, p.name.rsplit(".", 2)[-2]) for p in folder.glob(".*.tmp")]
-        for path, owner in leftovers:
-            if owner.isdigit() and not _alive(int(owner)):
-                path.unlink(missing_ok=True)
-
-    def _parsed_cache(self, log_file: LogFile, signature: tuple[str, int, int]) -> Path:
-        """Where the parsed form of one version (size, mtime) of a log file is kept as Parquet."""
-        version = f"{signature[1]}_{signature[2]}_{_CACHE_FORMAT}"
-        name = f"{log_file.path.parent.name}__{log_file.path.name}__{version}.parquet"
-        return self.state_dir / "parsed" / name
-
-    def _partial(self, target: Path) -> Path | None:
-        """A private file to parse a log file into before it is renamed, or None when the state dir cannot take it."""
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-        except OSError:
-            return None
-        return target.with_name(f".{target.name}.{os.getpid()}.tmp")
-
-    def _publish(self, partial: Path, target: Path) -> Path:
-        """Make a parsed file visible to every process, removing the older versions of the same log file.
-
-        Settled files are the only ones kept, so the next scans skip the JSON parsing of each day once
-        it is no longer written; a failure here only costs speed, never data.
-        """
-        prefix = target.name.rsplit("__", 1)[0] + "__"
-        for old in target.parent.glob(prefix + "*.parquet"):
-            if old != target:
-                old.unlink(missing_ok=True)
-        try:
-            partial.replace(target)
-        except OSError:
-            return partial
-        return target
-
-    def _quarantine(self, log_file: LogFile, skipped: list[SkippedLine]) -> None:
-        """Keep a report of a file's bad lines under the state dir (rewritten on every scan)."""
-        folder = self.state_dir / "quarantine"
-        name = f"{log_file.path.parent.name}__{log_file.path.name}.json"
-        target = folder / name
-        if not skipped:
-            target.unlink(missing_ok=True)
-            return
-        folder.mkdir(parents=True, exist_ok=True)
-        body = [{"file": s.source, "line": s.line, "reason": s.reason} for s in skipped]
-        tmp = target.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_bytes(orjson.dumps(body, option=orjson.OPT_INDENT_2))
-        tmp.replace(target)
-
-    def _table(self, query: Query) -> str:
+    def _table(self, query: Query, label: bool = True) -> str:
         with self._lock:
-            return self._window_table(query.model, query.window)
+            tables = self._window(query.model, query.window)
+            return tables.view if label else tables.unlabelled
 
-    def _window_table(self, model: str, window: Window) -> str:
-        """A view of the window's predictions over the parsed files, built once per window and file versions.
-
-        Nothing the size of the window is materialised: only the rows to drop as repeated prediction
-        ids and the latest feedback label per prediction are kept, so memory follows the feedback,
-        not the predictions, and each aggregate reads just the columns it needs.
-        """
-        files = discover(self.log_dir)
+    def _window(self, model: str, window: Window) -> WindowTables:
+        """The window's tables, built once per window and version of the parsed files."""
         days = {d.date() for d in window.days()}
-        first_day = min(days)
-        prediction_files = [f for f in files if f.day in days]
-        feedback_files = [f for f in files if f.day >= first_day]
-        key = (model, window, tuple(f.signature() for f in feedback_files))
+        first = min(days)
+        present: dict[str, set[str]] = {}
+        by_service: dict[str, list[LogFile]] = {}
+        for log_file in self._directory.files():
+            present.setdefault(log_file.service, set()).add(log_file.name)
+            if log_file.day >= first:
+                by_service.setdefault(log_file.service, []).append(log_file)
+        snapshots: dict[str, Snapshot] = {}
+        for service, files in sorted(by_service.items()):
+            try:
+                snapshots[service] = self._registry(service).sync(self._con, files, present[service])
+            except ParseError as exc:
+                raise StoreError(str(exc)) from exc
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot keep parsed log lines under {self._parsed}: {exc.strerror or exc}; check that the state"
+                    " directory (state.path) is writable"
+                ) from exc
+        key = (model, window, tuple((s, snap.version) for s, snap in sorted(snapshots.items())))
         if key in self._windows:
             self._windows.move_to_end(key)
-            return self._windows[key][0]
-        sources = {f.path: self._file_source(f) for f in feedback_files}
-        self._report = ScanReport(skipped=[s for f in feedback_files for s in self._skipped.get(str(f.path), [])])
-        pred_union = _union([sources[f.path] for f in prediction_files])
-        fb_union = _union([sources[f.path] for f in feedback_files])
-        n = next(self._names)
-        view, dups, feedback = f"_pw_window_{n}", f"_pw_dups_{n}", f"_pw_fb_{n}"
-        inside = (
-            f"dataset = 'ml.prediction' AND model = {sql_string(model)}"
-            f" AND ts >= {_timestamp(window.start)} AND ts < {_timestamp(window.end)}"
-        )
-        predictions = f"(SELECT * FROM ({pred_union}) WHERE {inside})"
-        # A prediction id seen twice counts once: the first by time, file and line stays.  Candidates
-        # come from the 64-bit hash stored at parse time, so the common case (no repeats) costs a pass
-        # over one integer column; the predictions are read twice rather than held as a shared CTE.
-        self._con.execute(
-            f"""CREATE TABLE {dups} AS SELECT file, line_no FROM (
-                SELECT file, line_no, row_number() OVER (PARTITION BY pid ORDER BY ts, file, line_no) AS rn
-                FROM {predictions}
-                WHERE pid_hash IN (SELECT pid_hash FROM {predictions} GROUP BY pid_hash HAVING count(*) > 1))
-            WHERE rn > 1"""
-        )
-        self._con.execute(
-            f"""CREATE TABLE {feedback} AS SELECT pid, label AS fb_label FROM ({fb_union})
-            WHERE dataset = 'ml.feedback' AND (model = ? OR model IS NULL) AND label IS NOT NULL
-            QUALIFY row_number() OVER (PARTITION BY pid ORDER BY ts DESC, file DESC, line_no DESC) = 1""",
-            [model],
-        )
-        (repeated,) = self._con.execute(f"SELECT count(*) FROM {dups}").fetchone() or (0,)
-        (labelled,) = self._con.execute(f"SELECT count(*) FROM {feedback}").fetchone() or (0,)
-        joins = f" ANTI JOIN {dups} USING (file, line_no)" if repeated else ""
-        label = "CAST(NULL AS VARCHAR)"
-        if labelled:
-            joins += f" LEFT JOIN {feedback} USING (pid)"
-            label = "CAST(fb_label AS VARCHAR)"
-        spread = sorted(
-            {
-                name
-                for (name, *_rest) in self._con.execute(f"DESCRIBE SELECT * FROM ({pred_union})").fetchall()
-                if name.startswith((FEATURE_PREFIX, GROUP_PREFIX))
-            }
-        )
-        extra = "".join(f", {quote(c)}" for c in spread)
-        self._con.execute(
-            f"""CREATE VIEW {view} AS
-            SELECT pid AS prediction_id, ts AS "timestamp", version AS model_version, entity AS entity_id,
-                   outcome, error_type, error_message, score, latency AS latency_ms, rate AS sample_rate,
-                   1.0 / rate AS _w, CAST(prediction AS VARCHAR) AS prediction, {label} AS label{extra}
-            FROM {predictions}{joins}"""
-        )
-        self._report.duplicates = int(repeated)
-        self._windows[key] = (view, dups, feedback)
+            return self._windows[key]
+        predictions, feedback = [], []
+        for service, files in by_service.items():
+            snapshot = snapshots[service]
+            predictions += snapshot.paths([f.name for f in files if f.day in days])
+            feedback += snapshot.paths([f.name for f in files])
+        tables = build(self._con, model, window, predictions, feedback)
+        self._windows[key] = tables
         while len(self._windows) > _MAX_WINDOWS:
             _, old = self._windows.popitem(last=False)
-            self._con.execute(f"DROP VIEW IF EXISTS {old[0]}")
-            for table in old[1:]:
-                self._con.execute(f"DROP TABLE IF EXISTS {table}")
-        return view
+            old.drop(self._con)
+        return tables
 
-    def scan_report(self) -> ScanReport:
-        return self._report
+    def _invalidate(self) -> None:
+        """Forget every window built so far (a file they read may be gone): the next read builds them again."""
+        with self._lock:
+            for tables in self._windows.values():
+                tables.drop(self._con)
+            self._windows.clear()
+            self._forget_described()
+
+    def quality(self, query: Query) -> QualityReport:
+        def measure() -> QualityReport:
+            with self._lock:
+                tables = self._window(query.model, query.window)
+                lines, reasons = quality_counts(self._con, tables)
+            reasons.update(self._mismatches(Query(query.model, query.window)))
+            return QualityReport(lines, reasons)
+
+        return self._retrying(f"measuring the quality of {query.model}'s lines", query, measure)
 
     # ---- results and alert state ------------------------------------------------------------
     def write_findings(self, findings: Sequence[Finding]) -> None:
@@ -292,8 +166,6 @@ class LocalStore(DuckAggregates, Store):
 
     def close(self) -> None:
         with self._lock:
-            for _signature, _source, table, own in self._files.values():
-                self._forget(table, own)
-            self._files.clear()
+            self._windows.clear()
         self._state.close()
         super().close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from analyzers.store.base import PredictionReader, Query, StoreError
+from analyzers.store.base import PredictionReader, QualityReport, Query, StoreError
 from analyzers.store.duck import DuckAggregates, quote
 from logshipper.schema import FEATURE_PREFIX, GROUP_PREFIX
 
@@ -24,6 +24,8 @@ _READERS = {
     ".json": "read_json_auto",
 }
 _KEPT = {"prediction_id", "entity_id", "model_version"}
+_INTEGERS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"}
+_FRACTIONS = {"FLOAT", "DOUBLE"}
 _JSON = {"prediction", "label"}
 
 
@@ -53,6 +55,7 @@ class ReferenceFileStore(DuckAggregates, PredictionReader):
             "1.0 AS _w",
         ]
         names = {name for name, *_ in described}
+        types = {name: str(kind).upper() for name, kind, *_ in described}
         for name in sorted(names):
             if name in _KEPT:
                 select.append(f"CAST({quote(name)} AS VARCHAR) AS {quote(name)}")
@@ -63,17 +66,25 @@ class ReferenceFileStore(DuckAggregates, PredictionReader):
             else:
                 keep = name in _JSON or name.startswith((GROUP_PREFIX, FEATURE_PREFIX))
                 target = name if keep else FEATURE_PREFIX + name
-                select.append(
-                    f"CASE WHEN {quote(name)} IS NULL THEN NULL ELSE CAST(to_json({quote(name)}) AS VARCHAR) END"
-                    f" AS {quote(target)}"
-                )
+                if types[name] in _INTEGERS | _FRACTIONS:  # numbers stay numbers; anything else is its JSON text
+                    kind = "BIGINT" if types[name] in _INTEGERS else "DOUBLE"
+                    select.append(f"CAST({quote(name)} AS {kind}) AS {quote(target)}")
+                else:
+                    select.append(
+                        f"CASE WHEN {quote(name)} IS NULL THEN NULL ELSE CAST(to_json({quote(name)}) AS VARCHAR) END"
+                        f" AS {quote(target)}"
+                    )
         if "prediction_id" not in names:
             select.append("CAST(row_number() OVER () AS VARCHAR) AS prediction_id")
         self._con.execute(f"CREATE TABLE _pw_reference AS SELECT {', '.join(select)} FROM {reader}('{literal}')")
         self._con.execute("ALTER TABLE _pw_reference DROP COLUMN _rowid")
 
-    def _table(self, query: Query) -> str:
+    def _table(self, query: Query, label: bool = True) -> str:
         return "_pw_reference"
+
+    def quality(self, query: Query) -> QualityReport:
+        """Every row of the file is considered and kept: a training set has nothing set aside."""
+        return QualityReport(int(self._fetch("SELECT count(*) FROM _pw_reference", [])[0][0]))
 
 
 def open_reference_file(path: str | os.PathLike[str], model: str) -> PredictionReader:

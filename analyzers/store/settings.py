@@ -22,6 +22,11 @@ class LocalStoreConfig(Strict):
     path: str = "./logs"
     # DuckDB's working memory for scans ("256MB", "2GB", "25%"); beyond it, work spills to <state>/spill.
     memory_limit: str = Field(default=DEFAULT_MEMORY_LIMIT, pattern=_MEMORY_SIZE)
+    # Beyond these a log line is set aside (and counted in quality) instead of parsed: Filebeat's max_bytes,
+    # and caps on feature and group keys per line and per file, so that hostile lines cost a line, not a day.
+    max_line_bytes: int = Field(default=10 * 2**20, ge=1024)
+    max_keys_per_line: int = Field(default=1000, ge=1)
+    max_keys_per_file: int = Field(default=1000, ge=1)
 
     def describe(self) -> str:
         return f"local files in {self.path}"

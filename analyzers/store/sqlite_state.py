@@ -1,11 +1,13 @@
 """Findings and alert state in one SQLite file (WAL): safe for a daemon and a CLI at the same time.
 
 WAL lets readers and one writer work at once; ``busy_timeout`` makes a second writer wait instead of
-failing; alert state carries a version number for optimistic concurrency.
+failing; alert state carries a version number for optimistic concurrency.  The database is created 0600
+(SQLite gives its WAL and shared-memory files the same mode) in a 0700 state directory.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -16,6 +18,7 @@ import orjson
 
 from analyzers.findings import Finding
 from analyzers.store.base import ConflictError, FindingStore, StateStore, StoreError
+from analyzers.store.private_files import FILE_MODE, private_dir
 from analyzers.timeutil import format_time, parse_time
 
 _SCHEMA = """
@@ -33,9 +36,13 @@ class SqliteState(FindingStore, StateStore):
     def __init__(self, state_dir: Path) -> None:
         self.path = Path(state_dir) / "predwatch.sqlite"
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(self.path.parent)
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, FILE_MODE))
         except OSError as exc:
-            raise StoreError(f"cannot create state directory {self.path.parent}: {exc}") from exc
+            raise StoreError(
+                f"cannot create the state directory {self.path.parent}: {exc.strerror or exc}; set state.path to a"
+                " writable folder"
+            ) from exc
         self._local = threading.local()
         with self._conn() as con:
             con.executescript(_SCHEMA)

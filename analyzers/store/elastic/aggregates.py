@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analyzers.stats.sampling import SampleSize
 from analyzers.store.base import Histogram, Query
 from analyzers.store.elastic import limits
 from analyzers.store.elastic.connection import Connection
@@ -31,7 +32,7 @@ from analyzers.store.elastic.queries import (
     term,
     weight,
 )
-from analyzers.store.elastic.rowset import table
+from analyzers.store.elastic.rowset import Counts, table
 from analyzers.timeutil import Window
 from logshipper.schema import EVENT_OUTCOME, OUTCOME_FAILURE, SAMPLE_RATE, TIMESTAMP
 
@@ -53,10 +54,15 @@ def search_aggs(conn: Connection, query: Query, aggs: dict[str, Any], what: str)
     return answer.get("aggregations") or {}
 
 
-def count(conn: Connection, query: Query) -> float:
-    """Weighted number of the query's predictions."""
-    aggs = search_aggs(conn, query, strata({}), "counting")
-    return sum(s.weight * s.docs for s in strata_of(aggs, "counting"))
+def sample_size(conn: Connection, query: Query) -> SampleSize:
+    """Weighted number of the query's predictions, their sum of squared weights and their number (one search:
+    the documents of each sample rate weigh the same)."""
+    layers = list(strata_of(search_aggs(conn, query, strata({}), "counting"), "counting"))
+    return SampleSize(
+        sum(s.weight * s.docs for s in layers),
+        sum(s.weight * s.weight * s.docs for s in layers),
+        sum(s.docs for s in layers),
+    )
 
 
 def histogram_edges(edges: Sequence[float]) -> np.ndarray:
@@ -151,15 +157,24 @@ def _mixed_quantiles(mixture: list[tuple[float, list[tuple[float, float]]]], qs:
 
 def composite_counts(
     conn: Connection, query: Query, columns: Sequence[str], fields: Mapping[str, Field], what: str
-) -> dict[tuple[Any, ...], float]:
+) -> Counts:
     """Weighted count per combination of the columns' values (missing as None; an unmapped column is all
     None), from one composite aggregation over the columns and the sample rate, a page at a time."""
+    return composite_tallies(conn, query, columns, fields, what)[0]
+
+
+def composite_tallies(
+    conn: Connection, query: Query, columns: Sequence[str], fields: Mapping[str, Field], what: str
+) -> tuple[Counts, Counts]:
+    """Weighted count and sum of squared weights per combination of the columns' values, as
+    :func:`composite_counts` reads them (a combination's documents all have their rate's weight)."""
     mapped = [c for c in columns if c in fields]
     sources: list[dict[str, Any]] = [
         {f"k{i}": {"terms": {"field": fields[c].path, "missing_bucket": True}}} for i, c in enumerate(mapped)
     ]
     sources.append({"rate": {"terms": {"field": SAMPLE_RATE, "missing_bucket": True}}})
-    counts: dict[tuple[Any, ...], float] = {}
+    counts: Counts = {}
+    squares: Counts = {}
     after: dict[str, Any] | None = None
     while True:
         composite: dict[str, Any] = {"size": limits.COMPOSITE_PAGE, "sources": sources}
@@ -171,15 +186,18 @@ def composite_counts(
             key = bucket["key"]
             values = {c: key_value(key.get(f"k{i}"), fields[c].es_type) for i, c in enumerate(mapped)}
             combination = tuple(values.get(c) for c in columns)
-            counts[combination] = counts.get(combination, 0.0) + weight(key.get("rate")) * float(bucket["doc_count"])
+            w, docs = weight(key.get("rate")), float(bucket["doc_count"])
+            counts[combination] = counts.get(combination, 0.0) + w * docs
+            squares[combination] = squares.get(combination, 0.0) + w * w * docs
         after = part.get("after_key")
         if not buckets or after is None or len(buckets) < limits.COMPOSITE_PAGE:
-            return counts
+            return counts, squares
 
 
 def crosstab(conn: Connection, query: Query, columns: Sequence[str], fields: Mapping[str, Field]) -> pd.DataFrame:
-    """Weighted count per combination of values (missing as None): one composite aggregation, paged."""
-    return table(columns, composite_counts(conn, query, columns, fields, "counting combinations"))
+    """Weighted count and sum of squared weights per combination of values (missing as None): one composite
+    aggregation, paged."""
+    return table(columns, *composite_tallies(conn, query, columns, fields, "counting combinations"))
 
 
 def category_counts(conn: Connection, query: Query, column: str, fields: Mapping[str, Field]) -> dict[Any, float]:
@@ -188,8 +206,9 @@ def category_counts(conn: Connection, query: Query, column: str, fields: Mapping
     return {k[0]: v for k, v in counts.items()}
 
 
-def volume(conn: Connection, query: Query, window: Window, bucket: timedelta) -> pd.DataFrame:
-    """Weighted predictions and failures per time bucket (a positive length) from the window's start."""
+def volume(conn: Connection, query: Query, window: Window, bucket: timedelta) -> tuple[pd.DataFrame, SampleSize]:
+    """Weighted predictions and failures per time bucket (a positive length) from the window's start, and the
+    size of the whole (which the same answer gives)."""
     seconds = bucket.total_seconds()
     interval_ms = max(round(seconds * 1000), 1)
     start_ms = int(window.start.timestamp() * 1000)
@@ -210,6 +229,7 @@ def volume(conn: Connection, query: Query, window: Window, bucket: timedelta) ->
     answer = search_aggs(conn, query, aggs, "counting volume")
     counts = np.zeros(n_buckets)
     failures = np.zeros(n_buckets)
+    squares = docs = 0.0
     for b in (answer.get("v") or {}).get("buckets") or []:
         index = (int(b["key"]) - start_ms) // interval_ms
         if not 0 <= index < n_buckets or not b.get("doc_count"):
@@ -217,5 +237,8 @@ def volume(conn: Connection, query: Query, window: Window, bucket: timedelta) ->
         for s in strata_of(b, "counting volume"):
             counts[index] += s.weight * s.docs
             failures[index] += s.weight * float((s.bucket.get("failures") or {}).get("doc_count") or 0)
+            squares += s.weight * s.weight * s.docs
+            docs += s.docs
     starts = pd.date_range(start=window.start, periods=n_buckets, freq=pd.Timedelta(milliseconds=interval_ms), tz="UTC")
-    return pd.DataFrame({"start": starts, "count": counts, "failures": failures})
+    frame = pd.DataFrame({"start": starts, "count": counts, "failures": failures})
+    return frame, SampleSize(float(counts.sum()), squares, docs)

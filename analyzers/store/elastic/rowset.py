@@ -16,7 +16,10 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from analyzers.stats.sampling import SampleSize
 from analyzers.store.base import ColumnKind, Histogram, NumericSummary, Query
+
+Counts = dict[tuple[Any, ...], float]  # a value per combination of columns' values
 
 
 def plain(value: Any) -> Any:
@@ -161,27 +164,45 @@ class RowSet:
         idx = np.searchsorted(shares, np.asarray(qs, dtype=float) - 1e-12, side="left")
         return [float(xs[min(i, len(xs) - 1)]) for i in idx]
 
+    def sample_size(self) -> SampleSize:
+        return SampleSize.of(self.weights())
+
     def counts(self, columns: Sequence[str]) -> dict[tuple[Any, ...], float]:
         """Weighted count per combination of the columns' values (missing as None)."""
+        return self.tallies(columns)[0]
+
+    def tallies(self, columns: Sequence[str]) -> tuple[Counts, Counts]:
+        """Weighted count and sum of squared weights per combination of the columns' values (missing as None)."""
         if not columns:
-            return {(): self.count()} if len(self) else {}
-        counts: dict[tuple[Any, ...], float] = {}
+            size = self.sample_size()
+            return ({(): size.weighted}, {(): size.squares}) if len(self) else ({}, {})
+        counts: Counts = {}
+        squares: Counts = {}
         keys = zip(*(self.values(c).tolist() for c in columns), strict=True)
         for key, w in zip(keys, self.weights(), strict=True):
             clean = tuple(None if _missing(v) else v for v in key)
             counts[clean] = counts.get(clean, 0.0) + float(w)
-        return counts
+            squares[clean] = squares.get(clean, 0.0) + float(w) * float(w)
+        return counts, squares
 
     def crosstab(self, columns: Sequence[str]) -> pd.DataFrame:
-        return table(columns, self.counts(columns))
+        return table(columns, *self.tallies(columns))
 
 
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value))
 
 
-def table(columns: Sequence[str], counts: Mapping[tuple[Any, ...], float]) -> pd.DataFrame:
-    """A crosstab frame: the columns (object dtype, missing as None) and ``count``."""
+def table(
+    columns: Sequence[str], counts: Mapping[tuple[Any, ...], float], squares: Mapping[tuple[Any, ...], float]
+) -> pd.DataFrame:
+    """A crosstab frame: the columns (object dtype, missing as None), ``count`` and ``weight_sq``."""
     keys = list(counts)
     data = {c: pd.Series([k[i] for k in keys], dtype=object) for i, c in enumerate(columns)}
-    return pd.DataFrame({**data, "count": pd.Series([counts[k] for k in keys], dtype=float)})
+    return pd.DataFrame(
+        {
+            **data,
+            "count": pd.Series([counts[k] for k in keys], dtype=float),
+            "weight_sq": pd.Series([squares.get(k, 0.0) for k in keys], dtype=float),
+        }
+    )

@@ -31,12 +31,14 @@ import pandas as pd
 
 from analyzers.config.models import ElasticsearchStoreConfig
 from analyzers.findings import Finding
-from analyzers.store.base import ColumnInfo, ColumnKind, Histogram, NumericSummary, Query, Store
+from analyzers.stats.sampling import SampleSize
+from analyzers.store.base import ColumnInfo, ColumnKind, Histogram, NumericSummary, QualityReport, Query, Store
 from analyzers.store.elastic import aggregates, alert_state, deadletters, labels, limits, profile, rows
 from analyzers.store.elastic import findings as monitor_findings
+from analyzers.store.elastic import quality as data_quality
 from analyzers.store.elastic.connection import Connection, client_from_config, deadline
 from analyzers.store.elastic.mapping import Field, Mappings
-from analyzers.store.elastic.rowset import RowSet, table
+from analyzers.store.elastic.rowset import Counts, RowSet, table
 from analyzers.timeutil import Window
 from elasticsearch import Elasticsearch
 from logshipper.schema import FEATURE_PREFIX, GROUP_PREFIX, column_path
@@ -120,7 +122,7 @@ class ElasticsearchStore(Store):
         self._profiles = _Cache()
         self._facts = _Cache()
         self._scans = _Cache()
-        self._totals = _Cache()
+        self._sizes = _Cache()
         self._state_index_ready = False
 
     @classmethod
@@ -186,7 +188,7 @@ class ElasticsearchStore(Store):
         cached = self._profiles.peek(_key(base))
         if cached is not None:
             return float(cached.total)
-        return self._totals.get(_key(base), lambda: aggregates.count(self._conn, base))
+        return self._size(base).weighted
 
     # ---- aggregates ---------------------------------------------------------------------------------
     def count(self, query: Query) -> float:
@@ -194,6 +196,23 @@ class ElasticsearchStore(Store):
             return self._total(query)
         labelled = self._labelled(query).count()
         return labelled if query.has_label else max(self._total(query) - labelled, 0.0)
+
+    def _size(self, query: Query) -> SampleSize:
+        base = query.with_(has_label=None)
+        return self._sizes.get(_key(base), lambda: aggregates.sample_size(self._conn, base))
+
+    def sample_size(self, query: Query) -> SampleSize:
+        if query.has_label is None:
+            return self._size(query)
+        labelled = self._labelled(query).sample_size()
+        if query.has_label:
+            return labelled
+        whole = self._size(query)
+        return SampleSize(
+            max(whole.weighted - labelled.weighted, 0.0),
+            max(whole.squares - labelled.squares, 0.0),
+            max(whole.rows - labelled.rows, 0.0),
+        )
 
     def columns(self, query: Query) -> list[ColumnInfo]:
         fields = {
@@ -360,28 +379,35 @@ class ElasticsearchStore(Store):
             return self._labelled(query, columns).crosstab(columns)
         others = [c for c in columns if c != "label"]
         needs_join = "label" in columns or query.has_label is False
-        whole = self._counts(base, others)
+        whole, whole_sq = self._counts(base, others)
         if not needs_join:
-            return table(columns, whole)
+            return table(columns, whole, whole_sq)
         labelled = self._labelled(query, others)
-        unlabelled = _subtract(whole, labelled.counts(others))
+        part, part_sq = labelled.tallies(others)
+        unlabelled = _subtract(whole, part)
+        unlabelled_sq = {k: max(whole_sq.get(k, 0.0) - part_sq.get(k, 0.0), 0.0) for k in unlabelled}
         if "label" not in columns:
-            return table(columns, unlabelled)
-        counts: dict[tuple[Any, ...], float] = {}
+            return table(columns, unlabelled, unlabelled_sq)
+        counts: Counts = {}
+        squares: Counts = {}
         position = columns.index("label")
         for key, value in unlabelled.items():
             full = (*key[:position], None, *key[position:])
             counts[full] = counts.get(full, 0.0) + value
+            squares[full] = squares.get(full, 0.0) + unlabelled_sq[key]
         if query.has_label is None:
-            for key, value in labelled.counts(columns).items():
+            with_label, with_label_sq = labelled.tallies(columns)
+            for key, value in with_label.items():
                 counts[key] = counts.get(key, 0.0) + value
-        return table(columns, counts)
+                squares[key] = squares.get(key, 0.0) + with_label_sq[key]
+        return table(columns, counts, squares)
 
-    def _counts(self, query: Query, columns: list[str]) -> dict[tuple[Any, ...], float]:
-        """Weighted count per combination of values of the query's predictions (no label among the columns)."""
+    def _counts(self, query: Query, columns: list[str]) -> tuple[Counts, Counts]:
+        """Weighted count and sum of squared weights per combination of values of the query's predictions (no
+        label among the columns)."""
         if not columns:
-            total = self._total(query)
-            return {(): total} if total else {}
+            size = self._size(query)
+            return ({(): size.weighted}, {(): size.squares}) if size.weighted else ({}, {})
         fields = self._fields(query)
         prof = self._profiles.peek(_key(query))
         scanned = [
@@ -390,15 +416,14 @@ class ElasticsearchStore(Store):
             if c in fields and (not fields[c].exact or (prof is not None and prof.columns[c].scanned))
         ]
         if scanned:
-            table_ = rows.rowset(self._conn, query, columns).crosstab(columns)
-            return {tuple(r[:-1]): float(r[-1]) for r in table_.itertuples(index=False, name=None)}
-        return aggregates.composite_counts(self._conn, query, columns, fields, "counting combinations")
+            return rows.rowset(self._conn, query, columns).tallies(columns)
+        return aggregates.composite_tallies(self._conn, query, columns, fields, "counting combinations")
 
     def volume(self, query: Query, bucket: timedelta) -> pd.DataFrame:
         if bucket.total_seconds() <= 0:
             raise ValueError("volume bucket must be positive")
-        whole = aggregates.volume(self._conn, query.with_(has_label=None), query.window, bucket)
-        self._totals.put(_key(query.with_(has_label=None)), float(whole["count"].sum()))  # a count comes free
+        whole, size = aggregates.volume(self._conn, query.with_(has_label=None), query.window, bucket)
+        self._sizes.put(_key(query.with_(has_label=None)), size)  # a count comes free
         if query.has_label is None:
             return whole
         part = _local_volume(self._labelled(query, ["outcome", "timestamp"]), query.window, bucket, whole["start"])
@@ -502,6 +527,11 @@ class ElasticsearchStore(Store):
 
     def list_state(self, prefix: str = "") -> dict[str, tuple[dict[str, Any], Any]]:
         return alert_state.list_all(self._conn, prefix)
+
+    # ---- data quality -------------------------------------------------------------------------------
+    def quality(self, query: Query) -> QualityReport:
+        """The model's documents in the window and the window's dead letters by reason (see :mod:`quality`)."""
+        return data_quality.report(data_quality.model_lines(self._conn, query), self.dead_letters(query.window))
 
     # ---- housekeeping -------------------------------------------------------------------------------
     def dead_letters(self, window: Window) -> deadletters.DeadLetters:

@@ -1,0 +1,196 @@
+"""Parse one range of a log file (its new complete lines) into one Parquet part, and record it.
+
+The range is checked line by line (``linescan``), its keys found, lines that cannot be events set aside as
+placeholders, its columns expected (as the file's earlier parts, the service's latest file, or the range's
+first lines show them), and it is read with DuckDB's typed reader (``jsonparse``); a part is written under a
+private name and renamed into place, so that nothing half written is ever listed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from analyzers.store.jsonparse import (
+    BLANK,
+    Limits,
+    Schema,
+    accepted_keys,
+    find_keys,
+    find_types,
+    lines_sql,
+    lines_with_keys,
+    write_part,
+)
+from analyzers.store.linescan import ScannedRange, SetAside, scan
+from analyzers.store.logfiles import FileVersion, LogFile
+from analyzers.store.parsed_state import Entry, Part
+from analyzers.store.private_files import make_private, private_dir, temporary_name
+
+_SAMPLE_LINES = 2000  # lines read to expect the types of keys a service never had before
+_NAMES = itertools.count()
+
+
+class ParseError(RuntimeError):
+    """A log file could not be parsed; the message names it and says what to do."""
+
+
+@dataclass
+class RangeParser:
+    """Parses ranges of one service's log files into parts under ``folder``; ``hint`` is the columns a new file
+    is expected to have (the service's latest file's)."""
+
+    folder: Path
+    limits: Limits
+    hint: Schema
+
+    def parse(self, con: duckdb.DuckDBPyConnection, log_file: LogFile, version: FileVersion, entry: Entry) -> None:
+        """Parse the file's complete lines after ``entry.size`` into a new part, and record it in ``entry``."""
+        private_dir(self.folder)
+        scratch = temporary_name(self.folder / f"{log_file.name}.ndjson", str(next(_NAMES)))
+        hint = self.hint
+
+        def scanned_range(replace: set[int] | None = None, careful: bool = False) -> ScannedRange:
+            try:
+                return scan(
+                    log_file,
+                    entry.size,
+                    entry.lines + 1,
+                    max_line=self.limits.max_line_bytes,
+                    scratch=scratch,
+                    size=version.size,
+                    replace=replace,
+                    careful=careful,
+                )
+            except OSError as exc:
+                raise ParseError(f"cannot read {log_file.path}: {exc.strerror or exc}") from exc
+
+        scanned = scanned_range()
+        try:
+            if not scanned.lines and not scanned.set_aside:
+                entry.size = scanned.end
+                return
+            lines = lines_sql(scanned.source, scanned.first_line, scanned.longest)
+            try:
+                keys = find_keys(con, lines, self.limits, scanned.placeholders)
+                direct = keys.lines == scanned.lines
+            except duckdb.Error:
+                if scanned.temporary:
+                    raise
+                direct = False
+            if not direct:
+                # DuckDB refused the file as it is (a line too long, bytes that are not UTF-8), or saw another number
+                # of lines (empty lines, carriage returns): check every line, and read a copy.
+                scanned = scanned_range(careful=True)
+                lines = lines_sql(scanned.source, scanned.first_line, scanned.longest)
+                keys = find_keys(con, lines, self.limits, scanned.placeholders)
+            accepted, refused = accepted_keys(keys, entry.schema, self.limits)
+            bad = keys.bad + (lines_with_keys(con, lines, refused) if refused else [])
+            blank = {b.line for b in bad if b.reason == BLANK}
+            bad = [b for b in bad if b.reason != BLANK]
+            if bad or blank:  # such lines are read as placeholders, so that the typed reader never sees them
+                scanned.release()
+                scanned = scanned_range({b.line for b in bad} | blank)
+                lines = lines_sql(scanned.source, scanned.first_line, scanned.longest)
+            schema = self._expected(con, lines, accepted, entry.schema, hint, scanned.placeholders)
+            target = self.folder / _part_name(log_file, entry)
+            partial = temporary_name(target)
+            try:
+                written = self._write(con, scanned, log_file, schema, bad, partial)
+            except (duckdb.ConversionException, duckdb.InvalidInputException):
+                # A value not of its expected type, or a field DuckDB's reader cannot take (``ml.features`` that
+                # is not an object): one exact pass finds every line's types and such lines, then read again.
+                more, schema = find_types(con, lines, accepted, scanned.placeholders)
+                bad = sorted({b.line: b for b in [*bad, *more]}.values(), key=lambda b: b.line)
+                scanned.release()
+                scanned = scanned_range({b.line for b in bad})
+                written = self._write(con, scanned, log_file, schema, bad, partial)
+            make_private(partial)
+            os.replace(partial, target)
+        except duckdb.Error as exc:
+            raise ParseError(_parse_failure(log_file, exc)) from exc
+        finally:
+            scanned.release()
+            scratch.unlink(missing_ok=True)
+        entry.parts.append(Part(target.name, written))
+        entry.size = scanned.end
+        entry.lines += scanned.lines
+        entry.schema.columns.update(schema.columns)
+        entry.schema.values.update(schema.values)
+
+    def _expected(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        lines: str,
+        keys: list[tuple[str, str]],
+        earlier: Schema,
+        hint: Schema,
+        placeholders: set[int],
+    ) -> Schema:
+        """The columns a range is read with: as the file's earlier parts, else as the service's latest file, else
+        as the range's first lines show them."""
+        known = {**hint.columns, **earlier.columns}
+        values = {**hint.values, **earlier.values}
+        unknown = [k for k in keys if k not in known]
+        if unknown or len(values) < 2:
+            _, sampled = find_types(con, lines, unknown, placeholders, sample=_SAMPLE_LINES)
+            known.update(sampled.columns)
+            values = {**sampled.values, **values}
+        return Schema({k: known[k] for k in keys}, values)
+
+    def _write(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        scanned: ScannedRange,
+        log_file: LogFile,
+        schema: Schema,
+        bad: list[SetAside],
+        partial: Path,
+    ) -> int:
+        set_aside = sorted({s.line: s for s in [*scanned.set_aside, *bad]}.values(), key=lambda s: s.line)
+        blank = scanned.placeholders - {s.line for s in set_aside}
+
+        def write(by_line: bool) -> int:
+            return write_part(
+                con,
+                scanned.source,
+                file=log_file.path,
+                day=log_file.day,
+                first_line=scanned.first_line,
+                schema=schema,
+                set_aside=set_aside,
+                blank=blank,
+                longest=scanned.longest,
+                target=partial,
+                by_line=by_line,
+            )
+
+        try:
+            rows = write(by_line=False)
+        except duckdb.OutOfMemoryException:
+            rows = write(by_line=True)  # the JSON reader's buffers do not fit the memory budget: line by line
+        if rows + len(blank) != scanned.lines:
+            raise ParseError(f"parsing {log_file.path} lost track of its line numbers; it is parsed again next run")
+        return rows
+
+
+def _part_name(log_file: LogFile, entry: Entry) -> str:
+    return f"{log_file.name}.{entry.inode}.{entry.size}.{time.time_ns()}.parquet"
+
+
+def _parse_failure(log_file: LogFile, exc: duckdb.Error) -> str:
+    kind = type(exc).__name__
+    if "OutOfMemory" in kind:
+        return (
+            f"parsing {log_file.path} ran out of the store's memory budget: raise store.local.memory_limit"
+            " or lower store.local.max_line_bytes"
+        )
+    return (
+        f"parsing {log_file.path} failed ({kind}); the file is left as it is and will be parsed again at the next"
+        " run: check that the state directory is writable and has room"
+    )

@@ -1,0 +1,165 @@
+"""Hostile or odd log lines cost one line, never a day, and every one of them is counted in the window's quality."""
+
+from __future__ import annotations
+
+import gzip
+import random
+from datetime import timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+
+from analyzers.config.models import DriftConfig, OpsConfig, PerformanceConfig, ReferenceConfig
+from analyzers.jobs import drift, ops, performance
+from analyzers.store import LocalStore, Query
+from analyzers.timeutil import Window
+from tests.log_events import event
+from tests.store_contract import DAY1, prediction
+
+DAY0 = DAY1.shift(-timedelta(days=1))
+
+
+def write(path: Path, lines: list) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"".join((x if isinstance(x, bytes) else orjson.dumps(x)) + b"\n" for x in lines))
+    return path
+
+
+def classified(day: Window, n: int, seed: int) -> list[dict]:
+    """``n`` scored binary predictions over the day, each with its feedback label (integers 0 and 1)."""
+    rng = random.Random(seed)
+    lines = []
+    for i in range(n):
+        ts = day.start + timedelta(seconds=i * 86_000 // n)
+        score = rng.random()
+        label = int(rng.random() < score)
+        pid = f"{day.start:%d}-{i}"
+        lines.append(event(ts, pid, {"prediction": {"label": int(score > 0.5), "score": score}}, model="m"))
+        lines.append(event(ts + timedelta(seconds=1), pid, {"label": label}, dataset="ml.feedback", model="m"))
+    return lines
+
+
+def test_one_bad_line_leaves_a_performance_verdict_unchanged(tmp_path: Path):
+    config = PerformanceConfig(window="1d", reference=ReferenceConfig(last="1d"), min_labels=50)
+    verdicts = []
+    for name, bad in (("clean", []), ("one-bad-line", [b'{"@timestamp": "2026-11-20T05:00:00Z", "ml": {"predi'])):
+        logs = tmp_path / name / "logs" / "svc"
+        write(logs / "predictions-2026-11-19.ndjson", classified(DAY0, 400, 1))
+        current = classified(DAY1, 400, 2)
+        write(logs / "predictions-2026-11-20.ndjson", current[:300] + bad + current[300:])
+        with LocalStore(logs.parent, tmp_path / name / "state") as store:
+            finding = performance.run(store, "m", config, DAY1)
+            rows = next(store.rows(Query("m", DAY1, has_label=True), columns=["prediction", "label"]))
+        measured = finding.to_dict()
+        verdicts.append((finding.status, measured["accuracy"], measured["recall"], rows))
+    (clean_status, clean_accuracy, clean_recall, clean_rows), (status, accuracy, recall, rows) = verdicts
+    assert status == clean_status
+    assert (accuracy, recall) == (clean_accuracy, clean_recall)
+    assert rows.equals(clean_rows)  # the same values: labels are numbers in both, never "0"/"1" in one of them
+
+
+def test_a_list_valued_feature_is_a_category_of_its_json_and_drift_runs(tmp_path: Path):
+    lines = []
+    for day, shift in ((DAY0, 0), (DAY1, 1)):
+        for i in range(300):
+            tags = [["a", "b"], ["b"], {"k": i % 3 + shift}][i % 3]
+            features = {"tags": tags, "amount": float(i % 50 + shift)}
+            lines.append(
+                event(day.start + timedelta(minutes=i), f"{day.start:%d}-{i}", {"features": features}, model="m")
+            )
+    for day in ("2026-11-19", "2026-11-20"):
+        write(
+            tmp_path / "logs" / "svc" / f"predictions-{day}.ndjson", [e for e in lines if e["@timestamp"][:10] == day]
+        )
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
+        config = DriftConfig(reference=ReferenceConfig(last="1d"), min_rows=10, min_coverage=0.0)
+        finding = drift.run(store, "m", config, DAY1)
+        quality = store.quality(Query("m", DAY1))
+    assert finding.status in ("ok", "alert"), finding.error
+    kinds = {f["name"]: f["kind"] for f in finding.to_dict()["features"]}
+    assert kinds["tags"] == "categorical"
+    assert quality.reasons["nested value in features.tags"].count == 300
+
+
+def test_a_20_mb_line_and_a_truncated_gzip_leave_the_other_lines_analysed(tmp_path: Path):
+    folder = tmp_path / "logs" / "svc"
+    good = [prediction(f"p{i}", f"2026-11-20T{i % 24:02d}:{i % 60:02d}:00Z", amount=float(i)) for i in range(400)]
+    huge = orjson.dumps(prediction("huge", "2026-11-20T12:00:00Z", country="x" * 20_000_000))
+    day = write(folder / "predictions-2026-11-20.ndjson", [*good[:200], huge, *good[200:]])
+    rotated = gzip.compress(b"".join(orjson.dumps(e) + b"\n" for e in good[:300]))
+    archive = folder / "predictions-2026-11-20.ndjson.1.gz"
+    archive.write_bytes(rotated[: len(rotated) * 2 // 3])  # cut short, as by a disk filled while rotating
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
+        q = Query("fraud", DAY1)
+        assert store.count(q) == 400  # every line of the day file (the archive repeats some of them)
+        finding = ops.run(store, "fraud", OpsConfig(window="1d", min_rows=10), DAY1)
+        reasons = store.quality(q).reasons
+    assert finding.status in ("ok", "alert"), finding.error
+    assert reasons["line too long"].first == f"{day}:201"
+    assert reasons["truncated gzip"].first.startswith(f"{archive}:")
+    assert reasons["repeated id"].count > 0  # the archive's readable lines, counted once
+
+
+def test_500_distinct_keys_per_line_stay_within_the_memory_budget(tmp_path: Path):
+    rng = random.Random(5)
+    good = [prediction(f"p{i}", f"2026-11-20T{i % 24:02d}:00:00Z") for i in range(100)]
+    wide = []
+    for i in range(200):
+        line = prediction(f"w{i}", "2026-11-20T06:00:00Z")
+        line["ml"]["features"] = {f"k{rng.getrandbits(48):x}": 1.0 for _ in range(500)}
+        wide.append(line)
+    write(tmp_path / "logs" / "svc" / "predictions-2026-11-20.ndjson", good + wide)
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as store:  # the default memory budget
+        finding = ops.run(store, "fraud", OpsConfig(window="1d", min_rows=10), DAY1)
+        quality = store.quality(Query("fraud", DAY1))
+        columns = store.columns(Query("fraud", DAY1))
+        store_count = store.count(Query("fraud", DAY1))
+    assert finding.status in ("ok", "alert"), finding.error
+    assert store_count == 101  # the first wide line fits under the 1,000 keys of a file, the next ones do not
+    assert quality.reasons["too many distinct keys"].count == 199
+    assert len([c for c in columns if c.name.startswith("features.")]) == 2 + 500
+
+
+def test_bad_bytes_implausible_times_and_repeated_ids_are_counted(tmp_path: Path):
+    path = tmp_path / "logs" / "svc" / "predictions-2026-11-20.ndjson"
+    lines: list = [prediction(f"p{i}", f"2026-11-20T{i % 24:02d}:00:00Z") for i in range(100)]
+    lines += [orjson.dumps(prediction(f"u{i}", "2026-11-20T03:00:00Z")).replace(b"DE", b"D\xff") for i in range(10)]
+    lines += [prediction(f"t{i}", "1970-01-01T00:00:00Z" if i % 2 else "2100-01-01T00:00:00Z") for i in range(6)]
+    lines += [prediction(f"p{i}", "2026-11-20T23:00:00Z") for i in range(7)]
+    write(path, lines)
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
+        q = Query("fraud", DAY1)
+        assert store.count(q) == 100
+        report = store.quality(q)
+    assert {r: c.count for r, c in report.reasons.items()} == {
+        "invalid UTF-8": 10,
+        "implausible time": 6,
+        "repeated id": 7,
+    }
+    assert report.reasons["invalid UTF-8"].first == f"{path}:101"
+    assert report.lines == 100 + 10 + 6 + 7
+
+
+def test_text_among_numbers_is_set_aside_and_named(tmp_path: Path):
+    lines = [prediction(f"p{i}", f"2026-11-20T{i % 24:02d}:00:00Z", amount=float(i)) for i in range(200)]
+    for i in range(0, 200, 20):
+        lines[i]["ml"]["features"]["amount"] = "abc"
+    path = write(tmp_path / "logs" / "svc" / "predictions-2026-11-20.ndjson", lines)
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
+        q = Query("fraud", DAY1)
+        kinds = {c.name: c.kind for c in store.columns(q)}
+        summary = store.numeric_summary(q, "features.amount")
+        mismatch = store.quality(q).reasons["type mismatch in features.amount"]
+    assert kinds["features.amount"] == "numeric"  # most values are numbers
+    assert (summary.count, summary.missing) == (190, 0)  # the ten texts are neither values nor missing
+    assert (mismatch.count, mismatch.first) == (10, f"{path}:1")
+
+
+@pytest.mark.parametrize("hostile", [b"[" * 5000 + b"]" * 5000, b'{"a": ' + b"[" * 3000 + b"]" * 3000 + b"}"])
+def test_deep_nesting_costs_one_line(tmp_path: Path, hostile: bytes):
+    good = [prediction(f"p{i}", "2026-11-20T01:00:00Z") for i in range(5)]
+    write(tmp_path / "logs" / "svc" / "predictions-2026-11-20.ndjson", [*good[:2], hostile, *good[2:]])
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
+        assert store.count(Query("fraud", DAY1)) == 5
+        assert store.quality(Query("fraud", DAY1)).set_aside == 1
