@@ -21,10 +21,10 @@ from analyzers.config.models import CanaryConfig
 from analyzers.findings import CanaryMetrics, Finding
 from analyzers.jobs import canary
 from analyzers.stats.canary import decide, family_level, proportion_sample_size, sample_size
-from analyzers.store import LocalStore
 from analyzers.timeutil import Window, format_time, parse_time
 from tests.finding_json import as_json
 from tests.log_events import event, write_events
+from tests.logged_stores import STORES, store_over
 from tests.version_traffic import Version, write_traffic
 
 T0 = parse_time("2026-11-20T00:00:00Z")
@@ -42,10 +42,10 @@ def rollout(tmp_path: Path, *, n_candidate: int, accuracy: float, error_rate: fl
     )
 
 
-def run(tmp_path: Path, **settings: Any) -> tuple[Finding, CanaryMetrics]:
+def run(tmp_path: Path, kind: str = "local", **settings: Any) -> tuple[Finding, CanaryMetrics]:
     config = CanaryConfig(window="4h", **{"min_detectable": 0.05, **settings})
-    with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
-        finding = canary.run(store, "m", config, WINDOW)
+    with store_over(kind, tmp_path / "logs", tmp_path / "state", "m") as (store, model):
+        finding = canary.run(store, model, config, WINDOW)
     assert finding.status != "error", finding.error
     as_json(finding)
     metrics = finding.metrics_as(CanaryMetrics)
@@ -53,12 +53,13 @@ def run(tmp_path: Path, **settings: Any) -> tuple[Finding, CanaryMetrics]:
     return finding, metrics
 
 
-def test_a_worse_candidate_is_rolled_back(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", STORES)
+def test_a_worse_candidate_is_rolled_back(kind: str, tmp_path: Path) -> None:
     truth = rollout(tmp_path, n_candidate=300, accuracy=0.7)
-    finding, m = run(tmp_path)
+    finding, m = run(tmp_path, kind)
     assert m.verdict == "rollback"
     assert finding.status == "alert"
-    assert [(a.key, a.severity) for a in alerts_of(finding)] == [("m:canary:rollback:v2", "critical")]
+    assert [(a.key, a.severity) for a in alerts_of(finding)] == [(f"{finding.model}:canary:rollback:v2", "critical")]
     assert m.baseline is not None
     assert m.candidate is not None
     assert (m.baseline.version, m.baseline.chosen_as) == ("v1", "previous")

@@ -23,6 +23,7 @@ from analyzers.store.base import (
     StateStore,
     Store,
     StoreError,
+    StoreUnavailable,
 )
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ __all__ = [
     "StateStore",
     "Store",
     "StoreError",
+    "StoreUnavailable",
     "open_reference_file",
     "open_store",
 ]

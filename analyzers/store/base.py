@@ -24,6 +24,7 @@ A prediction id seen twice counts once.
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -62,6 +63,11 @@ ROW_COLUMNS = (
 
 class StoreError(RuntimeError):
     """The store cannot answer: unreachable, bad credentials, bad input.  The message names the place."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot serve anyone now: unreachable, not answering in time, overloaded, or refusing the
+    credentials.  What a daemon waits out (one monitoring problem), unlike a request the store rejects."""
 
 
 class ConflictError(StoreError):
@@ -228,6 +234,11 @@ class PredictionReader(ABC):
         and those quarantined or set aside, counted by reason with the first place each was seen."""
 
     # ---- housekeeping -----------------------------------------------------------------
+    def budget(self, seconds: float) -> contextlib.AbstractContextManager[None]:
+        """Bound the reads made by this thread inside the block to ``seconds`` in total (a job's timeout),
+        for stores that wait on a server; this default sets no bound."""
+        return contextlib.nullcontext()
+
     def close(self) -> None:
         """Release connections and files."""
 
