@@ -151,3 +151,23 @@ def test_dead_letters_are_measured_for_the_ops_report() -> None:
     assert (found.documents, found.in_window, found.by_reason) == (3, 3, {"400": 2, "json": 1})
     assert found.first == {"400": "ml-deadletter-000001/r0", "json": "ml-deadletter-000001/r2"}
     assert found.bytes > 0
+
+
+def test_the_ops_job_reports_the_size_of_the_dead_letter_pile() -> None:
+    from analyzers.config.models import OpsConfig
+    from analyzers.jobs import ops
+
+    def rejects(model: str, other: str) -> list[dict[str, Any]]:
+        return []
+
+    with emulated(rejects) as (store, _, emulator):
+        for i in range(2):
+            line = {"@timestamp": f"2026-11-21T0{i}:00:00Z", "message": "{not json", "error": {"type": "json"}}
+            emulator.put_doc("ml-deadletter", f"r{i}", line, "index", {})
+        finding = ops.run(store, "fraud", OpsConfig(), WINDOW)
+        check_requests(emulator.requests)
+    pile = finding.metrics.dead_letters
+    assert pile is not None, finding.error
+    assert pile.documents == 2
+    assert pile.bytes > 0
+    assert finding.metrics.to_dict()["dead_letters"] == {"documents": 2, "bytes": pile.bytes}

@@ -108,6 +108,7 @@ def _run(store: PredictionReader, model: str, config: OpsConfig, window: Window)
         silence=quiet,
         error_rate=error_rate,
         latency_ms=latency,
+        dead_letters=store.dead_letter_pile(),
     )
     status: Status
     if signals:

@@ -19,7 +19,15 @@ from analyzers.config.jobs import JobConfig
 from analyzers.findings import Finding, Signal, Status, VersionFinding, VersionSplit, version_subject
 from analyzers.jobs.base import Job
 from analyzers.stats.sampling import SampleSize
-from analyzers.store.base import ColumnInfo, Histogram, NumericSummary, PredictionReader, QualityReport, Query
+from analyzers.store.base import (
+    ColumnInfo,
+    DeadLetterPile,
+    Histogram,
+    NumericSummary,
+    PredictionReader,
+    QualityReport,
+    Query,
+)
 from analyzers.timeutil import Window
 
 VERSION_COLUMN = "model_version"
@@ -134,6 +142,9 @@ class VersionSlice(PredictionReader):
 
     def quality(self, query: Query) -> QualityReport:
         return self.store.quality(self._narrow(query))
+
+    def dead_letter_pile(self) -> DeadLetterPile | None:
+        return self.store.dead_letter_pile()
 
 
 def _combined_status(whole: Finding, parts: Sequence[VersionFinding], signals: Sequence[Signal]) -> Status:

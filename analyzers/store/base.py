@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from analyzers.findings import Finding
+from analyzers.findings.ops import DeadLetterPile as DeadLetterPile
 from analyzers.findings.quality import QualityReport as QualityReport  # defined with findings, which carry it
 from analyzers.findings.quality import ReasonCount as ReasonCount
 from analyzers.stats.sampling import SampleSize
@@ -232,6 +233,11 @@ class PredictionReader(ABC):
     def quality(self, query: Query) -> QualityReport:
         """The lines of the query's window (model and time range; other filters ignored) that were considered,
         and those quarantined or set aside, counted by reason with the first place each was seen."""
+
+    def dead_letter_pile(self) -> DeadLetterPile | None:
+        """The size of what the store keeps apart of lines it could not index, every model's (``None`` for a store
+        that keeps them in place, where :meth:`quality` counts them)."""
+        return None
 
     # ---- housekeeping -----------------------------------------------------------------
     def budget(self, seconds: float) -> contextlib.AbstractContextManager[None]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from analyzers.findings.ops import DeadLetterPile
 from analyzers.store.elastic.connection import Connection
 from analyzers.store.elastic.queries import time_range
 from analyzers.timeutil import Window
@@ -28,20 +29,32 @@ class DeadLetters:
     first: dict[str, str] = field(default_factory=dict)  # reason -> "index/_id" of its earliest dead letter
 
 
-def report(conn: Connection, window: Window) -> DeadLetters:
-    """The dead-letter alias's size (``_stats``) and the window's dead letters by ``error.type``, each reason with
-    its earliest dead letter (one search)."""
+def pile(conn: Connection) -> DeadLetterPile:
+    """Documents and bytes in every dead-letter index (none before setup has made the alias)."""
+    return _measured(conn) or DeadLetterPile(0, 0)
+
+
+def _measured(conn: Connection) -> DeadLetterPile | None:
+    """``_stats`` on the alias; ``None`` when setup has not created it yet (nothing was rejected)."""
     try:
         stats = conn.call(
             f"measuring {DEAD_LETTER_INDEX}",
             lambda es: es.indices.stats(index=DEAD_LETTER_INDEX, metric="docs,store"),
             keep=(NotFoundError,),
         )
-    except NotFoundError:  # setup has not created the alias yet: nothing was rejected
-        return DeadLetters(0, 0, 0, {})
+    except NotFoundError:
+        return None
     primaries = (stats.get("_all") or {}).get("primaries") or {}
     documents = int((primaries.get("docs") or {}).get("count") or 0)
-    size = int((primaries.get("store") or {}).get("size_in_bytes") or 0)
+    return DeadLetterPile(documents, int((primaries.get("store") or {}).get("size_in_bytes") or 0))
+
+
+def report(conn: Connection, window: Window) -> DeadLetters:
+    """The dead-letter alias's size (``_stats``) and the window's dead letters by ``error.type``, each reason with
+    its earliest dead letter (one search)."""
+    size = _measured(conn)
+    if size is None:
+        return DeadLetters(0, 0, 0, {})
     answer = conn.call(
         f"counting the dead letters in {DEAD_LETTER_INDEX}",
         lambda es: es.search(
@@ -69,4 +82,4 @@ def report(conn: Connection, window: Window) -> DeadLetters:
         if hits:
             first[str(b["key"])] = f"{hits[0]['_index']}/{hits[0]['_id']}"
     total = (answer.get("hits") or {}).get("total") or {}
-    return DeadLetters(documents, size, int(total.get("value") or 0), by_reason, first)
+    return DeadLetters(size.documents, size.bytes, int(total.get("value") or 0), by_reason, first)

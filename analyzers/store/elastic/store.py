@@ -32,7 +32,16 @@ import pandas as pd
 from analyzers.config.models import ElasticsearchStoreConfig
 from analyzers.findings import Finding
 from analyzers.stats.sampling import SampleSize
-from analyzers.store.base import ColumnInfo, ColumnKind, Histogram, NumericSummary, QualityReport, Query, Store
+from analyzers.store.base import (
+    ColumnInfo,
+    ColumnKind,
+    DeadLetterPile,
+    Histogram,
+    NumericSummary,
+    QualityReport,
+    Query,
+    Store,
+)
 from analyzers.store.elastic import aggregates, alert_state, deadletters, labels, limits, profile, rows
 from analyzers.store.elastic import findings as monitor_findings
 from analyzers.store.elastic import quality as data_quality
@@ -537,6 +546,9 @@ class ElasticsearchStore(Store):
     def dead_letters(self, window: Window) -> deadletters.DeadLetters:
         """What the dead-letter alias holds: its size, and the window's rejected lines by reason."""
         return deadletters.report(self._conn, window)
+
+    def dead_letter_pile(self) -> DeadLetterPile:
+        return deadletters.pile(self._conn)
 
     def close(self) -> None:
         if self._owns:
