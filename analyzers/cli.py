@@ -215,7 +215,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 # ---- setup, demo, report, run, status: parts with modules of their own ------------------------
 def cmd_setup(args: argparse.Namespace) -> int:
-    setup = _optional("analyzers.setup", "setup")
+    setup = _optional("analyzers.provision", "setup")
     loaded = _load(args)
     try:
         report = setup.run_setup(
@@ -403,11 +403,16 @@ def build_parser() -> argparse.ArgumentParser:
     with_format(p)
     p.set_defaults(func=cmd_replay)
 
-    p = sub.add_parser("setup", help="install Elasticsearch templates and policy, import Kibana objects")
+    p = sub.add_parser("setup", help="install Elasticsearch templates and policies, import Kibana objects")
     with_config(p)
-    p.add_argument("--es-only", action="store_true", help="only Elasticsearch templates and lifecycle policy")
+    p.add_argument("--es-only", action="store_true", help="only Elasticsearch templates and lifecycle policies")
     p.add_argument("--kibana-only", action="store_true", help="only the Kibana saved objects")
-    p.add_argument("--retention-days", type=int, default=30, help="delete prediction indices after this many days")
+    p.add_argument(
+        "--retention-days",
+        type=int,
+        default=30,
+        help="delete prediction, feedback and dead-letter indices this many days after their day",
+    )
     p.add_argument("--wait", type=float, default=300.0, help="seconds to wait for each service to be ready")
     p.set_defaults(func=cmd_setup)
 

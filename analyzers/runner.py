@@ -52,16 +52,17 @@ def run_job(
     *,
     quality: QualityConfig | None = None,
 ) -> Finding:
-    """One job over one window (and each model version alone with ``by_version``), with its window's quality; an
-    exception becomes an ``error`` finding, never a crash."""
-    try:
-        if isinstance(job, VersionedJobConfig) and job.by_version:
-            finding = run_by_version(job_function(name), store, model, job, window)
-        else:
-            finding = job_function(name)(store, model, job, window)
-    except Exception as exc:
-        finding = error_finding(model, name, window, exc)
-    finding.quality = window_quality(store, model, window, quality or QualityConfig())
+    """One job over one window (and each model version alone with ``by_version``), with its window's quality, its
+    reads bounded by the job's timeout; an exception becomes an ``error`` finding, never a crash."""
+    with store.budget(job.timeout.total_seconds()):
+        try:
+            if isinstance(job, VersionedJobConfig) and job.by_version:
+                finding = run_by_version(job_function(name), store, model, job, window)
+            else:
+                finding = job_function(name)(store, model, job, window)
+        except Exception as exc:
+            finding = error_finding(model, name, window, exc)
+        finding.quality = window_quality(store, model, window, quality or QualityConfig())
     return finding
 
 

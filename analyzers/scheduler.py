@@ -13,6 +13,11 @@ message to Slack channel #ml-alerts", or why it was kept).  SIGTERM and SIGINT s
 a job still running is abandoned (its window is caught up after the restart) and a delivery waiting to
 retry stops waiting (the outbox keeps the message).  Its own events are JSON lines (logshipper's
 formatter) on stderr.
+
+While the store cannot be reached (Elasticsearch restarting, say) the daemon stays up: the runs go on and
+fail fast (each within its job's timeout), one monitoring problem is logged and sent (alert state and the
+outbox live in the store, so this notice goes straight to the routed channels), and when the store answers
+again a resolved notice follows and the windows missed meanwhile are caught up.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,13 +37,17 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from analyzers.alerts import dispatch
 from analyzers.alerts.channels import Sender, open_channels
 from analyzers.alerts.dispatch import DeliveryReport
+from analyzers.alerts.message import build_message
 from analyzers.alerts.pacing import Pacing
+from analyzers.alerts.routing import Routing
+from analyzers.alerts.rules import MONITORING, alert_key
+from analyzers.alerts.state import Kind, Notification
 from analyzers.config.loader import LoadedConfig, load_config
-from analyzers.config.models import JobConfig, ModelConfig
+from analyzers.config.models import Config, JobConfig, ModelConfig
 from analyzers.findings import Finding
 from analyzers.runner import run_job, with_paths_resolved
 from analyzers.store import open_store
-from analyzers.store.base import ConflictError, Store
+from analyzers.store.base import ConflictError, Store, StoreUnavailable
 from analyzers.timeutil import format_time, parse_time, utcnow
 from analyzers.triggers import fire_times, latest_fire_time, make_trigger
 from analyzers.windows import job_window
@@ -79,6 +89,62 @@ def write_heartbeat(store: Store, model: str, job: str, doc: dict[str, Any]) -> 
             continue
 
 
+class StoreOutage:
+    """Whether the store answers, and one notice of each change: a problem when it stops, resolved when it is
+    back.  The notices go straight to the routed channels, since alert state and the outbox live in the store."""
+
+    def __init__(self, config: Config, senders: dict[str, Sender], on_recovery: Callable[[], None]) -> None:
+        self.config = config
+        self.senders = senders
+        self.on_recovery = on_recovery
+        self.since: datetime | None = None
+        self.reason = ""
+        self._lock = threading.Lock()
+
+    @property
+    def active(self) -> bool:
+        return self.since is not None
+
+    def down(self, exc: Exception) -> None:
+        """The store did not answer: the first time, log and send one monitoring problem."""
+        with self._lock:
+            if self.since is not None:
+                return
+            self.since, self.reason = utcnow(), str(exc)
+        log.error("monitoring problem: the store cannot be reached", extra={"predwatch": {"error": self.reason}})
+        self._notify("firing", self.since, f"the store cannot be reached, no job can run: {self.reason}")
+
+    def up(self) -> None:
+        """The store answered: after an outage, log and send that it is resolved, then catch up."""
+        with self._lock:
+            if self.since is None:
+                return
+            since, self.since = self.since, None
+        log.info("the store answers again", extra={"predwatch": {"down_since": format_time(since)}})
+        self._notify("resolved", since, f"the store could not be reached from {format_time(since)}")
+        self.on_recovery()
+
+    def _notify(self, kind: Kind, since: datetime, message: str) -> None:
+        alert = {
+            "key": alert_key("predwatch", "store", MONITORING),
+            "model": "predwatch",
+            "job": "store",
+            "subject": MONITORING,
+            "severity": "critical",
+            "message": message,
+        }
+        window = {"start": format_time(since), "end": format_time(utcnow())}
+        note = Notification(kind, alert, window, finding_id="store-outage", since=format_time(since))
+        for name in Routing(self.config).channels(alert, kind):
+            sender = self.senders.get(name)
+            if sender is None:
+                continue
+            try:
+                sender.send(build_message([note], self.config))
+            except Exception:
+                log.exception("the store outage notice could not be delivered", extra={"predwatch": {"channel": name}})
+
+
 class Scheduler:
     """Runs the configured jobs of one configuration against one store."""
 
@@ -95,6 +161,13 @@ class Scheduler:
         self._flush_lock = threading.Lock()
         self._ticks: dict[tuple[str, datetime], set[str]] = {}
         self._timers: dict[tuple[str, datetime], threading.Timer] = {}
+        self._scheduler: BlockingScheduler | None = None
+        self.outage = StoreOutage(self.config, self.senders, self._catch_up_soon)
+
+    def _catch_up_soon(self) -> None:
+        """After an outage: the windows missed meanwhile, run by the daemon's scheduler as soon as it can."""
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.add_job(self.catch_up, id="catch-up", replace_existing=True)
 
     def jobs(self) -> list[tuple[str, ModelConfig, str, JobConfig]]:
         return [(m, mc, name, job) for m, mc in self.config.models.items() for name, job in mc.jobs().items()]
@@ -144,27 +217,34 @@ class Scheduler:
         delivered: dict[str, Any] = {}
         try:
             self.store.write_findings([finding])
+            self.outage.up()
             recorded = dispatch.record(self.store, self.config, [finding])
             delivered = {"alerts_created": recorded.created, "alerts_silenced": recorded.silenced}
+        except StoreUnavailable as exc:  # nothing can be stored or alerted on: one monitoring problem, then wait
+            self.outage.down(exc)
+            log.info(
+                "job finished, its finding not stored",
+                extra={"predwatch": {"model": model, "job": name, "status": finding.status, "error": str(exc)}},
+            )
+            return
         except Exception as exc:
             log.exception("storing or alerting failed", extra={"predwatch": {"model": model, "job": name}})
             finding = Finding(model, name, finding.window, "error", error=f"{type(exc).__name__}: {exc}")
-        write_heartbeat(
-            self.store,
-            model,
-            name,
-            {
-                "model": model,
-                "job": name,
-                "ran_at": format_time(utcnow()),
-                "scheduled": format_time(scheduled),
-                "window_start": format_time(finding.window.start),
-                "window_end": format_time(finding.window.end),
-                "status": finding.status,
-                "duration_s": round(duration, 3),
-                "error": finding.error,
-            },
-        )
+        heartbeat = {
+            "model": model,
+            "job": name,
+            "ran_at": format_time(utcnow()),
+            "scheduled": format_time(scheduled),
+            "window_start": format_time(finding.window.start),
+            "window_end": format_time(finding.window.end),
+            "status": finding.status,
+            "duration_s": round(duration, 3),
+            "error": finding.error,
+        }
+        try:
+            write_heartbeat(self.store, model, name, heartbeat)
+        except StoreUnavailable as exc:
+            self.outage.down(exc)
         failed = finding.status == "error"  # a failed run (its store, its job, a timeout) is logged as an error
         log.log(
             logging.ERROR if failed else logging.INFO,
@@ -208,11 +288,15 @@ class Scheduler:
         ran = 0
         for _ in range(rounds):
             now, before = utcnow(), ran
-            runs = sorted(
-                (scheduled, model, name)
-                for model, model_config, name, job in self.jobs()
-                for scheduled in self.missed(model, model_config, name, job, now)
-            )
+            try:
+                runs = sorted(
+                    (scheduled, model, name)
+                    for model, model_config, name, job in self.jobs()
+                    for scheduled in self.missed(model, model_config, name, job, now)
+                )
+            except StoreUnavailable as exc:  # caught up when the store answers again
+                self.outage.down(exc)
+                return ran
             for i, (scheduled, model, name) in enumerate(runs):
                 if self.stopping.is_set():
                     return ran
@@ -262,8 +346,8 @@ class Scheduler:
 
     def deliver(self, models: set[str] | None = None) -> DeliveryReport | None:
         """Deliver what waits in the outbox (for ``models``, or all) and log each delivery."""
-        if self.stopping.is_set():
-            return None
+        if self.stopping.is_set() or self.outage.active:
+            return None  # the outbox lives in the store: delivered when it answers again
         try:
             with self._flush_lock:
                 report = dispatch.flush(
@@ -273,6 +357,9 @@ class Scheduler:
                     pacing=self.pacing,
                     wanted=None if models is None else (lambda n: n.model in models),
                 )
+        except StoreUnavailable as exc:
+            self.outage.down(exc)
+            return None
         except Exception:
             log.exception("alert delivery failed")
             self.delivery_failed = True
@@ -289,7 +376,13 @@ class Scheduler:
         """Every ``scheduler.outbox_every``: retry what waits, except for models whose tick is still running."""
         with self._lock:
             busy = {model for model, _ in self._ticks}
-        self.deliver({m for m in self.config.models if m not in busy} | self._unconfigured())
+        try:  # also how an outage is seen to end when no job runs meanwhile
+            unconfigured = self._unconfigured()
+        except StoreUnavailable as exc:
+            self.outage.down(exc)
+            return
+        self.outage.up()
+        self.deliver({m for m in self.config.models if m not in busy} | unconfigured)
 
     def _unconfigured(self) -> set[str]:
         """Models with undelivered alerts that are no longer configured (still delivered)."""
@@ -321,6 +414,7 @@ class Scheduler:
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        self._scheduler = scheduler
         jobs = self.jobs()
         log.info(
             "started",

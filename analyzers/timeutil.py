@@ -59,7 +59,8 @@ def parse_time(value: str | datetime) -> datetime:
 def format_time(value: datetime) -> str:
     """ISO 8601 in UTC with a ``Z`` and milliseconds dropped when zero."""
     value = value.astimezone(timezone.utc)
-    text = value.isoformat(timespec="milliseconds" if value.microsecond else "seconds")
+    # Whole milliseconds decide, not microseconds: 15.000283 s is written "15Z" and reads back the same.
+    text = value.isoformat(timespec="milliseconds" if value.microsecond >= 1000 else "seconds")
     return text.replace("+00:00", "Z")
 
 

@@ -2,14 +2,16 @@
 # One-shot set-up of Elasticsearch security for the compose stack: the users Filebeat and the
 # analyzers log in with (least privilege), and the service-account token Kibana uses.
 # Safe to run again: users and roles are upserted; a still-valid Kibana token is kept.
-# Reads ES_URL, ELASTIC_PASSWORD, PREDWATCH_ES_PASSWORD, FILEBEAT_ES_PASSWORD, KIBANA_SERVICE_TOKEN;
-# writes the Kibana token to $TOKEN_FILE (owned by $TOKEN_OWNER when set: Kibana's uid).
-# Never prints a password or a token.
+# Reads ES_URL, ELASTIC_PASSWORD, PREDWATCH_ES_PASSWORD, FILEBEAT_ES_PASSWORD, KIBANA_SERVICE_TOKEN,
+# WAIT_SECONDS (300); writes the Kibana token to $TOKEN_FILE (owned by $TOKEN_OWNER when set: Kibana's uid).
+# The token is created through the API, so it is kept in the cluster (the es-data volume), not in a file of
+# the Elasticsearch container that a new container would not have.  Never prints a password or a token.
 set -euo pipefail
 
 ES_URL="${ES_URL:-http://elasticsearch:9200}"
 TOKEN_FILE="${TOKEN_FILE:-/tokens/kibana}"
 TOKEN_NAME="predwatch-compose"
+WAIT_SECONDS="${WAIT_SECONDS:-300}"
 
 for var in ELASTIC_PASSWORD PREDWATCH_ES_PASSWORD FILEBEAT_ES_PASSWORD; do
   if [ -z "${!var:-}" ]; then
@@ -36,19 +38,41 @@ es() {
 }
 
 echo "es-init: waiting for Elasticsearch at ${ES_URL}"
-until es GET "/_cluster/health?wait_for_status=yellow&timeout=10s" >/dev/null 2>&1; do
+# Wait while Elasticsearch starts (no answer, 503); a refused password will not get better: stop at once.
+deadline=$(( $(date +%s) + WAIT_SECONDS ))
+while true; do
+  code="$(curl --silent --output /dev/null --write-out '%{http_code}' -u "elastic:${ELASTIC_PASSWORD}" \
+    "${ES_URL}/_cluster/health?wait_for_status=yellow&timeout=10s" || true)"
+  case "$code" in
+    200) break ;;
+    401) echo "es-init: Elasticsearch at ${ES_URL} rejected the elastic user's password (HTTP 401): check ELASTIC_PASSWORD" >&2
+         exit 1 ;;
+    403) echo "es-init: the elastic user may not read the cluster's health (HTTP 403)" >&2
+         exit 1 ;;
+  esac
+  if [ "$(date +%s)" -ge "$deadline" ]; then
+    echo "es-init: Elasticsearch at ${ES_URL} was not ready after ${WAIT_SECONDS}s (last answer: HTTP ${code:-none})" >&2
+    exit 1
+  fi
+  echo "es-init: not ready yet (HTTP ${code:-no answer}), retrying"
   sleep 3
 done
 
 echo "es-init: roles and users"
+# Filebeat creates predictions (never overwrites them), writes feedback over the day's earlier label of the
+# same prediction (index), and appends dead letters through the alias.
 es PUT /_security/role/predwatch_filebeat '{
   "cluster": ["monitor", "read_ilm", "read_pipeline"],
   "indices": [{"names": ["ml-predictions-*"],
-               "privileges": ["create_doc", "create_index", "auto_configure", "view_index_metadata"]}]
+               "privileges": ["create_doc", "create_index", "auto_configure", "view_index_metadata"]},
+              {"names": ["ml-feedback-*"],
+               "privileges": ["index", "create_index", "auto_configure", "view_index_metadata"]},
+              {"names": ["ml-deadletter*"], "privileges": ["create_doc", "view_index_metadata"]}]
 }' >/dev/null
 es PUT /_security/role/predwatch_analyzer '{
   "cluster": ["monitor", "manage_index_templates", "manage_ilm"],
-  "indices": [{"names": ["ml-predictions-*"], "privileges": ["read", "view_index_metadata"]},
+  "indices": [{"names": ["ml-predictions-*", "ml-feedback-*"], "privileges": ["read", "view_index_metadata"]},
+              {"names": ["ml-deadletter*"], "privileges": ["read", "monitor"]},
               {"names": ["ml-monitor-*"], "privileges": ["all"]}]
 }' >/dev/null
 es PUT /_security/user/predwatch_filebeat \

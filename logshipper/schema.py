@@ -90,11 +90,14 @@ def column_path(column: str) -> str:
         ) from None
 
 
-# Index naming (Elasticsearch) and file naming (local store).
+# Index naming (Elasticsearch) and file naming (local store).  Predictions and feedback live in
+# daily indices of their own (feedback by the day it arrived, its _id the prediction id it labels);
+# rejected documents go to the dead-letter alias, outside both patterns, under a policy of its own.
 PREDICTIONS_INDEX_PREFIX = "ml-predictions-"
+FEEDBACK_INDEX_PREFIX = "ml-feedback-"
 MONITOR_INDEX_PREFIX = "ml-monitor-"
 STATE_INDEX = "ml-monitor-state"
-DEAD_LETTER_INDEX = "ml-predictions-deadletter"
+DEAD_LETTER_INDEX = "ml-deadletter"
 LOG_FILE_PREFIX = "predictions-"
 LOG_FILE_SUFFIX = ".ndjson"
 
@@ -102,6 +105,11 @@ LOG_FILE_SUFFIX = ".ndjson"
 def predictions_index(model: str, day: str) -> str:
     """Daily index of a model's events; ``day`` is ``YYYY.MM.DD``."""
     return f"{PREDICTIONS_INDEX_PREFIX}{model}-{day}"
+
+
+def feedback_index(model: str, day: str) -> str:
+    """Daily index of a model's feedback, by the day it arrived; ``day`` is ``YYYY.MM.DD``."""
+    return f"{FEEDBACK_INDEX_PREFIX}{model}-{day}"
 
 
 def monitor_index(model: str, day: str) -> str:

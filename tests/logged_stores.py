@@ -1,8 +1,9 @@
 """What PredictionLogger wrote, read through each store: the local files, or a live Elasticsearch.
 
-``STORES`` parametrizes a fixture over ``local`` (always) and ``elastic-live`` (when ``ES_URL`` is set,
-see ``live_es.py``); :func:`store_over` opens the chosen store over a log directory, indexing its lines
-the way Filebeat ships them for Elasticsearch (under a fresh model name, which it yields).
+``STORES`` parametrizes a fixture over ``local`` and ``elastic-emulated`` (always: the Elasticsearch store
+over the emulator, every request it sends checked against the specification) and ``elastic-live`` (when
+``ES_URL`` is set, see ``live_es.py``); :func:`store_over` opens the chosen store over a log directory,
+indexing its lines the way Filebeat ships them for Elasticsearch (under a fresh model name, which it yields).
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import pytest
 
 from analyzers.store import LocalStore, Store
 from tests import live_es
+from tests.conftest import check_requests
 
 STORES = [
     "local",
+    "elastic-emulated",
     pytest.param(
         "elastic-live",
         marks=[
@@ -48,5 +51,10 @@ def store_over(kind: str, log_dir: Path, state_dir: Path, model: str) -> Iterato
                 out.append(event)
         return out
 
+    if kind == "elastic-emulated":
+        with live_es.emulated(events, model=model) as (store, name, emulator):
+            yield store, name
+        check_requests(emulator.requests)
+        return
     with live_es.indexed(events) as (store, name):
         yield store, name

@@ -1,6 +1,6 @@
 """The behaviour every ``Store`` must have, written only against the public ``Store`` interface.
 
-``contract_events`` are the shared fixture events; an adapter under test holds exactly them (the
+``all_events`` are the shared fixture events; an adapter under test holds exactly them (the
 local store as daily log files, Elasticsearch as daily indices the way Filebeat ships them).
 ``StoreContract`` holds the tests; a test module subclasses it and provides the ``subject``
 fixture: the store and the model name the events were written under.
@@ -22,6 +22,7 @@ from analyzers.timeutil import Window
 DAY1 = Window("2026-11-20T00:00:00Z", "2026-11-21T00:00:00Z")
 DAY2 = Window("2026-11-21T00:00:00Z", "2026-11-22T00:00:00Z")
 DAY3 = Window("2026-11-22T00:00:00Z", "2026-11-23T00:00:00Z")
+VALUES_DAY = Window("2026-11-25T00:00:00Z", "2026-11-26T00:00:00Z")
 
 
 def prediction(
@@ -67,7 +68,7 @@ def feedback(pid: str, ts: str, label, model="fraud") -> dict:
     }
 
 
-def value_events(model: str) -> list[dict]:
+def day3_events(model: str) -> list[dict]:
     """Day 3: v1, v2, v3 with values of every JSON type (the value contract) and their feedback the same day."""
     values = [
         ("v1", {"code": "1", "flag": True, "tags": ["a", "b"], "amount": 1}, 1),
@@ -81,6 +82,44 @@ def value_events(model: str) -> list[dict]:
         event["ml"]["prediction"]["label"] = label
         events.append(event)
     return events + [feedback(pid, "2026-11-22T09:00:00Z", label, model=model) for pid, _, label in values]
+
+
+def value_events(model: str) -> list[dict]:
+    """The value contract's cases, on a day of their own: booleans, integers and floats (2.0 among them),
+    strings that look like numbers, nulls and absent values, arrays; the labels are booleans."""
+
+    def event(pid: str, hour: int, features: dict, prediction: bool, groups: dict) -> dict:
+        line = prediction_line(pid, f"2026-11-25T{hour:02d}:00:00Z", model)
+        line["ml"].update(features=features, prediction={"label": prediction}, groups=groups)
+        return line
+
+    return [
+        event("t1", 1, {"flag": True, "n_items": 3, "ratio": 0.5, "code": "1", "tags": ["a", "b"]}, True, {"tier": 1}),
+        event("t2", 2, {"flag": False, "n_items": 4, "ratio": 2.0, "code": "01234", "note": None}, False, {"tier": 2}),
+        event(
+            "t3",
+            3,
+            {"flag": True, "n_items": 5, "ratio": 1.5, "code": "1", "tags": ["c", "d"], "note": "x"},
+            False,
+            {"tier": 1},
+        ),
+        feedback("t1", "2026-11-25T05:00:00Z", True, model=model),
+        feedback("t2", "2026-11-25T06:00:00Z", False, model=model),
+    ]
+
+
+def prediction_line(pid: str, ts: str, model: str) -> dict:
+    """A bare prediction event (no features, prediction or groups yet)."""
+    return {
+        "@timestamp": ts,
+        "event": {"dataset": "ml.prediction", "kind": "event", "outcome": "success"},
+        "ml": {"prediction_id": pid, "model": {"name": model, "version": "v1"}},
+    }
+
+
+def all_events(model: str, other: str) -> list[dict]:
+    """What the contract suite's stores hold: :func:`contract_events` and, on day 6, :func:`value_events`."""
+    return [*contract_events(model, other), *value_events(model)]
 
 
 def contract_events(model: str, other: str) -> list[dict]:
@@ -97,13 +136,13 @@ def contract_events(model: str, other: str) -> list[dict]:
         prediction("d", "2026-11-21T01:00:00Z", amount=4.0, model=model),
         feedback("b", "2026-11-21T02:00:00Z", 0, model=model),
         feedback("a", "2026-11-23T02:00:00Z", 1, model=model),
-        *value_events(model),
+        *day3_events(model),
     ]
 
 
 @dataclass(frozen=True)
 class Subject:
-    """A store holding ``contract_events(model, ...)``."""
+    """A store holding ``all_events(model, ...)``."""
 
     store: Store
     model: str
@@ -117,6 +156,18 @@ class StoreContract:
         assert store.count(q) == 1 + 1 + 2 + 1  # a, b, c (rate 0.5 weighs 2), f; not d, not the other model
         assert store.count(q.with_(outcome="success")) == 4
         assert store.count(Query(subject.model, DAY2)) == 1
+
+    def test_sample_size_gives_rows_and_squared_weights_beside_the_weighted_count(self, subject: Subject):
+        size = subject.store.sample_size(Query(subject.model, DAY1))
+        assert (size.weighted, size.squares, size.rows) == (5.0, 1 + 1 + 4 + 1, 4.0)  # c at rate 0.5 weighs 2
+        assert size.effective == pytest.approx(25 / 7)
+        assert subject.store.sample_size(Query(subject.model, DAY1, outcome="failure")).rows == 1.0
+
+    def test_crosstab_sums_squared_weights_per_combination(self, subject: Subject):
+        q = Query(subject.model, DAY1, outcome="success")
+        table = subject.store.crosstab(q, ["features.country"])
+        rows = {r[0]: (r[1], r[2]) for r in table[["features.country", "count", "weight_sq"]].itertuples(index=False)}
+        assert rows == {"DE": (3.0, 5.0), "FR": (1.0, 1.0)}  # DE: a (weight 1) and c (weight 2)
 
     def test_duplicate_prediction_ids_count_once(self, subject: Subject):
         rows = next(subject.store.rows(Query(subject.model, DAY1), columns=["prediction_id", "features.amount"]))
@@ -197,11 +248,32 @@ class StoreContract:
 
     def test_bucketed_histograms_without_by_hold_every_row(self, subject: Subject):
         hist = subject.store.bucketed_histograms(
-            Query(subject.model, DAY3), "features.amount", [0, 1.5, 5], bucket=timedelta(days=1)
+            Query(subject.model, DAY1), "features.amount", [0, 1.5, 5], bucket=timedelta(days=1)
         )
         assert hist.keys == [None]
-        assert hist.counts.tolist() == [[[0.0, 2.0, 1.0, 0.0]]]  # v1's 1 and v2's 1.0, then v3's 2.5
+        assert hist.counts.tolist() == [[[0.0, 2.0, 3.0, 0.0]]]  # a's and f's 1, then b's 2 and c's 3 (weight 2)
         assert hist.missing.tolist() == [[0.0]]
+
+    def test_bucketed_histograms_of_labelled_and_unlabelled_predictions(self, subject: Subject):
+        store, q = subject.store, Query(subject.model, DAY1)
+        edges, bucket = [0, 1.5, 5], timedelta(hours=3)
+        # labelled: a (01:00, amount 1, label 1), b (02:00, 2, label 0); not: c (03:00, 3, weight 2), f (05:00, 1)
+        labelled = store.bucketed_histograms(
+            q.with_(has_label=True), "features.amount", edges, bucket=bucket, by="label"
+        )
+        assert labelled.keys == [0, 1]
+        assert labelled.counts[0].tolist() == [[0.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 0.0]]
+        assert labelled.counts[1:].sum() == 0.0
+        unlabelled = store.bucketed_histograms(
+            q.with_(has_label=False), "features.amount", edges, bucket=bucket, by="prediction"
+        )
+        assert unlabelled.keys == [1]
+        assert unlabelled.counts[:2, 0].tolist() == [[0.0, 0.0, 0.0, 0.0], [0.0, 1.0, 2.0, 0.0]]
+        assert unlabelled.weight_sq[1, 0].tolist() == [0.0, 1.0, 4.0, 0.0]
+        everyone = store.bucketed_histograms(q, "features.amount", edges, bucket=bucket, by="label")
+        assert everyone.keys == [0, 1, None]
+        assert everyone.counts[1, 2].tolist() == [0.0, 1.0, 2.0, 0.0]
+        assert everyone.counts[0, :2].tolist() == labelled.counts[0].tolist()
 
     def test_sample_is_bounded_and_reproducible(self, subject: Subject):
         store, q = subject.store, Query(subject.model, DAY1)
@@ -248,6 +320,74 @@ class StoreContract:
         assert list(store.list_state(f"alert:{subject.model}:")) == [key]
         store.delete_state(key, version=v2)
         assert store.get_state(key) is None
+
+    def test_labelled_and_unlabelled_predictions_answer_every_question(self, subject: Subject):
+        store, q = subject.store, Query(subject.model, DAY1)
+        labelled, unlabelled = q.with_(has_label=True), q.with_(has_label=False)
+        assert sorted(next(store.rows(unlabelled, columns=["prediction_id"]))["prediction_id"]) == ["c", "f"]
+        assert sorted(store.sample(labelled, 10, columns=["prediction_id"])["prediction_id"]) == ["a", "b"]
+        assert store.category_counts(unlabelled, "features.country") == {"DE": 3.0}  # c weighs 2
+        assert store.histogram(unlabelled, "features.amount", [0, 10]).counts.tolist() == [3.0]
+        tab = store.crosstab(labelled, ["prediction", "label"])
+        cells = tab[["prediction", "label", "count"]].itertuples(index=False, name=None)
+        assert {(p, y): c for p, y, c in cells} == {(1, 1): 1.0, (0, 0): 1.0}
+
+    # ---- the value contract: the same lines give the same Python values from every store -------------------
+    def test_booleans_stay_booleans(self, subject: Subject):
+        counts = subject.store.category_counts(Query(subject.model, VALUES_DAY), "features.flag")
+        assert counts == {True: 2.0, False: 1.0}
+        assert {type(k) for k in counts} == {bool}
+
+    def test_strings_that_look_like_numbers_stay_strings(self, subject: Subject):
+        counts = subject.store.category_counts(Query(subject.model, VALUES_DAY), "features.code")
+        assert counts == {"1": 2.0, "01234": 1.0}
+        assert {type(k) for k in counts} == {str}
+
+    def test_integer_categories_stay_integers(self, subject: Subject):
+        counts = subject.store.category_counts(Query(subject.model, VALUES_DAY), "groups.tier")
+        assert counts == {1: 2.0, 2: 1.0}
+        assert {type(k) for k in counts} == {int}
+
+    def test_integers_and_floats_are_numbers_and_equal_keys(self, subject: Subject):
+        store, q = subject.store, Query(subject.model, VALUES_DAY)
+        kinds = {c.name: c.kind for c in store.columns(q)}
+        assert kinds["features.n_items"] == "numeric"
+        assert kinds["features.ratio"] == "numeric"
+        assert store.category_counts(q, "features.ratio") == {0.5: 1.0, 2: 1.0, 1.5: 1.0}
+        assert store.numeric_summary(q, "features.ratio").max == 2.0
+
+    def test_booleans_and_strings_make_categorical_columns(self, subject: Subject):
+        kinds = {c.name: c.kind for c in subject.store.columns(Query(subject.model, VALUES_DAY))}
+        assert kinds["features.flag"] == "categorical"
+        assert kinds["features.code"] == "categorical"
+        assert kinds["groups.tier"] == "categorical"
+        assert kinds["prediction"] == "categorical"
+        assert kinds["label"] == "categorical"
+
+    def test_nulls_and_absent_values_are_none(self, subject: Subject):
+        counts = subject.store.category_counts(Query(subject.model, VALUES_DAY), "features.note")
+        assert counts == {None: 2.0, "x": 1.0}
+
+    def test_arrays_are_their_compact_json_text(self, subject: Subject):
+        store, q = subject.store, Query(subject.model, VALUES_DAY)
+        assert store.category_counts(q, "features.tags") == {'["a","b"]': 1.0, '["c","d"]': 1.0, None: 1.0}
+        rows = next(store.rows(q, columns=["prediction_id", "features.tags"]))
+        assert rows["features.tags"].tolist() == ['["a","b"]', None, '["c","d"]']
+
+    def test_rows_keep_the_logged_types(self, subject: Subject):
+        columns = ["prediction_id", "features.flag", "features.code", "groups.tier", "prediction", "label"]
+        rows = next(subject.store.rows(Query(subject.model, VALUES_DAY), columns=columns))
+        assert rows["features.flag"].tolist() == [True, False, True]
+        assert rows["features.code"].tolist() == ["1", "01234", "1"]
+        assert rows["groups.tier"].tolist() == [1, 2, 1]
+        assert rows["prediction"].tolist() == [True, False, False]
+        assert rows["label"].tolist() == [True, False, None]
+        assert [type(v) for v in rows["features.flag"]] == [bool, bool, bool]
+
+    def test_boolean_predictions_and_labels_cross_as_booleans(self, subject: Subject):
+        tab = subject.store.crosstab(Query(subject.model, VALUES_DAY), ["prediction", "label"])
+        counts = {(p, y): c for p, y, c in tab[["prediction", "label", "count"]].itertuples(index=False, name=None)}
+        assert counts == {(True, True): 1.0, (False, False): 1.0, (False, None): 1.0}
 
     # ---- the value contract ---------------------------------------------------------------
     def test_strings_numbers_and_booleans_keep_their_json_type(self, subject: Subject):

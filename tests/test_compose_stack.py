@@ -217,6 +217,20 @@ def test_the_mounted_predwatch_config_is_valid_with_the_services_environment(
     assert config.models, "the demo's model is monitored"
 
 
+def test_kibana_has_its_three_encryption_keys_from_the_environment(services: dict[str, Any]) -> None:
+    env = services["kibana"]["environment"]
+    keys = (
+        "XPACK_ENCRYPTEDSAVEDOBJECTS_ENCRYPTIONKEY",
+        "XPACK_SECURITY_ENCRYPTIONKEY",
+        "XPACK_REPORTING_ENCRYPTIONKEY",
+    )
+    names = {VAR.fullmatch(str(env[k])).group(1) for k in keys}
+    assert len(names) == 3, "one variable per key"
+    example = env_example()
+    for name in names:
+        assert len(example[name]) >= 32, f"{name}: Kibana needs 32 or more characters"
+
+
 def test_prometheus_and_grafana_are_an_optional_profile(services: dict[str, Any]) -> None:
     optional = {name: svc["profiles"] for name, svc in services.items() if "profiles" in svc}
     assert optional == {"prometheus": ["metrics"], "grafana": ["metrics"]}

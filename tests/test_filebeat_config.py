@@ -51,13 +51,59 @@ def format_index(pattern: str, event: dict[str, Any]) -> str:
     return out.replace("%{+yyyy.MM.dd}", ts.strftime("%Y.%m.%d")).lower()
 
 
+def _value(event: dict[str, Any], dotted: str) -> Any:
+    value: Any = event
+    for part in dotted.split("."):
+        value = value[part]
+    return value
+
+
+def holds(condition: dict[str, Any], event: dict[str, Any]) -> bool:
+    """Beats' conditions: ``equals``, ``has_fields``, ``and``, ``or``, ``not``."""
+    ((kind, spec),) = condition.items()
+    if kind == "equals":
+        return all(_has(event, f) and _value(event, f) == v for f, v in spec.items())
+    if kind == "has_fields":
+        return all(_has(event, f) for f in spec)
+    if kind == "and":
+        return all(holds(c, event) for c in spec)
+    if kind == "or":
+        return any(holds(c, event) for c in spec)
+    if kind == "not":
+        return not holds(spec, event)
+    raise ValueError(f"condition {kind} not understood by this test")
+
+
+def rule_condition(rule: dict[str, Any]) -> dict[str, Any]:
+    """A rule's ``when`` condition, written nested (``when: {and: ...}``) or dotted (``when.and: ...``)."""
+    if "when" in rule:
+        return rule["when"]
+    ((key, spec),) = [(k, v) for k, v in rule.items() if k.startswith("when.")]
+    return {key.split(".", 1)[1]: spec}
+
+
 def route(output: dict[str, Any], event: dict[str, Any]) -> str:
     """Which index the output sends an event to (first matching `indices` rule, else `index`)."""
     for rule in output.get("indices", []):
-        needed = rule.get("when.has_fields", [])
-        if all(_has(event, f) for f in needed):
+        if holds(rule_condition(rule), event):
             return format_index(rule["index"], event)
     return format_index(output["index"], event)
+
+
+def metadata(processors: list[dict[str, Any]], event: dict[str, Any]) -> dict[str, Any]:
+    """The ``@metadata`` the input's processors give an event (``_id``, ``op_type``)."""
+    meta: dict[str, Any] = {}
+    for processor in processors:
+        ((kind, spec),) = processor.items()
+        if "when" in spec and not holds(spec["when"], event):
+            continue
+        if kind == "copy_fields":
+            for move in spec["fields"]:
+                if move["to"].startswith("@metadata.") and _has(event, move["from"]):
+                    meta[move["to"].split(".", 1)[1]] = _value(event, move["from"])
+        elif kind == "add_fields" and spec.get("target") == "@metadata":
+            meta.update(spec["fields"])
+    return meta
 
 
 def _has(event: dict[str, Any], dotted: str) -> bool:
@@ -94,23 +140,31 @@ def test_ndjson_parser_puts_fields_at_the_top_and_keeps_bad_lines(file_input: di
     assert "document_id" not in parser  # it would delete ml.prediction_id from the document
 
 
-def _id_processors(processors: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
-    copy = next(p["copy_fields"] for p in processors if "copy_fields" in p)
-    fingerprint = next(p["fingerprint"] for p in processors if "fingerprint" in p)
-    return copy, fingerprint
+PREDICTION = {
+    "@timestamp": "2026-11-22T23:59:59.999Z",
+    "event": {"dataset": schema.DATASET_PREDICTION},
+    "ml": {"model": {"name": "fraud"}, "prediction_id": "p1"},
+}
+FEEDBACK = {
+    "@timestamp": "2026-12-22T08:00:00Z",  # 30 days after its prediction
+    "event": {"dataset": schema.DATASET_FEEDBACK},
+    "ml": {"model": {"name": "fraud"}, "prediction_id": "p1", "label": 1},
+}
 
 
 @pytest.mark.parametrize("source", [FILEBEAT, CONTAINERS])
-def test_document_id_comes_from_the_prediction_id(source: Path) -> None:
+def test_documents_are_identified_by_the_prediction_id(source: Path) -> None:
     doc = yaml.safe_load(source.read_text())
     inp = doc["filebeat.inputs"][0] if isinstance(doc, dict) else doc[0]
-    copy, fingerprint = _id_processors(inp["processors"])
-    assert copy["when"] == {"equals": {schema.EVENT_DATASET: schema.DATASET_PREDICTION}}
-    assert copy["fields"] == [{"from": schema.PREDICTION_ID, "to": "@metadata._id"}]
-    # Feedback shares its prediction's id: it gets an _id of its own, stable across resends.
-    assert fingerprint["when"] == {"equals": {schema.EVENT_DATASET: schema.DATASET_FEEDBACK}}
-    assert fingerprint["target_field"] == "@metadata._id"
-    assert {schema.EVENT_DATASET, schema.PREDICTION_ID, schema.LABEL} <= set(fingerprint["fields"])
+    # a prediction is created once: a second copy is refused (op_type create, the default with an _id)
+    assert metadata(inp["processors"], PREDICTION) == {"_id": "p1"}
+    # feedback overwrites the day's earlier label of the same prediction: the latest one wins
+    assert metadata(inp["processors"], FEEDBACK) == {"_id": "p1", "op_type": "index"}
+
+
+def test_feedback_goes_to_the_feedback_index_of_the_day_it_arrived(config: dict[str, Any]) -> None:
+    output = config["output.elasticsearch"]
+    assert route(output, FEEDBACK) == schema.feedback_index("fraud", "2026.12.22")
 
 
 def test_output_writes_plain_daily_indices_named_by_the_schema(config: dict[str, Any]) -> None:
@@ -118,15 +172,12 @@ def test_output_writes_plain_daily_indices_named_by_the_schema(config: dict[str,
     assert config["setup.template.enabled"] is False
     assert config["setup.template.pattern"] == schema.PREDICTIONS_INDEX_PREFIX + "*"
     output = config["output.elasticsearch"]
-    event = {
-        "@timestamp": "2026-11-22T23:59:59.999Z",
-        "event": {"dataset": schema.DATASET_PREDICTION},
-        "ml": {"model": {"name": "fraud"}, "prediction_id": "p1"},
-    }
-    assert route(output, event) == schema.predictions_index("fraud", "2026.11.22")
-    assert route(output, {**event, "@timestamp": "2026-11-23T00:00:00Z"}) == schema.predictions_index(
+    assert route(output, PREDICTION) == schema.predictions_index("fraud", "2026.11.22")
+    assert route(output, {**PREDICTION, "@timestamp": "2026-11-23T00:00:00Z"}) == schema.predictions_index(
         "fraud", "2026.11.23"
     )
+    failed = {**PREDICTION, "event": {"dataset": schema.DATASET_PREDICTION, "outcome": "failure"}}
+    assert route(output, failed) == schema.predictions_index("fraud", "2026.11.22")
 
 
 def test_lines_that_fail_to_decode_and_rejected_documents_are_kept(config: dict[str, Any]) -> None:
@@ -134,8 +185,11 @@ def test_lines_that_fail_to_decode_and_rejected_documents_are_kept(config: dict[
     undecodable = {"@timestamp": "2026-11-22T10:00:00Z", "message": "{not json", "error": {"message": "x"}}
     assert route(output, undecodable) == schema.DEAD_LETTER_INDEX
     assert output["non_indexable_policy.dead_letter_index"]["index"] == schema.DEAD_LETTER_INDEX
-    # The dead-letter index is not any model's daily index: ml-predictions-<model>-* never matches it.
-    assert not fnmatch.fnmatch(schema.DEAD_LETTER_INDEX, schema.PREDICTIONS_INDEX_PREFIX + "deadletter-*")
+    # The dead-letter alias is no model's daily index: no prediction or feedback pattern matches it.
+    for prefix in (schema.PREDICTIONS_INDEX_PREFIX, schema.FEEDBACK_INDEX_PREFIX):
+        assert not fnmatch.fnmatch(schema.DEAD_LETTER_INDEX, prefix + "*")
+    nameless = {**PREDICTION, "ml": {"prediction_id": "p2"}}
+    assert route(output, nameless) == schema.DEAD_LETTER_INDEX
 
 
 def test_credentials_come_from_the_environment(config: dict[str, Any]) -> None:

@@ -21,10 +21,10 @@ from analyzers.config.models import CanaryConfig
 from analyzers.findings import CanaryMetrics, Finding
 from analyzers.jobs import canary
 from analyzers.stats.canary import decide, family_level, proportion_sample_size, sample_size
-from analyzers.store import LocalStore
 from analyzers.timeutil import Window, format_time, parse_time
 from tests.finding_json import as_json
 from tests.log_events import event, write_events
+from tests.logged_stores import STORES, store_over
 from tests.version_traffic import Version, write_traffic
 
 T0 = parse_time("2026-11-20T00:00:00Z")
@@ -42,10 +42,10 @@ def rollout(tmp_path: Path, *, n_candidate: int, accuracy: float, error_rate: fl
     )
 
 
-def run(tmp_path: Path, **settings: Any) -> tuple[Finding, CanaryMetrics]:
+def run(tmp_path: Path, kind: str = "local", **settings: Any) -> tuple[Finding, CanaryMetrics]:
     config = CanaryConfig(window="4h", **{"min_detectable": 0.05, **settings})
-    with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
-        finding = canary.run(store, "m", config, WINDOW)
+    with store_over(kind, tmp_path / "logs", tmp_path / "state", "m") as (store, model):
+        finding = canary.run(store, model, config, WINDOW)
     assert finding.status != "error", finding.error
     as_json(finding)
     metrics = finding.metrics_as(CanaryMetrics)
@@ -53,12 +53,13 @@ def run(tmp_path: Path, **settings: Any) -> tuple[Finding, CanaryMetrics]:
     return finding, metrics
 
 
-def test_a_worse_candidate_is_rolled_back(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", STORES)
+def test_a_worse_candidate_is_rolled_back(kind: str, tmp_path: Path) -> None:
     truth = rollout(tmp_path, n_candidate=300, accuracy=0.7)
-    finding, m = run(tmp_path)
+    finding, m = run(tmp_path, kind)
     assert m.verdict == "rollback"
     assert finding.status == "alert"
-    assert [(a.key, a.severity) for a in alerts_of(finding)] == [("m:canary:rollback:v2", "critical")]
+    assert [(a.key, a.severity) for a in alerts_of(finding)] == [(f"{finding.model}:canary:rollback:v2", "critical")]
     assert m.baseline is not None
     assert m.candidate is not None
     assert (m.baseline.version, m.baseline.chosen_as) == ("v1", "previous")
@@ -82,6 +83,34 @@ def test_a_worse_candidate_is_rolled_back(tmp_path: Path) -> None:
     assert [d.name for d in m.drift] == ["prediction", "score"]
 
 
+def test_the_same_rows_logged_at_ten_percent_stand_for_ten_times_the_traffic_not_more_evidence(
+    tmp_path: Path,
+) -> None:
+    found = {}
+    for rate in (None, 0.1):
+        root = tmp_path / str(rate)
+        write_traffic(
+            root / "logs",
+            [
+                Version("v1", 3000, T0, T0 + timedelta(days=1), sample_rate=rate),
+                Version("v2", 300, WINDOW.start, WINDOW.end, accuracy=0.85, sample_rate=rate),
+            ],
+        )
+        found[rate] = run(root)[1]
+    plain, sampled = found[None], found[0.1]
+    assert sampled.candidate is not None
+    assert plain.candidate is not None
+    assert sampled.candidate.events == pytest.approx(10 * plain.candidate.events)
+    assert sampled.candidate.events_observed == plain.candidate.events
+    for name in ("accuracy", "error_rate", "latency_p95"):
+        a, b = plain.comparison(name), sampled.comparison(name)
+        assert a is not None
+        assert b is not None
+        assert (b.difference, b.low, b.high) == pytest.approx((a.difference, a.low, a.high)), name
+        assert b.n_candidate == pytest.approx(a.n_candidate), name
+    assert sampled.verdict == plain.verdict
+
+
 def test_an_equal_candidate_with_enough_traffic_is_promoted(tmp_path: Path) -> None:
     rollout(tmp_path, n_candidate=600, accuracy=0.9)
     finding, m = run(tmp_path, min_detectable=0.1)
@@ -101,7 +130,8 @@ def test_a_thin_candidate_is_held_with_the_predictions_it_still_needs(tmp_path: 
     assert alerts_of(finding) == []  # waiting for data is not a problem to page about
     assert m.candidate is not None
     assert m.candidate.events < 100
-    assert f"{100 - m.candidate.events:g} more events before a verdict" in m.reason
+    assert m.candidate.events_observed == m.candidate.events  # logged unsampled
+    assert f"{100 - m.candidate.events_observed:g} more events logged before a verdict" in m.reason
     assert finding.summary() == m.reason
 
 

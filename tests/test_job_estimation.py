@@ -285,11 +285,12 @@ def log_regression_days(log_dir: Path, *, labelled_days: tuple[int, ...] = (0, 1
     return truth
 
 
-def test_regression_losses_are_estimated_before_the_labels_and_the_drop_alerts(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", STORES)
+def test_regression_losses_are_estimated_before_the_labels_and_the_drop_alerts(kind: str, tmp_path: Path) -> None:
     truth = log_regression_days(tmp_path / "logs", labelled_days=(0, 1, 3))
     config = EstimationConfig(reference=REFERENCE, window="1d", min_labels=100)
-    with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
-        same, harder = (as_json(f) for f in estimation.run_windows(store, "r", config, [SAME_DAY, SHIFT_DAY]))
+    with store_over(kind, tmp_path / "logs", tmp_path / "state", "r") as (store, model):
+        same, harder = (as_json(f) for f in estimation.run_windows(store, model, config, [SAME_DAY, SHIFT_DAY]))
     assert same["task"] == "regression"
     assert same["status"] == "ok"
     assert [e["name"] for e in same["metrics"]] == ["mae", "rmse"]

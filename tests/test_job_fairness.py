@@ -134,6 +134,8 @@ def test_sample_rate_weights_counts(log_dir: Path, tmp_path: Path) -> None:
     generate(log_dir, 4, {}, {"EU": 150, "US": 150}, sample_rate=0.5)
     out = _run(log_dir, tmp_path, min_group_size=100)
     assert {g["n"] for g in out["attributes"][0]["groups"]} == {300}
+    assert [g["n_effective"] for g in out["attributes"][0]["groups"]] == pytest.approx([150, 150])  # rows logged
+    assert out["n_observed"] == 300
 
 
 def test_no_data_is_insufficient(log_dir: Path, tmp_path: Path) -> None:

@@ -100,6 +100,7 @@ def test_low_traffic_is_judged_for_silence_and_raises_no_monitoring_alert(tmp_pa
     assert finding.metrics is not None
     assert finding.metrics.judged("metric:silence") is True
     assert finding.metrics.judged("metric:latency_p95") is False
+    assert finding.metrics.dead_letters is None, "the local store keeps set-aside lines in place (see quality)"
 
 
 def test_latency_spike_with_errors(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from logshipper import index_template, schema
+from logshipper import schema
 
 ROOT = Path(__file__).resolve().parents[1]
 KIBANA = ROOT / "kibana"
@@ -70,20 +70,24 @@ def test_every_object_has_kibana_8_shape(objects: list[dict[str, Any]]) -> None:
             json.loads(meta["searchSourceJSON"])
 
 
-def test_data_views_cover_predictions_and_results(objects: list[dict[str, Any]]) -> None:
+def test_data_views_cover_predictions_feedback_and_results(objects: list[dict[str, Any]]) -> None:
     views = {o["attributes"]["title"]: o["attributes"] for o in objects if o["type"] == "index-pattern"}
     assert views[schema.PREDICTIONS_INDEX_PREFIX + "*"]["timeFieldName"] == schema.TIMESTAMP
+    assert views[schema.FEEDBACK_INDEX_PREFIX + "*"]["timeFieldName"] == schema.TIMESTAMP
     assert views[schema.MONITOR_INDEX_PREFIX + "*"]["timeFieldName"] == "window.end"
 
 
 def test_the_four_promised_views_exist(objects: list[dict[str, Any]]) -> None:
     dashboards = {o["id"]: o for o in objects if o["type"] == "dashboard"}
     assert {"predwatch-overview", "predwatch-drift", "predwatch-fairness"} <= set(dashboards)
-    (search,) = [o for o in objects if o["type"] == "search"]
-    columns = search["attributes"]["columns"]
-    for needed in (schema.ENTITY_ID, schema.PREDICTION_ID, schema.MODEL_VERSION, schema.SCORE, schema.LABEL):
-        assert needed in columns
-    assert search["attributes"]["sort"] == [[schema.TIMESTAMP, "desc"]]
+    searches = {o["id"]: o["attributes"] for o in objects if o["type"] == "search"}
+    predictions = searches["predwatch-predictions-debug"]
+    for needed in (schema.ENTITY_ID, schema.PREDICTION_ID, schema.MODEL_VERSION, schema.SCORE):
+        assert needed in predictions["columns"]
+    feedback = searches["predwatch-feedback-debug"]  # labels live in their own indices
+    assert {schema.PREDICTION_ID, schema.LABEL} <= set(feedback["columns"])
+    for attributes in searches.values():
+        assert attributes["sort"] == [[schema.TIMESTAMP, "desc"]]
 
 
 def test_every_reference_resolves(objects: list[dict[str, Any]], by_key: dict[tuple[str, str], Any]) -> None:
@@ -263,7 +267,13 @@ def mapped_fields(template: dict[str, Any]) -> tuple[set[str], list[str]]:
 
 @pytest.fixture(scope="module")
 def templates() -> dict[str, dict[str, Any]]:
-    return {"predictions": index_template.index_template(), "monitor": index_template.monitor_index_template()}
+    from analyzers.store.elastic import templates as generated
+
+    return {
+        "predictions": generated.index_template(),
+        "feedback": generated.feedback_index_template(),
+        "monitor": generated.monitor_index_template(),
+    }
 
 
 def test_every_field_a_chart_uses_exists_in_the_index_templates(templates: dict[str, dict[str, Any]]) -> None:

@@ -1,5 +1,6 @@
-"""``predwatch setup`` against local HTTP servers on 127.0.0.1: recorded Elasticsearch responses for the
-templates and lifecycle policy, a Kibana that checks the import's headers and body; live when ES_URL is set."""
+"""``predwatch setup`` against local HTTP servers on 127.0.0.1: recorded Elasticsearch answers for the version,
+policies, templates and dead-letter alias (every request checked against the specification), a Kibana that
+checks the import's headers and body; live when ES_URL is set."""
 
 from __future__ import annotations
 
@@ -17,7 +18,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from analyzers.config.models import Config
-from analyzers.setup import ElasticsearchAssets, SetupError, import_saved_objects, lifecycle_name, run_setup
+from analyzers.provision import SetupError, import_saved_objects, run_setup
+from analyzers.store.elastic import templates
+from analyzers.store.elastic.install import default_assets
+from tests.conftest import check_requests
 
 PASSWORD = "s3cret-pa55word"
 ES_HEADERS = {"X-Elastic-Product": "Elasticsearch", "Content-Type": "application/json"}
@@ -30,6 +34,14 @@ class Seen:
     query: dict[str, list[str]]
     headers: dict[str, str]
     body: bytes
+
+    @property
+    def params(self) -> dict[str, str]:
+        return {k: v[-1] for k, v in self.query.items()}
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
 
 
 Answer = tuple[int, dict[str, str], bytes]
@@ -83,25 +95,28 @@ class Server:
         self._httpd.server_close()
 
 
+class EsSeen:
+    """A recorded Elasticsearch request as the specification check reads it."""
+
+    def __init__(self, seen: Seen) -> None:
+        self.method, self.path, self.params, self.body = seen.method, seen.path, seen.params, seen.json
+
+
+def checked(server: Server) -> list[Seen]:
+    """The server's requests, after checking them against the Elasticsearch specification."""
+    check_requests(EsSeen(r) for r in server.seen)
+    return server.seen
+
+
 def es_json(status: int, data: Any) -> Answer:
     return status, ES_HEADERS, json.dumps(data).encode()
 
 
-ASSETS = ElasticsearchAssets(
-    policies={"ml-predictions": {"policy": {"phases": {"delete": {"min_age": "30d", "actions": {"delete": {}}}}}}},
-    templates={
-        "ml-predictions": {
-            "index_patterns": ["ml-predictions-*"],
-            "priority": 200,
-            "template": {"settings": {"index.lifecycle.name": "ml-predictions"}, "mappings": {"dynamic": True}},
-        },
-        "ml-monitor": {"index_patterns": ["ml-monitor-*"], "priority": 200, "template": {"mappings": {}}},
-    },
-)
-
-
-def recorded_es(existing: bool = False, health: list[int] | None = None) -> Callable[[Seen], Answer]:
-    """Responses shaped as Elasticsearch 8 gives them; ``health`` is the status of successive health calls."""
+def recorded_es(
+    existing: bool = False, health: list[int] | None = None, version: str = "8.17.0", squatter: bool = False
+) -> Callable[[Seen], Answer]:
+    """Answers shaped as Elasticsearch 8 gives them; ``health`` is the status of successive health calls;
+    ``squatter``: an index already holds the dead-letter alias's name."""
     health_codes = list(health or [200])
 
     def respond(req: Seen) -> Answer:
@@ -112,6 +127,14 @@ def recorded_es(existing: bool = False, health: list[int] | None = None) -> Call
             if code != 200:
                 return es_json(code, {"error": {"type": "master_not_discovered_exception"}, "status": code})
             return es_json(200, {"cluster_name": "predwatch", "status": "yellow", "timed_out": False})
+        if req.path == "/" and req.method == "GET":
+            info = {
+                "name": "es01",
+                "cluster_name": "predwatch",
+                "version": {"number": version},
+                "tagline": "You Know, for Search",
+            }
+            return es_json(200, info)
         if req.path.startswith("/_ilm/policy/") and req.method == "GET":
             name = req.path.rsplit("/", 1)[1]
             if existing:
@@ -119,6 +142,10 @@ def recorded_es(existing: bool = False, health: list[int] | None = None) -> Call
             return es_json(404, {"error": {"type": "resource_not_found_exception"}, "status": 404})
         if req.path.startswith("/_index_template/") and req.method == "HEAD":
             return (200 if existing else 404), ES_HEADERS, b""
+        if req.path == "/_alias/ml-deadletter" and req.method == "HEAD":
+            return (200 if existing else 404), ES_HEADERS, b""
+        if req.path == "/ml-deadletter" and req.method == "HEAD":
+            return (200 if squatter else 404), ES_HEADERS, b""
         if req.method == "PUT":
             return es_json(200, {"acknowledged": True})
         return es_json(400, {"error": {"type": "unexpected", "reason": f"{req.method} {req.path}"}, "status": 400})
@@ -132,59 +159,87 @@ def es_config(url: str, **extra: Any) -> Config:
     )
 
 
-def test_installs_the_policy_before_the_templates_that_name_it() -> None:
+def test_installs_the_policies_then_the_templates_that_name_them_then_the_dead_letter_alias() -> None:
     with Server(recorded_es()) as es:
-        report = run_setup(es_config(es.url), es_only=True, assets=ASSETS, retry_interval=0.01)
-    puts = [r for r in es.seen if r.method == "PUT"]
+        report = run_setup(es_config(es.url), es_only=True, retention_days=45, retry_interval=0.01)
+    puts = [r for r in checked(es) if r.method == "PUT"]
     assert [r.path for r in puts] == [
         "/_ilm/policy/ml-predictions",
+        "/_ilm/policy/ml-deadletter",
         "/_index_template/ml-predictions",
+        "/_index_template/ml-feedback",
         "/_index_template/ml-monitor",
+        "/_index_template/ml-deadletter",
+        "/ml-deadletter-000001",
     ]
-    assert json.loads(puts[0].body) == ASSETS.policies["ml-predictions"]
-    assert json.loads(puts[1].body) == ASSETS.templates["ml-predictions"]
-    assert "data_stream" not in json.loads(puts[1].body)
+    assets = default_assets(45)
+    assert puts[0].json == assets.policies["ml-predictions"]
+    assert puts[0].json["policy"]["phases"]["delete"]["min_age"] == "45d"
+    assert puts[2].json == assets.templates["ml-predictions"]
+    assert "data_stream" not in puts[2].json
+    assert puts[6].json == {"aliases": {"ml-deadletter": {"is_write_index": True}}}
     expected_auth = "Basic " + base64.b64encode(f"elastic:{PASSWORD}".encode()).decode()
     assert all(r.headers["authorization"] == expected_auth for r in es.seen)
     assert [(s.name, s.status) for s in report.steps] == [
         ("lifecycle_policy ml-predictions", "created"),
+        ("lifecycle_policy ml-deadletter", "created"),
         ("index_template ml-predictions", "created"),
+        ("index_template ml-feedback", "created"),
         ("index_template ml-monitor", "created"),
+        ("index_template ml-deadletter", "created"),
+        ("dead_letter_alias ml-deadletter", "created"),
     ]
 
 
-def test_running_again_updates_in_place() -> None:
+def test_running_again_updates_in_place_and_keeps_the_alias() -> None:
     with Server(recorded_es(existing=True)) as es:
-        report = run_setup(es_config(es.url), es_only=True, assets=ASSETS, retry_interval=0.01)
-    assert {s.status for s in report.steps} == {"updated"}
-    assert not [r for r in es.seen if r.method in ("DELETE", "POST")]
+        report = run_setup(es_config(es.url), es_only=True, retry_interval=0.01)
+    assert {s.status for s in report.steps} == {"updated", "kept"}
+    assert not [r for r in checked(es) if r.method in ("DELETE", "POST")]
+    assert "/ml-deadletter-000001" not in [r.path for r in es.seen]
+
+
+def test_an_older_elasticsearch_is_refused_before_anything_is_installed() -> None:
+    with Server(recorded_es(version="8.12.2")) as es, pytest.raises(SetupError) as err:
+        run_setup(es_config(es.url), es_only=True, retry_interval=0.01)
+    assert "8.12.2" in str(err.value)
+    assert "8.13" in str(err.value)
+    assert not [r for r in checked(es) if r.method == "PUT"]
+    assert templates.MIN_VERSION == (8, 13, 0)
+
+
+def test_an_index_holding_the_dead_letter_name_is_explained() -> None:
+    with (
+        Server(recorded_es(squatter=True)) as es,
+        pytest.raises(SetupError, match="reindex it into ml-deadletter-000001"),
+    ):
+        run_setup(es_config(es.url), es_only=True, retry_interval=0.01)
+    checked(es)
 
 
 def test_waits_for_elasticsearch_to_be_ready() -> None:
     with Server(recorded_es(health=[503, 503, 200])) as es:
-        run_setup(es_config(es.url), es_only=True, assets=ASSETS, retry_interval=0.01)
-    assert [r.path for r in es.seen[:3]] == ["/_cluster/health"] * 3
+        run_setup(es_config(es.url), es_only=True, retry_interval=0.01)
+    assert [r.path for r in checked(es)[:3]] == ["/_cluster/health"] * 3
 
 
 def test_gives_up_when_elasticsearch_never_becomes_ready() -> None:
     with Server(recorded_es(health=[503])) as es, pytest.raises(SetupError, match="not ready after"):
-        run_setup(es_config(es.url), es_only=True, assets=ASSETS, wait=0.2, retry_interval=0.05)
+        run_setup(es_config(es.url), es_only=True, wait=0.2, retry_interval=0.05)
 
 
 def test_wrong_elasticsearch_credentials_give_a_clear_error_without_the_password() -> None:
     with Server(recorded_es(health=[401])) as es, pytest.raises(SetupError) as err:
-        run_setup(es_config(es.url), es_only=True, assets=ASSETS, retry_interval=0.01)
+        run_setup(es_config(es.url), es_only=True, retry_interval=0.01)
     assert "401" in str(err.value)
     assert es.url in str(err.value)
     assert PASSWORD not in str(err.value)
     assert len(es.seen) == 1, "credentials refused: no retry"
 
 
-def test_template_names_its_lifecycle_policy_in_either_settings_form() -> None:
-    assert lifecycle_name(ASSETS.templates["ml-predictions"]) == "ml-predictions"
-    nested = {"template": {"settings": {"index": {"lifecycle": {"name": "p"}}}}}
-    assert lifecycle_name(nested) == "p"
-    assert lifecycle_name({"template": {"mappings": {}}}) is None
+def test_a_retention_below_one_day_is_refused() -> None:
+    with pytest.raises(SetupError, match="retention"):
+        run_setup(es_config("http://127.0.0.1:9"), es_only=True, retention_days=0)
 
 
 # Kibana ---------------------------------------------------------------------------------------
@@ -313,9 +368,9 @@ def test_unreachable_kibana_is_retried_then_reported(tmp_path: Path) -> None:
 def test_full_setup_does_elasticsearch_then_kibana(tmp_path: Path) -> None:
     with Server(recorded_es()) as es, Server(kibana()) as kb:
         config = es_config(es.url, kibana={"url": kb.url, "username": "elastic", "password": PASSWORD})
-        report = run_setup(config, saved_objects=saved_objects_file(tmp_path), assets=ASSETS, retry_interval=0.01)
+        report = run_setup(config, saved_objects=saved_objects_file(tmp_path), retry_interval=0.01)
     assert [s.name for s in report.steps][-1] == "kibana saved_objects"
-    assert len(report.steps) == 4
+    assert len(report.steps) == 8
     assert json.dumps(report.to_dict())
 
 
@@ -329,7 +384,7 @@ def test_local_store_and_missing_kibana_are_skipped_or_refused(tmp_path: Path) -
 
 
 def test_the_committed_saved_objects_are_found_from_the_source_tree(tmp_path: Path, monkeypatch) -> None:
-    from analyzers.setup import find_saved_objects
+    from analyzers.provision import find_saved_objects
 
     monkeypatch.chdir(tmp_path)
     found = find_saved_objects()
@@ -359,5 +414,5 @@ def test_live_setup_installs_the_schema_templates(live_es: str) -> None:
     config = Config.model_validate({"store": {"elasticsearch": es}})
     first = run_setup(config, es_only=True, wait=60, retry_interval=2)
     again = run_setup(config, es_only=True, wait=60, retry_interval=2)
-    assert {s.status for s in again.steps} == {"updated"}
-    assert len(first.steps) == len(again.steps) >= 3
+    assert {s.status for s in again.steps} == {"updated", "kept"}
+    assert len(first.steps) == len(again.steps) == 7

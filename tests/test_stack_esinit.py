@@ -115,9 +115,15 @@ def test_creates_least_privilege_users_and_kibanas_token(es: tuple[FakeES, str],
         "roles": ["predwatch_analyzer"],
     }
     assert puts["/_security/user/predwatch_filebeat"]["password"] == PASSWORDS["FILEBEAT_ES_PASSWORD"]
-    filebeat_role = puts["/_security/role/predwatch_filebeat"]["indices"][0]
-    assert filebeat_role["names"] == ["ml-predictions-*"]
-    assert "delete" not in filebeat_role["privileges"]
+    filebeat = {tuple(i["names"]): i["privileges"] for i in puts["/_security/role/predwatch_filebeat"]["indices"]}
+    assert "create_doc" in filebeat[("ml-predictions-*",)]
+    assert "index" not in filebeat[("ml-predictions-*",)]
+    assert "index" in filebeat[("ml-feedback-*",)]  # a later label replaces the day's earlier one
+    assert "create_doc" in filebeat[("ml-deadletter*",)]
+    assert not any("delete" in p for p in filebeat.values())
+    analyzer = {tuple(i["names"]): i["privileges"] for i in puts["/_security/role/predwatch_analyzer"]["indices"]}
+    assert analyzer[("ml-predictions-*", "ml-feedback-*")] == ["read", "view_index_metadata"]
+    assert "monitor" in analyzer[("ml-deadletter*",)]  # the ops job reports the dead letters' size
     assert "manage_index_templates" in puts["/_security/role/predwatch_analyzer"]["cluster"]
     assert token_file.read_text() == TOKEN
     assert oct(token_file.stat().st_mode & 0o777) == "0o600"
@@ -158,3 +164,13 @@ def test_a_refused_request_fails_naming_it_without_secrets(tmp_path: Path) -> No
         assert "PUT /_security/role/predwatch_filebeat answered HTTP 403" in result.stderr
         assert_no_secret(result)
         assert not (tmp_path / "kibana").exists()
+
+
+def test_a_refused_password_while_waiting_stops_at_once_saying_so(es: tuple[FakeES, str], tmp_path: Path) -> None:
+    _, url = es
+    result = run(url, tmp_path / "kibana", ELASTIC_PASSWORD="not-the-password")
+    assert result.returncode == 1
+    assert "HTTP 401" in result.stderr
+    assert "ELASTIC_PASSWORD" in result.stderr
+    assert "not-the-password" not in result.stdout + result.stderr
+    assert not (tmp_path / "kibana").exists()

@@ -17,6 +17,7 @@ import pytest
 from analyzers.config.models import Config
 from analyzers.runner import run_jobs
 from analyzers.store import LocalStore, Query, StoreError
+from analyzers.store import range_parse as range_parse_module
 from analyzers.store import registry as registry_module
 from analyzers.timeutil import Window
 from tests.store_contract import DAY1, prediction
@@ -135,6 +136,36 @@ def test_a_settled_day_changing_under_readers_never_fails_them(tmp_path: Path):
     for thread in threads:
         thread.join(60)
     assert failures == []
+
+
+@pytest.mark.parametrize("unfinished", [b"", b'{"@timestamp": "2026-1'], ids=["whole line", "and a line begun"])
+def test_a_file_growing_while_duckdb_reads_it_in_place_is_read_from_a_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unfinished: bytes
+):
+    logs = tmp_path / "logs"
+    lines = [prediction(f"a{i}", "2026-11-20T10:00:00Z") for i in range(50)]
+    path = write(logs / "svc" / "predictions-2026-11-20.ndjson", lines)
+    real = range_parse_module.write_part
+    grown: list[Path] = []
+
+    def append_then_write(con, source, **kwargs):  # a writer appends between the count and DuckDB's read
+        if source == path and not grown:
+            grown.append(source)
+            with open(path, "ab") as handle:
+                handle.write(orjson.dumps(prediction("late", "2026-11-20T11:00:00Z")) + b"\n" + unfinished)
+        return real(con, source, **kwargs)
+
+    monkeypatch.setattr(range_parse_module, "write_part", append_then_write)
+    with LocalStore(logs, tmp_path / "state") as store:
+        assert store.count(Query("fraud", DAY1)) == 50  # the lines counted, none of the appended ones
+        assert grown == [path]
+        assert store.quality(Query("fraud", DAY1)).set_aside == 0
+    if unfinished:  # the writer finishes its line: an event that is no prediction, set aside at the next parse
+        with open(path, "ab") as handle:
+            handle.write(b'1-20T12:00:00Z"}\n')
+    with LocalStore(logs, tmp_path / "state") as store:
+        assert store.count(Query("fraud", DAY1)) == 51  # the appended prediction, at the next parse
+        assert store.quality(Query("fraud", DAY1)).set_aside == (1 if unfinished else 0)
 
 
 def test_a_parsed_file_gone_under_a_reader_is_read_again_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

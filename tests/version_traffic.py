@@ -29,6 +29,7 @@ class Version:
     latency_ms: float = 20.0
     error_rate: float = 0.01
     label_share: float = 0.8
+    sample_rate: float | None = None  # written as ml.sample_rate of every event when given
 
 
 def write_traffic(log_dir: Path, versions: list[Version], *, model: str = "m", seed: int = 0) -> dict[str, Any]:
@@ -50,6 +51,8 @@ def write_traffic(log_dir: Path, versions: list[Version], *, model: str = "m", s
                 "prediction": {"label": p, "score": float(np.clip(0.2 + 0.6 * p + rng.normal(0, 0.1), 0, 1))},
                 "latency_ms": float(rng.lognormal(np.log(v.latency_ms), 0.3)),
             }
+            if v.sample_rate is not None:
+                ml["sample_rate"] = v.sample_rate
             if rng.random() < v.error_rate:
                 events.append(event(ts, pid, ml, outcome="failure", model=model))
                 truth[v.name]["failures"] += 1

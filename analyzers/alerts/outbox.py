@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from analyzers.alerts.state import Notification
+from analyzers.processes import process_alive
 from analyzers.store.base import ConflictError, StateStore
 from analyzers.timeutil import format_time, parse_time
 
@@ -94,15 +95,7 @@ def _alive(holder: str) -> bool:
     if host != socket.gethostname() or not pid_text.isdigit():
         return True
     pid = int(pid_text)
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid == os.getpid() or process_alive(pid)
 
 
 def _claim_stale(record: dict[str, Any], now: datetime) -> bool | None:

@@ -24,7 +24,12 @@ def _time(value: Any) -> datetime | None:
 @dataclass(kw_only=True)
 class VersionFigures:
     """One side of the comparison: the version, how it was chosen (``previous``, ``latest`` or ``configured``),
-    when it was first seen, and its figures over the window."""
+    when it was first seen, and its figures over the window.
+
+    ``events``, ``predictions``, ``labeled`` and ``failures`` are what the version's logged rows stand for
+    (weighted by ``1 / sample_rate``); ``events_observed`` the rows logged and ``events_effective`` the
+    observations the comparisons count on (equal to ``events_observed`` with one sample rate).
+    """
 
     version: str
     chosen_as: str
@@ -35,6 +40,15 @@ class VersionFigures:
     failures: float
     error_rate: float | None
     latency_ms: dict[str, float | None] = field(default_factory=dict)
+    events_observed: float | None = None
+    events_effective: float | None = None
+
+    @property
+    def scale(self) -> float:
+        """Observations per weighted event: turns the version's weighted counts into effective ones."""
+        if self.events_effective is None or self.events <= 0:
+            return 1.0
+        return self.events_effective / self.events
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +61,8 @@ class VersionFigures:
             "failures": self.failures,
             "error_rate": self.error_rate,
             "latency_ms": dict(self.latency_ms),
+            "events_observed": self.events_observed,
+            "events_effective": self.events_effective,
         }
 
     @classmethod
@@ -61,6 +77,8 @@ class VersionFigures:
             failures=number(data.get("failures")),
             error_rate=data.get("error_rate"),
             latency_ms=dict(data.get("latency_ms") or {}),
+            events_observed=data.get("events_observed"),
+            events_effective=data.get("events_effective"),
         )
 
 

@@ -75,7 +75,9 @@ class DriftMetrics(Metrics):
 
     ``coverage`` is how much of the window and of the reference window held predictions.  Without a
     verdict (``reason`` set: a span short of ``min_coverage``, or too few rows on one side) only ``n_cur``,
-    ``n_ref``, the coverage and the reason are written.
+    ``n_ref``, the coverage and the reason are written.  ``n_cur`` and ``n_ref`` are the predictions the
+    windows stand for (weighted by ``1 / sample_rate``); ``n_cur_observed`` and ``n_ref_observed`` the rows
+    logged, which the tests count on (each column's ``n_*_effective``).
     """
 
     job = "drift"
@@ -90,22 +92,32 @@ class DriftMetrics(Metrics):
     correction: str | None = None
     drift_share: float | None = None
     n_ref: float | None = None
+    n_cur_observed: float | None = None
+    n_ref_observed: float | None = None
     coverage: dict[str, Coverage] | None = None
     multivariate: MultivariateDrift | None = None
     reason: str | None = None
 
+    def _counts(self) -> dict[str, float]:
+        named = {
+            "n_cur": self.n_cur,
+            "n_ref": self.n_ref,
+            "n_cur_observed": self.n_cur_observed,
+            "n_ref_observed": self.n_ref_observed,
+        }
+        return {k: v for k, v in named.items() if v is not None}
+
     def to_dict(self) -> dict[str, Any]:
         covered = {} if self.coverage is None else {"coverage": coverage_to_dict(self.coverage)}
         if self.reason is not None:
-            counts = {"n_cur": self.n_cur} if self.n_ref is None else {"n_cur": self.n_cur, "n_ref": self.n_ref}
-            return {**counts, **covered, "reason": self.reason}
+            return {**self._counts(), **covered, "reason": self.reason}
         return {
             "features": [f.to_dict() for f in self.features],
             "share_drifted": self.share_drifted,
             "dataset_drift": self.dataset_drift,
             "n_drifted": self.n_drifted,
             "n_columns": self.n_columns,
-            "n_cur": self.n_cur,
+            **self._counts(),
             "alpha": self.alpha,
             "correction": self.correction,
             "drift_share": self.drift_share,
@@ -126,6 +138,8 @@ class DriftMetrics(Metrics):
             correction=data.get("correction"),
             drift_share=data.get("drift_share"),
             n_ref=data.get("n_ref"),
+            n_cur_observed=data.get("n_cur_observed"),
+            n_ref_observed=data.get("n_ref_observed"),
             coverage=coverage_from_dict(data.get("coverage")),
             multivariate=MultivariateDrift.from_dict(data["multivariate"]) if data.get("multivariate") else None,
             reason=data.get("reason"),

@@ -59,7 +59,12 @@ class SpreadResult:
 
 @dataclass(kw_only=True)
 class GroupResult:
-    """One group: its size, its rates (``RATES``), its gaps to the reference group, and its verdict."""
+    """One group: its size, its rates (``RATES``), its gaps to the reference group, and its verdict.
+
+    ``n`` and ``n_labeled`` are the predictions the group stands for (weighted by ``1 / sample_rate``);
+    ``n_effective`` and ``n_labeled_effective`` the observations behind them that the intervals and
+    ``min_group_size`` count (the rows logged, when one sample rate applies).
+    """
 
     group: Any
     n: float
@@ -67,6 +72,8 @@ class GroupResult:
     rates: dict[str, Rate]
     gaps: dict[str, GapResult] = field(default_factory=dict)
     status: str
+    n_effective: float | None = None
+    n_labeled_effective: float | None = None
 
     def rate(self, name: str) -> Rate:
         """The named rate (``Rate(None)`` when the group has none of that name)."""
@@ -74,6 +81,7 @@ class GroupResult:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"group": self.group, "n": self.n, "n_labeled": self.n_labeled}
+        out.update(n_effective=self.n_effective, n_labeled_effective=self.n_labeled_effective)
         for name, rate in self.rates.items():
             out[name] = rate.value
             out[f"{name}_ci"] = rate.ci
@@ -104,6 +112,8 @@ class GroupResult:
             rates={name: Rate(data.get(name), data.get(f"{name}_ci")) for name in RATES if name in data},
             gaps=gaps,
             status=str(data.get("status")),
+            n_effective=data.get("n_effective"),
+            n_labeled_effective=data.get("n_labeled_effective"),
         )
 
 
@@ -152,8 +162,9 @@ class AttributeResult:
 
 @dataclass(kw_only=True)
 class FairnessMetrics(Metrics):
-    """``n`` predictions and one entry per attribute, how much of the window held predictions (``coverage``),
-    and ``reason`` when there was nothing to judge."""
+    """``n`` predictions (weighted by ``1 / sample_rate``) and ``n_observed`` rows logged, one entry per
+    attribute, how much of the window held predictions (``coverage``), and ``reason`` when there was nothing
+    to judge."""
 
     job = "fairness"
 
@@ -161,9 +172,12 @@ class FairnessMetrics(Metrics):
     attributes: list[AttributeResult] = field(default_factory=list)
     coverage: dict[str, Coverage] | None = None
     reason: str | None = None
+    n_observed: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"n": self.n, "attributes": [a.to_dict() for a in self.attributes]}
+        if self.n_observed is not None:
+            out["n_observed"] = self.n_observed
         if self.coverage is not None:
             out["coverage"] = coverage_to_dict(self.coverage)
         if self.reason is not None:
@@ -177,6 +191,7 @@ class FairnessMetrics(Metrics):
             attributes=[AttributeResult.from_dict(a) for a in data.get("attributes") or []],
             coverage=coverage_from_dict(data.get("coverage")),
             reason=data.get("reason"),
+            n_observed=data.get("n_observed"),
         )
 
     def row_counts(self) -> list[float]:

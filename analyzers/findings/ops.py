@@ -112,9 +112,19 @@ class Latency:
     threshold: float | None = None
 
 
+@dataclass(frozen=True)
+class DeadLetterPile:
+    """What a store keeps apart of the lines it could not index (Elasticsearch's dead-letter alias), every
+    model's together: documents and bytes, so that a growing pile is seen."""
+
+    documents: int
+    bytes: int
+
+
 @dataclass(kw_only=True)
 class OpsMetrics(Metrics):
-    """``volume``, ``silence``, ``error_rate`` and ``latency_ms`` (by percentile name: ``p50``, ``p95``, ...)."""
+    """``volume``, ``silence``, ``error_rate``, ``latency_ms`` (by percentile name: ``p50``, ``p95``, ...) and,
+    where the store keeps rejected lines apart, the size of that ``dead_letters`` pile."""
 
     job = "ops"
 
@@ -122,9 +132,11 @@ class OpsMetrics(Metrics):
     silence: Silence
     error_rate: ErrorRate
     latency_ms: dict[str, Latency] = field(default_factory=dict)
+    dead_letters: DeadLetterPile | None = None
 
     def to_dict(self) -> dict[str, Any]:
         e, s = self.error_rate, self.silence
+        pile = self.dead_letters
         return {
             "volume": self.volume.to_dict(),
             "silence": {
@@ -143,16 +155,19 @@ class OpsMetrics(Metrics):
                 "judged": e.judged,
             },
             "latency_ms": {name: {"value": p.value, "threshold": p.threshold} for name, p in self.latency_ms.items()},
+            "dead_letters": None if pile is None else {"documents": pile.documents, "bytes": pile.bytes},
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> OpsMetrics:
         latency = data.get("latency_ms") or {}
+        pile = data.get("dead_letters")
         return cls(
             volume=Volume.from_dict(data.get("volume") or {}),
             silence=Silence.from_dict(data.get("silence") or {}),
             error_rate=ErrorRate.from_dict(data.get("error_rate") or {}),
             latency_ms={name: Latency(p.get("value"), p.get("threshold")) for name, p in latency.items()},
+            dead_letters=None if pile is None else DeadLetterPile(int(pile["documents"]), int(pile["bytes"])),
         )
 
     def row_counts(self) -> list[float]:

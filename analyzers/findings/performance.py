@@ -10,7 +10,7 @@ from analyzers.findings.base import Metrics, number
 from analyzers.findings.coverage import Coverage, coverage_from_dict, coverage_to_dict
 from analyzers.formatting import format_number, format_percent
 
-_NOT_METRICS = ("task", "n", "n_labeled", "label_coverage", "coverage", "reason")
+_NOT_METRICS = ("task", "n", "n_labeled", "label_coverage", "coverage", "reason", "n_labeled_observed")
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,9 @@ class MetricResult:
 class PerformanceMetrics(Metrics):
     """The task, how many predictions are labelled, and each metric by name (``measured``).
 
+    ``n`` and ``n_labeled`` are the predictions they stand for (weighted by ``1 / sample_rate``),
+    ``n_labeled_observed`` the labelled rows logged, which ``min_labels`` and the tests count.
+
     The metrics are written at the top level under their own names (``accuracy``, ``mae``, ...);
     ``coverage`` is how much of the window and the reference held predictions; ``reason`` says why there
     was no verdict (a window short of ``min_coverage``, too few labels, nothing to judge against).
@@ -84,10 +87,13 @@ class PerformanceMetrics(Metrics):
     measured: dict[str, MetricResult] = field(default_factory=dict)
     coverage: dict[str, Coverage] | None = None
     reason: str | None = None
+    n_labeled_observed: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {} if self.task is None else {"task": self.task}
         out.update(n=self.n, n_labeled=self.n_labeled, label_coverage=self.label_coverage)
+        if self.n_labeled_observed is not None:
+            out["n_labeled_observed"] = self.n_labeled_observed
         if self.coverage is not None:
             out["coverage"] = coverage_to_dict(self.coverage)
         out.update({name: result.to_dict() for name, result in self.measured.items()})
@@ -109,6 +115,7 @@ class PerformanceMetrics(Metrics):
             },
             coverage=coverage_from_dict(data.get("coverage")),
             reason=data.get("reason"),
+            n_labeled_observed=data.get("n_labeled_observed"),
         )
 
     def row_counts(self) -> list[float]:

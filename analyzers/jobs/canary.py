@@ -38,7 +38,7 @@ from analyzers.findings import CanaryMetrics, Finding, Signal, Status
 from analyzers.findings.canary import MetricComparison, SampleSize, TrafficShare, VersionFigures
 from analyzers.formatting import format_number, format_percent
 from analyzers.jobs.base import error_finding
-from analyzers.jobs.performance import infer_task, numeric_values, row_weights
+from analyzers.jobs.performance import confusion_metrics, infer_task, numeric_values
 from analyzers.jobs.versions import by_first_seen, first_seen, live_versions
 from analyzers.stats.binning import fine_edges, quantile_edges, quantile_levels
 from analyzers.stats.canary import (
@@ -55,7 +55,8 @@ from analyzers.stats.drift import ColumnDrift, is_discrete, spread
 from analyzers.stats.drift import decide as decide_drift
 from analyzers.stats.drift_methods import NumericColumn, categorical_drift, default_effect_size, numeric_drift
 from analyzers.stats.ops import percentile_level
-from analyzers.stats.performance import ClassificationMetrics, RegressionAccumulator, classification_metrics
+from analyzers.stats.performance import RegressionAccumulator
+from analyzers.stats.sampling import row_weights
 from analyzers.store.base import Histogram, PredictionReader, Query
 from analyzers.timeutil import Window, format_duration
 
@@ -128,8 +129,8 @@ def _run(store: PredictionReader, model: str, config: CanaryConfig, window: Wind
     power = compared.power.get(config.metric)
     metrics.sample_size = _sample_size(config, power, metrics, window)
     decision = decide(
-        n_baseline=metrics.baseline.events,
-        n_candidate=metrics.candidate.events,
+        n_baseline=metrics.baseline.events_observed or 0.0,
+        n_candidate=metrics.candidate.events_observed or 0.0,
         min_rows=config.min_rows,
         worse=[c.metric for c in metrics.comparisons if c.gated and c.worse],
         required=metrics.sample_size.required,
@@ -190,6 +191,7 @@ def _figures(
     """A version's events, failures, successful and labelled predictions and latency percentiles."""
     volume = store.volume(query, query.window.length)
     events, failures = float(volume["count"].sum()), float(volume["failures"].sum())
+    size = store.sample_size(query)
     ok = query.with_(outcome="success")
     latency = store.quantiles(query, "latency_ms", [percentile_level(p) for p in percentiles]) if events > 0 else []
     return VersionFigures(
@@ -202,6 +204,8 @@ def _figures(
         failures=failures,
         error_rate=failures / events if events > 0 else None,
         latency_ms=dict(zip(percentiles, latency or [None] * len(percentiles), strict=True)),
+        events_observed=size.rows,
+        events_effective=size.effective,
     )
 
 
@@ -272,7 +276,15 @@ def _compare(
     out = _Comparisons(metrics.level)
     if base.labeled > 0:
         _performance(store, config, base_query, cand_query, out)
-    out.proportion("error_rate", cand.failures, cand.events, base.failures, base.events, higher_is_better=False)
+    # Weighted counts give the rates; each version's effective size per weighted event the observations.
+    out.proportion(
+        "error_rate",
+        cand.failures * cand.scale,
+        cand.events * cand.scale,
+        base.failures * base.scale,
+        base.events * base.scale,
+        higher_is_better=False,
+    )
     thresholds = {name: t for name, t in base.latency_ms.items() if t is not None}
     if thresholds:
         # one histogram per version over the baseline's percentiles answers every "at or above"
@@ -281,8 +293,8 @@ def _compare(
         hist_b = store.histogram(base_query, "latency_ms", edges)
         hist_c = store.histogram(cand_query, "latency_ms", edges)
         for name, threshold in thresholds.items():
-            slow_b, n_b = _at_or_above(hist_b, threshold)
-            slow_c, n_c = _at_or_above(hist_c, threshold)
+            slow_b, n_b = (x * base.scale for x in _at_or_above(hist_b, threshold))
+            slow_c, n_c = (x * cand.scale for x in _at_or_above(hist_c, threshold))
             out.proportion(f"latency_{name}", slow_c, n_c, slow_b, n_b, higher_is_better=False)
     return out
 
@@ -306,32 +318,19 @@ def _performance(
             acc = RegressionAccumulator()
             for chunk in store.rows(query, columns=["prediction", "label", "sample_rate"]):
                 acc.add(numeric_values(chunk["prediction"]), numeric_values(chunk["label"]), row_weights(chunk))
-            sides.append((acc.weight, acc.metrics(), acc.standard_errors()))
+            sides.append((acc.effective, acc.metrics(), acc.standard_errors()))
         (n_b, values_b, se_b), (n_c, values_c, se_c) = sides
         for name in ("mae", "rmse"):
             out.mean(name, (n_c, values_c[name], se_c[name]), (n_b, values_b[name], se_b[name]))
         return
-    base, cand = (_confusion(store, query, config.positive_label) for query in labeled)
-    out.proportion(
-        "accuracy",
-        (cand.accuracy.value or 0.0) * cand.n,
-        cand.n,
-        (base.accuracy.value or 0.0) * base.n,
-        base.n,
-        higher_is_better=True,
-    )
+    base, cand = (confusion_metrics(store, query, config.positive_label) for query in labeled)
+    out.proportion("accuracy", *cand.accuracy_counts, *base.accuracy_counts, higher_is_better=True)
     for name, base_counts, cand_counts in (
         ("precision", base.precision_counts, cand.precision_counts),
         ("recall", base.recall_counts, cand.recall_counts),
     ):
         if base_counts is not None and cand_counts is not None:
             out.proportion(name, *cand_counts, *base_counts, higher_is_better=True)
-
-
-def _confusion(store: PredictionReader, query: Query, positive_label: Any) -> ClassificationMetrics:
-    table = store.crosstab(query, ["prediction", "label"])
-    cells = {(p, y): float(c) for p, y, c in zip(table["prediction"], table["label"], table["count"], strict=True)}
-    return classification_metrics(cells, positive_label=positive_label)
 
 
 # ---- drift between the versions -------------------------------------------------------------------
@@ -343,18 +342,22 @@ def _drift(store: PredictionReader, base_query: Query, cand_query: Query, *, alp
         for info in store.columns(query):
             if info.name in DRIFT_COLUMNS:
                 kinds.setdefault(info.name, set()).add(info.kind)
+    scales = (store.sample_size(base_ok).scale, store.sample_size(cand_ok).scale)
     results: list[ColumnDrift] = []
     for column in DRIFT_COLUMNS:
         if column not in kinds:
             continue
         if kinds[column] == {"numeric"}:
-            result = _numeric_drift(store, column, base_ok, cand_ok)
+            result = _numeric_drift(store, column, base_ok, cand_ok, scales=scales)
         else:
+            counts = [store.category_counts(q, column) for q in (base_ok, cand_ok)]
+            present = [sum(v for k, v in c.items() if k is not None) for c in counts]
             result = categorical_drift(
                 column,
-                store.category_counts(base_ok, column),
-                store.category_counts(cand_ok, column),
+                *counts,
                 effect=default_effect_size("categorical"),
+                ref_effective=present[0] * scales[0],
+                cur_effective=present[1] * scales[1],
             )
         if result is not None:
             results.append(result)
@@ -362,8 +365,11 @@ def _drift(store: PredictionReader, base_query: Query, cand_query: Query, *, alp
     return results
 
 
-def _numeric_drift(store: PredictionReader, column: str, base: Query, cand: Query) -> ColumnDrift | None:
-    """A numeric column over bins fixed from the baseline's percentiles (as the drift job bins a reference)."""
+def _numeric_drift(
+    store: PredictionReader, column: str, base: Query, cand: Query, *, scales: tuple[float, float]
+) -> ColumnDrift | None:
+    """A numeric column over bins fixed from the baseline's percentiles (as the drift job bins a reference);
+    ``scales`` are each side's observations per weighted prediction."""
     found = store.quantiles(base, column, quantile_levels(N_BINS))
     quantiles = [q for q in found if q is not None]
     summaries = (store.numeric_summary(base, column), store.numeric_summary(cand, column))
@@ -383,6 +389,8 @@ def _numeric_drift(store: PredictionReader, column: str, base: Query, cand: Quer
         high=max(float(s.max) for s in summaries if s.max is not None),
         scale=spread(ref_std=summaries[0].std, cur_std=summaries[1].std, ref_mean=summaries[0].mean),
         discrete=discrete,
+        ref_effective=float(full[0].sum()) * scales[0],
+        cur_effective=float(full[1].sum()) * scales[1],
     )
     return numeric_drift(column, values, effect=default_effect_size("numeric", discrete=discrete))
 
@@ -453,8 +461,8 @@ def _reason(decision: Decision, metrics: CanaryMetrics, config: CanaryConfig) ->
     waits: list[str] = []
     if decision.rows_short > 0:
         waits.append(
-            f"{format_number(decision.rows_short)} more events before a verdict (min_rows {config.min_rows}; "
-            f"baseline {format_number(base.events)}, candidate {format_number(cand.events)})"
+            f"{format_number(decision.rows_short)} more events logged before a verdict (min_rows {config.min_rows}; "
+            f"baseline {format_number(base.events_observed)}, candidate {format_number(cand.events_observed)})"
         )
     if size is None or size.required is None:
         waits.append(f"{config.metric} cannot be compared yet ({_missing_metric(config, metrics)})")

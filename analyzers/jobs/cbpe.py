@@ -31,7 +31,6 @@ from analyzers.jobs.estimator import (
     finite,
     numeric,
     routed,
-    weights,
 )
 from analyzers.stats.binning import quantile_edges, quantile_levels
 from analyzers.stats.calibration import Calibration, calibrate
@@ -44,6 +43,7 @@ from analyzers.stats.estimation import (
     realized_metrics,
 )
 from analyzers.stats.performance import is_positive
+from analyzers.stats.sampling import SampleSize, row_weights
 from analyzers.store.base import PredictionReader, Query
 from analyzers.timeutil import Window
 
@@ -133,11 +133,14 @@ class ClassificationEstimator(Estimator):
         predicted = self.flags(pd.Series(hist.keys, dtype=object))
         positive = hist.counts[:, predicted, :].sum(axis=1)
         negative = hist.counts[:, ~predicted, :].sum(axis=1)
+        positive_sq = hist.weight_sq[:, predicted, :].sum(axis=1)
+        negative_sq = hist.weight_sq[:, ~predicted, :].sum(axis=1)
         labelled = store.volume(span.with_(has_label=True), bucket)["count"].to_numpy(dtype=float)
         sums = []
         for b in range(len(hist.starts)):
             one = _Sums(self)
             one.positive, one.negative, one.n_labeled = positive[b], negative[b], float(labelled[b])
+            one.positive_sq, one.negative_sq = positive_sq[b], negative_sq[b]
             sums.append(one)
         realized = [b for b in range(len(sums)) if labelled[b] >= config.min_labels]
         if realized:
@@ -158,7 +161,7 @@ class ClassificationEstimator(Estimator):
             "predicted": self.flags(chunk["prediction"]),
             "labelled": labelled,
             "positive": self.flags(chunk["label"]) & labelled,
-            "weight": weights(chunk),
+            "weight": row_weights(chunk),
         }
 
     def accumulator(self) -> Accumulator:
@@ -177,6 +180,8 @@ class _Sums(Accumulator):
         self.estimator = estimator
         self.positive = np.zeros(size)
         self.negative = np.zeros(size)
+        self.positive_sq = np.zeros(size)  # squared weights: the observations behind the weighted counts
+        self.negative_sq = np.zeros(size)
         self.confusion = [np.zeros(size) for _ in range(4)]  # tp, fp, fn, tn
         self.n_labeled = 0.0
 
@@ -186,6 +191,8 @@ class _Sums(Accumulator):
         cell = rows["cell"]
         self.positive += np.bincount(cell[scored & predicted], w[scored & predicted], minlength=size)
         self.negative += np.bincount(cell[scored & ~predicted], w[scored & ~predicted], minlength=size)
+        self.positive_sq += np.bincount(cell[scored & predicted], w[scored & predicted] ** 2, minlength=size)
+        self.negative_sq += np.bincount(cell[scored & ~predicted], w[scored & ~predicted] ** 2, minlength=size)
         self.n_labeled += float(w[rows["labelled"]].sum())
         self.add_realized(rows)
 
@@ -205,7 +212,9 @@ class _Sums(Accumulator):
         names = fit.metrics(config)
         n_scored = float(self.positive.sum() + self.negative.sum())
         estimates = estimate_metrics(
-            Cells(fit.probability, self.positive, self.negative), metrics=names, confidence=config.confidence
+            Cells(fit.probability, self.positive, self.negative, self.positive_sq, self.negative_sq),
+            metrics=names,
+            confidence=config.confidence,
         )
         realized: dict[str, float | None] = {}
         if self.n_labeled >= config.min_labels and sum(float(c.sum()) for c in self.confusion) > 0:
@@ -230,7 +239,7 @@ def fit_reference(sample: pd.DataFrame, config: EstimationConfig) -> Classificat
     s = scores[keep]
     y = _flags(sample["label"], config.positive_label)
     predicted = _flags(sample["prediction"], config.positive_label)
-    w = weights(sample)
+    w = row_weights(sample)
     # The store returns a sample in no set order; the folds must not depend on it (the same rows, from a
     # window or a file, give the same fit).
     order = np.lexsort((w, y, predicted, s))
@@ -255,7 +264,7 @@ def fit_reference(sample: pd.DataFrame, config: EstimationConfig) -> Classificat
         edges=edges,
         probability=probability,
         realized=realized,
-        interval=_bootstrap(counts, len(s), config.confidence),
+        interval=_bootstrap(counts, max(round(SampleSize.of(w).effective), 1), config.confidence),
         held_out={m: {"estimated": held_estimates[m].value, "realized": realized[m]} for m in held_estimates},
         n_sample=len(s),
         positive_label=config.positive_label,

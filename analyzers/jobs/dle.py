@@ -17,8 +17,9 @@ import pandas as pd
 
 from analyzers.config.models import EstimationConfig
 from analyzers.findings.estimation import CalibrationCheck
-from analyzers.jobs.estimator import Accumulator, Estimator, Rows, TooFewLabels, WindowEstimate, numeric, weights
+from analyzers.jobs.estimator import Accumulator, Estimator, Rows, TooFewLabels, WindowEstimate, numeric
 from analyzers.stats.loss_estimation import LossFit, LossSums, fit_loss_models
+from analyzers.stats.sampling import row_weights
 from analyzers.store.base import PredictionReader, Query
 from logshipper.schema import FEATURE_PREFIX
 
@@ -47,7 +48,7 @@ def fit_regression(store: PredictionReader, query: Query, config: EstimationConf
         sample[keep].reset_index(drop=True),
         prediction[keep],
         label[keep],
-        weights(sample)[keep],
+        row_weights(sample)[keep],
         numeric=[c for c in features if kinds[c] == "numeric"],
         categorical=[c for c in features if kinds[c] != "numeric"],
         folds=config.folds,
@@ -84,7 +85,7 @@ class RegressionEstimator(Estimator):
 
     def prepare(self, chunk: pd.DataFrame) -> Rows:
         prediction, label = numeric(chunk["prediction"]), numeric(chunk["label"])
-        w = weights(chunk)
+        w = row_weights(chunk)
         scored = np.isfinite(prediction)
         absolute = np.zeros(len(chunk))
         squared = np.zeros(len(chunk))

@@ -12,8 +12,11 @@ when the reference is smaller; the bins only need to be fixed before counting, n
 percentiles), and both windows are counted exactly with ``store.histograms`` (summaries with
 ``store.numeric_summaries``): one call per side for all numeric columns, which a store can answer in
 one pass, so memory grows with the bins and the bounded sample, not the rows.  When both windows
-hold at most ``config.sample_size`` unweighted rows, their values are read whole and KS and
-Wasserstein are computed exactly.  Categorical columns use ``store.category_counts``.
+hold at most ``config.sample_size`` rows logged alike (one sample rate each), their values are read whole
+and KS and Wasserstein are computed exactly.  Categorical columns use ``store.category_counts``.
+Under sampled logging the counts are weighted by ``1 / sample_rate`` for the effect sizes, while every test,
+the effect sizes' noise and ``min_rows`` count the rows observed (Kish's effective size, see
+:mod:`analyzers.stats.sampling`), so logging 10% of the traffic gives no more false alarms than logging all.
 Every p-value of the run (distribution and missing-rate tests) is corrected together; a column
 drifts when its adjusted p-value is below ``alpha`` and its effect size, less the part sampling alone
 gives at these sizes (``effect_size_noise``), exceeds its threshold (see :mod:`analyzers.stats.drift`).
@@ -56,21 +59,34 @@ def run(store: PredictionReader, model: str, config: DriftConfig, window: Window
 
 
 class _Side:
-    """One side of the comparison: a store, its query, its row count and a bounded sample of its values."""
+    """One side of the comparison: a store, its query, its size (weighted and observed) and a bounded sample
+    of its values."""
 
     def __init__(self, store: PredictionReader, query: Query) -> None:
         self.store = store
         self.query = query
-        self.n = store.count(query)
+        self.size = store.sample_size(query)
+        self.n = self.size.weighted
         self.values: pd.DataFrame | None = None
         self.complete = False
 
+    @property
+    def row_weight(self) -> float:
+        """The mean weight of a row (the one weight of every row when they weigh alike)."""
+        return self.size.weighted / self.size.rows if self.size.rows > 0 else 1.0
+
+    def effective(self, weighted: float) -> float:
+        """The observations behind a weighted count of this side's rows."""
+        return weighted * self.size.scale
+
     def load_values(self, columns: list[str], limit: int) -> None:
-        """A uniform sample of at most ``limit`` rows; ``complete`` when it holds every (unweighted) row."""
+        """A uniform sample of at most ``limit`` rows; ``complete`` when it holds every row and the rows weigh
+        alike (raw values then stand for the side as they are)."""
         if not columns or limit < 1:
             return
         self.values = self.store.sample(self.query, limit, columns=columns)
-        self.complete = len(self.values) == round(self.n)
+        uniform = math.isclose(self.size.weighted * self.size.weighted, self.size.squares * self.size.rows)
+        self.complete = len(self.values) == round(self.size.rows) and uniform
 
     def sample_quantiles(self, column: str, levels: list[float]) -> list[float | None] | None:
         """Quantiles of the sampled values (linear interpolation, as the stores' own), ``None`` without any."""
@@ -99,9 +115,20 @@ def _run(store: PredictionReader, model: str, config: DriftConfig, window: Windo
         cur = _Side(store, query)
         ref = _Side(ref_store, query.with_(window=resolved or window))
         described["n"] = ref.n
-        if min(ref.n, cur.n) < max(config.min_rows, 1):
-            reason = f"{min(ref.n, cur.n):g} rows < min_rows {config.min_rows} (reference {ref.n:g}, current {cur.n:g})"
-            metrics = DriftMetrics(n_cur=cur.n, n_ref=ref.n, coverage=covered, reason=reason)
+        rows_ref, rows_cur = ref.size.rows, cur.size.rows
+        if min(rows_ref, rows_cur) < max(config.min_rows, 1):
+            reason = (
+                f"{min(rows_ref, rows_cur):g} rows logged < min_rows {config.min_rows}"
+                f" (reference {rows_ref:g}, current {rows_cur:g})"
+            )
+            metrics = DriftMetrics(
+                n_cur=cur.n,
+                n_ref=ref.n,
+                n_cur_observed=rows_cur,
+                n_ref_observed=rows_ref,
+                coverage=covered,
+                reason=reason,
+            )
             return Finding(model, JOB, window, "insufficient_data", metrics, described)
         return _compare(model, config, window, ref=ref, cur=cur, described=described, covered=covered)
     finally:
@@ -122,7 +149,7 @@ def _compare(
     columns = _columns(ref, cur, config)
     numeric = [c for c, kind in columns.items() if kind == "numeric" and c != "label"]
     ref.load_values(numeric, config.sample_size)
-    if cur.n <= config.sample_size:
+    if cur.size.rows <= config.sample_size:
         cur.load_values(numeric, config.sample_size)
     exact = ref.complete and cur.complete
     numeric_results = _numeric_columns(numeric, config, ref=ref, cur=cur, exact=exact)
@@ -151,6 +178,9 @@ def _compare(
         n_drifted=verdict.n_drifted,
         n_columns=verdict.n_columns,
         n_cur=cur.n,
+        n_ref=ref.n,
+        n_cur_observed=cur.size.rows,
+        n_ref_observed=ref.size.rows,
         alpha=config.alpha,
         correction=config.correction,
         drift_share=config.drift_share,
@@ -236,6 +266,8 @@ def _numeric_columns(
                 n_ref=ref_summary.count + ref_summary.missing,
                 missing_cur=cur_summary.missing,
                 n_cur=cur_summary.count + cur_summary.missing,
+                n_ref_effective=ref.effective(ref_summary.count + ref_summary.missing),
+                n_cur_effective=cur.effective(cur_summary.count + cur_summary.missing),
             )
             if missing
             else None
@@ -246,10 +278,13 @@ def _numeric_columns(
             )
             continue
         pair = samples.get(column)
-        if pair is not None:
-            ref_fine, cur_fine = bin_counts(pair[0], column_bins.fine), bin_counts(pair[1], column_bins.fine)
+        if pair is not None:  # every row read, all of one weight: the counts are rows times that weight
+            ref_rows, cur_rows = bin_counts(pair[0], column_bins.fine), bin_counts(pair[1], column_bins.fine)
+            ref_fine, cur_fine = ref_rows * ref.row_weight, cur_rows * cur.row_weight
+            effective: tuple[float, float] = (float(ref_rows.sum()), float(cur_rows.sum()))
         else:
             ref_fine, cur_fine = _full(ref_hists[column]), _full(cur_hists[column])
+            effective = (ref.effective(float(ref_fine.sum())), cur.effective(float(cur_fine.sum())))
         override = feature_override(config, column)
         counts = NumericColumn(
             ref_fine=ref_fine,
@@ -261,6 +296,8 @@ def _numeric_columns(
             scale=spread(ref_std=ref_summary.std, cur_std=cur_summary.std, ref_mean=ref_summary.mean),
             discrete=column_bins.discrete,
             samples=pair,
+            ref_effective=effective[0],
+            cur_effective=effective[1],
         )
         effect, test, threshold = column_methods(override, "numeric", discrete=counts.discrete)
         result = numeric_drift(name, counts, effect=effect, test=test, threshold=threshold)
@@ -295,6 +332,8 @@ def _categorical(
             n_ref=sum(ref_counts.values()),
             missing_cur=cur_counts.get(None, 0.0),
             n_cur=sum(cur_counts.values()),
+            n_ref_effective=ref.effective(sum(ref_counts.values())),
+            n_cur_effective=cur.effective(sum(cur_counts.values())),
         )
         if missing
         else None
@@ -304,7 +343,16 @@ def _categorical(
     if present_ref <= 0 or present_cur <= 0:
         return _untestable(name, "categorical", n_ref=present_ref, n_cur=present_cur, missing=missing_test)
     effect, test, threshold = column_methods(override, "categorical")
-    result = categorical_drift(name, ref_counts, cur_counts, effect=effect, test=test, threshold=threshold)
+    result = categorical_drift(
+        name,
+        ref_counts,
+        cur_counts,
+        effect=effect,
+        test=test,
+        threshold=threshold,
+        ref_effective=ref.effective(present_ref),
+        cur_effective=cur.effective(present_cur),
+    )
     result.missing = missing_test
     return result
 
@@ -313,7 +361,7 @@ def _compare_label(ref: _Side, cur: _Side, kind: str, config: DriftConfig) -> Co
     """The label over labelled predictions only, when both windows have ``min_rows`` of them."""
     labelled_ref = _Side(ref.store, ref.query.with_(has_label=True))
     labelled_cur = _Side(cur.store, cur.query.with_(has_label=True))
-    if min(labelled_ref.n, labelled_cur.n) < max(config.min_rows, 1):
+    if min(labelled_ref.size.rows, labelled_cur.size.rows) < max(config.min_rows, 1):
         return None
     if kind == "numeric":
         return _numeric_columns(["label"], config, ref=labelled_ref, cur=labelled_cur, exact=False, missing=False)[

@@ -1,8 +1,8 @@
 """What the estimation job asks of a method (CBPE, DLE): a fit on the reference that reads windows.
 
 A method's :class:`Estimator` says what it learned from the reference (its metrics' reference values and
-intervals, its calibration check) and reads windows: one window by aggregates when it can
-(:meth:`Estimator.read_one`), any number of windows from one pass over their rows otherwise
+intervals, its calibration check) and reads windows: windows on one grid by aggregates when it can
+(:meth:`Estimator.read_grid`), any number of windows from one pass over their rows otherwise
 (:func:`read_windows`), each row going to the window its timestamp falls in.
 """
 
@@ -199,14 +199,6 @@ def _times_ns(series: pd.Series) -> np.ndarray:
 def numeric(series: pd.Series) -> np.ndarray:
     """A column as floats, NaN where missing or not a number."""
     return pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-
-
-def weights(chunk: pd.DataFrame) -> np.ndarray:
-    """``1 / sample_rate`` per row (1 when the rate is missing), as the store weights its aggregates."""
-    if "sample_rate" not in chunk:
-        return np.ones(len(chunk))
-    rate = numeric(chunk["sample_rate"])
-    return np.where(np.isfinite(rate) & (rate > 0), 1.0 / np.where(rate > 0, rate, 1.0), 1.0)
 
 
 def finite(value: Any) -> float | None:

@@ -7,7 +7,9 @@ both significant (its Newcombe interval, Bonferroni-widened over the pairs of gr
 groups are picked from the data, excludes zero) and beyond the configured limit.  A window holding data in
 less than ``min_coverage`` of its slots (see :mod:`analyzers.jobs.coverage`) gets no verdict.  Groups smaller
 than ``min_group_size`` (in predictions, or in labelled predictions for label-based rates) get
-``insufficient_data`` and take no part.  Rows without a value for the attribute are counted as
+``insufficient_data`` and take no part.  Under sampled logging the rates are weighted by ``1 / sample_rate``
+while the intervals, ``min_group_size`` and ``min_rows`` count the rows observed (Kish's effective size of
+each group's cells, see :mod:`analyzers.stats.sampling`).  Rows without a value for the attribute are counted as
 ``missing`` and are not a group.
 """
 
@@ -34,6 +36,7 @@ from analyzers.stats.fairness import (
 )
 from analyzers.stats.intervals import Estimate
 from analyzers.stats.performance import is_positive
+from analyzers.stats.sampling import row_weights
 from analyzers.store.base import PredictionReader, Query
 from analyzers.timeutil import Window
 
@@ -55,14 +58,15 @@ def _run(store: PredictionReader, model: str, config: FairnessConfig, window: Wi
     reference = _reference(config)
     covered = coverage.measure_spans(store, query, {"window": window})
     total = covered["window"].count
+    observed = store.sample_size(query).rows
     attributes = list(config.groups) if config.groups else group_attributes(store, query)
     why = coverage.shortfall(covered, config.min_coverage)
-    if why is None and total < max(config.min_rows, 1):
-        why = f"{total:g} predictions < min_rows {config.min_rows}"
+    if why is None and observed < max(config.min_rows, 1):
+        why = f"{observed:g} predictions logged < min_rows {config.min_rows}"
     if why is None and not attributes:
         why = "no group attributes logged"
     if why is not None:
-        metrics = FairnessMetrics(n=total, coverage=covered, reason=why)
+        metrics = FairnessMetrics(n=total, n_observed=observed, coverage=covered, reason=why)
         return Finding(model, JOB, window, "insufficient_data", metrics, reference)
     counts = group_counts(store, query, attributes, config)
     out: list[AttributeResult] = []
@@ -85,7 +89,7 @@ def _run(store: PredictionReader, model: str, config: FairnessConfig, window: Wi
         judged = judged or result.demographic_parity_difference.value is not None
         out.append(_attribute_result(result, missing, attr_signals))
     status: Status = "alert" if signals else ("ok" if judged else "insufficient_data")
-    metrics = FairnessMetrics(n=total, attributes=out, coverage=covered)
+    metrics = FairnessMetrics(n=total, n_observed=observed, attributes=out, coverage=covered)
     return Finding(model, JOB, window, status, metrics, reference, signals)
 
 
@@ -109,7 +113,7 @@ def group_attributes(store: PredictionReader, query: Query) -> list[str]:
 def group_counts(
     store: PredictionReader, query: Query, attributes: list[str], config: FairnessConfig
 ) -> dict[str, dict[Hashable, ConfusionCounts]]:
-    """Weighted confusion counts per group of each attribute."""
+    """Weighted confusion counts per group of each attribute, with their squared weights."""
     if config.score_threshold is None:
         out = {}
         for attr in attributes:
@@ -120,6 +124,7 @@ def group_counts(
                 selected,
                 _actual(table["label"], config.positive_label),
                 table["count"].to_numpy(dtype=float),
+                table["weight_sq"].to_numpy(dtype=float),
             )
         return out
     totals: dict[str, dict[Hashable, ConfusionCounts]] = {a: {} for a in attributes}
@@ -128,7 +133,7 @@ def group_counts(
         score = pd.to_numeric(chunk["score"], errors="coerce").to_numpy(dtype=float)
         keep = np.isfinite(score)
         chunk = chunk[keep]
-        weights = _weights(chunk)
+        weights = row_weights(chunk)
         actual = _actual(chunk["label"], config.positive_label)
         selected = score[keep] >= config.score_threshold
         for attr in attributes:
@@ -136,14 +141,6 @@ def group_counts(
             for group, c in part.items():
                 totals[attr][group] = totals[attr].get(group, ConfusionCounts()) + c
     return totals
-
-
-def _weights(chunk: pd.DataFrame) -> np.ndarray:
-    """``1 / sample_rate`` per row (1 when the rate is missing), as the store weights its aggregates."""
-    if "sample_rate" not in chunk:
-        return np.ones(len(chunk))
-    rate = pd.to_numeric(chunk["sample_rate"], errors="coerce").to_numpy(dtype=float)
-    return np.where(np.isfinite(rate) & (rate > 0), 1.0 / np.where(rate > 0, rate, 1.0), 1.0)
 
 
 def _actual(labels: pd.Series, positive_label: Any) -> list[bool | None]:
@@ -249,6 +246,8 @@ def _attribute_result(result: AttributeFairness, missing: float, signals: list[S
             group=gm.group,
             n=gm.counts.n,
             n_labeled=gm.counts.labeled,
+            n_effective=gm.counts.n_effective,
+            n_labeled_effective=gm.counts.labeled_effective,
             rates={rate: Rate(getattr(gm, rate).value, _ci(getattr(gm, rate))) for rate in RATES},
             gaps={
                 metric: GapResult(gap.difference.value, _ci(gap.difference), gap.ratio.value, gap.reference)

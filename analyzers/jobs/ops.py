@@ -21,6 +21,7 @@ from analyzers.formatting import format_span
 from analyzers.jobs.base import error_finding
 from analyzers.stats.intervals import wilson
 from analyzers.stats.ops import longest_silence, percentile_level
+from analyzers.stats.sampling import effective_pair
 from analyzers.store.base import PredictionReader, Query
 from analyzers.timeutil import Window, format_duration, format_time, parse_time
 
@@ -55,7 +56,8 @@ def _run(store: PredictionReader, model: str, config: OpsConfig, window: Window)
             )
         )
     judged = total >= max(config.min_rows, 1)
-    err = wilson(failures, total)
+    # The rate from the weighted counts, its interval from the observations behind them (sampled logging).
+    err = wilson(*effective_pair(failures, total, store.sample_size(query).effective), confidence=0.95)
     error_rate = ErrorRate(
         value=err.value,
         ci=[err.low, err.high] if err.low is not None else None,
@@ -106,6 +108,7 @@ def _run(store: PredictionReader, model: str, config: OpsConfig, window: Window)
         silence=quiet,
         error_rate=error_rate,
         latency_ms=latency,
+        dead_letters=store.dead_letter_pile(),
     )
     status: Status
     if signals:

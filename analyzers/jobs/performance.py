@@ -10,7 +10,8 @@ alerts when it crosses its configured floor (ceiling for errors and losses) or f
 metrics compared, since each run tests several): Newcombe's interval of the difference for accuracy,
 precision and recall (proportions); a z-test on standard errors for ROC AUC (Hanley–McNeil), log loss, MAE,
 MAPE, RMSE and R² (delta method); precision or recall for F1. Both windows need ``min_labels`` labelled
-rows.
+rows.  Under sampled logging the metrics are weighted by ``1 / sample_rate`` while the intervals, standard
+errors and ``min_labels`` count the rows observed (see :mod:`analyzers.stats.sampling`).
 """
 
 from __future__ import annotations
@@ -29,12 +30,14 @@ from analyzers.jobs import coverage
 from analyzers.jobs.base import error_finding
 from analyzers.stats.intervals import newcombe_difference
 from analyzers.stats.performance import (
+    ClassificationMetrics,
     RegressionAccumulator,
     ScoreAccumulator,
     classification_metrics,
     higher_is_better,
     is_positive,
 )
+from analyzers.stats.sampling import row_weights
 from analyzers.store.base import PredictionReader, Query
 from analyzers.timeutil import Window
 from analyzers.windows import reference_window
@@ -66,24 +69,30 @@ def _run(store: PredictionReader, model: str, config: PerformanceConfig, window:
     ref_window = reference_span(window, config.reference)
     covered = coverage.measure_spans(store, query, {"window": window, "reference": ref_window})
     total = covered["window"].count
-    labeled = store.count(query.with_(has_label=True))
+    labels = store.sample_size(query.with_(has_label=True))
+    labeled = labels.weighted
     metrics = PerformanceMetrics(
-        n=total, n_labeled=labeled, label_coverage=labeled / total if total > 0 else None, coverage=covered
+        n=total,
+        n_labeled=labeled,
+        label_coverage=labeled / total if total > 0 else None,
+        coverage=covered,
+        n_labeled_observed=labels.rows,
     )
     reference: dict[str, Any] = {"window": ref_window}
     thin = coverage.shortfall({"window": covered["window"]}, config.min_coverage)
-    if thin is None and labeled < max(config.min_labels, 1):
-        thin = f"{labeled:g} labelled predictions < min_labels {config.min_labels}"
+    if thin is None and labels.rows < max(config.min_labels, 1):
+        thin = f"{labels.rows:g} labelled predictions logged < min_labels {config.min_labels}"
     if thin is not None:
         metrics.reason = thin
         return Finding(model, JOB, window, "insufficient_data", metrics, reference)
     task = config.task or infer_task(store, query)
     current = measure(store, query, task, config)
     ref_query = query.with_(window=ref_window)
-    ref_labeled = store.count(ref_query.with_(has_label=True))
+    ref_labels = store.sample_size(ref_query.with_(has_label=True))
+    ref_labeled = ref_labels.weighted
     ref_thin = coverage.shortfall({"reference": covered["reference"]}, config.min_coverage)
-    if ref_thin is None and ref_labeled < max(config.min_labels, 1):
-        ref_thin = f"the reference has {ref_labeled:g} labelled predictions < min_labels {config.min_labels}"
+    if ref_thin is None and ref_labels.rows < max(config.min_labels, 1):
+        ref_thin = f"the reference has {ref_labels.rows:g} labelled predictions logged < min_labels {config.min_labels}"
     ref = measure(store, ref_query, task, config) if ref_thin is None else None
     metrics.task = task
     signals: list[Signal] = []
@@ -98,6 +107,8 @@ def _run(store: PredictionReader, model: str, config: PerformanceConfig, window:
     floors = sum(1 for n in names if current[n] is not None and config.thresholds.get(n) is not None)
     reference.update(
         n_labeled=ref_labeled,
+        n_labeled_observed=ref_labels.rows,
+        label_coverage=ref_labeled / ref_total if (ref_total := covered["reference"].count) > 0 else None,
         status="ok" if ref is not None else "insufficient_data",
         max_drop=config.max_drop,
         thresholds=dict(config.thresholds),
@@ -135,9 +146,7 @@ def measure(store: PredictionReader, query: Query, task: str, config: Performanc
         for chunk in store.rows(labeled, columns=["prediction", "label", "sample_rate"]):
             acc.add(numeric_values(chunk["prediction"]), numeric_values(chunk["label"]), row_weights(chunk))
         return {**acc.metrics(), "_se": acc.standard_errors()}
-    table = store.crosstab(labeled, ["prediction", "label"])
-    confusion = {(p, y): float(c) for p, y, c in zip(table["prediction"], table["label"], table["count"], strict=True)}
-    cm = classification_metrics(confusion, positive_label=config.positive_label)
+    cm = confusion_metrics(store, labeled, config.positive_label)
     out: dict[str, Any] = {
         "accuracy": cm.accuracy.value,
         "precision": cm.precision,
@@ -145,7 +154,7 @@ def measure(store: PredictionReader, query: Query, task: str, config: Performanc
         "f1": cm.f1,
         "_average": cm.average,
         "_counts": {
-            "accuracy": (cm.accuracy.value * cm.n if cm.accuracy.value is not None else 0.0, cm.n),
+            "accuracy": cm.accuracy_counts,
             "precision": cm.precision_counts,
             "recall": cm.recall_counts,
         },
@@ -156,6 +165,15 @@ def measure(store: PredictionReader, query: Query, task: str, config: Performanc
         out["_se"] = scored.pop("_se", {})
         out.update(scored)
     return out
+
+
+def confusion_metrics(store: PredictionReader, query: Query, positive_label: Any) -> ClassificationMetrics:
+    """Classification metrics of the query's labelled predictions from one crosstab (weights and their squares)."""
+    table = store.crosstab(query, ["prediction", "label"])
+    keys = list(zip(table["prediction"], table["label"], strict=True))
+    confusion = {k: float(c) for k, c in zip(keys, table["count"], strict=True)}
+    squares = {k: float(c) for k, c in zip(keys, table["weight_sq"], strict=True)}
+    return classification_metrics(confusion, positive_label=positive_label, squares=squares)
 
 
 def _score_metrics(store: PredictionReader, labeled: Query, config: PerformanceConfig) -> dict[str, Any]:
@@ -183,14 +201,6 @@ def _score_metrics(store: PredictionReader, labeled: Query, config: PerformanceC
 def numeric_values(series: pd.Series) -> np.ndarray:
     """A column as floats, NaN where a value is missing or not a number."""
     return pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-
-
-def row_weights(chunk: pd.DataFrame) -> np.ndarray:
-    """``1 / sample_rate`` per row (1 when the rate is missing), as the store weights its aggregates."""
-    if "sample_rate" not in chunk:
-        return np.ones(len(chunk))
-    rate = numeric_values(chunk["sample_rate"])
-    return np.where(np.isfinite(rate) & (rate > 0), 1.0 / np.where(rate > 0, rate, 1.0), 1.0)
 
 
 def _compare(

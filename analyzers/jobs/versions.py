@@ -18,9 +18,11 @@ import pandas as pd
 from analyzers.config.jobs import JobConfig
 from analyzers.findings import Finding, Signal, Status, VersionFinding, VersionSplit, version_subject
 from analyzers.jobs.base import Job
+from analyzers.stats.sampling import SampleSize
 from analyzers.store.base import (
     BucketedHistograms,
     ColumnInfo,
+    DeadLetterPile,
     Histogram,
     NumericSummary,
     PredictionReader,
@@ -112,6 +114,9 @@ class VersionSlice(PredictionReader):
     def count(self, query: Query) -> float:
         return self.store.count(self._narrow(query))
 
+    def sample_size(self, query: Query) -> SampleSize:
+        return self.store.sample_size(self._narrow(query))
+
     def numeric_summary(self, query: Query, column: str) -> NumericSummary:
         return self.store.numeric_summary(self._narrow(query), column)
 
@@ -143,6 +148,9 @@ class VersionSlice(PredictionReader):
 
     def quality(self, query: Query) -> QualityReport:
         return self.store.quality(self._narrow(query))
+
+    def dead_letter_pile(self) -> DeadLetterPile | None:
+        return self.store.dead_letter_pile()
 
 
 def _combined_status(whole: Finding, parts: Sequence[VersionFinding], signals: Sequence[Signal]) -> Status:

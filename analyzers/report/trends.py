@@ -56,6 +56,7 @@ from analyzers.stats.drift_methods import NumericColumn, categorical_drift, nume
 from analyzers.stats.fairness import assess_attribute
 from analyzers.stats.ops import percentile_level
 from analyzers.stats.performance import classification_metrics
+from analyzers.stats.sampling import SampleSize
 from analyzers.store import open_reference_file
 from analyzers.store.base import PredictionReader, Query
 from analyzers.timeutil import Window, format_duration
@@ -349,10 +350,12 @@ class _Bins:
 
 @dataclass
 class _Counts:
-    """Counts of the drift columns over one window: full histograms of numeric columns, categories of the rest."""
+    """Counts of the drift columns over one window: full histograms of numeric columns, categories of the rest,
+    and the window's size (weighted and observed: the tests count the rows observed under sampled logging)."""
 
     hist: dict[str, np.ndarray]
     cats: dict[str, dict[Any, float]]
+    size: SampleSize
 
     def __add__(self, other: _Counts) -> _Counts:
         cats = {}
@@ -361,7 +364,7 @@ class _Counts:
             for key, value in other.cats[column].items():
                 merged[key] = merged.get(key, 0.0) + value
             cats[column] = merged
-        return _Counts({c: h + other.hist[c] for c, h in self.hist.items()}, cats)
+        return _Counts({c: h + other.hist[c] for c, h in self.hist.items()}, cats, self.size + other.size)
 
 
 class _Counter:
@@ -403,7 +406,7 @@ class _Counter:
         hists = self.store.histograms(query, self.edges) if self.edges else {}
         full = {c: np.concatenate([[h.underflow], h.counts, [h.overflow]]) for c, h in hists.items()}
         cats = {c: self.store.category_counts(query, c) for c in self.categorical}
-        return _Counts(full, cats)
+        return _Counts(full, cats, self.store.sample_size(query))
 
 
 def _drift(
@@ -552,6 +555,8 @@ def _effect(
             high=bins.high,
             scale=bins.scale,
             discrete=bins.discrete,
+            ref_effective=float(r.sum()) * ref.size.scale,
+            cur_effective=float(c.sum()) * cur.size.scale,
         )
         effect, test, threshold = column_methods(override, "numeric", discrete=bins.discrete)
         return numeric_drift(name, counts, effect=effect, test=test, threshold=threshold)
@@ -560,7 +565,16 @@ def _effect(
     if not ref_counts or not cur_counts:
         return None
     effect, test, threshold = column_methods(override, "categorical")
-    return categorical_drift(name, ref_counts, cur_counts, effect=effect, test=test, threshold=threshold)
+    return categorical_drift(
+        name,
+        ref_counts,
+        cur_counts,
+        effect=effect,
+        test=test,
+        threshold=threshold,
+        ref_effective=sum(ref_counts.values()) * ref.size.scale,
+        cur_effective=sum(cur_counts.values()) * cur.size.scale,
+    )
 
 
 def _present(counts: dict[Hashable, float]) -> dict[Hashable, float]:

@@ -6,7 +6,9 @@ result and the verdict.
 
 Everything works on binned counts (full vectors ``[underflow, counts..., overflow]``, see
 :mod:`analyzers.stats.binning`) or category counts, so a window of millions costs only its bins;
-small windows may pass their raw values for the exact tests.
+small windows may pass their raw values for the exact tests.  Counts weighted by ``1 / sample_rate``
+give the effect sizes (shares of the traffic); the tests, the missing-rate test and the effect sizes'
+noise take each side's effective number of observations (see :mod:`analyzers.stats.sampling`).
 
 Numeric columns
     *Kolmogorov–Smirnov* from binned CDFs: ``D`` is the largest gap between the two CDFs at the bin
@@ -104,6 +106,8 @@ class ColumnDrift:
     n_ref: float
     n_cur: float
     effect_size_noise: float = 0.0  # the effect size sampling alone gives at these sizes (see the module docstring)
+    n_ref_effective: float = math.nan  # observations behind n_ref / n_cur (they differ under sampled logging)
+    n_cur_effective: float = math.nan
     missing: MissingRate | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     p_value_adjusted: float = math.nan
@@ -147,6 +151,8 @@ class ColumnDrift:
             "distribution_drifted": self.distribution_drifted,
             "n_ref": self.n_ref,
             "n_cur": self.n_cur,
+            "n_ref_effective": self.n_ref_effective,
+            "n_cur_effective": self.n_cur_effective,
         }
         if self.missing is not None:
             out.update(
@@ -184,6 +190,8 @@ class ColumnDrift:
             threshold=_number(data.get("threshold")),
             n_ref=_number(data.get("n_ref")),
             n_cur=_number(data.get("n_cur")),
+            n_ref_effective=_number(data.get("n_ref_effective", data.get("n_ref"))),
+            n_cur_effective=_number(data.get("n_cur_effective", data.get("n_cur"))),
             missing=missing,
             extra={k: v for k, v in data.items() if k not in _COLUMN_KEYS},
             p_value_adjusted=_number(data.get("p_value_adjusted")),
@@ -209,6 +217,8 @@ _COLUMN_KEYS = frozenset(
         "distribution_drifted",
         "n_ref",
         "n_cur",
+        "n_ref_effective",
+        "n_cur_effective",
         "missing_rate_ref",
         "missing_rate_cur",
         "missing_p_value",
@@ -361,17 +371,30 @@ def _pool_sparse(table: np.ndarray) -> np.ndarray:
 # ---- missing values ------------------------------------------------------------------------
 
 
-def missing_rate_test(*, missing_ref: float, n_ref: float, missing_cur: float, n_cur: float) -> MissingRate:
+def missing_rate_test(
+    *,
+    missing_ref: float,
+    n_ref: float,
+    missing_cur: float,
+    n_cur: float,
+    n_ref_effective: float | None = None,
+    n_cur_effective: float | None = None,
+) -> MissingRate:
     """Two-proportion z-test (pooled) of the missing rates, with Cohen's h as the effect size.
 
-    ``n_*`` count all rows, missing ones included.
+    ``n_*`` count all rows, missing ones included, and may be weighted (sampled logging): the rates come
+    from them, the test's variance from the observations behind them, ``n_*_effective`` (``n_*`` when ``None``).
     """
     if n_ref <= 0 or n_cur <= 0:
         return MissingRate(math.nan, math.nan, math.nan, math.nan, math.nan)
     p1, p2 = missing_ref / n_ref, missing_cur / n_cur
-    pooled = (missing_ref + missing_cur) / (n_ref + n_cur)
+    e1 = n_ref if n_ref_effective is None else n_ref_effective
+    e2 = n_cur if n_cur_effective is None else n_cur_effective
+    if e1 <= 0 or e2 <= 0:
+        return MissingRate(p1, p2, math.nan, math.nan, math.nan)
+    pooled = (p1 * e1 + p2 * e2) / (e1 + e2)
     h = 2 * math.asin(math.sqrt(p2)) - 2 * math.asin(math.sqrt(p1))
-    variance = pooled * (1 - pooled) * (1 / n_ref + 1 / n_cur)
+    variance = pooled * (1 - pooled) * (1 / e1 + 1 / e2)
     if variance <= 0:
         return MissingRate(p1, p2, 0.0, 1.0, h)
     z = (p2 - p1) / math.sqrt(variance)

@@ -51,6 +51,7 @@ from analyzers.stats.drift import (
     wasserstein_from_counts,
     wasserstein_from_samples,
 )
+from analyzers.stats.sampling import effective_counts
 
 NOISE_DRAWS = 32  # resampled pairs behind an effect size's noise (its standard error is about 1/6 of its spread)
 NOISE_SEED = 20261122  # fixed: the same counts always give the same noise, so a verdict is reproducible
@@ -63,7 +64,9 @@ class NumericColumn:
     ``*_fine`` count the fine (percentile) bins over ``fine_edges``; ``coarse_edges`` (a subset of them,
     the reference deciles) bound the coarse bins; ``low`` and ``high`` bound both sides' values; ``scale``
     divides Wasserstein (see ``stats.drift.spread``); ``samples`` are both sides' raw values when small
-    enough for exact tests.
+    enough for exact tests.  Counts may be weighted (sampled logging); ``*_effective`` is then the number
+    of observations behind each side's counts (see :mod:`analyzers.stats.sampling`), which the tests and the
+    noise count on while the effect sizes use the weighted shares (``None``: the counts are observations).
     """
 
     ref_fine: np.ndarray
@@ -75,6 +78,8 @@ class NumericColumn:
     scale: float
     discrete: bool = False
     samples: tuple[np.ndarray, np.ndarray] | None = None
+    ref_effective: float | None = None
+    cur_effective: float | None = None
 
     @property
     def ref_coarse(self) -> np.ndarray:
@@ -85,8 +90,20 @@ class NumericColumn:
         return merge_bins(self.cur_fine, fine_edges=self.fine_edges, coarse_edges=self.coarse_edges)
 
     def with_counts(self, ref_fine: np.ndarray, cur_fine: np.ndarray) -> NumericColumn:
-        """The same column with other fine counts over the same bins (and no raw values)."""
-        return replace(self, ref_fine=ref_fine, cur_fine=cur_fine, samples=None)
+        """The same column with other (observed) fine counts over the same bins (and no raw values)."""
+        return replace(self, ref_fine=ref_fine, cur_fine=cur_fine, samples=None, ref_effective=None, cur_effective=None)
+
+    def observed(self) -> NumericColumn:
+        """The column with each side's counts rescaled to its observations: what a test may count on."""
+        if self.ref_effective is None and self.cur_effective is None:
+            return self
+        return replace(
+            self,
+            ref_fine=effective_counts(self.ref_fine, self.ref_effective),
+            cur_fine=effective_counts(self.cur_fine, self.cur_effective),
+            ref_effective=None,
+            cur_effective=None,
+        )
 
     def table(self) -> tuple[np.ndarray, np.ndarray]:
         """The counts compared as categories: a discrete column's fine bins (they hold its values), else the deciles."""
@@ -95,10 +112,21 @@ class NumericColumn:
 
 @dataclass(frozen=True)
 class CategoricalColumn:
-    """Category counts of both sides, aligned over the union of their categories."""
+    """Category counts of both sides, aligned over the union of their categories; ``*_effective`` as in
+    :class:`NumericColumn`."""
 
     ref: np.ndarray
     cur: np.ndarray
+    ref_effective: float | None = None
+    cur_effective: float | None = None
+
+    def observed(self) -> CategoricalColumn:
+        """The counts rescaled to each side's observations: what a test may count on."""
+        if self.ref_effective is None and self.cur_effective is None:
+            return self
+        return CategoricalColumn(
+            effective_counts(self.ref, self.ref_effective), effective_counts(self.cur, self.cur_effective)
+        )
 
 
 @dataclass(frozen=True)
@@ -226,7 +254,8 @@ class KolmogorovSmirnov(DriftTest):
     def numeric(self, column: NumericColumn) -> TestResult:
         if column.samples is not None:
             return ks_from_samples(*column.samples)
-        return ks_from_counts(column.ref_fine, column.cur_fine)
+        observed = column.observed()
+        return ks_from_counts(observed.ref_fine, observed.cur_fine)
 
 
 @register_test
@@ -237,10 +266,11 @@ class ChiSquare(DriftTest):
     aliases = ("chi2",)
 
     def numeric(self, column: NumericColumn) -> TestResult:
-        return chi_square(*column.table())[0]
+        return chi_square(*column.observed().table())[0]
 
     def categorical(self, column: CategoricalColumn) -> TestResult:
-        return chi_square(column.ref, column.cur)[0]
+        observed = column.observed()
+        return chi_square(observed.ref, observed.cur)[0]
 
 
 # ---- effect sizes -----------------------------------------------------------------------------------------
@@ -316,10 +346,11 @@ class CramersV(EffectSize):
     pairs_with = "chisquare"
 
     def numeric(self, column: NumericColumn) -> Effect:
-        return Effect(chi_square(*column.table())[1])
+        return Effect(chi_square(*column.observed().table())[1])
 
     def categorical(self, column: CategoricalColumn) -> Effect:
-        return Effect(chi_square(column.ref, column.cur)[1])
+        observed = column.observed()
+        return Effect(chi_square(observed.ref, observed.cur)[1])
 
 
 # ---- sampling noise ---------------------------------------------------------------------------------------
@@ -329,13 +360,16 @@ def noise(measure: EffectSize, column: NumericColumn | CategoricalColumn, *, dra
     """The mean effect size between samples of the two sides' sizes drawn alike from both sides pooled.
 
     Numeric columns are drawn over their fine bins, categorical ones over their categories (both
-    multinomial, sizes the sides' counts rounded: weighted counts are taken as that many rows).  NaN when
-    a side is empty.
+    multinomial, sizes the sides' observations rounded: weighted counts count as their effective size,
+    since sampled logging gives the noise of the rows observed, not of the traffic they stand for).  NaN
+    when a side is empty.
     """
     if isinstance(column, NumericColumn):
-        ref, cur = np.asarray(column.ref_fine, dtype=float), np.asarray(column.cur_fine, dtype=float)
+        observed = column.observed()
+        ref, cur = np.asarray(observed.ref_fine, dtype=float), np.asarray(observed.cur_fine, dtype=float)
     else:
-        ref, cur = np.asarray(column.ref, dtype=float), np.asarray(column.cur, dtype=float)
+        seen = column.observed()
+        ref, cur = np.asarray(seen.ref, dtype=float), np.asarray(seen.cur, dtype=float)
     n_ref, n_cur, pooled = round(float(ref.sum())), round(float(cur.sum())), ref + cur
     if n_ref < 1 or n_cur < 1:
         return math.nan
@@ -389,6 +423,8 @@ def numeric_drift(
         threshold=measure.threshold if threshold is None else threshold,
         n_ref=float(np.sum(column.ref_fine)),
         n_cur=float(np.sum(column.cur_fine)),
+        n_ref_effective=float(np.sum(column.observed().ref_fine)),
+        n_cur_effective=float(np.sum(column.observed().cur_fine)),
         extra=extra,
     )
 
@@ -401,18 +437,26 @@ def categorical_drift(
     effect: str = "jensenshannon",
     test: str | None = None,
     threshold: float | None = None,
+    ref_effective: float | None = None,
+    cur_effective: float | None = None,
 ) -> ColumnDrift:
     """Compare category counts (the key ``None``, missing, is left out: see ``stats.drift.missing_rate_test``).
 
     Categories seen only in the current window stay in the table (a new category is drift) and are
     listed in ``new_categories`` (largest first) with their share of the current window.  The effect
-    size's sampling noise is measured too.
+    size's sampling noise is measured too.  Weighted counts (sampled logging) give the effect size;
+    ``*_effective``, the observations behind each side's non-missing counts, give the test and the noise.
     """
     measure = effect_size(effect, "categorical")
     ref = {k: float(v) for k, v in ref_counts.items() if k is not None and v > 0}
     cur = {k: float(v) for k, v in cur_counts.items() if k is not None and v > 0}
     keys = sorted(set(ref) | set(cur), key=lambda k: (type(k).__name__, str(k)))
-    column = CategoricalColumn(np.array([ref.get(k, 0.0) for k in keys]), np.array([cur.get(k, 0.0) for k in keys]))
+    column = CategoricalColumn(
+        np.array([ref.get(k, 0.0) for k in keys]),
+        np.array([cur.get(k, 0.0) for k in keys]),
+        ref_effective,
+        cur_effective,
+    )
     result = drift_test(test or default_test("categorical"), "categorical")().categorical(column)
     size = measure().categorical(column).value
     n_cur = float(column.cur.sum())
@@ -435,5 +479,7 @@ def categorical_drift(
         threshold=measure.threshold if threshold is None else threshold,
         n_ref=float(column.ref.sum()),
         n_cur=n_cur,
+        n_ref_effective=float(column.observed().ref.sum()),
+        n_cur_effective=float(column.observed().cur.sum()),
         extra=extra,
     )

@@ -61,14 +61,22 @@ NO_ESTIMATE = MetricEstimate(None, None, None, None)
 @dataclass(frozen=True)
 class Cells:
     """A window in ascending score order: per cell a probability of the positive class and the weighted
-    counts of predictions in it that were predicted positive and negative."""
+    counts of predictions in it that were predicted positive and negative.
+
+    ``positive_sq`` and ``negative_sq`` sum the squared weights (``None``: the counts are unweighted):
+    a weighted count ``Σ w y`` of Bernoulli labels varies by ``Σ w² p (1 - p)``, so under sampled logging
+    the standard errors follow the rows observed, not the traffic they stand for.
+    """
 
     probability: np.ndarray
     positive: np.ndarray
     negative: np.ndarray
+    positive_sq: np.ndarray | None = None
+    negative_sq: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         shapes = {np.shape(self.probability), np.shape(self.positive), np.shape(self.negative)}
+        shapes |= {np.shape(a) for a in (self.positive_sq, self.negative_sq) if a is not None}
         if len(shapes) != 1:
             raise ValueError("probability, positive and negative must have one value per cell")
 
@@ -92,7 +100,9 @@ def estimate_metrics(
     n = n1 + n0
     tp, fn = float((pos * p).sum()), float((neg * p).sum())
     tn = float((neg * (1 - p)).sum())
-    var_tp, var_fn = float((pos * p * (1 - p)).sum()), float((neg * p * (1 - p)).sum())
+    pos_sq = pos if cells.positive_sq is None else np.asarray(cells.positive_sq, dtype=float)
+    neg_sq = neg if cells.negative_sq is None else np.asarray(cells.negative_sq, dtype=float)
+    var_tp, var_fn = float((pos_sq * p * (1 - p)).sum()), float((neg_sq * p * (1 - p)).sum())
     out: dict[str, MetricEstimate] = {}
     for name in metrics:
         if name == "accuracy":
@@ -110,15 +120,17 @@ def estimate_metrics(
             value = 2 * tp / total if total > 0 else None
             se = 2 * math.sqrt((n1 + fn) ** 2 * var_tp + tp * tp * var_fn) / total**2 if total > 0 else None
         else:
-            value, se = _roc_auc(p, pos + neg)
+            value, se = _roc_auc(p, pos + neg, pos_sq + neg_sq)
         out[name] = _interval(value, se, z)
     return out
 
 
-def _roc_auc(p: np.ndarray, w: np.ndarray) -> tuple[float | None, float | None]:
-    """``E[U] / E[P·N]`` and the delta-method standard error of ``U / (P·N)`` (cells in score order)."""
+def _roc_auc(p: np.ndarray, w: np.ndarray, w_sq: np.ndarray) -> tuple[float | None, float | None]:
+    """``E[U] / E[P·N]`` and the delta-method standard error of ``U / (P·N)`` (cells in score order; ``w_sq``
+    the cells' squared weights)."""
     mass_pos, mass_neg = w * p, w * (1 - p)
-    own = w * p * (1 - p)  # Var of the positives in a cell; also its expected pairs of a prediction with itself
+    own = w * p * (1 - p)  # the expected pairs of a prediction with itself in a cell
+    spread = w_sq * p * (1 - p)  # the variance of a cell's weighted positives
     mu_p, mu_n = float(mass_pos.sum()), float(mass_neg.sum())
     pairs = mu_p * mu_n - float(own.sum())
     if mu_p <= 0 or mu_n <= 0 or pairs <= 0:
@@ -131,7 +143,7 @@ def _roc_auc(p: np.ndarray, w: np.ndarray) -> tuple[float | None, float | None]:
     # and changes P·N by N - P.
     gain = neg_below + 0.5 * mass_neg - pos_above - 0.5 * mass_pos
     slope = (gain - auc * (mu_n - mu_p)) / (mu_p * mu_n)
-    return auc, math.sqrt(float((own * slope * slope).sum()))
+    return auc, math.sqrt(float((spread * slope * slope).sum()))
 
 
 def _interval(value: float | None, se: float | None, z: float) -> MetricEstimate:
@@ -200,7 +212,9 @@ def cells_from_rows(
     mass = np.bincount(index, weights=w, minlength=size)
     summed = np.bincount(index, weights=w * np.asarray(probabilities, dtype=float), minlength=size)
     positive, negative = bin_predictions(s, predicted_positive, edges, w)
-    return Cells(np.where(mass > 0, summed / np.where(mass > 0, mass, 1.0), 0.0), positive, negative)
+    positive_sq, negative_sq = bin_predictions(s, predicted_positive, edges, w * w)
+    probability = np.where(mass > 0, summed / np.where(mass > 0, mass, 1.0), 0.0)
+    return Cells(probability, positive, negative, positive_sq, negative_sq)
 
 
 def cell_probabilities(

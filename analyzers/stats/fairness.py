@@ -1,5 +1,8 @@
 """Fairness metrics by group from weighted confusion counts, after Fairlearn's MetricFrame.
 
+Counts are weighted by ``1 / sample_rate`` (the rates describe the whole traffic), while every interval
+and minimum size counts the observations behind them (see :mod:`analyzers.stats.sampling`).
+
 Per group: volume, selection rate, and with feedback accuracy, TPR, FPR and precision, each with a
 Wilson interval.  Per attribute: demographic parity difference and ratio, equal-opportunity and
 equalized-odds differences, in Fairlearn's ``between_groups`` sense (largest minus smallest over the
@@ -10,18 +13,24 @@ are reported but take no part in any difference or verdict; a value that cannot 
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from analyzers.stats.intervals import NONE, Estimate, newcombe_difference, ratio_interval, wilson
+from analyzers.stats.intervals import NONE, Estimate, newcombe_difference, proportion, ratio_interval, wilson
+from analyzers.stats.sampling import effective_pair, effective_size
 
 
 @dataclass(frozen=True)
 class ConfusionCounts:
-    """Weighted counts of one group: all predictions, the selected ones, and the labelled confusion cells."""
+    """Weighted counts of one group: all predictions, the selected ones, and the labelled confusion cells.
+
+    ``squares`` holds the same cells summed over the squared weights (``None``: every weight is 1, so
+    they equal the counts); a rate's interval counts ``(Σw)² / Σw²`` observations of its denominator
+    (see :mod:`analyzers.stats.sampling`), its value the weighted counts.
+    """
 
     n: float = 0.0
     selected: float = 0.0
@@ -29,16 +38,41 @@ class ConfusionCounts:
     fp: float = 0.0
     fn: float = 0.0
     tn: float = 0.0
+    squares: ConfusionCounts | None = None
 
     @property
     def labeled(self) -> float:
         return self.tp + self.fp + self.fn + self.tn
 
+    @property
+    def sum_sq(self) -> ConfusionCounts:
+        """The cells summed over squared weights."""
+        return self.squares if self.squares is not None else _cells(self._values())
+
+    @property
+    def n_effective(self) -> float:
+        """The observations behind ``n``."""
+        return effective_size(self.n, self.sum_sq.n)
+
+    @property
+    def labeled_effective(self) -> float:
+        """The observations behind ``labeled``."""
+        return effective_size(self.labeled, self.sum_sq.labeled)
+
     def __add__(self, other: ConfusionCounts) -> ConfusionCounts:
-        return ConfusionCounts(*(a + b for a, b in zip(self._values(), other._values(), strict=True)))
+        values = [a + b for a, b in zip(self._values(), other._values(), strict=True)]
+        if self.squares is None and other.squares is None:
+            return _cells(values)
+        return _cells(values, self.sum_sq + other.sum_sq)
 
     def _values(self) -> tuple[float, ...]:
         return (self.n, self.selected, self.tp, self.fp, self.fn, self.tn)
+
+
+def _cells(values: Sequence[float], squares: ConfusionCounts | None = None) -> ConfusionCounts:
+    """Counts from the six cells in ``ConfusionCounts`` order (n, selected, tp, fp, fn, tn)."""
+    n, selected, tp, fp, fn, tn = values
+    return ConfusionCounts(n, selected, tp, fp, fn, tn, squares)
 
 
 def confusion_by_group(
@@ -46,17 +80,21 @@ def confusion_by_group(
     selected: np.ndarray | list[bool],
     actual: np.ndarray | list[Any],
     weights: np.ndarray | list[float] | None = None,
+    weights_sq: np.ndarray | list[float] | None = None,
 ) -> dict[Hashable, ConfusionCounts]:
-    """Sum weights per group into confusion counts.
+    """Sum weights (and squared weights) per group into confusion counts.
 
     ``selected`` says whether each prediction is positive; ``actual`` is True/False for the label
     being positive and ``None``/NaN where no feedback has arrived (counted in ``n`` only).
+    ``weights_sq`` are the squared weights behind each entry when the entries are themselves sums
+    (a crosstab's combinations); by default each entry is one row and its weight squared.
     """
     group_arr = np.asarray(groups, dtype=object)
     sel = np.asarray(selected, dtype=bool)
     w = np.ones(len(group_arr)) if weights is None else np.asarray(weights, dtype=float)
+    w2 = w * w if weights_sq is None else np.asarray(weights_sq, dtype=float)
     act = np.asarray(actual, dtype=object)
-    if not (len(group_arr) == len(sel) == len(act) == len(w)):
+    if not (len(group_arr) == len(sel) == len(act) == len(w) == len(w2)):
         raise ValueError("groups, selected, actual and weights must have the same length")
     has_label = np.array([a is not None and not (isinstance(a, float) and np.isnan(a)) for a in act], dtype=bool)
     pos = np.zeros(len(act), dtype=bool)
@@ -66,14 +104,11 @@ def confusion_by_group(
     for key in dict.fromkeys(keys):
         m = np.fromiter((k == key for k in keys), dtype=bool, count=len(keys))
         lab = m & has_label
-        out[key] = ConfusionCounts(
-            n=float(w[m].sum()),
-            selected=float(w[m & sel].sum()),
-            tp=float(w[lab & sel & pos].sum()),
-            fp=float(w[lab & sel & ~pos].sum()),
-            fn=float(w[lab & ~sel & pos].sum()),
-            tn=float(w[lab & ~sel & ~pos].sum()),
-        )
+        cells = (m, m & sel, lab & sel & pos, lab & sel & ~pos, lab & ~sel & pos, lab & ~sel & ~pos)
+        values = [float(w[c].sum()) for c in cells]
+        squares = [float(w2[c].sum()) for c in cells]
+        # Unit weights (no sampling) leave ``squares`` unset: the counts are their own squares.
+        out[key] = _cells(values, None if squares == values else _cells(squares))
     return out
 
 
@@ -103,11 +138,11 @@ def group_metrics(group: Hashable, counts: ConfusionCounts, *, confidence: float
     return GroupMetrics(
         group=group,
         counts=c,
-        selection_rate=wilson(c.selected, c.n, confidence=confidence),
-        accuracy=wilson(c.tp + c.tn, c.labeled, confidence=confidence),
-        tpr=wilson(c.tp, c.tp + c.fn, confidence=confidence),
-        fpr=wilson(c.fp, c.fp + c.tn, confidence=confidence),
-        precision=wilson(c.tp, c.tp + c.fp, confidence=confidence),
+        selection_rate=wilson(*_count_pair("selection_rate", c), confidence=confidence),
+        accuracy=wilson(*_count_pair("accuracy", c), confidence=confidence),
+        tpr=wilson(*_count_pair("tpr", c), confidence=confidence),
+        fpr=wilson(*_count_pair("fpr", c), confidence=confidence),
+        precision=wilson(*_count_pair("precision", c), confidence=confidence),
     )
 
 
@@ -117,6 +152,7 @@ _RATES: dict[str, tuple[Any, Any, bool]] = {
     "accuracy": (lambda c: c.tp + c.tn, lambda c: c.labeled, True),
     "tpr": (lambda c: c.tp, lambda c: c.tp + c.fn, True),
     "fpr": (lambda c: c.fp, lambda c: c.fp + c.tn, False),
+    "precision": (lambda c: c.tp, lambda c: c.tp + c.fp, True),
 }
 
 
@@ -167,13 +203,15 @@ class AttributeFairness:
 
 
 def _count_pair(metric: str, c: ConfusionCounts) -> tuple[float, float]:
+    """A rate as (successes, observations): the weighted rate over its denominator's effective size."""
     num, den, _ = _RATES[metric]
-    return float(num(c)), float(den(c))
+    weighted = float(den(c))
+    return effective_pair(float(num(c)), weighted, effective_size(weighted, float(den(c.sum_sq))))
 
 
 def _rate(metric: str, c: ConfusionCounts) -> float | None:
-    x, n = _count_pair(metric, c)
-    return x / n if n > 0 else None
+    num, den, _ = _RATES[metric]
+    return proportion(float(num(c)), float(den(c)))
 
 
 def _spread(
@@ -233,12 +271,15 @@ def assess_attribute(
     groups compared (largest against smallest, or against the best-served) are picked after looking at
     the data, so per-pair intervals would call chance gaps significant far more often than 1 - confidence.
 
-    Selection-rate measures need ``n >= min_group_size``; label-based ones need that many labelled rows.
-    A named reference group that is too small or absent leaves the parity measures ``None``.
+    Selection-rate measures need ``min_group_size`` observations (``n_effective``: the rows logged, under
+    sampled logging); label-based ones need that many labelled observations.  A named reference group
+    that is too small or absent leaves the parity measures ``None``.
     """
     metrics = [group_metrics(g, c, confidence=confidence) for g, c in counts.items()]
-    eligible = {g: c.n >= min_group_size and c.n > 0 for g, c in counts.items()}
-    label_eligible = {g: eligible[g] and c.labeled >= max(min_group_size, 1) for g, c in counts.items()}
+    eligible = {g: _at_least(c.n_effective, min_group_size) and c.n > 0 for g, c in counts.items()}
+    label_eligible = {
+        g: eligible[g] and _at_least(c.labeled_effective, max(min_group_size, 1)) for g, c in counts.items()
+    }
     sel_counts = {g: c for g, c in counts.items() if eligible[g]}
     lab_counts = {g: c for g, c in counts.items() if label_eligible[g]}
     pairs = max(len(sel_counts) * (len(sel_counts) - 1) // 2, 1)
@@ -284,6 +325,11 @@ def assess_attribute(
         gaps=gaps,
         reference_group=reference_group,
     )
+
+
+def _at_least(size: float, minimum: float) -> bool:
+    """``size >= minimum`` up to rounding (an effective size of whole rows comes out of a division)."""
+    return size >= minimum * (1 - 1e-9)
 
 
 def _reference_for(metric: str, pool: Mapping[Hashable, ConfusionCounts], named: Hashable | None) -> Hashable | None:

@@ -1,7 +1,8 @@
-"""Confidence intervals for proportions and their differences and ratios (weighted counts welcome).
+"""Confidence intervals for proportions and their differences and ratios.
 
-Counts may be weighted (``1 / sample_rate``); the intervals then treat the weighted counts as the
-sample size, which is exact without sampling and somewhat optimistic with it.
+The counts are observations: under sampled logging, callers pass a weighted proportion over its effective
+number of observations (:func:`analyzers.stats.sampling.effective_pair`), never the weighted counts
+themselves, which would narrow every interval by the square root of ``1 / sample_rate``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
 """Model performance from aggregates: classification metrics from weighted confusion counts, ROC AUC and
 log loss from streamed scores, regression errors from streamed sums.  Everything is weighted and memory
-stays bounded by the number of classes and score bins, not the number of predictions.
+stays bounded by the number of classes and score bins, not the number of predictions.  Under sampled
+logging the metrics are weighted by ``1 / sample_rate`` while their intervals and standard errors count
+the observations behind them (Kish's effective size, from the sums of squared weights kept alongside;
+see :mod:`analyzers.stats.sampling`).
 
 ROC AUC is computed from score histograms per class over fine bins: pairs whose scores fall in the same
 bin count as ties (one half), so the result is exact when no bin holds both a positive and a negative
@@ -17,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from analyzers.stats.intervals import Estimate, wilson
+from analyzers.stats.sampling import effective_pair, effective_size
 
 EPS = float(np.finfo(np.float64).eps)
 HIGHER_IS_BETTER = {"accuracy": True, "precision": True, "recall": True, "f1": True, "roc_auc": True, "r2": True}
@@ -52,7 +56,12 @@ def is_positive(value: Any, positive_label: Any) -> bool:
 
 @dataclass(frozen=True)
 class ClassificationMetrics:
-    """Accuracy (with its Wilson interval), precision, recall and F1 (binary or macro-averaged)."""
+    """Accuracy (with its Wilson interval), precision, recall and F1 (binary or macro-averaged).
+
+    ``n`` is the weighted number of labelled predictions, ``n_effective`` the observations behind it; the
+    ``*_counts`` pairs are (successes, observations) for intervals and tests: the weighted proportion over
+    its denominator's effective size.
+    """
 
     n: float
     accuracy: Estimate
@@ -63,25 +72,42 @@ class ClassificationMetrics:
     classes: list[Hashable]
     precision_counts: tuple[float, float] | None = None  # (true positives, predicted positives), binary only
     recall_counts: tuple[float, float] | None = None  # (true positives, actual positives), binary only
+    n_effective: float = 0.0
+    accuracy_counts: tuple[float, float] = (0.0, 0.0)  # (correct, labelled)
 
 
 def classification_metrics(
-    confusion: Mapping[tuple[Any, Any], float], *, positive_label: Any = 1, confidence: float = 0.95
+    confusion: Mapping[tuple[Any, Any], float],
+    *,
+    positive_label: Any = 1,
+    confidence: float = 0.95,
+    squares: Mapping[tuple[Any, Any], float] | None = None,
 ) -> ClassificationMetrics:
-    """Metrics from weighted counts keyed by ``(prediction, label)``.
+    """Metrics from weighted counts keyed by ``(prediction, label)``; ``squares`` holds each cell's sum of
+    squared weights (``None``: the counts are unweighted), for the intervals' effective sizes.
 
     Binary (precision/recall/F1 of ``positive_label``) when at most two classes occur and the positive
     label is one of them; otherwise macro averages over every class seen in predictions or labels, as
     scikit-learn's ``average="macro"``.  A ratio with a zero denominator is ``None``.
     """
     cells: dict[tuple[Hashable, Hashable], float] = {}
+    cells_sq: dict[tuple[Hashable, Hashable], float] = {}
     for (pred, label), w in confusion.items():
         key = (normalize_label(pred), normalize_label(label))
         if key[1] is None:
             continue
         cells[key] = cells.get(key, 0.0) + float(w)
+        sq = float(w) if squares is None else float(squares[(pred, label)])
+        cells_sq[key] = cells_sq.get(key, 0.0) + sq
+
+    def observed(successes: float, keys: Any) -> tuple[float, float]:
+        chosen = [k for k in cells if keys(k)]
+        total = sum(cells[k] for k in chosen)
+        return effective_pair(successes, total, effective_size(total, sum(cells_sq[k] for k in chosen)))
+
     n = sum(cells.values())
     correct = sum(w for (p, y), w in cells.items() if p == y)
+    accuracy_counts = observed(correct, lambda k: True)
     classes = sorted({k for pair in cells for k in pair if k is not None}, key=lambda v: (str(type(v)), v))
     pos = next((c for c in classes if is_positive(c, positive_label)), None)
     precision_counts: tuple[float, float] | None
@@ -90,15 +116,25 @@ def classification_metrics(
         p, r, f = _prf(cells, pos)
         average = "binary"
         tp = cells.get((pos, pos), 0.0)
-        precision_counts = (tp, sum(w for (pr, _), w in cells.items() if pr == pos))
-        recall_counts = (tp, sum(w for (_, y), w in cells.items() if y == pos))
+        precision_counts = observed(tp, lambda k: k[0] == pos)
+        recall_counts = observed(tp, lambda k: k[1] == pos)
     else:
         per_class = [_prf(cells, c, zero=True) for c in classes]
         p, r, f = (float(np.mean([x[i] for x in per_class])) if per_class else None for i in range(3))
         average = "macro"
         precision_counts = recall_counts = None
     return ClassificationMetrics(
-        n, wilson(correct, n, confidence=confidence), p, r, f, average, classes, precision_counts, recall_counts
+        n,
+        wilson(*accuracy_counts, confidence=confidence),
+        p,
+        r,
+        f,
+        average,
+        classes,
+        precision_counts,
+        recall_counts,
+        n_effective=accuracy_counts[1],
+        accuracy_counts=accuracy_counts,
     )
 
 
@@ -126,6 +162,9 @@ class ScoreAccumulator:
     loss_sum: float = 0.0
     loss_sq_sum: float = 0.0
     weight_sum: float = 0.0
+    weight_sq_sum: float = 0.0
+    pos_sq: float = 0.0  # squared weights of the positives and negatives: their effective numbers
+    neg_sq: float = 0.0
     outside_unit: bool = False
 
     def __post_init__(self) -> None:
@@ -159,6 +198,9 @@ class ScoreAccumulator:
         self.loss_sum += float((w * loss).sum())
         self.loss_sq_sum += float((w * loss * loss).sum())
         self.weight_sum += float(w.sum())
+        self.weight_sq_sum += float((w * w).sum())
+        self.pos_sq += float((w[y] ** 2).sum())
+        self.neg_sq += float((w[~y] ** 2).sum())
 
     def roc_auc(self) -> float | None:
         """Area under the ROC curve (ties within a bin count one half); None without both classes."""
@@ -169,20 +211,25 @@ class ScoreAccumulator:
         return float((self.pos * (neg_below + 0.5 * self.neg)).sum() / (total_pos * total_neg))
 
     def roc_auc_se(self) -> float | None:
-        """Standard error of the AUC by Hanley and McNeil (1982), for comparing two windows."""
-        auc, n_pos, n_neg = self.roc_auc(), float(self.pos.sum()), float(self.neg.sum())
+        """Standard error of the AUC by Hanley and McNeil (1982), for comparing two windows (positives and
+        negatives counted as their effective numbers)."""
+        auc = self.roc_auc()
         if auc is None:
             return None
+        n_pos = effective_size(float(self.pos.sum()), self.pos_sq)
+        n_neg = effective_size(float(self.neg.sum()), self.neg_sq)
         q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
         var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc * auc) + (n_neg - 1) * (q2 - auc * auc)) / (n_pos * n_neg)
         return math.sqrt(max(var, 0.0))
 
     def log_loss_se(self) -> float | None:
-        """Standard error of the mean log loss (the spread of per-row losses over the square root of n)."""
+        """Standard error of the mean log loss (the spread of per-row losses over the square root of the
+        effective n)."""
         mean = self.log_loss()
         if mean is None:
             return None
-        return math.sqrt(max(self.loss_sq_sum / self.weight_sum - mean * mean, 0.0) / self.weight_sum)
+        n = effective_size(self.weight_sum, self.weight_sq_sum)
+        return math.sqrt(max(self.loss_sq_sum / self.weight_sum - mean * mean, 0.0) / n)
 
     def log_loss(self) -> float | None:
         """Mean cross-entropy of the scores as probabilities of the positive class (None outside [0, 1])."""
@@ -196,6 +243,7 @@ class RegressionAccumulator:
     """Streams (prediction, label, weight) into the sums MAE, RMSE, MAPE and R² need (Chan's merge for R²)."""
 
     weight: float = 0.0
+    weight_sq: float = 0.0
     abs_error: float = 0.0
     sq_error: float = 0.0
     pct_error: float = 0.0
@@ -215,6 +263,7 @@ class RegressionAccumulator:
         if cw <= 0:
             return
         err = y - p
+        self.weight_sq += float((w * w).sum())
         self.abs_error += float((w * np.abs(err)).sum())
         self.sq_error += float((w * err * err).sum())
         pct = np.abs(err) / np.maximum(np.abs(y), EPS)
@@ -229,6 +278,11 @@ class RegressionAccumulator:
         self.mean_y += delta * cw / total
         self.weight = total
 
+    @property
+    def effective(self) -> float:
+        """The observations behind the weighted sums."""
+        return effective_size(self.weight, self.weight_sq)
+
     def metrics(self) -> dict[str, float | None]:
         """MAE, RMSE, MAPE (a fraction, as scikit-learn) and R² (None when the labels do not vary)."""
         if self.weight <= 0:
@@ -242,14 +296,16 @@ class RegressionAccumulator:
 
     def standard_errors(self) -> dict[str, float | None]:
         """Standard errors of the metrics, for comparing two windows: of the means for MAE, MAPE and the
-        squared error, then by the delta method for RMSE (``se(MSE) / 2 RMSE``) and R² (``se(MSE) / var(y)``)."""
+        squared error (over the effective n), then by the delta method for RMSE (``se(MSE) / 2 RMSE``) and
+        R² (``se(MSE) / var(y)``)."""
         w = self.weight
         if w <= 0:
             return {"mae": None, "rmse": None, "mape": None, "r2": None}
+        n = self.effective
         mae, mse, mape = self.abs_error / w, self.sq_error / w, self.pct_error / w
-        se_mae = math.sqrt(max(mse - mae * mae, 0.0) / w)
-        se_mse = math.sqrt(max(self.quartic_error / w - mse * mse, 0.0) / w)
-        se_mape = math.sqrt(max(self.pct_sq_error / w - mape * mape, 0.0) / w)
+        se_mae = math.sqrt(max(mse - mae * mae, 0.0) / n)
+        se_mse = math.sqrt(max(self.quartic_error / w - mse * mse, 0.0) / n)
+        se_mape = math.sqrt(max(self.pct_sq_error / w - mape * mape, 0.0) / n)
         return {
             "mae": se_mae,
             "rmse": se_mse / (2 * math.sqrt(mse)) if mse > 0 else None,

@@ -24,6 +24,7 @@ from analyzers.store.base import (
     StateStore,
     Store,
     StoreError,
+    StoreUnavailable,
 )
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ __all__ = [
     "StateStore",
     "Store",
     "StoreError",
+    "StoreUnavailable",
     "open_reference_file",
     "open_store",
 ]

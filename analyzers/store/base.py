@@ -13,6 +13,9 @@ Jobs speak in queries (model, time window, filters) and logical column names
 see ``logshipper.schema.COLUMNS``).  Aggregates are computed where the data is, so a job's work
 grows with its bins and groups, not with the number of predictions.  Every count is weighted by
 ``1 / sample_rate`` of the events it counts (a missing rate is 1), so sampled logging reweights.
+Tests and intervals need what was observed instead: :meth:`PredictionReader.sample_size` gives a
+window's weighted count beside its rows and the sum of squared weights, and ``crosstab`` gives each
+combination's ``weight_sq`` beside its ``count`` (see :mod:`analyzers.stats.sampling`).
 
 ``label`` is the ground truth joined by ``prediction_id`` from ``ml.feedback`` events, which may
 arrive days after the prediction (in a later day's file or index); the latest feedback wins.
@@ -21,6 +24,7 @@ A prediction id seen twice counts once.
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,8 +35,10 @@ import numpy as np
 import pandas as pd
 
 from analyzers.findings import Finding
+from analyzers.findings.ops import DeadLetterPile as DeadLetterPile
 from analyzers.findings.quality import QualityReport as QualityReport  # defined with findings, which carry it
 from analyzers.findings.quality import ReasonCount as ReasonCount
+from analyzers.stats.sampling import SampleSize
 from analyzers.timeutil import Window
 
 Outcome = Literal["success", "failure"]
@@ -58,6 +64,11 @@ ROW_COLUMNS = (
 
 class StoreError(RuntimeError):
     """The store cannot answer: unreachable, bad credentials, bad input.  The message names the place."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot serve anyone now: unreachable, not answering in time, overloaded, or refusing the
+    credentials.  What a daemon waits out (one monitoring problem), unlike a request the store rejects."""
 
 
 class ConflictError(StoreError):
@@ -191,6 +202,11 @@ class PredictionReader(ABC):
         """Weighted number of predictions in the window."""
 
     @abstractmethod
+    def sample_size(self, query: Query) -> SampleSize:
+        """The window's weighted number of predictions, the rows logged and their sum of squared weights:
+        what estimates stand for and what tests may count on."""
+
+    @abstractmethod
     def numeric_summary(self, query: Query, column: str) -> NumericSummary:
         """Count, missing, mean, std, min, max of a numeric column (non-finite values are missing)."""
 
@@ -233,8 +249,10 @@ class PredictionReader(ABC):
     @abstractmethod
     def crosstab(self, query: Query, columns: Sequence[str]) -> pd.DataFrame:
         """Weighted counts per combination of the columns' values: one row per combination,
-        the given columns plus ``count``.  E.g. ``["groups.region", "prediction", "label"]`` gives
-        per-group confusion counts; nulls are kept as their own value."""
+        the given columns plus ``count`` and ``weight_sq`` (the sum of the squared weights, equal to
+        ``count`` without sampling, for the combination's effective size).  E.g.
+        ``["groups.region", "prediction", "label"]`` gives per-group confusion counts; nulls are kept
+        as their own value."""
 
     @abstractmethod
     def volume(self, query: Query, bucket: timedelta) -> pd.DataFrame:
@@ -247,7 +265,17 @@ class PredictionReader(ABC):
         """The lines of the query's window (model and time range; other filters ignored) that were considered,
         and those quarantined or set aside, counted by reason with the first place each was seen."""
 
+    def dead_letter_pile(self) -> DeadLetterPile | None:
+        """The size of what the store keeps apart of lines it could not index, every model's (``None`` for a store
+        that keeps them in place, where :meth:`quality` counts them)."""
+        return None
+
     # ---- housekeeping -----------------------------------------------------------------
+    def budget(self, seconds: float) -> contextlib.AbstractContextManager[None]:
+        """Bound the reads made by this thread inside the block to ``seconds`` in total (a job's timeout),
+        for stores that wait on a server; this default sets no bound."""
+        return contextlib.nullcontext()
+
     def close(self) -> None:
         """Release connections and files."""
 

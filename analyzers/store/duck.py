@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analyzers.stats.binning import bin_counts
+from analyzers.stats.sampling import SampleSize
 from analyzers.store.base import (
     ROW_COLUMNS,
     BucketedHistograms,
@@ -363,6 +364,15 @@ class DuckAggregates:
 
         return self._retrying("counting predictions", query, work)
 
+    def sample_size(self, query: Query) -> SampleSize:
+        def work() -> SampleSize:
+            source, params, _ = self._source(query, ())
+            sql = f"SELECT coalesce(sum(_w), 0), coalesce(sum(_w * _w), 0), count(*) {source}"
+            weighted, squares, rows = self._fetch(sql, params)[0]
+            return SampleSize(float(weighted), float(squares), float(rows))
+
+        return self._retrying("counting predictions", query, work)
+
     def numeric_summary(self, query: Query, column: str) -> NumericSummary:
         return self.numeric_summaries(query, [column])[column]
 
@@ -540,14 +550,15 @@ class DuckAggregates:
         def work() -> pd.DataFrame:
             source, params, cols = self._source(query, columns)
             exprs = [quote(c) if c in cols else f"CAST(NULL AS VARCHAR) AS {quote(c)}" for c in columns]
-            sql = f"SELECT {', '.join(exprs)}, sum(_w) AS count {source} GROUP BY ALL"
+            sql = f"SELECT {', '.join(exprs)}, sum(_w) AS count, sum(_w * _w) AS weight_sq {source} GROUP BY ALL"
             rows = self._fetch(sql, params)
             json_cols = [c in JSON_COLUMNS or c.startswith((FEATURE_PREFIX, GROUP_PREFIX)) for c in columns]
-            merged: dict[tuple[Any, ...], float] = {}
+            merged: dict[tuple[Any, ...], tuple[float, float]] = {}
             for row in rows:
-                key = tuple(decode(v) if js else v for v, js in zip(row[:-1], json_cols, strict=True))
-                merged[key] = merged.get(key, 0.0) + float(row[-1])
-            frame = pd.DataFrame([[*k, c] for k, c in merged.items()], columns=[*columns, "count"])
+                key = tuple(decode(v) if js else v for v, js in zip(row[:-2], json_cols, strict=True))
+                count, squares = merged.get(key, (0.0, 0.0))
+                merged[key] = (count + float(row[-2]), squares + float(row[-1]))
+            frame = pd.DataFrame([[*k, c, q] for k, (c, q) in merged.items()], columns=[*columns, "count", "weight_sq"])
             return frame.astype({c: object for c in columns}) if len(frame) else frame
 
         return self._retrying("counting combinations of " + ", ".join(columns), query, work)

@@ -44,7 +44,7 @@ PARSE_FORMAT = "v3-duckdb" + duckdb.__version__.replace(".", "_")
 
 
 def default_state_dir(log_dir: str | os.PathLike[str]) -> Path:
-    """``.predwatch/`` beside the log directory, as DESIGN.md sets it."""
+    """``.predwatch/`` beside the log directory, as docs/storage.md describes it."""
     return Path(log_dir).resolve().parent / ".predwatch"
 
 

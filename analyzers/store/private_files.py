@@ -59,14 +59,3 @@ def owner_pid(temporary: Path) -> int | None:
     parts = temporary.name.split(".")
     digits = parts[-2].split("-")[0] if len(parts) >= 3 and parts[-1] == "tmp" else ""
     return int(digits) if digits.isdigit() else None
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process with this id exists (a process we may not signal exists too)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

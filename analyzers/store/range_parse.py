@@ -40,6 +40,10 @@ class ParseError(RuntimeError):
     """A log file could not be parsed; the message names it and says what to do."""
 
 
+class _ReadInPlaceMoved(Exception):
+    """A file read in place gave another number of lines than were counted: a writer appended while DuckDB read."""
+
+
 @dataclass
 class RangeParser:
     """Parses ranges of one service's log files into parts under ``folder``; ``hint`` is the columns a new file
@@ -51,6 +55,15 @@ class RangeParser:
 
     def parse(self, con: duckdb.DuckDBPyConnection, log_file: LogFile, version: FileVersion, entry: Entry) -> None:
         """Parse the file's complete lines after ``entry.size`` into a new part, and record it in ``entry``."""
+        try:
+            self._parse(con, log_file, version, entry, careful=False)
+        except _ReadInPlaceMoved:
+            self._parse(con, log_file, version, entry, careful=True)
+
+    def _parse(
+        self, con: duckdb.DuckDBPyConnection, log_file: LogFile, version: FileVersion, entry: Entry, *, careful: bool
+    ) -> None:
+        """One attempt; ``careful`` reads a private copy of the range even where DuckDB could read the file itself."""
         private_dir(self.folder)
         scratch = temporary_name(self.folder / f"{log_file.name}.ndjson", str(next(_NAMES)))
         hint = self.hint
@@ -70,7 +83,7 @@ class RangeParser:
             except OSError as exc:
                 raise ParseError(f"cannot read {log_file.path}: {exc.strerror or exc}") from exc
 
-        scanned = scanned_range()
+        scanned = scanned_range(careful=careful)
         try:
             if not scanned.lines and not scanned.set_aside:
                 entry.size = scanned.end
@@ -112,6 +125,9 @@ class RangeParser:
                 written = self._write(con, scanned, log_file, schema, bad, partial)
             make_private(partial)
             os.replace(partial, target)
+        except _ReadInPlaceMoved:
+            partial.unlink(missing_ok=True)
+            raise
         except duckdb.Error as exc:
             raise ParseError(_parse_failure(log_file, exc)) from exc
         finally:
@@ -175,6 +191,8 @@ class RangeParser:
         except duckdb.OutOfMemoryException:
             rows = write(by_line=True)  # the JSON reader's buffers do not fit the memory budget: line by line
         if rows + len(blank) != scanned.lines:
+            if not scanned.temporary:
+                raise _ReadInPlaceMoved(log_file.path)
             raise ParseError(f"parsing {log_file.path} lost track of its line numbers; it is parsed again next run")
         return rows
 

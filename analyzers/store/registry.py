@@ -25,11 +25,12 @@ from pathlib import Path
 
 import duckdb
 
+from analyzers.processes import process_alive
 from analyzers.store.compaction import Compactor, compactable, mergeable
 from analyzers.store.jsonparse import Limits
 from analyzers.store.logfiles import ROOT_SERVICE, FileVersion, LogFile, fingerprint
 from analyzers.store.parsed_state import Entry, RegistryState, Snapshot, latest_schema
-from analyzers.store.private_files import owner_pid, private_dir, process_alive, write_atomically
+from analyzers.store.private_files import owner_pid, private_dir, write_atomically
 from analyzers.store.range_parse import ParseError, RangeParser
 
 __all__ = ["KEEP_RETIRED", "ParseError", "Registry", "Snapshot", "service_folder"]

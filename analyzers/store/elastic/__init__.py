@@ -1,47 +1,23 @@
-"""The Elasticsearch adapter: the ``Store`` interface over ``ml-predictions-<model>-YYYY.MM.DD`` indices.
+"""The Elasticsearch adapter: the ``Store`` interface over a model's daily indices.
 
-Aggregates are Elasticsearch aggregations over the window's daily indices (never a pull of every
-document); every count is the sum of the weight ``1 / ml.sample_rate`` computed by a script.
-Rows stream through a point in time with ``search_after``.
+Predictions live in ``ml-predictions-<model>-YYYY.MM.DD``, feedback in ``ml-feedback-<model>-YYYY.MM.DD``
+(the day it arrived; ``_id`` = the prediction id it labels), rejected lines behind the ``ml-deadletter``
+alias.  Aggregates are Elasticsearch aggregations inside sample-rate strata (no scripts); a window's column
+profile is one search; anything involving the label is computed over the window's labelled predictions,
+read once per job (the label join: cost grows with labelled predictions, request bodies stay under 1 MB).
+Every request has a time budget (``request_timeout``, retries included, and the job's timeout).
 
-Labels live on ``ml.feedback`` documents, possibly in later days' indices.  Aggregates that need
-them (a ``label`` column, a ``has_label`` filter) first read the model's feedback since the window's
-first day, from all its daily indices (prediction id -> latest label) and hand it to Elasticsearch as the parameters
-of a runtime field ``ml.label`` on the prediction documents: that costs one pass over the feedback
-and a request body of O(labelled predictions).  Rows look their labels up chunk by chunk instead.
-Percentiles are Elasticsearch's TDigest estimates, so quantiles are approximate.
-
-Modules: ``connection`` (client, errors), ``indices`` (index names), ``mapping`` (field caps),
-``queries`` (filter, weight, label runtime field), ``hits`` (point-in-time paging), ``labels``
-(feedback), ``aggregates``, ``rows``, ``findings``, ``alert_state``, ``templates``, and ``store``
-wiring them.  Page sizes and cache lifetimes are in ``limits`` (set them there, not here).
+Modules: ``connection`` (client, budgets, retries), ``indices`` (patterns), ``queries`` (filters, strata),
+``mapping`` (field caps), ``keys`` (aggregation keys as values), ``profile`` (one-search column profile),
+``aggregates``, ``rowset`` (aggregates over rows read back), ``labels`` (the join), ``hits`` (point-in-time
+paging that survives a deleted index), ``rows``, ``findings``, ``alert_state``, ``deadletters``,
+``templates`` (index templates and policies from the schema), ``install`` (what ``predwatch setup`` puts),
+and ``store`` wiring them.  Page sizes and cache lifetimes are in ``limits``.
 """
 
 from analyzers.store.elastic.alert_state import state_id
-from analyzers.store.elastic.connection import RETRY_ON_STATUS, safe_host
-from analyzers.store.elastic.limits import (
-    COMPOSITE_PAGE,
-    FIELD_CAPS_TTL,
-    LABELS_TTL,
-    MAX_LISTED_DAYS,
-    PAGE,
-    PIT_KEEP_ALIVE,
-)
-from analyzers.store.elastic.queries import weight_agg
-from analyzers.store.elastic.rows import ROW_COLUMNS
+from analyzers.store.elastic.connection import RETRY_ON_STATUS, deadline, safe_host
+from analyzers.store.elastic.deadletters import DeadLetters
 from analyzers.store.elastic.store import ElasticsearchStore
 
-__all__ = [
-    "COMPOSITE_PAGE",
-    "FIELD_CAPS_TTL",
-    "LABELS_TTL",
-    "MAX_LISTED_DAYS",
-    "PAGE",
-    "PIT_KEEP_ALIVE",
-    "RETRY_ON_STATUS",
-    "ROW_COLUMNS",
-    "ElasticsearchStore",
-    "safe_host",
-    "state_id",
-    "weight_agg",
-]
+__all__ = ["RETRY_ON_STATUS", "DeadLetters", "ElasticsearchStore", "deadline", "safe_host", "state_id"]

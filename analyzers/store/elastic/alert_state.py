@@ -40,7 +40,7 @@ def _version(answer: Any) -> tuple[int, int]:
 def create_index(conn: Connection) -> None:
     """Create ``ml-monitor-state`` with its mapping (the state is kept as JSON text); an existing one is fine."""
     mappings = {
-        "dynamic": False,
+        "dynamic": "false",
         "properties": {
             "key": {"type": "keyword"},
             "state": {"type": "keyword", "index": False, "doc_values": False},
@@ -48,7 +48,7 @@ def create_index(conn: Connection) -> None:
         },
     }
     try:
-        conn.call(f"creating {STATE_INDEX}", lambda: conn.es.indices.create(index=STATE_INDEX, mappings=mappings))
+        conn.call(f"creating {STATE_INDEX}", lambda es: es.indices.create(index=STATE_INDEX, mappings=mappings))
     except StoreError as exc:
         if "resource_already_exists_exception" not in str(exc):
             raise
@@ -58,7 +58,7 @@ def get(conn: Connection, key: str) -> tuple[dict[str, Any], Any] | None:
     """The state under a key and its version, or None."""
     try:
         answer = conn.call(
-            f"reading state {key!r}", lambda: conn.es.get(index=STATE_INDEX, id=state_id(key)), (NotFoundError,)
+            f"reading state {key!r}", lambda es: es.get(index=STATE_INDEX, id=state_id(key)), (NotFoundError,)
         )
     except NotFoundError:
         return None
@@ -72,14 +72,14 @@ def put(conn: Connection, key: str, doc: dict[str, Any], version: Any = None) ->
         if version is None:
             answer = conn.call(
                 f"creating state {key!r}",
-                lambda: conn.es.create(index=STATE_INDEX, id=state_id(key), document=body, refresh="wait_for"),
+                lambda es: es.create(index=STATE_INDEX, id=state_id(key), document=body, refresh="wait_for"),
                 (EsConflictError,),
             )
         else:
             seq_no, term = _parse_version(version)
             answer = conn.call(
                 f"writing state {key!r}",
-                lambda: conn.es.index(
+                lambda es: es.index(
                     index=STATE_INDEX,
                     id=state_id(key),
                     document=body,
@@ -102,7 +102,7 @@ def delete(conn: Connection, key: str, version: Any = None) -> None:
     if version is not None:
         args["if_seq_no"], args["if_primary_term"] = _parse_version(version)
     try:
-        conn.call(f"deleting state {key!r}", lambda: conn.es.delete(**args), (NotFoundError, EsConflictError))
+        conn.call(f"deleting state {key!r}", lambda es: es.delete(**args), (NotFoundError, EsConflictError))
     except NotFoundError:
         if version is not None:
             raise ConflictError(f"state {key!r} changed since version {version}") from None
@@ -112,7 +112,7 @@ def delete(conn: Connection, key: str, version: Any = None) -> None:
 
 def list_all(conn: Connection, prefix: str = "") -> dict[str, tuple[dict[str, Any], Any]]:
     """Every state whose key starts with ``prefix``, with its version, in key order."""
-    query: dict[str, Any] = {"prefix": {"key": prefix}} if prefix else {"match_all": {}}
+    query: dict[str, Any] = {"prefix": {"key": {"value": prefix}}} if prefix else {"match_all": {}}
     out: dict[str, tuple[dict[str, Any], Any]] = {}
     order = [{"key": {"order": "asc", "unmapped_type": "keyword"}}]
     for hit in sorted_hits(

@@ -11,6 +11,7 @@ from analyzers.findings import Finding
 from analyzers.store.base import StoreError
 from analyzers.store.elastic.connection import Connection, error_reason
 from analyzers.store.elastic.hits import sorted_hits
+from analyzers.store.elastic.queries import term
 from analyzers.timeutil import format_time, parse_time
 from logshipper.schema import MONITOR_INDEX_PREFIX, STATE_INDEX, monitor_index
 
@@ -30,9 +31,10 @@ def write(conn: Connection, findings: Sequence[Finding]) -> None:
         return
     failures: list[str] = []
 
-    def run() -> None:
+    def run(es: Any) -> None:
+        failures.clear()  # a retried call starts over (writing by id is idempotent)
         for ok, item in streaming_bulk(
-            conn.es,
+            es,
             actions,
             raise_on_error=False,
             max_retries=3,
@@ -57,9 +59,9 @@ def read(
     index = f"{MONITOR_INDEX_PREFIX}{model + '-' if model else ''}*,-{STATE_INDEX}"
     filters: list[dict[str, Any]] = []
     if model is not None:
-        filters.append({"term": {"model": model}})
+        filters.append(term("model", model))
     if job is not None:
-        filters.append({"term": {"job": job}})
+        filters.append(term("job", job))
     bounds: dict[str, Any] = {}
     if since is not None:
         bounds["gte"] = format_time(parse_time(since))

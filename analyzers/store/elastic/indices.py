@@ -1,29 +1,26 @@
-"""Names of a model's daily prediction indices: those of a window's days, or the wildcard over all of them."""
+"""Which indices a model's reads touch: one wildcard per model and kind, made exact by filters.
+
+``ml-predictions-fraud-*`` also matches ``ml-predictions-fraud-v2-…``; every read therefore filters on
+``ml.model.name`` (a ``constant_keyword``, so an index of another model is skipped before it is searched)
+and on ``@timestamp`` (indices outside the window are skipped the same way).  The URL names one pattern
+whatever the window, so the request line stays short (never the list of 45 daily indices of old).
+"""
 
 from __future__ import annotations
 
-from analyzers.store.elastic import limits
-from analyzers.timeutil import Window
-from logshipper.schema import PREDICTIONS_INDEX_PREFIX, predictions_index
+from logshipper.schema import FEEDBACK_INDEX_PREFIX, PREDICTIONS_INDEX_PREFIX
 
 
-def daily_indices(model: str, days: list[str]) -> str:
-    """The indices of these ``YYYY.MM.DD`` days, comma-separated; a wildcard when there are too many to list."""
-    if not days:
-        return predictions_index(model, "none")
-    if len(days) > limits.MAX_LISTED_DAYS:
-        return f"{PREDICTIONS_INDEX_PREFIX}{model}-*"
-    return ",".join(predictions_index(model, d) for d in days)
+def predictions_pattern(model: str) -> str:
+    """Every daily prediction index of the model (and of models whose name extends it: filter on the model)."""
+    return f"{PREDICTIONS_INDEX_PREFIX}{model.lower()}-*"
 
 
-def window_indices(model: str, window: Window) -> str:
-    """The daily indices the window's predictions live in."""
-    return daily_indices(model, [d.strftime("%Y.%m.%d") for d in window.days()])
+def feedback_pattern(model: str) -> str:
+    """Every daily feedback index of the model (and of models whose name extends it: filter on the model)."""
+    return f"{FEEDBACK_INDEX_PREFIX}{model.lower()}-*"
 
 
-def feedback_indices(model: str) -> str:
-    """Every daily index of the model: feedback may land any day after the window (clocks differ too).
-
-    The ``@timestamp`` lower bound lets Elasticsearch skip the older indices' shards before searching.
-    """
-    return f"{PREDICTIONS_INDEX_PREFIX}{model}-*"
+def both_patterns(model: str) -> str:
+    """Predictions and feedback of the model, for one search that looks at both."""
+    return f"{predictions_pattern(model)},{feedback_pattern(model)}"

@@ -1,7 +1,15 @@
-"""The mapping of the daily indices: which logical column lives at which field, and whether it is numeric."""
+"""The mapping of a model's daily indices: which logical column lives at which field, and how it can be read.
+
+A column whose field has one type in every index of the window is aggregated by Elasticsearch: numbers
+(``double``), strings (``keyword``) and booleans (``boolean``), as the templates map each JSON type.  A
+column whose type changed from one day to the next (a number one day, a string the next) has no single
+field type to aggregate on; it is marked ``exact=False`` and its aggregates are computed from its values
+read back (see :mod:`analyzers.store.elastic.rowset`), so it answers the same as the local store.
+"""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -9,14 +17,18 @@ from typing import Any
 from analyzers.store.base import ColumnKind, Query
 from analyzers.store.elastic import limits
 from analyzers.store.elastic.connection import Connection
-from analyzers.store.elastic.indices import feedback_indices, window_indices
-from logshipper.schema import FEATURE_PREFIX, FEATURES, GROUP_PREFIX, GROUPS, LABEL, PREDICTION, SCORE, column_path
+from analyzers.store.elastic.indices import predictions_pattern
+from analyzers.store.elastic.queries import bool_filter, window_filter
+from logshipper.schema import FEATURE_PREFIX, FEATURES, GROUP_PREFIX, GROUPS, PREDICTION, SCORE, column_path
 
-_NUMERIC_TYPES = frozenset(
+NUMERIC_TYPES = frozenset(
     {"long", "integer", "short", "byte", "double", "float", "half_float", "scaled_float", "unsigned_long"}
 )
-_CATEGORICAL_TYPES = frozenset({"keyword", "constant_keyword", "boolean", "ip", "version", "wildcard"})
-_FIXED_AGGREGATABLE = (
+_KEYWORDS = frozenset({"keyword", "constant_keyword"})
+# Columns with a fixed place in every event (besides features and groups), read and aggregated by name.
+FIXED_COLUMNS = (
+    "prediction",
+    "score",
     "model_version",
     "entity_id",
     "outcome",
@@ -29,86 +41,76 @@ _FIXED_AGGREGATABLE = (
 
 @dataclass(frozen=True)
 class Field:
-    """Where a logical column lives in the mapping and whether it is numeric."""
+    """Where a logical column lives, whether it is numeric, its field type, and whether Elasticsearch can
+    aggregate it as it is (one type in every index)."""
 
     path: str
     kind: ColumnKind
     es_type: str
 
-
-def _fixed_columns() -> dict[str, str]:
-    return {"prediction": PREDICTION, "score": SCORE, **{c: column_path(c) for c in _FIXED_AGGREGATABLE}}
-
-
-def _fixed_paths() -> list[str]:
-    return [column_path(c) for c in _FIXED_AGGREGATABLE]
+    @property
+    def exact(self) -> bool:
+        return self.es_type != "mixed"
 
 
-def fields_from_caps(caps: dict[str, Any]) -> dict[str, Field]:
-    """Aggregatable fields of a ``_field_caps`` answer: numbers, keywords (a text's ``.keyword``), booleans."""
-    fields: dict[str, Field] = {}
-    for name, by_type in caps.items():
-        types = set(by_type) - {"unmapped"}
-        if not types or types & {"object", "nested", "alias"}:
-            continue
-        if types <= _NUMERIC_TYPES:
-            fields[name] = Field(name, "numeric", "double")
-        elif types == {"text"}:
-            sub = caps.get(f"{name}.keyword") or {}
-            if "keyword" in sub:
-                fields[name] = Field(f"{name}.keyword", "categorical", "keyword")
-        elif types <= _CATEGORICAL_TYPES:
-            fields[name] = Field(name, "categorical", "boolean" if types == {"boolean"} else "keyword")
-    for name in [n for n in fields if n.endswith(".keyword") and n[: -len(".keyword")] in fields]:
-        del fields[name]
-    return fields
+def field_of(by_type: dict[str, Any], path: str) -> Field | None:
+    """The field a ``_field_caps`` entry describes, or None for objects and fields that cannot be read."""
+    types = set(by_type) - {"unmapped"}
+    if not types or types & {"object", "nested", "alias"}:
+        return None
+    if types <= NUMERIC_TYPES:
+        return Field(path, "numeric", "double")
+    if types <= _KEYWORDS:
+        return Field(path, "categorical", "keyword")
+    if types == {"boolean"}:
+        return Field(path, "categorical", "boolean")
+    return Field(path, "categorical", "mixed")
 
 
-def logical_columns(fields: dict[str, Field]) -> dict[str, Field]:
-    """Logical column name -> mapped field, from the fields by path (groups are always categorical)."""
+def logical_columns(caps: dict[str, Any]) -> dict[str, Field]:
+    """Logical column name -> field, from a ``_field_caps`` answer (groups are always categorical)."""
+    fixed = {column_path(c): c for c in FIXED_COLUMNS}
     out: dict[str, Field] = {}
-    for path, field in fields.items():
+    for path, by_type in caps.items():
+        field = field_of(by_type, path)
+        if field is None:
+            continue
         if path.startswith(FEATURES + "."):
             out[FEATURE_PREFIX + path[len(FEATURES) + 1 :]] = field
         elif path.startswith(GROUPS + "."):
-            out[GROUP_PREFIX + path[len(GROUPS) + 1 :]] = Field(field.path, "categorical", field.es_type)
-        else:
-            for logical, logical_path in _fixed_columns().items():
-                if logical_path == path:
-                    out[logical] = field
+            out[GROUP_PREFIX + path[len(GROUPS) + 1 :]] = Field(path, "categorical", field.es_type)
+        elif path in fixed:
+            out[fixed[path]] = field
     return out
 
 
 class Mappings:
-    """Field capabilities of a model's indices, each answer reused for ``FIELD_CAPS_TTL`` seconds."""
+    """Field capabilities of the indices a window reads, each answer reused for ``FIELD_CAPS_TTL`` seconds."""
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._caps: dict[str, tuple[float, dict[str, Field]]] = {}
 
-    def fields(self, indices: str, patterns: list[str]) -> dict[str, Field]:
-        """Mapped fields by path among those matching the patterns in these indices."""
-        key = indices + "|" + ",".join(patterns)
+    def columns(self, query: Query) -> dict[str, Field]:
+        """Logical column name -> field in the model's indices that hold predictions of the window (label
+        excluded: it lives in the feedback indices)."""
+        index = predictions_pattern(query.model)
+        patterns = [f"{FEATURES}.*", f"{GROUPS}.*", PREDICTION, SCORE, *(column_path(c) for c in FIXED_COLUMNS)]
+        index_filter = bool_filter(window_filter(query.model, query.window))
+        key = json.dumps([index, patterns, index_filter], sort_keys=True)
         cached = self._caps.get(key)
         if cached and time.monotonic() - cached[0] < limits.FIELD_CAPS_TTL:
             return cached[1]
         answer = self._conn.call(
-            f"reading the mapping of {indices}",
-            lambda: self._conn.es.field_caps(
-                index=indices, fields=patterns, ignore_unavailable=True, allow_no_indices=True
+            f"reading the mapping of {index}",
+            lambda es: es.field_caps(
+                index=index,
+                fields=patterns,
+                index_filter=index_filter,
+                ignore_unavailable=True,
+                allow_no_indices=True,
             ),
         )
-        fields = fields_from_caps(answer.get("fields") or {})
-        self._caps[key] = (time.monotonic(), fields)
-        return fields
-
-    def columns(self, query: Query) -> dict[str, Field]:
-        """Logical column name -> mapped field, for the window's indices (label excluded)."""
-        indices = window_indices(query.model, query.window)
-        patterns = [f"{FEATURES}.*", f"{GROUPS}.*", PREDICTION, SCORE, *_fixed_paths()]
-        return logical_columns(self.fields(indices, patterns))
-
-    def label_kind(self, query: Query) -> ColumnKind:
-        """Whether the feedback labels are mapped as numbers (else they are categories)."""
-        field = self.fields(feedback_indices(query.model), [LABEL]).get(LABEL)
-        return field.kind if field is not None and field.path == LABEL else "categorical"
+        columns = logical_columns(answer.get("fields") or {})
+        self._caps[key] = (time.monotonic(), columns)
+        return columns

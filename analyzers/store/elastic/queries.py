@@ -1,13 +1,20 @@
-"""A Query made concrete for Elasticsearch: the bool filter, the sample-rate weight script, the label runtime field."""
+"""A Query made concrete for Elasticsearch: its bool filter, and the sample-rate strata every count is weighed in.
+
+Counts are weighted by ``1 / ml.sample_rate``.  Instead of a script per document, every aggregation runs
+inside a ``terms`` aggregation on the rate (documents without one counted at rate 1): a stratum's counts are
+doc counts, and its weight is applied here, after the answer.  Services log with a handful of rates, so this
+adds a few buckets and no scripting at all.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from analyzers.store.base import ColumnKind, Query
-from analyzers.store.elastic.mapping import Field
+from analyzers.store.base import Query, StoreError
+from analyzers.store.elastic import limits
 from analyzers.timeutil import Window
 from logshipper.schema import (
     DATASET_FEEDBACK,
@@ -24,31 +31,13 @@ from logshipper.schema import (
     TIMESTAMP,
 )
 
-_WEIGHT = (
-    f"double r = doc.containsKey('{SAMPLE_RATE}') && doc['{SAMPLE_RATE}'].size() > 0"
-    f" ? doc['{SAMPLE_RATE}'].value : 1.0; double w = r > 0 ? 1.0 / r : 1.0;"
-)
-_LABEL_SCRIPT = (
-    f"if (doc.containsKey('{PREDICTION_ID}') && doc['{PREDICTION_ID}'].size() > 0)"
-    f" {{ def v = params.labels.get(doc['{PREDICTION_ID}'].value); if (v != null) {{ emit(%s); }} }}"
-)
-
-
-def weight_agg() -> dict[str, Any]:
-    """Sum of ``1 / ml.sample_rate`` (1 when absent): the weighted count of the documents in a bucket."""
-    return {"sum": {"script": {"source": _WEIGHT + " return w;", "lang": "painless"}}}
-
-
-def weight_sq_agg() -> dict[str, Any]:
-    """Sum of the squared weights: with the weighted count, a bucket's effective number of observations."""
-    return {"sum": {"script": {"source": _WEIGHT + " return w * w;", "lang": "painless"}}}
-
-
-def weighted_value_agg(field: str, power: int) -> dict[str, Any]:
-    """Sum of ``weight * value ** power`` over a numeric field, for weighted moments."""
-    value = " * v" * power
-    source = f"{_WEIGHT} double v = doc[params.f].value; return w{value};"
-    return {"sum": {"script": {"source": source, "lang": "painless", "params": {"f": field}}}}
+RATES = "rates"
+# Every search over a model's pattern: missing indices are fine, and the shards of days outside the window
+# and of other models are skipped before they are searched (the can-match phase, forced for any shard count),
+# so their mappings never meet the window's in an aggregation.
+SEARCH_OPTIONS: dict[str, Any] = {"ignore_unavailable": True, "allow_no_indices": True, "pre_filter_shard_size": 1}
+# Feedback stamped up to this long before its window's first day is still read (clocks differ).
+FEEDBACK_EARLY = timedelta(days=1)
 
 
 def iso(moment: datetime) -> str:
@@ -56,102 +45,101 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def _term_value(value: Any) -> Any:
+def term(field: str, value: Any) -> dict[str, Any]:
+    """A ``term`` query in the specification's long form (the short ``{field: value}`` form is an alias)."""
+    return {"term": {field: {"value": value}}}
+
+
+def term_value(value: Any) -> Any:
+    """A filter value as a ``terms`` query takes it (booleans as ``true``/``false`` strings)."""
     return str(value).lower() if isinstance(value, bool) else value
 
 
-@dataclass(frozen=True)
-class Labels:
-    """Latest feedback label per prediction id, for the runtime field ``ml.label``."""
-
-    values: dict[str, Any]
-
-    @property
-    def numeric(self) -> bool:
-        return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in self.values.values())
-
-    def runtime(self) -> dict[str, Any]:
-        if self.numeric:
-            params = {k: float(v) for k, v in self.values.items()}
-            return {
-                "type": "double",
-                "script": {"source": _LABEL_SCRIPT % "((Number) v).doubleValue()", "params": {"labels": params}},
-            }
-        texts = {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in self.values.items()}
-        return {"type": "keyword", "script": {"source": _LABEL_SCRIPT % "(String) v", "params": {"labels": texts}}}
+def time_range(window: Window) -> dict[str, Any]:
+    return {
+        "range": {TIMESTAMP: {"gte": iso(window.start), "lt": iso(window.end), "format": "strict_date_optional_time"}}
+    }
 
 
-@dataclass
-class Context:
-    """One query made concrete: indices, filter, runtime label field and the mapped columns."""
-
-    indices: str
-    filter: dict[str, Any]
-    fields: dict[str, Field]
-    runtime: dict[str, Any] | None
-
-    def search_args(self) -> dict[str, Any]:
-        args: dict[str, Any] = {"index": self.indices, "ignore_unavailable": True, "allow_no_indices": True}
-        args["query"] = self.filter
-        if self.runtime:
-            args["runtime_mappings"] = self.runtime
-        return args
+def window_filter(model: str, window: Window) -> list[dict[str, Any]]:
+    """Every prediction of the model in the window, successes and failures."""
+    return [term(EVENT_DATASET, DATASET_PREDICTION), term(MODEL_NAME, model), time_range(window)]
 
 
-def feedback_filter(model: str, window: Window) -> list[dict[str, Any]]:
-    """Labelled feedback of the model (or of no named model) since the window's first day."""
-    first = window.start.replace(hour=0, minute=0, second=0, microsecond=0)
-    return [
-        {"term": {EVENT_DATASET: DATASET_FEEDBACK}},
-        {
-            "bool": {
-                "should": [{"term": {MODEL_NAME: model}}, {"bool": {"must_not": {"exists": {"field": MODEL_NAME}}}}]
-            }
-        },
-        {"range": {TIMESTAMP: {"gte": iso(first), "format": "strict_date_optional_time"}}},
-        {"exists": {"field": LABEL}},
-    ]
-
-
-def context(query: Query, indices: str, fields: dict[str, Field], labels: Labels | None) -> Context:
-    """The query's predictions as a bool filter; with ``labels``, also the runtime field ``ml.label``."""
-    fields = dict(fields)
-    runtime = None
-    filters: list[dict[str, Any]] = [
-        {"term": {EVENT_DATASET: DATASET_PREDICTION}},
-        {"term": {MODEL_NAME: query.model}},
-        {
-            "range": {
-                TIMESTAMP: {
-                    "gte": iso(query.window.start),
-                    "lt": iso(query.window.end),
-                    "format": "strict_date_optional_time",
-                }
-            }
-        },
-    ]
+def prediction_filter(query: Query) -> list[dict[str, Any]]:
+    """The query's predictions: every filter but ``has_label``, which the label join answers."""
+    filters = window_filter(query.model, query.window)
     for path, values in (
         (MODEL_VERSION, query.model_versions),
         (ENTITY_ID, query.entity_ids),
         (PREDICTION_ID, query.prediction_ids),
     ):
         if values is not None:
-            filters.append({"terms": {path: [_term_value(v) for v in values]}})
+            filters.append({"terms": {path: [term_value(v) for v in values]}})
     for attribute, values in (query.groups or {}).items():
-        filters.append({"terms": {f"{GROUPS}.{attribute}": [_term_value(v) for v in values]}})
+        filters.append({"terms": {f"{GROUPS}.{attribute}": [term_value(v) for v in values]}})
     if query.outcome is not None:
-        filters.append({"term": {EVENT_OUTCOME: query.outcome}})
-    must_not: list[dict[str, Any]] = []
-    if labels is not None:
-        if labels.values:
-            runtime = {LABEL: labels.runtime()}
-            kind: ColumnKind = "numeric" if labels.numeric else "categorical"
-            fields["label"] = Field(LABEL, kind, "double" if labels.numeric else "keyword")
-        if query.has_label is True:
-            filters.append({"exists": {"field": LABEL}} if labels.values else {"match_none": {}})
-        elif query.has_label is False and labels.values:
-            must_not.append({"exists": {"field": LABEL}})
-    body: dict[str, Any] = {"filter": filters}
-    if must_not:
-        body["must_not"] = must_not
-    return Context(indices, {"bool": body}, fields, runtime)
+        filters.append(term(EVENT_OUTCOME, query.outcome))
+    return filters
+
+
+def feedback_filter(model: str, window: Window, pid_range: tuple[str, str] | None = None) -> list[dict[str, Any]]:
+    """Labelled feedback of the model that may belong to the window's predictions: stamped since shortly
+    before the window's first day (a label arrives after its prediction, clocks permitting), and with a
+    prediction id between the window's smallest and largest (ids are UUIDv7, ordered by time)."""
+    first = window.start.replace(hour=0, minute=0, second=0, microsecond=0) - FEEDBACK_EARLY
+    filters: list[dict[str, Any]] = [
+        term(EVENT_DATASET, DATASET_FEEDBACK),
+        term(MODEL_NAME, model),
+        {"range": {TIMESTAMP: {"gte": iso(first), "format": "strict_date_optional_time"}}},
+        {"exists": {"field": LABEL}},
+    ]
+    if pid_range is not None:
+        filters.append({"range": {PREDICTION_ID: {"gte": pid_range[0], "lte": pid_range[1]}}})
+    return filters
+
+
+def bool_filter(filters: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"bool": {"filter": filters}}
+
+
+def strata(aggs: dict[str, Any]) -> dict[str, Any]:
+    """``aggs`` inside one bucket per sample rate (no rate: rate 1)."""
+    return {
+        RATES: {
+            "terms": {"field": SAMPLE_RATE, "missing": 1.0, "size": limits.MAX_SAMPLE_RATES},
+            "aggregations": aggs,
+        }
+    }
+
+
+def weight(rate: Any) -> float:
+    """The weight of a prediction logged at ``rate``: ``1 / rate``, or 1 when the rate is missing or not positive."""
+    try:
+        r = float(rate)
+    except (TypeError, ValueError):
+        return 1.0
+    return 1.0 / r if r > 0 else 1.0
+
+
+@dataclass(frozen=True)
+class Stratum:
+    """One sample rate's bucket of an answer and the weight of each of its documents."""
+
+    weight: float
+    bucket: dict[str, Any]
+
+    @property
+    def docs(self) -> float:
+        return float(self.bucket.get("doc_count") or 0)
+
+
+def strata_of(aggregations: dict[str, Any], where: str) -> Iterator[Stratum]:
+    """The strata of an answer built with :func:`strata`; more rates than the aggregation asked for is an error."""
+    part = aggregations.get(RATES) or {}
+    if part.get("sum_other_doc_count"):
+        raise StoreError(
+            f"{where}: predictions were logged with more than {limits.MAX_SAMPLE_RATES} different sample rates"
+        )
+    for bucket in part.get("buckets") or []:
+        yield Stratum(weight(bucket.get("key")), bucket)

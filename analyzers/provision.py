@@ -1,5 +1,6 @@
-"""``predwatch setup``: install the index templates and lifecycle policy in Elasticsearch and import
-the Kibana saved objects, waiting for both to be ready.  Safe to run again: everything is an upsert.
+"""``predwatch setup``: install what Elasticsearch needs (:mod:`analyzers.store.elastic.install`: lifecycle
+policies, index templates, the dead-letter alias, after checking the cluster's version) and import the Kibana
+saved objects, waiting for both to be ready.  Safe to run again: everything is an upsert.
 
 Secrets (passwords, API keys) never appear in messages: errors name the host and the HTTP status.
 """
@@ -16,28 +17,20 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from analyzers.config.models import Config, ElasticsearchStoreConfig, KibanaConfig
+from analyzers.config.models import Config, KibanaConfig
+from analyzers.store.elastic.install import ElasticsearchAssets, InstallError, SetupStep, default_assets, install
+from analyzers.store.elastic.templates import DEFAULT_RETENTION_DAYS
 
-DEFAULT_RETENTION_DAYS = 30
 SAVED_OBJECTS_FILE = Path("kibana") / "saved_objects.ndjson"
 READY_KIBANA_LEVELS = ("available", "degraded")
 
-StepStatus = Literal["created", "updated", "imported", "skipped"]
+__all__ = ["ElasticsearchAssets", "SetupError", "SetupReport", "SetupStep", "import_saved_objects", "run_setup"]
 
 
 class SetupError(RuntimeError):
-    """Set-up cannot finish: unreachable, not ready in time, credentials refused, objects rejected."""
-
-
-@dataclass(frozen=True)
-class SetupStep:
-    """One thing setup did: what (``index_template ml-predictions``), how it went, and details."""
-
-    name: str
-    status: StepStatus
-    detail: str = ""
+    """Set-up cannot finish: unreachable, not ready in time, too old, credentials refused, objects rejected."""
 
 
 @dataclass
@@ -48,14 +41,6 @@ class SetupReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"steps": [{"name": s.name, "status": s.status, "detail": s.detail} for s in self.steps]}
-
-
-@dataclass(frozen=True)
-class ElasticsearchAssets:
-    """What goes into Elasticsearch: lifecycle policies and composable index templates, by name."""
-
-    policies: Mapping[str, dict[str, Any]]
-    templates: Mapping[str, dict[str, Any]]
 
 
 def run_setup(
@@ -69,10 +54,10 @@ def run_setup(
     wait: float = 300.0,
     retry_interval: float = 5.0,
 ) -> SetupReport:
-    """Install Elasticsearch templates and policy, then import Kibana's saved objects.
+    """Install Elasticsearch's policies, templates and dead-letter alias, then import Kibana's saved objects.
 
-    ``wait`` bounds how long (seconds) each service may take to become ready; ``assets`` defaults
-    to what :mod:`logshipper.index_template` generates from the schema with ``retention_days``.
+    ``wait`` bounds how long (seconds) each service may take to become ready; ``assets`` defaults to what
+    :mod:`analyzers.store.elastic.templates` generates from the schema with ``retention_days``.
     Raises :class:`SetupError` with a message naming the service when a step cannot be done.
     """
     if es_only and kibana_only:
@@ -85,8 +70,14 @@ def run_setup(
                 raise SetupError("setup needs store.elasticsearch in the configuration to install templates")
             report.steps.append(SetupStep("elasticsearch", "skipped", "the store is local: no templates to install"))
         else:
-            chosen = assets if assets is not None else default_assets(retention_days)
-            report.steps.extend(install_elasticsearch(es_config, chosen, wait=wait, retry_interval=retry_interval))
+            try:
+                chosen = assets if assets is not None else default_assets(retention_days)
+            except ValueError as exc:
+                raise SetupError(str(exc)) from None
+            try:
+                report.steps.extend(install(es_config, chosen, wait=wait, retry_interval=retry_interval))
+            except InstallError as exc:
+                raise SetupError(str(exc)) from None
     if not es_only:
         if config.kibana is None:
             if kibana_only:
@@ -96,101 +87,6 @@ def run_setup(
             path = saved_objects if saved_objects is not None else find_saved_objects()
             report.steps.append(import_saved_objects(config.kibana, path, wait=wait, retry_interval=retry_interval))
     return report
-
-
-def default_assets(retention_days: int = DEFAULT_RETENTION_DAYS) -> ElasticsearchAssets:
-    """The templates and lifecycle policy generated from the event schema."""
-    from logshipper import index_template as generated
-
-    predictions = generated.index_template()
-    monitor = generated.monitor_index_template()
-    policy = generated.lifecycle_policy(retention_days)
-    policy_name = lifecycle_name(predictions) or "ml-predictions"
-    return ElasticsearchAssets(
-        policies={policy_name: policy},
-        templates={"ml-predictions": predictions, "ml-monitor": monitor},
-    )
-
-
-def lifecycle_name(template: Mapping[str, Any]) -> str | None:
-    """The lifecycle policy an index template's settings name, in nested or dotted form."""
-    settings = (template.get("template") or {}).get("settings") or {}
-    if "index.lifecycle.name" in settings:
-        return str(settings["index.lifecycle.name"])
-    index = settings.get("index") or {}
-    if "lifecycle.name" in index:
-        return str(index["lifecycle.name"])
-    name = (index.get("lifecycle") or {}).get("name")
-    return str(name) if name else None
-
-
-def install_elasticsearch(
-    es_config: ElasticsearchStoreConfig,
-    assets: ElasticsearchAssets,
-    *,
-    wait: float = 300.0,
-    retry_interval: float = 5.0,
-) -> list[SetupStep]:
-    """Put the lifecycle policies, then the index templates (which name the policies)."""
-    from analyzers.store.elastic.errors import (
-        ApiError,
-        AuthenticationException,
-        AuthorizationException,
-        EsConnectionError,
-        NotFoundError,
-    )
-
-    es = _es_client(es_config)
-    where = ", ".join(_safe_url(h) for h in es_config.hosts)
-    deadline = time.monotonic() + wait
-    last = "no answer"
-    while True:
-        try:
-            es.cluster.health(wait_for_status="yellow", timeout="10s")
-            break
-        except AuthenticationException:
-            raise SetupError(f"Elasticsearch at {where} rejected the credentials (HTTP 401)") from None
-        except AuthorizationException:
-            raise SetupError(f"Elasticsearch at {where}: the user may not read cluster health (HTTP 403)") from None
-        except EsConnectionError as exc:
-            last = f"cannot connect ({type(exc).__name__})"
-        except ApiError as exc:
-            if exc.meta.status not in (408, 429, 500, 502, 503, 504):
-                raise SetupError(f"Elasticsearch at {where} answered HTTP {exc.meta.status}: {exc.message}") from None
-            last = f"HTTP {exc.meta.status}"
-        if time.monotonic() + retry_interval > deadline:
-            raise SetupError(f"Elasticsearch at {where} was not ready after {wait:.0f}s ({last})")
-        time.sleep(retry_interval)
-
-    steps: list[SetupStep] = []
-    try:
-        for name, body in assets.policies.items():
-            try:
-                es.ilm.get_lifecycle(name=name)
-                existed = True
-            except NotFoundError:
-                existed = False
-            es.ilm.put_lifecycle(name=name, body=body if "policy" in body else {"policy": body})
-            steps.append(SetupStep(f"lifecycle_policy {name}", "updated" if existed else "created"))
-        for name, body in assets.templates.items():
-            existed = bool(es.indices.exists_index_template(name=name))
-            es.indices.put_index_template(name=name, body=dict(body))
-            patterns = ", ".join(body.get("index_patterns", []))
-            steps.append(SetupStep(f"index_template {name}", "updated" if existed else "created", patterns))
-    except AuthenticationException:
-        raise SetupError(f"Elasticsearch at {where} rejected the credentials (HTTP 401)") from None
-    except ApiError as exc:
-        raise SetupError(
-            f"Elasticsearch at {where} refused the set-up: HTTP {exc.meta.status}: {exc.message}"
-        ) from None
-    return steps
-
-
-def _es_client(es_config: ElasticsearchStoreConfig) -> Any:
-    """The store's client without its own retries: set-up waits for the cluster in its own loop."""
-    from analyzers.store.elastic.connection import client_from_config
-
-    return client_from_config(es_config.model_copy(update={"max_retries": 0}))
 
 
 def find_saved_objects() -> Path:
