@@ -26,11 +26,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
+
+from tests.local_http import ELASTIC_JSON, QuietHandler
 
 _NUMERIC = {"long", "integer", "short", "byte", "double", "float", "half_float", "scaled_float", "unsigned_long"}
 
@@ -942,7 +944,7 @@ class Emulator:
     def serve(self, port: int = 0) -> Iterator[Emulator]:
         emulator = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def _serve(self) -> None:
                 parts = urlsplit(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
@@ -954,19 +956,9 @@ class Emulator:
                     status, answer = 200, {}
                 if isinstance(answer, tuple):  # a HEAD that found nothing
                     status, answer = answer
-                payload = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("X-Elastic-Product", "Elasticsearch")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(payload)
+                self.answer(status, ELASTIC_JSON, json.dumps(answer))
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _serve
-
-            def log_message(self, *args: Any) -> None:
-                return
 
         server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)

@@ -15,8 +15,11 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
 
 
+ELASTIC_JSON = {"Content-Type": "application/json", "X-Elastic-Product": "Elasticsearch"}  # what a cluster sends
+
+
 class QuietHandler(BaseHTTPRequestHandler):
-    """A request handler that logs nothing and answers with a status, headers and a text body."""
+    """A request handler that logs nothing and answers with a status, headers and a text body (none to a HEAD)."""
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -29,7 +32,8 @@ class QuietHandler(BaseHTTPRequestHandler):
                 self.send_header(key, value)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
-            self.wfile.write(payload)
+            if self.command != "HEAD":
+                self.wfile.write(payload)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (a timeout, a killed sender)
 

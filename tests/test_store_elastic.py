@@ -29,6 +29,7 @@ from analyzers.store import ConflictError, Query, StoreError, StoreUnavailable
 from analyzers.store.elastic import ElasticsearchStore, limits
 from analyzers.timeutil import Window
 from tests.conftest import check_requests
+from tests.local_http import ELASTIC_JSON, QuietHandler
 from tests.store_contract import VALUES_DAY
 
 RECORDED = Path(__file__).parent / "recorded_es"
@@ -85,7 +86,7 @@ class FakeElasticsearch:
 
 
 def _handler(fake: FakeElasticsearch) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def _serve(self) -> None:
             parts = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
@@ -98,19 +99,9 @@ def _handler(fake: FakeElasticsearch) -> type[BaseHTTPRequestHandler]:
             params = {k: v[-1] for k, v in parse_qs(parts.query).items()}
             fake.requests.append(Request(self.command, path, params, body, self.requestline))
             status, answer = fake.answer(self.command, path, raw)
-            payload = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("X-Elastic-Product", "Elasticsearch")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(payload)
+            self.answer(status, ELASTIC_JSON, json.dumps(answer))
 
         do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _serve
-
-        def log_message(self, *args: Any) -> None:
-            return
 
     return Handler
 
