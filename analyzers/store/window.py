@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -60,7 +60,6 @@ class WindowTables:
     feedback: str
     repeated: int
     labelled: bool  # whether the view joins feedback labels
-    objects: list[str] = field(default_factory=list)
 
     def drop(self, con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"DROP VIEW IF EXISTS {self.view}")
