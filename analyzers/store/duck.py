@@ -267,10 +267,14 @@ class DuckAggregates:
     def _source(self, query: Query, columns: Sequence[str] | None = None) -> tuple[str, list[Any], set[str]]:
         """``FROM ... WHERE ...`` for the query, its parameters and the table's columns; ``columns`` are those the
         caller reads (all when None), so that a read without ``label`` is spared the feedback join."""
-        label = columns is None or "label" in columns or query.has_label is not None
-        table = self._table(query, label)
+        table = self._table(query, self._wants_label(query, columns))
         where, params = self._where(query, table)
         return f"FROM {table}{where}", params, set(self._table_columns(table))
+
+    @staticmethod
+    def _wants_label(query: Query, columns: Sequence[str] | None) -> bool:
+        """Whether reading ``columns`` of the query's rows needs ``label`` (all columns when None)."""
+        return columns is None or "label" in columns or query.has_label is not None
 
     def _num(self, column: str, cols: set[str]) -> str:
         if column not in cols:
@@ -638,24 +642,34 @@ class DuckAggregates:
                         raise
                     raise StoreError(describe(doing, exc, self.memory_limit)) from exc
 
+    def _joined(self, query: Query, columns: Sequence[str] | None) -> bool:
+        """Whether reading ``columns`` joins the window to other tables (then ``rows`` joins once, not per slice)."""
+        return False
+
     def _rows(self, query: Query, columns: Sequence[str] | None, chunk_size: int) -> Iterator[pd.DataFrame]:
         source, params, cols = self._source(query, columns)
         names = self._select_list(columns, cols)
         kinds = {c.name: c.kind for c in self._column_counts(query)}
-        select = self._select_sql(names, cols)
+        select = f"{self._select_sql(names, cols)}, timestamp AS _pw_ts, prediction_id AS _pw_id"
         with self._lock:
             cursor = self._con.cursor()
         pending: list[pa.Table] = []
         held = 0
         keys = [("_pw_ts", "ascending"), ("_pw_id", "ascending")]
         try:
+            if self._joined(query, columns):
+                # A join (the feedback labels) would be made again for every slice: the rows are joined once,
+                # into a temporary table of the cursor's own (kept by DuckDB within its memory limit, spilled
+                # beyond it), and sliced from there.
+                cursor.execute(f"CREATE TEMP TABLE _pw_joined AS SELECT {select} FROM (SELECT * {source})", params)
+                reading, select, time, params = "FROM _pw_joined", "*", "_pw_ts", []
+            else:
+                reading, time = f"FROM (SELECT * {source})", "timestamp"
             # Sorting a whole window would hold it in memory: each slice of time is read and sorted on its
             # own, by Arrow, so DuckDB only streams and its working memory stays within its limit.
-            for clause, slice_params in self._time_slices(cursor, source, params, max(chunk_size, _SLICE_ROWS)):
-                sql = (
-                    f"SELECT {select}, timestamp AS _pw_ts, prediction_id AS _pw_id"
-                    f" FROM (SELECT * {source}) WHERE {clause}"
-                )
+            slices = self._time_slices(cursor, reading, params, max(chunk_size, _SLICE_ROWS), time=time)
+            for clause, slice_params in slices:
+                sql = f"SELECT {select} {reading} WHERE {clause}"
                 part = cursor.sql(sql, params=[*params, *slice_params]).to_arrow_table()
                 order = pc.sort_indices(part, sort_keys=keys)  # nulls last, as SQL orders them
                 pending.append(part.take(order).drop_columns(["_pw_ts", "_pw_id"]))
@@ -672,23 +686,24 @@ class DuckAggregates:
 
     @staticmethod
     def _time_slices(
-        cursor: duckdb.DuckDBPyConnection, source: str, params: list[Any], rows: int
+        cursor: duckdb.DuckDBPyConnection, source: str, params: list[Any], rows: int, *, time: str
     ) -> Iterator[tuple[str, list[Any]]]:
-        """Consecutive ranges of whole hours holding about ``rows`` rows each (filter and parameters)."""
+        """Consecutive ranges of whole hours of the ``time`` column holding about ``rows`` rows each (filter and
+        parameters)."""
         hours = cursor.execute(
-            f"SELECT date_trunc('hour', timestamp) AS h, count(*) {source} GROUP BY 1 ORDER BY 1 NULLS LAST", params
+            f"SELECT date_trunc('hour', {time}) AS h, count(*) {source} GROUP BY 1 ORDER BY 1 NULLS LAST", params
         ).fetchall()
         start, held = None, 0
         for i, (hour, n) in enumerate(hours):
             if hour is None:
-                yield "timestamp IS NULL", []
+                yield f"{time} IS NULL", []
                 continue
             start = hour if start is None else start
             held += n
             following = hours[i + 1][0] if i + 1 < len(hours) else None
             if held >= rows or following is None:
                 end = hour + timedelta(hours=1)
-                yield "timestamp >= ? AND timestamp < ?", [start, end]
+                yield f"{time} >= ? AND {time} < ?", [start, end]
                 start, held = None, 0
 
     def sample(self, query: Query, n: int, seed: int = 0, columns: Sequence[str] | None = None) -> pd.DataFrame:

@@ -88,6 +88,12 @@ class LocalStore(DuckAggregates, Store):
             tables = self._window(query.model, query.window)
             return tables.view if label else tables.unlabelled
 
+    def _joined(self, query: Query, columns: Sequence[str] | None) -> bool:
+        if not self._wants_label(query, columns):
+            return False
+        with self._lock:
+            return self._window(query.model, query.window).labelled
+
     def _window(self, model: str, window: Window) -> WindowTables:
         """The window's tables, built once per window and version of the parsed files."""
         days = {d.date() for d in window.days()}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -59,7 +59,7 @@ class WindowTables:
     dups: str
     feedback: str
     repeated: int
-    objects: list[str] = field(default_factory=list)
+    labelled: bool  # whether the view joins feedback labels
 
     def drop(self, con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"DROP VIEW IF EXISTS {self.view}")
@@ -101,12 +101,16 @@ def build(
     # are matched by their 64-bit hash (kept at parse time) and confirmed by a second hash of the id, so the
     # join holds numbers, not strings; two ids sharing the first hash would leave one unlabelled, never mislabel.
     latest = "epoch_us(ts)::HUGEINT * 4294967296 + line_no"
+    # Feedback from days after the window (a window in the past) is mostly about other predictions: only the
+    # window's ids are aggregated, which costs a pass over the window's ids and spares most of the aggregate.
+    later = set(feedback) - set(predictions)
+    ours = f" AND pid_hash IN (SELECT pid_hash FROM {events})" if later else ""
     con.execute(
         f"""CREATE TABLE {fb} AS SELECT pid_hash, arg_max({_CHECK}, {latest}) AS fb_check,
             arg_max(label, {latest}) AS fb_label
         FROM {parquet_source(feedback)}
         WHERE dataset = 'ml.feedback' AND (model = {sql_string(model)} OR model IS NULL) AND label IS NOT NULL
-            AND day >= {_date(days[0])}
+            AND day >= {_date(days[0])}{ours}
         GROUP BY pid_hash"""
     ).fetchall()
     (repeated,) = con.execute(f"SELECT count(*) FROM {dups}").fetchall()[0]
@@ -124,7 +128,7 @@ def build(
                1.0 / rate AS _w, prediction{extra}, file AS _file, line_no AS _line, nested AS _nested"""
     con.execute(f"CREATE VIEW {view} AS SELECT {columns}, {label} AS label FROM {events}{joins}")
     con.execute(f"CREATE VIEW {unlabelled} AS SELECT {columns} FROM {events}{unique}")
-    return WindowTables(view, unlabelled, source, inside, model, dups, fb, int(repeated))
+    return WindowTables(view, unlabelled, source, inside, model, dups, fb, int(repeated), bool(labelled))
 
 
 def _place(file: str | None, line: int | None) -> str | None:
