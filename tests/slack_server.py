@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs
 
-from local_http import LocalListener, QuietHandler
+from tests.local_http import LocalListener, QuietHandler
 
 CHANNEL_IDS = {"ml": "CML000001", "ml-alerts": "CMLALERTS1"}
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -26,17 +25,11 @@ from analyzers.config.models import Config, JobConfig, SlackConfig
 from analyzers.findings import DriftMetrics, Finding, OpsMetrics, PerformanceMetrics, Signal
 from analyzers.store import LocalStore
 from analyzers.timeutil import Window
+from tests.conftest import store_at
 from tests.slack_server import FakeSlack
 
 TOKEN = "xoxb-test-secret-token-123"
 T0 = datetime(2026, 11, 20, tzinfo=timezone.utc)
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    server = FakeSlack()
-    yield server
-    server.close()
 
 
 def make_config(slack: FakeSlack | None, *, webhook: bool = False, **drift: object) -> Config:
@@ -51,11 +44,6 @@ def make_config(slack: FakeSlack | None, *, webhook: bool = False, **drift: obje
             else {"token": TOKEN, "channel": "#ml", "base_url": slack.api_url}
         )
     return Config.model_validate(data)
-
-
-def store_at(tmp_path: Path) -> LocalStore:
-    (tmp_path / "logs").mkdir(exist_ok=True)
-    return LocalStore(tmp_path / "logs", tmp_path / "state")
 
 
 def drift(day: int, *features: str, status: str | None = None) -> Finding:

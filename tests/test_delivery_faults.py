@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -24,24 +23,12 @@ from analyzers.alerts.pacing import Pacing
 from analyzers.cli import main
 from analyzers.config.models import Config
 from analyzers.findings import DriftMetrics, Finding, Signal
-from analyzers.store import LocalStore
 from analyzers.timeutil import Window, format_time
+from tests.conftest import store_at
 from tests.slack_server import FakeSlack
 
 T0 = datetime(2026, 11, 20, tzinfo=timezone.utc)
 TOKEN = "xoxb-fault-secret"
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    server = FakeSlack()
-    yield server
-    server.close()
-
-
-def store_at(tmp_path: Path) -> LocalStore:
-    (tmp_path / "logs").mkdir(exist_ok=True)
-    return LocalStore(tmp_path / "logs", tmp_path / "state")
 
 
 def slack_config(slack: FakeSlack, **delivery: Any) -> Config:

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -30,13 +29,6 @@ from tests.slack_server import FakeSlack
 
 T0 = datetime(2026, 11, 20, tzinfo=timezone.utc)
 NOW = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    server = FakeSlack()
-    yield server
-    server.close()
 
 
 def slow_hour(log_dir: Path, start: datetime, latency_ms: float = 900.0) -> None:

@@ -21,8 +21,8 @@ from analyzers.alerts.pacing import Pacing
 from analyzers.config.loader import parse_config
 from analyzers.config.models import Config
 from analyzers.findings import DriftMetrics, Finding, Signal
-from analyzers.store import LocalStore
 from analyzers.timeutil import Window
+from tests.conftest import store_at
 from tests.slack_server import FakeSlack
 from tests.webhook_server import FakeEndpoint, Request
 
@@ -36,18 +36,6 @@ def endpoint() -> Iterator[FakeEndpoint]:
     server = FakeEndpoint()
     yield server
     server.close()
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    server = FakeSlack()
-    yield server
-    server.close()
-
-
-def store_at(tmp_path: Path) -> LocalStore:
-    (tmp_path / "logs").mkdir(exist_ok=True)
-    return LocalStore(tmp_path / "logs", tmp_path / "state")
 
 
 def drift(day: int, *features: str, severity: str = "warning") -> Finding:

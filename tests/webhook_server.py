@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from local_http import LocalListener, QuietHandler
+from tests.local_http import LocalListener, QuietHandler
 
 
 @dataclass
