@@ -32,6 +32,19 @@ DEAD_LETTERS = [
 
 HERE = Path(__file__).resolve().parent / "recorded_es"
 
+
+def _bucketed(store: Any, model: str) -> Any:
+    """Per two hours and logged class, ``features.amount`` over three edges (two composite pages when the
+    recording shrinks ``MAX_BUCKETS``)."""
+    return store.bucketed_histograms(
+        Query(model, DAY1, outcome="success"),
+        "features.amount",
+        [0, 1.5, 2.5],
+        bucket=timedelta(hours=2),
+        by="prediction",
+    )
+
+
 # file -> (what the store is asked, which of its requests' answers: method, path pattern, nth match)
 SCENARIOS: dict[str, tuple[Callable[[ElasticsearchStore, str], Any], str, str, int]] = {
     "field_caps_window": (lambda s, m: s.columns(Query(m, DAY1)), "POST", r".*/_field_caps", 0),
@@ -124,25 +137,13 @@ SCENARIOS: dict[str, tuple[Callable[[ElasticsearchStore, str], Any], str, str, i
         0,
     ),
     "search_bucketed_page1": (
-        lambda s, m: s.bucketed_histograms(
-            Query(m, DAY1, outcome="success"),
-            "features.amount",
-            [0, 1.5, 2.5],
-            bucket=timedelta(hours=2),
-            by="prediction",
-        ),
+        _bucketed,
         "POST",
         r"/ml-predictions-[^,]*/_search",
         0,
     ),
     "search_bucketed_page2": (
-        lambda s, m: s.bucketed_histograms(
-            Query(m, DAY1, outcome="success"),
-            "features.amount",
-            [0, 1.5, 2.5],
-            bucket=timedelta(hours=2),
-            by="prediction",
-        ),
+        _bucketed,
         "POST",
         r"/ml-predictions-[^,]*/_search",
         1,
