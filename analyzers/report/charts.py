@@ -120,7 +120,8 @@ def _styled(draw: Any) -> Any:
 
 
 def _time_axis(ax: Any) -> None:
-    """Concise date ticks."""
+    """Dates on the x axis, with concise ticks."""
+    ax.xaxis_date()
     locator = mdates.AutoDateLocator(minticks=3, maxticks=8)
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
@@ -249,7 +250,6 @@ def drift_trend(
     bottom.set_ylabel("effect beyond noise ÷ threshold")
     bottom.set_xlabel("time (UTC); circled: drifted")
     _legend_outside(bottom)
-    bottom.xaxis_date()
     _time_axis(bottom)
     return to_svg(fig, key, "drift over time")
 
@@ -280,7 +280,6 @@ def multivariate_history(history: Sequence[Finding], key: str) -> str:
     ax.set_title("Features together, by window end (shaded: drifted)", loc="left")
     ax.set_xlabel("window end (UTC)")
     _legend_outside(ax)
-    ax.xaxis_date()
     _time_axis(ax)
     return to_svg(fig, key, "multivariate drift over time")
 
@@ -427,7 +426,6 @@ def performance_trend(
     bottom.set_ylabel("label coverage")
     bottom.set_xlabel("time (UTC)")
     _legend_outside(bottom)
-    bottom.xaxis_date()
     _time_axis(bottom)
     return to_svg(fig, key, "performance over time")
 
@@ -461,7 +459,6 @@ def fairness_trend(
             left.set_title("Parity differences", loc="left")
             right.set_title("Parity ratio (lowest ÷ highest)", loc="left")
     for ax in axes[-1]:
-        ax.xaxis_date()
         _time_axis(ax)
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=len(labels))
@@ -501,7 +498,6 @@ def ops_trend(
     latency.set_ylabel("latency (ms)")
     latency.set_xlabel("time (UTC)")
     _legend_outside(latency)
-    latency.xaxis_date()
     _time_axis(latency)
     return to_svg(fig, key, "operations over time")
 
@@ -542,7 +538,6 @@ def estimation_trend(
     bottom.set_ylabel("label coverage")
     bottom.set_xlabel("time (UTC)")
     _legend_outside(bottom)
-    bottom.xaxis_date()
     _time_axis(bottom)
     return to_svg(fig, key, "estimated performance over time")
 
@@ -576,7 +571,6 @@ def operations(ops: OpsSeries, max_error_rate: float | None, latency_limits: dic
     latency.set_ylabel("latency (ms)")
     latency.set_xlabel("time (UTC)")
     _legend_outside(latency)
-    volume.xaxis_date()
     _time_axis(latency)
     return to_svg(fig, key, "operations")
 
