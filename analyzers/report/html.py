@@ -323,20 +323,15 @@ def _drift(data: ReportData) -> str:
             parts.append(f'<div class="plots">{"".join(plots)}</div>')
         if m.multivariate is not None:
             parts.extend(_multivariate(m.multivariate))
-    parts.append("<h3>Over time</h3>")
-    trend = data.trends.drift
+    trend, trends = data.trends.drift, data.trends
+    shown = None
     if trend is not None and trend.ratios:
-        trends = data.trends
-        parts.append(
-            plot(charts.drift_trend, trend, trends.starts, trends.bucket, trends.fired.get("drift"), "drift-trend")
+        shown = (
+            plot(charts.drift_trend, trend, trends.starts, trends.bucket, trends.fired.get("drift"), "drift-trend"),
+            f"Each column against {trend.reference}, from the logs per {format_duration(trends.bucket)}; effect sizes"
+            " beyond sampling noise (a column drifts when its test is also significant).",
         )
-        parts.append(
-            f'<p class="muted">Each column against {escape(trend.reference)}, from the logs per '
-            f"{escape(format_duration(trends.bucket))}; effect sizes beyond sampling noise (a column drifts when its "
-            f"test is also significant). {escape(_fired_note(data, 'drift'))}</p>"
-        )
-    else:
-        parts.append(note(data.trends.notes.get("drift") or "No drift trend: no column could be compared."))
+    parts.extend(_over_time(data, "drift", shown, "No drift trend: no column could be compared."))
     joint = [f for f in section.history if (d := f.metrics_as(DriftMetrics)) is not None and d.multivariate]
     if joint:
         parts.append(plot(charts.multivariate_history, joint, "multivariate-history"))
@@ -420,20 +415,16 @@ def _fairness(data: ReportData) -> str:
         if attribute.groups:
             parts.append(plot(charts.fairness_groups, attribute, f"fair{i}"))
         parts.append(_group_table(attribute))
-    parts.append("<h3>Over time</h3>")
-    trend = data.trends.fairness
+    trend, trends = data.trends.fairness, data.trends
+    shown = None
     if trend is not None and trend.attributes:
-        trends = data.trends
-        parts.append(
-            plot(charts.fairness_trend, trend, trends.starts, trends.bucket, trends.fired.get("fairness"), "fair-trend")
+        fired = trends.fired.get("fairness")
+        shown = (
+            plot(charts.fairness_trend, trend, trends.starts, trends.bucket, fired, "fair-trend"),
+            f"Parity measures per {format_duration(trends.bucket)} from the logs, over the groups of at least"
+            f" {fmt(trend.min_group_size)} predictions in the bucket (no point where fewer than two are).",
         )
-        parts.append(
-            f'<p class="muted">Parity measures per {escape(format_duration(trends.bucket))} from the logs, over the '
-            f"groups of at least {fmt(trend.min_group_size)} predictions in the bucket (no point where fewer than two "
-            f"are). {escape(_fired_note(data, 'fairness'))}</p>"
-        )
-    else:
-        parts.append(note(data.trends.notes.get("fairness") or "No fairness trend: no group attribute was logged."))
+    parts.extend(_over_time(data, "fairness", shown, "No fairness trend: no group attribute was logged."))
     parts.append(_versions(section))
     return _section("fairness", "\n".join(parts))
 
@@ -515,23 +506,18 @@ def _performance(data: ReportData) -> str:
             rows.append(("alert" if entry.breached else "", cells))
         headers = ["metric", "value", "95% CI", "reference", "change", "significant", ""]
         parts.append(table(headers, rows, numeric={1, 3, 4}))
-    parts.append("<h3>Over time</h3>")
-    trend = data.trends.performance
+    trend, trends = data.trends.performance, data.trends
+    shown = None
     if trend is not None:
-        trends = data.trends
         fired = trends.fired.get("performance")
         references = _metric_references(finding)
-        parts.append(
-            plot(charts.performance_trend, trend, trends.starts, trends.bucket, fired, references, "perf-trend")
+        shown = (
+            plot(charts.performance_trend, trend, trends.starts, trends.bucket, fired, references, "perf-trend"),
+            f"Task: {trend.task}. Metrics and label coverage per {format_duration(trends.bucket)} from the logs"
+            f" ({fmt(sum(trend.n_labeled))} labelled of {fmt(sum(trend.n))} predictions); dotted lines: the"
+            " reference values of the current window's finding.",
         )
-        parts.append(
-            f'<p class="muted">Task: {escape(trend.task)}. Metrics and label coverage per '
-            f"{escape(format_duration(trends.bucket))} from the logs ({fmt(sum(trend.n_labeled))} labelled of "
-            f"{fmt(sum(trend.n))} predictions); dotted lines: the reference values of the current window's "
-            f"finding. {escape(_fired_note(data, 'performance'))}</p>"
-        )
-    else:
-        parts.append(note(data.trends.notes.get("performance") or "No performance trend."))
+    parts.extend(_over_time(data, "performance", shown, "No performance trend."))
     parts.append(_versions(section))
     return _section("performance", "\n".join(parts))
 
@@ -576,19 +562,16 @@ def _estimation(data: ReportData) -> str:
             rows.append(("alert" if entry.dropped else "", cells))
         headers = ["metric", "estimated", "interval", "realized", "reference (interval)", ""]
         parts.append(table(headers, rows, numeric={1, 3}))
-    parts.append("<h3>Over time</h3>")
-    trend = data.trends.estimation
+    trend, trends = data.trends.estimation, data.trends
+    shown = None
     if trend is not None and any(f.metrics_as(EstimationMetrics) for f in trend.findings):
-        trends = data.trends
         fired = trends.fired.get("estimation")
-        parts.append(plot(charts.estimation_trend, trend, trends.starts, trends.bucket, fired, "estimation-trend"))
-        parts.append(
-            f'<p class="muted">Estimated per {escape(format_duration(trends.bucket))} from the logs against '
-            f"{escape(trend.reference)} (a bucket short of the job's min_coverage or min_rows has no point). "
-            f"{escape(_fired_note(data, 'estimation'))}</p>"
+        shown = (
+            plot(charts.estimation_trend, trend, trends.starts, trends.bucket, fired, "estimation-trend"),
+            f"Estimated per {format_duration(trends.bucket)} from the logs against {trend.reference} (a bucket short"
+            " of the job's min_coverage or min_rows has no point).",
         )
-    else:
-        parts.append(note(data.trends.notes.get("estimation") or "No estimation trend."))
+    parts.extend(_over_time(data, "estimation", shown, "No estimation trend."))
     return _section("estimation", "\n".join(parts))
 
 
@@ -621,19 +604,25 @@ def _operations(data: ReportData) -> str:
         )
     else:
         parts.append(note(data.ops_note or "No operations data."))
-    parts.append("<h3>Over time</h3>")
-    trend = data.trends.ops
+    trend, trends = data.trends.ops, data.trends
+    shown = None
     if trend is not None:
-        trends = data.trends
-        parts.append(plot(charts.ops_trend, trend, trends.starts, trends.bucket, trends.fired.get("ops"), "ops-trend"))
-        parts.append(
-            f'<p class="muted">Events, error rate and latency percentiles per {escape(format_duration(trends.bucket))}'
-            f" from the logs. {escape(_fired_note(data, 'ops'))}</p>"
+        shown = (
+            plot(charts.ops_trend, trend, trends.starts, trends.bucket, trends.fired.get("ops"), "ops-trend"),
+            f"Events, error rate and latency percentiles per {format_duration(trends.bucket)} from the logs.",
         )
-    else:
-        parts.append(note(data.trends.notes.get("ops") or "No operations trend."))
+    parts.extend(_over_time(data, "ops", shown, "No operations trend."))
     parts.append(_versions(section))
     return _section("ops", "\n".join(parts))
+
+
+def _over_time(data: ReportData, job: str, shown: tuple[str, str] | None, fallback: str) -> list[str]:
+    """A section's "Over time": its trend chart and caption, with the buckets where the job's alert fired, or why
+    there is no trend (the trend's own note, else ``fallback``)."""
+    if shown is None:
+        return ["<h3>Over time</h3>", note(data.trends.notes.get(job) or fallback)]
+    chart, caption = shown
+    return ["<h3>Over time</h3>", chart, f'<p class="muted">{escape(caption)} {escape(_fired_note(data, job))}</p>']
 
 
 def format_duration_s(seconds: Any) -> str:
