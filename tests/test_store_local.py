@@ -144,6 +144,35 @@ def _claim(state_dir: str, n: int, queue) -> None:
         queue.put(won)
 
 
+def _open_new_states(root: str, n: int, start, queue) -> None:
+    from analyzers.store.sqlite_state import SqliteState
+
+    start.wait()
+    refused = []
+    for i in range(n):
+        folder = Path(root) / str(i)
+        folder.mkdir(exist_ok=True)
+        try:
+            SqliteState(folder)
+        except Exception as exc:  # what the other processes' opening made this one see
+            refused.append(str(exc))
+    queue.put(refused)
+
+
+def test_processes_opening_a_new_state_file_at_once_all_open_it(tmp_path: Path):
+    """A scheduler and a command started together on a fresh state folder both set it up (WAL mode)."""
+    context = multiprocessing.get_context("fork")
+    queue, start = context.Queue(), context.Event()
+    procs = [context.Process(target=_open_new_states, args=(str(tmp_path), 100, start, queue)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    start.set()
+    refused = [queue.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(60)
+    assert refused == [[], [], []]
+
+
 def test_two_processes_never_both_claim_the_same_key(tmp_path: Path):
     queue = multiprocessing.get_context("spawn").Queue()
     procs = [

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -51,8 +52,8 @@ class SqliteState(FindingStore, StateStore):
         con = getattr(self._local, "con", None)
         if con is None:
             con = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-            con.execute("PRAGMA journal_mode=WAL")
             con.execute("PRAGMA busy_timeout=60000")
+            _write_ahead_log(con)
             con.execute("PRAGMA synchronous=NORMAL")
             self._local.con = con
         return con
@@ -141,3 +142,18 @@ class SqliteState(FindingStore, StateStore):
         if con is not None:
             con.close()
             self._local.con = None
+
+
+def _write_ahead_log(con: sqlite3.Connection, *, patience_s: float = 60.0) -> None:
+    """Put the file in WAL mode (it stays so).  Two processes opening a new file at once can both try; SQLite
+    then answers "database is locked" at once, without waiting on the busy timeout, so the switch is retried."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                con.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
