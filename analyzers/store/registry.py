@@ -154,18 +154,21 @@ class Registry:
                 finally:
                     cursor.close()
 
-        # A new service's first file tells what the others hold: parsed first, its columns are their hint.
-        first = work[:1] if work and not parser.hint.columns else []
-        for item in first:
-            parse(item, alone=True)
-            parser.hint = item[3].schema
-        # Much of DuckDB's pipeline for one range runs on one core (the line numbering keeps file order): ranges
-        # are parsed two at a time to keep both cores busy, and one that runs out of the memory budget they share
-        # is parsed again alone afterwards.
-        with ThreadPoolExecutor(max_workers=PARSERS) as pool:
-            list(pool.map(parse, work[len(first) :]))
-        for item in retry:
-            parse(item, alone=True)
+        def parse_all(items: list[tuple[str, LogFile, FileVersion, Entry]]) -> None:
+            # Much of DuckDB's pipeline for one range runs on one core (the line numbering keeps file order):
+            # ranges are parsed two at a time to keep both cores busy; one that runs out of the memory budget
+            # they share is parsed again alone afterwards.
+            with ThreadPoolExecutor(max_workers=PARSERS) as pool:
+                list(pool.map(parse, items))
+            while retry:
+                parse(retry.pop(0), alone=True)
+
+        # A new service's first files tell what the others hold: the first two are parsed side by side, each
+        # expecting its types from its own first lines, and the later one's columns are the hint for the rest.
+        first = work[:PARSERS] if work and not parser.hint.columns else []
+        parse_all(first)
+        parser.hint = next((item[3].schema for item in reversed(first) if item[3].schema.columns), parser.hint)
+        parse_all(work[len(first) :])
         for name, log_file, version, entry in work:
             entry.seen, entry.mtime_ns = version.size, version.mtime_ns
             entry.head = fingerprint(log_file.path, entry.size) if entry.size else ""
