@@ -68,6 +68,28 @@ def test_a_few_aliases_still_work() -> None:
     assert config.models["b"].ops.max_error_rate == 0.1
 
 
+def test_merge_keys_bring_in_an_anchor_and_own_keys_override() -> None:
+    config = parse_config(
+        "models:\n"
+        "  a: {ops: &ops {window: 1h, max_error_rate: 0.1, min_rows: 50}}\n"
+        "  b: {ops: {<<: *ops, max_error_rate: 0.2}}\n"
+        "  c:\n"
+        "    ops:\n"
+        "      max_error_rate: 0.3\n"
+        "      <<: [{max_error_rate: 0.9, window: 2h}, *ops]\n"
+    )
+    assert config.models["b"].ops.max_error_rate == 0.2
+    assert config.models["b"].ops.min_rows == 50
+    assert config.models["c"].ops.max_error_rate == 0.3, "the mapping's own key wins"
+    assert config.models["c"].ops.window == 2 * config.models["a"].ops.window, "the first merged mapping wins"
+    assert config.models["c"].ops.min_rows == 50
+
+
+def test_a_merge_key_on_a_plain_value_is_an_error_with_its_line() -> None:
+    (problem,) = _problems("models:\n  fraud:\n    ops:\n      <<: 3\n")
+    assert problem.startswith("cfg.yml:4: models.fraud.ops: a merge key (<<) takes a mapping")
+
+
 def test_an_alias_inside_its_own_anchor_is_an_error() -> None:
     (problem,) = _problems("models: &m {fraud: {ops: *m}}\n")
     assert "alias refers to the anchor it is inside of" in problem

@@ -64,6 +64,7 @@ _MAX_VALUES = 100_000  # values after YAML aliases are expanded: a configuration
 _YAML = "tag:yaml.org,2002:"
 _SCALAR_TAGS = frozenset(_YAML + t for t in ("str", "int", "float", "bool", "null", "timestamp"))
 _COLLECTION_TAGS = frozenset((_YAML + "map", _YAML + "seq"))
+_MERGE = _YAML + "merge"
 
 
 class _TooLarge(Exception):
@@ -113,8 +114,12 @@ def _plain(node: yaml.Node, reading: _Reading, path: tuple, active: frozenset[in
         return None
     inside = active | {id(node)}
     if isinstance(node, yaml.MappingNode):
-        out = {}
+        out: dict[str, Any] = {}
+        inherited: dict[str, Any] = {}
         for key_node, value_node in node.value:
+            if key_node.tag == _MERGE:
+                inherited = _merged(value_node, reading, path, inside)
+                continue
             key = key_node.value
             where = (*path, key)
             if key in out:
@@ -122,8 +127,22 @@ def _plain(node: yaml.Node, reading: _Reading, path: tuple, active: frozenset[in
                 reading.problems.append(ConfigProblem(reading.file, line, _dotted(where), "duplicate key"))
             reading.lines[where] = key_node.start_mark.line + 1
             out[key] = _plain(value_node, reading, where, inside)
-        return out
+        return {**inherited, **out}
     return [_plain(item, reading, (*path, i), inside) for i, item in enumerate(node.value)]
+
+
+def _merged(node: yaml.Node, reading: _Reading, path: tuple, active: frozenset[int]) -> dict[str, Any]:
+    """The keys a merge key (``<<: *defaults`` or ``<<: [*a, *b]``) brings in; with a list, the first mapping
+    that holds a key gives it, and the mapping's own keys override them all (YAML's merge key type)."""
+    sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
+    out: dict[str, Any] = {}
+    for source in sources:
+        if not isinstance(source, yaml.MappingNode):
+            reading.problem(source, path, "a merge key (<<) takes a mapping or a list of mappings")
+            continue
+        value = _plain(source, reading, path, active)
+        out.update({k: v for k, v in value.items() if k not in out})
+    return out
 
 
 def _scalar(node: yaml.ScalarNode, reading: _Reading, path: tuple) -> Any:
