@@ -172,6 +172,7 @@ class DuckAggregates:
         # Window tables never change once built (a changed file makes a new one), so what they hold is kept.
         self._columns_seen: dict[tuple[str, tuple[Any, ...]], list[ColumnCounts]] = {}
         self._described: dict[str, dict[str, str]] = {}
+        self._sizes: dict[tuple[str, tuple[Any, ...]], SampleSize] = {}
 
     # ---- what subclasses provide --------------------------------------------------------
     def _table(self, query: Query, label: bool = True) -> str:
@@ -187,6 +188,7 @@ class DuckAggregates:
         with self._lock:
             self._described.clear()
             self._columns_seen.clear()
+            self._sizes.clear()
 
     def _table_types(self, table: str) -> dict[str, str]:
         with self._lock:
@@ -311,11 +313,14 @@ class DuckAggregates:
                 self._columns_seen.clear()
             types = self._table_types(self._table(query, False))
             wanted = [c for c in types if c.startswith((FEATURE_PREFIX, GROUP_PREFIX)) or c in ("prediction", "score")]
-            counted = self._count_columns(wanted, types, source, params, cols)
             labelled, label_params, label_cols = self._source(query, ("label",))
             label_types = self._table_types(self._table(query, True))
             label = ["label"] if "label" in label_types else []
-            counted += self._count_columns(label, label_types, labelled, label_params, label_cols)
+            if labelled == source:  # the query's rows have their labels joined anyway: one pass counts every column
+                counted = self._count_columns(wanted + label, label_types, source, params, cols)
+            else:
+                counted = self._count_columns(wanted, types, source, params, cols)
+                counted += self._count_columns(label, label_types, labelled, label_params, label_cols)
             self._columns_seen[key] = counted
         return list(self._columns_seen[key])
 
@@ -371,9 +376,14 @@ class DuckAggregates:
     def sample_size(self, query: Query) -> SampleSize:
         def work() -> SampleSize:
             source, params, _ = self._source(query, ())
-            sql = f"SELECT coalesce(sum(_w), 0), coalesce(sum(_w * _w), 0), count(*) {source}"
-            weighted, squares, rows = self._fetch(sql, params)[0]
-            return SampleSize(float(weighted), float(squares), float(rows))
+            key = (source, tuple(params))
+            if key not in self._sizes:  # jobs of one run ask the same windows' sizes (kept while the tables live)
+                if len(self._sizes) > 256:
+                    self._sizes.clear()
+                sql = f"SELECT coalesce(sum(_w), 0), coalesce(sum(_w * _w), 0), count(*) {source}"
+                weighted, squares, rows = self._fetch(sql, params)[0]
+                self._sizes[key] = SampleSize(float(weighted), float(squares), float(rows))
+            return self._sizes[key]
 
         return self._retrying("counting predictions", query, work)
 
@@ -554,7 +564,9 @@ class DuckAggregates:
         def work() -> pd.DataFrame:
             source, params, cols = self._source(query, columns)
             exprs = [quote(c) if c in cols else f"CAST(NULL AS VARCHAR) AS {quote(c)}" for c in columns]
-            sql = f"SELECT {', '.join(exprs)}, sum(_w) AS count, sum(_w * _w) AS weight_sq {source} GROUP BY ALL"
+            # In order, so that what is built from the rows (groups in a finding) comes out the same every run.
+            select = f"SELECT {', '.join(exprs)}, sum(_w) AS count, sum(_w * _w) AS weight_sq"
+            sql = f"{select} {source} GROUP BY ALL ORDER BY ALL"
             rows = self._fetch(sql, params)
             json_cols = [c in JSON_COLUMNS or c.startswith((FEATURE_PREFIX, GROUP_PREFIX)) for c in columns]
             merged: dict[tuple[Any, ...], tuple[float, float]] = {}

@@ -97,29 +97,34 @@ def build(
         ).fetchall()
     else:
         con.execute(f"CREATE OR REPLACE TABLE {dups} (file VARCHAR, day DATE, line_no BIGINT)").fetchall()
+    (repeated,) = con.execute(f"SELECT count(*) FROM {dups}").fetchall()[0]
+    unique = f" ANTI JOIN {dups} USING (file, line_no)" if repeated else ""
     # The latest label per prediction id (by time, then line), by a hash aggregate: no sort of the feedback.  Ids
-    # are matched by their 64-bit hash (kept at parse time) and confirmed by a second hash of the id, so the
-    # join holds numbers, not strings; two ids sharing the first hash would leave one unlabelled, never mislabel.
+    # are matched by their 64-bit hash (kept at parse time) and confirmed by a second hash of the id, once, as
+    # the window is built: the window's labels are kept by hash, so every read that needs them joins on one
+    # integer.  Two ids of the window sharing a hash (repeats aside) are left unlabelled, never mislabelled.
     latest = "epoch_us(ts)::HUGEINT * 4294967296 + line_no"
     # Feedback from days after the window (a window in the past) is mostly about other predictions: only the
     # window's ids are aggregated, which costs a pass over the window's ids and spares most of the aggregate.
     later = set(feedback) - set(predictions)
     ours = f" AND pid_hash IN (SELECT pid_hash FROM {events})" if later else ""
+    shared = ""
+    if candidates:
+        shared = f" AND pid_hash NOT IN (SELECT pid_hash FROM {events}{unique} GROUP BY pid_hash HAVING count(*) > 1)"
     con.execute(
-        f"""CREATE TABLE {fb} AS SELECT pid_hash, arg_max({_CHECK}, {latest}) AS fb_check,
-            arg_max(label, {latest}) AS fb_label
-        FROM {parquet_source(feedback)}
-        WHERE dataset = 'ml.feedback' AND (model = {sql_string(model)} OR model IS NULL) AND label IS NOT NULL
-            AND day >= {_date(days[0])}{ours}
-        GROUP BY pid_hash"""
+        f"""CREATE TABLE {fb} AS SELECT pid_hash, fb_label FROM {events}{unique} JOIN (
+            SELECT pid_hash, arg_max({_CHECK}, {latest}) AS fb_check, arg_max(label, {latest}) AS fb_label
+            FROM {parquet_source(feedback)}
+            WHERE dataset = 'ml.feedback' AND (model = {sql_string(model)} OR model IS NULL) AND label IS NOT NULL
+                AND day >= {_date(days[0])}{ours}
+            GROUP BY pid_hash
+        ) USING (pid_hash) WHERE fb_check = {_CHECK}{shared}"""
     ).fetchall()
-    (repeated,) = con.execute(f"SELECT count(*) FROM {dups}").fetchall()[0]
     (labelled,) = con.execute(f"SELECT count(*) FROM {fb}").fetchall()[0]
-    unique = f" ANTI JOIN {dups} USING (file, line_no)" if repeated else ""
     joins, label = unique, "CAST(NULL AS VARCHAR)"
     if labelled:
         joins += f" LEFT JOIN {fb} USING (pid_hash)"
-        label = f"CASE WHEN fb_check = {_CHECK} THEN fb_label END"
+        label = "fb_label"
     described = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
     spread = sorted(name for name, *_ in described if name.startswith((FEATURE_PREFIX, GROUP_PREFIX)))
     extra = "".join(f", {quote(c)}" for c in spread)
