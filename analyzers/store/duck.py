@@ -147,6 +147,11 @@ class ColumnCounts:
         return "numeric" if majority and not self.name.startswith(GROUP_PREFIX) else "categorical"
 
 
+def _may_hold_text(column: str, sql_type: str) -> bool:
+    """Whether a column can hold values that are not numbers where most are (a group is never numeric)."""
+    return not column.startswith(GROUP_PREFIX) and not sql_type.upper().startswith(_NUMBER_TYPES)
+
+
 def decode(text: Any) -> Any:
     """A JSON-text cell back to its Python value (None for NULL)."""
     if text is None or (isinstance(text, float) and np.isnan(text)):
@@ -300,22 +305,27 @@ class DuckAggregates:
         return f"CASE WHEN {quote(column)} IS NULL THEN NULL ELSE coalesce({number}, CAST('NaN' AS DOUBLE)) END"
 
     # ---- Store methods ----------------------------------------------------------------------
-    def _column_counts(self, query: Query) -> list[ColumnCounts]:
-        """Every value column present in the query's rows, with its counts (kept while the tables live).
+    def _column_counts(self, query: Query, *, text_only: bool = False) -> list[ColumnCounts]:
+        """Every value column present in the query's rows, with its counts (kept while the tables live); with
+        ``text_only``, only the feature and output columns stored as JSON text (only those can hold values that
+        are not numbers).
 
         A column stored as numbers needs no count of its numbers; ``label`` is counted apart over the table with
         feedback joined, so that the other columns are counted without the join.
         """
         source, params, cols = self._source(query, ())
-        key = (source, tuple(params))
+        key = (source, tuple(params), text_only)
         if key not in self._columns_seen:
             if len(self._columns_seen) > 256:
                 self._columns_seen.clear()
             types = self._table_types(self._table(query, False))
-            wanted = [c for c in types if c.startswith((FEATURE_PREFIX, GROUP_PREFIX)) or c in ("prediction", "score")]
-            labelled, label_params, label_cols = self._source(query, ("label",))
             label_types = self._table_types(self._table(query, True))
+            wanted = [c for c in types if c.startswith((FEATURE_PREFIX, GROUP_PREFIX)) or c in ("prediction", "score")]
             label = ["label"] if "label" in label_types else []
+            if text_only:
+                wanted = [c for c in wanted if _may_hold_text(c, types[c])]
+                label = [c for c in label if _may_hold_text(c, label_types[c])]
+            labelled, label_params, label_cols = self._source(query, ("label",))
             if labelled == source:  # the query's rows have their labels joined anyway: one pass counts every column
                 counted = self._count_columns(wanted + label, label_types, source, params, cols)
             else:
@@ -353,9 +363,11 @@ class DuckAggregates:
     def _mismatches(self, query: Query) -> dict[str, ReasonCount]:
         """``type mismatch in <column>``: values of a numeric column that are not numbers, and where the first is."""
         out: dict[str, ReasonCount] = {}
-        source, params, cols = self._source(query)
-        for counts in self._column_counts(query):
-            if counts.kind != "numeric" or counts.present == counts.numbers or "_file" not in cols:
+        for counts in self._column_counts(query, text_only=True):
+            if counts.kind != "numeric" or counts.present == counts.numbers:
+                continue
+            source, params, cols = self._source(query)
+            if "_file" not in cols:
                 continue
             file, line = self._fetch(
                 f"SELECT _file, _line {source}{' AND' if 'WHERE' in source else ' WHERE'}"
