@@ -54,6 +54,8 @@ _BATCH_ROWS = 131_072  # rows per Arrow batch when a pass over the window is bin
 _SLICE_ROWS = 100_000  # rows() sorts at most about this many rows at a time (or one hour, when it holds more)
 JSON_COLUMNS = ("prediction", "label")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_KEPT_ROWS = 10_000  # an aggregate's answer of at most this many rows is kept for the same question asked again
+_KEPT_ANSWERS = 512
 _HOUR_US = 3_600_000_000  # microseconds in an hour
 
 
@@ -179,7 +181,7 @@ class DuckAggregates:
         # Window tables never change once built (a changed file makes a new one), so what they hold is kept.
         self._columns_seen: dict[tuple[str, tuple[Any, ...]], list[ColumnCounts]] = {}
         self._described: dict[str, dict[str, str]] = {}
-        self._sizes: dict[tuple[str, tuple[Any, ...]], SampleSize] = {}
+        self._answers: dict[tuple[str, tuple[Any, ...]], list[tuple[Any, ...]]] = {}
 
     # ---- what subclasses provide --------------------------------------------------------
     def _table(self, query: Query, label: bool = True) -> str:
@@ -195,7 +197,7 @@ class DuckAggregates:
         with self._lock:
             self._described.clear()
             self._columns_seen.clear()
-            self._sizes.clear()
+            self._answers.clear()
 
     def _table_types(self, table: str) -> dict[str, str]:
         with self._lock:
@@ -293,8 +295,18 @@ class DuckAggregates:
         return f"TRY_CAST({quote(column)} AS DOUBLE)"
 
     def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        """The rows of an aggregate; short answers are kept while the tables live (the jobs of one run ask the
+        same windows the same questions: sizes, volumes, counts)."""
+        key = (sql, tuple(params))
         with self._lock:
-            return self._con.execute(sql, params).fetchall()
+            if key in self._answers:
+                return list(self._answers[key])
+            rows = self._con.execute(sql, params).fetchall()
+            if len(rows) <= _KEPT_ROWS:
+                if len(self._answers) >= _KEPT_ANSWERS:
+                    self._answers.clear()
+                self._answers[key] = rows
+            return list(rows)
 
     def _raw(self, column: str, cols: set[str]) -> str:
         return quote(column) if column in cols else "NULL"
@@ -390,14 +402,9 @@ class DuckAggregates:
     def sample_size(self, query: Query) -> SampleSize:
         def work() -> SampleSize:
             source, params, _ = self._source(query, ())
-            key = (source, tuple(params))
-            if key not in self._sizes:  # jobs of one run ask the same windows' sizes (kept while the tables live)
-                if len(self._sizes) > 256:
-                    self._sizes.clear()
-                sql = f"SELECT coalesce(sum(_w), 0), coalesce(sum(_w * _w), 0), count(*) {source}"
-                weighted, squares, rows = self._fetch(sql, params)[0]
-                self._sizes[key] = SampleSize(float(weighted), float(squares), float(rows))
-            return self._sizes[key]
+            sql = f"SELECT coalesce(sum(_w), 0), coalesce(sum(_w * _w), 0), count(*) {source}"
+            weighted, squares, rows = self._fetch(sql, params)[0]
+            return SampleSize(float(weighted), float(squares), float(rows))
 
         return self._retrying("counting predictions", query, work)
 
