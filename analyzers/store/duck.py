@@ -342,6 +342,13 @@ class DuckAggregates:
             labelled, label_params, label_cols = self._source(query, ("label",))
             if labelled == source:  # the query's rows have their labels joined anyway: one pass counts every column
                 counted = self._count_columns(wanted + label, label_types, source, params, cols)
+            elif label and label_types["label"].upper().startswith(_NUMBER_TYPES):
+                # Labels stored as numbers are all numbers: the size of the labelled rows (which the jobs ask for
+                # anyway, and which is kept) is all there is to count.
+                counted = self._count_columns(wanted, types, source, params, cols)
+                weighted, _, present = self._size(query.with_(has_label=True))
+                if present:
+                    counted.append(ColumnCounts("label", float(weighted), int(present), int(present)))
             else:
                 counted = self._count_columns(wanted, types, source, params, cols)
                 counted += self._count_columns(label, label_types, labelled, label_params, label_cols)
@@ -399,11 +406,14 @@ class DuckAggregates:
 
         return self._retrying("counting predictions", query, work)
 
+    def _size(self, query: Query) -> tuple[Any, ...]:
+        """Σw, Σw² and the number of the query's rows."""
+        source, params, _ = self._source(query, ())
+        return self._fetch(f"SELECT coalesce(sum(_w), 0), coalesce(sum(_w * _w), 0), count(*) {source}", params)[0]
+
     def sample_size(self, query: Query) -> SampleSize:
         def work() -> SampleSize:
-            source, params, _ = self._source(query, ())
-            sql = f"SELECT coalesce(sum(_w), 0), coalesce(sum(_w * _w), 0), count(*) {source}"
-            weighted, squares, rows = self._fetch(sql, params)[0]
+            weighted, squares, rows = self._size(query)
             return SampleSize(float(weighted), float(squares), float(rows))
 
         return self._retrying("counting predictions", query, work)
