@@ -179,7 +179,7 @@ class DuckAggregates:
         self._lock = threading.RLock()
         self.memory_limit = memory_limit
         # Window tables never change once built (a changed file makes a new one), so what they hold is kept.
-        self._columns_seen: dict[tuple[str, tuple[Any, ...]], list[ColumnCounts]] = {}
+        self._columns_seen: dict[tuple[str, tuple[Any, ...], bool], list[ColumnCounts]] = {}
         self._described: dict[str, dict[str, str]] = {}
         self._answers: dict[tuple[str, tuple[Any, ...]], list[tuple[Any, ...]]] = {}
 
