@@ -325,7 +325,8 @@ class DuckAggregates:
         are not numbers).
 
         A column stored as numbers needs no count of its numbers; ``label`` is counted apart over the table with
-        feedback joined, so that the other columns are counted without the join.
+        feedback joined (stored as numbers, from the labelled rows' size), so that the other columns are counted
+        without the join, unless the query's rows need it anyway (then one pass counts them all).
         """
         source, params, cols = self._source(query, ())
         key = (source, tuple(params), text_only)
