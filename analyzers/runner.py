@@ -54,7 +54,7 @@ def run_job(
 ) -> Finding:
     """One job over one window (and each model version alone with ``by_version``), with its window's quality, its
     reads bounded by the job's timeout; an exception becomes an ``error`` finding, never a crash."""
-    with store.budget(job.timeout.total_seconds()):
+    with store.budget(job.timeout.total_seconds()), store.snapshot():
         try:
             if isinstance(job, VersionedJobConfig) and job.by_version:
                 finding = run_by_version(job_function(name), store, model, job, window)

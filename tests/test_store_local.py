@@ -334,6 +334,17 @@ def test_rows_sorted_slice_by_slice_stay_in_time_order(tmp_path: Path, monkeypat
     assert list(zip(stamps, ids, strict=True)) == sorted(zip(stamps, ids, strict=True))
 
 
+def test_rows_before_1970_fall_in_the_hour_they_belong_to(tmp_path: Path):
+    """Slices are whole hours counted from the epoch: an hour before it is floored, not rounded toward it."""
+    logs = tmp_path / "logs" / "svc"
+    write(logs / "predictions-1969-12-31.ndjson", [prediction("a", "1969-12-31T23:30:00Z")])
+    write(logs / "predictions-1970-01-01.ndjson", [prediction("b", "1970-01-01T00:30:00Z")])
+    window = Window("1969-12-31T00:00:00Z", "1970-01-02T00:00:00Z")
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as s:
+        chunks = list(s.rows(Query("fraud", window), columns=["prediction_id"]))
+    assert [p for c in chunks for p in c["prediction_id"]] == ["a", "b"]
+
+
 @pytest.mark.parametrize("sampled", [False, True])
 def test_histograms_of_many_columns_in_batches_match_numpy(tmp_path: Path, monkeypatch, sampled: bool):
     from analyzers.store import duck

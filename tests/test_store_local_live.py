@@ -179,6 +179,50 @@ def test_a_parsed_file_gone_under_a_reader_is_read_again_once(tmp_path: Path, mo
         assert store.count(Query("fraud", DAY1)) == 1  # the failed read is retried over a fresh parse
 
 
+def test_reads_in_a_snapshot_agree_and_the_next_snapshot_sees_what_was_appended(tmp_path: Path):
+    day = write(tmp_path / "logs" / "svc" / "predictions-2026-11-20.ndjson", [prediction("a", "2026-11-20T01:00:00Z")])
+    q = Query("fraud", DAY1)
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
+        with store.snapshot():
+            assert store.count(q) == 1
+            with day.open("ab") as appending:
+                appending.write(orjson.dumps(prediction("b", "2026-11-20T02:00:00Z")) + b"\n")
+            assert store.count(q) == 1  # one job's reads see one version of the files
+            assert store.sample_size(q).rows == 1
+        assert store.count(q) == 2  # outside a snapshot every read looks for changes
+        with store.snapshot():
+            assert store.count(q) == 2
+
+
+def test_a_parsed_file_gone_under_a_snapshot_is_read_again_once(tmp_path: Path):
+    logs = tmp_path / "logs"
+    settle(write(logs / "svc" / "predictions-2026-11-20.ndjson", [prediction("a", "2026-11-20T01:00:00Z")]))
+    with LocalStore(logs, tmp_path / "state") as store, store.snapshot():
+        assert store.count(Query("fraud", DAY1)) == 1
+        for parsed in (tmp_path / "state" / "parsed").rglob("*"):
+            if parsed.is_file():
+                parsed.unlink()
+        assert store.sample_size(Query("fraud", DAY1)).rows == 1  # the retry looks at the files again
+
+
+def test_a_job_looks_for_changed_files_once_not_before_every_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    lines = [prediction(f"p{i}", f"2026-11-20T{i % 24:02d}:00:00Z", region="EU" if i % 2 else "US") for i in range(40)]
+    settle(write(tmp_path / "logs" / "svc" / "predictions-2026-11-20.ndjson", lines))
+    syncs = []
+    sync = registry_module.Registry.sync
+    monkeypatch.setattr(
+        registry_module.Registry, "sync", lambda self, *args, **kwargs: syncs.append(1) or sync(self, *args, **kwargs)
+    )
+    config = Config.model_validate(
+        {"models": {"fraud": {"fairness": {"window": "1d", "groups": ["region"], "min_group_size": 10}}}}
+    )
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
+        (finding,) = run_jobs(store, config, at=DAY1.end)
+    assert finding.status != "error", finding.error
+    assert finding.quality is not None  # the quality of the window was read too, in the same snapshot
+    assert len(syncs) == 1
+
+
 def test_a_failure_names_what_failed_and_what_to_do_never_sql(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     logs = tmp_path / "logs"
     settle(write(logs / "svc" / "predictions-2026-11-20.ndjson", [prediction("a", "2026-11-20T01:00:00Z")]))

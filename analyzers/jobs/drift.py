@@ -34,7 +34,6 @@ from analyzers.config.models import DriftConfig, FeatureOverride
 from analyzers.findings import Coverage, DriftMetrics, Finding, Signal
 from analyzers.jobs import coverage
 from analyzers.jobs.base import error_finding
-from analyzers.jobs.multivariate import multivariate_drift
 from analyzers.stats.binning import bin_counts, fine_edges, quantile_edges, quantile_levels
 from analyzers.stats.drift import ColumnDrift, Kind, MissingRate, decide, is_discrete, missing_rate_test, spread
 from analyzers.stats.drift_methods import NumericColumn, categorical_drift, default_effect_size, numeric_drift
@@ -187,6 +186,9 @@ def _compare(
         coverage=covered,
     )
     if config.multivariate is not None:
+        # Imported only when configured: it loads scikit-learn, most of a short job's start-up time.
+        from analyzers.jobs.multivariate import multivariate_drift
+
         metrics.multivariate, signal = multivariate_drift(
             (ref.store, ref.query), (cur.store, cur.query), columns, config, reference=described
         )

@@ -276,6 +276,12 @@ class PredictionReader(ABC):
         for stores that wait on a server; this default sets no bound."""
         return contextlib.nullcontext()
 
+    def snapshot(self) -> contextlib.AbstractContextManager[None]:
+        """Let the reads made by this thread inside the block see the data as the first of them found it (one
+        job's reads agree with each other, and the store need not look for changes before each); this default,
+        for stores that cannot hold a version, reads the newest data each time."""
+        return contextlib.nullcontext()
+
     def close(self) -> None:
         """Release connections and files."""
 

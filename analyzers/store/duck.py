@@ -20,7 +20,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -53,6 +53,10 @@ _NUMBER_TYPES = ("BIGINT", "DOUBLE", "INTEGER", "HUGEINT", "UBIGINT", "FLOAT", "
 _BATCH_ROWS = 131_072  # rows per Arrow batch when a pass over the window is binned in Python
 _SLICE_ROWS = 100_000  # rows() sorts at most about this many rows at a time (or one hour, when it holds more)
 JSON_COLUMNS = ("prediction", "label")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_KEPT_ROWS = 10_000  # an aggregate's answer of at most this many rows is kept for the same question asked again
+_KEPT_ANSWERS = 512
+_HOUR_US = 3_600_000_000  # microseconds in an hour
 
 
 def quote(name: str) -> str:
@@ -147,6 +151,11 @@ class ColumnCounts:
         return "numeric" if majority and not self.name.startswith(GROUP_PREFIX) else "categorical"
 
 
+def _may_hold_text(column: str, sql_type: str) -> bool:
+    """Whether a column can hold values that are not numbers where most are (a group is never numeric)."""
+    return not column.startswith(GROUP_PREFIX) and not sql_type.upper().startswith(_NUMBER_TYPES)
+
+
 def decode(text: Any) -> Any:
     """A JSON-text cell back to its Python value (None for NULL)."""
     if text is None or (isinstance(text, float) and np.isnan(text)):
@@ -170,8 +179,9 @@ class DuckAggregates:
         self._lock = threading.RLock()
         self.memory_limit = memory_limit
         # Window tables never change once built (a changed file makes a new one), so what they hold is kept.
-        self._columns_seen: dict[tuple[str, tuple[Any, ...]], list[ColumnCounts]] = {}
+        self._columns_seen: dict[tuple[str, tuple[Any, ...], bool], list[ColumnCounts]] = {}
         self._described: dict[str, dict[str, str]] = {}
+        self._answers: dict[tuple[str, tuple[Any, ...]], list[tuple[Any, ...]]] = {}
 
     # ---- what subclasses provide --------------------------------------------------------
     def _table(self, query: Query, label: bool = True) -> str:
@@ -187,6 +197,7 @@ class DuckAggregates:
         with self._lock:
             self._described.clear()
             self._columns_seen.clear()
+            self._answers.clear()
 
     def _table_types(self, table: str) -> dict[str, str]:
         with self._lock:
@@ -284,8 +295,18 @@ class DuckAggregates:
         return f"TRY_CAST({quote(column)} AS DOUBLE)"
 
     def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        """The rows of an aggregate; short answers are kept while the tables live (the jobs of one run ask the
+        same windows the same questions: sizes, volumes, counts)."""
+        key = (sql, tuple(params))
         with self._lock:
-            return self._con.execute(sql, params).fetchall()
+            if key in self._answers:
+                return list(self._answers[key])
+            rows = self._con.execute(sql, params).fetchall()
+            if len(rows) <= _KEPT_ROWS:
+                if len(self._answers) >= _KEPT_ANSWERS:
+                    self._answers.clear()
+                self._answers[key] = rows
+            return list(rows)
 
     def _raw(self, column: str, cols: set[str]) -> str:
         return quote(column) if column in cols else "NULL"
@@ -298,24 +319,40 @@ class DuckAggregates:
         return f"CASE WHEN {quote(column)} IS NULL THEN NULL ELSE coalesce({number}, CAST('NaN' AS DOUBLE)) END"
 
     # ---- Store methods ----------------------------------------------------------------------
-    def _column_counts(self, query: Query) -> list[ColumnCounts]:
-        """Every value column present in the query's rows, with its counts (kept while the tables live).
+    def _column_counts(self, query: Query, *, text_only: bool = False) -> list[ColumnCounts]:
+        """Every value column present in the query's rows, with its counts (kept while the tables live); with
+        ``text_only``, only the feature and output columns stored as JSON text (only those can hold values that
+        are not numbers).
 
         A column stored as numbers needs no count of its numbers; ``label`` is counted apart over the table with
-        feedback joined, so that the other columns are counted without the join.
+        feedback joined (stored as numbers, from the labelled rows' size), so that the other columns are counted
+        without the join, unless the query's rows need it anyway (then one pass counts them all).
         """
         source, params, cols = self._source(query, ())
-        key = (source, tuple(params))
+        key = (source, tuple(params), text_only)
         if key not in self._columns_seen:
             if len(self._columns_seen) > 256:
                 self._columns_seen.clear()
             types = self._table_types(self._table(query, False))
-            wanted = [c for c in types if c.startswith((FEATURE_PREFIX, GROUP_PREFIX)) or c in ("prediction", "score")]
-            counted = self._count_columns(wanted, types, source, params, cols)
-            labelled, label_params, label_cols = self._source(query, ("label",))
             label_types = self._table_types(self._table(query, True))
+            wanted = [c for c in types if c.startswith((FEATURE_PREFIX, GROUP_PREFIX)) or c in ("prediction", "score")]
             label = ["label"] if "label" in label_types else []
-            counted += self._count_columns(label, label_types, labelled, label_params, label_cols)
+            if text_only:
+                wanted = [c for c in wanted if _may_hold_text(c, types[c])]
+                label = [c for c in label if _may_hold_text(c, label_types[c])]
+            labelled, label_params, label_cols = self._source(query, ("label",))
+            if labelled == source:  # the query's rows have their labels joined anyway: one pass counts every column
+                counted = self._count_columns(wanted + label, label_types, source, params, cols)
+            elif label and label_types["label"].upper().startswith(_NUMBER_TYPES):
+                # Labels stored as numbers are all numbers: the size of the labelled rows (which the jobs ask for
+                # anyway, and which is kept) is all there is to count.
+                counted = self._count_columns(wanted, types, source, params, cols)
+                weighted, _, present = self._size(query.with_(has_label=True))
+                if present:
+                    counted.append(ColumnCounts("label", float(weighted), int(present), int(present)))
+            else:
+                counted = self._count_columns(wanted, types, source, params, cols)
+                counted += self._count_columns(label, label_types, labelled, label_params, label_cols)
             self._columns_seen[key] = counted
         return list(self._columns_seen[key])
 
@@ -348,9 +385,11 @@ class DuckAggregates:
     def _mismatches(self, query: Query) -> dict[str, ReasonCount]:
         """``type mismatch in <column>``: values of a numeric column that are not numbers, and where the first is."""
         out: dict[str, ReasonCount] = {}
-        source, params, cols = self._source(query)
-        for counts in self._column_counts(query):
-            if counts.kind != "numeric" or counts.present == counts.numbers or "_file" not in cols:
+        for counts in self._column_counts(query, text_only=True):
+            if counts.kind != "numeric" or counts.present == counts.numbers:
+                continue
+            source, params, cols = self._source(query)
+            if "_file" not in cols:
                 continue
             file, line = self._fetch(
                 f"SELECT _file, _line {source}{' AND' if 'WHERE' in source else ' WHERE'}"
@@ -368,11 +407,14 @@ class DuckAggregates:
 
         return self._retrying("counting predictions", query, work)
 
+    def _size(self, query: Query) -> tuple[Any, ...]:
+        """Σw, Σw² and the number of the query's rows."""
+        source, params, _ = self._source(query, ())
+        return self._fetch(f"SELECT coalesce(sum(_w), 0), coalesce(sum(_w * _w), 0), count(*) {source}", params)[0]
+
     def sample_size(self, query: Query) -> SampleSize:
         def work() -> SampleSize:
-            source, params, _ = self._source(query, ())
-            sql = f"SELECT coalesce(sum(_w), 0), coalesce(sum(_w * _w), 0), count(*) {source}"
-            weighted, squares, rows = self._fetch(sql, params)[0]
+            weighted, squares, rows = self._size(query)
             return SampleSize(float(weighted), float(squares), float(rows))
 
         return self._retrying("counting predictions", query, work)
@@ -554,7 +596,9 @@ class DuckAggregates:
         def work() -> pd.DataFrame:
             source, params, cols = self._source(query, columns)
             exprs = [quote(c) if c in cols else f"CAST(NULL AS VARCHAR) AS {quote(c)}" for c in columns]
-            sql = f"SELECT {', '.join(exprs)}, sum(_w) AS count, sum(_w * _w) AS weight_sq {source} GROUP BY ALL"
+            # In order, so that what is built from the rows (groups in a finding) comes out the same every run.
+            select = f"SELECT {', '.join(exprs)}, sum(_w) AS count, sum(_w * _w) AS weight_sq"
+            sql = f"{select} {source} GROUP BY ALL ORDER BY ALL"
             rows = self._fetch(sql, params)
             json_cols = [c in JSON_COLUMNS or c.startswith((FEATURE_PREFIX, GROUP_PREFIX)) for c in columns]
             merged: dict[tuple[Any, ...], tuple[float, float]] = {}
@@ -689,21 +733,26 @@ class DuckAggregates:
         cursor: duckdb.DuckDBPyConnection, source: str, params: list[Any], rows: int, *, time: str
     ) -> Iterator[tuple[str, list[Any]]]:
         """Consecutive ranges of whole hours of the ``time`` column holding about ``rows`` rows each (filter and
-        parameters)."""
+        parameters).  Hours are counted as whole numbers since the epoch (floored): several times cheaper than
+        truncating timestamps, and no timestamp is made in Python but the ranges' ends."""
+        micros = f"epoch_us({time})"
+        hour = f"{micros} // {_HOUR_US} - CAST({micros} % {_HOUR_US} < 0 AS BIGINT)"
         hours = cursor.execute(
-            f"SELECT date_trunc('hour', {time}) AS h, count(*) {source} GROUP BY 1 ORDER BY 1 NULLS LAST", params
+            f"SELECT {hour} AS h, count(*) {source} GROUP BY 1 ORDER BY 1 NULLS LAST", params
         ).fetchall()
         start, held = None, 0
-        for i, (hour, n) in enumerate(hours):
-            if hour is None:
+        for i, (number, n) in enumerate(hours):
+            if number is None:
                 yield f"{time} IS NULL", []
                 continue
-            start = hour if start is None else start
+            start = number if start is None else start
             held += n
             following = hours[i + 1][0] if i + 1 < len(hours) else None
             if held >= rows or following is None:
-                end = hour + timedelta(hours=1)
-                yield f"{time} >= ? AND {time} < ?", [start, end]
+                yield (
+                    f"{time} >= ? AND {time} < ?",
+                    [_EPOCH + timedelta(hours=start), _EPOCH + timedelta(hours=number + 1)],
+                )
                 start, held = None, 0
 
     def sample(self, query: Query, n: int, seed: int = 0, columns: Sequence[str] | None = None) -> pd.DataFrame:

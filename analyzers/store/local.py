@@ -18,9 +18,13 @@ good lines read.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +57,15 @@ def default_limits() -> Limits:
     return Limits(config.max_line_bytes, config.max_keys_per_line, config.max_keys_per_file)
 
 
+@dataclass(frozen=True)
+class _Files:
+    """The log files of the days from ``first`` on, by service, and the parsed versions of each service's."""
+
+    first: date
+    by_service: dict[str, list[LogFile]]
+    snapshots: dict[str, Snapshot]
+
+
 class LocalStore(DuckAggregates, Store):
     """Reads ``<log_dir>/<service>/predictions-YYYY-MM-DD.ndjson``; keeps results under ``state_dir``."""
 
@@ -74,6 +87,7 @@ class LocalStore(DuckAggregates, Store):
         self._parsed = self.state_dir / "parsed" / PARSE_FORMAT
         self._registries: dict[str, Registry] = {}
         self._windows: OrderedDict[tuple[Any, ...], WindowTables] = OrderedDict()
+        self._held = threading.local()  # this thread's snapshot block, if any (see ``snapshot``)
         with self._lock:
             self._con.execute(EMPTY_EVENTS)
 
@@ -94,10 +108,25 @@ class LocalStore(DuckAggregates, Store):
         with self._lock:
             return self._window(query.model, query.window).labelled
 
-    def _window(self, model: str, window: Window) -> WindowTables:
-        """The window's tables, built once per window and version of the parsed files."""
-        days = {d.date() for d in window.days()}
-        first = min(days)
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """The log files and their parsed versions are looked at once, at the block's first read, and held until
+        it ends (a nested block shares its outer one's): a job's reads agree, and cost no ``stat`` of every file."""
+        if getattr(self._held, "active", False):
+            yield
+            return
+        self._held.active, self._held.files = True, None
+        try:
+            yield
+        finally:
+            self._held.active, self._held.files = False, None
+
+    def _files_from(self, first: date) -> _Files:
+        """The log files of the days from ``first`` on, by service, with their parsed versions: as this thread's
+        snapshot block first saw them, or brought up to date now."""
+        held: _Files | None = getattr(self._held, "files", None)
+        if held is not None and held.first <= first:
+            return held
         present: dict[str, set[str]] = {}
         by_service: dict[str, list[LogFile]] = {}
         for log_file in self._directory.files():
@@ -115,15 +144,27 @@ class LocalStore(DuckAggregates, Store):
                     f"cannot keep parsed log lines under {self._parsed}: {exc.strerror or exc}; check that the state"
                     " directory (state.path) is writable"
                 ) from exc
+        fresh = _Files(first, by_service, snapshots)
+        if getattr(self._held, "active", False):
+            self._held.files = fresh
+        return fresh
+
+    def _window(self, model: str, window: Window) -> WindowTables:
+        """The window's tables, built once per window and version of the parsed files."""
+        days = {d.date() for d in window.days()}
+        first = min(days)
+        held = self._files_from(first)
+        by_service = {s: [f for f in files if f.day >= first] for s, files in held.by_service.items()}
+        by_service = {s: files for s, files in by_service.items() if files}
+        snapshots = {s: held.snapshots[s] for s in by_service}
         key = (model, window, tuple((s, snap.version) for s, snap in sorted(snapshots.items())))
         if key in self._windows:
             self._windows.move_to_end(key)
             return self._windows[key]
         predictions, feedback = [], []
         for service, files in by_service.items():
-            snapshot = snapshots[service]
-            predictions += snapshot.paths([f.name for f in files if f.day in days])
-            feedback += snapshot.paths([f.name for f in files])
+            predictions += snapshots[service].paths([f.name for f in files if f.day in days])
+            feedback += snapshots[service].paths([f.name for f in files])
         tables = build(self._con, model, window, predictions, feedback)
         self._windows[key] = tables
         while len(self._windows) > _MAX_WINDOWS:
@@ -132,7 +173,9 @@ class LocalStore(DuckAggregates, Store):
         return tables
 
     def _invalidate(self) -> None:
-        """Forget every window built so far (a file they read may be gone): the next read builds them again."""
+        """Forget every window built so far (a file they read may be gone): the next read builds them again, from
+        the files as they are now."""
+        self._held.files = None
         with self._lock:
             for tables in self._windows.values():
                 tables.drop(self._con)

@@ -4,7 +4,8 @@ The predictions of a window are one ``read_parquet([...], union_by_name=true)`` 
 of days (files of different days may type a column differently: the union reads it as JSON text, which is
 what each day holds for it, so values come out the same).  A prediction id seen twice counts once (the first
 by time, file and line stays); the latest feedback label per prediction id is joined, from the window's
-days and every later day.  Only the repeated copies and the feedback are materialised, never the window.
+days and every later day.  Only the repeated copies and the labels (by id hash) are materialised, never the
+window.
 """
 
 from __future__ import annotations
@@ -82,44 +83,49 @@ def build(
         f" AND ts >= {_timestamp(window.start)} AND ts < {_timestamp(window.end)}"
     )
     events = f"(SELECT * FROM {source} WHERE dataset = 'ml.prediction' AND model = {sql_string(model)} AND {inside})"
-    # A prediction id seen twice counts once: candidates come from the 64-bit hash stored at parse time, so the
-    # common case (no repeats) costs one pass over one integer column; the repeats, if any, one more pass.
-    con.execute(
-        f"CREATE TABLE {dups} AS SELECT pid_hash FROM {events} GROUP BY pid_hash HAVING count(*) > 1"
-    ).fetchall()
-    (candidates,) = con.execute(f"SELECT count(*) FROM {dups}").fetchall()[0]
-    if candidates:
-        con.execute(
-            f"""CREATE OR REPLACE TABLE {dups} AS SELECT file, day, line_no FROM (
-                SELECT file, day, line_no, row_number() OVER (PARTITION BY pid ORDER BY ts, file, line_no) AS rn
-                FROM {events} WHERE pid_hash IN (SELECT pid_hash FROM {dups}))
-            WHERE rn > 1"""
-        ).fetchall()
-    else:
-        con.execute(f"CREATE OR REPLACE TABLE {dups} (file VARCHAR, day DATE, line_no BIGINT)").fetchall()
-    # The latest label per prediction id (by time, then line), by a hash aggregate: no sort of the feedback.  Ids
-    # are matched by their 64-bit hash (kept at parse time) and confirmed by a second hash of the id, so the
-    # join holds numbers, not strings; two ids sharing the first hash would leave one unlabelled, never mislabel.
+    # One hash aggregate over the window's predictions and its feedback together, by the 64-bit hash of the
+    # prediction id stored at parse time: how often each id was predicted (a prediction id seen twice counts
+    # once), and the latest label (by time, then line; no sort of the feedback).  A label is confirmed by a
+    # second hash of the id, here, once: the window's labels are kept by hash (``fb``), so every read that needs
+    # them joins on one integer.  Two ids sharing a hash are left unlabelled, never mislabelled.
+    predicted = f"dataset = 'ml.prediction' AND model = {sql_string(model)} AND {inside}"
     latest = "epoch_us(ts)::HUGEINT * 4294967296 + line_no"
     # Feedback from days after the window (a window in the past) is mostly about other predictions: only the
     # window's ids are aggregated, which costs a pass over the window's ids and spares most of the aggregate.
     later = set(feedback) - set(predictions)
     ours = f" AND pid_hash IN (SELECT pid_hash FROM {events})" if later else ""
+    answered = (
+        f"dataset = 'ml.feedback' AND (model = {sql_string(model)} OR model IS NULL) AND label IS NOT NULL"
+        f" AND day >= {_date(days[0])}{ours}"
+    )
+    confirmed = "fb_check = low AND low = high"
     con.execute(
-        f"""CREATE TABLE {fb} AS SELECT pid_hash, arg_max({_CHECK}, {latest}) AS fb_check,
-            arg_max(label, {latest}) AS fb_label
-        FROM {parquet_source(feedback)}
-        WHERE dataset = 'ml.feedback' AND (model = {sql_string(model)} OR model IS NULL) AND label IS NOT NULL
-            AND day >= {_date(days[0])}{ours}
-        GROUP BY pid_hash"""
+        f"""CREATE TABLE {fb} AS SELECT pid_hash, n, CASE WHEN {confirmed} THEN fb_label END AS fb_label FROM (
+            SELECT pid_hash, count(*) FILTER (WHERE asked) AS n, min(c) FILTER (WHERE asked) AS low,
+                max(c) FILTER (WHERE asked) AS high, arg_max(c, k) FILTER (WHERE NOT asked) AS fb_check,
+                arg_max(label, k) FILTER (WHERE NOT asked) AS fb_label
+            FROM (SELECT pid_hash, dataset = 'ml.prediction' AS asked, {_CHECK} AS c, {latest} AS k, label
+                FROM {parquet_source(feedback)} WHERE ({predicted}) OR ({answered}))
+            GROUP BY pid_hash)
+        WHERE n > 1 OR (n > 0 AND {confirmed})"""
     ).fetchall()
+    counted = con.execute(f"SELECT count(*) FILTER (WHERE n > 1), count(fb_label) FROM {fb}").fetchall()
+    candidates, labelled = counted[0]
+    if candidates:
+        con.execute(
+            f"""CREATE TABLE {dups} AS SELECT file, day, line_no FROM (
+                SELECT file, day, line_no, row_number() OVER (PARTITION BY pid ORDER BY ts, file, line_no) AS rn
+                FROM {events} WHERE pid_hash IN (SELECT pid_hash FROM {fb} WHERE n > 1))
+            WHERE rn > 1"""
+        ).fetchall()
+    else:
+        con.execute(f"CREATE TABLE {dups} (file VARCHAR, day DATE, line_no BIGINT)").fetchall()
     (repeated,) = con.execute(f"SELECT count(*) FROM {dups}").fetchall()[0]
-    (labelled,) = con.execute(f"SELECT count(*) FROM {fb}").fetchall()[0]
     unique = f" ANTI JOIN {dups} USING (file, line_no)" if repeated else ""
     joins, label = unique, "CAST(NULL AS VARCHAR)"
     if labelled:
-        joins += f" LEFT JOIN {fb} USING (pid_hash)"
-        label = f"CASE WHEN fb_check = {_CHECK} THEN fb_label END"
+        joins += f" LEFT JOIN (SELECT pid_hash, fb_label FROM {fb} WHERE fb_label IS NOT NULL) USING (pid_hash)"
+        label = "fb_label"
     described = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
     spread = sorted(name for name, *_ in described if name.startswith((FEATURE_PREFIX, GROUP_PREFIX)))
     extra = "".join(f", {quote(c)}" for c in spread)
