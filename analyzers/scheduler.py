@@ -22,6 +22,7 @@ again a resolved notice follows and the windows missed meanwhile are caught up.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import sys
@@ -32,6 +33,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from apscheduler.events import EVENT_SCHEDULER_STARTED
+from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from analyzers.alerts import dispatch
@@ -427,8 +430,16 @@ class Scheduler:
             scheduler.add_job(self.fire, make_trigger(job.schedule), args=[model, name], id=f"{model}:{name}")
         every = self.config.scheduler.outbox_every.total_seconds()
         scheduler.add_job(self.flush_outbox, "interval", seconds=every, id="outbox")
+        # A signal between the check above and the start finds no running scheduler to shut down: the scheduler
+        # stops itself as it starts.
+        scheduler.add_listener(lambda _event: self._stop_if_asked(scheduler), EVENT_SCHEDULER_STARTED)
         scheduler.start()
         return self._finish()
+
+    def _stop_if_asked(self, scheduler: BlockingScheduler) -> None:
+        if self.stopping.is_set() and scheduler.running:
+            with contextlib.suppress(SchedulerNotRunningError):  # the signal's own handler stopped it in between
+                scheduler.shutdown(wait=False)
 
     def _finish(self) -> int:
         abandoned = sorted(f"{m}:{n}" for (m, n), worker in self._running.items() if worker.is_alive())

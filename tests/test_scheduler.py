@@ -152,6 +152,38 @@ def test_predwatch_run_runs_on_schedule_and_stops_cleanly_on_sigterm(tmp_path: P
     assert finished["predwatch"]["job"] == "ops"
 
 
+def test_a_sigterm_just_before_the_scheduler_starts_still_stops_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The signal lands after the catch-up's stop check and before the scheduler runs: it must not be lost."""
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    write_events(tmp_path / "logs", datetime.now(UTC) - timedelta(hours=1), 1)
+    loaded = load_config(config_file(tmp_path))
+    store = LocalStore(tmp_path / "logs", tmp_path / "state")
+    start = BlockingScheduler.start
+    hung: list[bool] = []
+
+    def start_after_a_signal(self: BlockingScheduler, *args: object, **kwargs: object) -> None:
+        signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)  # serve()'s handler, as the signal would call it
+        guard = threading.Timer(30, lambda: (hung.append(True), self.shutdown(wait=False)))
+        guard.start()
+        try:
+            start(self, *args, **kwargs)
+        finally:
+            guard.cancel()
+
+    monkeypatch.setattr(BlockingScheduler, "start", start_after_a_signal)
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        assert Scheduler(loaded, store).serve() == 0
+    finally:
+        for signum, handler in handlers.items():  # serve() installed its own
+            signal.signal(signum, handler)
+        store.close()
+    assert not hung, "the scheduler ran on after the signal until the test's guard stopped it"
+
+
 def test_a_run_longer_than_its_timeout_is_reported_and_the_next_one_skipped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
