@@ -392,6 +392,34 @@ def test_the_store_answers_within_a_small_memory_limit(tmp_path: Path):
         assert len(s.sample(q, 1_000, seed=1)) == 1_000
 
 
+def test_a_file_out_of_the_shared_memory_budget_is_parsed_again_alone(tmp_path: Path, monkeypatch):
+    """Files are parsed two at a time; one whose typed read runs out of the budget they share is parsed again
+    alone afterwards (not line by line, not lost, not twice)."""
+    import duckdb
+
+    from analyzers.store import range_parse
+
+    for day in ("2026-11-20", "2026-11-21", "2026-11-22"):
+        lines = [prediction(f"{day}-{i}", f"{day}T{i % 24:02d}:00:00Z", amount=float(i)) for i in range(300)]
+        write(tmp_path / "logs" / "svc" / f"predictions-{day}.ndjson", lines)
+    real = range_parse.write_part
+    calls: list[tuple[str, bool]] = []
+
+    def write_part(con, source, **kwargs):
+        calls.append((Path(kwargs["file"]).name, kwargs.get("by_line", False)))
+        if Path(kwargs["file"]).name == "predictions-2026-11-21.ndjson" and len(calls) <= 3:
+            raise duckdb.OutOfMemoryException("failed to allocate (simulated)")
+        return real(con, source, **kwargs)
+
+    monkeypatch.setattr(range_parse, "write_part", write_part)
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as s:
+        assert s.count(Query("fraud", Window("2026-11-20T00:00:00Z", "2026-11-23T00:00:00Z"))) == 900
+    retried = [by_line for name, by_line in calls if name == "predictions-2026-11-21.ndjson"]
+    assert retried == [False, False]  # refused beside another, then read alone with DuckDB's JSON reader
+    parts = registry(tmp_path / "state", "svc")["files"]["predictions-2026-11-21.ndjson"]["parts"]
+    assert [p["rows"] for p in parts] == [300]
+
+
 def test_numbers_are_kept_as_numbers_within_the_default_memory_limit(tmp_path: Path):
     import pyarrow.parquet as pq
 

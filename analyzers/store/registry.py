@@ -31,13 +31,12 @@ from analyzers.store.jsonparse import Limits
 from analyzers.store.logfiles import ROOT_SERVICE, FileVersion, LogFile, fingerprint
 from analyzers.store.parsed_state import Entry, RegistryState, Snapshot, latest_schema
 from analyzers.store.private_files import owner_pid, private_dir, write_atomically
-from analyzers.store.range_parse import ParseError, RangeParser
+from analyzers.store.range_parse import NeedsWholeBudget, ParseError, RangeParser
 
 __all__ = ["KEEP_RETIRED", "ParseError", "Registry", "Snapshot", "service_folder"]
 
 KEEP_RETIRED = 3600.0  # seconds a replaced Parquet file stays readable (the default job timeout is 15 minutes)
 PARSERS = min(os.cpu_count() or 1, 2)  # files parsed at once
-PARALLEL_BYTES = 64 * 2**20  # a range bigger than this is parsed alone
 _REGISTRY = "registry.json"
 _LOCK = ".lock"
 
@@ -142,28 +141,31 @@ class Registry:
             work.append((name, log_file, version, entry))
         parser = RangeParser(self.folder, self.limits, latest_schema(state))
 
-        def parse(item: tuple[str, LogFile, FileVersion, Entry]) -> None:
+        retry: list[tuple[str, LogFile, FileVersion, Entry]] = []
+
+        def parse(item: tuple[str, LogFile, FileVersion, Entry], alone: bool = PARSERS == 1) -> None:
             _, log_file, version, entry = item
             if version.size > entry.size:
                 cursor = con.cursor()  # a connection of its own, so that files are parsed side by side
                 try:
-                    parser.parse(cursor, log_file, version, entry)
+                    parser.parse(cursor, log_file, version, entry, alone=alone)
+                except NeedsWholeBudget:
+                    retry.append(item)
                 finally:
                     cursor.close()
 
         # A new service's first file tells what the others hold: parsed first, its columns are their hint.
         first = work[:1] if work and not parser.hint.columns else []
         for item in first:
-            parse(item)
+            parse(item, alone=True)
             parser.hint = item[3].schema
-        # Parts of DuckDB's JSON pipeline run on one core (the line numbering keeps file order): small files
-        # are parsed two at a time to keep both cores busy; a big one alone, so that it has the memory budget.
-        rest = work[len(first) :]
-        big = [item for item in rest if item[2].size - item[3].size > PARALLEL_BYTES]
-        for item in big:
-            parse(item)
+        # Much of DuckDB's pipeline for one range runs on one core (the line numbering keeps file order): ranges
+        # are parsed two at a time to keep both cores busy, and one that runs out of the memory budget they share
+        # is parsed again alone afterwards.
         with ThreadPoolExecutor(max_workers=PARSERS) as pool:
-            list(pool.map(parse, [item for item in rest if item not in big]))
+            list(pool.map(parse, work[len(first) :]))
+        for item in retry:
+            parse(item, alone=True)
         for name, log_file, version, entry in work:
             entry.seen, entry.mtime_ns = version.size, version.mtime_ns
             entry.head = fingerprint(log_file.path, entry.size) if entry.size else ""
