@@ -392,6 +392,69 @@ def test_the_store_answers_within_a_small_memory_limit(tmp_path: Path):
         assert len(s.sample(q, 1_000, seed=1)) == 1_000
 
 
+def test_a_file_out_of_the_shared_memory_budget_is_parsed_again_alone(tmp_path: Path, monkeypatch):
+    """Files are parsed two at a time; one whose typed read runs out of the budget they share is parsed again
+    alone afterwards (not line by line, not lost, not twice)."""
+    import duckdb
+
+    from analyzers.store import range_parse
+
+    for day in ("2026-11-20", "2026-11-21", "2026-11-22"):
+        lines = [prediction(f"{day}-{i}", f"{day}T{i % 24:02d}:00:00Z", amount=float(i)) for i in range(300)]
+        write(tmp_path / "logs" / "svc" / f"predictions-{day}.ndjson", lines)
+    real = range_parse.write_part
+    calls: list[tuple[str, bool]] = []
+
+    def write_part(con, source, **kwargs):
+        name = Path(kwargs["file"]).name
+        calls.append((name, kwargs.get("by_line", False)))
+        if name == "predictions-2026-11-21.ndjson" and [n for n, _ in calls].count(name) == 1:  # its first read
+            raise duckdb.OutOfMemoryException("failed to allocate (simulated)")
+        return real(con, source, **kwargs)
+
+    monkeypatch.setattr(range_parse, "write_part", write_part)
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as s:
+        assert s.count(Query("fraud", Window("2026-11-20T00:00:00Z", "2026-11-23T00:00:00Z"))) == 900
+    retried = [by_line for name, by_line in calls if name == "predictions-2026-11-21.ndjson"]
+    assert retried == [False, False]  # refused beside another, then read alone with DuckDB's JSON reader
+    parts = registry(tmp_path / "state", "svc")["files"]["predictions-2026-11-21.ndjson"]["parts"]
+    assert [p["rows"] for p in parts] == [300]
+
+
+@pytest.mark.parametrize(("memory_limit", "side_by_side"), [("128MB", False), ("256MB", True)])
+def test_big_ranges_are_parsed_side_by_side_only_when_the_budget_holds_two(
+    tmp_path: Path, monkeypatch, memory_limit: str, side_by_side: bool
+):
+    from analyzers.store import range_parse, registry
+
+    for day in ("2026-11-20", "2026-11-21", "2026-11-22"):
+        lines = [prediction(f"{day}-{i}", f"{day}T{i % 24:02d}:00:00Z") for i in range(50)]
+        write(tmp_path / "logs" / "svc" / f"predictions-{day}.ndjson", lines)
+    monkeypatch.setattr(registry, "PARALLEL_BYTES", 0)  # every range counts as big
+    real = range_parse.RangeParser.parse
+    calls: list[bool] = []
+
+    def parse(self, con, log_file, version, entry, *, alone: bool):
+        calls.append(alone)
+        return real(self, con, log_file, version, entry, alone=alone)
+
+    monkeypatch.setattr(range_parse.RangeParser, "parse", parse)
+    with LocalStore(tmp_path / "logs", tmp_path / "state", memory_limit=memory_limit) as s:
+        assert s.count(Query("fraud", Window("2026-11-20T00:00:00Z", "2026-11-23T00:00:00Z"))) == 150
+    # alone, the first file's columns are the others' hint; side by side, the first two each expect their own
+    assert calls == ([False, False, False] if side_by_side else [True, True, True])
+
+
+def test_the_memory_budget_is_read_in_bytes():
+    import duckdb
+
+    from analyzers.store.registry import memory_budget
+
+    for limit, expected in (("256MB", 256 * 10**6), ("1GB", 10**9), ("2GB", 2 * 10**9)):
+        budget = memory_budget(duckdb.connect(config={"memory_limit": limit}))
+        assert abs(budget - expected) / expected < 0.05, (limit, budget)  # DuckDB shows one decimal: "1.8 GiB"
+
+
 def test_numbers_are_kept_as_numbers_within_the_default_memory_limit(tmp_path: Path):
     import pyarrow.parquet as pq
 

@@ -40,6 +40,10 @@ class ParseError(RuntimeError):
     """A log file could not be parsed; the message names it and says what to do."""
 
 
+class NeedsWholeBudget(Exception):
+    """A range parsed beside another ran out of the memory budget they share: it is parsed again alone."""
+
+
 class _ReadInPlaceMoved(Exception):
     """A file read in place gave another number of lines than were counted: a writer appended while DuckDB read."""
 
@@ -53,15 +57,27 @@ class RangeParser:
     limits: Limits
     hint: Schema
 
-    def parse(self, con: duckdb.DuckDBPyConnection, log_file: LogFile, version: FileVersion, entry: Entry) -> None:
-        """Parse the file's complete lines after ``entry.size`` into a new part, and record it in ``entry``."""
+    def parse(
+        self, con: duckdb.DuckDBPyConnection, log_file: LogFile, version: FileVersion, entry: Entry, *, alone: bool
+    ) -> None:
+        """Parse the file's complete lines after ``entry.size`` into a new part, and record it in ``entry``.
+
+        A range parsed beside another (``alone`` false) that runs out of memory raises ``NeedsWholeBudget``;
+        alone, the typed read falls back to reading line by line."""
         try:
-            self._parse(con, log_file, version, entry, careful=False)
+            self._parse(con, log_file, version, entry, careful=False, alone=alone)
         except _ReadInPlaceMoved:
-            self._parse(con, log_file, version, entry, careful=True)
+            self._parse(con, log_file, version, entry, careful=True, alone=alone)
 
     def _parse(
-        self, con: duckdb.DuckDBPyConnection, log_file: LogFile, version: FileVersion, entry: Entry, *, careful: bool
+        self,
+        con: duckdb.DuckDBPyConnection,
+        log_file: LogFile,
+        version: FileVersion,
+        entry: Entry,
+        *,
+        careful: bool,
+        alone: bool,
     ) -> None:
         """One attempt; ``careful`` reads a private copy of the range even where DuckDB could read the file itself."""
         private_dir(self.folder)
@@ -92,8 +108,8 @@ class RangeParser:
             try:
                 keys = find_keys(con, lines, self.limits, scanned.placeholders)
                 direct = keys.lines == scanned.lines
-            except duckdb.Error:
-                if scanned.temporary:
+            except duckdb.Error as exc:
+                if scanned.temporary or (isinstance(exc, duckdb.OutOfMemoryException) and not alone):
                     raise
                 direct = False
             if not direct:
@@ -114,7 +130,7 @@ class RangeParser:
             target = self.folder / _part_name(log_file, entry)
             partial = temporary_name(target)
             try:
-                written = self._write(con, scanned, log_file, schema, bad, partial)
+                written = self._write(con, scanned, log_file, schema, bad, partial, alone=alone)
             except (duckdb.ConversionException, duckdb.InvalidInputException):
                 # A value not of its expected type, or a field DuckDB's reader cannot take (``ml.features`` that
                 # is not an object): one exact pass finds every line's types and such lines, then read again.
@@ -122,12 +138,16 @@ class RangeParser:
                 bad = sorted({b.line: b for b in [*bad, *more]}.values(), key=lambda b: b.line)
                 scanned.release()
                 scanned = scanned_range({b.line for b in bad})
-                written = self._write(con, scanned, log_file, schema, bad, partial)
+                written = self._write(con, scanned, log_file, schema, bad, partial, alone=alone)
             make_private(partial)
             os.replace(partial, target)
         except _ReadInPlaceMoved:
             partial.unlink(missing_ok=True)
             raise
+        except duckdb.OutOfMemoryException as exc:
+            if not alone:
+                raise NeedsWholeBudget(str(log_file.path)) from exc
+            raise ParseError(_parse_failure(log_file, exc)) from exc
         except duckdb.Error as exc:
             raise ParseError(_parse_failure(log_file, exc)) from exc
         finally:
@@ -167,6 +187,8 @@ class RangeParser:
         schema: Schema,
         bad: list[SetAside],
         partial: Path,
+        *,
+        alone: bool,
     ) -> int:
         set_aside = sorted({s.line: s for s in [*scanned.set_aside, *bad]}.values(), key=lambda s: s.line)
         blank = scanned.placeholders - {s.line for s in set_aside}
@@ -189,6 +211,9 @@ class RangeParser:
         try:
             rows = write(by_line=False)
         except duckdb.OutOfMemoryException:
+            partial.unlink(missing_ok=True)
+            if not alone:
+                raise
             rows = write(by_line=True)  # the JSON reader's buffers do not fit the memory budget: line by line
         if rows + len(blank) != scanned.lines:
             if not scanned.temporary:
