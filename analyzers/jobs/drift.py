@@ -25,6 +25,7 @@ gives at these sizes (``effect_size_noise``), exceeds its threshold (see :mod:`a
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 import numpy as np
@@ -301,8 +302,7 @@ def _numeric_columns(
             ref_effective=effective[0],
             cur_effective=effective[1],
         )
-        effect, test, threshold = column_methods(override, "numeric", discrete=counts.discrete)
-        result = numeric_drift(name, counts, effect=effect, test=test, threshold=threshold)
+        result = compare_numeric(name, counts, override)
         result.missing = missing_test
         result.extra.update(mean_ref=ref_summary.mean, mean_cur=cur_summary.mean, std_ref=ref_summary.std)
         result.extra["std_cur"] = cur_summary.std
@@ -344,14 +344,11 @@ def _categorical(
     present_cur = sum(v for k, v in cur_counts.items() if k is not None)
     if present_ref <= 0 or present_cur <= 0:
         return _untestable(name, "categorical", n_ref=present_ref, n_cur=present_cur, missing=missing_test)
-    effect, test, threshold = column_methods(override, "categorical")
-    result = categorical_drift(
+    result = compare_categorical(
         name,
         ref_counts,
         cur_counts,
-        effect=effect,
-        test=test,
-        threshold=threshold,
+        override,
         ref_effective=ref.effective(present_ref),
         cur_effective=cur.effective(present_cur),
     )
@@ -381,7 +378,37 @@ def _floats(values: pd.Series) -> np.ndarray:
     return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
-def column_methods(
+def compare_numeric(name: str, counts: NumericColumn, override: FeatureOverride | None) -> ColumnDrift:
+    """One numeric column's comparison with its configured (or default) effect size, test and threshold; the
+    drift job and the report's trends compare alike."""
+    effect, test, threshold = _column_methods(override, "numeric", discrete=counts.discrete)
+    return numeric_drift(name, counts, effect=effect, test=test, threshold=threshold)
+
+
+def compare_categorical(
+    name: str,
+    ref_counts: Mapping[Hashable, float],
+    cur_counts: Mapping[Hashable, float],
+    override: FeatureOverride | None,
+    *,
+    ref_effective: float,
+    cur_effective: float,
+) -> ColumnDrift:
+    """One categorical column's comparison with its configured (or default) effect size, test and threshold."""
+    effect, test, threshold = _column_methods(override, "categorical")
+    return categorical_drift(
+        name,
+        ref_counts,
+        cur_counts,
+        effect=effect,
+        test=test,
+        threshold=threshold,
+        ref_effective=ref_effective,
+        cur_effective=cur_effective,
+    )
+
+
+def _column_methods(
     override: FeatureOverride | None, kind: Kind, *, discrete: bool = False
 ) -> tuple[str, str | None, float | None]:
     """The effect size, test (``None``: its default) and threshold of a column, as configured or by default."""

@@ -45,14 +45,14 @@ from analyzers.config.models import (
     PerformanceConfig,
 )
 from analyzers.findings import Finding
-from analyzers.jobs.drift import column_methods, display_name, feature_override
+from analyzers.jobs.drift import compare_categorical, compare_numeric, display_name, feature_override
 from analyzers.jobs.estimation import run_windows
 from analyzers.jobs.fairness import group_attributes, group_counts, match_group
 from analyzers.jobs.performance import infer_task, measure
 from analyzers.runner import with_paths_resolved
 from analyzers.stats.binning import fine_edges, quantile_edges, quantile_levels
 from analyzers.stats.drift import ColumnDrift, Kind, decide, is_discrete, spread
-from analyzers.stats.drift_methods import NumericColumn, categorical_drift, numeric_drift
+from analyzers.stats.drift_methods import NumericColumn
 from analyzers.stats.fairness import assess_attribute
 from analyzers.stats.ops import percentile_level
 from analyzers.stats.performance import classification_metrics
@@ -558,20 +558,16 @@ def _effect(
             ref_effective=float(r.sum()) * ref.size.scale,
             cur_effective=float(c.sum()) * cur.size.scale,
         )
-        effect, test, threshold = column_methods(override, "numeric", discrete=bins.discrete)
-        return numeric_drift(name, counts, effect=effect, test=test, threshold=threshold)
+        return compare_numeric(name, counts, override)
     ref_counts = _present(ref.cats.get(column, {}))
     cur_counts = _present(cur.cats.get(column, {}))
     if not ref_counts or not cur_counts:
         return None
-    effect, test, threshold = column_methods(override, "categorical")
-    return categorical_drift(
+    return compare_categorical(
         name,
         ref_counts,
         cur_counts,
-        effect=effect,
-        test=test,
-        threshold=threshold,
+        override,
         ref_effective=sum(ref_counts.values()) * ref.size.scale,
         cur_effective=sum(cur_counts.values()) * cur.size.scale,
     )
