@@ -85,6 +85,20 @@ def test_merge_keys_bring_in_an_anchor_and_own_keys_override() -> None:
     assert config.models["c"].ops.min_rows == 50
 
 
+def test_an_own_key_after_or_before_a_merge_key_is_reported_at_its_own_line() -> None:
+    for own_first in (True, False):
+        own, merge = "      max_error_rate: lots\n", "      <<: *ops\n"
+        body = own + merge if own_first else merge + own
+        (problem,) = _problems("models:\n  a: {ops: &ops {window: 1h, max_error_rate: 0.1}}\n  b:\n    ops:\n" + body)
+        line = 5 if own_first else 6
+        assert problem.startswith(f"cfg.yml:{line}: models.b.ops.max_error_rate: "), problem
+
+
+def test_two_merge_keys_in_one_mapping_are_a_duplicate_key() -> None:
+    problems = _problems("models:\n  a: {ops: &ops {window: 1h}}\n  b:\n    ops:\n      <<: *ops\n      <<: *ops\n")
+    assert problems == ["cfg.yml:6: models.b.ops: duplicate merge key (<<)"], problems
+
+
 def test_a_merge_key_on_a_plain_value_is_an_error_with_its_line() -> None:
     (problem,) = _problems("models:\n  fraud:\n    ops:\n      <<: 3\n")
     assert problem.startswith("cfg.yml:4: models.fraud.ops: a merge key (<<) takes a mapping")

@@ -115,10 +115,14 @@ def _plain(node: yaml.Node, reading: _Reading, path: tuple, active: frozenset[in
     inside = active | {id(node)}
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
-        inherited: dict[str, Any] = {}
+        # Merged keys are read first, so that the mapping's own keys, wherever they stand, keep their lines.
+        merges = [(k, v) for k, v in node.value if k.tag == _MERGE]
+        for key_node, _ in merges[1:]:
+            line = key_node.start_mark.line + 1
+            reading.problems.append(ConfigProblem(reading.file, line, _dotted(path), "duplicate merge key (<<)"))
+        inherited = _merged(merges[0][1], reading, path, inside) if merges else {}
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE:
-                inherited = _merged(value_node, reading, path, inside)
                 continue
             key = key_node.value
             where = (*path, key)
