@@ -316,3 +316,51 @@ def test_a_deleted_log_file_takes_its_lines_with_it_even_compacted(tmp_path: Pat
         assert store.count(both) == 2  # one Parquet file holds both days
         first.unlink()  # retention removed the older day
         assert store.count(both) == 1
+
+
+def test_files_growing_while_parsed_side_by_side_lose_no_line_when_one_is_parsed_again_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Big ranges parsed two at a time while writers append to each between its count and DuckDB's read; one of
+    them also runs out of the budget the two share and is parsed again alone.  Every counted line is read once,
+    the appended ones at the next parse."""
+    import duckdb
+
+    logs = tmp_path / "logs"
+    days = ("2026-11-20", "2026-11-21", "2026-11-22")
+    paths = {
+        day: write(
+            logs / "svc" / f"predictions-{day}.ndjson",
+            [prediction(f"{day}-{i}", f"{day}T{i % 24:02d}:00:00Z", amount=float(i)) for i in range(300)],
+        )
+        for day in days
+    }
+    monkeypatch.setattr(registry_module, "PARSERS", 2)
+    monkeypatch.setattr(registry_module, "PARALLEL_BYTES", 0)  # every range counts as big
+    real = range_parse_module.write_part
+    reads: list[str] = []
+    lock = threading.Lock()
+
+    def append_then_write(con, source, **kwargs):
+        name = Path(kwargs["file"]).name
+        with lock:
+            reads.append(name)
+            first = reads.count(name) == 1
+        if first:  # a writer appends between the count and DuckDB's read of this range
+            day = name.removeprefix("predictions-").removesuffix(".ndjson")
+            with open(paths[day], "ab") as handle:
+                for i in range(5):
+                    handle.write(orjson.dumps(prediction(f"{day}-late{i}", f"{day}T23:00:00Z")) + b"\n")
+            if day == "2026-11-21":
+                raise duckdb.OutOfMemoryException("failed to allocate (simulated)")
+        return real(con, source, **kwargs)
+
+    monkeypatch.setattr(range_parse_module, "write_part", append_then_write)
+    window = Window("2026-11-20T00:00:00Z", "2026-11-23T00:00:00Z")
+    with LocalStore(logs, tmp_path / "state") as store:
+        assert store.count(Query("fraud", window)) == 900  # the lines counted at the sync, none appended after
+        assert store.quality(Query("fraud", window)).set_aside == 0
+    assert reads.count("predictions-2026-11-21.ndjson") >= 2  # refused beside another, then read alone
+    with LocalStore(logs, tmp_path / "state") as store:
+        assert store.count(Query("fraud", window)) == 915  # the appended lines, at the next parse, once each
+        assert store.quality(Query("fraud", window)).set_aside == 0
