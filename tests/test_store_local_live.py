@@ -139,23 +139,41 @@ def test_a_settled_day_changing_under_readers_never_fails_them(tmp_path: Path):
 
 
 @pytest.mark.parametrize("unfinished", [b"", b'{"@timestamp": "2026-1'], ids=["whole line", "and a line begun"])
-def test_a_file_growing_while_duckdb_reads_it_in_place_is_read_from_a_copy(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unfinished: bytes
+@pytest.mark.parametrize("read", ["strict", "two passes"])
+def test_a_file_growing_while_it_is_parsed_is_read_up_to_its_counted_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unfinished: bytes, read: str
 ):
+    """A writer appends between the count and DuckDB's read: the strict read copies the counted lines; the two
+    passes read the file in place, see the lines change, and read a copy instead."""
     logs = tmp_path / "logs"
     lines = [prediction(f"a{i}", "2026-11-20T10:00:00Z") for i in range(50)]
     path = write(logs / "svc" / "predictions-2026-11-20.ndjson", lines)
-    real = range_parse_module.write_part
     grown: list[Path] = []
 
-    def append_then_write(con, source, **kwargs):  # a writer appends between the count and DuckDB's read
-        if source == path and not grown:
-            grown.append(source)
-            with open(path, "ab") as handle:
-                handle.write(orjson.dumps(prediction("late", "2026-11-20T11:00:00Z")) + b"\n" + unfinished)
-        return real(con, source, **kwargs)
+    def append() -> None:
+        grown.append(path)
+        with open(path, "ab") as handle:
+            handle.write(orjson.dumps(prediction("late", "2026-11-20T11:00:00Z")) + b"\n" + unfinished)
 
-    monkeypatch.setattr(range_parse_module, "write_part", append_then_write)
+    if read == "strict":
+        real_copy = range_parse_module.write_source
+
+        def append_then_copy(scanned, head, target):
+            if not grown:
+                append()
+            return real_copy(scanned, head, target)
+
+        monkeypatch.setattr(range_parse_module, "write_source", append_then_copy)
+    else:
+        real_write = range_parse_module.write_part
+
+        def append_then_write(con, source, **kwargs):
+            if source == path and not grown:
+                append()
+            return real_write(con, source, **kwargs)
+
+        monkeypatch.setattr(range_parse_module.RangeParser, "_read_strictly", lambda *args, **kwargs: None)
+        monkeypatch.setattr(range_parse_module, "write_part", append_then_write)
     with LocalStore(logs, tmp_path / "state") as store:
         assert store.count(Query("fraud", DAY1)) == 50  # the lines counted, none of the appended ones
         assert grown == [path]

@@ -1,9 +1,11 @@
 """JSON lines of a scanned range into one Parquet part: one row per line, events and set-aside lines alike.
 
-Two passes of DuckDB over the range.  The first reads every line's feature and group keys (so a feature
-first seen on the last line is never dropped) and names the lines that are not JSON objects.  The second
-reads the range with DuckDB's JSON reader, every column declared: each value as its JSON text, cast to a
-number where the column is expected to hold numbers.  A column's type is expected from what the file (or
+Usually one pass: DuckDB's JSON reader, told every key the range may hold by two sample lines put before it
+(``strict_source``), reads it and refuses a line holding any other key, so a feature first seen on the last
+line is never dropped; each value is read as its JSON text and cast to a number where the column is expected
+to hold numbers.  When that read refuses the range (a new key, a line that is not a JSON object), two passes
+do it: the first reads every line's keys and names the lines that are not JSON objects, the second reads the
+range with every column declared.  A column's type is expected from what the file (or
 else the service's latest file, or else the range's first lines) held so far; a value the cast refuses, or
 a field DuckDB's reader cannot take at all (a ``ml.features`` that is not an object), stops the read, and an
 exact pass finds every line's types before the range is read again (rare: a new service, or a changed one).
@@ -22,6 +24,7 @@ to be about.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -58,6 +61,38 @@ ROW_GROUP_BYTES = "16MB"
 _PLAUSIBLE_BEFORE = timedelta(days=1)  # a line's time may fall this far before its file's day...
 _PLAUSIBLE_AFTER = timedelta(days=2)  # ... and up to the end of the next day (clock skew, midnight)
 BLANK = "blank"  # a blank line: neither an event nor a problem
+# The objects the strict read transforms whole, as JSON pointers: keys in them that are not read (``Schema.others``)
+# must still be named to it, as it refuses any key it was not told of.  The line's own other keys are never read.
+OBJECTS = {
+    "event": "/event",
+    "ml": "/ml",
+    "ml.model": "/ml/model",
+    "ml.prediction": "/ml/prediction",
+    "error": "/error",
+}
+SENTINEL = "\x00predwatch"  # the one key a features or groups object with no known key is told of (never a real one)
+_SENTINEL_SQL = "(chr(0) || 'predwatch')"
+_FIXED_SPEC: dict[str, Any] = {  # the fields every typed read takes, with their DuckDB types
+    "@timestamp": "VARCHAR",
+    "event": {"dataset": "VARCHAR", "outcome": "VARCHAR"},
+    "ml": {
+        "prediction_id": "VARCHAR",
+        "model": {"name": "VARCHAR", "version": "VARCHAR"},
+        "entity_id": "VARCHAR",
+        "prediction": {"label": "JSON", "score": "JSON"},
+        "label": "JSON",
+        "latency_ms": "JSON",
+        "sample_rate": "JSON",
+    },
+    "error": {"type": "VARCHAR", "message": "VARCHAR"},
+}
+READ_KEYS: dict[str, frozenset[str]] = {  # per object of OBJECTS, the keys the typed read takes
+    "event": frozenset(_FIXED_SPEC["event"]),
+    "ml": frozenset(_FIXED_SPEC["ml"]) | {"features", "groups"},
+    "ml.model": frozenset(_FIXED_SPEC["ml"]["model"]),
+    "ml.prediction": frozenset(_FIXED_SPEC["ml"]["prediction"]),
+    "error": frozenset(_FIXED_SPEC["error"]),
+}
 SEPARATOR = "\x1f"  # between the column names of a ``nested`` cell
 _TIME_RE = r'"@timestamp"\s*:\s*"([^"\\]{1,64})"'
 _MODEL_RE = r'"model"\s*:\s*\{\s*"name"\s*:\s*"([^"\\]{1,256})"'
@@ -78,14 +113,29 @@ class Schema:
 
     columns: dict[Key, str] = field(default_factory=dict)
     values: dict[str, str] = field(default_factory=dict)
+    others: dict[str, list[str]] = field(default_factory=dict)  # per object of OBJECTS, the keys seen but not read
 
     def to_json(self) -> dict[str, Any]:
-        return {"columns": [[obj, key, kind] for (obj, key), kind in self.columns.items()], "values": self.values}
+        return {
+            "columns": [[obj, key, kind] for (obj, key), kind in self.columns.items()],
+            "values": self.values,
+            "others": self.others,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> Schema:
         data = data or {}
-        return cls({(obj, key): kind for obj, key, kind in data.get("columns", [])}, dict(data.get("values", {})))
+        return cls(
+            {(obj, key): kind for obj, key, kind in data.get("columns", [])},
+            dict(data.get("values", {})),
+            {str(obj): [str(k) for k in keys] for obj, keys in dict(data.get("others", {})).items()},
+        )
+
+    def add_others(self, others: Mapping[str, Any]) -> None:
+        """Remember more keys seen but not read, per object."""
+        for obj, keys in others.items():
+            known = self.others.setdefault(obj, [])
+            known.extend(k for k in keys if k not in known)
 
 
 @dataclass
@@ -94,6 +144,7 @@ class KeyScan:
 
     bad: list[SetAside] = field(default_factory=list)
     key_sets: list[tuple[int, list[Key]]] = field(default_factory=list)  # (first line, keys) per distinct key set
+    others: dict[str, set[str]] = field(default_factory=dict)  # per object of OBJECTS, the keys it is not read for
     lines: int = 0
 
 
@@ -138,19 +189,24 @@ def _guessed(reason: str) -> str:
     )
 
 
-def find_keys(con: duckdb.DuckDBPyConnection, lines: str, limits: Limits, ignore: set[int]) -> KeyScan:
-    """Every line's feature and group keys; lines in ``ignore`` (placeholders) are left out."""
+def find_keys(
+    con: duckdb.DuckDBPyConnection, lines: str, limits: Limits, ignore: set[int], sample: int | None = None
+) -> KeyScan:
+    """Every line's feature and group keys, and the other keys of the objects read; lines in ``ignore``
+    (placeholders) are left out.  With ``sample``, only that many first lines are read."""
     # Only lines that fail a cheap test pay for copying them (trim): most lines are not blank and start with "{".
     reason = f"""CASE WHEN k IS NULL THEN CASE WHEN line IS NULL OR trim(line) = '' THEN {sql_string(BLANK)}
             ELSE 'bad JSON' END
         WHEN left(line, 1) <> '{{' AND left(ltrim(line), 1) <> '{{' THEN 'not a JSON object'
         WHEN coalesce(len(k[1]), 0) + coalesce(len(k[2]), 0) > {int(limits.max_keys_per_line)} THEN 'too many keys'
         ELSE '' END"""
+    paths = "[" + ", ".join(sql_string(p) for p in ["/ml/features", "/ml/groups", *OBJECTS.values()]) + "]"
+    limit = f" LIMIT {int(sample)}" if sample is not None else ""
     rows = con.execute(
         f"""SELECT CASE WHEN reason = '' THEN NULL ELSE line_no END AS bad_line, reason, any_value(k), min(line_no),
                 {_guessed("reason")}, count(*)
             FROM (SELECT line_no, line, k, {reason} AS reason
-                  FROM (SELECT line_no, line, try(json_keys(line, ['/ml/features', '/ml/groups'])) AS k FROM ({lines})))
+                  FROM (SELECT line_no, line, try(json_keys(line, {paths})) AS k FROM ({lines}){limit}))
             GROUP BY bad_line, reason, hash(k)"""
     ).fetchall()
     out = KeyScan()
@@ -161,9 +217,13 @@ def find_keys(con: duckdb.DuckDBPyConnection, lines: str, limits: Limits, ignore
                 out.bad.append(SetAside(int(bad_line), why, time or None, model or None))
             continue
         keys = [
-            (obj, name) for obj, names in zip(("features", "groups"), key_lists, strict=True) for name in names or []
+            (obj, name)
+            for obj, names in zip(("features", "groups"), key_lists[:2], strict=True)
+            for name in names or []
         ]
         out.key_sets.append((int(first), keys))
+        for obj, names in zip(OBJECTS, key_lists[2:], strict=True):
+            out.others.setdefault(obj, set()).update(n for n in names or [] if n not in READ_KEYS[obj])
     out.bad.sort(key=lambda s: s.line)
     out.key_sets.sort(key=lambda item: item[0])
     return out
@@ -180,12 +240,14 @@ def accepted_keys(found: KeyScan, previous: Schema, limits: Limits) -> tuple[lis
     folded = {column_name(key).casefold() for key in accepted}
     refused: dict[Key, str] = {}
     for _first, keys in found.key_sets:
-        new = list(dict.fromkeys(k for k in keys if k not in accepted))
-        clashing = [k for k in new if not k[1] or column_name(k).casefold() in folded]
-        if clashing:
-            refused.update(dict.fromkeys(clashing, "unusable key"))
-            refused.update({k: "too many distinct keys" for k in new if k not in clashing and k not in refused})
-            continue
+        new, seen = [], set(folded)
+        for key in dict.fromkeys(k for k in keys if k not in accepted):
+            name = column_name(key).casefold()
+            if not key[1] or name in seen:  # also two keys of one line equal but for case: DuckDB's names fold
+                refused[key] = "unusable key"
+            else:
+                new.append(key)
+                seen.add(name)
         if len(accepted) + len(new) > limits.max_keys_per_file:
             refused.update({k: "too many distinct keys" for k in new if k not in refused})
             continue
@@ -286,17 +348,44 @@ def leaf_type(kinds: set[str]) -> str:
     return "JSON"
 
 
+def typed_spec(schema: Schema) -> dict[str, Any]:
+    """The fields the typed read takes, with their DuckDB types: the fixed ones, then the schema's features and
+    groups (each as JSON text)."""
+    spec = copy.deepcopy(_FIXED_SPEC)
+    for obj in ("features", "groups"):
+        keys = {k: "JSON" for (o, k) in schema.columns if o == obj}
+        if keys:
+            spec["ml"][obj] = keys
+    return spec
+
+
 def _sql_type(spec: str | Mapping[str, Any]) -> str:
     if isinstance(spec, str):
         return spec
     return "STRUCT(" + ", ".join(f"{quote(name)} {_sql_type(kind)}" for name, kind in spec.items()) + ")"
 
 
-def _reader(source: Path, spec: Mapping[str, Any], first_line: int, longest: int, by_line: bool) -> str:
+def _reader(
+    source: Path, spec: Mapping[str, Any], first_line: int, longest: int, by_line: bool, preamble_lines: int
+) -> str:
     """The source's lines as typed columns (``@timestamp``, ``event``, ``ml``, ``error``) with their number.
 
     DuckDB's JSON reader is the fast one; its buffers need about 70 MB, so under a smaller memory budget each
-    line is read by the CSV reader and transformed on its own (the same transformation, more slowly)."""
+    line is read by the CSV reader and transformed on its own (the same transformation, more slowly).  A source
+    that begins with ``preamble_lines`` sample lines is read with the types those lines show, and DuckDB refuses
+    any key they do not hold (its reader does so only when it detects the types itself, from one file)."""
+    if preamble_lines:
+        # Each line is one value (records false) of which whole objects are taken: DuckDB checks the keys of an
+        # object it transforms whole, and the line numbering keeps it from narrowing them to the fields used.
+        skip = int(preamble_lines)
+        whole = ", ".join(f"json.{quote(name)} AS {quote(name)}" for name in spec)
+        return (
+            f"SELECT line_no + {int(first_line) - 1 - skip} AS line_no, * EXCLUDE (line_no) FROM ("
+            f"SELECT row_number() OVER () AS line_no, {whole} FROM read_json({sql_string(str(source))},"
+            f" format='newline_delimited', records='false', sample_size={skip}, maximum_sample_files=1,"
+            f" map_inference_threshold=-1, field_appearance_threshold=0, maximum_object_size={buffer_bytes(longest)},"
+            f" compression='none')) WHERE line_no > {skip}"
+        )
     if by_line:
         shape = sql_string(json.dumps(spec))
         return f"SELECT line_no, unnest(json_transform(line, {shape})) FROM ({lines_sql(source, first_line, longest)})"
@@ -334,32 +423,15 @@ def write_part(
     longest: int,
     target: Path,
     by_line: bool = False,
+    preamble_lines: int = 0,
 ) -> int:
     """Read ``source`` with the schema's columns and write every line but the blank ones to ``target`` (Parquet),
     the ``set_aside`` lines as rows with their reason; the number of rows.  A value the schema's type refuses
-    raises ``duckdb.ConversionException`` (or ``InvalidInputException``)."""
+    raises ``duckdb.ConversionException`` (or ``InvalidInputException``).  With ``preamble_lines``, ``source``
+    begins with that many sample lines (``strict_source``), and a key they do not hold raises
+    ``InvalidInputException``."""
     bad = [*set_aside, *(SetAside(line, BLANK) for line in sorted(blank))]
-    features = {k: "JSON" for (obj, k) in schema.columns if obj == "features"}
-    groups = {k: "JSON" for (obj, k) in schema.columns if obj == "groups"}
-    ml: dict[str, Any] = {
-        "prediction_id": "VARCHAR",
-        "model": {"name": "VARCHAR", "version": "VARCHAR"},
-        "entity_id": "VARCHAR",
-        "prediction": {"label": "JSON", "score": "JSON"},
-        "label": "JSON",
-        "latency_ms": "JSON",
-        "sample_rate": "JSON",
-    }
-    if features:
-        ml["features"] = features
-    if groups:
-        ml["groups"] = groups
-    spec = {
-        "@timestamp": "VARCHAR",
-        "event": {"dataset": "VARCHAR", "outcome": "VARCHAR"},
-        "ml": ml,
-        "error": {"type": "VARCHAR", "message": "VARCHAR"},
-    }
+    spec = typed_spec(schema)
     selected, notes = [], []
     for name, path in (("prediction", "ml.prediction.label"), ("label", "ml.label")):
         selected.append(f"{_typed(path, schema.values.get(name, 'JSON'))} AS {name}")
@@ -394,7 +466,12 @@ def write_part(
         name: f"TRY_CAST(CAST({path} AS VARCHAR) AS DOUBLE)"
         for name, path in (("score", "ml.prediction.score"), ("latency", "ml.latency_ms"), ("rate", "ml.sample_rate"))
     }
-    refused = " ".join(
+    unknown = " ".join(  # the sentinel of an object told of no key: any value in it is a key not told of
+        f"WHEN struct_extract(ml.{obj}, {_SENTINEL_SQL}) IS NOT NULL THEN error('a key not in the sample')"
+        for obj in ("features", "groups")
+        if preamble_lines and obj not in spec["ml"]
+    )
+    refused = unknown + " ".join(
         f"WHEN {path} IS NOT NULL AND {numbers[name]} IS NULL THEN 'bad number in {shown}'"
         for name, path, shown in (
             ("score", "ml.prediction.score", "ml.prediction.score"),
@@ -408,7 +485,7 @@ def write_part(
             {numbers["rate"]} AS rate, error.type AS error_type, error.message AS error_message,
             CASE {refused} END AS number_reason, {nested_sql} AS nested,
             {", ".join(selected)}
-        FROM ({_reader(source, spec, first_line, longest, by_line)})"""
+        FROM ({_reader(source, spec, first_line, longest, by_line, preamble_lines)})"""
     checked = f"""SELECT *, max(CASE WHEN plausible THEN ts END) OVER (ROWS UNBOUNDED PRECEDING) AS previous_ts
         FROM (SELECT *, ts >= {low} AND ts < {high} AS plausible FROM ({typed}))"""
     reason = f"""CASE WHEN {bad_reason} IS NOT NULL THEN {bad_reason}

@@ -1,9 +1,10 @@
 """Parse one range of a log file (its new complete lines) into one Parquet part, and record it.
 
-The range is checked line by line (``linescan``), its keys found, lines that cannot be events set aside as
-placeholders, its columns expected (as the file's earlier parts, the service's latest file, or the range's
-first lines show them), and it is read with DuckDB's typed reader (``jsonparse``); a part is written under a
-private name and renamed into place, so that nothing half written is ever listed.
+The range is checked line by line (``linescan``) and its columns expected (as the file's earlier parts, the
+service's latest file, or the range's first lines show them).  It is first read in one strict pass, told the
+keys of its first lines (``strict_source``); if that read refuses it, its keys are found on every line, lines
+that cannot be events set aside as placeholders, and it is read with DuckDB's typed reader (``jsonparse``).
+A part is written under a private name and renamed into place, so that nothing half written is ever listed.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -31,6 +34,7 @@ from analyzers.store.linescan import ScannedRange, SetAside, scan
 from analyzers.store.logfiles import FileVersion, LogFile
 from analyzers.store.parsed_state import Entry, Part
 from analyzers.store.private_files import make_private, private_dir, temporary_name
+from analyzers.store.strict_source import PREAMBLE_LINES, preamble, write_source
 
 _SAMPLE_LINES = 2000  # lines read to expect the types of keys a service never had before
 _NAMES = itertools.count()
@@ -42,6 +46,10 @@ class ParseError(RuntimeError):
 
 class NeedsWholeBudget(Exception):
     """A range parsed beside another ran out of the memory budget they share: it is parsed again alone."""
+
+
+class _StrictRefused(Exception):
+    """The strict read gave another number of lines than were counted (it skips blank lines)."""
 
 
 class _ReadInPlaceMoved(Exception):
@@ -56,6 +64,7 @@ class RangeParser:
     folder: Path
     limits: Limits
     hint: Schema
+    strict: bool = True  # whether ranges are first tried in one strict pass (off once its reader ran out of memory)
 
     def parse(
         self, con: duckdb.DuckDBPyConnection, log_file: LogFile, version: FileVersion, entry: Entry, *, alone: bool
@@ -100,11 +109,19 @@ class RangeParser:
                 raise ParseError(f"cannot read {log_file.path}: {exc.strerror or exc}") from exc
 
         scanned = scanned_range(careful=careful)
+        target = self.folder / _part_name(log_file, entry)
+        partial = temporary_name(target)
         try:
             if not scanned.lines and not scanned.set_aside:
                 entry.size = scanned.end
                 return
             lines = lines_sql(scanned.source, scanned.first_line, scanned.longest)
+            strict = self._read_strictly(con, scanned, log_file, entry, hint, lines, partial, alone=alone)
+            if strict is not None:
+                schema, written, others = strict
+                make_private(partial)
+                os.replace(partial, target)
+                return self._record(entry, scanned, target, written, schema, others)
             try:
                 keys = find_keys(con, lines, self.limits, scanned.placeholders)
                 direct = keys.lines == scanned.lines
@@ -127,8 +144,6 @@ class RangeParser:
                 scanned = scanned_range({b.line for b in bad} | blank)
                 lines = lines_sql(scanned.source, scanned.first_line, scanned.longest)
             schema = self._expected(con, lines, accepted, entry.schema, hint, scanned.placeholders)
-            target = self.folder / _part_name(log_file, entry)
-            partial = temporary_name(target)
             try:
                 written = self._write(con, scanned, log_file, schema, bad, partial, alone=alone)
             except (duckdb.ConversionException, duckdb.InvalidInputException):
@@ -153,11 +168,66 @@ class RangeParser:
         finally:
             scanned.release()
             scratch.unlink(missing_ok=True)
+        self._record(entry, scanned, target, written, schema, keys.others)
+
+    @staticmethod
+    def _record(
+        entry: Entry, scanned: ScannedRange, target: Path, written: int, schema: Schema, others: Mapping[str, Any]
+    ) -> None:
         entry.parts.append(Part(target.name, written))
         entry.size = scanned.end
         entry.lines += scanned.lines
         entry.schema.columns.update(schema.columns)
         entry.schema.values.update(schema.values)
+        entry.schema.add_others(others)
+
+    def _read_strictly(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        scanned: ScannedRange,
+        log_file: LogFile,
+        entry: Entry,
+        hint: Schema,
+        lines: str,
+        partial: Path,
+        *,
+        alone: bool,
+    ) -> tuple[Schema, int, dict[str, list[str]]] | None:
+        """The range read in one pass, when its first lines (with the file's earlier parts and the service's
+        latest file) name every key it holds: its schema, rows and the keys seen but not read.  None when the
+        strict read refuses the range (a key first seen later, a line that is not a JSON object, a blank line)
+        or cannot be tried: the two passes read it then."""
+        if not self.strict:
+            return None
+        try:
+            first = find_keys(con, lines, self.limits, scanned.placeholders, sample=_SAMPLE_LINES)
+        except duckdb.Error:  # DuckDB refuses the file as it is: the two passes read a checked copy
+            return None
+        accepted, refused = accepted_keys(first, entry.schema, self.limits)
+        if first.bad or refused or len(accepted) > self.limits.max_keys_per_line:
+            return None
+        others = Schema(others={k: list(v) for k, v in hint.others.items()})
+        others.add_others(entry.schema.others)
+        others.add_others({k: sorted(v) for k, v in first.others.items()})
+        if sum(map(len, others.others.values())) > self.limits.max_keys_per_file:
+            return None
+        schema = self._expected(con, lines, accepted, entry.schema, hint, scanned.placeholders)
+        source = temporary_name(self.folder / f"{log_file.name}.strict.ndjson")
+        try:
+            write_source(scanned, preamble(schema, others.others), source)
+            written = self._write(con, scanned, log_file, schema, [], partial, alone=alone, strict_source=source)
+        except duckdb.OutOfMemoryException:
+            partial.unlink(missing_ok=True)
+            if not alone:
+                raise
+            self.strict = False  # the JSON reader does not fit this budget: the two passes read line by line
+            return None
+        except (duckdb.Error, _StrictRefused):
+            partial.unlink(missing_ok=True)
+            return None
+        finally:
+            source.unlink(missing_ok=True)
+        return schema, written, others.others
 
     def _expected(
         self,
@@ -189,14 +259,17 @@ class RangeParser:
         partial: Path,
         *,
         alone: bool,
+        strict_source: Path | None = None,
     ) -> int:
+        """Write the range's part to ``partial``: read by DuckDB's JSON reader with the schema's columns, or from
+        ``strict_source`` (``strict_source.write_source``), which refuses keys its sample lines do not hold."""
         set_aside = sorted({s.line: s for s in [*scanned.set_aside, *bad]}.values(), key=lambda s: s.line)
         blank = scanned.placeholders - {s.line for s in set_aside}
 
         def write(by_line: bool) -> int:
             return write_part(
                 con,
-                scanned.source,
+                strict_source or scanned.source,
                 file=log_file.path,
                 day=log_file.day,
                 first_line=scanned.first_line,
@@ -206,16 +279,19 @@ class RangeParser:
                 longest=scanned.longest,
                 target=partial,
                 by_line=by_line,
+                preamble_lines=PREAMBLE_LINES if strict_source else 0,
             )
 
         try:
             rows = write(by_line=False)
         except duckdb.OutOfMemoryException:
             partial.unlink(missing_ok=True)
-            if not alone:
+            if not alone or strict_source:
                 raise
             rows = write(by_line=True)  # the JSON reader's buffers do not fit the memory budget: line by line
         if rows + len(blank) != scanned.lines:
+            if strict_source:  # the JSON reader skips blank lines: the two passes find them
+                raise _StrictRefused(log_file.path)
             if not scanned.temporary:
                 raise _ReadInPlaceMoved(log_file.path)
             raise ParseError(f"parsing {log_file.path} lost track of its line numbers; it is parsed again next run")

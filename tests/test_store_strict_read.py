@@ -1,0 +1,155 @@
+"""The one-pass strict read of a log range: the same parts as the two passes, one pass when the first lines name
+every key, and the two passes whenever a line holds a key they did not name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from analyzers.store import LocalStore, Query
+from analyzers.store import range_parse as range_parse_module
+from analyzers.timeutil import Window
+from tests.store_contract import DAY1, prediction
+
+DAYS = Window("2026-11-20T00:00:00Z", "2026-11-23T00:00:00Z")
+
+
+def write(path: Path, lines: list) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"".join((x if isinstance(x, bytes) else orjson.dumps(x)) + b"\n" for x in lines))
+    return path
+
+
+def parts(state: Path) -> list[tuple]:
+    """Every parsed row of the state, with its columns, in file and line order."""
+    files = sorted(str(p) for p in (state / "parsed").rglob("*.parquet"))
+    relation = duckdb.sql(f"SELECT * FROM read_parquet({files}, union_by_name=true) ORDER BY file, line_no")
+    return [tuple(sorted(relation.columns)), *relation.fetchall()] if files else []
+
+
+class Reads:
+    """Which way each range was read: ``strict`` or ``two passes``."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, *, strict: bool = True) -> None:
+        self.ways: list[tuple[str, str]] = []
+        real = range_parse_module.RangeParser._read_strictly
+
+        def read_strictly(parser, con, scanned, log_file, *args, **kwargs):
+            done = real(parser, con, scanned, log_file, *args, **kwargs) if strict else None
+            self.ways.append((log_file.name, "strict" if done is not None else "two passes"))
+            return done
+
+        monkeypatch.setattr(range_parse_module.RangeParser, "_read_strictly", read_strictly)
+
+
+def test_a_clean_day_is_read_in_one_strict_pass_and_a_late_feature_in_two(tmp_path: Path, monkeypatch):
+    logs = tmp_path / "logs" / "svc"
+    clean = [prediction(f"a{i}", f"2026-11-20T{i % 24:02d}:00:00Z") for i in range(3000)]
+    late = [prediction(f"b{i}", f"2026-11-21T{i % 24:02d}:00:00Z") for i in range(3000)]
+    late[2500]["ml"]["features"]["late"] = 3.5  # past the 2,000 first lines the strict read is told of
+    write(logs / "predictions-2026-11-20.ndjson", clean)
+    write(logs / "predictions-2026-11-21.ndjson", late)
+    reads = Reads(monkeypatch)
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as s:
+        q = Query("fraud", DAYS)
+        assert s.count(q) == 6000
+        assert s.numeric_summary(q, "features.late").count == 1
+    assert sorted(reads.ways) == [
+        ("predictions-2026-11-20.ndjson", "strict"),
+        ("predictions-2026-11-21.ndjson", "two passes"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("where", "change"),
+    [
+        ("ml", lambda line: line["ml"].update(trace={"id": "t1"})),
+        ("event", lambda line: line["event"].update(created="2026-11-20T01:00:00Z")),
+        ("error", lambda line: line.update(error={"type": "E", "message": "m", "stack_trace": "at x"})),
+    ],
+)
+def test_a_key_first_seen_late_outside_the_features_and_groups_is_learned_for_the_next_day(
+    tmp_path: Path, monkeypatch, where: str, change
+):
+    logs = tmp_path / "logs" / "svc"
+    reads = Reads(monkeypatch)
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as s:
+        for day in ("2026-11-20", "2026-11-21"):  # the next day is written once the first is parsed
+            lines = [prediction(f"{day}-{i}", f"{day}T{i % 24:02d}:00:00Z") for i in range(2500)]
+            for line in lines[2100:]:  # past the 2,000 first lines the strict read is told of
+                change(line)
+            write(logs / f"predictions-{day}.ndjson", lines)
+            assert s.count(Query("fraud", DAYS)) == 2500 * (1 + (day == "2026-11-21"))
+    assert reads.ways == [
+        ("predictions-2026-11-20.ndjson", "two passes"),
+        ("predictions-2026-11-21.ndjson", "strict"),
+    ]
+
+
+def test_a_line_holding_the_sentinel_key_is_read_in_two_passes(tmp_path: Path, monkeypatch):
+    lines = [prediction(f"a{i}", "2026-11-20T01:00:00Z") for i in range(2500)]
+    for line in lines:
+        del line["ml"]["groups"]
+    lines[2200]["ml"]["groups"] = {"\x00predwatch": 1}  # after the first lines: the strict read is told of none
+    write(tmp_path / "logs" / "svc" / "predictions-2026-11-20.ndjson", lines)
+    reads = Reads(monkeypatch)
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as s:
+        assert s.count(Query("fraud", DAY1)) == 2500
+    assert reads.ways == [("predictions-2026-11-20.ndjson", "two passes")]
+
+
+_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**62), 2**62),
+    st.floats(allow_nan=False, allow_infinity=False, width=32),
+    st.text(max_size=5),
+    st.lists(st.integers(0, 3), max_size=2),
+    st.dictionaries(st.sampled_from(["x", "y"]), st.integers(0, 3), max_size=2),
+)
+_LINE = st.fixed_dictionaries(
+    {
+        "features": st.dictionaries(st.sampled_from(["a", "b", "c", "A"]), _VALUES, max_size=4),
+        "groups": st.one_of(st.none(), st.dictionaries(st.sampled_from(["g", "h"]), _VALUES, max_size=2)),
+        "score": st.one_of(st.none(), st.floats(0, 1), st.sampled_from(["0.5", "high"])),
+        "label": st.one_of(st.none(), st.integers(0, 2), st.sampled_from([1.5, "1", True])),
+        "extra_ml": st.booleans(),
+        "raw": st.sampled_from([None, None, None, None, b"", b"not json", b"[1, 2]", b'{"ml": 5}']),
+    }
+)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(head=st.lists(_LINE, min_size=1, max_size=6), tail=st.lists(_LINE, max_size=4))
+def test_the_strict_read_writes_what_the_two_passes_write(tmp_path_factory, head, tail):
+    """Whatever the lines hold (late keys, mixed types, nested values, bad lines), a range read strictly gives the
+    very parts the two passes give, or is left to them."""
+    root = tmp_path_factory.mktemp("strict")
+    lines: list = []
+    for i, spec in enumerate([*head, *tail]):
+        if spec["raw"] is not None:
+            lines.append(spec["raw"])
+            continue
+        line = prediction(f"p{i}", f"2026-11-20T{i % 24:02d}:00:00Z", label=spec["label"], score=spec["score"])
+        line["ml"]["features"] = spec["features"]
+        if spec["groups"] is None:
+            del line["ml"]["groups"]
+        else:
+            line["ml"]["groups"] = spec["groups"]
+        if spec["extra_ml"]:
+            line["ml"]["note"] = "n"
+        lines.append(line)
+    write(root / "logs" / "svc" / "predictions-2026-11-20.ndjson", lines)
+    results = []
+    for strict in (True, False):
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            Reads(monkeypatch, strict=strict)
+            with LocalStore(root / "logs", root / f"state-{strict}") as s:
+                s.count(Query("fraud", DAY1))
+        results.append(parts(root / f"state-{strict}"))
+    assert results[0] == results[1]
