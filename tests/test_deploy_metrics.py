@@ -22,6 +22,7 @@ GROUPING = re.compile(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^
 SELECTOR = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{([^}]*)\}")
 MATCHER = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)")
 IDENTIFIER = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+COUNTER_FUNCTION = re.compile(r"\b(rate|irate|increase|resets)\(\s*([a-zA-Z_:][a-zA-Z0-9_:]*)")
 
 
 def metric_names(expr: str) -> set[str]:
@@ -85,6 +86,18 @@ def test_every_metric_used_is_one_we_export(source: str) -> None:
     assert not unknown, "\n".join(unknown)
 
 
+@pytest.mark.parametrize("source", ["dashboard", "rules"])
+def test_counters_are_read_as_increases_and_gauges_never_are(source: str) -> None:
+    exprs = dashboard_expressions() if source == "dashboard" else rule_expressions()
+    misread: list[str] = []
+    for expr in exprs:
+        increases = {m.group(2) for m in COUNTER_FUNCTION.finditer(expr)}
+        for name in metric_names(expr) & set(METRICS):
+            if (METRICS[name].type == "counter") != (name in increases):
+                misread.append(f"{name} ({METRICS[name].type}) in {expr!r}")
+    assert not misread, "\n".join(misread)
+
+
 def test_the_dashboard_is_a_grafana_dashboard() -> None:
     dashboard = json.loads(DASHBOARD.read_text())
     assert dashboard["uid"] == "predwatch-overview"
@@ -97,7 +110,13 @@ def test_the_dashboard_is_a_grafana_dashboard() -> None:
         refs = [t["refId"] for t in panel.get("targets", [])]
         assert len(refs) == len(set(refs)), panel["title"]
     covered = {name for expr in dashboard_expressions() for name in metric_names(expr)}
-    for family in ("predwatch_canary_verdict", "predwatch_drift_columns_drifted_ratio", "predwatch_alerts_firing"):
+    for family in (
+        "predwatch_canary_verdict",
+        "predwatch_drift_columns_drifted_ratio",
+        "predwatch_alerts_firing",
+        "predwatch_notification_delivery_failures_total",
+        "predwatch_version_traffic_ratio",
+    ):
         assert family in covered
 
 

@@ -22,8 +22,9 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from analyzers.alerts import tally
 from analyzers.alerts.channels.recording import RecordingSender
-from analyzers.alerts.dispatch import process
+from analyzers.alerts.dispatch import flush, process
 from analyzers.alerts.errors import ChannelUnreachable
 from analyzers.config.models import Config
 from analyzers.findings import (
@@ -35,13 +36,14 @@ from analyzers.findings import (
     OpsMetrics,
     PerformanceMetrics,
 )
-from analyzers.metrics.catalogue import METRICS, PERFORMANCE_FAMILIES
+from analyzers.metrics.catalogue import METRICS, PERFORMANCE_FAMILIES, MetricSpec
+from analyzers.metrics.samples import Limits, Sample, finding_samples, versions_left_out
 from analyzers.metrics.server import MetricsServer, start_metrics_server
 from analyzers.runner import run_jobs
 from analyzers.scheduler import write_heartbeat
 from analyzers.stats.drift import ColumnDrift
 from analyzers.store import LocalStore
-from analyzers.timeutil import Window, format_time, utcnow
+from analyzers.timeutil import Window, format_time, parse_time, utcnow
 from tests.report_events import T0, Incidents, build
 from tests.version_traffic import Version, write_traffic
 
@@ -266,20 +268,32 @@ def test_runs_alerts_and_the_outbox_are_the_stored_state(
     attempts = [record["attempts"] for doc, _ in outbox.values() for record in doc["deliveries"].values()]
     assert all(attempts)
     assert value(scraped, "predwatch_outbox_failed_attempts") == sum(attempts)
+    assert value(scraped, "predwatch_notification_delivery_failures_total", channel="terminal") == sum(attempts)
+    assert value(scraped, "predwatch_notifications_delivered_total", channel="terminal") == 0.0
     assert value(scraped, "predwatch_store_up") == 1.0
+
+
+def spec_of(family: str) -> tuple[MetricSpec, str]:
+    """The declared family a parsed one comes from: a counter's family is its name without ``_total``, and
+    prometheus_client's text format adds each counter's ``_created`` as a gauge of its own."""
+    if family in METRICS:
+        return METRICS[family], "gauge"
+    if family.endswith("_created") and f"{family.removesuffix('_created')}_total" in METRICS:
+        return METRICS[f"{family.removesuffix('_created')}_total"], "gauge"
+    return METRICS[f"{family}_total"], "counter"
 
 
 def test_names_labels_and_help_follow_the_conventions(server: MetricsServer) -> None:
     scraped, text = scrape(server.url)
     families = {f.name: f for f in text_string_to_metric_families(text) if f.name.startswith("predwatch_")}
-    assert set(families) <= set(METRICS)
     assert {"predwatch_build_info", "predwatch_store_up", "predwatch_canary_verdict"} <= set(families)
+    assert "predwatch_notification_delivery_failures" in families
     for name, family in families.items():
-        spec = METRICS[name]
+        spec, parsed_type = spec_of(name)
         assert NAME.match(name)
-        assert family.type == "gauge"
+        assert family.type == parsed_type
+        assert spec.name.endswith("_total") == (spec.type == "counter"), "counters, and only they, end in _total"
         assert family.documentation == spec.help
-        assert not name.endswith("_total"), "gauges are not counters"
         for s in family.samples:
             assert tuple(sorted(s.labels)) == tuple(sorted(spec.labels)), name
     assert "process_resident_memory_bytes" in scraped  # the daemon's own process metrics
@@ -397,3 +411,136 @@ def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         with pytest.raises(ValueError, match=rf"cannot serve metrics on 127.0.0.1:{port} \(scheduler.metrics_address"):
             start_metrics_server(store, store, Config(), port=port, address="127.0.0.1")
+
+
+def scrape_store(store: LocalStore, config: Config) -> Scrape:
+    """One scrape of a metrics server started on the store (as a restarted ``predwatch run`` would)."""
+    served = start_metrics_server(store, store, config, port=0, address="127.0.0.1")
+    try:
+        return scrape(served.url)[0]
+    finally:
+        served.close()
+
+
+def test_delivery_counters_only_go_up_across_retries_restarts_and_a_pruned_outbox(tmp_path: Path) -> None:
+    config = Config.model_validate({"models": {"m": {"ops": {"window": "1h"}}}})
+    start = utcnow() - timedelta(days=3)
+    failed = Finding("m", "ops", Window(start - timedelta(hours=1), start), "error", error="store down")
+    down = RecordingSender(fail=ChannelUnreachable("terminal unreachable"))
+    (tmp_path / "logs").mkdir()
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
+        assert scrape_store(store, config)["predwatch_notifications_delivered_total"] == {
+            (("channel", "terminal"),): 0.0
+        }, "a configured channel starts at 0"
+        process(store, config, [failed], now=start, sender=down)
+        flush(store, config, sender=down, now=start + timedelta(minutes=1))
+        before = scrape_store(store, config)
+        flush(store, config, sender=RecordingSender(), now=start + timedelta(minutes=2))
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as restarted:
+        flush(restarted, config, sender=RecordingSender(), now=start + timedelta(days=2))  # prunes the outbox
+        assert restarted.list_state("outbox:") == {}
+        after = scrape_store(restarted, config)
+    assert value(before, "predwatch_notification_delivery_failures_total", channel="terminal") == 2.0
+    assert value(before, "predwatch_outbox_failed_attempts") == 2.0
+    assert value(after, "predwatch_notification_delivery_failures_total", channel="terminal") == 2.0
+    assert value(after, "predwatch_outbox_failed_attempts") == 0.0, "the gauge forgets what was pruned"
+    assert value(after, "predwatch_notifications_delivered_total", channel="terminal") == 1.0
+    created = value(after, "predwatch_notifications_delivered_created", channel="terminal")
+    assert created == parse_time(format_time(start)).timestamp(), "counting started with the first round"
+
+
+def test_two_processes_counting_at_once_lose_no_count(tmp_path: Path) -> None:
+    (tmp_path / "logs").mkdir()
+    now = utcnow()
+    other = LocalStore(tmp_path / "logs", tmp_path / "state")
+
+    class Raced(LocalStore):
+        """Another process adds its count between this one's read and its write, once."""
+
+        raced = False
+
+        def put_state(self, key: str, doc: dict[str, Any], version: Any = None) -> Any:
+            if key.startswith("tally:") and not self.raced:
+                self.raced = True
+                tally.add(other, "slack", delivered=5, failed=1, now=now)
+            return super().put_state(key, doc, version)
+
+    with Raced(tmp_path / "logs", tmp_path / "state") as store:
+        tally.add(store, "slack", delivered=1, failed=0, now=now)
+        tally.add(store, "slack", delivered=2, failed=3, now=now)
+        (counted,) = tally.tallies(doc for doc, _v in store.list_state("tally:").values())
+    other.close()
+    assert (counted.delivered, counted.failed) == (8, 4)
+
+
+def test_by_version_findings_export_each_version_bounded(tmp_path: Path) -> None:
+    day = Window(T0, T0 + timedelta(days=1))
+    write_traffic(
+        tmp_path / "logs",
+        [
+            Version("v1", 900, day.start, day.end),
+            Version("v2", 300, day.start, day.end, error_rate=0.3, accuracy=0.6),
+            Version("v3", 100, day.start, day.end),
+        ],
+    )
+    config = Config.model_validate(
+        {
+            "scheduler": {"metrics_max_versions": 2},
+            "models": {
+                "m": {
+                    "ops": {"window": "1d", "by_version": True, "min_rows": 50, "max_error_rate": 0.1},
+                    "performance": {"window": "1d", "by_version": True, "min_labels": 30},
+                }
+            },
+        }
+    )
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
+        findings = run_jobs(store, config, at=day.end)
+        for finding in findings:  # the collector reads 30 days back from now
+            finding.window = Window(utcnow() - timedelta(days=1), utcnow())
+        store.write_findings(findings)
+        scraped = scrape_store(store, config)
+    ops, performance = (f for job in ("ops", "performance") for f in findings if f.job == job)
+    assert ops.by_version is not None
+    assert [v.version for v in ops.by_version.versions] == ["v1", "v2", "v3"]
+    exported = {dict(labels)["version"] for labels in scraped["predwatch_version_ops_error_rate_ratio"]}
+    assert exported == {"v1", "v2"}, "metrics_max_versions: the most traffic first"
+    assert value(scraped, "predwatch_metrics_series_left_out", model="m", kind="version") == 2  # v3, in two jobs
+    for v in ops.by_version.versions[:2]:
+        labels = {"model": "m", "job": "ops", "version": v.version}
+        assert value(scraped, "predwatch_version_events", **labels) == v.events
+        assert value(scraped, "predwatch_version_traffic_ratio", **labels) == pytest.approx(v.share)
+        assert value(scraped, "predwatch_version_status", **labels, status=v.status) == 1.0
+        numbers = v.metrics
+        assert isinstance(numbers, OpsMetrics)
+        got = value(scraped, "predwatch_version_ops_error_rate_ratio", model="m", version=v.version)
+        assert got == pytest.approx(numbers.error_rate.value)
+    assert value(scraped, "predwatch_version_status", model="m", job="ops", version="v2", status="alert") == 1.0
+    assert performance.by_version is not None
+    for v in performance.by_version.versions[:2]:
+        numbers = v.metrics
+        assert isinstance(numbers, PerformanceMetrics)
+        accuracy = numbers.measured["accuracy"].value
+        assert accuracy is not None
+        got = value(scraped, "predwatch_version_performance_accuracy_ratio", model="m", version=v.version)
+        assert got == pytest.approx(accuracy)
+    whole = performance.metrics_as(PerformanceMetrics)
+    assert whole is not None
+    assert value(scraped, "predwatch_performance_accuracy_ratio", model="m") == pytest.approx(
+        whole.measured["accuracy"].value
+    ), "the whole window keeps its own family"
+
+
+def test_a_canary_exports_the_compared_versions_first_up_to_the_limit(
+    stored: tuple[LocalStore, Config, list[Finding]],
+) -> None:
+    canary = latest(stored[2], "m", "canary")
+    shares = canary.metrics_as(CanaryMetrics)
+    assert shares is not None
+    assert [t.version for t in shares.traffic] == ["v1", "v2"]
+    one = Limits(max_versions=1)
+    exported = [s for s in finding_samples(canary, one) if s.name == "predwatch_canary_traffic_ratio"]
+    assert [dict(s.labels)["version"] for s in exported] == ["v1"]
+    assert versions_left_out([canary], one) == [
+        Sample("predwatch_metrics_series_left_out", (("model", "m"), ("kind", "version")), 1.0)
+    ]

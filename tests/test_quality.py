@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from html import escape
 from pathlib import Path
 
 import orjson
 
+from analyzers.alerts.channels.recording import RecordingSender
+from analyzers.alerts.dispatch import process
 from analyzers.alerts.rules import QUALITY, alerts_of
 from analyzers.cli import main
 from analyzers.config.models import Config
+from analyzers.findings import Finding, OpsMetrics, QualityReport, ReasonCount, Status, WindowQuality
 from analyzers.runner import run_jobs
 from analyzers.store import LocalStore
+from analyzers.timeutil import Window
 from tests.store_contract import DAY1, prediction
 
 
@@ -130,3 +135,45 @@ def test_the_report_shows_each_window_quality(tmp_path: Path):
     for reason, line in EXPECTED_REASONS.items():
         assert escape(f"1 {reason} (first at {path}:{line})") in section
     assert '<tr class="alert">' in section  # 4 of 204 lines is above the default 1 %
+
+
+HOUR = timedelta(hours=1)
+
+
+def hour(n: int, status: Status, bad: int | None, *, lines: int = 200) -> Finding:
+    """The ops finding of hour ``n``: ``bad`` lines set aside of ``lines`` (``None``: no quality report)."""
+    window = Window(DAY1.start + n * HOUR, DAY1.start + (n + 1) * HOUR)
+    reasons = {"bad JSON": ReasonCount(bad, "svc.ndjson:7")} if bad else {}
+    report = None if bad is None else QualityReport(lines, reasons)
+    error = "the store could not tell" if report is None else None
+    metrics = OpsMetrics.from_dict({"volume": {"total": lines}}) if status != "error" else None
+    failed = "ConnectionError: store down" if status == "error" else None
+    return Finding("fraud", "ops", window, status, metrics, error=failed, quality=WindowQuality(report, 0.01, error))
+
+
+def quality_items(sender: RecordingSender) -> list[str]:
+    return [i.kind for m in sender.messages for i in m.items if i.subject == QUALITY]
+
+
+def test_a_quality_alert_resolves_on_the_first_window_whose_quality_is_back_whatever_the_verdict(tmp_path: Path):
+    config = Config.model_validate({"models": {"fraud": {"ops": {"window": "1h", "cooldown": "1d"}}}})
+    sender = RecordingSender()
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
+
+        def run(finding: Finding) -> None:
+            process(store, config, [finding], now=finding.window.end, sender=sender)
+
+        run(hour(0, "ok", 20))  # 10 % set aside
+        run(hour(0, "ok", 20))  # the same window again: nothing new
+        assert quality_items(sender) == ["firing"]
+        run(hour(1, "insufficient_data", None))  # no report: says nothing about quality
+        run(hour(2, "ok", None))  # nor does a verdict without a report
+        run(hour(3, "insufficient_data", 0, lines=0))  # nor an empty window
+        assert quality_items(sender) == ["firing"]
+        assert store.get_state("alert:fraud:ops:quality")[0]["status"] == "firing"
+        run(hour(4, "error", 1))  # the job failed, but its window's quality is back under 1 %
+        assert quality_items(sender) == ["firing", "resolved"]
+        run(hour(5, "insufficient_data", 1))  # resolved once
+        run(hour(6, "alert", 30))  # flapping back is a new alert, not a reminder
+        run(hour(7, "insufficient_data", 1))
+        assert quality_items(sender) == ["firing", "resolved", "firing", "resolved"]

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from rich.console import Console
 
-from analyzers.alerts import outbox, silences
+from analyzers.alerts import outbox, silences, tally
 from analyzers.alerts.channels import LooksBack, Sender, open_channels
 from analyzers.alerts.channels.terminal import TerminalSender
 from analyzers.alerts.errors import ChannelUnreachable, DeliveryError, DeliveryInterrupted, RetryLater
@@ -54,6 +54,7 @@ class ChannelReport:
     sent: int = 0  # notifications in them
     recovered: int = 0  # notifications found already delivered (after a crash) and not sent again
     failed: int = 0  # notifications not delivered this round (kept in the outbox)
+    refused: int = 0  # of those, the ones whose attempt failed (not those handed back when the process stops)
     errors: list[str] = field(default_factory=list)
     retry_after_s: float | None = None  # the channel asked to wait this long (a long Retry-After)
     interrupted: bool = False  # the process is stopping; what was not sent waits in the outbox
@@ -247,6 +248,7 @@ def _deliver(
             for entry in doubtful:
                 outbox.mark_failed(store, entry, now, str(exc), retry_at=None, in_doubt=True)
             report.failed += len(doubtful)
+            report.refused += len(doubtful)
             report.errors.append(str(exc))
         if found is None:
             entries = [e for e in entries if not e.in_doubt]
@@ -273,6 +275,7 @@ def _deliver(
                 for entry in rest:
                     outbox.mark_failed(store, entry, now, str(exc), retry_at=retry_at, in_doubt=False)
             report.failed += sum(len(b) for b in batches[i:])
+            report.refused += sum(len(b) for b in batches[i:])
             report.errors.append(str(exc))
             report.retry_after_s = exc.after_s
             break
@@ -284,6 +287,7 @@ def _deliver(
                 for entry in later:
                     outbox.mark_failed(store, entry, now, str(exc), retry_at=None, in_doubt=doubt)
             report.failed += sum(len(b) for b in failed)
+            report.refused += sum(len(b) for b in failed)
             report.errors.append(str(exc))
             if unreachable:
                 break
@@ -307,7 +311,8 @@ def flush(
     wanted: Callable[[Notification], bool] | None = None,
 ) -> DeliveryReport:
     """Deliver whatever waits in the outbox, channel by channel (one message per model, or per alert for
-    channels that take one at a time); ``sender`` stands in for every configured channel (tests, the demo)."""
+    channels that take one at a time), and add what each channel delivered and failed to its stored counts;
+    ``sender`` stands in for every configured channel (tests, the demo)."""
     now = now or utcnow()
     if senders is None:
         if sender is not None:
@@ -318,7 +323,8 @@ def flush(
     report.created = release(store, config, now=now).created
     outbox.prune(store, now)
     for name, chosen in senders.items():
-        report.channels[name] = _deliver(store, config, name, chosen, now, wanted)
+        done = report.channels[name] = _deliver(store, config, name, chosen, now, wanted)
+        tally.add(store, name, delivered=done.sent + done.recovered, failed=done.refused, now=now)
     report.pending = len(outbox.pending(store))
     return report
 

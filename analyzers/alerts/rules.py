@@ -7,7 +7,9 @@ not judge its window, or any job whose window (or reference) held no predictions
 alert (subject ``monitoring``): silence from a job must never look like good news.  What counts as
 "could not judge" and which counts are read from the job's payload (``Metrics.unjudged_needs_attention``,
 ``row_counts``, ``no_verdict_reason``).  A window whose share of lines set aside (its finding's ``quality``) is
-above ``quality.max_bad_share`` raises one more alert (subject ``quality``), whatever the job found.
+above ``quality.max_bad_share`` raises one more alert (subject ``quality``), whatever the job found; it
+resolves on the first later window whose measured share is back within the limit, whatever that job found
+(:func:`quality_within_limit`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from analyzers.findings.quality import describe_reasons
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 MONITORING = "monitoring"
-QUALITY = "quality"
 QUALITY = "quality"
 
 
@@ -75,6 +76,16 @@ def _quality_alert(finding: Finding, severity: Severity) -> list[Alert]:
     message = f"{report.share:.1%} of {report.lines} lines set aside, more than {quality.max_bad_share:.1%}: {named}"
     key = alert_key(finding.model, finding.job, QUALITY)
     return [Alert(key, finding.model, finding.job, QUALITY, severity, message, report.share, quality.max_bad_share)]
+
+
+def quality_within_limit(finding: Finding) -> bool:
+    """Whether a finding shows its window's lines back within ``quality.max_bad_share``: a quality report over at
+    least one line, whatever the job's verdict.  A finding without a report (stored before quality was measured,
+    or the store could not tell) or over an empty window says nothing about quality, so a quality alert stays."""
+    quality = finding.quality
+    if quality is None or quality.report is None or quality.report.lines == 0:
+        return False
+    return not quality.exceeded()
 
 
 def alerts_of(finding: Finding, default_severity: Severity = "warning") -> list[Alert]:

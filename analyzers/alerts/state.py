@@ -19,7 +19,16 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from analyzers.alerts.routing import HeldCount, Routing
-from analyzers.alerts.rules import MONITORING, Alert, alerts_of, as_dict, is_monitoring_problem, judges_subjects
+from analyzers.alerts.rules import (
+    MONITORING,
+    QUALITY,
+    Alert,
+    alerts_of,
+    as_dict,
+    is_monitoring_problem,
+    judges_subjects,
+    quality_within_limit,
+)
 from analyzers.alerts.silences import Silence, covering
 from analyzers.config.models import JobConfig
 from analyzers.findings import Finding
@@ -137,6 +146,8 @@ def _judged(doc: dict[str, Any], finding: Finding) -> bool:
     subject = str(doc.get("subject"))
     if subject == MONITORING:
         return not is_monitoring_problem(finding)
+    if subject == QUALITY:
+        return quality_within_limit(finding)
     if judges_subjects(finding):
         return True
     return finding.metrics is not None and finding.metrics.judged(subject)

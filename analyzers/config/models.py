@@ -139,6 +139,7 @@ class SchedulerConfig(Strict):
     metrics_address: str = "127.0.0.1"  # where /metrics listens; 0.0.0.0 for every interface (containers)
     metrics_max_columns: int = Field(default=50, ge=0)  # drift columns exported per model (drifted first)
     metrics_max_groups: int = Field(default=50, ge=0)  # fairness groups exported per model (alerting first)
+    metrics_max_versions: int = Field(default=5, ge=0)  # versions exported per job and canary (most traffic first)
     # a message waits this long at most for the other jobs of its model fired at the same time
     group_wait: timedelta = timedelta(minutes=1)
 

@@ -2,26 +2,31 @@
 
 Names follow Prometheus' conventions: the ``predwatch_`` prefix, base units in the name (``_seconds``,
 ``_ratio`` for shares between 0 and 1), ``_timestamp_seconds`` for Unix times, ``_info`` for a constant 1
-carrying labels.  Every family is a gauge (it reads the latest stored state); an enumeration (a status, a
-verdict) is one series per possible value, 1 for the current one and 0 for the others.  Label values come
-from the configuration (models, jobs) or from bounded sets (statuses, severities, verdicts, percentiles,
-performance metrics); the open-ended ones, drift columns and fairness groups, are cut at a configured limit
-(``scheduler.metrics_max_columns``, ``scheduler.metrics_max_groups``) and what was left out is counted in
-``predwatch_metrics_series_left_out``.
+carrying labels, ``_total`` for counters.  Most families are gauges (they read the latest stored state); an
+enumeration (a status, a verdict) is one series per possible value, 1 for the current one and 0 for the
+others.  The counters (deliveries per channel) are totals kept in the state store, so they only go up,
+across restarts of any process, and carry their start as ``_created``.  Label values come from the
+configuration (models, jobs, channels) or from bounded sets (statuses, severities, verdicts, percentiles,
+performance metrics); the open-ended ones, drift columns, fairness groups and model versions, are cut at a
+configured limit (``scheduler.metrics_max_columns``, ``scheduler.metrics_max_groups``,
+``scheduler.metrics_max_versions``) and what was left out is counted in ``predwatch_metrics_series_left_out``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """One exported metric family (every one is a gauge: it reads the latest state, counts nothing itself)."""
+    """One exported metric family: a gauge reads the latest state; a counter (its name ends in ``_total``) a
+    stored total that only goes up."""
 
     name: str
     help: str
     labels: tuple[str, ...]
+    type: Literal["gauge", "counter"] = "gauge"
 
 
 # Performance metrics by the name the performance job gives them, and the family each is exported as.
@@ -44,7 +49,7 @@ _SPECS = [
     MetricSpec("predwatch_store_up", "1 when the last scrape could read the store, else 0.", ()),
     MetricSpec(
         "predwatch_metrics_series_left_out",
-        "Drift columns or fairness groups of the latest findings not exported (over the configured limit).",
+        "Drift columns, fairness groups or model versions of the latest findings not exported (over the limit).",
         ("model", "kind"),
     ),
     # scheduled runs (the scheduler's heartbeats)
@@ -219,6 +224,72 @@ _SPECS = [
     ),
     MetricSpec("predwatch_outbox_failed_attempts", "Failed delivery attempts of the notifications in the outbox.", ()),
     MetricSpec("predwatch_outbox_oldest_age_seconds", "Age of the oldest notification in the outbox.", ()),
+    MetricSpec(
+        "predwatch_notifications_delivered_total",
+        "Notifications the channel took, since the state was created.",
+        ("channel",),
+        "counter",
+    ),
+    MetricSpec(
+        "predwatch_notification_delivery_failures_total",
+        "Failed attempts to deliver a notification to the channel (each is retried), since the state was created.",
+        ("channel",),
+        "counter",
+    ),
 ]
 
-METRICS: dict[str, MetricSpec] = {spec.name: spec for spec in _SPECS}
+# The whole-window families a ``by_version`` finding also exports for each version, as ``predwatch_version_...``
+# with a ``version`` label: the headline figures of each job, not its per-column or per-group series, so that a
+# version costs a bounded number of series.
+VERSIONED_FAMILIES = (
+    "predwatch_drift_columns_drifted_ratio",
+    "predwatch_drift_columns",
+    "predwatch_drift_dataset_drift",
+    "predwatch_drift_multivariate_statistic",
+    "predwatch_drift_multivariate_drifted",
+    "predwatch_fairness_demographic_parity_difference",
+    "predwatch_fairness_demographic_parity_ratio",
+    "predwatch_fairness_equalized_odds_difference",
+    "predwatch_performance_label_coverage_ratio",
+    "predwatch_performance_labeled_predictions",
+    "predwatch_performance_metric_breached",
+    *PERFORMANCE_FAMILIES.values(),
+    "predwatch_ops_events",
+    "predwatch_ops_failures",
+    "predwatch_ops_error_rate_ratio",
+    "predwatch_ops_latency_seconds",
+    "predwatch_ops_longest_silence_seconds",
+)
+
+
+def version_family(name: str) -> str:
+    """The per-version family of a whole-window one: ``predwatch_ops_events`` → ``predwatch_version_ops_events``."""
+    return "predwatch_version_" + name.removeprefix("predwatch_")
+
+
+_BY_NAME = {spec.name: spec for spec in _SPECS}
+_VERSION_SPECS = [
+    MetricSpec(
+        "predwatch_version_status",
+        "The status of a version's own result in the latest by_version finding: 1 for it, 0 for the others.",
+        ("model", "job", "version", "status"),
+    ),
+    MetricSpec(
+        "predwatch_version_events",
+        "A version's events in the latest by_version finding's window.",
+        ("model", "job", "version"),
+    ),
+    MetricSpec(
+        "predwatch_version_traffic_ratio",
+        "A version's share of the events in the latest by_version finding's window.",
+        ("model", "job", "version"),
+    ),
+    *(
+        MetricSpec(
+            version_family(name), f"{_BY_NAME[name].help} One version alone.", (*_BY_NAME[name].labels, "version")
+        )
+        for name in VERSIONED_FAMILIES
+    ),
+]
+
+METRICS: dict[str, MetricSpec] = {spec.name: spec for spec in (*_SPECS, *_VERSION_SPECS)}

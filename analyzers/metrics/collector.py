@@ -1,4 +1,5 @@
-"""The Prometheus collector: at every scrape, the store's latest findings, heartbeats, alerts and outbox.
+"""The Prometheus collector: at every scrape, the store's latest findings, heartbeats, alerts, outbox and delivery
+counts.
 
 Everything is read through the store's ports at scrape time (``FindingStore`` for findings, ``StateStore``
 for the rest), so the numbers are the stored ones, whichever process wrote them (the scheduler, or
@@ -15,11 +16,13 @@ from collections.abc import Iterator
 from datetime import timedelta
 from importlib.metadata import PackageNotFoundError, version
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from analyzers.alerts.outbox import OUTBOX_PREFIX
+from analyzers.alerts.routing import channel_names
 from analyzers.alerts.state import STATE_PREFIX
+from analyzers.alerts.tally import TALLY_PREFIX, tallies
 from analyzers.config.models import Config
 from analyzers.findings import Finding
 from analyzers.metrics.catalogue import METRICS
@@ -27,10 +30,12 @@ from analyzers.metrics.samples import (
     Limits,
     Sample,
     alert_samples,
+    delivery_samples,
     finding_samples,
     heartbeat_samples,
     outbox_samples,
     sample,
+    versions_left_out,
 )
 from analyzers.store.base import FindingStore, StateStore, StoreError
 from analyzers.timeutil import utcnow
@@ -79,13 +84,15 @@ class PredwatchCollector(Collector):
         out = sample("predwatch_build_info", 1, version=predwatch_version())
         up = 1.0
         try:
-            for model, job in self.jobs():
-                finding = self.latest(model, job)
-                if finding is not None:
-                    out += finding_samples(finding, self.limits)
+            findings = [f for f in (self.latest(model, job) for model, job in self.jobs()) if f is not None]
+            for finding in findings:
+                out += finding_samples(finding, self.limits)
+            out += versions_left_out(findings, self.limits)
             out += heartbeat_samples(doc for doc, _v in self.state.list_state(HEARTBEAT_PREFIX).values())
             out += alert_samples((doc for doc, _v in self.state.list_state(STATE_PREFIX).values()), self.jobs())
             out += outbox_samples((doc for doc, _v in self.state.list_state(OUTBOX_PREFIX).values()), utcnow())
+            counts = tallies(doc for doc, _v in self.state.list_state(TALLY_PREFIX).values())
+            out += delivery_samples(counts, channel_names(self.config))
         except (StoreError, OSError) as exc:
             log.warning("metrics: the store could not be read", extra={"predwatch": {"error": str(exc)}})
             up = 0.0
@@ -94,7 +101,8 @@ class PredwatchCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             samples = self.samples()
-        families: dict[str, GaugeMetricFamily] = {}
+        gauges: dict[str, GaugeMetricFamily] = {}
+        counters: dict[str, CounterMetricFamily] = {}
         seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
         for s in samples:
             if (s.name, s.labels) in seen:  # e.g. a feature named like an output: one series, never two
@@ -104,8 +112,16 @@ class PredwatchCollector(Collector):
             labels = dict(s.labels)
             if set(labels) != set(spec.labels):
                 raise ValueError(f"metric {s.name} got labels {sorted(labels)}, declared {list(spec.labels)}")
-            family = families.get(s.name)
-            if family is None:
-                family = families[s.name] = GaugeMetricFamily(s.name, spec.help, labels=list(spec.labels))
-            family.add_metric([labels[name] for name in spec.labels], s.value)
-        yield from families.values()
+            values = [labels[name] for name in spec.labels]
+            if spec.type == "counter":
+                counter = counters.get(s.name)
+                if counter is None:
+                    counter = counters[s.name] = CounterMetricFamily(s.name, spec.help, labels=list(spec.labels))
+                counter.add_metric(values, s.value, created=s.created)
+                continue
+            gauge = gauges.get(s.name)
+            if gauge is None:
+                gauge = gauges[s.name] = GaugeMetricFamily(s.name, spec.help, labels=list(spec.labels))
+            gauge.add_metric(values, s.value)
+        yield from gauges.values()
+        yield from counters.values()

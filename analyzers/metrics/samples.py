@@ -9,7 +9,8 @@ State documents are read defensively, field by field, since other parts may add 
 - ``alert:<model>:<job>:<subject>``: ``model``, ``job``, ``status`` (``firing`` counts) and ``alert.severity``;
 - ``outbox:<id>``: ``done_at`` (an entry every channel took, kept a while: not waiting), ``created_at``, and
   per channel under ``deliveries``: ``status`` (``sent`` or pending) and ``attempts`` (failed deliveries so far);
-  an entry without ``deliveries`` counts its top-level ``attempts``.
+  an entry without ``deliveries`` counts its top-level ``attempts``;
+- ``tally:delivery:<channel>``: ``channel``, ``since``, ``delivered``, ``failed`` (:mod:`analyzers.alerts.tally`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from analyzers.alerts.tally import DeliveryTally
 from analyzers.findings import (
     STATUSES,
     CanaryMetrics,
@@ -28,11 +30,14 @@ from analyzers.findings import (
     EstimationMetrics,
     FairnessMetrics,
     Finding,
+    Metrics,
     OpsMetrics,
     PerformanceMetrics,
+    VersionSplit,
 )
 from analyzers.findings.base import SEVERITIES
-from analyzers.metrics.catalogue import PERFORMANCE_FAMILIES
+from analyzers.findings.canary import TrafficShare
+from analyzers.metrics.catalogue import PERFORMANCE_FAMILIES, VERSIONED_FAMILIES, version_family
 from analyzers.stats.canary import VERDICTS
 from analyzers.stats.drift import ColumnDrift
 from analyzers.timeutil import parse_time
@@ -40,19 +45,21 @@ from analyzers.timeutil import parse_time
 
 @dataclass(frozen=True)
 class Sample:
-    """One series' value: a family name, its labels and a number."""
+    """One series' value: a family name, its labels and a number (a counter's also when it started counting)."""
 
     name: str
     labels: tuple[tuple[str, str], ...]
     value: float
+    created: float | None = None
 
 
 @dataclass(frozen=True)
 class Limits:
-    """How many drift columns and fairness groups each model exports at most."""
+    """How many drift columns and fairness groups each model exports at most, and how many versions each job."""
 
     max_columns: int = 50
     max_groups: int = 50
+    max_versions: int = 5
 
 
 def sample(name: str, value: Any, **labels: Any) -> list[Sample]:
@@ -84,25 +91,68 @@ def _timestamp(value: Any) -> float | None:
 
 # ---- findings ---------------------------------------------------------------------------------------
 def finding_samples(finding: Finding, limits: Limits) -> list[Sample]:
-    """The latest finding of a model and job: its status, window end, signal count and its job's numbers."""
+    """The latest finding of a model and job: its status, window end, signal count, its job's numbers, and each
+    version's own (``by_version``, at most ``limits.max_versions``, most traffic first)."""
     model, job = finding.model, finding.job
     out = _enum("predwatch_finding_status", "status", finding.status, STATUSES, model=model, job=job)
     out += sample(
         "predwatch_finding_window_end_timestamp_seconds", finding.window.end.timestamp(), model=model, job=job
     )
     out += sample("predwatch_finding_signals", len(finding.signals), model=model, job=job)
-    if (drift := finding.metrics_as(DriftMetrics)) is not None:
-        out += _drift(model, drift, limits)
-    if (fairness := finding.metrics_as(FairnessMetrics)) is not None:
-        out += _fairness(model, fairness, limits)
-    if (performance := finding.metrics_as(PerformanceMetrics)) is not None:
-        out += _performance(model, performance)
-    if (ops := finding.metrics_as(OpsMetrics)) is not None:
-        out += _ops(model, ops)
-    if (canary := finding.metrics_as(CanaryMetrics)) is not None:
-        out += _canary(model, canary)
-    if (estimation := finding.metrics_as(EstimationMetrics)) is not None:
-        out += _estimation(model, estimation)
+    if finding.metrics is not None:
+        out += _payload(model, finding.metrics, limits)
+    if finding.by_version is not None:
+        out += _versions(model, job, finding.by_version, limits)
+    return out
+
+
+def _payload(model: str, metrics: Metrics, limits: Limits) -> list[Sample]:
+    """A job's numbers by the kind of its payload."""
+    if isinstance(metrics, DriftMetrics):
+        return _drift(model, metrics, limits)
+    if isinstance(metrics, FairnessMetrics):
+        return _fairness(model, metrics, limits)
+    if isinstance(metrics, PerformanceMetrics):
+        return _performance(model, metrics)
+    if isinstance(metrics, OpsMetrics):
+        return _ops(model, metrics)
+    if isinstance(metrics, CanaryMetrics):
+        return _canary(model, metrics, limits)
+    if isinstance(metrics, EstimationMetrics):
+        return _estimation(model, metrics)
+    return []
+
+
+_PER_VERSION = {name: version_family(name) for name in VERSIONED_FAMILIES}
+
+
+def _versions(model: str, job: str, split: VersionSplit, limits: Limits) -> list[Sample]:
+    """Each exported version's status, events, share and headline numbers, labelled with its version."""
+    out: list[Sample] = []
+    for v in split.versions[: limits.max_versions]:
+        labels = {"model": model, "job": job, "version": v.version}
+        out += _enum("predwatch_version_status", "status", v.status, STATUSES, **labels)
+        out += sample("predwatch_version_events", v.events, **labels)
+        out += sample("predwatch_version_traffic_ratio", v.share, **labels)
+        for s in _payload(model, v.metrics, limits) if v.metrics is not None else []:
+            if s.name in _PER_VERSION:
+                out.append(Sample(_PER_VERSION[s.name], (*s.labels, ("version", v.version)), s.value))
+    return out
+
+
+def versions_left_out(findings: Sequence[Finding], limits: Limits) -> list[Sample]:
+    """Per model, the versions over ``limits.max_versions`` whose series were not exported, over its jobs' latest
+    findings: a ``by_version`` job's versions (and those it did not analyse at all) and a canary's traffic."""
+    left: Counter[str] = Counter()
+    for finding in findings:
+        if finding.by_version is not None:
+            split = finding.by_version
+            left[finding.model] += max(len(split.versions) - limits.max_versions, 0) + split.left_out
+        if (canary := finding.metrics_as(CanaryMetrics)) is not None:
+            left[finding.model] += max(len(canary.traffic) - limits.max_versions, 0)
+    out: list[Sample] = []
+    for model, count in sorted(left.items()):
+        out += sample("predwatch_metrics_series_left_out", count, model=model, kind="version")
     return out
 
 
@@ -196,13 +246,19 @@ def _ops(model: str, m: OpsMetrics) -> list[Sample]:
     return out
 
 
-def _canary(model: str, m: CanaryMetrics) -> list[Sample]:
+def _traffic_first(m: CanaryMetrics) -> list[TrafficShare]:
+    """The canary's versions: the two compared first, then by share of traffic."""
+    compared = {v.version for v in (m.baseline, m.candidate) if v is not None}
+    return sorted(m.traffic, key=lambda t: (t.version not in compared, -t.share if math.isfinite(t.share) else 0.0))
+
+
+def _canary(model: str, m: CanaryMetrics, limits: Limits) -> list[Sample]:
     out = _enum("predwatch_canary_verdict", "verdict", m.verdict, VERDICTS, model=model)
     if m.baseline is not None and m.candidate is not None:
         out += sample(
             "predwatch_canary_info", 1, model=model, baseline=m.baseline.version, candidate=m.candidate.version
         )
-    for share in m.traffic:
+    for share in _traffic_first(m)[: limits.max_versions]:
         out += sample("predwatch_canary_traffic_ratio", share.share, model=model, version=share.version)
     for c in m.comparisons:
         out += sample("predwatch_canary_difference", c.difference, model=model, metric=c.metric)
@@ -300,4 +356,20 @@ def outbox_samples(docs: Iterable[Mapping[str, Any]], now: datetime) -> list[Sam
     out += sample("predwatch_outbox_failing_notifications", sum(1 for a in attempts if a > 0))
     out += sample("predwatch_outbox_failed_attempts", sum(attempts))
     out += sample("predwatch_outbox_oldest_age_seconds", max(now.timestamp() - min(created), 0.0) if created else 0.0)
+    return out
+
+
+def delivery_samples(counts: Iterable[DeliveryTally], channels: Sequence[str]) -> list[Sample]:
+    """Per channel, notifications delivered and failed attempts, as stored totals; a configured channel that has
+    delivered nothing yet shows 0 (so that a rate over its first delivery is seen)."""
+    stored = {t.channel: t for t in counts}
+    out: list[Sample] = []
+    for channel in sorted(set(stored) | set(channels)):
+        count = stored.get(channel)
+        created = count.since.timestamp() if count is not None else None
+        for name, value in (
+            ("predwatch_notifications_delivered_total", count.delivered if count is not None else 0),
+            ("predwatch_notification_delivery_failures_total", count.failed if count is not None else 0),
+        ):
+            out.append(Sample(name, (("channel", channel),), float(value), created))
     return out

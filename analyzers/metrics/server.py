@@ -49,7 +49,11 @@ def start_metrics_server(
     names the setting when the port or address cannot be used."""
     registry = CollectorRegistry(auto_describe=False)
     settings = config.scheduler
-    limits = Limits(max_columns=settings.metrics_max_columns, max_groups=settings.metrics_max_groups)
+    limits = Limits(
+        max_columns=settings.metrics_max_columns,
+        max_groups=settings.metrics_max_groups,
+        max_versions=settings.metrics_max_versions,
+    )
     registry.register(PredwatchCollector(findings, state, config, limits))
     ProcessCollector(registry=registry)
     try:
