@@ -214,8 +214,12 @@ class RangeParser:
         schema = self._expected(con, lines, accepted, entry.schema, hint, scanned.placeholders)
         source = temporary_name(self.folder / f"{log_file.name}.strict.ndjson")
         try:
-            write_source(scanned, preamble(schema, others.others), source)
-            written = self._write(con, scanned, log_file, schema, [], partial, alone=alone, strict_source=source)
+            head = preamble(schema, others.others)
+            write_source(scanned, head, source)
+            longest = max(scanned.longest, *map(len, head.splitlines()))
+            written = self._write(
+                con, scanned, log_file, schema, [], partial, alone=alone, strict_source=(source, longest)
+            )
         except duckdb.OutOfMemoryException:
             partial.unlink(missing_ok=True)
             if not alone:
@@ -259,24 +263,26 @@ class RangeParser:
         partial: Path,
         *,
         alone: bool,
-        strict_source: Path | None = None,
+        strict_source: tuple[Path, int] | None = None,
     ) -> int:
         """Write the range's part to ``partial``: read by DuckDB's JSON reader with the schema's columns, or from
-        ``strict_source`` (``strict_source.write_source``), which refuses keys its sample lines do not hold."""
+        ``strict_source`` (``strict_source.write_source``, with its longest line), which refuses keys its sample
+        lines do not hold."""
+        source, longest = strict_source or (scanned.source, scanned.longest)
         set_aside = sorted({s.line: s for s in [*scanned.set_aside, *bad]}.values(), key=lambda s: s.line)
         blank = scanned.placeholders - {s.line for s in set_aside}
 
         def write(by_line: bool) -> int:
             return write_part(
                 con,
-                strict_source or scanned.source,
+                source,
                 file=log_file.path,
                 day=log_file.day,
                 first_line=scanned.first_line,
                 schema=schema,
                 set_aside=set_aside,
                 blank=blank,
-                longest=scanned.longest,
+                longest=longest,
                 target=partial,
                 by_line=by_line,
                 preamble_lines=PREAMBLE_LINES if strict_source else 0,
