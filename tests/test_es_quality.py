@@ -149,22 +149,28 @@ def test_a_dead_letter_counts_for_the_model_its_text_names_and_one_naming_none_f
     assert stored[ids["none"]]["message"] == "{not json at all"
 
 
-def test_values_the_mapping_set_aside_are_counted_with_the_first_document(cluster: Cluster):
+def test_values_the_mapping_set_aside_are_counted_per_column_with_the_first_document(cluster: Cluster):
     m = cluster.model
+    noisy = prediction(f"{m}-5", cluster.at(5), model=m)
+    noisy["log.level"] = "x" * 2000  # not a column: counted apart
     events = [
         prediction(f"{m}-1", cluster.at(1), model=m, amount=1.5),
         prediction(f"{m}-2", cluster.at(2), model=m, amount="abc"),  # not a number where the day began with one
         prediction(f"{m}-3", cluster.at(3), model=m, country="x" * 2000),  # over the keyword limit
-        prediction(f"{m}-4", cluster.at(4), model=m, amount=2.5),
+        prediction(f"{m}-4", cluster.at(4), model=m, amount="def", country="y" * 1500),
+        noisy,
     ]
-    assert cluster.ship(events) == [201] * 4  # all four stored, two with a value left out of the index
+    assert cluster.ship(events) == [201] * 5  # all stored, four with a value left out of the index
     report = cluster.store.quality(Query(m, cluster.window))
-    assert report.lines == 4
-    set_aside = report.reasons["value set aside by the mapping"]
-    assert set_aside.count == 2
-    assert set_aside.first is not None
-    assert set_aside.first.endswith(f"/{m}-2")
-    assert set_aside.first.startswith(PREDICTIONS_INDEX_PREFIX + m)
+    assert report.lines == 5
+    assert _reasons(cluster, m) == {
+        "type mismatch in features.amount": (2, f"{m}-2"),  # as the local store names it
+        "value too long to index in features.country": (2, f"{m}-3"),
+        "value set aside by the mapping": (1, f"{m}-5"),
+    }
+    first = report.reasons["type mismatch in features.amount"].first
+    assert first is not None
+    assert first.startswith(PREDICTIONS_INDEX_PREFIX + m)
 
 
 def test_a_repeated_prediction_id_is_stored_once_and_not_counted(cluster: Cluster):

@@ -174,6 +174,7 @@ def test_sample_size_sums_weights_and_their_squares_beside_the_documents(
 def test_quality_counts_the_models_lines_and_the_windows_dead_letters_of_the_model_or_of_none(
     fake: FakeElasticsearch, store: ElasticsearchStore
 ):
+    fake.on("POST", r".*/_field_caps", "field_caps_window")
     fake.on("POST", re.escape(BOTH) + "/_search", "search_lines")
     fake.on("GET", "/ml-deadletter/_stats/docs,store", "stats_deadletter")
     fake.on("POST", "/ml-deadletter/_search", "search_deadletters_of_model")
@@ -186,7 +187,11 @@ def test_quality_counts_the_models_lines_and_the_windows_dead_letters_of_the_mod
     (sent,) = fake.sent("POST", re.escape(BOTH) + "/_search")
     assert sent.body["track_total_hits"] is True
     assert {"term": {"ml.model.name": {"value": "fraud"}}} in _filters(sent)
-    assert sent.body["aggregations"]["ignored"]["filter"] == {"exists": {"field": "_ignored"}}
+    aggregations = sent.body["aggregations"]
+    per_column = {a["filter"]["term"]["_ignored"]["value"] for k, a in aggregations.items() if k != "others"}
+    assert len(per_column) == len(aggregations) - 1  # one per column of the window's mapping
+    assert {"ml.features.amount", "ml.features.country", "ml.groups.region"} <= per_column
+    assert aggregations["others"]["filter"]["bool"]["filter"] == [{"exists": {"field": "_ignored"}}]
     (letters,) = fake.sent("POST", "/ml-deadletter/_search")
     whose = letters.body["query"]["bool"]["filter"][1]["bool"]
     assert whose["should"][0] == {"term": {"ml.model.name": {"value": "fraud"}}}

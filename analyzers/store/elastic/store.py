@@ -572,9 +572,10 @@ class ElasticsearchStore(Store):
 
     # ---- data quality -------------------------------------------------------------------------------
     def quality(self, query: Query) -> QualityReport:
-        """The model's documents in the window, those with a value the mapping set aside, and the window's dead
-        letters that name the model or no model, by reason (see :mod:`quality`)."""
-        lines = data_quality.model_lines(self._conn, query)
+        """The model's documents in the window, those with values the mapping set aside (per column), and the
+        window's dead letters that name the model or no model, by reason (see :mod:`quality`)."""
+        window = Query(query.model, query.window)
+        lines = data_quality.model_lines(self._conn, window, self._fields(window))
         return data_quality.report(lines, deadletters.report(self._conn, query.window, query.model))
 
     # ---- housekeeping -------------------------------------------------------------------------------
