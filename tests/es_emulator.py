@@ -9,7 +9,9 @@ What it does the way Elasticsearch does (per its reference documentation): compo
 points in time (a search on one whose index was deleted fails with ``search_context_missing_exception``),
 ``search_after``, ``collapse``, ``_source`` includes, and the aggregations ``terms``, ``filter``,
 ``extended_stats``, ``value_count``, ``percentiles`` (exact here, TDigest estimates there), ``range``,
-``composite``, ``date_histogram`` and ``top_hits``, with their response shapes.
+``composite``, ``date_histogram`` and ``top_hits``, with their response shapes; ``_ignored`` in hits; ingest
+pipelines and ``index.default_pipeline`` (``es_ingest.py``); settings, mappings and updates by query on existing
+indices (``es_index_admin.py``).
 
 It is no substitute for a live cluster (``ES_URL``): scoring, shards, refresh timing and everything outside
 this subset are not modelled.  Every request is recorded, so tests can count searches and measure bodies.
@@ -17,6 +19,7 @@ this subset are not modelled.  Every request is recorded, so tests can count sea
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import hashlib
 import itertools
@@ -32,6 +35,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
 
+from tests import es_index_admin
+from tests.es_ingest import IngestFailure, Pipelines
 from tests.local_http import ELASTIC_JSON, QuietHandler
 
 _NUMERIC = {"long", "integer", "short", "byte", "double", "float", "half_float", "scaled_float", "unsigned_long"}
@@ -169,7 +174,8 @@ class Index:
                 raise EsError(
                     400, "document_parsing_exception", f"failed to parse field [{path}] of type [{kind}]"
                 ) from None
-            if parsed is None:
+            if parsed is None:  # a keyword over its ignore_above: kept in _source, not indexed, listed
+                ignored.append(path)
                 continue
             if kind == "constant_keyword":
                 fixed = spec.get("value", self.mapping.get(path, {}).get("value"))
@@ -252,6 +258,7 @@ class Emulator:
         self.policies: dict[str, dict[str, Any]] = {}
         self.aliases: dict[str, list[str]] = {}
         self.pits: dict[str, list[str]] = {}
+        self.ingest = Pipelines()  # ingest pipelines by id (es_ingest.py)
         self.requests: list[Request] = []
         self.answers: list[tuple[int, Any]] = []  # what each request was answered, in order
         self.lock = threading.RLock()
@@ -315,6 +322,12 @@ class Emulator:
         self, index_name: str, doc_id: str, source: dict[str, Any], op: str, params: dict[str, str]
     ) -> dict[str, Any]:
         index = self._write_target(index_name)
+        pipeline = self.ingest.for_index(index.settings, params)
+        if pipeline is not None:
+            try:
+                source = self.ingest.run(pipeline, copy.deepcopy(source))
+            except IngestFailure as exc:
+                raise EsError(400, "illegal_argument_exception", str(exc)) from None
         existing = index.docs.get(doc_id)
         if op == "create" and existing is not None:
             raise EsError(
@@ -394,6 +407,8 @@ class Emulator:
             return any(self._coerce(index, path, w) in have for w in wanted)
         if kind == "exists":
             return bool(self._values(index, doc, spec["field"]))
+        if kind == "ids":
+            return doc["_id"] in spec["values"]
         if kind == "prefix":
             ((path, inner),) = spec.items()
             value = inner["value"] if isinstance(inner, dict) else inner
@@ -586,6 +601,8 @@ class Emulator:
                 source.get("includes") if isinstance(source, dict) else (source if isinstance(source, list) else None)
             )
             hit["_source"] = _source_filter(doc["_source"], includes)
+        if doc["ignored"]:  # the fields the mapping set aside are part of every hit
+            hit["_ignored"] = sorted(set(doc["ignored"]))
         if "sort" in body:
             hit["sort"] = sort
         if body.get("seq_no_primary_term"):
@@ -835,6 +852,8 @@ class Emulator:
                 return None if parts[1] in self.templates else _missing()
             self.templates[parts[1]] = body
             return {"acknowledged": True}
+        if parts[0] == "_ingest":
+            return self._pipeline(method, parts[2], body)
         if parts[0] == "_alias":
             return None if parts[1] in self.aliases else _missing()
         if parts == ["_bulk"]:
@@ -874,9 +893,26 @@ class Emulator:
                 "_all": {"primaries": totals, "total": totals},
                 "indices": {},
             }
+        if action == "_settings" and method == "PUT":
+            return es_index_admin.put_settings(self, target, body)
+        if action == "_mapping" and method in ("PUT", "POST"):
+            return es_index_admin.put_mapping(self, target, body)
+        if action == "_update_by_query":
+            return es_index_admin.update_by_query(self, target, params, body)
         if action in ("_create", "_doc"):
             return self._document(method, target, parts[2], action, params, body)
         raise EsError(400, "unsupported", f"{method} {path} is not emulated")
+
+    def _pipeline(self, method: str, pipeline_id: str, body: Any) -> Any:
+        if method == "PUT":
+            try:
+                self.ingest.put(pipeline_id, body)
+            except ValueError as exc:
+                raise EsError(400, "parse_exception", str(exc)) from None
+            return {"acknowledged": True}
+        if pipeline_id not in self.ingest.bodies:
+            return _missing()
+        return {pipeline_id: self.ingest.bodies[pipeline_id]}
 
     def _document(self, method: str, target: str, doc_id: str, action: str, params: dict[str, str], body: Any) -> Any:
         index = self.indices.get(self.aliases.get(target, [target])[0])

@@ -23,11 +23,27 @@ from analyzers.store.elastic import ElasticsearchStore, limits
 from tests import live_es
 from tests.store_contract import DAY1, VALUES_DAY, all_events
 
-# Dead letters as Filebeat writes them (the event's time, its text, ``error.type``), in the contract's first day.
+# Dead letters as Filebeat writes them (the event's time, its text, ``error.type``), in the contract's first day:
+# a line naming no model, and two refused documents, of the contract's model and of the other one (the
+# dead-letter pipeline reads their model from the text).
 DEAD_LETTERS = [
     ("r0", {"@timestamp": "2026-11-20T01:00:00Z", "message": "{not json", "error": {"type": "json"}}),
-    ("r1", {"@timestamp": "2026-11-20T02:00:00Z", "message": '{"ml": {}}', "error": {"type": "400"}}),
-    ("r2", {"@timestamp": "2026-11-20T03:00:00Z", "message": '{"ml": {}}', "error": {"type": "400"}}),
+    (
+        "r1",
+        {
+            "@timestamp": "2026-11-20T02:00:00Z",
+            "message": '{"ml": {"model": {"name": "fraud"}}}',
+            "error": {"type": "400"},
+        },
+    ),
+    (
+        "r2",
+        {
+            "@timestamp": "2026-11-20T03:00:00Z",
+            "message": '{"ml": {"model": {"name": "other"}}}',
+            "error": {"type": "400"},
+        },
+    ),
 ]
 
 HERE = Path(__file__).resolve().parent / "recorded_es"
@@ -149,6 +165,7 @@ SCENARIOS: dict[str, tuple[Callable[[ElasticsearchStore, str], Any], str, str, i
         1,
     ),
     "search_lines": (lambda s, m: s.quality(Query(m, DAY1)), "POST", r"/ml-predictions-.*,ml-feedback-.*/_search", 0),
+    "search_deadletters_of_model": (lambda s, m: s.quality(Query(m, DAY1)), "POST", r"/ml-deadletter/_search", 0),
     "stats_deadletter": (lambda s, m: s.dead_letters(DAY1), "GET", r"/ml-deadletter/_stats/docs,store", 0),
     "search_deadletters": (lambda s, m: s.dead_letters(DAY1), "POST", r"/ml-deadletter/_search", 0),
 }

@@ -146,6 +146,13 @@ def recorded_es(
             return (200 if existing else 404), ES_HEADERS, b""
         if req.path == "/ml-deadletter" and req.method == "HEAD":
             return (200 if squatter else 404), ES_HEADERS, b""
+        if req.path.startswith("/_ingest/pipeline/") and req.method == "GET":
+            name = req.path.rsplit("/", 1)[1]
+            return es_json(200, {name: {"processors": []}}) if existing else (404, ES_HEADERS, b"{}")
+        if req.path == "/ml-deadletter-*/_search" and existing:  # two dead letters stored before they had a model
+            return es_json(200, {"took": 1, "timed_out": False, "hits": {"total": {"value": 2, "relation": "eq"}}})
+        if req.path == "/ml-deadletter-*/_update_by_query" and existing:
+            return es_json(200, {"task": "es01:4242"})
         if req.method == "PUT":
             return es_json(200, {"acknowledged": True})
         return es_json(400, {"error": {"type": "unexpected", "reason": f"{req.method} {req.path}"}, "status": 400})
@@ -164,6 +171,7 @@ def test_installs_the_policies_then_the_templates_that_name_them_then_the_dead_l
         report = run_setup(es_config(es.url), es_only=True, retention_days=45, retry_interval=0.01)
     puts = [r for r in checked(es) if r.method == "PUT"]
     assert [r.path for r in puts] == [
+        "/_ingest/pipeline/ml-deadletter",
         "/_ilm/policy/ml-predictions",
         "/_ilm/policy/ml-deadletter",
         "/_index_template/ml-predictions",
@@ -173,14 +181,17 @@ def test_installs_the_policies_then_the_templates_that_name_them_then_the_dead_l
         "/ml-deadletter-000001",
     ]
     assets = default_assets(45)
-    assert puts[0].json == assets.policies["ml-predictions"]
-    assert puts[0].json["policy"]["phases"]["delete"]["min_age"] == "45d"
-    assert puts[2].json == assets.templates["ml-predictions"]
-    assert "data_stream" not in puts[2].json
-    assert puts[6].json == {"aliases": {"ml-deadletter": {"is_write_index": True}}}
+    assert puts[0].json == assets.pipelines["ml-deadletter"]
+    assert puts[1].json == assets.policies["ml-predictions"]
+    assert puts[1].json["policy"]["phases"]["delete"]["min_age"] == "45d"
+    assert puts[3].json == assets.templates["ml-predictions"]
+    assert "data_stream" not in puts[3].json
+    assert puts[6].json["template"]["settings"]["index.default_pipeline"] == "ml-deadletter"
+    assert puts[7].json == {"aliases": {"ml-deadletter": {"is_write_index": True}}}
     expected_auth = "Basic " + base64.b64encode(f"elastic:{PASSWORD}".encode()).decode()
     assert all(r.headers["authorization"] == expected_auth for r in es.seen)
     assert [(s.name, s.status) for s in report.steps] == [
+        ("ingest_pipeline ml-deadletter", "created"),
         ("lifecycle_policy ml-predictions", "created"),
         ("lifecycle_policy ml-deadletter", "created"),
         ("index_template ml-predictions", "created"),
@@ -195,8 +206,21 @@ def test_running_again_updates_in_place_and_keeps_the_alias() -> None:
     with Server(recorded_es(existing=True)) as es:
         report = run_setup(es_config(es.url), es_only=True, retry_interval=0.01)
     assert {s.status for s in report.steps} == {"updated", "kept"}
-    assert not [r for r in checked(es) if r.method in ("DELETE", "POST")]
+    assert not [r for r in checked(es) if r.method == "DELETE"]
     assert "/ml-deadletter-000001" not in [r.path for r in es.seen]
+    # the existing dead-letter indices get the pipeline and the field, and their stored letters are re-read
+    changed = [(r.method, r.path) for r in es.seen if r.path.startswith("/ml-deadletter-*")]
+    assert changed == [
+        ("PUT", "/ml-deadletter-*/_settings"),
+        ("PUT", "/ml-deadletter-*/_mapping"),
+        ("POST", "/ml-deadletter-*/_search"),
+        ("POST", "/ml-deadletter-*/_update_by_query"),
+    ]
+    (reread,) = [r for r in es.seen if r.path.endswith("/_update_by_query")]
+    assert reread.params["pipeline"] == "ml-deadletter"
+    assert reread.params["wait_for_completion"] == "false"  # a task: setup does not wait for a big pile
+    (step,) = [s for s in report.steps if s.name.startswith("dead_letter_model")]
+    assert step.detail.endswith("2 stored dead letters without a model re-read in task es01:4242")
 
 
 def test_an_older_elasticsearch_is_refused_before_anything_is_installed() -> None:
@@ -370,7 +394,7 @@ def test_full_setup_does_elasticsearch_then_kibana(tmp_path: Path) -> None:
         config = es_config(es.url, kibana={"url": kb.url, "username": "elastic", "password": PASSWORD})
         report = run_setup(config, saved_objects=saved_objects_file(tmp_path), retry_interval=0.01)
     assert [s.name for s in report.steps][-1] == "kibana saved_objects"
-    assert len(report.steps) == 8
+    assert len(report.steps) == 9
     assert json.dumps(report.to_dict())
 
 
@@ -415,4 +439,5 @@ def test_live_setup_installs_the_schema_templates(live_es: str) -> None:
     first = run_setup(config, es_only=True, wait=60, retry_interval=2)
     again = run_setup(config, es_only=True, wait=60, retry_interval=2)
     assert {s.status for s in again.steps} == {"updated", "kept"}
-    assert len(first.steps) == len(again.steps) == 7
+    assert len(first.steps) in (8, 9)  # the dead-letter indices are brought up to date when they were there
+    assert len(again.steps) == 9

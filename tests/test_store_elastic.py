@@ -171,21 +171,32 @@ def test_sample_size_sums_weights_and_their_squares_beside_the_documents(
     assert "script" not in json.dumps(sent.body)  # the strata give both sums
 
 
-def test_quality_counts_the_models_lines_and_the_windows_dead_letters(
+def test_quality_counts_the_models_lines_and_the_windows_dead_letters_of_the_model_or_of_none(
     fake: FakeElasticsearch, store: ElasticsearchStore
 ):
+    fake.on("POST", r".*/_field_caps", "field_caps_window")
     fake.on("POST", re.escape(BOTH) + "/_search", "search_lines")
     fake.on("GET", "/ml-deadletter/_stats/docs,store", "stats_deadletter")
-    fake.on("POST", "/ml-deadletter/_search", "search_deadletters")
+    fake.on("POST", "/ml-deadletter/_search", "search_deadletters_of_model")
     report = store.quality(Query("fraud", DAY1))
-    assert report.lines == 5 + 3  # a, b, c, f (a's repeat is stored once) and a's feedback; three dead letters
+    assert report.lines == 5 + 2  # a, b, c, f (a's repeat is stored once) and a's feedback; two dead letters
     assert {name: (r.count, r.first) for name, r in report.reasons.items()} == {
-        "rejected by Elasticsearch (HTTP 400)": (2, "ml-deadletter-000001/r1"),
-        "bad JSON": (1, "ml-deadletter-000001/r0"),
+        "rejected by Elasticsearch (HTTP 400)": (1, "ml-deadletter-000001/r1"),  # r2 names the other model
+        "bad JSON": (1, "ml-deadletter-000001/r0"),  # names no model: every model's
     }
     (sent,) = fake.sent("POST", re.escape(BOTH) + "/_search")
     assert sent.body["track_total_hits"] is True
     assert {"term": {"ml.model.name": {"value": "fraud"}}} in _filters(sent)
+    aggregations = sent.body["aggregations"]
+    per_column = {a["filter"]["term"]["_ignored"]["value"] for k, a in aggregations.items() if k != "others"}
+    assert len(per_column) == len(aggregations) - 1  # one per column of the window's mapping
+    assert {"ml.features.amount", "ml.features.country", "ml.groups.region"} <= per_column
+    assert aggregations["others"]["filter"]["bool"]["filter"] == [{"exists": {"field": "_ignored"}}]
+    (letters,) = fake.sent("POST", "/ml-deadletter/_search")
+    whose = letters.body["query"]["bool"]["filter"][1]["bool"]
+    assert whose["should"][0] == {"term": {"ml.model.name": {"value": "fraud"}}}
+    assert whose["should"][1] == {"bool": {"must_not": [{"exists": {"field": "ml.model.name"}}]}}
+    assert whose["minimum_should_match"] == 1
 
 
 def test_request_line_stays_short_for_any_window(fake: FakeElasticsearch, store: ElasticsearchStore):
@@ -447,7 +458,7 @@ def test_dead_letters_are_counted_by_reason_with_the_first_of_each(fake: FakeEla
     fake.on("GET", "/ml-deadletter/_stats/docs,store", "stats_deadletter")
     fake.on("POST", "/ml-deadletter/_search", "search_deadletters")
     found = store.dead_letters(DAY1)
-    assert (found.documents, found.bytes, found.in_window) == (4, 852, 3)  # and day 3's refused document
+    assert (found.documents, found.bytes, found.in_window) == (4, 1024, 3)  # and day 3's refused document
     assert found.by_reason == {"400": 2, "json": 1}
     assert found.first == {"400": "ml-deadletter-000001/r1", "json": "ml-deadletter-000001/r0"}
     (sent,) = fake.sent("POST", "/ml-deadletter/_search")

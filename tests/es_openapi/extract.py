@@ -44,6 +44,11 @@ OPERATIONS = [
     ("get", "/{index}/_doc/{id}"),
     ("delete", "/{index}/_doc/{id}"),
     ("get", "/{index}/_stats/{metric}"),
+    ("get", "/_ingest/pipeline/{id}"),
+    ("put", "/_ingest/pipeline/{id}"),
+    ("put", "/{index}/_settings"),
+    ("put", "/{index}/_mapping"),
+    ("post", "/{index}/_update_by_query"),
 ]
 
 

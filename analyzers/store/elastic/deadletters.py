@@ -2,20 +2,23 @@
 
 What a data-quality report needs of it: the alias's size, so a growing pile is seen, and the window's dead
 letters by reason (Filebeat's ``error.type``: the HTTP status of a rejection, ``json`` for a line that was not
-JSON), each with the first one seen (``index/_id``).  A dead letter has no model (a line that is not JSON has
-none to read, and a rejected document keeps its event only as text), so the counts are every model's.
+JSON), each with the first one seen (``index/_id``).  A dead letter keeps its line only as text; the ingest
+pipeline of the dead-letter indices (:mod:`pipelines`) reads the model that text names into ``ml.model.name``.
+Asked for a model, the counts are that model's dead letters and those whose text names no model (which cannot
+be attributed); asked for none, every dead letter of the window.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from analyzers.findings.ops import DeadLetterPile
 from analyzers.store.elastic.connection import Connection
-from analyzers.store.elastic.queries import time_range
+from analyzers.store.elastic.queries import term, time_range
 from analyzers.timeutil import Window
 from elasticsearch import NotFoundError
-from logshipper.schema import DEAD_LETTER_INDEX, ERROR_TYPE, TIMESTAMP
+from logshipper.schema import DEAD_LETTER_INDEX, ERROR_TYPE, MODEL_NAME, TIMESTAMP
 
 
 @dataclass(frozen=True)
@@ -49,9 +52,15 @@ def _measured(conn: Connection) -> DeadLetterPile | None:
     return DeadLetterPile(documents, int((primaries.get("store") or {}).get("size_in_bytes") or 0))
 
 
-def report(conn: Connection, window: Window) -> DeadLetters:
-    """The dead-letter alias's size (``_stats``) and the window's dead letters by ``error.type``, each reason with
-    its earliest dead letter (one search)."""
+def of_model(model: str) -> dict[str, Any]:
+    """Dead letters that name ``model``, or that name no model (a line whose model cannot be read)."""
+    no_model = {"bool": {"must_not": [{"exists": {"field": MODEL_NAME}}]}}
+    return {"bool": {"should": [term(MODEL_NAME, model), no_model], "minimum_should_match": 1}}
+
+
+def report(conn: Connection, window: Window, model: str | None = None) -> DeadLetters:
+    """The dead-letter alias's size (``_stats``) and the window's dead letters by ``error.type`` (``model``'s and
+    those of no model, or all of them), each reason with its earliest dead letter (one search)."""
     size = _measured(conn)
     if size is None:
         return DeadLetters(0, 0, 0, {})
@@ -61,7 +70,7 @@ def report(conn: Connection, window: Window) -> DeadLetters:
             index=DEAD_LETTER_INDEX,
             ignore_unavailable=True,
             allow_no_indices=True,
-            query=time_range(window),
+            query=time_range(window) if model is None else {"bool": {"filter": [time_range(window), of_model(model)]}},
             aggregations={
                 "reasons": {
                     "terms": {"field": ERROR_TYPE, "size": 50, "missing": "unknown"},

@@ -572,8 +572,11 @@ class ElasticsearchStore(Store):
 
     # ---- data quality -------------------------------------------------------------------------------
     def quality(self, query: Query) -> QualityReport:
-        """The model's documents in the window and the window's dead letters by reason (see :mod:`quality`)."""
-        return data_quality.report(data_quality.model_lines(self._conn, query), self.dead_letters(query.window))
+        """The model's documents in the window, those with values the mapping set aside (per column), and the
+        window's dead letters that name the model or no model, by reason (see :mod:`quality`)."""
+        window = Query(query.model, query.window)
+        lines = data_quality.model_lines(self._conn, window, self._fields(window))
+        return data_quality.report(lines, deadletters.report(self._conn, query.window, query.model))
 
     # ---- housekeeping -------------------------------------------------------------------------------
     def dead_letters(self, window: Window) -> deadletters.DeadLetters:

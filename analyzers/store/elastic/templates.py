@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from analyzers.store.elastic.pipelines import DEAD_LETTER_PIPELINE, pipelines
 from logshipper import schema
 
 PREDICTIONS_TEMPLATE = "ml-predictions"
@@ -280,13 +281,16 @@ def dead_letter_index_template(policy: str = DEAD_LETTER_POLICY) -> dict[str, An
     """The composable template of ``ml-deadletter-*``: lines Filebeat could not decode and documents the
     cluster rejected, behind the write alias ``ml-deadletter`` that rolls over daily.
 
-    Nothing but the time, the text and the error is mapped, so a rejected document is never rejected again.
+    Nothing but the time, the text, the error and the model is mapped, so a rejected document (which Filebeat
+    re-sends as its time, text and error) is never rejected again.  Every document passes the ingest pipeline
+    that reads its model from its text (:mod:`pipelines`).
     """
     fields: dict[str, dict[str, Any]] = {
         schema.TIMESTAMP: dict(_DATE),
         schema.MESSAGE: dict(_TEXT),
         schema.ERROR_TYPE: dict(_KEYWORD),
         schema.ERROR_MESSAGE: dict(_TEXT),
+        schema.MODEL_NAME: dict(_KEYWORD),
         "log.file.path": dict(_KEYWORD),
     }
     return {
@@ -296,6 +300,7 @@ def dead_letter_index_template(policy: str = DEAD_LETTER_POLICY) -> dict[str, An
             "settings": {
                 "index.lifecycle.name": policy,
                 "index.lifecycle.rollover_alias": schema.DEAD_LETTER_INDEX,
+                "index.default_pipeline": DEAD_LETTER_PIPELINE,
                 "index.auto_expand_replicas": "0-1",
             },
             "mappings": {"dynamic": "false", "properties": _nest(fields)},
@@ -366,6 +371,7 @@ def generated_files(delete_after_days: int = DEFAULT_RETENTION_DAYS) -> dict[str
     """File name -> JSON document: what ``elasticsearch/`` holds."""
     files = {f"{name}.index-template.json": body for name, body in index_templates().items()}
     files.update({f"{name}.lifecycle-policy.json": body for name, body in policies(delete_after_days).items()})
+    files.update({f"{name}.ingest-pipeline.json": body for name, body in pipelines().items()})
     return files
 
 
