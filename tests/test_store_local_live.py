@@ -156,6 +156,7 @@ def test_a_file_growing_while_it_is_parsed_is_read_up_to_its_counted_lines(
             handle.write(orjson.dumps(prediction("late", "2026-11-20T11:00:00Z")) + b"\n" + unfinished)
 
     if read == "strict":
+        monkeypatch.setattr(range_parse_module, "_SAMPLE_LINES", 10)  # 50 lines: more than the strict read's first
         real_copy = range_parse_module.write_source
 
         def append_then_copy(scanned, head, target):

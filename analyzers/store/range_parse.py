@@ -21,6 +21,7 @@ import duckdb
 
 from analyzers.store.jsonparse import (
     BLANK,
+    KeyScan,
     Limits,
     Schema,
     accepted_keys,
@@ -116,15 +117,24 @@ class RangeParser:
                 entry.size = scanned.end
                 return
             lines = lines_sql(scanned.source, scanned.first_line, scanned.longest)
-            strict = self._read_strictly(con, scanned, log_file, entry, hint, lines, partial, alone=alone)
-            if strict is not None:
-                schema, written, others = strict
-                make_private(partial)
-                os.replace(partial, target)
-                return self._record(entry, scanned, target, written, schema, others)
+            first: KeyScan | None
             try:
-                keys = find_keys(con, lines, self.limits, scanned.placeholders)
-                direct = keys.lines == scanned.lines
+                first = find_keys(con, lines, self.limits, scanned.placeholders, sample=_SAMPLE_LINES)
+            except duckdb.Error:
+                first = None  # DuckDB refuses the file as it is: the two passes read a checked copy
+            if first is not None and first.lines != scanned.lines:  # more lines than the first: one strict pass
+                strict = self._read_strictly(con, scanned, log_file, entry, hint, lines, partial, first, alone=alone)
+                if strict is not None:
+                    schema, written, others = strict
+                    make_private(partial)
+                    os.replace(partial, target)
+                    return self._record(entry, scanned, target, written, schema, others)
+            try:
+                if first is not None and first.lines == scanned.lines:
+                    keys, direct = first, True  # the first lines were the whole range: their keys are every line's
+                else:
+                    keys = find_keys(con, lines, self.limits, scanned.placeholders)
+                    direct = keys.lines == scanned.lines
             except duckdb.Error as exc:
                 if scanned.temporary or (isinstance(exc, duckdb.OutOfMemoryException) and not alone):
                     raise
@@ -190,18 +200,15 @@ class RangeParser:
         hint: Schema,
         lines: str,
         partial: Path,
+        first: KeyScan,
         *,
         alone: bool,
     ) -> tuple[Schema, int, dict[str, list[str]]] | None:
-        """The range read in one pass, when its first lines (with the file's earlier parts and the service's
-        latest file) name every key it holds: its schema, rows and the keys seen but not read.  None when the
+        """The range read in one pass, when its ``first`` lines' keys (with the file's earlier parts and the
+        service's latest file) are every key it holds: its schema, rows and the keys seen but not read.  None when the
         strict read refuses the range (a key first seen later, a line that is not a JSON object, a blank line)
         or cannot be tried: the two passes read it then."""
         if not self.strict:
-            return None
-        try:
-            first = find_keys(con, lines, self.limits, scanned.placeholders, sample=_SAMPLE_LINES)
-        except duckdb.Error:  # DuckDB refuses the file as it is: the two passes read a checked copy
             return None
         accepted, refused = accepted_keys(first, entry.schema, self.limits)
         if first.bad or refused or len(accepted) > self.limits.max_keys_per_line:
