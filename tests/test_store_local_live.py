@@ -157,6 +157,7 @@ def test_a_file_growing_while_it_is_parsed_is_read_up_to_its_counted_lines(
 
     if read == "strict":
         monkeypatch.setattr(range_parse_module, "_SAMPLE_LINES", 10)  # 50 lines: more than the strict read's first
+        monkeypatch.setattr(range_parse_module, "STRICT_MIN_BYTES", 0)
         real_copy = range_parse_module.write_source
 
         def append_then_copy(scanned, head, target):

@@ -38,6 +38,9 @@ from analyzers.store.private_files import make_private, private_dir, temporary_n
 from analyzers.store.strict_source import PREAMBLE_LINES, preamble, write_source
 
 _SAMPLE_LINES = 2000  # lines read to expect the types of keys a service never had before
+# A range smaller than this is read in two passes: on small files the strict read's copy and sample cost more than
+# the key pass it saves (365 daily files of 2.5 MB: 22.2 s against 18.9 s; 110 MiB files: 25% less CPU).
+STRICT_MIN_BYTES = 16 * 2**20
 _NAMES = itertools.count()
 
 
@@ -122,7 +125,8 @@ class RangeParser:
                 first = find_keys(con, lines, self.limits, scanned.placeholders, sample=_SAMPLE_LINES)
             except duckdb.Error:
                 first = None  # DuckDB refuses the file as it is: the two passes read a checked copy
-            if first is not None and first.lines != scanned.lines:  # more lines than the first: one strict pass
+            big = scanned.end - entry.size >= STRICT_MIN_BYTES
+            if big and first is not None and first.lines != scanned.lines:  # more lines than the first: one pass
                 strict = self._read_strictly(con, scanned, log_file, entry, hint, lines, partial, first, alone=alone)
                 if strict is not None:
                     schema, written, others = strict
