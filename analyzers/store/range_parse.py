@@ -120,13 +120,13 @@ class RangeParser:
                 entry.size = scanned.end
                 return
             lines = lines_sql(scanned.source, scanned.first_line, scanned.longest)
-            first: KeyScan | None
-            try:
-                first = find_keys(con, lines, self.limits, scanned.placeholders, sample=_SAMPLE_LINES)
-            except duckdb.Error:
-                first = None  # DuckDB refuses the file as it is: the two passes read a checked copy
-            big = scanned.end - entry.size >= STRICT_MIN_BYTES
-            if big and first is not None and first.lines != scanned.lines:  # more lines than the first: one pass
+            first: KeyScan | None = None
+            if self.strict and scanned.end - entry.size >= STRICT_MIN_BYTES:
+                try:
+                    first = find_keys(con, lines, self.limits, scanned.placeholders, sample=_SAMPLE_LINES)
+                except duckdb.Error:
+                    first = None  # DuckDB refuses the file as it is: the two passes read a checked copy
+            if first is not None and first.lines != scanned.lines:  # more lines than the first: one strict pass
                 strict = self._read_strictly(con, scanned, log_file, entry, hint, lines, partial, first, alone=alone)
                 if strict is not None:
                     schema, written, others = strict
@@ -212,8 +212,6 @@ class RangeParser:
         service's latest file) are every key it holds: its schema, rows and the keys seen but not read.  None when the
         strict read refuses the range (a key first seen later, a line that is not a JSON object, a blank line)
         or cannot be tried: the two passes read it then."""
-        if not self.strict:
-            return None
         accepted, refused = accepted_keys(first, entry.schema, self.limits)
         if first.bad or refused or len(accepted) > self.limits.max_keys_per_line:
             return None
