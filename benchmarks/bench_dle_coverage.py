@@ -103,15 +103,15 @@ def run(
                                     "covered": estimate.lower <= truth[metric] <= estimate.upper,
                                     "width": estimate.upper - estimate.lower,
                                     "error": estimate.value - truth[metric],
-                                    "z": (estimate.value - truth[metric]) / estimate.se,
+                                    "z": (estimate.value - truth[metric]) / estimate.se if estimate.se else math.nan,
                                 }
                             )
     return pd.DataFrame(rows), seconds
 
 
 def summary(results: pd.DataFrame) -> pd.DataFrame:
-    """Coverage with its binomial and by-reference standard errors, the mean width, the RMS error and the RMS of the
-    error over its standard error (1 when the standard errors are right), per cell."""
+    """Coverage with its binomial and by-reference standard errors, the mean width, the RMS error, the RMS of the
+    error over its standard error (1 when the standard errors are right) and the intervals of no width, per cell."""
 
     def cell(group: pd.DataFrame) -> pd.Series:
         p = float(group["covered"].mean())
@@ -124,7 +124,8 @@ def summary(results: pd.DataFrame) -> pd.DataFrame:
                 "se_by_reference": float(by_reference.std(ddof=1) / math.sqrt(len(by_reference))),
                 "mean_width": float(group["width"].mean()),
                 "rms_error": float(np.sqrt(np.mean(group["error"] ** 2))),
-                "rms_z": float(np.sqrt(np.mean(group["z"] ** 2))),
+                "rms_z": float(np.sqrt(np.nanmean(group["z"] ** 2))),
+                "zero_se": int(group["z"].isna().sum()),
             }
         )
 
