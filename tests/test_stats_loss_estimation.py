@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from analyzers.stats.loss_estimation import LossMean, LossSums, VarianceFactors, fit_loss_models, jackknife
+from analyzers.stats.loss_estimation import LossMean, LossSums, fit_loss_models, jackknife
 
 
 def test_the_sums_give_the_hand_computed_estimates_and_standard_errors() -> None:
     sums = LossSums()
     absolute, squared, w = np.array([1.0, 2.0]), np.array([2.0, 5.0]), np.array([1.0, 3.0])
-    sums.add_predicted(absolute, squared, w, factors=VarianceFactors(absolute=1.0, squared=2.0))
+    sums.add_predicted(absolute, squared, w, squared_variance=2.0)
     est = sums.estimates(confidence=0.95)
     assert est["mae"].value == pytest.approx((1 * 1 + 3 * 2) / 4)
     # Var|e| = E[e²] - E[|e|]² per row: 2 - 1 and 5 - 4; weights enter squared.
@@ -37,12 +37,12 @@ def test_folds_that_disagree_add_their_jackknife_variance_with_its_degrees_of_fr
     # two rows, two folds' nannies: fold 1 predicts absolute errors 1 and 2, fold 2 predicts 3 and 2
     absolute = np.array([[1.0, 3.0], [2.0, 2.0]])
     squared = np.array([[4.0, 10.0], [5.0, 5.0]])
-    sums.add_predicted(absolute, squared, np.ones(2), factors=VarianceFactors(absolute=1.5, squared=2.0))
+    sums.add_predicted(absolute, squared, np.ones(2), squared_variance=2.0)
     est = sums.estimates(metrics=["mae"], confidence=0.9)["mae"]
     per_fold = np.array([1.5, 2.5])
     assert est.value == pytest.approx(2.0)
-    # rows' mean predictions: â = 2, 2 and ŝ = 7, 5: sampling variance 1.5 (3 + 1) / 2²
-    sampling = 1.5 * (3.0 + 1.0) / 4
+    # rows' mean predictions: â = 2, 2 and ŝ = 7, 5: sampling variance (3 + 1) / 2²
+    sampling = (3.0 + 1.0) / 4
     between = (2 - 1) / 2 * float(np.sum((per_fold - 2.0) ** 2))
     assert between == pytest.approx(jackknife(per_fold))
     assert est.se == pytest.approx(math.sqrt(sampling + between))
@@ -62,9 +62,9 @@ def test_the_quantile_is_the_normal_without_a_jackknife_part_and_student_with_on
 
 def test_sums_of_different_fold_counts_are_refused() -> None:
     sums = LossSums()
-    sums.add_predicted(np.ones((2, 3)), np.ones((2, 3)), np.ones(2), factors=VarianceFactors())
+    sums.add_predicted(np.ones((2, 3)), np.ones((2, 3)), np.ones(2), squared_variance=2.0)
     with pytest.raises(ValueError, match="2 folds added to sums of 3"):
-        sums.add_predicted(np.ones((2, 2)), np.ones((2, 2)), np.ones(2), factors=VarianceFactors())
+        sums.add_predicted(np.ones((2, 2)), np.ones((2, 2)), np.ones(2), squared_variance=2.0)
 
 
 def test_realized_losses_need_labels_and_are_null_without() -> None:
@@ -104,13 +104,11 @@ def test_the_nannies_estimate_held_out_reference_losses(fitted) -> None:
     assert lower < fit.realized["mae"] < upper
 
 
-def test_the_variance_factors_match_normal_errors_out_of_fold(fitted) -> None:
+def test_the_squared_errors_variance_is_measured_out_of_fold(fitted) -> None:
     fit, _ = fitted
     assert len(fit.nannies.absolute) == len(fit.nannies.squared) == 3  # one pair per fold
-    # normal errors: Var e² = 2 E[e²]², so c_s = κ - 1 = 2
-    assert fit.nannies.factors.squared == pytest.approx(2.0, abs=0.3)
-    # Var|e| = E[e²] - E[|e|]²: about 1, plus the nannies' own error on single rows, which the factor takes in
-    assert 0.9 < fit.nannies.factors.absolute < 1.4
+    # normal errors: Var e² = 2 E[e²]², so c = κ - 1 = 2
+    assert fit.nannies.squared_variance == pytest.approx(2.0, abs=0.3)
 
 
 def test_a_window_of_harder_inputs_is_estimated_worse_within_its_interval(fitted) -> None:

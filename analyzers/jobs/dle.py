@@ -117,7 +117,10 @@ class _Losses(Accumulator):
     def add(self, rows: Rows) -> None:
         scored, w = rows["scored"], rows["weight"]
         self.sums.add_predicted(
-            rows["absolute"][scored], rows["squared"][scored], w[scored], factors=self.estimator.fit.nannies.factors
+            rows["absolute"][scored],
+            rows["squared"][scored],
+            w[scored],
+            squared_variance=self.estimator.fit.nannies.squared_variance,
         )
         self.n_labeled += float(w[rows["labelled"]].sum())
         low, high = self.estimator.fit.prediction_range

@@ -14,11 +14,12 @@ is the mean of the ``K`` pairs' estimates.  Its interval covers the window's rea
 stated confidence, over the window's labels and the reference the nannies learnt from, with two parts:
 
 - *sampling*: the window's realized losses vary around the predicted ones, row by row.  A row's absolute
-  error varies by ``c_a (ŝ - â²)`` (``ŝ`` the predicted squared error, ``â`` the predicted absolute error:
-  ``Var|e| = E[e²] - E[|e|]²``), its squared error by ``c_s ŝ²`` (``c_s = κ - 1`` for errors of kurtosis
-  ``κ``).  The factors ``c`` are measured out of fold: the reference's squared differences between its
-  losses and their out-of-fold predictions, over the variances the nannies imply for those rows.  This
-  part shrinks as ``1/n`` with the window's size ``n``.
+  error varies by ``ŝ - â²`` (``ŝ`` the predicted squared error, ``â`` the predicted absolute error:
+  ``Var|e| = E[e²] - E[|e|]²``), its squared error by ``c ŝ²``, since ``Var e² = E[e⁴] - E[e²]²`` needs the
+  fourth moment, which no nanny predicts: ``c = κ - 1`` for errors of kurtosis ``κ`` given the inputs (2 for
+  normal errors), measured out of fold as the reference's squared differences between its squared errors
+  and their out-of-fold predictions over ``Σ ŝ²``.  This part shrinks as ``1/n`` with the window's size
+  ``n``.
 - *the nannies' own error*: they learnt from a finite reference, so their mean over a window would differ
   with another reference; this part does not shrink with ``n`` and grows where the window's inputs are
   thin in the reference.  It is the group jackknife over the folds, ``(K-1)/K Σ (θ_k - θ̄)²`` with ``θ_k``
@@ -62,6 +63,7 @@ LOSS_METRICS = ("mae", "rmse")
 MAX_CATEGORIES = 250  # categories coded per column for the trees (the rest share one code)
 MAX_ITER = 100  # boosting rounds of each nanny
 MISSING = "\x00missing"
+NORMAL_SQUARED_VARIANCE = 2.0  # Var e² / E[e²]² for normal errors (kurtosis 3, less 1)
 
 
 @dataclass(frozen=True)
@@ -98,24 +100,13 @@ def fit_encoder(frame: pd.DataFrame, *, numeric: Sequence[str], categorical: Seq
 
 
 @dataclass(frozen=True)
-class VarianceFactors:
-    """How far a row's realized loss varies around its predicted loss, as a factor of the variance the nannies
-    imply: ``c_a`` times ``ŝ - â²`` for the absolute error, ``c_s`` times ``ŝ²`` for the squared error
-    (``c_s = κ - 1``: 2 for normal errors).  Measured out of fold on the reference, so they include the nannies'
-    own error on single rows."""
-
-    absolute: float = 1.0
-    squared: float = 2.0
-
-
-@dataclass(frozen=True)
 class Nannies:
-    """The loss models cross-fitted on the reference's folds (pair ``k`` learnt without fold ``k``), and the
-    factors of each row's loss variance."""
+    """The loss models cross-fitted on the reference's folds (pair ``k`` learnt without fold ``k``), and ``c`` in
+    ``Var(e² | x) = c ŝ²`` (``κ - 1``)."""
 
     absolute: tuple[HistGradientBoostingRegressor, ...]
     squared: tuple[HistGradientBoostingRegressor, ...]
-    factors: VarianceFactors
+    squared_variance: float = NORMAL_SQUARED_VARIANCE
 
     def predict(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each row's predicted absolute and squared error by each fold's pair (rows × folds; never negative, the
@@ -145,10 +136,10 @@ class LossSums:
         if len(weights) == 0:
             return
         absolute, squared = nannies.predict(matrix)
-        self.add_predicted(absolute, squared, weights, factors=nannies.factors)
+        self.add_predicted(absolute, squared, weights, squared_variance=nannies.squared_variance)
 
     def add_predicted(
-        self, absolute: np.ndarray, squared: np.ndarray, weights: np.ndarray, *, factors: VarianceFactors
+        self, absolute: np.ndarray, squared: np.ndarray, weights: np.ndarray, *, squared_variance: float
     ) -> None:
         """Rows whose predicted absolute and squared errors are known (rows × folds, or one column per row)."""
         w = np.asarray(weights, dtype=float)
@@ -164,8 +155,8 @@ class LossSums:
         self.absolute = self.absolute + w @ a
         self.squared = self.squared + w @ s
         mean_a, mean_s = a.mean(axis=1), s.mean(axis=1)
-        self.var_absolute += factors.absolute * float((w * w) @ np.maximum(mean_s - mean_a * mean_a, 0.0))
-        self.var_squared += factors.squared * float((w * w) @ (mean_s * mean_s))
+        self.var_absolute += float((w * w) @ np.maximum(mean_s - mean_a * mean_a, 0.0))
+        self.var_squared += squared_variance * float((w * w) @ (mean_s * mean_s))
 
     def add_realized(self, prediction: np.ndarray, label: np.ndarray, weights: np.ndarray) -> None:
         """Labelled rows: their actual losses."""
@@ -286,7 +277,7 @@ def fit_loss_models(
     seed: int = 0,
 ) -> LossFit:
     """Cross-fit the nannies on labelled reference rows (features in ``frame``): one pair per fold, each without
-    its fold, which it predicts; the out-of-fold predictions give the variance factors and the check."""
+    its fold, which it predicts; the out-of-fold predictions give the squared error's variance and the check."""
     y_hat = np.asarray(prediction, dtype=float)
     y = np.asarray(label, dtype=float)
     w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=float)
@@ -307,8 +298,11 @@ def fit_loss_models(
         held_absolute, held_squared = pair.predict(matrix[test])
         out_absolute[test], out_squared[test] = held_absolute[:, 0], held_squared[:, 0]
         pairs.append(pair)
-    factors = _variance_factors(absolute, squared, out_absolute, out_squared, w)
-    nannies = Nannies(tuple(p.absolute[0] for p in pairs), tuple(p.squared[0] for p in pairs), factors)
+    nannies = Nannies(
+        tuple(p.absolute[0] for p in pairs),
+        tuple(p.squared[0] for p in pairs),
+        _squared_variance(squared, out_squared, w),
+    )
     total = float(w.sum())
     realized = {"mae": float(w @ absolute) / total, "rmse": math.sqrt(float(w @ squared) / total)}
     held_out: dict[str, dict[str, float | None]] = {
@@ -353,30 +347,14 @@ def _nannies(
     with one_thread("openmp"):
         fitted_absolute = model().fit(matrix, absolute, sample_weight=sample_weight)
         fitted_squared = model().fit(matrix, squared, sample_weight=sample_weight)
-    return Nannies((fitted_absolute,), (fitted_squared,), VarianceFactors())
+    return Nannies((fitted_absolute,), (fitted_squared,))
 
 
-def _variance_factors(
-    absolute: np.ndarray,
-    squared: np.ndarray,
-    predicted_absolute: np.ndarray,
-    predicted_squared: np.ndarray,
-    weights: np.ndarray,
-) -> VarianceFactors:
-    """The reference's squared differences between its losses and their out-of-fold predictions, over the variances
-    the nannies imply for those rows (the defaults, a normal's, when the nannies imply none)."""
-    implied = np.maximum(predicted_squared - predicted_absolute**2, 0.0)
-    scale_absolute = float(weights @ implied)
-    scale_squared = float(weights @ (predicted_squared**2))
-    default = VarianceFactors()
-    return VarianceFactors(
-        absolute=float(weights @ (absolute - predicted_absolute) ** 2) / scale_absolute
-        if scale_absolute > 0
-        else default.absolute,
-        squared=float(weights @ (squared - predicted_squared) ** 2) / scale_squared
-        if scale_squared > 0
-        else default.squared,
-    )
+def _squared_variance(squared: np.ndarray, predicted: np.ndarray, weights: np.ndarray) -> float:
+    """``c`` in ``Var(e² | x) = c ŝ²``: the reference's squared differences between its squared errors and their
+    out-of-fold predictions, over ``Σ ŝ²`` (a normal's 2 when every prediction is 0)."""
+    scale = float(weights @ (predicted**2))
+    return float(weights @ (squared - predicted) ** 2) / scale if scale > 0 else NORMAL_SQUARED_VARIANCE
 
 
 def _reference_intervals(
