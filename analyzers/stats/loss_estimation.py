@@ -31,7 +31,9 @@ taken as exact), which is the normal quantile when the sampling part dominates. 
 square root of the MSE's (its standard error by the delta method, ``se(√M) = se(M) / (2√M)``).
 
 What no variance measured on the reference can cover is a change in how the inputs relate to the error
-(concept shift), or inputs beyond the reference's range, where the trees extrapolate flat.
+(concept shift), inputs beyond the reference's range, where the trees extrapolate flat, and the nannies'
+bias where the inputs crowd into a region the reference barely holds (the jackknife measures how much they
+vary there, not how far off they all are).
 
 A window is summarised by a few weighted sums (:class:`LossSums`), so rows can be streamed in chunks and
 windows estimated together.
