@@ -12,7 +12,8 @@ Measured, each tool in its own process: predwatch's estimation job over every ho
 ``benchmarks/.venv-baselines`` (see ``bench_estimation.py`` for how to create it).
 
 Error: the mean absolute difference between each chunk's estimated and realized MAE and RMSE (realized from the
-targets file), and how many chunks' realized value falls inside the estimate's interval.
+targets file), how many chunks' realized value falls inside the estimate's interval, and the interval's mean
+half-width (predwatch's at 95%; NannyML's is three of its sampling standard deviations).
 
 Run: ``python benchmarks/bench_dle.py`` (``--skip-baselines``).
 """
@@ -220,18 +221,21 @@ def main() -> None:
         f"direct loss estimation of {len(truth['mae'])} chunks of {CHUNK:,} unlabelled predictions (NannyML's sample)"
     )
     print(
-        f"{'tool':<10} {'MAE of MAE':>10} {'MAE of RMSE':>11} {'inside (mae, rmse)':>19} {'seconds':>8} {'peak MiB':>9}"
+        f"{'tool':<10} {'MAE of MAE':>10} {'MAE of RMSE':>11} {'inside (mae, rmse)':>19}"
+        f" {'half-width (mae, rmse)':>23} {'seconds':>8} {'peak MiB':>9}"
     )
     for r in results:
-        errors, inside = [], []
+        errors, inside, widths = [], [], []
         for m in METRICS:
             est, real = np.array(r["estimates"][m], dtype=float), np.array(truth[m])
             errors.append(float(np.mean(np.abs(est - real))))
             low, high = np.array(r["bounds"][m], dtype=float).T
             inside.append(int(np.sum((low <= real) & (real <= high))))
+            widths.append(float(np.mean(high - low)) / 2)
         covered = f"{inside[0]}, {inside[1]} of {len(truth['mae'])}"
+        half = f"{widths[0]:.1f}, {widths[1]:.1f}"
         print(
-            f"{r['tool']:<10} {errors[0]:10.2f} {errors[1]:11.2f} {covered:>19}"
+            f"{r['tool']:<10} {errors[0]:10.2f} {errors[1]:11.2f} {covered:>19} {half:>23}"
             f" {r['seconds']:8.2f} {r['peak_rss_mib']:9.0f}"
         )
     print("realized per chunk:", {m: [round(v) for v in truth[m]] for m in METRICS})

@@ -201,7 +201,7 @@ class EstimationConfig(JobConfig):
     sample_size: int = Field(default=100_000, ge=100)  # labelled reference predictions sampled to calibrate
     max_calibration_error: float = Field(default=0.05, gt=0, le=1)  # out-of-fold ECE above which nothing is estimated
     confidence: float = Field(default=0.95, gt=0, lt=1)  # of each estimate's interval
-    folds: int = Field(default=5, ge=2, le=20)  # cross-validation folds that choose and check the calibration
+    folds: int = Field(default=5, ge=2, le=20)  # folds checking the calibration; DLE cross-fits its loss models on them
     min_coverage: float = Field(default=0.8, ge=0.0, le=1.0)  # share of the window's (and reference's) slots with data
 
     @model_validator(mode="after")

@@ -1,9 +1,9 @@
 """The estimation job for regression models: direct loss estimation (DLE) on the store's windows.
 
-Reference: a uniform sample of at most ``sample_size`` labelled predictions with every feature fits the
-two loss models of :mod:`analyzers.stats.loss_estimation` (absolute and squared error from the features and
-the prediction), checked on a held-out fold; the reference's realized MAE and RMSE have an interval from the
-sample variance of its losses.
+Reference: a uniform sample of at most ``sample_size`` labelled predictions with every feature cross-fits
+the loss models of :mod:`analyzers.stats.loss_estimation` (absolute and squared error from the features and
+the prediction; one pair per fold, each checked on the fold it did not see); the reference's realized MAE and
+RMSE have an interval from the sample variance of its losses.
 
 Window: the loss models need each row's features, so a window's rows are read once (in chunks, memory
 bounded by the chunk) and every row with a numeric prediction is estimated; labelled rows, once
@@ -87,8 +87,9 @@ class RegressionEstimator(Estimator):
         prediction, label = numeric(chunk["prediction"]), numeric(chunk["label"])
         w = row_weights(chunk)
         scored = np.isfinite(prediction)
-        absolute = np.zeros(len(chunk))
-        squared = np.zeros(len(chunk))
+        folds = len(self.fit.nannies.absolute)
+        absolute = np.zeros((len(chunk), folds))
+        squared = np.zeros((len(chunk), folds))
         if scored.any():
             matrix = self.fit.encoder.transform(chunk[scored], prediction[scored])
             absolute[scored], squared[scored] = self.fit.nannies.predict(matrix)
@@ -116,7 +117,10 @@ class _Losses(Accumulator):
     def add(self, rows: Rows) -> None:
         scored, w = rows["scored"], rows["weight"]
         self.sums.add_predicted(
-            rows["absolute"][scored], rows["squared"][scored], w[scored], kurtosis=self.estimator.fit.nannies.kurtosis
+            rows["absolute"][scored],
+            rows["squared"][scored],
+            w[scored],
+            squared_variance=self.estimator.fit.nannies.squared_variance,
         )
         self.n_labeled += float(w[rows["labelled"]].sum())
         low, high = self.estimator.fit.prediction_range

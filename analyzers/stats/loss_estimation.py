@@ -2,27 +2,47 @@
 
 A regression model gives no confidence with its prediction, but its error is not equally likely
 everywhere: a second model (the *nanny*) can learn, on labelled reference predictions, how large the
-error is given the inputs and the prediction.  Two nannies are fitted by gradient boosting on the
-reference's features and prediction ``(x, ŷ)``: one on the absolute error ``|y - ŷ|``, whose mean over a
-window estimates its MAE, and one on the squared error ``(y - ŷ)²``, whose mean estimates its MSE (the
+error is given the inputs and the prediction.  Nannies are fitted by gradient boosting on the
+reference's features and prediction ``(x, ŷ)``: on the absolute error ``|y - ŷ|``, whose mean over a
+window estimates its MAE, and on the squared error ``(y - ŷ)²``, whose mean estimates its MSE (the
 RMSE is its square root).  Predicting a directionless loss is easier than predicting the signed
 residual, so the nanny need not be a better model than the one it watches.
 
-Each estimate comes with the standard error of the *realized* metric around it, as for CBPE: each row's
-loss varies around the nanny's prediction, with variance ``ŝ - â²`` for the absolute error (``ŝ`` the
-predicted squared error, ``â`` the predicted absolute error: ``Var|e| = E[e²] - E[|e|]²``) and
-``(κ - 1) ŝ²`` for the squared error, with ``κ`` the errors' kurtosis given the inputs (``E[e⁴ | x] = κ ŝ²``;
-3 for normal errors), measured on the reference as ``E[e⁴] / E[ŝ²]`` and assumed the same everywhere.  The RMSE's error
-follows from the MSE's by the delta method, ``se(√M) = se(M) / (2√M)``.  The nannies' own error is
-measured apart: nannies fitted without one fold of the reference (a ``1/folds`` share of its rows, at random)
-estimate that fold's MAE and RMSE, which are compared with its realized values.
+The nannies are *cross-fitted*: the reference is split into ``K`` folds and each pair of nannies learns
+from all folds but one, so every reference row has out-of-fold predicted losses, and a window's estimate
+is the mean of the ``K`` pairs' estimates.  Its interval covers the window's realized metric at the
+stated confidence, over the window's labels and the reference the nannies learnt from, with two parts:
+
+- *sampling*: the window's realized losses vary around the predicted ones, row by row.  A row's absolute
+  error varies by ``ŝ - â²`` (``ŝ`` the predicted squared error, ``â`` the predicted absolute error:
+  ``Var|e| = E[e²] - E[|e|]²``), its squared error by ``c ŝ²``, since ``Var e² = E[e⁴] - E[e²]²`` needs the
+  fourth moment, which no nanny predicts: ``c = κ - 1`` for errors of kurtosis ``κ`` given the inputs (2 for
+  normal errors), measured out of fold as the reference's squared differences between its squared errors
+  and their out-of-fold predictions over ``Σ ŝ²``.  This part shrinks as ``1/n`` with the window's size
+  ``n``.
+- *the nannies' own error*: they learnt from a finite reference, so their mean over a window would differ
+  with another reference; this part does not shrink with ``n`` and grows where the window's inputs are
+  thin in the reference.  It is the group jackknife over the folds, ``(K-1)/K Σ (θ_k - θ̄)²`` with ``θ_k``
+  the window's estimate by the nannies without fold ``k``, computed on the window's own rows.
+
+The interval is ``θ̄ ± t·se`` with ``se²`` the sum of both parts and ``t`` Student's quantile with the
+Welch–Satterthwaite degrees of freedom (the jackknife has ``K - 1``; the sampling part, from every row, is
+taken as exact), which is the normal quantile when the sampling part dominates.  The RMSE's interval is the
+square root of the MSE's (its standard error by the delta method, ``se(√M) = se(M) / (2√M)``).
+
+What no variance measured on the reference can cover is a change in how the inputs relate to the error
+(concept shift), inputs beyond the reference's range, where the trees extrapolate flat, and the nannies'
+bias where the inputs crowd into a region the reference barely holds (the jackknife measures how much they
+vary there, not how far off they all are).
 
 A window is summarised by a few weighted sums (:class:`LossSums`), so rows can be streamed in chunks and
 windows estimated together.
 
 References: NannyML, "Direct Loss Estimation (DLE)", docs.nannyml.com (how it works: performance
 estimation), whose nanny model is LightGBM; here scikit-learn's histogram gradient boosting (Ke et al.,
-"LightGBM", NeurIPS 2017, the same algorithm family).
+"LightGBM", NeurIPS 2017, the same algorithm family).  Cross-fitting: Chernozhukov et al., "Double/debiased
+machine learning", Econometrics Journal 2018.  Group jackknife: Efron & Tibshirani, "An Introduction to the
+Bootstrap", 1993, ch. 11.  Welch–Satterthwaite: Satterthwaite, Biometrics Bulletin 1946.
 """
 
 from __future__ import annotations
@@ -33,6 +53,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy.stats import t as student_t
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.model_selection import KFold
 
@@ -44,6 +65,7 @@ LOSS_METRICS = ("mae", "rmse")
 MAX_CATEGORIES = 250  # categories coded per column for the trees (the rest share one code)
 MAX_ITER = 100  # boosting rounds of each nanny
 MISSING = "\x00missing"
+NORMAL_SQUARED_VARIANCE = 2.0  # Var e² / E[e²]² for normal errors (kurtosis 3, less 1)
 
 
 @dataclass(frozen=True)
@@ -81,28 +103,30 @@ def fit_encoder(frame: pd.DataFrame, *, numeric: Sequence[str], categorical: Seq
 
 @dataclass(frozen=True)
 class Nannies:
-    """The two fitted loss models and the errors' kurtosis."""
+    """The loss models cross-fitted on the reference's folds (pair ``k`` learnt without fold ``k``), and ``c`` in
+    ``Var(e² | x) = c ŝ²`` (``κ - 1``)."""
 
-    absolute: HistGradientBoostingRegressor
-    squared: HistGradientBoostingRegressor
-    kurtosis: float
+    absolute: tuple[HistGradientBoostingRegressor, ...]
+    squared: tuple[HistGradientBoostingRegressor, ...]
+    squared_variance: float = NORMAL_SQUARED_VARIANCE
 
     def predict(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each row's predicted absolute and squared error (never negative)."""
+        """Each row's predicted absolute and squared error by each fold's pair (rows × folds; never negative, the
+        squared error never below the square of the absolute)."""
         with one_thread("openmp"):
-            absolute = np.maximum(self.absolute.predict(matrix), 0.0)
-            squared = np.maximum(self.squared.predict(matrix), 0.0)
+            absolute = np.column_stack([np.maximum(m.predict(matrix), 0.0) for m in self.absolute])
+            squared = np.column_stack([np.maximum(m.predict(matrix), 0.0) for m in self.squared])
         return absolute, np.maximum(squared, absolute * absolute)
 
 
 @dataclass
 class LossSums:
-    """A window's weighted sums: of the predicted losses and their variances (every row with a prediction), and
-    of the realized losses (labelled rows)."""
+    """A window's weighted sums: of the predicted losses per fold's nannies and of their sampling variances (every
+    row with a prediction), and of the realized losses (labelled rows)."""
 
     weight: float = 0.0
-    absolute: float = 0.0
-    squared: float = 0.0
+    absolute: np.ndarray = field(default_factory=lambda: np.zeros(0))  # Σ w â_k, one per fold
+    squared: np.ndarray = field(default_factory=lambda: np.zeros(0))  # Σ w ŝ_k, one per fold
     var_absolute: float = 0.0
     var_squared: float = 0.0
     labelled: float = 0.0
@@ -114,16 +138,27 @@ class LossSums:
         if len(weights) == 0:
             return
         absolute, squared = nannies.predict(matrix)
-        self.add_predicted(absolute, squared, weights, kurtosis=nannies.kurtosis)
+        self.add_predicted(absolute, squared, weights, squared_variance=nannies.squared_variance)
 
-    def add_predicted(self, absolute: np.ndarray, squared: np.ndarray, weights: np.ndarray, *, kurtosis: float) -> None:
-        """Rows whose predicted absolute and squared errors are known."""
+    def add_predicted(
+        self, absolute: np.ndarray, squared: np.ndarray, weights: np.ndarray, *, squared_variance: float
+    ) -> None:
+        """Rows whose predicted absolute and squared errors are known (rows × folds, or one column per row)."""
         w = np.asarray(weights, dtype=float)
+        if len(w) == 0:
+            return
+        a = np.asarray(absolute, dtype=float).reshape(len(w), -1)
+        s = np.asarray(squared, dtype=float).reshape(len(w), -1)
+        if self.absolute.size == 0:
+            self.absolute, self.squared = np.zeros(a.shape[1]), np.zeros(a.shape[1])
+        elif a.shape[1] != self.absolute.size:
+            raise ValueError(f"predicted losses of {a.shape[1]} folds added to sums of {self.absolute.size}")
         self.weight += float(w.sum())
-        self.absolute += float(w @ absolute)
-        self.squared += float(w @ squared)
-        self.var_absolute += float((w * w) @ np.maximum(squared - absolute * absolute, 0.0))
-        self.var_squared += float((w * w) @ ((kurtosis - 1.0) * squared * squared))
+        self.absolute = self.absolute + w @ a
+        self.squared = self.squared + w @ s
+        mean_a, mean_s = a.mean(axis=1), s.mean(axis=1)
+        self.var_absolute += float((w * w) @ np.maximum(mean_s - mean_a * mean_a, 0.0))
+        self.var_squared += squared_variance * float((w * w) @ (mean_s * mean_s))
 
     def add_realized(self, prediction: np.ndarray, label: np.ndarray, weights: np.ndarray) -> None:
         """Labelled rows: their actual losses."""
@@ -137,21 +172,17 @@ class LossSums:
         self, *, metrics: Sequence[str] = LOSS_METRICS, confidence: float = 0.95
     ) -> dict[str, MetricEstimate]:
         """The estimated MAE and RMSE with their standard errors and intervals (see the module docstring)."""
-        z = z_value(confidence)
         out: dict[str, MetricEstimate] = {}
         for name in metrics:
+            if name not in LOSS_METRICS:
+                raise ValueError(f"unknown metric {name!r}: expected one of {', '.join(LOSS_METRICS)}")
             if self.weight <= 0:
                 out[name] = MetricEstimate(None, None, None, None)
-            elif name == "mae":
-                mae = self.absolute / self.weight
-                out[name] = _interval(mae, math.sqrt(self.var_absolute) / self.weight, z)
-            elif name == "rmse":
-                mse = self.squared / self.weight
-                rmse = math.sqrt(mse)
-                se_mse = math.sqrt(self.var_squared) / self.weight
-                out[name] = _interval(rmse, se_mse / (2 * rmse) if rmse > 0 else 0.0, z)
-            else:
-                raise ValueError(f"unknown metric {name!r}: expected one of {', '.join(LOSS_METRICS)}")
+                continue
+            per_fold = (self.absolute if name == "mae" else self.squared) / self.weight
+            sampling = (self.var_absolute if name == "mae" else self.var_squared) / (self.weight * self.weight)
+            mean = LossMean(float(per_fold.mean()), sampling, jackknife(per_fold), per_fold.size)
+            out[name] = mean.interval(confidence) if name == "mae" else mean.root_interval(confidence)
         return out
 
     def realized(self, *, metrics: Sequence[str] = LOSS_METRICS) -> dict[str, float | None]:
@@ -163,6 +194,61 @@ class LossSums:
             "rmse": math.sqrt(self.realized_squared / self.labelled),
         }
         return {name: values[name] for name in metrics}
+
+
+@dataclass(frozen=True)
+class LossMean:
+    """A window's estimated mean loss (MAE or MSE) with the two parts of its variance: the sampling variance of the
+    realized mean around it, and the nannies' own (the jackknife over ``folds`` folds)."""
+
+    value: float
+    sampling: float
+    nannies: float
+    folds: int
+
+    @property
+    def se(self) -> float:
+        """Standard error of the realized mean loss around the estimate."""
+        return math.sqrt(self.sampling + self.nannies)
+
+    @property
+    def degrees_of_freedom(self) -> float:
+        """Welch–Satterthwaite's: the jackknife's ``folds - 1`` weighed by its share of the variance (infinite
+        when the nannies agree or there is one fold)."""
+        if self.nannies <= 0 or self.folds < 2:
+            return math.inf
+        total = self.sampling + self.nannies
+        return total * total * (self.folds - 1) / (self.nannies * self.nannies)
+
+    def quantile(self, confidence: float) -> float:
+        """The two-sided quantile of the interval: Student's at :attr:`degrees_of_freedom`, the normal's at
+        infinity."""
+        df = self.degrees_of_freedom
+        z = z_value(confidence)
+        return z if math.isinf(df) else float(student_t.ppf(1 - (1 - confidence) / 2, df))
+
+    def interval(self, confidence: float) -> MetricEstimate:
+        """The mean loss's interval (never below 0)."""
+        q = self.quantile(confidence)
+        return MetricEstimate(self.value, self.se, max(0.0, self.value - q * self.se), self.value + q * self.se)
+
+    def root_interval(self, confidence: float) -> MetricEstimate:
+        """The square root's (RMSE from MSE): the MSE's interval mapped through the root, the standard error by the
+        delta method."""
+        q = self.quantile(confidence)
+        rmse = math.sqrt(max(self.value, 0.0))
+        lower = math.sqrt(max(0.0, self.value - q * self.se))
+        upper = math.sqrt(max(0.0, self.value + q * self.se))
+        return MetricEstimate(rmse, self.se / (2 * rmse) if rmse > 0 else 0.0, lower, upper)
+
+
+def jackknife(estimates: np.ndarray) -> float:
+    """Group-jackknife variance of an estimate from its leave-one-fold-out values, ``(K-1)/K Σ (θ_k - θ̄)²``
+    (0 for a single value)."""
+    k = len(estimates)
+    if k < 2:
+        return 0.0
+    return float((k - 1) / k * np.sum((estimates - estimates.mean()) ** 2))
 
 
 @dataclass(frozen=True)
@@ -192,7 +278,8 @@ def fit_loss_models(
     max_iter: int = MAX_ITER,
     seed: int = 0,
 ) -> LossFit:
-    """Fit both nannies on labelled reference rows (features in ``frame``); check them on a held-out fold."""
+    """Cross-fit the nannies on labelled reference rows (features in ``frame``): one pair per fold, each without
+    its fold, which it predicts; the out-of-fold predictions give the squared error's variance and the check."""
     y_hat = np.asarray(prediction, dtype=float)
     y = np.asarray(label, dtype=float)
     w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=float)
@@ -206,20 +293,23 @@ def fit_loss_models(
     matrix = encoder.transform(frame, y_hat)
     error = y - y_hat
     absolute, squared = np.abs(error), error * error
-    # The check: nannies fitted without one fold (a 1/folds share of the rows, at random) predict it.
-    train, test = next(KFold(n_splits=folds, shuffle=True, random_state=seed).split(matrix))
-    held = _nannies(matrix[train], absolute[train], squared[train], w[train], encoder, 3.0, max_iter, seed)
-    held_absolute, held_squared = held.predict(matrix[test])
-    kurtosis = _kurtosis(error[test], held_squared, w[test])
-    nannies = _nannies(matrix, absolute, squared, w, encoder, kurtosis, max_iter, seed)
+    out_absolute, out_squared = np.zeros(len(y)), np.zeros(len(y))
+    pairs = []
+    for train, test in KFold(n_splits=folds, shuffle=True, random_state=seed).split(matrix):
+        pair = _nannies(matrix[train], absolute[train], squared[train], w[train], encoder, max_iter, seed)
+        held_absolute, held_squared = pair.predict(matrix[test])
+        out_absolute[test], out_squared[test] = held_absolute[:, 0], held_squared[:, 0]
+        pairs.append(pair)
+    nannies = Nannies(
+        tuple(p.absolute[0] for p in pairs),
+        tuple(p.squared[0] for p in pairs),
+        _squared_variance(squared, out_squared, w),
+    )
     total = float(w.sum())
     realized = {"mae": float(w @ absolute) / total, "rmse": math.sqrt(float(w @ squared) / total)}
-    checked = LossSums()
-    checked.add_predicted(held_absolute, held_squared, w[test], kurtosis=kurtosis)
-    checked.add_realized(y_hat[test], y[test], w[test])
-    held_out = {
-        name: {"estimated": estimate.value, "realized": checked.realized()[name]}
-        for name, estimate in checked.estimates(confidence=confidence).items()
+    held_out: dict[str, dict[str, float | None]] = {
+        "mae": {"estimated": float(w @ out_absolute) / total, "realized": realized["mae"]},
+        "rmse": {"estimated": math.sqrt(float(w @ out_squared) / total), "realized": realized["rmse"]},
     }
     return LossFit(
         encoder=encoder,
@@ -239,10 +329,10 @@ def _nannies(
     squared: np.ndarray,
     weights: np.ndarray,
     encoder: TreeEncoder,
-    kurtosis: float,
     max_iter: int,
     seed: int,
 ) -> Nannies:
+    """One pair of nannies fitted on the given rows."""
     mask = encoder.categorical_mask
 
     def model() -> HistGradientBoostingRegressor:
@@ -259,16 +349,14 @@ def _nannies(
     with one_thread("openmp"):
         fitted_absolute = model().fit(matrix, absolute, sample_weight=sample_weight)
         fitted_squared = model().fit(matrix, squared, sample_weight=sample_weight)
-    return Nannies(fitted_absolute, fitted_squared, kurtosis)
+    return Nannies((fitted_absolute,), (fitted_squared,))
 
 
-def _kurtosis(error: np.ndarray, predicted_squared: np.ndarray, weights: np.ndarray) -> float:
-    """The errors' kurtosis given the inputs, ``κ`` in ``E[e⁴ | x] = κ ŝ(x)²``: ``E[e⁴] / E[ŝ²]`` over the reference,
-    with ``ŝ`` the squared error predicted by nannies that did not see the rows (3, the normal's, when every error
-    is zero)."""
-    fourth = float(weights @ (error**4))
-    scale = float(weights @ (predicted_squared**2))
-    return max(fourth / scale, 1.0) if scale > 0 and fourth > 0 else 3.0
+def _squared_variance(squared: np.ndarray, predicted: np.ndarray, weights: np.ndarray) -> float:
+    """``c`` in ``Var(e² | x) = c ŝ²``: the reference's squared differences between its squared errors and their
+    out-of-fold predictions, over ``Σ ŝ²`` (a normal's 2 when every prediction is 0)."""
+    scale = float(weights @ (predicted**2))
+    return float(weights @ (squared - predicted) ** 2) / scale if scale > 0 else NORMAL_SQUARED_VARIANCE
 
 
 def _reference_intervals(
@@ -288,10 +376,6 @@ def _reference_intervals(
     se_rmse = se_mse / (2 * rmse) if rmse > 0 else 0.0
     out["rmse"] = (se_rmse, max(0.0, rmse - z * se_rmse), rmse + z * se_rmse)
     return out
-
-
-def _interval(value: float, se: float, z: float) -> MetricEstimate:
-    return MetricEstimate(value, se, max(0.0, value - z * se), value + z * se)
 
 
 def _floats(frame: pd.DataFrame, column: str) -> np.ndarray:
