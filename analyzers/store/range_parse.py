@@ -235,7 +235,7 @@ class RangeParser:
                 raise
             self.strict = False  # the JSON reader does not fit this budget: the two passes read line by line
             return None
-        except (duckdb.Error, _StrictRefused):
+        except (duckdb.Error, _StrictRefused, OSError):  # OSError: the file shrank or went while it was copied
             partial.unlink(missing_ok=True)
             return None
         finally:
