@@ -23,6 +23,7 @@ from analyzers.store import LocalStore
 from analyzers.timeutil import Window, parse_time
 from tests.finding_json import as_json
 from tests.log_events import event, write_events
+from tests.logged_stores import STORES, store_over
 from tests.version_traffic import Version, write_traffic
 
 T0 = parse_time("2026-11-20T00:00:00Z")
@@ -115,12 +116,14 @@ def _scored(rng: np.random.Generator, n: int, spread: float) -> tuple[np.ndarray
     return score, rng.random(n) < score
 
 
-def test_estimation_by_version_finds_the_canary_whose_estimate_falls(tmp_path: Path) -> None:
+def _log_canary(log_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """A labelled reference day of v1; then v1 as before, the canary v2 unsure of most inputs (its scores crowd
+    around 0.5: its ROC AUC and accuracy fall), and v3 with too few predictions.  Returns the scores and labels
+    of each version's labelled predictions on the second day."""
     rng = np.random.default_rng(11)
     events = []
     truth: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    # a labelled reference day of v1; then v1 as before, the canary v2 unsure of most inputs (its scores crowd
-    # around 0.5: its ROC AUC and accuracy fall), and v3 with too few predictions; every k-th prediction labelled
+    # every k-th prediction of a version labelled
     traffic = [
         (DAY1, "v1", 2000, 1.0, 1),
         (DAY2, "v1", 2000, 1.0, 4),
@@ -139,7 +142,12 @@ def test_estimation_by_version_finds_the_canary_whose_estimate_falls(tmp_path: P
                 events.append(event(ts + timedelta(minutes=5), pid, {"label": int(y[i])}, "ml.feedback"))
         if window == DAY2:
             truth[version] = (score[labelled], y[labelled])
-    write_events(tmp_path / "logs", events)
+    write_events(log_dir, events)
+    return truth
+
+
+def test_estimation_by_version_finds_the_canary_whose_estimate_falls(tmp_path: Path) -> None:
+    truth = _log_canary(tmp_path / "logs")
     config = EstimationConfig(window="1d", reference={"start": DAY1.start, "end": DAY1.end}, by_version=True)
     settings = Config.model_validate({"models": {"m": {"ingest_delay": "0s", "estimation": config.model_dump()}}})
     with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
@@ -252,3 +260,24 @@ def test_estimation_by_version_estimates_each_regression_version_by_its_own_rows
         assert entry.realized == pytest.approx(truth["v2"][entry.name], rel=1e-9), entry.name
         assert entry.estimated is not None
         assert abs(entry.estimated - entry.realized) < 0.05 * entry.realized, entry.name
+
+
+@pytest.mark.parametrize("kind", [k for k in STORES if k != "local"])
+def test_estimation_by_version_on_elasticsearch(kind: str, tmp_path: Path) -> None:
+    truth = _log_canary(tmp_path / "logs")
+    config = EstimationConfig(window="1d", reference={"start": DAY1.start, "end": DAY1.end}, by_version=True)
+    with store_over(kind, tmp_path / "logs", tmp_path / "state", "m") as (store, model):
+        finding = run_job(store, model, "estimation", config, DAY2)
+    split = finding.by_version
+    assert split is not None
+    assert [(v.version, v.status) for v in split.versions] == [
+        ("v1", "ok"),
+        ("v2", "alert"),
+        ("v3", "insufficient_data"),
+    ]
+    for v in split.versions[:2]:
+        numbers = v.metrics
+        assert isinstance(numbers, EstimationMetrics)
+        score, y = truth[v.version]
+        realized = {e.name: e.realized for e in numbers.estimates}
+        assert realized["accuracy"] == pytest.approx(accuracy_score(y, score >= 0.5), rel=1e-9), v.version
