@@ -3,22 +3,27 @@ alerts under subjects of their own, resolved when the version is gone."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.metrics import accuracy_score, roc_auc_score
 
 from analyzers.alerts.channels.recording import RecordingSender
 from analyzers.alerts.dispatch import process
 from analyzers.alerts.rules import alerts_of
-from analyzers.config.models import Config, DriftConfig, OpsConfig
-from analyzers.findings import DriftMetrics, OpsMetrics
+from analyzers.config.models import Config, DriftConfig, EstimationConfig, OpsConfig
+from analyzers.findings import DriftMetrics, EstimationMetrics, OpsMetrics
+from analyzers.metrics.samples import Limits, finding_samples
+from analyzers.report import write_report
 from analyzers.runner import run_job
 from analyzers.store import LocalStore
 from analyzers.timeutil import Window, parse_time
 from tests.finding_json import as_json
 from tests.log_events import event, write_events
+from tests.logged_stores import STORES, store_over
 from tests.version_traffic import Version, write_traffic
 
 T0 = parse_time("2026-11-20T00:00:00Z")
@@ -102,3 +107,177 @@ def test_without_by_version_nothing_is_split(tmp_path: Path) -> None:
         finding = run_job(store, "m", "ops", OpsConfig(window="1d"), DAY1)
     assert finding.by_version is None
     assert "by_version" not in finding.to_dict()
+
+
+def _scored(rng: np.random.Generator, n: int, spread: float) -> tuple[np.ndarray, np.ndarray]:
+    """Scores of a calibrated logistic model on inputs of the given spread, and labels drawn from them."""
+    x = rng.normal(0.0, spread, n)
+    score = np.round(1 / (1 + np.exp(-2.5 * x)), 3)
+    return score, rng.random(n) < score
+
+
+def _log_canary(log_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """A labelled reference day of v1; then v1 as before, the canary v2 unsure of most inputs (its scores crowd
+    around 0.5: its ROC AUC and accuracy fall), and v3 with too few predictions.  Returns the scores and labels
+    of each version's labelled predictions on the second day."""
+    rng = np.random.default_rng(11)
+    events = []
+    truth: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    # every k-th prediction of a version labelled
+    traffic = [
+        (DAY1, "v1", 2000, 1.0, 1),
+        (DAY2, "v1", 2000, 1.0, 4),
+        (DAY2, "v2", 2000, 0.35, 2),
+        (DAY2, "v3", 60, 1.0, None),
+    ]
+    for window, version, n, spread, every in traffic:
+        score, y = _scored(rng, n, spread)
+        labelled = np.arange(n) % every == 0 if every else np.zeros(n, bool)
+        for i in range(n):
+            ts = window.start + timedelta(seconds=(i + 0.5) * 86_400 / n)
+            pid = f"{window.start:%d}-{version}-{i}"
+            prediction = {"label": int(score[i] >= 0.5), "score": float(score[i])}
+            events.append(event(ts, pid, {"model": {"name": "m", "version": version}, "prediction": prediction}))
+            if labelled[i]:
+                events.append(event(ts + timedelta(minutes=5), pid, {"label": int(y[i])}, "ml.feedback"))
+        if window == DAY2:
+            truth[version] = (score[labelled], y[labelled])
+    write_events(log_dir, events)
+    return truth
+
+
+def test_estimation_by_version_finds_the_canary_whose_estimate_falls(tmp_path: Path) -> None:
+    truth = _log_canary(tmp_path / "logs")
+    config = EstimationConfig(window="1d", reference={"start": DAY1.start, "end": DAY1.end}, by_version=True)
+    settings = Config.model_validate({"models": {"m": {"ingest_delay": "0s", "estimation": config.model_dump()}}})
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
+        finding = run_job(store, "m", "estimation", config, DAY2)
+        store.write_findings([finding])
+        page = write_report(store, "m", tmp_path / "m.html", config=settings, at=DAY2.end).read_text("utf-8")
+    data = as_json(finding)
+    split = finding.by_version
+    assert split is not None
+    assert [(v.version, v.status) for v in split.versions] == [
+        ("v1", "ok"),
+        ("v2", "alert"),
+        ("v3", "insufficient_data"),
+    ]
+    assert [v["version"] for v in data["by_version"]["versions"]] == ["v1", "v2", "v3"]
+    assert finding.status == "alert"
+    subjects = {s.subject for s in finding.signals}
+    assert {"version=v2:metric:roc_auc", "version=v2:metric:accuracy"} <= subjects
+    assert all(s.startswith("version=v2:") for s in subjects)
+    keys = {a.key for a in alerts_of(finding)}
+    assert "m:estimation:version=v2:metric:roc_auc" in keys
+    v1, v2, v3 = (v.metrics for v in split.versions)
+    assert isinstance(v1, EstimationMetrics)
+    assert isinstance(v2, EstimationMetrics)
+    assert isinstance(v3, EstimationMetrics)
+    assert (v1.n, v2.n, v3.n) == (2000, 2000, 60)
+    assert v3.reason == "60 predictions < min_rows 100"
+    # the reference is the whole model's (v1's labelled day): the same reference value for every version
+    ref_v1 = {e.name: e.reference for e in v1.estimates}
+    ref_v2 = {e.name: e.reference for e in v2.estimates}
+    assert ref_v1 == ref_v2
+    assert (v1.n_ref, v2.n_ref) == (2000, 2000)
+    v1_auc = next(e for e in v1.estimates if e.name == "roc_auc")
+    v2_auc = next(e for e in v2.estimates if e.name == "roc_auc")
+    assert v1_auc.dropped is False
+    assert v2_auc.dropped is True
+    assert v2_auc.estimated is not None
+    assert v1_auc.estimated is not None
+    assert v2_auc.estimated < v1_auc.estimated
+    # realized values come from each version's own labels (a quarter of v1's, half of v2's), not the window's
+    assert (v1.n_labeled, v2.n_labeled, v3.n_labeled) == (500, 1000, 0)
+    for version, metrics in (("v1", v1), ("v2", v2)):
+        score, y = truth[version]
+        realized = {e.name: e.realized for e in metrics.estimates}
+        assert realized["accuracy"] == pytest.approx(accuracy_score(y, score >= 0.5), rel=1e-9), version
+        assert realized["roc_auc"] == pytest.approx(roc_auc_score(y, score), abs=1e-3), version  # over score cells
+    assert v2_auc.realized is not None
+    assert abs(v2_auc.realized - v2_auc.estimated) < 4 * (v2_auc.standard_error or 0.0)
+    # the whole window keeps its own estimate, between the two versions'
+    whole = finding.metrics_as(EstimationMetrics)
+    assert whole is not None
+    whole_auc = next(e for e in whole.estimates if e.name == "roc_auc")
+    assert whole.n == 4060
+    assert whole_auc.estimated is not None
+    assert v2_auc.estimated < whole_auc.estimated < v1_auc.estimated
+    # each version's estimates are exported as the other versioned jobs' headline numbers are
+    exported = {
+        (dict(s.labels)["version"], dict(s.labels)["metric"]): s.value
+        for s in finding_samples(finding, Limits())
+        if s.name == "predwatch_version_estimation_estimate"
+    }
+    assert exported[("v2", "roc_auc")] == pytest.approx(v2_auc.estimated)
+    assert exported[("v1", "roc_auc")] == pytest.approx(v1_auc.estimated)
+    assert not any(version == "v3" for version, _ in exported)  # insufficient data: no number, no series
+    # the report's estimation section lists each version's own result
+    section = re.search(r'<section id="estimation">(.*?)</section>', page, flags=re.S)
+    assert section is not None
+    assert "<h3>By version</h3>" in section.group(1)
+    assert "<td>v3</td>" in section.group(1)
+    assert "60 predictions &lt; min_rows 100" in section.group(1)
+
+
+def test_estimation_by_version_estimates_each_regression_version_by_its_own_rows(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    events = []
+    truth: dict[str, dict[str, float]] = {}
+    # a regression model exact on average whose noise grows with x: a labelled reference day of v1, then v1 as
+    # before (no labels yet) and v2 serving the large x where the model errs most (its labels logged)
+    traffic = [(DAY1, "v1", 0.0, True), (DAY2, "v1", 0.0, False), (DAY2, "v2", 0.6, True)]
+    for window, version, low, labelled in traffic:
+        x = rng.uniform(low, 1.0, 1500)
+        label = 3 * x + rng.normal(0.0, 0.1 + x)
+        for i in range(1500):
+            ts = window.start + timedelta(seconds=(i + 0.5) * 57)
+            pid = f"{window.start:%d}-{version}-{i}"
+            ml = {"model": {"name": "m", "version": version}, "features": {"x": float(x[i])}}
+            events.append(event(ts, pid, {**ml, "prediction": {"label": float(3 * x[i])}}))
+            if labelled:
+                events.append(event(ts + timedelta(minutes=5), pid, {"label": float(label[i])}, "ml.feedback"))
+        error = label - 3 * x
+        truth[version] = {"mae": float(np.mean(np.abs(error))), "rmse": float(np.sqrt(np.mean(error**2)))}
+    write_events(tmp_path / "logs", events)
+    config = EstimationConfig(window="1d", reference={"start": DAY1.start, "end": DAY1.end}, by_version=True)
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
+        finding = run_job(store, "m", "estimation", config, DAY2)
+    split = finding.by_version
+    assert split is not None
+    assert [(v.version, v.status) for v in split.versions] == [("v1", "ok"), ("v2", "alert")]
+    assert {s.subject for s in finding.signals} == {"version=v2:metric:mae", "version=v2:metric:rmse"}
+    v1, v2 = (v.metrics for v in split.versions)
+    assert isinstance(v1, EstimationMetrics)
+    assert isinstance(v2, EstimationMetrics)
+    assert (v1.task, v2.task) == ("regression", "regression")
+    assert (v1.n, v2.n) == (1500, 1500)
+    for entry in v1.estimates:
+        assert entry.realized is None, entry.name  # v1's labels have not arrived; v2's are not v1's
+        assert entry.dropped is False, entry.name
+    for entry in v2.estimates:
+        assert entry.dropped is True, entry.name
+        assert entry.realized == pytest.approx(truth["v2"][entry.name], rel=1e-9), entry.name
+        assert entry.estimated is not None
+        assert abs(entry.estimated - entry.realized) < 0.05 * entry.realized, entry.name
+
+
+@pytest.mark.parametrize("kind", [k for k in STORES if k != "local"])
+def test_estimation_by_version_on_elasticsearch(kind: str, tmp_path: Path) -> None:
+    truth = _log_canary(tmp_path / "logs")
+    config = EstimationConfig(window="1d", reference={"start": DAY1.start, "end": DAY1.end}, by_version=True)
+    with store_over(kind, tmp_path / "logs", tmp_path / "state", "m") as (store, model):
+        finding = run_job(store, model, "estimation", config, DAY2)
+    split = finding.by_version
+    assert split is not None
+    assert [(v.version, v.status) for v in split.versions] == [
+        ("v1", "ok"),
+        ("v2", "alert"),
+        ("v3", "insufficient_data"),
+    ]
+    for v in split.versions[:2]:
+        numbers = v.metrics
+        assert isinstance(numbers, EstimationMetrics)
+        score, y = truth[v.version]
+        realized = {e.name: e.realized for e in numbers.estimates}
+        assert realized["accuracy"] == pytest.approx(accuracy_score(y, score >= 0.5), rel=1e-9), v.version

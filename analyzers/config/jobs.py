@@ -185,7 +185,7 @@ ESTIMATED_METRICS: dict[str, tuple[str, ...]] = {
 }
 
 
-class EstimationConfig(JobConfig):
+class EstimationConfig(VersionedJobConfig):
     """Performance estimated without labels: CBPE from the scores of a binary classifier, direct loss estimation
     (DLE) from the features and predictions of a regression model."""
 

@@ -26,6 +26,9 @@ drops; the alert subject is ``metric:<name>``, as there.  Labelled predictions o
 :func:`run` reads one window with a handful of store queries.  :func:`run_windows` judges many windows
 (a backfill, the report's trend) with a fixed number of queries: the windows that share a reference share
 its reading and fit, their coverage comes from one volume aggregate, and their rows are read in one pass.
+
+With ``by_version`` the runner runs :func:`run` once more per live version (:mod:`analyzers.jobs.versions`):
+the window is narrowed to the version, the reference is not, so every version reuses the whole model's fit.
 """
 
 from __future__ import annotations

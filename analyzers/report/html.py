@@ -572,6 +572,7 @@ def _estimation(data: ReportData) -> str:
             " of the job's min_coverage or min_rows has no point).",
         )
     parts.extend(_over_time(data, "estimation", shown, "No estimation trend."))
+    parts.append(_versions(section))
     return _section("estimation", "\n".join(parts))
 
 
