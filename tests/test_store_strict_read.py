@@ -156,3 +156,18 @@ def test_the_strict_read_writes_what_the_two_passes_write(tmp_path_factory, head
                 s.count(Query("fraud", DAY1))
         results.append(parts(root / f"state-{strict}"))
     assert results[0] == results[1]
+
+
+def test_the_keys_seen_but_not_read_are_remembered_up_to_the_files_cap(tmp_path: Path):
+    """A service whose every line holds a key of its own under ``ml`` keeps a registry of bounded size."""
+    from analyzers.store.jsonparse import Limits
+
+    lines = [prediction(f"a{i}", "2026-11-20T01:00:00Z") for i in range(300)]
+    for i, line in enumerate(lines):
+        line["ml"][f"request_{i}"] = i
+    write(tmp_path / "logs" / "svc" / "predictions-2026-11-20.ndjson", lines)
+    with LocalStore(tmp_path / "logs", tmp_path / "state", limits=Limits(2**20, 50, 50)) as s:
+        assert s.count(Query("fraud", DAY1)) == 300
+    (registry,) = (tmp_path / "state" / "parsed").rglob("registry.json")
+    (entry,) = orjson.loads(registry.read_bytes())["files"].values()
+    assert len(entry["schema"]["others"]["ml"]) == 50

@@ -131,11 +131,18 @@ class Schema:
             {str(obj): [str(k) for k in keys] for obj, keys in dict(data.get("others", {})).items()},
         )
 
-    def add_others(self, others: Mapping[str, Any]) -> None:
-        """Remember more keys seen but not read, per object."""
+    def add_others(self, others: Mapping[str, Any], *, most: int) -> None:
+        """Remember more keys seen but not read, per object, at most ``most`` of each (lines holding keys beyond
+        those are read in two passes; the registry stays small whatever the lines hold)."""
         for obj, keys in others.items():
             known = self.others.setdefault(obj, [])
-            known.extend(k for k in keys if k not in known)
+            seen = set(known)
+            for key in keys:
+                if len(known) >= most:
+                    break
+                if key not in seen:
+                    known.append(key)
+                    seen.add(key)
 
 
 @dataclass

@@ -184,16 +184,15 @@ class RangeParser:
             scratch.unlink(missing_ok=True)
         self._record(entry, scanned, target, written, schema, keys.others)
 
-    @staticmethod
     def _record(
-        entry: Entry, scanned: ScannedRange, target: Path, written: int, schema: Schema, others: Mapping[str, Any]
+        self, entry: Entry, scanned: ScannedRange, target: Path, written: int, schema: Schema, others: Mapping[str, Any]
     ) -> None:
         entry.parts.append(Part(target.name, written))
         entry.size = scanned.end
         entry.lines += scanned.lines
         entry.schema.columns.update(schema.columns)
         entry.schema.values.update(schema.values)
-        entry.schema.add_others(others)
+        entry.schema.add_others(others, most=self.limits.max_keys_per_file)
 
     def _read_strictly(
         self,
@@ -215,10 +214,10 @@ class RangeParser:
         accepted, refused = accepted_keys(first, entry.schema, self.limits)
         if first.bad or refused or len(accepted) > self.limits.max_keys_per_line:
             return None
-        others = Schema(others={k: list(v) for k, v in hint.others.items()})
-        others.add_others(entry.schema.others)
-        others.add_others({k: sorted(v) for k, v in first.others.items()})
-        if sum(map(len, others.others.values())) > self.limits.max_keys_per_file:
+        others = Schema()
+        for more in (hint.others, entry.schema.others, {k: sorted(v) for k, v in first.others.items()}):
+            others.add_others(more, most=self.limits.max_keys_per_file + 1)
+        if any(len(keys) > self.limits.max_keys_per_file for keys in others.others.values()):
             return None
         schema = self._expected(con, lines, accepted, entry.schema, hint, scanned.placeholders)
         source = temporary_name(self.folder / f"{log_file.name}.strict.ndjson")
