@@ -33,19 +33,26 @@ def parts(state: Path) -> list[tuple]:
 
 
 class Reads:
-    """Which way each range was read: ``strict`` or ``two passes``."""
+    """How each strict read of a range ended (``calls``: ``read``, ``stopped`` at a line, ``refused``), and which
+    way each file's range was read in the end (``ways``: ``strict`` or ``two passes``)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, *, strict: bool = True) -> None:
-        self.ways: list[tuple[str, str]] = []
+        self.calls: list[tuple[str, str]] = []
         real = range_parse_module.RangeParser._read_strictly
         monkeypatch.setattr(range_parse_module, "STRICT_MIN_BYTES", 0)  # the test's ranges are small
 
         def read_strictly(parser, con, scanned, log_file, *args, **kwargs):
             done = real(parser, con, scanned, log_file, *args, **kwargs) if strict else None
-            self.ways.append((log_file.name, "strict" if done is not None else "two passes"))
+            kind = "read" if isinstance(done, tuple) else "stopped" if isinstance(done, int) else "refused"
+            self.calls.append((log_file.name, kind))
             return done
 
         monkeypatch.setattr(range_parse_module.RangeParser, "_read_strictly", read_strictly)
+
+    @property
+    def ways(self) -> list[tuple[str, str]]:
+        last = dict(self.calls)  # each file's last strict read (one range per file here)
+        return [(name, "strict" if kind == "read" else "two passes") for name, kind in last.items()]
 
 
 def test_a_clean_day_is_read_in_one_strict_pass_and_a_late_feature_in_two(tmp_path: Path, monkeypatch):
@@ -171,3 +178,25 @@ def test_the_keys_seen_but_not_read_are_remembered_up_to_the_files_cap(tmp_path:
     (registry,) = (tmp_path / "state" / "parsed").rglob("registry.json")
     (entry,) = orjson.loads(registry.read_bytes())["files"].values()
     assert len(entry["schema"]["others"]["ml"]) == 50
+
+
+def test_a_line_that_is_not_json_past_the_first_lines_is_set_aside_and_the_range_read_strictly(
+    tmp_path: Path, monkeypatch
+):
+    lines: list = [prediction(f"a{i}", f"2026-11-20T{i % 24:02d}:00:00Z") for i in range(3000)]
+    lines[2600] = orjson.dumps(prediction("torn", "2026-11-20T05:00:00Z"))[:60]  # cut by a writer's crash
+    lines[2700] = b"[1, 2]"
+    write(tmp_path / "logs" / "svc" / "predictions-2026-11-20.ndjson", lines)
+    reads = Reads(monkeypatch)
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as s:
+        q = Query("fraud", DAY1)
+        assert s.count(q) == 2998
+        reasons = s.quality(q).reasons
+    assert reasons["bad JSON"].count == 1
+    assert reasons["bad JSON"].first.endswith(":2601")
+    assert reasons["not a JSON object"].count == 1
+    assert reads.calls == [
+        ("predictions-2026-11-20.ndjson", "stopped"),
+        ("predictions-2026-11-20.ndjson", "stopped"),
+        ("predictions-2026-11-20.ndjson", "read"),
+    ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ _SAMPLE_LINES = 2000  # lines read to expect the types of keys a service never h
 # A range smaller than this is read in two passes: on small files the strict read's copy and sample cost more than
 # the key pass it saves (365 daily files of 2.5 MB: 22.2 s against 18.9 s; 110 MiB files: 25% less CPU).
 STRICT_MIN_BYTES = 16 * 2**20
+_STRICT_TRIES = 3  # strict reads of a range; a line one stops at that cannot be an event is set aside for the next
+_STOPPED_AT = re.compile(r'", (?:at byte \d+ )?in line (\d+):')  # where DuckDB's JSON reader stopped, in its message
 _NAMES = itertools.count()
 
 
@@ -126,9 +129,26 @@ class RangeParser:
                     first = find_keys(con, lines, self.limits, scanned.placeholders, sample=_SAMPLE_LINES)
                 except duckdb.Error:
                     first = None  # DuckDB refuses the file as it is: the two passes read a checked copy
+            stopped_at: list[SetAside] = []  # lines the strict read stopped at that cannot be events
             if first is not None and first.lines != scanned.lines:  # more lines than the first: one strict pass
-                strict = self._read_strictly(con, scanned, log_file, entry, hint, lines, partial, first, alone=alone)
-                if strict is not None:
+                for attempt in range(_STRICT_TRIES):
+                    strict = self._read_strictly(
+                        con, scanned, log_file, entry, hint, lines, partial, first, stopped_at, alone=alone
+                    )
+                    if not isinstance(strict, int) or attempt == _STRICT_TRIES - 1:
+                        break
+                    # The strict read stopped at a line: one that cannot be an event is set aside as the two
+                    # passes would set it aside, and the range read again with it as a placeholder.  (DuckDB names
+                    # the line after a malformed one, so the line before is looked at too.)
+                    at_line = f"SELECT * FROM ({lines}) WHERE line_no BETWEEN {strict - 1} AND {strict}"
+                    found = find_keys(con, at_line, self.limits, scanned.placeholders).bad
+                    if not found or found[0].reason == BLANK:
+                        break
+                    stopped_at += found
+                    scanned.release()
+                    scanned = scanned_range({b.line for b in stopped_at})
+                    lines = lines_sql(scanned.source, scanned.first_line, scanned.longest)
+                if isinstance(strict, tuple):
                     schema, written, others = strict
                     make_private(partial)
                     os.replace(partial, target)
@@ -150,7 +170,7 @@ class RangeParser:
                 lines = lines_sql(scanned.source, scanned.first_line, scanned.longest)
                 keys = find_keys(con, lines, self.limits, scanned.placeholders)
             accepted, refused = accepted_keys(keys, entry.schema, self.limits)
-            bad = keys.bad + (lines_with_keys(con, lines, refused) if refused else [])
+            bad = stopped_at + keys.bad + (lines_with_keys(con, lines, refused) if refused else [])
             blank = {b.line for b in bad if b.reason == BLANK}
             bad = [b for b in bad if b.reason != BLANK]
             if bad or blank:  # such lines are read as placeholders, so that the typed reader never sees them
@@ -204,13 +224,15 @@ class RangeParser:
         lines: str,
         partial: Path,
         first: KeyScan,
+        bad: list[SetAside],
         *,
         alone: bool,
-    ) -> tuple[Schema, int, dict[str, list[str]]] | None:
+    ) -> tuple[Schema, int, dict[str, list[str]]] | int | None:
         """The range read in one pass, when its ``first`` lines' keys (with the file's earlier parts and the
-        service's latest file) are every key it holds: its schema, rows and the keys seen but not read.  None when the
-        strict read refuses the range (a key first seen later, a line that is not a JSON object, a blank line)
-        or cannot be tried: the two passes read it then."""
+        service's latest file) are every key it holds, ``bad`` lines set aside: its schema, rows and the keys seen
+        but not read.  The line of the range where DuckDB stopped, when it names one (a key first seen there, a
+        line that is not a JSON object).  None when the strict read refuses the range otherwise (a blank line, a
+        value not of its expected type) or cannot be tried: the two passes read it then."""
         accepted, refused = accepted_keys(first, entry.schema, self.limits)
         if first.bad or refused or len(accepted) > self.limits.max_keys_per_line:
             return None
@@ -226,7 +248,7 @@ class RangeParser:
             write_source(scanned, head, source)
             longest = max(scanned.longest, *map(len, head.splitlines()))
             written = self._write(
-                con, scanned, log_file, schema, [], partial, alone=alone, strict_source=(source, longest)
+                con, scanned, log_file, schema, bad, partial, alone=alone, strict_source=(source, longest)
             )
         except duckdb.OutOfMemoryException:
             partial.unlink(missing_ok=True)
@@ -234,7 +256,11 @@ class RangeParser:
                 raise
             self.strict = False  # the JSON reader does not fit this budget: the two passes read line by line
             return None
-        except (duckdb.Error, _StrictRefused, OSError):  # OSError: the file shrank or went while it was copied
+        except duckdb.Error as exc:
+            partial.unlink(missing_ok=True)
+            stopped = _STOPPED_AT.search(str(exc))
+            return int(stopped.group(1)) - PREAMBLE_LINES - 1 + scanned.first_line if stopped else None
+        except (_StrictRefused, OSError):  # OSError: the file shrank or went while it was copied
             partial.unlink(missing_ok=True)
             return None
         finally:
