@@ -15,7 +15,7 @@ from analyzers.alerts.channels.recording import RecordingSender
 from analyzers.alerts.dispatch import process
 from analyzers.alerts.rules import alerts_of
 from analyzers.config.models import Config, DriftConfig, EstimationConfig, OpsConfig
-from analyzers.findings import DriftMetrics, EstimationMetrics, OpsMetrics
+from analyzers.findings import DriftMetrics, EstimationMetrics, Finding, OpsMetrics, VersionSplit
 from analyzers.metrics.samples import Limits, finding_samples
 from analyzers.report import write_report
 from analyzers.runner import run_job
@@ -146,6 +146,18 @@ def _log_canary(log_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return truth
 
 
+def _canary_split(finding: Finding) -> VersionSplit:
+    """The canary's per-version findings: v1 ok, the degraded v2 alerting, v3 too small to judge."""
+    split = finding.by_version
+    assert split is not None
+    assert [(v.version, v.status) for v in split.versions] == [
+        ("v1", "ok"),
+        ("v2", "alert"),
+        ("v3", "insufficient_data"),
+    ]
+    return split
+
+
 def test_estimation_by_version_finds_the_canary_whose_estimate_falls(tmp_path: Path) -> None:
     truth = _log_canary(tmp_path / "logs")
     config = EstimationConfig(window="1d", reference={"start": DAY1.start, "end": DAY1.end}, by_version=True)
@@ -155,13 +167,7 @@ def test_estimation_by_version_finds_the_canary_whose_estimate_falls(tmp_path: P
         store.write_findings([finding])
         page = write_report(store, "m", tmp_path / "m.html", config=settings, at=DAY2.end).read_text("utf-8")
     data = as_json(finding)
-    split = finding.by_version
-    assert split is not None
-    assert [(v.version, v.status) for v in split.versions] == [
-        ("v1", "ok"),
-        ("v2", "alert"),
-        ("v3", "insufficient_data"),
-    ]
+    split = _canary_split(finding)
     assert [v["version"] for v in data["by_version"]["versions"]] == ["v1", "v2", "v3"]
     assert finding.status == "alert"
     subjects = {s.subject for s in finding.signals}
@@ -268,13 +274,7 @@ def test_estimation_by_version_on_elasticsearch(kind: str, tmp_path: Path) -> No
     config = EstimationConfig(window="1d", reference={"start": DAY1.start, "end": DAY1.end}, by_version=True)
     with store_over(kind, tmp_path / "logs", tmp_path / "state", "m") as (store, model):
         finding = run_job(store, model, "estimation", config, DAY2)
-    split = finding.by_version
-    assert split is not None
-    assert [(v.version, v.status) for v in split.versions] == [
-        ("v1", "ok"),
-        ("v2", "alert"),
-        ("v3", "insufficient_data"),
-    ]
+    split = _canary_split(finding)
     for v in split.versions[:2]:
         numbers = v.metrics
         assert isinstance(numbers, EstimationMetrics)
