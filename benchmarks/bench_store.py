@@ -88,27 +88,33 @@ MODULES = {  # what each measurement imports before its clock starts
 }
 
 
+def declared_columns(numbers: str = "DOUBLE") -> str:
+    """DuckDB's ``columns`` for the generated lines, every field declared (the 15 numeric features as
+    ``numbers``): the declared reader the cold parse is set beside."""
+    features = ", ".join([f"n{j} {numbers}" for j in range(15)] + [f"c{j} VARCHAR" for j in range(5)])
+    ml = (
+        "STRUCT(prediction_id VARCHAR, model STRUCT(name VARCHAR, version VARCHAR), "
+        f"features STRUCT({features}), prediction STRUCT(label BIGINT, score DOUBLE), "
+        "groups STRUCT(region VARCHAR), latency_ms DOUBLE)"
+    )
+    columns = {
+        "@timestamp": "VARCHAR",
+        "log.level": "VARCHAR",
+        "message": "VARCHAR",
+        "ecs.version": "VARCHAR",
+        "event": "STRUCT(dataset VARCHAR, kind VARCHAR, outcome VARCHAR)",
+        "service": "STRUCT(name VARCHAR)",
+        "ml": ml,
+    }
+    return "{" + ", ".join(f"'{k}': '{v}'" for k, v in columns.items()) + "}"
+
+
 def read_with(kind: str, files: list[Path]) -> int:
     """Every line of the files into memory with one of the other readers; the number of rows."""
     if kind == "duckdb_explicit":
         import duckdb
 
-        features = ", ".join([f"n{j} DOUBLE" for j in range(15)] + [f"c{j} VARCHAR" for j in range(5)])
-        ml = (
-            "STRUCT(prediction_id VARCHAR, model STRUCT(name VARCHAR, version VARCHAR), "
-            f"features STRUCT({features}), prediction STRUCT(label BIGINT, score DOUBLE), "
-            "groups STRUCT(region VARCHAR), latency_ms DOUBLE)"
-        )
-        columns = {
-            "@timestamp": "VARCHAR",
-            "log.level": "VARCHAR",
-            "message": "VARCHAR",
-            "ecs.version": "VARCHAR",
-            "event": "STRUCT(dataset VARCHAR, kind VARCHAR, outcome VARCHAR)",
-            "service": "STRUCT(name VARCHAR)",
-            "ml": ml,
-        }
-        spec = "{" + ", ".join(f"'{k}': '{v}'" for k, v in columns.items()) + "}"
+        spec = declared_columns()
         listing = "[" + ", ".join(f"'{f}'" for f in files) + "]"
         con = duckdb.connect(config={"threads": os.cpu_count() or 1})
         return (
