@@ -120,6 +120,13 @@ _VALUES = st.one_of(
     st.lists(st.integers(0, 3), max_size=2),
     st.dictionaries(st.sampled_from(["x", "y"]), st.integers(0, 3), max_size=2),
 )
+_EVENT = b'"@timestamp": "2026-11-20T01:00:00Z", "event": {"dataset": "ml.prediction"}'
+_ODD_LINES = [
+    b'{"message": "caf\xe9"}',  # not UTF-8 (Latin-1)
+    b"{" + _EVENT + b', "ml": {"prediction_id": "d1", "model": {"name": "fraud"}, "features": {"a": 1, "a": "x"}}}',
+    b"{" + _EVENT + b', "ml": {"prediction_id": "d2", "model": {"name": "fraud", "name": "other"}}}',
+    b"{" + _EVENT + b', "ml": {"prediction_id": "d3", "model": {"name": "fraud"}, "q": 1, "q": 2}}',  # not read
+]
 _LINE = st.fixed_dictionaries(
     {
         "features": st.dictionaries(st.sampled_from(["a", "b", "c", "A"]), _VALUES, max_size=4),
@@ -127,7 +134,7 @@ _LINE = st.fixed_dictionaries(
         "score": st.one_of(st.none(), st.floats(0, 1), st.sampled_from(["0.5", "high"])),
         "label": st.one_of(st.none(), st.integers(0, 2), st.sampled_from([1.5, "1", True])),
         "extra_ml": st.booleans(),
-        "raw": st.sampled_from([None, None, None, None, b"", b"not json", b"[1, 2]", b'{"ml": 5}']),
+        "raw": st.sampled_from([None, None, None, None, b"", b"not json", b"[1, 2]", b'{"ml": 5}', *_ODD_LINES]),
     }
 )
 
@@ -200,3 +207,19 @@ def test_a_line_that_is_not_json_past_the_first_lines_is_set_aside_and_the_range
         ("predictions-2026-11-20.ndjson", "stopped"),
         ("predictions-2026-11-20.ndjson", "read"),
     ]
+
+
+def test_bytes_that_are_not_utf8_past_the_first_lines_cost_their_line(tmp_path: Path, monkeypatch):
+    """A file read in place, stopped by a line that is not UTF-8: the two passes check every line and set it aside
+    (the strict read's look at the line it stopped at could not read the file as it is)."""
+    lines: list = [prediction(f"a{i}", f"2026-11-20T{i % 24:02d}:00:00Z") for i in range(3000)]
+    lines[2600] = orjson.dumps(lines[2600]).replace(b"DE", b"D\xff")  # Latin-1 where UTF-8 was due
+    write(tmp_path / "logs" / "svc" / "predictions-2026-11-20.ndjson", lines)
+    reads = Reads(monkeypatch)
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as s:
+        q = Query("fraud", DAY1)
+        assert s.count(q) == 2999
+        reasons = s.quality(q).reasons
+    assert {r: c.count for r, c in reasons.items()} == {"invalid UTF-8": 1}
+    assert reasons["invalid UTF-8"].first.endswith(":2601")
+    assert reads.ways == [("predictions-2026-11-20.ndjson", "two passes")]

@@ -141,7 +141,10 @@ class RangeParser:
                     # passes would set it aside, and the range read again with it as a placeholder.  (DuckDB names
                     # the line after a malformed one, so the line before is looked at too.)
                     at_line = f"SELECT * FROM ({lines}) WHERE line_no BETWEEN {strict - 1} AND {strict}"
-                    found = find_keys(con, at_line, self.limits, scanned.placeholders).bad
+                    try:
+                        found = find_keys(con, at_line, self.limits, scanned.placeholders).bad
+                    except duckdb.Error:  # DuckDB refuses the file as it is (bytes that are not UTF-8): two passes
+                        break
                     if not found or found[0].reason == BLANK:
                         break
                     stopped_at += found
@@ -186,7 +189,9 @@ class RangeParser:
                 more, schema = find_types(con, lines, accepted, scanned.placeholders)
                 bad = sorted({b.line: b for b in [*bad, *more]}.values(), key=lambda b: b.line)
                 scanned.release()
-                scanned = scanned_range({b.line for b in bad})
+                # A checked copy: DuckDB's reader may have stopped at the value before a line it cannot take as it
+                # is (bytes that are not UTF-8), and blank lines stay placeholders.
+                scanned = scanned_range({b.line for b in bad} | blank, careful=True)
                 written = self._write(con, scanned, log_file, schema, bad, partial, alone=alone)
             make_private(partial)
             os.replace(partial, target)
