@@ -163,3 +163,45 @@ def test_deep_nesting_costs_one_line(tmp_path: Path, hostile: bytes):
     with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
         assert store.count(Query("fraud", DAY1)) == 5
         assert store.quality(Query("fraud", DAY1)).set_aside == 1
+
+
+def test_a_key_written_twice_costs_its_line_where_it_is_read(tmp_path: Path):
+    """DuckDB's reader refuses a line holding twice a key it reads: that line is set aside (``duplicate key``),
+    never the day; a key it does not read may repeat."""
+    good = [prediction(f"p{i}", f"2026-11-20T{i % 24:02d}:00:00Z") for i in range(50)]
+    twice_feature = orjson.dumps(prediction("d1", "2026-11-20T05:00:00Z")).replace(
+        b'"amount":', b'"amount":"x","amount":'
+    )
+    twice_model = orjson.dumps(prediction("d2", "2026-11-20T05:00:00Z")).replace(
+        b'"name":"fraud"', b'"name":"fraud","name":"other"'
+    )
+    twice_unread = orjson.dumps(prediction("d3", "2026-11-20T05:00:00Z")).replace(b'"ml":{', b'"ml":{"q":1,"q":2,')
+    path = write(
+        tmp_path / "logs" / "svc" / "predictions-2026-11-20.ndjson", [*good, twice_feature, twice_model, twice_unread]
+    )
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
+        q = Query("fraud", DAY1)
+        assert store.count(q) == 51
+        reasons = store.quality(q).reasons
+    assert {r: c.count for r, c in reasons.items()} == {"duplicate key": 2}
+    assert reasons["duplicate key"].first == f"{path}:51"
+
+
+@pytest.mark.parametrize("odd", [b"", b'{"message": "caf\xe9"}'], ids=["blank line", "not UTF-8"])
+def test_a_text_feature_first_seen_late_beside_an_odd_line_costs_nothing_but_that_line(tmp_path: Path, odd: bytes):
+    """A feature first seen past the lines its type is expected from, holding text where a number was expected,
+    makes the typed read stop; the range read again must keep a blank line blank and set aside bytes that are not
+    UTF-8, never fail the day."""
+    lines: list = [prediction(f"p{i}", f"2026-11-20T{i % 24:02d}:00:00Z") for i in range(2500)]
+    lines[2300]["ml"]["features"]["note"] = "late text"
+    lines.append(odd)
+    path = write(tmp_path / "logs" / "svc" / "predictions-2026-11-20.ndjson", lines)
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
+        q = Query("fraud", DAY1)
+        assert store.count(q) == 2500
+        assert store.category_counts(q, "features.note")["late text"] == 1.0
+        reasons = store.quality(q).reasons
+    expected = {} if not odd else {"invalid UTF-8": 1}
+    assert {r: c.count for r, c in reasons.items()} == expected
+    if odd:
+        assert reasons["invalid UTF-8"].first == f"{path}:2501"

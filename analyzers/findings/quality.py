@@ -31,7 +31,7 @@ class QualityReport:
 
     ``lines`` counts the lines (events) considered for the window, kept and set aside alike.  Reasons are
     short stable names (``bad JSON``, ``bad time``, ``implausible time``, ``invalid UTF-8``,
-    ``repeated id``, ``line too long``, ``too many keys``, ``truncated gzip``, ``nested value in
+    ``repeated id``, ``duplicate key``, ``line too long``, ``too many keys``, ``truncated gzip``, ``nested value in
     features.tags``, ``type mismatch in features.amount``, ...); a reason that names a field counts values.
     """
 

@@ -61,6 +61,7 @@ ROW_GROUP_BYTES = "16MB"
 _PLAUSIBLE_BEFORE = timedelta(days=1)  # a line's time may fall this far before its file's day...
 _PLAUSIBLE_AFTER = timedelta(days=2)  # ... and up to the end of the next day (clock skew, midnight)
 BLANK = "blank"  # a blank line: neither an event nor a problem
+DUPLICATE = "duplicate key"  # a line holding a key twice where the typed read reads it
 # The objects the strict read transforms whole, as JSON pointers: keys in them that are not read (``Schema.others``)
 # must still be named to it, as it refuses any key it was not told of.  The line's own other keys are never read.
 OBJECTS = {
@@ -313,7 +314,9 @@ def find_types(
             ("error", "error"),
         )
     )
+    object_keys, duplicated = _duplicate_check()
     reason = f"""CASE WHEN t IS NULL THEN 'bad JSON' {checks}
+        WHEN {duplicated} THEN {sql_string(DUPLICATE)}
         WHEN t[{at["score"]}] NOT IN {numbers} THEN 'bad number in ml.prediction.score'
         WHEN t[{at["latency"]}] NOT IN {numbers} THEN 'bad number in ml.latency_ms'
         WHEN t[{at["rate"]}] NOT IN {numbers} THEN 'bad number in ml.sample_rate'
@@ -324,7 +327,8 @@ def find_types(
         f"""SELECT CASE WHEN reason = '' THEN NULL ELSE line_no END AS bad_line, reason, any_value(t),
                 {_guessed("reason")}
             FROM (SELECT line_no, line, t, {reason} AS reason
-                  FROM (SELECT line_no, line, try(json_type(line, {path_list})) AS t FROM ({lines}){limit}))
+                  FROM (SELECT line_no, line, try(json_type(line, {path_list})) AS t, {object_keys}
+                        FROM ({lines}){limit}))
             GROUP BY bad_line, reason, hash(t)"""
     ).fetchall()
     bad: list[SetAside] = []
@@ -343,6 +347,21 @@ def find_types(
         {name: leaf_type(kinds.get(offset + i, set())) for i, name in enumerate(VALUES)},
     )
     return sorted(bad, key=lambda s: s.line), schema
+
+
+def _duplicate_check() -> tuple[str, str]:
+    """A select item ``dk``: the keys of each object DuckDB's typed reader transforms; and whether a line holds
+    twice a key that reader reads (it refuses the line then; a key it does not read may repeat)."""
+    read = {"": [*_FIXED_SPEC], **{OBJECTS[obj]: sorted(READ_KEYS[obj]) for obj in OBJECTS}}
+    checks = []
+    for i, names in enumerate([*read.values(), None, None], start=1):
+        keys = f"dk[{i}]"
+        if names is not None:
+            wanted = ", ".join(sql_string(n) for n in names)
+            keys = f"list_filter(dk[{i}], lambda x: x IN ({wanted}))"
+        checks.append(f"len({keys}) > len(list_distinct({keys}))")
+    paths = "[" + ", ".join(sql_string(p) for p in [*read, "/ml/features", "/ml/groups"]) + "]"
+    return f"try(json_keys(line, {paths})) AS dk", "coalesce(" + " OR ".join(checks) + ", false)"
 
 
 def leaf_type(kinds: set[str]) -> str:
