@@ -205,3 +205,31 @@ def test_a_text_feature_first_seen_late_beside_an_odd_line_costs_nothing_but_tha
     assert {r: c.count for r, c in reasons.items()} == expected
     if odd:
         assert reasons["invalid UTF-8"].first == f"{path}:2501"
+
+
+def test_an_integer_beyond_bigint_makes_its_column_fractional_never_fails_the_day(tmp_path: Path):
+    lines = [prediction(f"p{i}", f"2026-11-20T{i % 24:02d}:00:00Z") for i in range(3000)]
+    for i, line in enumerate(lines):
+        line["ml"]["features"]["visits"] = i
+    lines[2800]["ml"]["features"]["visits"] = 2**64 - 1  # a counter that wrapped, past the lines types come from
+    write(tmp_path / "logs" / "svc" / "predictions-2026-11-20.ndjson", lines)
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
+        q = Query("fraud", DAY1)
+        assert store.count(q) == 3000
+        summary = store.numeric_summary(q, "features.visits")
+        assert store.quality(q).reasons == {}
+    assert summary.count == 3000
+    assert summary.max == pytest.approx(2.0**64)
+
+
+def test_whitespace_around_a_line_is_json_whitespace(tmp_path: Path):
+    """A line indented with a tab is an event; a line of a tab alone is blank; a form feed is not JSON's whitespace."""
+    good = [prediction(f"p{i}", "2026-11-20T01:00:00Z") for i in range(4)]
+    indented = b"\t" + orjson.dumps(prediction("tab", "2026-11-20T02:00:00Z")) + b" \t"
+    write(tmp_path / "logs" / "svc" / "predictions-2026-11-20.ndjson", [*good[:2], indented, b"\t", b"\x0c", *good[2:]])
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
+        q = Query("fraud", DAY1)
+        assert store.count(q) == 5
+        reasons = store.quality(q).reasons
+    assert {r: c.count for r, c in reasons.items()} == {"bad JSON": 1}
+    assert reasons["bad JSON"].first.endswith(":5")

@@ -115,6 +115,7 @@ _VALUES = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(-(2**62), 2**62),
+    st.sampled_from([2**63, 2**64 - 1, -(2**63)]),  # beyond BIGINT, its edges
     st.floats(allow_nan=False, allow_infinity=False, width=32),
     st.text(max_size=5),
     st.lists(st.integers(0, 3), max_size=2),
@@ -126,6 +127,12 @@ _ODD_LINES = [
     b"{" + _EVENT + b', "ml": {"prediction_id": "d1", "model": {"name": "fraud"}, "features": {"a": 1, "a": "x"}}}',
     b"{" + _EVENT + b', "ml": {"prediction_id": "d2", "model": {"name": "fraud", "name": "other"}}}',
     b"{" + _EVENT + b', "ml": {"prediction_id": "d3", "model": {"name": "fraud"}, "q": 1, "q": 2}}',  # not read
+    b"\t",
+    b"\t{"
+    + _EVENT
+    + b', "ml": {"prediction_id": "t1", "model": {"name": "fraud"}, "features": {"b": 1'
+    + b"8" * 20
+    + b"}}}",  # beyond any 64-bit integer
 ]
 _LINE = st.fixed_dictionaries(
     {

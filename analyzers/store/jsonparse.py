@@ -95,6 +95,7 @@ READ_KEYS: dict[str, frozenset[str]] = {  # per object of OBJECTS, the keys the 
     "error": frozenset(_FIXED_SPEC["error"]),
 }
 SEPARATOR = "\x1f"  # between the column names of a ``nested`` cell
+_WHITESPACE = "(' ' || chr(9) || chr(13))"  # JSON's whitespace within a line: a line of it alone is blank
 _TIME_RE = r'"@timestamp"\s*:\s*"([^"\\]{1,64})"'
 _MODEL_RE = r'"model"\s*:\s*\{\s*"name"\s*:\s*"([^"\\]{1,256})"'
 
@@ -203,9 +204,9 @@ def find_keys(
     """Every line's feature and group keys, and the other keys of the objects read; lines in ``ignore``
     (placeholders) are left out.  With ``sample``, only that many first lines are read."""
     # Only lines that fail a cheap test pay for copying them (trim): most lines are not blank and start with "{".
-    reason = f"""CASE WHEN k IS NULL THEN CASE WHEN line IS NULL OR trim(line) = '' THEN {sql_string(BLANK)}
-            ELSE 'bad JSON' END
-        WHEN left(line, 1) <> '{{' AND left(ltrim(line), 1) <> '{{' THEN 'not a JSON object'
+    blank = f"line IS NULL OR trim(line, {_WHITESPACE}) = ''"
+    reason = f"""CASE WHEN k IS NULL THEN CASE WHEN {blank} THEN {sql_string(BLANK)} ELSE 'bad JSON' END
+        WHEN left(line, 1) <> '{{' AND left(ltrim(line, {_WHITESPACE}), 1) <> '{{' THEN 'not a JSON object'
         WHEN coalesce(len(k[1]), 0) + coalesce(len(k[2]), 0) > {int(limits.max_keys_per_line)} THEN 'too many keys'
         ELSE '' END"""
     paths = "[" + ", ".join(sql_string(p) for p in ["/ml/features", "/ml/groups", *OBJECTS.values()]) + "]"
@@ -342,11 +343,32 @@ def find_types(
             if kind is not None:
                 kinds.setdefault(i, set()).add(kind)
     offset = len(fixed)
+    _widen_beyond_bigint(con, lines, limit, paths, kinds, first=offset)
     schema = Schema(
         {key: leaf_type(kinds.get(offset + 2 + i, set())) for i, key in enumerate(keys)},
         {name: leaf_type(kinds.get(offset + i, set())) for i, name in enumerate(VALUES)},
     )
     return sorted(bad, key=lambda s: s.line), schema
+
+
+def _widen_beyond_bigint(
+    con: duckdb.DuckDBPyConnection, lines: str, limit: str, paths: list[str], kinds: dict[int, set[str]], *, first: int
+) -> None:
+    """Mark as fractional (``DOUBLE``) the integer fields from ``paths[first]`` on that hold an integer beyond
+    ``BIGINT`` (JSON's unsigned 64-bit integers above 2**63 - 1): such a column cannot be ``BIGINT``."""
+    unsigned = [
+        i for i in range(first, len(paths)) if "UBIGINT" in kinds.get(i, ()) and leaf_type(kinds[i]) == "BIGINT"
+    ]
+    if not unsigned:
+        return
+    beyond = ", ".join(
+        f"coalesce(max(try(CAST(json_extract_string(line, {sql_string(paths[i])}) AS UBIGINT))) > {2**63 - 1}, false)"
+        for i in unsigned
+    )
+    (row,) = con.execute(f"SELECT {beyond} FROM (SELECT line FROM ({lines}){limit})").fetchall()
+    for i, wide in zip(unsigned, row, strict=True):
+        if wide:
+            kinds[i].add("DOUBLE")
 
 
 def _duplicate_check() -> tuple[str, str]:
