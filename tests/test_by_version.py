@@ -21,6 +21,7 @@ from analyzers.jobs import estimation
 from analyzers.jobs.versions import VersionSlice
 from analyzers.metrics.samples import Limits, finding_samples
 from analyzers.report import write_report
+from analyzers.report.data import gather
 from analyzers.runner import run_job
 from analyzers.store import LocalStore
 from analyzers.store.base import PredictionReader, Query
@@ -170,6 +171,7 @@ def test_estimation_by_version_finds_the_canary_whose_estimate_falls(tmp_path: P
         finding = run_job(store, "m", "estimation", config, DAY2)
         store.write_findings([finding])
         page = write_report(store, "m", tmp_path / "m.html", config=settings, at=DAY2.end).read_text("utf-8")
+        trend = gather(store, "m", config=settings, at=DAY2.end).trends.estimation
     data = as_json(finding)
     split = _canary_split(finding)
     assert [v["version"] for v in data["by_version"]["versions"]] == ["v1", "v2", "v3"]
@@ -228,6 +230,20 @@ def test_estimation_by_version_finds_the_canary_whose_estimate_falls(tmp_path: P
     assert "<h3>By version</h3>" in section.group(1)
     assert "<td>v3</td>" in section.group(1)
     assert "60 predictions &lt; min_rows 100" in section.group(1)
+    # and each version's trend, per day, its buckets read for the version alone against the whole reference
+    assert trend is not None
+    assert list(trend.versions) == ["v1", "v2", "v3"]  # most traffic over the report's span first
+    days = {v: [(f.window, f.status, f.metrics_as(EstimationMetrics)) for f in fs] for v, fs in trend.versions.items()}
+    assert [(w, s) for w, s, _ in days["v2"]] == [(DAY1, "insufficient_data"), (DAY2, "alert")]
+    assert [(w, s) for w, s, _ in days["v1"]] == [(DAY1, "ok"), (DAY2, "ok")]
+    for version, whole_day in (("v1", v1), ("v2", v2), ("v3", v3)):
+        last = days[version][-1][2]
+        assert last is not None
+        assert (last.n, last.n_labeled) == (whole_day.n, whole_day.n_labeled), version
+    assert [e.estimated for e in days["v2"][-1][2].estimates] == pytest.approx([e.estimated for e in v2.estimates])
+    assert "The predictions of v1 alone per 1d" in section.group(1)
+    assert "The predictions of v2 alone per 1d" in section.group(1)
+    assert "The predictions of v3 alone" not in section.group(1)  # too few in every bucket: no trend to draw
 
 
 class QueryLog:
