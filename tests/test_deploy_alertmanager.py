@@ -265,23 +265,24 @@ def live_alertmanager(tmp_path: Path, config: dict[str, Any]) -> Iterator[tuple[
         child.pop("group_wait", None)
     (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(live))
     port = _free_port()
-    process = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={tmp_path / 'alertmanager.yml'}",
-            f"--storage.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",  # one instance: no gossip, no wait for peers to settle
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    log = tmp_path / "alertmanager.log"
+    with log.open("w") as errors:  # the child keeps its own copy of the file
+        process = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={tmp_path / 'alertmanager.yml'}",
+                f"--storage.path={tmp_path / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--cluster.listen-address=",  # one instance: no gossip, no wait for peers to settle
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
 
         def ready() -> bool:
-            assert process.poll() is None, f"alertmanager exited: {process.stderr.read() if process.stderr else ''}"
+            assert process.poll() is None, f"alertmanager exited: {log.read_text()}"
             try:
                 return bool(_get(f"{url}/api/v2/status"))
             except OSError:
