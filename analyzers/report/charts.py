@@ -402,7 +402,8 @@ def performance_trend(
     references: dict[str, float],
     key: str,
 ) -> str:
-    """The task's metrics per bucket (dotted: their reference values) above each bucket's label coverage."""
+    """The task's metrics per bucket (dotted: their reference values) above each bucket's label coverage, over
+    the whole span even where no bucket has enough labels (as the estimation trend beside it)."""
     x = _centres(starts, bucket)
     fig, axes = _figure(2, 1, height=4.8, sharex=True)
     top, bottom = axes[0][0], axes[1][0]
