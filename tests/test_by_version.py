@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -16,10 +17,14 @@ from analyzers.alerts.dispatch import process
 from analyzers.alerts.rules import alerts_of
 from analyzers.config.models import Config, DriftConfig, EstimationConfig, OpsConfig
 from analyzers.findings import DriftMetrics, EstimationMetrics, Finding, OpsMetrics, VersionSplit
+from analyzers.jobs import estimation
+from analyzers.jobs.versions import VersionSlice
 from analyzers.metrics.samples import Limits, finding_samples
 from analyzers.report import write_report
+from analyzers.report.data import gather
 from analyzers.runner import run_job
 from analyzers.store import LocalStore
+from analyzers.store.base import PredictionReader, Query
 from analyzers.timeutil import Window, parse_time
 from tests.finding_json import as_json
 from tests.log_events import event, write_events
@@ -166,6 +171,7 @@ def test_estimation_by_version_finds_the_canary_whose_estimate_falls(tmp_path: P
         finding = run_job(store, "m", "estimation", config, DAY2)
         store.write_findings([finding])
         page = write_report(store, "m", tmp_path / "m.html", config=settings, at=DAY2.end).read_text("utf-8")
+        trend = gather(store, "m", config=settings, at=DAY2.end).trends.estimation
     data = as_json(finding)
     split = _canary_split(finding)
     assert [v["version"] for v in data["by_version"]["versions"]] == ["v1", "v2", "v3"]
@@ -224,6 +230,85 @@ def test_estimation_by_version_finds_the_canary_whose_estimate_falls(tmp_path: P
     assert "<h3>By version</h3>" in section.group(1)
     assert "<td>v3</td>" in section.group(1)
     assert "60 predictions &lt; min_rows 100" in section.group(1)
+    # and each version's trend, per day, its buckets read for the version alone against the whole reference
+    assert trend is not None
+    assert list(trend.versions) == ["v1", "v2", "v3"]  # most traffic over the report's span first
+    days = {v: [(f.window, f.status, f.metrics_as(EstimationMetrics)) for f in fs] for v, fs in trend.versions.items()}
+    assert [(w, s) for w, s, _ in days["v2"]] == [(DAY1, "insufficient_data"), (DAY2, "alert")]
+    assert [(w, s) for w, s, _ in days["v1"]] == [(DAY1, "ok"), (DAY2, "ok")]
+    for version, whole_day in (("v1", v1), ("v2", v2), ("v3", v3)):
+        last = days[version][-1][2]
+        assert last is not None
+        assert (last.n, last.n_labeled) == (whole_day.n, whole_day.n_labeled), version
+    assert [e.estimated for e in days["v2"][-1][2].estimates] == pytest.approx([e.estimated for e in v2.estimates])
+    assert "The predictions of v1 alone per 1d" in section.group(1)
+    assert "The predictions of v2 alone per 1d" in section.group(1)
+    assert "The predictions of v3 alone" not in section.group(1)  # too few in every bucket: no trend to draw
+
+
+class QueryLog:
+    """Notes every query the store calls made through it carry (and forwards the calls)."""
+
+    def __init__(self, store: PredictionReader) -> None:
+        self.store = store
+        self.queries: list[Query] = []
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self.store, name)
+        if not callable(target):
+            return target
+
+        def noted(*args: Any, **kwargs: Any) -> Any:
+            self.queries += [a for a in (*args, *kwargs.values()) if isinstance(a, Query)]
+            return target(*args, **kwargs)
+
+        return noted
+
+
+SIX_HOURS = [Window(DAY2.start + timedelta(hours=6 * k), DAY2.start + timedelta(hours=6 * (k + 1))) for k in range(4)]
+UNEVEN = [
+    Window(DAY2.start, DAY2.start + timedelta(hours=5)),
+    Window(DAY2.start + timedelta(hours=6), DAY2.start + timedelta(hours=12)),
+    Window(DAY2.start + timedelta(hours=12), DAY2.end),
+]
+
+
+@pytest.mark.parametrize(("windows", "read"), [(SIX_HOURS, "aggregates"), (UNEVEN, "rows")], ids=["grid", "rows"])
+def test_estimation_run_windows_reads_only_the_version_in_every_window(
+    windows: list[Window], read: str, tmp_path: Path
+) -> None:
+    _log_canary(tmp_path / "logs")
+    config = EstimationConfig(window="6h", reference={"start": DAY1.start, "end": DAY1.end})
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
+        log = QueryLog(store)
+        together = estimation.run_windows(cast(PredictionReader, log), "m", config, windows, version="v2")
+        alone = [estimation.run(VersionSlice(store, w, "v2"), "m", config, w) for w in windows]
+    # every read of the analysed day, its spans included, is v2's; the reference day's reads are the whole model's
+    assert {q.window for q in log.queries if q.window.start >= DAY2.start} - set(windows), "no span was read"
+    for query in log.queries:
+        if query.window.start >= DAY2.start:
+            assert query.model_versions == ("v2",), query
+        else:
+            assert query.window == DAY1, query
+            assert query.model_versions is None, query
+    # so each window holds v2's predictions alone (2000 over the day; v1's 2000 and v3's 60 left out) and is
+    # judged as the by_version runner judges it, one window at a time
+    seconds = (np.arange(2000) + 0.5) * 86_400 / 2000
+    for window, finding, single in zip(windows, together, alone, strict=True):
+        metrics = finding.metrics_as(EstimationMetrics)
+        assert metrics is not None
+        inside = (seconds >= (window.start - DAY2.start).total_seconds()) & (
+            seconds < (window.end - DAY2.start).total_seconds()
+        )
+        assert metrics.n == int(inside.sum()), window
+        assert metrics.n_ref == 2000, window
+        assert metrics.window_read == read
+        assert finding.status == "alert", window  # v2's estimate falls, in every window
+        one = as_json(single)
+        for x, y in zip(as_json(finding)["metrics"], one["metrics"], strict=True):
+            assert x["estimated"] == pytest.approx(y["estimated"], abs=1e-12), (window, x["name"])
+            assert x["reference"] == pytest.approx(y["reference"], abs=1e-12), (window, x["name"])
+        assert as_json(finding)["n_labeled"] == one["n_labeled"]
 
 
 def test_estimation_by_version_estimates_each_regression_version_by_its_own_rows(tmp_path: Path) -> None:

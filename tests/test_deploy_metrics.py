@@ -116,8 +116,26 @@ def test_the_dashboard_is_a_grafana_dashboard() -> None:
         "predwatch_alerts_firing",
         "predwatch_notification_delivery_failures_total",
         "predwatch_version_traffic_ratio",
+        "predwatch_version_estimation_estimate",
+        "predwatch_version_estimation_estimate_lower",
+        "predwatch_version_estimation_estimate_upper",
+        "predwatch_version_estimation_dropped",
     ):
-        assert family in covered
+        assert family in covered, family
+
+
+def test_the_dashboards_panels_do_not_overlap_and_its_variables_exist() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    cells: dict[tuple[int, int], str] = {}
+    for panel in dashboard["panels"]:
+        grid = panel["gridPos"]
+        for x in range(grid["x"], grid["x"] + grid["w"]):
+            for y in range(grid["y"], grid["y"] + grid["h"]):
+                assert (x, y) not in cells, f"{panel['title']!r} overlaps {cells[(x, y)]!r}"
+                cells[(x, y)] = panel["title"]
+    defined = {variable["name"] for variable in dashboard["templating"]["list"]}
+    used = {name for expr in dashboard_expressions() for name in re.findall(r"\$(\w+)", expr)}
+    assert used <= defined, used - defined
 
 
 def test_the_rules_are_well_formed() -> None:

@@ -29,6 +29,10 @@ its reading and fit, their coverage comes from one volume aggregate, and their r
 
 With ``by_version`` the runner runs :func:`run` once more per live version (:mod:`analyzers.jobs.versions`):
 the window is narrowed to the version, the reference is not, so every version reuses the whole model's fit.
+:func:`run_windows` takes the version itself (``version=``): its spans (the windows' coverage, their rows
+read in one pass, their grid of aggregates) are not any one window, so a reader that narrows queries by
+their window could not tell them from a reference; the windows' queries carry the version instead, and
+every read derived from them keeps it.
 """
 
 from __future__ import annotations
@@ -77,12 +81,14 @@ def run_windows(
     windows: Sequence[Window],
     *,
     reference_as_of: Window | None = None,
+    version: str | None = None,
 ) -> list[Finding]:
     """The finding of each window, as :func:`run` gives it, reading the store a fixed number of times.
 
     ``reference_as_of``: every window is compared with the reference of this window (the report's trend keeps
-    the reference of its evaluation time) instead of its own.  Never raises: a failure is an ``error`` finding
-    for each window it concerns.
+    the reference of its evaluation time) instead of its own.  ``version``: only that model version's
+    predictions in every window, compared with the whole model's reference (as ``by_version`` does).  Never
+    raises: a failure is an ``error`` finding for each window it concerns.
     """
     groups: dict[Window | None, list[int]] = {}
     try:
@@ -93,7 +99,7 @@ def run_windows(
     out: list[Finding | None] = [None] * len(windows)
     for resolved, members in groups.items():
         try:
-            findings = _judge(store, model, config, [windows[i] for i in members], resolved)
+            findings = _judge(store, model, config, [windows[i] for i in members], resolved, version=version)
         except Exception as exc:  # a job reports its failure instead of raising
             findings = [error_finding(model, JOB, windows[i], exc) for i in members]
         for i, finding in zip(members, findings, strict=True):
@@ -113,9 +119,16 @@ class _Reference:
 
 
 def _judge(
-    store: PredictionReader, model: str, config: EstimationConfig, windows: list[Window], resolved: Window | None
+    store: PredictionReader,
+    model: str,
+    config: EstimationConfig,
+    windows: list[Window],
+    resolved: Window | None,
+    *,
+    version: str | None,
 ) -> list[Finding]:
-    """The findings of windows that share the reference ``resolved`` (``None``: the configured file)."""
+    """The findings of windows that share the reference ``resolved`` (``None``: the configured file), each
+    window read for ``version`` alone when one is given (the reference never is)."""
     file = config.reference.file
     ref_store = open_reference_file(file, model) if file is not None else store
     try:
@@ -124,7 +137,8 @@ def _judge(
         covered = {"reference": coverage.measure(store, ref_query.with_(has_label=None))} if resolved else {}
         summaries = ref_store.numeric_summaries(ref_query, list(SUMMARISED))
         reference = _Reference(ref_store, ref_query, described, covered, summaries)
-        queries = [Query(model=model, window=w, outcome="success") for w in windows]
+        versions = (version,) if version is not None else None
+        queries = [Query(model=model, window=w, outcome="success", model_versions=versions) for w in windows]
         window_coverage = coverage.measure_windows(store, queries)
         return _findings(store, model, config, queries, reference=reference, window_coverage=window_coverage)
     finally:

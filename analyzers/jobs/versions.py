@@ -88,7 +88,8 @@ def by_first_seen(traffic: Mapping[str, float], seen: Mapping[str, datetime | No
 class VersionSlice(PredictionReader):
     """A reader of one version's predictions in one window: queries over ``window`` are narrowed to
     ``version``; queries over any other window (a reference) pass through with every version, so each
-    version is compared with what the whole model did before."""
+    version is compared with what the whole model did before.  A job judging many windows at once reads
+    spans that are none of them, so it narrows its own queries instead (``estimation.run_windows(version=)``)."""
 
     def __init__(self, store: PredictionReader, window: Window, version: str) -> None:
         self.store = store

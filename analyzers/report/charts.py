@@ -402,7 +402,8 @@ def performance_trend(
     references: dict[str, float],
     key: str,
 ) -> str:
-    """The task's metrics per bucket (dotted: their reference values) above each bucket's label coverage."""
+    """The task's metrics per bucket (dotted: their reference values) above each bucket's label coverage, over
+    the whole span even where no bucket has enough labels (as the estimation trend beside it)."""
     x = _centres(starts, bucket)
     fig, axes = _figure(2, 1, height=4.8, sharex=True)
     top, bottom = axes[0][0], axes[1][0]
@@ -423,6 +424,7 @@ def performance_trend(
         coverage = np.where(n > 0, labeled / n, np.nan)
     bottom.bar(x, coverage, width=bucket.total_seconds() / 86400 * 0.8, color=LINE_COLOR, alpha=0.5, label="labelled")
     bottom.set_ylim(0, 1.05)
+    bottom.set_xlim(mdates.date2num(starts[0]), mdates.date2num(starts[-1] + bucket))
     bottom.set_ylabel("label coverage")
     bottom.set_xlabel("time (UTC)")
     _legend_outside(bottom)
@@ -505,16 +507,23 @@ def ops_trend(
 # ---- estimation ----------------------------------------------------------------------------------
 @_styled
 def estimation_trend(
-    trend: EstimationTrend, starts: Sequence[datetime], bucket: timedelta, fired: Sequence[bool] | None, key: str
+    trend: EstimationTrend,
+    starts: Sequence[datetime],
+    bucket: timedelta,
+    fired: Sequence[bool] | None,
+    key: str,
+    title: str = "Estimated performance per bucket",
+    shaded: str = "estimation alert",
 ) -> str:
     """Each bucket's estimates with their intervals (x: realized where labels came; dotted: the reference), above
-    each bucket's label coverage."""
+    each bucket's label coverage, over the whole span even where no bucket could be estimated; ``shaded`` names
+    the buckets ``fired`` marks."""
     x = _centres(starts, bucket)
     payloads = [f.metrics_as(EstimationMetrics) for f in trend.findings]
     names = list(dict.fromkeys(e.name for m in payloads if m is not None for e in m.estimates))
     fig, axes = _figure(2, 1, height=4.8, sharex=True)
     top, bottom = axes[0][0], axes[1][0]
-    _shade(top, starts, bucket, fired, "estimation alert")
+    _shade(top, starts, bucket, fired, shaded)
     for color, name in zip(PALETTE, names, strict=False):
         entries = [m.estimate(name) if m is not None else None for m in payloads]
 
@@ -530,11 +539,12 @@ def estimation_trend(
         if np.any(np.isfinite(reference)):
             top.axhline(float(np.nanmedian(reference)), color=color, linestyle=":", linewidth=1)
     top.set_ylabel("metric")
-    top.set_title("Estimated performance per bucket (band: interval)", loc="left")
+    top.set_title(f"{title} (band: interval)", loc="left")
     _legend_outside(top)
     coverage = np.array([_num(m.label_coverage) if m is not None else np.nan for m in payloads])
     bottom.bar(x, coverage, width=bucket.total_seconds() / 86400 * 0.8, color=LINE_COLOR, alpha=0.5, label="labelled")
     bottom.set_ylim(0, 1.05)
+    bottom.set_xlim(mdates.date2num(starts[0]), mdates.date2num(starts[-1] + bucket))
     bottom.set_ylabel("label coverage")
     bottom.set_xlabel("time (UTC)")
     _legend_outside(bottom)

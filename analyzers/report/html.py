@@ -32,6 +32,7 @@ from analyzers.formatting import format_percent as pct
 from analyzers.jobs.registry import JOBS
 from analyzers.report import charts
 from analyzers.report.data import Distribution, JobSection, ReportData
+from analyzers.report.trends import EstimationTrend
 from analyzers.stats.drift import ColumnDrift
 from analyzers.timeutil import Window, format_duration, format_time
 
@@ -572,8 +573,29 @@ def _estimation(data: ReportData) -> str:
             " of the job's min_coverage or min_rows has no point).",
         )
     parts.extend(_over_time(data, "estimation", shown, "No estimation trend."))
+    if trend is not None:
+        parts.extend(_estimation_version_trends(trend, data))
     parts.append(_versions(section))
     return _section("estimation", "\n".join(parts))
+
+
+def _estimation_version_trends(trend: EstimationTrend, data: ReportData) -> list[str]:
+    """Each version's estimation trend (``by_version``), shaded where the version's estimate dropped."""
+    parts = []
+    for i, (version, findings) in enumerate(trend.versions.items()):
+        if not any(m.estimates for m in (f.metrics_as(EstimationMetrics) for f in findings) if m is not None):
+            continue  # no bucket of the version could be estimated: its findings' reasons are in "By version"
+        alone = EstimationTrend(findings, trend.reference)
+        dropped = [f.status == "alert" for f in findings]
+        title = f"Version {version}: estimated performance per bucket"
+        starts, bucket = data.trends.starts, data.trends.bucket
+        shown = plot(charts.estimation_trend, alone, starts, bucket, dropped, f"estimation-v{i}", title, "dropped")
+        parts.append(shown)
+        parts.append(
+            f'<p class="muted">The predictions of {escape(version)} alone per {format_duration(data.trends.bucket)}, '
+            f"against the whole model's reference ({escape(trend.reference)}); shaded where its estimate dropped.</p>"
+        )
+    return parts
 
 
 def _operations(data: ReportData) -> str:

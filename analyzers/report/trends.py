@@ -18,7 +18,8 @@ Each bucket is measured as the jobs measure a window:
 - operations: events, failures and latency percentiles;
 - estimation: the estimation job's finding for each bucket (:func:`analyzers.jobs.estimation.run_windows`: its
   reading and fit of the reference at ``T``, every bucket's rows in one pass), so the estimate and its interval
-  show where performance moved before the labels came.
+  show where performance moved before the labels came; with ``by_version``, the same for each version live in
+  the span (its buckets read for that version alone, against the whole model's reference and fit).
 
 Everything else is a Store aggregate (volume, histograms, category counts, crosstabs, quantiles), one
 call per bucket and job; a relative drift reference that falls on bucket boundaries is the sum of its
@@ -49,6 +50,7 @@ from analyzers.jobs.drift import compare_categorical, compare_numeric, display_n
 from analyzers.jobs.estimation import run_windows
 from analyzers.jobs.fairness import group_attributes, group_counts, match_group
 from analyzers.jobs.performance import infer_task, measure
+from analyzers.jobs.versions import live_versions
 from analyzers.runner import with_paths_resolved
 from analyzers.stats.binning import fine_edges, quantile_edges, quantile_levels
 from analyzers.stats.drift import ColumnDrift, Kind, decide, is_discrete, spread
@@ -70,6 +72,7 @@ DRIFT_OUTPUTS = ("prediction", "score")  # the label's drift needs labelled rows
 LATENCY = ("p50", "p95", "p99")
 CLASSIFICATION = ("accuracy", "precision", "recall", "f1")
 REGRESSION = ("mae", "rmse", "r2")
+TREND_VERSIONS = 3  # versions with a trend of their own (``by_version``): a baseline, its canary and one more
 FAIRNESS = ("demographic_parity_difference", "equalized_odds_difference", "demographic_parity_ratio")
 
 Series = list[float | None]
@@ -139,10 +142,13 @@ class OpsTrend:
 
 @dataclass
 class EstimationTrend:
-    """The estimation job's finding for each bucket, all against the reference the job uses at ``T``."""
+    """The estimation job's finding for each bucket, all against the reference the job uses at ``T``; with
+    ``by_version``, each version's own findings too (the versions live in the span, most traffic first, at
+    most ``TREND_VERSIONS``), each against the same, whole model's, reference."""
 
     findings: list[Finding]
     reference: str
+    versions: dict[str, list[Finding]] = field(default_factory=dict)
 
 
 @dataclass
@@ -292,9 +298,14 @@ def _estimation(
     job = cast(EstimationConfig, with_paths_resolved(config, base))  # the same class, its file made absolute
     at = Window.ending(windows[-1].end, config.window)
     findings = run_windows(store, model, job, windows, reference_as_of=at)
+    versions: dict[str, list[Finding]] = {}
+    if config.by_version:
+        live = live_versions(store, Query(model=model, window=Window(windows[0].start, windows[-1].end)))
+        for version in list(live)[:TREND_VERSIONS]:
+            versions[version] = run_windows(store, model, job, windows, reference_as_of=at, version=version)
     reference = config.reference
     described = f"the file {reference.file}" if reference.file is not None else _reference_at(at, reference)
-    return EstimationTrend(findings, described)
+    return EstimationTrend(findings, described, versions)
 
 
 def _reference_at(window: Window, reference: Any) -> str:
