@@ -233,3 +233,19 @@ def test_whitespace_around_a_line_is_json_whitespace(tmp_path: Path):
         reasons = store.quality(q).reasons
     assert {r: c.count for r, c in reasons.items()} == {"bad JSON": 1}
     assert reasons["bad JSON"].first.endswith(":5")
+
+
+def test_a_key_that_cannot_be_a_column_costs_its_lines(tmp_path: Path):
+    """An empty key, or one holding the unit separator (which would split the names of a ``nested`` cell), is an
+    ``unusable key``: its lines are set aside, the others' nested values keep their own names."""
+    lines = [prediction(f"p{i}", "2026-11-20T01:00:00Z") for i in range(10)]
+    for line in lines:
+        line["ml"]["features"]["tags"] = ["a"]
+    lines[3]["ml"]["features"]["a\x1fb"] = [1]
+    lines[4]["ml"]["features"][""] = 1.0
+    write(tmp_path / "logs" / "svc" / "predictions-2026-11-20.ndjson", lines)
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as store:
+        q = Query("fraud", DAY1)
+        assert store.count(q) == 8
+        reasons = {r: c.count for r, c in store.quality(q).reasons.items()}
+    assert reasons == {"unusable key": 2, "nested value in features.tags": 8}

@@ -243,7 +243,8 @@ def accepted_keys(found: KeyScan, previous: Schema, limits: Limits) -> tuple[lis
 
     The file's earlier keys stay; then each set of keys, in the order it first shows, is taken whole if its new
     keys fit under the file's cap, else refused (its lines are set aside, "too many distinct keys"); an empty
-    key, or one equal to another but for case, is refused too ("unusable key").
+    key, one equal to another but for case, or one holding ``SEPARATOR`` (it would split a ``nested`` cell's
+    names) is refused too ("unusable key").
     """
     accepted: dict[Key, None] = dict.fromkeys(previous.columns)
     folded = {column_name(key).casefold() for key in accepted}
@@ -252,7 +253,7 @@ def accepted_keys(found: KeyScan, previous: Schema, limits: Limits) -> tuple[lis
         new, seen = [], set(folded)
         for key in dict.fromkeys(k for k in keys if k not in accepted):
             name = column_name(key).casefold()
-            if not key[1] or name in seen:  # also two keys of one line equal but for case: DuckDB's names fold
+            if not key[1] or SEPARATOR in key[1] or name in seen:  # also two keys of one line equal but for case
                 refused[key] = "unusable key"
             else:
                 new.append(key)
