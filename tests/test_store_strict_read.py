@@ -55,22 +55,45 @@ class Reads:
         return [(name, "strict" if kind == "read" else "two passes") for name, kind in last.items()]
 
 
-def test_a_clean_day_is_read_in_one_strict_pass_and_a_late_feature_in_two(tmp_path: Path, monkeypatch):
+def test_a_late_feature_is_learned_where_the_strict_read_stops_and_the_range_read_strictly_again(
+    tmp_path: Path, monkeypatch
+):
     logs = tmp_path / "logs" / "svc"
     clean = [prediction(f"a{i}", f"2026-11-20T{i % 24:02d}:00:00Z") for i in range(3000)]
     late = [prediction(f"b{i}", f"2026-11-21T{i % 24:02d}:00:00Z") for i in range(3000)]
     late[2500]["ml"]["features"]["late"] = 3.5  # past the 2,000 first lines the strict read is told of
+    late[2800]["ml"]["features"]["late"] = 4
     write(logs / "predictions-2026-11-20.ndjson", clean)
     write(logs / "predictions-2026-11-21.ndjson", late)
     reads = Reads(monkeypatch)
     with LocalStore(tmp_path / "logs", tmp_path / "state") as s:
         q = Query("fraud", DAYS)
         assert s.count(q) == 6000
-        assert s.numeric_summary(q, "features.late").count == 1
-    assert sorted(reads.ways) == [
-        ("predictions-2026-11-20.ndjson", "strict"),
-        ("predictions-2026-11-21.ndjson", "two passes"),
+        assert s.numeric_summary(q, "features.late").count == 2
+        assert s.numeric_summary(q, "features.late").mean == 3.75
+    assert sorted(reads.calls) == [
+        ("predictions-2026-11-20.ndjson", "read"),
+        ("predictions-2026-11-21.ndjson", "read"),
+        ("predictions-2026-11-21.ndjson", "stopped"),
     ]
+
+
+@pytest.mark.parametrize("values", [[3, 2.5], [3, "x"], [2.5, "x"], [None, 1.5]], ids=repr)
+def test_a_late_feature_of_two_types_is_read_as_the_two_passes_read_it(tmp_path: Path, monkeypatch, values: list):
+    """The type a learned key is told of is its first line's; a later value of another type is left to the two
+    passes, which type the column from every line."""
+    lines = [prediction(f"a{i}", f"2026-11-20T{i % 24:02d}:00:00Z") for i in range(3000)]
+    lines[2500]["ml"]["features"]["late"] = values[0]
+    lines[2800]["ml"]["features"]["late"] = values[1]
+    write(tmp_path / "logs" / "svc" / "predictions-2026-11-20.ndjson", lines)
+    results = []
+    for strict in (True, False):
+        with pytest.MonkeyPatch.context() as patch:
+            Reads(patch, strict=strict)
+            with LocalStore(tmp_path / "logs", tmp_path / f"state-{strict}") as s:
+                assert s.count(Query("fraud", DAY1)) == 3000
+        results.append(parts(tmp_path / f"state-{strict}"))
+    assert results[0] == results[1]
 
 
 @pytest.mark.parametrize(
@@ -81,7 +104,7 @@ def test_a_clean_day_is_read_in_one_strict_pass_and_a_late_feature_in_two(tmp_pa
         ("error", lambda line: line.update(error={"type": "E", "message": "m", "stack_trace": "at x"})),
     ],
 )
-def test_a_key_first_seen_late_outside_the_features_and_groups_is_learned_for_the_next_day(
+def test_a_key_first_seen_late_outside_the_features_and_groups_is_learned_where_the_strict_read_stops(
     tmp_path: Path, monkeypatch, where: str, change
 ):
     logs = tmp_path / "logs" / "svc"
@@ -93,9 +116,10 @@ def test_a_key_first_seen_late_outside_the_features_and_groups_is_learned_for_th
                 change(line)
             write(logs / f"predictions-{day}.ndjson", lines)
             assert s.count(Query("fraud", DAYS)) == 2500 * (1 + (day == "2026-11-21"))
-    assert reads.ways == [
-        ("predictions-2026-11-20.ndjson", "two passes"),
-        ("predictions-2026-11-21.ndjson", "strict"),
+    assert reads.calls == [  # the next day's first lines hold no such key: it was remembered
+        ("predictions-2026-11-20.ndjson", "stopped"),
+        ("predictions-2026-11-20.ndjson", "read"),
+        ("predictions-2026-11-21.ndjson", "read"),
     ]
 
 
