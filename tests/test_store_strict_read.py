@@ -224,3 +224,16 @@ def test_a_line_that_is_not_json_past_the_first_lines_is_set_aside_and_the_range
         ("predictions-2026-11-20.ndjson", "stopped"),
         ("predictions-2026-11-20.ndjson", "read"),
     ]
+
+
+@pytest.mark.parametrize("cut", range(4))
+def test_a_late_key_on_a_line_whose_text_duckdb_cuts_mid_character_is_read(tmp_path: Path, monkeypatch, cut: int):
+    """DuckDB quotes the line it stops at, cut at a byte count: a cut inside a character made its binding raise
+    ``UnicodeDecodeError``, and the whole parse failed.  The line is read, at every offset of the character."""
+    lines = [prediction(f"a{i}", f"2026-11-20T{i % 24:02d}:00:00Z") for i in range(3000)]
+    lines[2500]["ml"]["features"] = {"late": 1, "a" * cut + "city": "Zürich" * 20}
+    write(tmp_path / "logs" / "svc" / "predictions-2026-11-20.ndjson", lines)
+    Reads(monkeypatch)
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as s:
+        assert s.count(Query("fraud", DAY1)) == 3000
+        assert s.numeric_summary(Query("fraud", DAY1), "features.late").count == 1

@@ -266,9 +266,9 @@ class RangeParser:
                 raise
             self.strict = False  # the JSON reader does not fit this budget: the two passes read line by line
             return None
-        except duckdb.Error as exc:
+        except (duckdb.Error, UnicodeDecodeError) as exc:
             partial.unlink(missing_ok=True)
-            stopped = _STOPPED_AT.search(str(exc))
+            stopped = _STOPPED_AT.search(_message(exc))
             return int(stopped.group(1)) - PREAMBLE_LINES - 1 + scanned.first_line if stopped else None
         except (_StrictRefused, OSError):  # OSError: the file shrank or went while it was copied
             partial.unlink(missing_ok=True)
@@ -346,6 +346,15 @@ class RangeParser:
                 raise _ReadInPlaceMoved(log_file.path)
             raise ParseError(f"parsing {log_file.path} lost track of its line numbers; it is parsed again next run")
         return rows
+
+
+def _message(exc: duckdb.Error | UnicodeDecodeError) -> str:
+    """A DuckDB error's message.  DuckDB cuts the line it quotes (``Object {...} has unknown key``) at a byte
+    count, which may fall inside a character: its Python binding then raises ``UnicodeDecodeError`` over the
+    message's bytes, which are decoded here with the cut character replaced."""
+    if isinstance(exc, UnicodeDecodeError):
+        return bytes(exc.object).decode("utf-8", "replace")
+    return str(exc)
 
 
 def _part_name(log_file: LogFile, entry: Entry) -> str:
