@@ -237,3 +237,21 @@ def test_a_late_key_on_a_line_whose_text_duckdb_cuts_mid_character_is_read(tmp_p
     with LocalStore(tmp_path / "logs", tmp_path / "state") as s:
         assert s.count(Query("fraud", DAY1)) == 3000
         assert s.numeric_summary(Query("fraud", DAY1), "features.late").count == 1
+
+
+@pytest.mark.parametrize("strict", [True, False], ids=["strict first", "two passes"])
+def test_a_blank_line_and_a_late_feature_of_another_type_than_expected_are_read(
+    tmp_path: Path, monkeypatch, strict: bool
+):
+    """A value not of its expected type has every line's types found and the range read again: the blank lines
+    must stay placeholders in that read too (they were dropped, DuckDB's reader skipped them, the line count
+    disagreed and the whole parse failed)."""
+    lines: list = [prediction(f"a{i}", f"2026-11-20T{i % 24:02d}:00:00Z") for i in range(3000)]
+    lines[10] = b""
+    lines[2500]["ml"]["features"]["late"] = 2.5  # past the first lines: expected an integer, as none was seen
+    write(tmp_path / "logs" / "svc" / "predictions-2026-11-20.ndjson", lines)
+    Reads(monkeypatch, strict=strict)
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as s:
+        assert s.count(Query("fraud", DAY1)) == 2999
+        assert s.numeric_summary(Query("fraud", DAY1), "features.late").mean == 2.5
+        assert s.quality(Query("fraud", DAY1)).set_aside == 0

@@ -102,7 +102,7 @@ class RangeParser:
         scratch = temporary_name(self.folder / f"{log_file.name}.ndjson", str(next(_NAMES)))
         hint = self.hint
 
-        def scanned_range(replace: set[int] | None = None, careful: bool = False) -> ScannedRange:
+        def scanned_range(replace: set[int] | None = None, careful: bool = careful) -> ScannedRange:
             try:
                 return scan(
                     log_file,
@@ -196,7 +196,7 @@ class RangeParser:
                 more, schema = find_types(con, lines, accepted, scanned.placeholders)
                 bad = sorted({b.line: b for b in [*bad, *more]}.values(), key=lambda b: b.line)
                 scanned.release()
-                scanned = scanned_range({b.line for b in bad})
+                scanned = scanned_range({b.line for b in bad} | blank)  # blank lines stay placeholders
                 written = self._write(con, scanned, log_file, schema, bad, partial, alone=alone)
             make_private(partial)
             os.replace(partial, target)
