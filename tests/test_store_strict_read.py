@@ -255,3 +255,25 @@ def test_a_blank_line_and_a_late_feature_of_another_type_than_expected_are_read(
         assert s.count(Query("fraud", DAY1)) == 2999
         assert s.numeric_summary(Query("fraud", DAY1), "features.late").mean == 2.5
         assert s.quality(Query("fraud", DAY1)).set_aside == 0
+
+
+def test_a_range_beginning_with_a_torn_line_is_read_strictly_with_that_line_set_aside(tmp_path: Path, monkeypatch):
+    """A writer killed mid-line leaves its line unfinished at the end of the file: the parse stops before it, and
+    once the next writer ends it, it is the first line of the next range (among the lines the strict read samples)."""
+    torn = orjson.dumps(prediction("torn", "2026-11-20T05:00:00Z"))[:60]
+    path = write(tmp_path / "logs" / "svc" / "predictions-2026-11-20.ndjson", [])
+    with open(path, "ab") as handle:
+        handle.write(b"".join(orjson.dumps(prediction(f"a{i}", "2026-11-20T01:00:00Z")) + b"\n" for i in range(100)))
+        handle.write(torn)
+    reads = Reads(monkeypatch)
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as s:
+        assert s.count(Query("fraud", DAY1)) == 100
+        with open(path, "ab") as handle:  # the next writer ends the torn line first, then writes its own
+            handle.write(
+                b"\n" + b"".join(orjson.dumps(prediction(f"b{i}", "2026-11-20T02:00:00Z")) + b"\n" for i in range(3000))
+            )
+        assert s.count(Query("fraud", DAY1)) == 3100
+        reasons = s.quality(Query("fraud", DAY1)).reasons
+    assert reasons["bad JSON"].count == 1
+    assert reasons["bad JSON"].first.endswith(":101")
+    assert reads.calls == [("predictions-2026-11-20.ndjson", "read")]

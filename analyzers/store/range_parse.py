@@ -132,6 +132,13 @@ class RangeParser:
                 except duckdb.Error:
                     first = None  # DuckDB refuses the file as it is: the two passes read a checked copy
             stopped_at: list[SetAside] = []  # lines the strict read stopped at that cannot be events
+            if first is not None and first.bad and all(b.reason != BLANK for b in first.bad):
+                # First lines that cannot be events (often a line a killed writer left torn, which then begins the
+                # next range) are set aside as the two passes would set them aside, and the range read strictly.
+                stopped_at, first.bad = first.bad, []
+                scanned.release()
+                scanned = scanned_range({b.line for b in stopped_at})
+                lines = lines_sql(scanned.source, scanned.first_line, scanned.longest)
             told = hint  # the columns the strict read expects, with the types of keys it learned where it stopped
             if first is not None and first.lines != scanned.lines:  # more lines than the first: one strict pass
                 for attempt in range(_STRICT_TRIES):
