@@ -55,22 +55,45 @@ class Reads:
         return [(name, "strict" if kind == "read" else "two passes") for name, kind in last.items()]
 
 
-def test_a_clean_day_is_read_in_one_strict_pass_and_a_late_feature_in_two(tmp_path: Path, monkeypatch):
+def test_a_late_feature_is_learned_where_the_strict_read_stops_and_the_range_read_strictly_again(
+    tmp_path: Path, monkeypatch
+):
     logs = tmp_path / "logs" / "svc"
     clean = [prediction(f"a{i}", f"2026-11-20T{i % 24:02d}:00:00Z") for i in range(3000)]
     late = [prediction(f"b{i}", f"2026-11-21T{i % 24:02d}:00:00Z") for i in range(3000)]
     late[2500]["ml"]["features"]["late"] = 3.5  # past the 2,000 first lines the strict read is told of
+    late[2800]["ml"]["features"]["late"] = 4
     write(logs / "predictions-2026-11-20.ndjson", clean)
     write(logs / "predictions-2026-11-21.ndjson", late)
     reads = Reads(monkeypatch)
     with LocalStore(tmp_path / "logs", tmp_path / "state") as s:
         q = Query("fraud", DAYS)
         assert s.count(q) == 6000
-        assert s.numeric_summary(q, "features.late").count == 1
-    assert sorted(reads.ways) == [
-        ("predictions-2026-11-20.ndjson", "strict"),
-        ("predictions-2026-11-21.ndjson", "two passes"),
+        assert s.numeric_summary(q, "features.late").count == 2
+        assert s.numeric_summary(q, "features.late").mean == 3.75
+    assert sorted(reads.calls) == [
+        ("predictions-2026-11-20.ndjson", "read"),
+        ("predictions-2026-11-21.ndjson", "read"),
+        ("predictions-2026-11-21.ndjson", "stopped"),
     ]
+
+
+@pytest.mark.parametrize("values", [[3, 2.5], [3, "x"], [2.5, "x"], [None, 1.5]], ids=repr)
+def test_a_late_feature_of_two_types_is_read_as_the_two_passes_read_it(tmp_path: Path, monkeypatch, values: list):
+    """The type a learned key is told of is its first line's; a later value of another type is left to the two
+    passes, which type the column from every line."""
+    lines = [prediction(f"a{i}", f"2026-11-20T{i % 24:02d}:00:00Z") for i in range(3000)]
+    lines[2500]["ml"]["features"]["late"] = values[0]
+    lines[2800]["ml"]["features"]["late"] = values[1]
+    write(tmp_path / "logs" / "svc" / "predictions-2026-11-20.ndjson", lines)
+    results = []
+    for strict in (True, False):
+        with pytest.MonkeyPatch.context() as patch:
+            Reads(patch, strict=strict)
+            with LocalStore(tmp_path / "logs", tmp_path / f"state-{strict}") as s:
+                assert s.count(Query("fraud", DAY1)) == 3000
+        results.append(parts(tmp_path / f"state-{strict}"))
+    assert results[0] == results[1]
 
 
 @pytest.mark.parametrize(
@@ -81,7 +104,7 @@ def test_a_clean_day_is_read_in_one_strict_pass_and_a_late_feature_in_two(tmp_pa
         ("error", lambda line: line.update(error={"type": "E", "message": "m", "stack_trace": "at x"})),
     ],
 )
-def test_a_key_first_seen_late_outside_the_features_and_groups_is_learned_for_the_next_day(
+def test_a_key_first_seen_late_outside_the_features_and_groups_is_learned_where_the_strict_read_stops(
     tmp_path: Path, monkeypatch, where: str, change
 ):
     logs = tmp_path / "logs" / "svc"
@@ -93,9 +116,10 @@ def test_a_key_first_seen_late_outside_the_features_and_groups_is_learned_for_th
                 change(line)
             write(logs / f"predictions-{day}.ndjson", lines)
             assert s.count(Query("fraud", DAYS)) == 2500 * (1 + (day == "2026-11-21"))
-    assert reads.ways == [
-        ("predictions-2026-11-20.ndjson", "two passes"),
-        ("predictions-2026-11-21.ndjson", "strict"),
+    assert reads.calls == [  # the next day's first lines hold no such key: it was remembered
+        ("predictions-2026-11-20.ndjson", "stopped"),
+        ("predictions-2026-11-20.ndjson", "read"),
+        ("predictions-2026-11-21.ndjson", "read"),
     ]
 
 
@@ -230,3 +254,56 @@ def test_bytes_that_are_not_utf8_past_the_first_lines_cost_their_line(tmp_path: 
     assert {r: c.count for r, c in reasons.items()} == {"invalid UTF-8": 1}
     assert reasons["invalid UTF-8"].first.endswith(":2601")
     assert reads.ways == [("predictions-2026-11-20.ndjson", "two passes")]
+
+
+@pytest.mark.parametrize("cut", range(4))
+def test_a_late_key_on_a_line_whose_text_duckdb_cuts_mid_character_is_read(tmp_path: Path, monkeypatch, cut: int):
+    """DuckDB quotes the line it stops at, cut at a byte count: a cut inside a character made its binding raise
+    ``UnicodeDecodeError``, and the whole parse failed.  The line is read, at every offset of the character."""
+    lines = [prediction(f"a{i}", f"2026-11-20T{i % 24:02d}:00:00Z") for i in range(3000)]
+    lines[2500]["ml"]["features"] = {"late": 1, "a" * cut + "city": "Zürich" * 20}
+    write(tmp_path / "logs" / "svc" / "predictions-2026-11-20.ndjson", lines)
+    Reads(monkeypatch)
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as s:
+        assert s.count(Query("fraud", DAY1)) == 3000
+        assert s.numeric_summary(Query("fraud", DAY1), "features.late").count == 1
+
+
+@pytest.mark.parametrize("strict", [True, False], ids=["strict first", "two passes"])
+def test_a_blank_line_and_a_late_feature_of_another_type_than_expected_are_read(
+    tmp_path: Path, monkeypatch, strict: bool
+):
+    """A value not of its expected type has every line's types found and the range read again: the blank lines
+    must stay placeholders in that read too (they were dropped, DuckDB's reader skipped them, the line count
+    disagreed and the whole parse failed)."""
+    lines: list = [prediction(f"a{i}", f"2026-11-20T{i % 24:02d}:00:00Z") for i in range(3000)]
+    lines[10] = b""
+    lines[2500]["ml"]["features"]["late"] = 2.5  # past the first lines: expected an integer, as none was seen
+    write(tmp_path / "logs" / "svc" / "predictions-2026-11-20.ndjson", lines)
+    Reads(monkeypatch, strict=strict)
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as s:
+        assert s.count(Query("fraud", DAY1)) == 2999
+        assert s.numeric_summary(Query("fraud", DAY1), "features.late").mean == 2.5
+        assert s.quality(Query("fraud", DAY1)).set_aside == 0
+
+
+def test_a_range_beginning_with_a_torn_line_is_read_strictly_with_that_line_set_aside(tmp_path: Path, monkeypatch):
+    """A writer killed mid-line leaves its line unfinished at the end of the file: the parse stops before it, and
+    once the next writer ends it, it is the first line of the next range (among the lines the strict read samples)."""
+    torn = orjson.dumps(prediction("torn", "2026-11-20T05:00:00Z"))[:60]
+    path = write(tmp_path / "logs" / "svc" / "predictions-2026-11-20.ndjson", [])
+    with open(path, "ab") as handle:
+        handle.write(b"".join(orjson.dumps(prediction(f"a{i}", "2026-11-20T01:00:00Z")) + b"\n" for i in range(100)))
+        handle.write(torn)
+    reads = Reads(monkeypatch)
+    with LocalStore(tmp_path / "logs", tmp_path / "state") as s:
+        assert s.count(Query("fraud", DAY1)) == 100
+        with open(path, "ab") as handle:  # the next writer ends the torn line first, then writes its own
+            handle.write(
+                b"\n" + b"".join(orjson.dumps(prediction(f"b{i}", "2026-11-20T02:00:00Z")) + b"\n" for i in range(3000))
+            )
+        assert s.count(Query("fraud", DAY1)) == 3100
+        reasons = s.quality(Query("fraud", DAY1)).reasons
+    assert reasons["bad JSON"].count == 1
+    assert reasons["bad JSON"].first.endswith(":101")
+    assert reads.calls == [("predictions-2026-11-20.ndjson", "read")]

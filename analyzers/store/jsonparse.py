@@ -3,10 +3,11 @@
 Usually one pass: DuckDB's JSON reader, told every key the range may hold by two sample lines put before it
 (``strict_source``), reads it and refuses a line holding any other key, so a feature first seen on the last
 line is never dropped; each value is read as its JSON text and cast to a number where the column is expected
-to hold numbers.  When that read refuses the range (a new key, a line that is not a JSON object), two passes
-do it: the first reads every line's keys and names the lines that are not JSON objects, the second reads the
-range with every column declared.  A column's type is expected from what the file (or
-else the service's latest file, or else the range's first lines) held so far; a value the cast refuses, or
+to hold numbers.  Where it stops at a line, the caller (``range_parse``) learns that line's new keys or sets it
+aside and reads strictly again; when that read still refuses the range, two passes do it: the first reads every
+line's keys and names the lines that are not JSON objects, the second reads the range with every column
+declared.  A column's type is expected from what the file (or else the service's latest file, or else the
+range's first lines) held so far; a value the cast refuses, or
 a field DuckDB's reader cannot take at all (a ``ml.features`` that is not an object), stops the read, and an
 exact pass finds every line's types before the range is read again (rare: a new service, or a changed one).
 
@@ -155,6 +156,21 @@ class KeyScan:
     key_sets: list[tuple[int, list[Key]]] = field(default_factory=list)  # (first line, keys) per distinct key set
     others: dict[str, set[str]] = field(default_factory=dict)  # per object of OBJECTS, the keys it is not read for
     lines: int = 0
+
+    def learn(self, more: KeyScan, *, known: Mapping[Key, str]) -> list[Key] | None:
+        """Take in the keys of ``more`` (a few later lines) that neither this scan nor ``known`` holds, the
+        sentinel aside: the feature and group keys taken, or None when there was no key to take."""
+        held = set(known) | {k for _, keys in self.key_sets for k in keys}
+        new = list(dict.fromkeys(k for _, keys in more.key_sets for k in keys if k not in held and k[1] != SENTINEL))
+        others = {obj: names - self.others.get(obj, set()) for obj, names in more.others.items()}
+        others = {obj: names for obj, names in others.items() if names}
+        if not new and not others:
+            return None
+        if new:
+            self.key_sets.append((max(line for line, _ in more.key_sets), new))
+        for obj, names in others.items():
+            self.others.setdefault(obj, set()).update(names)
+        return new
 
 
 def pointer(*parts: str) -> str:

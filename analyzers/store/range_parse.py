@@ -2,8 +2,10 @@
 
 The range is checked line by line (``linescan``) and its columns expected (as the file's earlier parts, the
 service's latest file, or the range's first lines show them).  It is first read in one strict pass, told the
-keys of its first lines (``strict_source``); if that read refuses it, its keys are found on every line, lines
-that cannot be events set aside as placeholders, and it is read with DuckDB's typed reader (``jsonparse``).
+keys of its first lines (``strict_source``); where that read stops at a line, a line that cannot be an event is
+set aside and a key first seen there is told of, and the range read strictly again (twice at most).  If it still
+refuses the range, its keys are found on every line, lines that cannot be events set aside as placeholders, and
+it is read with DuckDB's typed reader (``jsonparse``).
 A part is written under a private name and renamed into place, so that nothing half written is ever listed.
 """
 
@@ -42,7 +44,7 @@ _SAMPLE_LINES = 2000  # lines read to expect the types of keys a service never h
 # A range smaller than this is read in two passes: on small files the strict read's copy and sample cost more than
 # the key pass it saves (365 daily files of 2.5 MB: 22.2 s against 18.9 s; 110 MiB files: 25% less CPU).
 STRICT_MIN_BYTES = 16 * 2**20
-_STRICT_TRIES = 3  # strict reads of a range; a line one stops at that cannot be an event is set aside for the next
+_STRICT_TRIES = 3  # strict reads of a range; what a line one stops at holds (not an event, a new key) helps the next
 _STOPPED_AT = re.compile(r'", (?:at byte \d+ )?in line (\d+):')  # where DuckDB's JSON reader stopped, in its message
 _NAMES = itertools.count()
 
@@ -100,7 +102,7 @@ class RangeParser:
         scratch = temporary_name(self.folder / f"{log_file.name}.ndjson", str(next(_NAMES)))
         hint = self.hint
 
-        def scanned_range(replace: set[int] | None = None, careful: bool = False) -> ScannedRange:
+        def scanned_range(replace: set[int] | None = None, careful: bool = careful) -> ScannedRange:
             try:
                 return scan(
                     log_file,
@@ -130,27 +132,42 @@ class RangeParser:
                 except duckdb.Error:
                     first = None  # DuckDB refuses the file as it is: the two passes read a checked copy
             stopped_at: list[SetAside] = []  # lines the strict read stopped at that cannot be events
+            if first is not None and first.bad and all(b.reason != BLANK for b in first.bad):
+                # First lines that cannot be events (often a line a killed writer left torn, which then begins the
+                # next range) are set aside as the two passes would set them aside, and the range read strictly.
+                stopped_at, first.bad = first.bad, []
+                scanned.release()
+                scanned = scanned_range({b.line for b in stopped_at})
+                lines = lines_sql(scanned.source, scanned.first_line, scanned.longest)
+            told = hint  # the columns the strict read expects, with the types of keys it learned where it stopped
             if first is not None and first.lines != scanned.lines:  # more lines than the first: one strict pass
                 for attempt in range(_STRICT_TRIES):
                     strict = self._read_strictly(
-                        con, scanned, log_file, entry, hint, lines, partial, first, stopped_at, alone=alone
+                        con, scanned, log_file, entry, told, lines, partial, first, stopped_at, alone=alone
                     )
                     if not isinstance(strict, int) or attempt == _STRICT_TRIES - 1:
                         break
                     # The strict read stopped at a line: one that cannot be an event is set aside as the two
-                    # passes would set it aside, and the range read again with it as a placeholder.  (DuckDB names
-                    # the line after a malformed one, so the line before is looked at too.)
+                    # passes would set it aside, and the range read again with it as a placeholder; a key first
+                    # seen there (a feature first logged late) is told of, with the type that line shows, and the
+                    # range read again.  (DuckDB names the line after a malformed one: the line before is looked
+                    # at too.)  A value of a learned key of another type stops the read: the two passes read it.
                     at_line = f"SELECT * FROM ({lines}) WHERE line_no BETWEEN {strict - 1} AND {strict}"
                     try:
-                        found = find_keys(con, at_line, self.limits, scanned.placeholders).bad
+                        there = find_keys(con, at_line, self.limits, scanned.placeholders)
                     except duckdb.Error:  # DuckDB refuses the file as it is (bytes that are not UTF-8): two passes
                         break
-                    if not found or found[0].reason == BLANK:
+                    found = there.bad
+                    if found and found[0].reason != BLANK:
+                        stopped_at += found
+                        scanned.release()
+                        scanned = scanned_range({b.line for b in stopped_at})
+                        lines = lines_sql(scanned.source, scanned.first_line, scanned.longest)
+                    elif not found and (learned := first.learn(there, known=entry.schema.columns)) is not None:
+                        _, typed = find_types(con, at_line, learned, scanned.placeholders)
+                        told = Schema({**told.columns, **typed.columns}, told.values, told.others)
+                    else:
                         break
-                    stopped_at += found
-                    scanned.release()
-                    scanned = scanned_range({b.line for b in stopped_at})
-                    lines = lines_sql(scanned.source, scanned.first_line, scanned.longest)
                 if isinstance(strict, tuple):
                     schema, written, others = strict
                     make_private(partial)
@@ -190,7 +207,7 @@ class RangeParser:
                 bad = sorted({b.line: b for b in [*bad, *more]}.values(), key=lambda b: b.line)
                 scanned.release()
                 # A checked copy: DuckDB's reader may have stopped at the value before a line it cannot take as it
-                # is (bytes that are not UTF-8), and blank lines stay placeholders.
+                # is (bytes that are not UTF-8); blank lines stay placeholders.
                 scanned = scanned_range({b.line for b in bad} | blank, careful=True)
                 written = self._write(con, scanned, log_file, schema, bad, partial, alone=alone)
             make_private(partial)
@@ -261,9 +278,9 @@ class RangeParser:
                 raise
             self.strict = False  # the JSON reader does not fit this budget: the two passes read line by line
             return None
-        except duckdb.Error as exc:
+        except (duckdb.Error, UnicodeDecodeError) as exc:
             partial.unlink(missing_ok=True)
-            stopped = _STOPPED_AT.search(str(exc))
+            stopped = _STOPPED_AT.search(_message(exc))
             return int(stopped.group(1)) - PREAMBLE_LINES - 1 + scanned.first_line if stopped else None
         except (_StrictRefused, OSError):  # OSError: the file shrank or went while it was copied
             partial.unlink(missing_ok=True)
@@ -341,6 +358,15 @@ class RangeParser:
                 raise _ReadInPlaceMoved(log_file.path)
             raise ParseError(f"parsing {log_file.path} lost track of its line numbers; it is parsed again next run")
         return rows
+
+
+def _message(exc: duckdb.Error | UnicodeDecodeError) -> str:
+    """A DuckDB error's message.  DuckDB cuts the line it quotes (``Object {...} has unknown key``) at a byte
+    count, which may fall inside a character: its Python binding then raises ``UnicodeDecodeError`` over the
+    message's bytes, which are decoded here with the cut character replaced."""
+    if isinstance(exc, UnicodeDecodeError):
+        return bytes(exc.object).decode("utf-8", "replace")
+    return str(exc)
 
 
 def _part_name(log_file: LogFile, entry: Entry) -> str:
