@@ -322,29 +322,27 @@ def fit_loss_models(
     absolute, squared = np.abs(error), error * error
     split = list(KFold(n_splits=folds, shuffle=True, random_state=seed).split(matrix))
     raw_absolute, raw_squared = np.zeros(len(y)), np.zeros(len(y))
-    raw_pairs = []
+    pairs = []
     for train, test in split:
         pair = _nannies(matrix[train], absolute[train], squared[train], w[train], encoder, max_iter, seed)
-        raw_absolute[test], raw_squared[test] = (
-            pair.absolute[0].predict(matrix[test]),
-            pair.squared[0].predict(matrix[test]),
-        )
-        raw_pairs.append(pair)
+        with one_thread("openmp"):
+            raw_absolute[test] = pair.absolute[0].predict(matrix[test])
+            raw_squared[test] = pair.squared[0].predict(matrix[test])
+        pairs.append(pair)
     # The check: each row predicted by the pair that did not see it, rescaled by the rows that pair learnt from.
     out_absolute, out_squared = np.zeros(len(y)), np.zeros(len(y))
-    for (_, test), raw in zip(split, raw_pairs, strict=True):
+    for _, test in split:
         others = np.ones(len(y), dtype=bool)
         others[test] = False
-        held = Nannies(
-            (_rescaled(raw.absolute[0], absolute, raw_absolute, w, others),),
-            (_rescaled(raw.squared[0], squared, raw_squared, w, others),),
+        out_absolute[test] = raw_absolute[test] * _ratio(absolute, raw_absolute, w, others)
+        out_squared[test] = np.maximum(
+            raw_squared[test] * _ratio(squared, raw_squared, w, others), out_absolute[test] ** 2
         )
-        held_absolute, held_squared = held.predict(matrix[test])
-        out_absolute[test], out_squared[test] = held_absolute[:, 0], held_squared[:, 0]
     every = np.ones(len(y), dtype=bool)
+    to_absolute, to_squared = _ratio(absolute, raw_absolute, w, every), _ratio(squared, raw_squared, w, every)
     nannies = Nannies(
-        tuple(_rescaled(p.absolute[0], absolute, raw_absolute, w, every) for p in raw_pairs),
-        tuple(_rescaled(p.squared[0], squared, raw_squared, w, every) for p in raw_pairs),
+        tuple(LossModel(p.absolute[0].model, p.absolute[0].scale * to_absolute) for p in pairs),
+        tuple(LossModel(p.squared[0].model, p.squared[0].scale * to_squared) for p in pairs),
         _squared_variance(squared, out_squared, w),
     )
     total = float(w.sum())
@@ -397,16 +395,13 @@ def _nannies(
         return Nannies((fitted(absolute),), (fitted(squared),))
 
 
-def _rescaled(
-    model: LossModel, loss: np.ndarray, out_of_fold: np.ndarray, weights: np.ndarray, rows: np.ndarray
-) -> LossModel:
-    """A nanny times the ratio of the given reference rows' realized loss to their out-of-fold predicted loss, so that
-    it is unbiased on the reference: its log link otherwise underestimates heavy-tailed losses out of sample (the
-    trees' fit to a few large losses, exponentiated, does not carry to new rows)."""
+def _ratio(loss: np.ndarray, out_of_fold: np.ndarray, weights: np.ndarray, rows: np.ndarray) -> float:
+    """The given reference rows' realized loss over their out-of-fold predicted loss: the factor that makes the
+    nannies unbiased on the reference, since their log link otherwise underestimates heavy-tailed losses out of
+    sample (the trees' fit to a few large losses, exponentiated, does not carry to new rows); 1 when nothing is
+    predicted."""
     predicted = float(weights[rows] @ out_of_fold[rows])
-    if predicted <= 0:
-        return model
-    return LossModel(model.model, model.scale * float(weights[rows] @ loss[rows]) / predicted)
+    return float(weights[rows] @ loss[rows]) / predicted if predicted > 0 else 1.0
 
 
 def _squared_variance(squared: np.ndarray, predicted: np.ndarray, weights: np.ndarray) -> float:
