@@ -9,7 +9,14 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from analyzers.stats.loss_estimation import LossMean, LossSums, fit_loss_models, jackknife
+from analyzers.stats.loss_estimation import (
+    LossMean,
+    LossSums,
+    _ratio,
+    _ratio_variance,
+    fit_loss_models,
+    jackknife,
+)
 
 
 def test_the_sums_give_the_hand_computed_estimates_and_standard_errors() -> None:
@@ -58,6 +65,41 @@ def test_the_quantile_is_the_normal_without_a_jackknife_part_and_student_with_on
     assert only.quantile(0.95) == pytest.approx(float(stats.t.ppf(0.975, 4)))
     assert jackknife(np.array([3.0])) == 0.0
     assert jackknife(np.array([1.0, 3.0])) == pytest.approx(1.0)
+
+
+def test_the_rescalings_variance_adds_the_squared_estimate_times_its_relative_variance() -> None:
+    absolute = np.array([[1.0, 3.0], [2.0, 2.0]])
+    squared = np.array([[4.0, 10.0], [5.0, 5.0]])
+    plain, rescaled = LossSums(), LossSums()
+    plain.add_predicted(absolute, squared, np.ones(2), squared_variance=2.0)
+    rescaled.add_predicted(absolute, squared, np.ones(2), squared_variance=2.0, scale_variance=(0.01, 0.04))
+    before, after = plain.estimates(confidence=0.9), rescaled.estimates(confidence=0.9)
+    assert after["mae"].value == before["mae"].value
+    assert after["mae"].se ** 2 == pytest.approx(before["mae"].se ** 2 + 0.01 * 2.0**2)
+    mse = 6.0
+    se_mse = 2 * math.sqrt(mse) * after["rmse"].se
+    assert se_mse**2 == pytest.approx((2 * math.sqrt(mse) * before["rmse"].se) ** 2 + 0.04 * mse**2)
+    # measured on every reference row, the rescaling's part adds to the Welch degrees of freedom as exact
+    sampling, between = (3.0 + 1.0) / 4, 0.5
+    assert LossMean(2.0, sampling, between, 2, 0.04).degrees_of_freedom == pytest.approx(
+        (sampling + between + 0.04) ** 2 / between**2
+    )
+
+
+def test_the_rescalings_relative_variance_is_the_spread_of_the_factor_over_resampled_references() -> None:
+    rng = np.random.default_rng(3)
+    predicted = rng.gamma(0.5, 2.0, 3000)  # out-of-fold predicted losses, 20% too low
+    loss = 1.25 * predicted * rng.gamma(4.0, 0.25, 3000)  # losses around them, which explain most of their spread
+    w, every = np.ones(3000), np.ones(3000, dtype=bool)
+    ratio = _ratio(loss, predicted, w, every)
+    resampled = []
+    for _ in range(400):
+        rows = rng.integers(0, 3000, 3000)
+        resampled.append(_ratio(loss[rows], predicted[rows], w, every))
+    relative = _ratio_variance(loss, predicted * ratio, w)
+    assert relative == pytest.approx(float(np.var(resampled)) / ratio**2, rel=0.25)
+    # the spread of the losses around their predictions, not around their mean (3.5 times as much here)
+    assert relative < 0.5 * float(np.var(loss)) / float(np.mean(loss)) ** 2 / len(loss)
 
 
 def test_sums_of_different_fold_counts_are_refused() -> None:

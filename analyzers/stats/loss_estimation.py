@@ -21,7 +21,7 @@ predicted loss equals its realized one: the log link alone underestimates heavy-
 The nannies are *cross-fitted*: the reference is split into ``K`` folds and each pair of nannies learns
 from all folds but one, so every reference row has out-of-fold predicted losses, and a window's estimate
 is the mean of the ``K`` pairs' estimates.  Its interval covers the window's realized metric at the
-stated confidence, over the window's labels and the reference the nannies learnt from, with two parts:
+stated confidence, over the window's labels and the reference the nannies learnt from, with three parts:
 
 - *sampling*: the window's realized losses vary around the predicted ones, row by row.  A row's absolute
   error varies by ``ŝ - â²`` (``ŝ`` the predicted squared error, ``â`` the predicted absolute error:
@@ -34,9 +34,15 @@ stated confidence, over the window's labels and the reference the nannies learnt
   with another reference; this part does not shrink with ``n`` and grows where the window's inputs are
   thin in the reference.  It is the group jackknife over the folds, ``(K-1)/K Σ (θ_k - θ̄)²`` with ``θ_k``
   the window's estimate by the nannies without fold ``k``, computed on the window's own rows.
+- *the rescaling's error*: the factor that makes the nannies unbiased on the reference is one for every fold,
+  so the jackknife does not see it vary, but it is a ratio of two reference means and would differ with another
+  reference.  Its relative variance, by the delta method ``Σ w² (e - r f)² / (Σ w e)²`` (``e`` the reference's
+  losses, ``r f`` their rescaled out-of-fold predictions), times the estimate squared, is added; like the
+  jackknife's, this part does not shrink with ``n``.  Without it the RMSE's interval held 88% to 92% of the realized
+  RMSEs in windows of 2,000 and 10,000 rows of the coverage simulation (nominal 95%).
 
-The interval is ``θ̄ ± t·se`` with ``se²`` the sum of both parts and ``t`` Student's quantile with the
-Welch–Satterthwaite degrees of freedom (the jackknife has ``K - 1``; the sampling part, from every row, is
+The interval is ``θ̄ ± t·se`` with ``se²`` the sum of the three parts and ``t`` Student's quantile with the
+Welch–Satterthwaite degrees of freedom (the jackknife has ``K - 1``; the other parts, from every row, are
 taken as exact), which is the normal quantile when the sampling part dominates.  The RMSE's interval is the
 square root of the MSE's (its standard error by the delta method, ``se(√M) = se(M) / (2√M)``).
 
@@ -130,12 +136,14 @@ class LossModel:
 
 @dataclass(frozen=True)
 class Nannies:
-    """The loss models cross-fitted on the reference's folds (pair ``k`` learnt without fold ``k``), and ``c`` in
-    ``Var(e² | x) = c ŝ²`` (``κ - 1``)."""
+    """The loss models cross-fitted on the reference's folds (pair ``k`` learnt without fold ``k``), ``c`` in
+    ``Var(e² | x) = c ŝ²`` (``κ - 1``), and the relative variances of the factors that rescaled the absolute and
+    the squared nannies to the reference's realized losses (shared by every fold, so outside the jackknife)."""
 
     absolute: tuple[LossModel, ...]
     squared: tuple[LossModel, ...]
     squared_variance: float = NORMAL_SQUARED_VARIANCE
+    scale_variance: tuple[float, float] = (0.0, 0.0)
 
     def predict(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each row's predicted absolute and squared error by each fold's pair (rows × folds; the squared error never
@@ -156,6 +164,7 @@ class LossSums:
     squared: np.ndarray = field(default_factory=lambda: np.zeros(0))  # Σ w ŝ_k, one per fold
     var_absolute: float = 0.0
     var_squared: float = 0.0
+    scale_variance: tuple[float, float] = (0.0, 0.0)  # the rescaling's relative variance (absolute, squared)
     labelled: float = 0.0
     realized_absolute: float = 0.0
     realized_squared: float = 0.0
@@ -165,12 +174,25 @@ class LossSums:
         if len(weights) == 0:
             return
         absolute, squared = nannies.predict(matrix)
-        self.add_predicted(absolute, squared, weights, squared_variance=nannies.squared_variance)
+        self.add_predicted(
+            absolute,
+            squared,
+            weights,
+            squared_variance=nannies.squared_variance,
+            scale_variance=nannies.scale_variance,
+        )
 
     def add_predicted(
-        self, absolute: np.ndarray, squared: np.ndarray, weights: np.ndarray, *, squared_variance: float
+        self,
+        absolute: np.ndarray,
+        squared: np.ndarray,
+        weights: np.ndarray,
+        *,
+        squared_variance: float,
+        scale_variance: tuple[float, float] = (0.0, 0.0),
     ) -> None:
-        """Rows whose predicted absolute and squared errors are known (rows × folds, or one column per row)."""
+        """Rows whose predicted absolute and squared errors are known (rows × folds, or one column per row), by
+        nannies of the given ``c`` and rescaling variances (:class:`Nannies`)."""
         w = np.asarray(weights, dtype=float)
         if len(w) == 0:
             return
@@ -180,6 +202,7 @@ class LossSums:
             self.absolute, self.squared = np.zeros(a.shape[1]), np.zeros(a.shape[1])
         elif a.shape[1] != self.absolute.size:
             raise ValueError(f"predicted losses of {a.shape[1]} folds added to sums of {self.absolute.size}")
+        self.scale_variance = scale_variance
         self.weight += float(w.sum())
         self.absolute = self.absolute + w @ a
         self.squared = self.squared + w @ s
@@ -208,7 +231,9 @@ class LossSums:
                 continue
             per_fold = (self.absolute if name == "mae" else self.squared) / self.weight
             sampling = (self.var_absolute if name == "mae" else self.var_squared) / (self.weight * self.weight)
-            mean = LossMean(float(per_fold.mean()), sampling, jackknife(per_fold), per_fold.size)
+            value = float(per_fold.mean())
+            relative = self.scale_variance[0 if name == "mae" else 1]
+            mean = LossMean(value, sampling, jackknife(per_fold), per_fold.size, value * value * relative)
             out[name] = mean.interval(confidence) if name == "mae" else mean.root_interval(confidence)
         return out
 
@@ -225,26 +250,27 @@ class LossSums:
 
 @dataclass(frozen=True)
 class LossMean:
-    """A window's estimated mean loss (MAE or MSE) with the two parts of its variance: the sampling variance of the
-    realized mean around it, and the nannies' own (the jackknife over ``folds`` folds)."""
+    """A window's estimated mean loss (MAE or MSE) with the parts of its variance: the sampling variance of the
+    realized mean around it, the nannies' own (the jackknife over ``folds`` folds), and their rescaling's."""
 
     value: float
     sampling: float
     nannies: float
     folds: int
+    scale: float = 0.0
 
     @property
     def se(self) -> float:
         """Standard error of the realized mean loss around the estimate."""
-        return math.sqrt(self.sampling + self.nannies)
+        return math.sqrt(self.sampling + self.nannies + self.scale)
 
     @property
     def degrees_of_freedom(self) -> float:
         """Welch–Satterthwaite's: the jackknife's ``folds - 1`` weighed by its share of the variance (infinite
-        when the nannies agree or there is one fold)."""
+        when the nannies agree or there is one fold; the other parts, from every row, are taken as exact)."""
         if self.nannies <= 0 or self.folds < 2:
             return math.inf
-        total = self.sampling + self.nannies
+        total = self.sampling + self.nannies + self.scale
         return total * total * (self.folds - 1) / (self.nannies * self.nannies)
 
     def quantile(self, confidence: float) -> float:
@@ -344,6 +370,10 @@ def fit_loss_models(
         tuple(LossModel(p.absolute[0].model, p.absolute[0].scale * to_absolute) for p in pairs),
         tuple(LossModel(p.squared[0].model, p.squared[0].scale * to_squared) for p in pairs),
         _squared_variance(squared, out_squared, w),
+        (
+            _ratio_variance(absolute, raw_absolute * to_absolute, w),
+            _ratio_variance(squared, raw_squared * to_squared, w),
+        ),
     )
     total = float(w.sum())
     realized = {"mae": float(w @ absolute) / total, "rmse": math.sqrt(float(w @ squared) / total)}
@@ -402,6 +432,14 @@ def _ratio(loss: np.ndarray, out_of_fold: np.ndarray, weights: np.ndarray, rows:
     predicted."""
     predicted = float(weights[rows] @ out_of_fold[rows])
     return float(weights[rows] @ loss[rows]) / predicted if predicted > 0 else 1.0
+
+
+def _ratio_variance(loss: np.ndarray, rescaled: np.ndarray, weights: np.ndarray) -> float:
+    """The relative variance of :func:`_ratio` over every reference row (the delta method's for a ratio of means),
+    ``Σ w² (e - r f)² / (Σ w e)²`` with ``r f`` the rescaled out-of-fold prediction: the reference's realized mean
+    loss is itself a sample, so the factor would differ with another reference (0 without any loss)."""
+    total = float(weights @ loss)
+    return float((weights * weights) @ (loss - rescaled) ** 2) / (total * total) if total > 0 else 0.0
 
 
 def _squared_variance(squared: np.ndarray, predicted: np.ndarray, weights: np.ndarray) -> float:
