@@ -1,18 +1,21 @@
 """How often direct loss estimation's interval holds the realized MAE and RMSE: a simulation with known truth.
 
 A regression model ``ŷ = 3·x1 + x2`` whose errors are heavy-tailed (Student's t, 5 degrees of freedom) and grow
-with ``x1``, ``|x2|`` and in segment ``c``.  Each replicate draws a fresh labelled reference (``--reference``
-rows), fits the loss models on it, then draws ``--windows`` windows of each size for each scenario and compares
-each window's interval with its realized MAE and RMSE:
+with ``x1``, ``|x2|`` and in segment ``c``. Each replicate draws a fresh labelled reference (``--reference`` rows),
+fits the loss models on it, then draws ``--windows`` windows of each size for each scenario and compares each
+window's interval with its realized MAE and RMSE:
 
 - ``same``: the window's inputs come from the reference's distribution;
 - ``shift``: covariate shift inside the reference's range (``x1`` piled up near its top, ``x2`` moved up, segment
   ``c`` 2.5 times as common), where the model errs more and the reference is thinner.
 
-Both the intervals of this tree and those of the commit before this benchmark (``--before``, read with
-``git show``) are measured in the same run, on the same references and windows.  Coverage is printed with its
-binomial standard error over the chunks, and the standard error over references (windows of one reference share
-its loss models, so their misses are not independent), with the mean width of the MAE's interval.
+Both the intervals of this tree and those of an earlier commit (``--before``, by default main before the loss
+models had a log link; read with ``git show``) are measured in the same run, on the same references and windows.
+Coverage is printed with its binomial standard error over the chunks, and the standard error over references
+(windows of one reference share its loss models, so their misses are not independent), with the mean width of the
+MAE's interval.
+
+
 
 Run: ``python benchmarks/bench_dle_coverage.py`` (``--references 40 --windows 5 --sizes 500 2000 10000``).
 """
@@ -33,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
-BEFORE = "3752a1a"  # main before the intervals included the loss models' own error
+BEFORE = "663db49"  # main before the loss models had a log link (Poisson deviance)
 MODULE = "analyzers/stats/loss_estimation.py"
 NUMERIC, CATEGORICAL = ["x1", "x2"], ["segment"]
 SCENARIOS = ("same", "shift")
@@ -53,13 +56,13 @@ def simulate(n: int, rng: np.random.Generator, scenario: str) -> tuple[pd.DataFr
     return pd.DataFrame({"x1": x1, "x2": x2, "segment": segment}), prediction, prediction + noise
 
 
-def load_before() -> types.ModuleType:
-    """The loss-estimation module as it was at ``BEFORE``, loaded under a name of its own."""
+def load_before(commit: str) -> types.ModuleType:
+    """The loss-estimation module as it was at ``commit``, loaded under a name of its own."""
     source = subprocess.run(
-        ["git", "show", f"{BEFORE}:{MODULE}"], capture_output=True, text=True, check=True, cwd=HERE.parent
+        ["git", "show", f"{commit}:{MODULE}"], capture_output=True, text=True, check=True, cwd=HERE.parent
     ).stdout
     module = types.ModuleType("loss_estimation_before")
-    module.__file__ = f"{BEFORE}:{MODULE}"
+    module.__file__ = f"{commit}:{MODULE}"
     sys.modules[module.__name__] = module  # dataclasses look their module up while they are built
     exec(compile(source, module.__file__, "exec"), module.__dict__)
     return module
@@ -139,6 +142,7 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=5, help="windows per reference, scenario and size")
     parser.add_argument("--sizes", type=int, nargs="+", default=[500, 2_000, 10_000])
     parser.add_argument("--reference", type=int, default=5_000, help="labelled reference rows")
+    parser.add_argument("--before", default=BEFORE, help="the commit whose intervals are measured alongside")
     parser.add_argument("--skip-before", action="store_true", help="measure this tree's intervals only")
     args = parser.parse_args()
     sys.path.insert(0, str(HERE.parent))
@@ -146,7 +150,7 @@ def main() -> None:
 
     implementations: dict[str, types.ModuleType] = {"after": loss_estimation}
     if not args.skip_before:
-        implementations = {"before": load_before(), **implementations}
+        implementations = {"before": load_before(args.before), **implementations}
     load = os.getloadavg()
     results, seconds = run(
         implementations, references=args.references, windows=args.windows, sizes=args.sizes, n_reference=args.reference

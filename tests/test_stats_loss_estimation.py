@@ -9,7 +9,14 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from analyzers.stats.loss_estimation import LossMean, LossSums, fit_loss_models, jackknife
+from analyzers.stats.loss_estimation import (
+    LossMean,
+    LossSums,
+    _ratio,
+    _ratio_variance,
+    fit_loss_models,
+    jackknife,
+)
 
 
 def test_the_sums_give_the_hand_computed_estimates_and_standard_errors() -> None:
@@ -58,6 +65,41 @@ def test_the_quantile_is_the_normal_without_a_jackknife_part_and_student_with_on
     assert only.quantile(0.95) == pytest.approx(float(stats.t.ppf(0.975, 4)))
     assert jackknife(np.array([3.0])) == 0.0
     assert jackknife(np.array([1.0, 3.0])) == pytest.approx(1.0)
+
+
+def test_the_rescalings_variance_adds_the_squared_estimate_times_its_relative_variance() -> None:
+    absolute = np.array([[1.0, 3.0], [2.0, 2.0]])
+    squared = np.array([[4.0, 10.0], [5.0, 5.0]])
+    plain, rescaled = LossSums(), LossSums()
+    plain.add_predicted(absolute, squared, np.ones(2), squared_variance=2.0)
+    rescaled.add_predicted(absolute, squared, np.ones(2), squared_variance=2.0, scale_variance=(0.01, 0.04))
+    before, after = plain.estimates(confidence=0.9), rescaled.estimates(confidence=0.9)
+    assert after["mae"].value == before["mae"].value
+    assert after["mae"].se ** 2 == pytest.approx(before["mae"].se ** 2 + 0.01 * 2.0**2)
+    mse = 6.0
+    se_mse = 2 * math.sqrt(mse) * after["rmse"].se
+    assert se_mse**2 == pytest.approx((2 * math.sqrt(mse) * before["rmse"].se) ** 2 + 0.04 * mse**2)
+    # measured on every reference row, the rescaling's part adds to the Welch degrees of freedom as exact
+    sampling, between = (3.0 + 1.0) / 4, 0.5
+    assert LossMean(2.0, sampling, between, 2, 0.04).degrees_of_freedom == pytest.approx(
+        (sampling + between + 0.04) ** 2 / between**2
+    )
+
+
+def test_the_rescalings_relative_variance_is_the_spread_of_the_factor_over_resampled_references() -> None:
+    rng = np.random.default_rng(3)
+    predicted = rng.gamma(0.5, 2.0, 3000)  # out-of-fold predicted losses, 20% too low
+    loss = 1.25 * predicted * rng.gamma(4.0, 0.25, 3000)  # losses around them, which explain most of their spread
+    w, every = np.ones(3000), np.ones(3000, dtype=bool)
+    ratio = _ratio(loss, predicted, w, every)
+    resampled = []
+    for _ in range(400):
+        rows = rng.integers(0, 3000, 3000)
+        resampled.append(_ratio(loss[rows], predicted[rows], w, every))
+    relative = _ratio_variance(loss, predicted * ratio, w)
+    assert relative == pytest.approx(float(np.var(resampled)) / ratio**2, rel=0.25)
+    # the spread of the losses around their predictions, not around their mean (3.5 times as much here)
+    assert relative < 0.5 * float(np.var(loss)) / float(np.mean(loss)) ** 2 / len(loss)
 
 
 def test_sums_of_different_fold_counts_are_refused() -> None:
@@ -171,3 +213,67 @@ def test_the_interval_covers_windows_larger_than_the_reference_without_being_use
     rms_error = math.sqrt(float(np.mean(np.square(errors))))
     # a right standard error gives a half-width of 1.96 of them; Student's quantile (4 degrees) widens it
     assert float(np.mean(half_widths)) < 3.5 * rms_error
+
+
+def _multiplicative(n: int, rng: np.random.Generator, *, rho: float) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Errors whose scale is a product of the inputs' effects, ``exp(2.5 (x1 - x2))``, as a price's errors scale with
+    the price; ``x1`` and ``x2`` are uniform, correlated by ``rho`` through a normal copula."""
+    z = rng.normal(size=(n, 2))
+    z[:, 1] = rho * z[:, 0] + math.sqrt(1 - rho * rho) * z[:, 1]
+    x = stats.norm.cdf(z)
+    prediction = 2 * x[:, 0] + x[:, 1]
+    noise = np.exp(2.5 * (x[:, 0] - x[:, 1])) * rng.normal(size=n)
+    return pd.DataFrame({"features.x1": x[:, 0], "features.x2": x[:, 1]}), prediction, prediction + noise
+
+
+def test_the_rmse_follows_inputs_that_move_together_when_their_effects_on_the_error_multiply() -> None:
+    # The reference's inputs are independent; the windows' move together (correlation 0.95) along the diagonal,
+    # where the two effects cancel and the squared error is smaller than anywhere the reference holds many rows
+    # of a single input's extreme.  Loss models additive in the squared error (before) overshot the RMSE by 12% to
+    # 40% here; with a log link the effects multiply as they do in the errors.
+    relative = []
+    for replicate in range(3):
+        rng = np.random.default_rng(replicate)
+        frame, prediction, label = _multiplicative(2_000, rng, rho=0.0)
+        fit = fit_loss_models(frame, prediction, label, numeric=["features.x1", "features.x2"], categorical=[])
+        frame, prediction, label = _multiplicative(5_000, rng, rho=0.95)
+        sums = LossSums()
+        sums.add(fit.nannies, fit.encoder.transform(frame, prediction), np.ones(len(frame)))
+        sums.add_realized(prediction, label, np.ones(len(frame)))
+        estimate, realized = sums.estimates(metrics=["rmse"])["rmse"], sums.realized(metrics=["rmse"])["rmse"]
+        assert estimate.value is not None and estimate.lower is not None and estimate.upper is not None
+        assert realized is not None
+        assert estimate.lower <= realized <= estimate.upper, f"reference {replicate}"
+        relative.append(estimate.value / realized - 1)
+    assert abs(float(np.mean(relative))) < 0.05, relative
+
+
+def test_losses_of_any_units_are_learnt_alike() -> None:
+    # Errors of about 1e-4, squared 1e-8: the log link's trees split on sums of hessians (the predicted loss), which
+    # the nannies keep on one scale by learning each loss over its mean.  The same data in other units gives the
+    # same estimates in those units.
+    rng = np.random.default_rng(3)
+    frame, prediction, label = _simulate(2_000, rng)
+    window, window_prediction, _ = _simulate(1_000, rng)
+    estimates = {}
+    for unit in (1.0, 1e-4):
+        fit = fit_loss_models(
+            frame, prediction * unit, label * unit, numeric=["features.x"], categorical=["features.segment"], folds=3
+        )
+        sums = LossSums()
+        sums.add(fit.nannies, fit.encoder.transform(window, window_prediction * unit), np.ones(len(window)))
+        estimates[unit] = sums.estimates()
+    for name in ("mae", "rmse"):
+        small, large = estimates[1e-4][name].value, estimates[1.0][name].value
+        assert small is not None and large is not None
+        assert small == pytest.approx(large * 1e-4, rel=1e-6), name
+
+
+def test_a_reference_without_errors_predicts_none() -> None:
+    frame = pd.DataFrame({"features.x": np.arange(40.0)})
+    fit = fit_loss_models(frame, np.arange(40.0), np.arange(40.0), numeric=["features.x"], categorical=[], folds=4)
+    sums = LossSums()
+    sums.add(fit.nannies, fit.encoder.transform(frame, np.arange(40.0)), np.ones(40))
+    estimated = sums.estimates()
+    assert estimated["mae"].value == 0.0
+    assert estimated["rmse"].value == 0.0

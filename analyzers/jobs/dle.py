@@ -121,6 +121,7 @@ class _Losses(Accumulator):
             rows["squared"][scored],
             w[scored],
             squared_variance=self.estimator.fit.nannies.squared_variance,
+            scale_variance=self.estimator.fit.nannies.scale_variance,
         )
         self.n_labeled += float(w[rows["labelled"]].sum())
         low, high = self.estimator.fit.prediction_range
