@@ -46,6 +46,7 @@ _SAMPLE_LINES = 2000  # lines read to expect the types of keys a service never h
 STRICT_MIN_BYTES = 16 * 2**20
 _STRICT_TRIES = 3  # strict reads of a range; what a line one stops at holds (not an event, a new key) helps the next
 _STOPPED_AT = re.compile(r'", (?:at byte \d+ )?in line (\d+):')  # where DuckDB's JSON reader stopped, in its message
+_STOPPED_LINES = "_pw_stopped"  # the lines around the one a strict read stopped at, read once
 _NAMES = itertools.count()
 
 
@@ -152,21 +153,28 @@ class RangeParser:
                     # seen there (a feature first logged late) is told of, with the type that line shows, and the
                     # range read again.  (DuckDB names the line after a malformed one: the line before is looked
                     # at too.)  A value of a learned key of another type stops the read: the two passes read it.
-                    at_line = f"SELECT * FROM ({lines}) WHERE line_no BETWEEN {strict - 1} AND {strict}"
-                    try:
-                        there = find_keys(con, at_line, self.limits, scanned.placeholders)
+                    try:  # the two lines, read once (each query over the range's lines reads all of them)
+                        there_lines = con.sql(
+                            f"SELECT * FROM ({lines}) WHERE line_no BETWEEN {strict - 1} AND {strict}"
+                        ).to_arrow_table()
                     except duckdb.Error:  # DuckDB refuses the file as it is (bytes that are not UTF-8): two passes
                         break
-                    found = there.bad
-                    if found and found[0].reason != BLANK:
-                        stopped_at += found
+                    con.register(_STOPPED_LINES, there_lines)
+                    try:
+                        at_line = f"SELECT * FROM {_STOPPED_LINES}"
+                        there = find_keys(con, at_line, self.limits, scanned.placeholders)
+                        learned = None if there.bad else first.learn(there, known=entry.schema.columns)
+                        if learned is not None:
+                            _, typed = find_types(con, at_line, learned, scanned.placeholders)
+                            told = Schema({**told.columns, **typed.columns}, told.values, told.others)
+                    finally:
+                        con.unregister(_STOPPED_LINES)
+                    if there.bad and there.bad[0].reason != BLANK:
+                        stopped_at += there.bad
                         scanned.release()
                         scanned = scanned_range({b.line for b in stopped_at})
                         lines = lines_sql(scanned.source, scanned.first_line, scanned.longest)
-                    elif not found and (learned := first.learn(there, known=entry.schema.columns)) is not None:
-                        _, typed = find_types(con, at_line, learned, scanned.placeholders)
-                        told = Schema({**told.columns, **typed.columns}, told.values, told.others)
-                    else:
+                    elif learned is None:
                         break
                 if isinstance(strict, tuple):
                     schema, written, others = strict
